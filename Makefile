@@ -1,0 +1,41 @@
+# Thin wrapper over CMake. Debug = ASan+UBSan (tests), Release = -O2 (demo, bench).
+BUILD_DEBUG   ?= build/debug
+BUILD_RELEASE ?= build/release
+JOBS          ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE         ?= cmake
+
+.PHONY: all deps build build-debug test demo bench fuzz clean install package
+
+all: build
+
+deps:
+	@sh tools/deps.sh
+
+build: deps
+	$(CMAKE) -S . -B $(BUILD_RELEASE) -DCMAKE_BUILD_TYPE=Release -DSG_TESTS=OFF >/dev/null
+	$(CMAKE) --build $(BUILD_RELEASE) -j $(JOBS)
+
+build-debug: deps
+	$(CMAKE) -S . -B $(BUILD_DEBUG) -DCMAKE_BUILD_TYPE=Debug -DSG_SANITIZE=ON -DSG_WERROR=ON >/dev/null
+	$(CMAKE) --build $(BUILD_DEBUG) -j $(JOBS)
+
+test: build-debug
+	cd $(BUILD_DEBUG) && ctest --output-on-failure -j 1
+
+demo: build
+	sh test/demo/demo.sh $(BUILD_RELEASE)/swarmgate
+
+bench: build
+	sh test/bench/bench.sh $(BUILD_RELEASE)/swarmgate
+
+fuzz: deps
+	sh test/fuzz/run.sh
+
+install: build
+	$(CMAKE) --install $(BUILD_RELEASE) $(if $(DESTDIR),,)
+
+package: build
+	cd $(BUILD_RELEASE) && cpack -G DEB
+
+clean:
+	rm -rf build

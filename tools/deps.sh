@@ -1,0 +1,33 @@
+#!/bin/sh
+# Installs the Debian 12 packages swarmgate needs to build, test, demo and
+# benchmark, and only those that are missing. Idempotent: prints nothing and
+# does nothing when all are present.
+set -eu
+
+PKGS="pkg-config libuv1-dev node-llhttp uuid-dev libpq-dev libyaml-dev libcriterion-dev
+postgresql prometheus curl wrk nginx-light haproxy clang libclang-rt-14-dev"
+if [ "${SG_DEPS_EXTRA:-}" != "" ]; then PKGS="$PKGS $SG_DEPS_EXTRA"; fi
+
+missing=""
+for p in $PKGS; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "deps: installing:$missing"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+        echo "deps: need root or sudo to install:$missing" >&2; exit 1
+    fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# Debian's postgresql and nginx packages start system services when installed;
+# swarmgate's tests run their own servers and need none of them.
+$SUDO sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
+trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing
