@@ -9,7 +9,9 @@
  * CPU placement on a 2-core machine: the proxy under test runs on CPU 1, wrk
  * and the origin share CPU 0, so CPU time per request is the proxy's own
  * cost. Every process is started here and stopped by PID. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>

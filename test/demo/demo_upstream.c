@@ -3,7 +3,9 @@
  * see the trace headers swarmgate sent. Keep-alive, one thread, poll(2).
  *
  * usage: demo_upstream PORT */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
