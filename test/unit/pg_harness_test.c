@@ -218,3 +218,42 @@ Test(pg_harness, killed_owner_does_not_leak_server, .timeout = 60)
         poll(&none, 0, 20);
     }
 }
+
+static int64_t q64(const char *sql)
+{
+    int64_t v = -1;
+    cr_assert_eq(sg_pgh_query_i64(h, sql, &v), 0, "%s", sql);
+    return v;
+}
+
+/* The reference schema and sample data load, twice, without changing. */
+Test(pg_harness, reference_schema_is_idempotent, .timeout = 60)
+{
+    h = sg_pgh_start_reference();
+    cr_assert_not_null(h);
+    int64_t tickets = q64("SELECT count(*) FROM tickets");
+    int64_t events = q64("SELECT count(*) FROM ticket_events");
+    cr_assert_eq(tickets, 19);
+    cr_assert_eq(sg_pgh_exec_file(h, SG_SOURCE_DIR "/config/sql/schema.sql"), 0);
+    cr_assert_eq(sg_pgh_exec_file(h, SG_SOURCE_DIR "/config/sql/sample_data.sql"), 0);
+    cr_assert_eq(q64("SELECT count(*) FROM tickets"), tickets);
+    cr_assert_eq(q64("SELECT count(*) FROM ticket_events"), events);
+    cr_assert_eq(q64("SELECT count(*) FROM tickets WHERE state = 'in_progress'"), 4);
+    cr_assert_eq(q64("SELECT count(*) FROM tickets WHERE state = 'in_progress' "
+                     "AND state_changed_at < now() - interval '1 hour'"),
+                 2);
+    cr_assert_eq(q64("SELECT count(*) FROM circuit_breakers WHERE state = 'open'"), 1);
+    cr_assert_eq(q64("SELECT count(*) FROM tickets WHERE trace_id IS NULL"), 0);
+    /* every ticket has a creation event plus one per change */
+    cr_assert_eq(q64("SELECT count(*) FROM ticket_events WHERE from_state IS NULL"), 19);
+    /* the trigger records a live update */
+    cr_assert_eq(sg_pgh_exec(h, "UPDATE tickets SET state = 'done' WHERE title = 'sample: tune connection pool'"), 0);
+    cr_assert_eq(q64("SELECT count(*) FROM ticket_events"), events + 1);
+    cr_assert_eq(q64("SELECT count(*) FROM ticket_events WHERE from_state = 'in_progress' AND to_state = 'done' "
+                     "AND created_at > now() - interval '1 minute'"),
+                 1);
+    /* the state check refuses unknown states */
+    cr_assert_eq(sg_pgh_exec(h, "UPDATE tickets SET state = 'bogus' WHERE id = 1"), -1);
+    sg_pgh_destroy(h);
+    h = NULL;
+}
