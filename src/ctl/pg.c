@@ -284,7 +284,7 @@ size_t sg_pg_mask_conninfo(const char *in, char *out, size_t outlen)
         const char *p = in;
         while (*p) {
             while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-                PUT(*p++);
+                { PUT(*p); p++; }
             if (!*p)
                 break;
             const char *k = p;
@@ -295,12 +295,12 @@ size_t sg_pg_mask_conninfo(const char *in, char *out, size_t outlen)
             for (size_t i = 0; i < klen; i++)
                 PUT(k[i]);
             while (*p == ' ' || *p == '\t')
-                PUT(*p++);
+                { PUT(*p); p++; }
             if (*p != '=')
                 continue;
-            PUT(*p++);
+            { PUT(*p); p++; }
             while (*p == ' ' || *p == '\t')
-                PUT(*p++);
+                { PUT(*p); p++; }
             const char *v = p;
             if (*p == '\'') {
                 p++;
@@ -550,6 +550,13 @@ static void connect_step(sg_pg_t *pg)
     }
 }
 
+/* Server notices and async errors (e.g. "terminating connection due to
+ * administrator command") go to our log, not libpq's default stderr. */
+static void on_notice(void *arg, const char *msg)
+{
+    pg_log(arg, SG_LOG_INFO, "postgres: server: %s", msg);
+}
+
 static void connect_start(sg_pg_t *pg)
 {
     set_state(pg, PG_CONNECTING);
@@ -562,6 +569,7 @@ static void connect_start(sg_pg_t *pg)
         connect_failed(pg, "connect failed", PQerrorMessage(pg->conn));
         return;
     }
+    PQsetNoticeProcessor(pg->conn, on_notice, pg);
     if (PQsetnonblocking(pg->conn, 1) != 0) {
         connect_failed(pg, "connect failed", PQerrorMessage(pg->conn));
         return;

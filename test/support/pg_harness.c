@@ -205,13 +205,37 @@ static pid_t read_pidfile(const char *datadir)
     return pid > 0 ? (pid_t)pid : -1;
 }
 
-/* Signals the postmaster's process group when it leads one (pg_ctl calls
- * setsid), else the postmaster alone. */
+/* Signals the postmaster and its children (backends and auxiliary
+ * processes each call setsid(), so there is no one group to signal). The
+ * postmaster is stopped first and continued last, so it forks nobody new
+ * meanwhile. */
 static void signal_tree(pid_t pid, int sig)
 {
-    if (getpgid(pid) == pid)
-        kill(-pid, sig);
-    else
+    if (sig != SIGCONT)
+        kill(pid, sig);
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        char *end;
+        long child = strtol(e->d_name, &end, 10);
+        if (*end || child <= 0)
+            continue;
+        char path[64], buf[512];
+        snprintf(path, sizeof(path), "/proc/%ld/stat", child);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        const char *rp = strrchr(buf, ')');
+        long ppid = 0;
+        if (rp && sscanf(rp + 2, "%*c %ld", &ppid) == 1 && ppid == pid)
+            kill((pid_t)child, sig);
+    }
+    if (d)
+        closedir(d);
+    if (sig == SIGCONT)
         kill(pid, sig);
 }
 
@@ -296,14 +320,21 @@ static const char watchdog_script[] =
     "d=\"$1\"\n"
     "[ -d \"$d\" ] || exit 0\n"
     "p=$(head -n1 \"$d/data/postmaster.pid\" 2>/dev/null)\n"
+    /* children of $p, from /proc (each postgres child is its own session) */
+    "kids() { for f in /proc/[0-9]*/stat; do\n"
+    "  read -r l < \"$f\" 2>/dev/null || continue\n"
+    "  set -- ${l##*) }\n"
+    "  if [ \"$2\" = \"$p\" ]; then x=${f#/proc/}; echo ${x%/stat}; fi\n"
+    "done; }\n"
     "if [ -n \"$p\" ] && grep -q \"$d/data\" /proc/\"$p\"/cmdline 2>/dev/null; then\n"
-    "  kill -s CONT -- -\"$p\" 2>/dev/null; kill -s CONT \"$p\" 2>/dev/null\n"
+    "  for k in $(kids); do kill -s CONT \"$k\" 2>/dev/null; done\n"
+    "  kill -s CONT \"$p\" 2>/dev/null\n"
     "  kill -s QUIT \"$p\" 2>/dev/null\n"
     "  i=0\n"
     "  while [ $i -lt 100 ] && [ -d /proc/\"$p\" ] && ! grep -q ') [ZX]' /proc/\"$p\"/stat 2>/dev/null; do\n"
     "    sleep 0.05; i=$((i+1))\n"
     "  done\n"
-    "  [ $i -lt 100 ] || kill -s KILL -- -\"$p\" 2>/dev/null\n"
+    "  if [ $i -ge 100 ]; then for k in $(kids); do kill -s KILL \"$k\" 2>/dev/null; done; kill -s KILL \"$p\"; fi\n"
     "fi\n"
     "rm -rf \"$d\"\n";
 

@@ -71,9 +71,9 @@ int sg_pgh_query_i64(sg_pg_harness_t *h, const char *sql, int64_t *out);
 int sg_pgh_stop(sg_pg_harness_t *h);
 /* Starts a stopped server again on the same port; stops it first if running. */
 int sg_pgh_restart(sg_pg_harness_t *h);
-/* SIGSTOP / SIGCONT the postmaster's process group (postmaster and all its
- * backends: pg_ctl makes the postmaster a session leader), so both new
- * connections and running queries hang. 0 or -1. */
+/* SIGSTOP / SIGCONT the postmaster and all its children (backends and
+ * auxiliary processes, found through /proc), so both new connections and
+ * running queries hang. 0 or -1. */
 int sg_pgh_pause(sg_pg_harness_t *h);
 int sg_pgh_resume(sg_pg_harness_t *h);
 

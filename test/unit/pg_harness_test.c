@@ -172,7 +172,8 @@ Test(pg_harness, destroy_of_a_paused_server, .timeout = 60)
 }
 
 /* A test process that dies without .fini (SIGKILL, as on a timeout) must not
- * leak its server: the watchdog stops it and removes the dir. */
+ * leak its server, even a paused one: the watchdog stops it and removes the
+ * dir. */
 Test(pg_harness, killed_owner_does_not_leak_server, .timeout = 60)
 {
     int fds[2];
@@ -186,7 +187,7 @@ Test(pg_harness, killed_owner_does_not_leak_server, .timeout = 60)
             pid_t pm;
             char dir[512];
         } msg = {-1, ""};
-        if (x) {
+        if (x && sg_pgh_pause(x) == 0) { /* the worst case: all of it stopped */
             msg.pm = sg_pgh_pid(x);
             snprintf(msg.dir, sizeof(msg.dir), "%s", sg_pgh_dir(x));
         }
