@@ -162,8 +162,8 @@ typedef struct sg_pg_conf {
         const char *sql;           /* NULL = reference schema query; $1 = last id, $2 = batch;
                                       columns id, from_state, to_state, seconds */
         uint32_t batch;            /* events per poll, default 1000 */
-        const char *start_sql;     /* NULL = reference schema: the current max event id */
     } transitions;
+    const char *transitions_start_sql; /* NULL = reference schema: the current max event id */
     uint64_t reconnect_min_ms;     /* first back-off after a failure, default 250ms */
     uint64_t reconnect_max_ms;     /* back-off cap, default 30s */
 } sg_pg_conf_t;

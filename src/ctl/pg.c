@@ -1393,7 +1393,7 @@ sg_pg_t *sg_pg_start(uv_loop_t *loop, const sg_pg_conf_t *conf, const sg_metrics
         q->type = SG_METRIC_HISTOGRAM;
         q->sql = sg_arena_strdup(&pg->arena, conf->transitions.sql ? conf->transitions.sql : transitions_sql);
         pg->transitions_start_sql = sg_arena_strdup(
-            &pg->arena, conf->transitions.start_sql ? conf->transitions.start_sql : transitions_start_sql);
+            &pg->arena, conf->transitions_start_sql ? conf->transitions_start_sql : transitions_start_sql);
         q->interval_ms = pg->interval_ms;
         if (!q->sql || !pg->transitions_start_sql || hist_init(&q->duration, pg->n_db_bounds) != 0) {
             fail_msg(err, errlen, "postgres: out of memory");
