@@ -838,10 +838,10 @@ static size_t edit_distance(const char *a, const char *b)
 static int unknown_key(ctx_t *c, const sg__cpair_t *p, const schema_t *s)
 {
     const char *best = NULL;
-    size_t bd = 3;
+    size_t bd = SG_MAX(strlen(p->key) / 3, 1) + 1; /* suggest only close names */
     for (size_t i = 0; i < s->n_fields; i++) {
         size_t d = edit_distance(p->key, s->fields[i].key);
-        if (d < bd) {
+        if (d < bd && d <= 2) {
             bd = d;
             best = s->fields[i].key;
         }
