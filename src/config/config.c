@@ -203,7 +203,8 @@ typedef struct schema schema_t;
 /* Returns NULL when s is fine, else what was expected. */
 typedef const char *(*str_check_fn)(const char *s);
 typedef int (*custom_fn)(ctx_t *c, const sg__cnode_t *n, void *base, const field_t *f);
-/* Object hooks: `n` may be NULL (object absent), `at` locates it anyway. */
+/* Object hooks: init runs only when the mapping is present; done runs
+ * always, with `n` NULL for an absent section (`at` locates it anyway). */
 typedef int (*obj_hook_fn)(ctx_t *c, const sg__cnode_t *n, loc_t at, void *obj, size_t idx);
 
 struct field {
@@ -365,6 +366,14 @@ static const char *check_label_name(const char *s)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_'))
             return why;
     return NULL;
+}
+
+static const char *check_nonblank(const char *s)
+{
+    for (const char *p = s; *p; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+            return NULL;
+    return "expected a non-empty SQL statement";
 }
 
 static const char *check_column(const char *s)
@@ -749,7 +758,10 @@ static int set_map(ctx_t *c, const sg__cnode_t *n, const field_t *f, void *base)
             return fail(c, kat, "%s, got %s", why, quoted(p->key, q, sizeof(q)));
         }
         void *elem = arr + i * s->elem_size;
-        *(const char **)(void *)((char *)elem + s->name_off) = p->key;
+        const char *name = sg_arena_strdup(&c->cfg->arena, p->key); /* keys live in the parse arena */
+        if (!name)
+            return fail(c, kat, "out of memory");
+        *(const char **)(void *)((char *)elem + s->name_off) = name;
         const sg__cnode_t *v = sg__cnode_is_null(p->val) ? NULL : p->val;
         if (apply_defaults(c, s, elem) < 0 || parse_obj(c, v, kat, s, elem, i) < 0)
             return -1;
@@ -873,7 +885,7 @@ static int parse_obj(ctx_t *c, const sg__cnode_t *n, loc_t at, const schema_t *s
                 return unknown_key(c, &n->pairs[i], s);
         }
     }
-    if (s->init && s->init(c, n, at, base, idx) < 0)
+    if (n && s->init && s->init(c, n, at, base, idx) < 0)
         return -1;
     for (size_t i = 0; i < s->n_fields; i++) {
         const field_t *f = &s->fields[i];
@@ -885,6 +897,10 @@ static int parse_obj(ctx_t *c, const sg__cnode_t *n, loc_t at, const schema_t *s
                     return fail(c, node_loc(p->val, at), "a value is required here");
                 return fail(c, at, "missing required key");
             }
+            /* An absent section still gets its checks and derived defaults. */
+            if (f->type == FT_OBJ && parse_obj(c, NULL, p ? (loc_t){p->key_line, p->key_col} : at, f->sub,
+                                               (char *)base + f->off, 0) < 0)
+                return -1;
         } else if (set_field(c, p->val, f, base) < 0) {
             return -1;
         }
@@ -1374,7 +1390,7 @@ static const field_t query_fields[] = {
     STR(sg_pg_query_conf_t, "name", name, NULL, F_REQ, check_metric_name),
     STR(sg_pg_query_conf_t, "help", help, NULL, 0, NULL),
     ENUM(sg_pg_query_conf_t, "type", type, "gauge", pg_metric_types),
-    STR(sg_pg_query_conf_t, "sql", sql, NULL, F_REQ | F_NONEMPTY, NULL),
+    STR(sg_pg_query_conf_t, "sql", sql, NULL, F_REQ, check_nonblank),
     STRLIST(sg_pg_query_conf_t, "labels", labels, n_labels, 0, check_label_name),
     STR(sg_pg_query_conf_t, "value", value, "value", 0, check_column),
     DUR(sg_pg_query_conf_t, "interval", interval_ms, "0", 0, SEC(86400)),
@@ -1392,7 +1408,7 @@ _Static_assert(sizeof(pg_transitions_conf_t) == sizeof(((sg_pg_conf_t *)0)->tran
 
 static const field_t transitions_fields[] = {
     BOOL(pg_transitions_conf_t, "enabled", enabled, "true"),
-    STR(pg_transitions_conf_t, "sql", sql, NULL, F_NONEMPTY, NULL),
+    STR(pg_transitions_conf_t, "sql", sql, NULL, 0, check_nonblank),
     U32(pg_transitions_conf_t, "batch", batch, "1000", 1, 100000),
 };
 static const schema_t transitions_schema = {SCHEMA(transitions_fields), 0, NULL, NULL, false, 0};
