@@ -219,18 +219,18 @@ struct field {
     size_t n_names;
     str_check_fn check; /* strings and string-list items */
     custom_fn custom;
-    size_t count_off;              /* lists: where the item count goes */
-    const double *dbl_def;         /* buckets default */
+    size_t count_off;      /* lists: where the item count goes */
+    const double *dbl_def; /* buckets default */
     size_t n_dbl_def;
 };
 
 struct schema {
     const field_t *fields;
     size_t n_fields;
-    size_t elem_size;          /* list and map items */
-    obj_hook_fn init;          /* after defaults, before keys */
-    obj_hook_fn done;          /* after keys: checks needing several keys */
-    bool has_name;             /* items have a unique name at name_off */
+    size_t elem_size; /* list and map items */
+    obj_hook_fn init; /* after defaults, before keys */
+    obj_hook_fn done; /* after keys: checks needing several keys */
+    bool has_name;    /* items have a unique name at name_off */
     size_t name_off;
 };
 
@@ -241,8 +241,8 @@ struct schema {
 
 static bool is_name_char(char ch)
 {
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
-           ch == '-' || ch == '.' || ch == ':' || ch == '/';
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' ||
+           ch == '.' || ch == ':' || ch == '/';
 }
 
 /* Names of listeners, upstreams and routes become metric label values. */
@@ -313,8 +313,8 @@ static bool hostname_ok(const char *s)
             label = 0;
             continue;
         }
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
-                  ch == '_';
+        bool ok =
+            (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_';
         if (!ok || (label == 0 && ch == '-') || ++label > 63)
             return false;
     }
@@ -559,8 +559,8 @@ static int set_scalar(ctx_t *c, const sg__cnode_t *n, const char *s, const field
     }
     case FT_ADDR: {
         const char *why;
-        unsigned fl = ((f->flags & F_PORT0) ? SG__HOSTPORT_F_PORT0 : 0) |
-                      ((f->flags & F_IP_ONLY) ? SG__HOSTPORT_F_IP_ONLY : 0);
+        unsigned fl =
+            ((f->flags & F_PORT0) ? SG__HOSTPORT_F_PORT0 : 0) | ((f->flags & F_IP_ONLY) ? SG__HOSTPORT_F_IP_ONLY : 0);
         if (sg__parse_hostport(&c->cfg->arena, s, fl, (sg_hostport_t *)(void *)dst, &why) < 0) {
             char q[96];
             return fail(c, node_loc(n, (loc_t){0, 0}), "expected host:port or [ipv6]:port, got %s: %s",
@@ -677,8 +677,7 @@ static int set_buckets(ctx_t *c, const sg__cnode_t *n, const field_t *f, void *b
     if (n->kind != SG__CNODE_SEQ)
         return fail(c, node_loc(n, (loc_t){0, 0}), "expected a list of bucket upper bounds, got %s", kind_name(n));
     if (n->n_items == 0 || n->n_items > MAX_BUCKETS)
-        return fail(c, node_loc(n, (loc_t){0, 0}), "expected 1 to %d bucket bounds, got %zu", MAX_BUCKETS,
-                    n->n_items);
+        return fail(c, node_loc(n, (loc_t){0, 0}), "expected 1 to %d bucket bounds, got %zu", MAX_BUCKETS, n->n_items);
     double v[MAX_BUCKETS];
     for (size_t i = 0; i < n->n_items; i++) {
         size_t old = path_idx(c, i);
@@ -728,7 +727,8 @@ static int set_list(ctx_t *c, const sg__cnode_t *n, const field_t *f, void *base
     for (size_t i = 0; i < cnt; i++) {
         size_t old = path_idx(c, i);
         void *elem = arr + i * s->elem_size;
-        if (apply_defaults(c, s, elem) < 0 || parse_obj(c, n->items[i], node_loc(n->items[i], (loc_t){0, 0}), s, elem, i) < 0)
+        if (apply_defaults(c, s, elem) < 0 ||
+            parse_obj(c, n->items[i], node_loc(n->items[i], (loc_t){0, 0}), s, elem, i) < 0)
             return -1;
         path_pop(c, old);
     }
@@ -792,10 +792,9 @@ static int set_field(ctx_t *c, const sg__cnode_t *n, const field_t *f, void *bas
         return f->custom(c, n, base, f);
     default: {
         static const char *const expect[FT__COUNT] = {
-            [FT_BOOL] = "true or false", [FT_U32] = "an integer", [FT_INT] = "an integer",
-            [FT_DUR] = "a duration",     [FT_SIZE32] = "a size",  [FT_SIZE64] = "a size",
-            [FT_DOUBLE] = "a number",    [FT_STR] = "a string",   [FT_ADDR] = "host:port",
-            [FT_ENUM] = "a string",
+            [FT_BOOL] = "true or false", [FT_U32] = "an integer", [FT_INT] = "an integer",  [FT_DUR] = "a duration",
+            [FT_SIZE32] = "a size",      [FT_SIZE64] = "a size",  [FT_DOUBLE] = "a number", [FT_STR] = "a string",
+            [FT_ADDR] = "host:port",     [FT_ENUM] = "a string",
         };
         if (get_scalar(c, n, expect[f->type] ? expect[f->type] : "a value", &s) < 0)
             return -1;
@@ -898,8 +897,8 @@ static int parse_obj(ctx_t *c, const sg__cnode_t *n, loc_t at, const schema_t *s
                 return fail(c, at, "missing required key");
             }
             /* An absent section still gets its checks and derived defaults. */
-            if (f->type == FT_OBJ && parse_obj(c, NULL, p ? (loc_t){p->key_line, p->key_col} : at, f->sub,
-                                               (char *)base + f->off, 0) < 0)
+            if (f->type == FT_OBJ &&
+                parse_obj(c, NULL, p ? (loc_t){p->key_line, p->key_col} : at, f->sub, (char *)base + f->off, 0) < 0)
                 return -1;
         } else if (set_field(c, p->val, f, base) < 0) {
             return -1;
@@ -924,18 +923,16 @@ static loc_t key_loc(const sg__cnode_t *m, const char *key, loc_t fallback)
 /* Enum names                                                                */
 
 static const char *const listener_modes[] = {[SG_LISTENER_REVERSE] = "reverse", [SG_LISTENER_EGRESS] = "egress"};
-static const char *const balances[] = {[SG_BALANCE_ROUND_ROBIN] = "round_robin",
-                                       [SG_BALANCE_LEAST_IN_FLIGHT] = "least_in_flight"};
-static const char *const log_levels[] = {[SG_LOG_DEBUG] = "debug",
-                                         [SG_LOG_INFO] = "info",
-                                         [SG_LOG_WARN] = "warn",
-                                         [SG_LOG_ERROR] = "error"};
+static const char *const balances[] = {
+    [SG_BALANCE_ROUND_ROBIN] = "round_robin", [SG_BALANCE_LEAST_IN_FLIGHT] = "least_in_flight"};
+static const char *const log_levels[] = {
+    [SG_LOG_DEBUG] = "debug", [SG_LOG_INFO] = "info", [SG_LOG_WARN] = "warn", [SG_LOG_ERROR] = "error"};
 static const char *const log_formats[] = {
     [SG_LOG_FORMAT_AUTO] = "auto", [SG_LOG_FORMAT_TEXT] = "text", [SG_LOG_FORMAT_JSON] = "json"};
 /* Postgres queries give gauges or counters; histograms come only from the
  * built-in state-transition poller. */
-static const char *const pg_metric_types[] = {[SG_METRIC_COUNTER] = "counter", [SG_METRIC_GAUGE] = "gauge",
-                                              [SG_METRIC_HISTOGRAM] = NULL};
+static const char *const pg_metric_types[] = {
+    [SG_METRIC_COUNTER] = "counter", [SG_METRIC_GAUGE] = "gauge", [SG_METRIC_HISTOGRAM] = NULL};
 
 #define ENUM_NAMES(a) .names = (a), .n_names = SG_ARRAY_SIZE(a)
 
@@ -957,32 +954,76 @@ const char *sg_log_level_name(sg_log_level_t l)
 /* ------------------------------------------------------------------------ */
 /* Field constructors                                                        */
 
-#define BOOL(T, k, m, d) {.key = k, .type = FT_BOOL, .off = offsetof(T, m), .def = d}
-#define U32(T, k, m, d, lo, hi) {.key = k, .type = FT_U32, .off = offsetof(T, m), .def = d, .min = lo, .max = hi}
-#define INT(T, k, m, d, lo, hi) {.key = k, .type = FT_INT, .off = offsetof(T, m), .def = d, .min = lo, .max = hi}
-#define DUR(T, k, m, d, lo, hi) {.key = k, .type = FT_DUR, .off = offsetof(T, m), .def = d, .min = lo, .max = hi}
+#define BOOL(T, k, m, d)                                                                                               \
+    {                                                                                                                  \
+        .key = k, .type = FT_BOOL, .off = offsetof(T, m), .def = d                                                     \
+    }
+#define U32(T, k, m, d, lo, hi)                                                                                        \
+    {                                                                                                                  \
+        .key = k, .type = FT_U32, .off = offsetof(T, m), .def = d, .min = lo, .max = hi                                \
+    }
+#define INT(T, k, m, d, lo, hi)                                                                                        \
+    {                                                                                                                  \
+        .key = k, .type = FT_INT, .off = offsetof(T, m), .def = d, .min = lo, .max = hi                                \
+    }
+#define DUR(T, k, m, d, lo, hi)                                                                                        \
+    {                                                                                                                  \
+        .key = k, .type = FT_DUR, .off = offsetof(T, m), .def = d, .min = lo, .max = hi                                \
+    }
 #define SIZE32(T, k, m, d, lo, hi)                                                                                     \
-    {.key = k, .type = FT_SIZE32, .off = offsetof(T, m), .def = d, .min = lo, .max = hi}
+    {                                                                                                                  \
+        .key = k, .type = FT_SIZE32, .off = offsetof(T, m), .def = d, .min = lo, .max = hi                             \
+    }
 #define SIZE64(T, k, m, d, lo, hi)                                                                                     \
-    {.key = k, .type = FT_SIZE64, .off = offsetof(T, m), .def = d, .min = lo, .max = hi}
-#define DBL(T, k, m, d, lo, hi) {.key = k, .type = FT_DOUBLE, .off = offsetof(T, m), .def = d, .min = lo, .max = hi}
-#define STR(T, k, m, d, fl, chk) {.key = k, .type = FT_STR, .flags = fl, .off = offsetof(T, m), .def = d, .check = chk}
-#define ADDR(T, k, m, d, fl) {.key = k, .type = FT_ADDR, .flags = fl, .off = offsetof(T, m), .def = d}
-#define ENUM(T, k, m, d, nm) {.key = k, .type = FT_ENUM, .off = offsetof(T, m), .def = d, ENUM_NAMES(nm)}
+    {                                                                                                                  \
+        .key = k, .type = FT_SIZE64, .off = offsetof(T, m), .def = d, .min = lo, .max = hi                             \
+    }
+#define DBL(T, k, m, d, lo, hi)                                                                                        \
+    {                                                                                                                  \
+        .key = k, .type = FT_DOUBLE, .off = offsetof(T, m), .def = d, .min = lo, .max = hi                             \
+    }
+#define STR(T, k, m, d, fl, chk)                                                                                       \
+    {                                                                                                                  \
+        .key = k, .type = FT_STR, .flags = fl, .off = offsetof(T, m), .def = d, .check = chk                           \
+    }
+#define ADDR(T, k, m, d, fl)                                                                                           \
+    {                                                                                                                  \
+        .key = k, .type = FT_ADDR, .flags = fl, .off = offsetof(T, m), .def = d                                        \
+    }
+#define ENUM(T, k, m, d, nm)                                                                                           \
+    {                                                                                                                  \
+        .key = k, .type = FT_ENUM, .off = offsetof(T, m), .def = d, ENUM_NAMES(nm)                                     \
+    }
 #define STRLIST(T, k, m, cnt, fl, chk)                                                                                 \
-    {.key = k, .type = FT_STRLIST, .flags = fl, .off = offsetof(T, m), .count_off = offsetof(T, cnt), .check = chk}
+    {                                                                                                                  \
+        .key = k, .type = FT_STRLIST, .flags = fl, .off = offsetof(T, m), .count_off = offsetof(T, cnt), .check = chk  \
+    }
 #define BUCKETS(T, k, m, d)                                                                                            \
-    {.key = k, .type = FT_BUCKETS, .off = offsetof(T, m), .dbl_def = (d), .n_dbl_def = SG_ARRAY_SIZE(d)}
-#define OBJ(T, k, m, s) {.key = k, .type = FT_OBJ, .off = offsetof(T, m), .sub = &(s)}
-#define LIST(T, k, m, cnt, s) {.key = k, .type = FT_LIST, .off = offsetof(T, m), .count_off = offsetof(T, cnt), .sub = &(s)}
-#define MAP(T, k, m, cnt, s) {.key = k, .type = FT_MAP, .off = offsetof(T, m), .count_off = offsetof(T, cnt), .sub = &(s)}
-#define CUSTOM(k, fn, fl, s) {.key = k, .type = FT_CUSTOM, .custom = fn, .flags = fl, .sub = s}
+    {                                                                                                                  \
+        .key = k, .type = FT_BUCKETS, .off = offsetof(T, m), .dbl_def = (d), .n_dbl_def = SG_ARRAY_SIZE(d)             \
+    }
+#define OBJ(T, k, m, s)                                                                                                \
+    {                                                                                                                  \
+        .key = k, .type = FT_OBJ, .off = offsetof(T, m), .sub = &(s)                                                   \
+    }
+#define LIST(T, k, m, cnt, s)                                                                                          \
+    {                                                                                                                  \
+        .key = k, .type = FT_LIST, .off = offsetof(T, m), .count_off = offsetof(T, cnt), .sub = &(s)                   \
+    }
+#define MAP(T, k, m, cnt, s)                                                                                           \
+    {                                                                                                                  \
+        .key = k, .type = FT_MAP, .off = offsetof(T, m), .count_off = offsetof(T, cnt), .sub = &(s)                    \
+    }
+#define CUSTOM(k, fn, fl, s)                                                                                           \
+    {                                                                                                                  \
+        .key = k, .type = FT_CUSTOM, .custom = fn, .flags = fl, .sub = s                                               \
+    }
 
 #define MS(x) ((double)(x))
-#define SEC(x) ((double)(x) * 1000.0)
+#define SEC(x) ((double)(x)*1000.0)
 #define DMAX ((double)DUR_MAX_MS)
-#define KIB(x) ((double)(x) * 1024.0)
-#define MIB(x) ((double)(x) * 1048576.0)
+#define KIB(x) ((double)(x)*1024.0)
+#define MIB(x) ((double)(x)*1048576.0)
 
 /* ------------------------------------------------------------------------ */
 /* listeners[]                                                               */
@@ -1004,8 +1045,8 @@ static const field_t listener_fields[] = {
     BOOL(sg_listener_conf_t, "serve_metrics", serve_metrics, "false"),
     INT(sg_listener_conf_t, "backlog", backlog, "511", 1, 65535),
 };
-static const schema_t listener_schema = {SCHEMA(listener_fields), sizeof(sg_listener_conf_t), listener_init, NULL,
-                                         true, offsetof(sg_listener_conf_t, name)};
+static const schema_t listener_schema = {
+    SCHEMA(listener_fields), sizeof(sg_listener_conf_t), listener_init, NULL, true, offsetof(sg_listener_conf_t, name)};
 
 /* ------------------------------------------------------------------------ */
 /* admin                                                                     */
@@ -1066,8 +1107,8 @@ static const field_t upstream_fields[] = {
     DUR(sg_upstream_conf_t, "fail_timeout", fail_timeout_ms, "10s", MS(1), DMAX),
     OBJ(sg_upstream_conf_t, "health_check", health_check, health_schema),
 };
-static const schema_t upstream_schema = {SCHEMA(upstream_fields), sizeof(sg_upstream_conf_t), NULL, NULL, false,
-                                         offsetof(sg_upstream_conf_t, name)};
+static const schema_t upstream_schema = {
+    SCHEMA(upstream_fields), sizeof(sg_upstream_conf_t), NULL, NULL, false, offsetof(sg_upstream_conf_t, name)};
 
 /* ------------------------------------------------------------------------ */
 /* routes[]                                                                  */
@@ -1159,8 +1200,8 @@ static const field_t route_fields[] = {
     STR(sg_route_conf_t, "rewrite", rewrite, NULL, 0, check_path),
     STR(sg_route_conf_t, "set_host", set_host, NULL, F_NONEMPTY, NULL),
 };
-static const schema_t route_schema = {SCHEMA(route_fields), sizeof(sg_route_conf_t), route_init, route_done, true,
-                                      offsetof(sg_route_conf_t, name)};
+static const schema_t route_schema = {
+    SCHEMA(route_fields), sizeof(sg_route_conf_t), route_init, route_done, true, offsetof(sg_route_conf_t, name)};
 
 /* ------------------------------------------------------------------------ */
 /* trace                                                                     */
@@ -1267,7 +1308,7 @@ static const schema_t trace_schema = {SCHEMA(trace_fields), 0, NULL, NULL, false
 
 static const double request_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                          0.5,    1,     2.5,    5,     10,   30,    60,   120, 300};
-static const double transition_buckets[] = {1,    5,    15,    30,    60,    300,    900,   1800,
+static const double transition_buckets[] = {1,    5,    15,    30,    60,    300,   900,    1800,
                                             3600, 7200, 14400, 28800, 43200, 86400, 172800, 604800};
 static const double db_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
@@ -1324,8 +1365,8 @@ static const char *const builtin_metrics[] = {
     "swarmgate_build_info",
 };
 static const char *const default_query_metrics[] = {
-    "swarm_tickets_total", "swarm_tickets_stuck", "swarm_tickets_processed_total",
-    "swarm_circuit_breaker_state", "swarm_vm_active", "swarm_vm_max",
+    "swarm_tickets_total",         "swarm_tickets_stuck", "swarm_tickets_processed_total",
+    "swarm_circuit_breaker_state", "swarm_vm_active",     "swarm_vm_max",
 };
 
 static const field_t zero_fill_fields[] = {
@@ -1368,8 +1409,7 @@ static int query_done(ctx_t *c, const sg__cnode_t *n, loc_t at, void *obj, size_
             size_t o2 = path_idx(c, i);
             size_t o3 = path_key(c, "label");
             const sg__cnode_t *zn = zp && zp->val->kind == SG__CNODE_SEQ ? zp->val->items[i] : NULL;
-            rc = fail(c, key_loc(zn, "label", at), "\"%s\" is not one of this query's labels",
-                      q->zero_fill[i].label);
+            rc = fail(c, key_loc(zn, "label", at), "\"%s\" is not one of this query's labels", q->zero_fill[i].label);
             path_pop(c, o3);
             path_pop(c, o2);
             path_pop(c, old);
@@ -1396,8 +1436,8 @@ static const field_t query_fields[] = {
     DUR(sg_pg_query_conf_t, "interval", interval_ms, "0", 0, SEC(86400)),
     LIST(sg_pg_query_conf_t, "zero_fill", zero_fill, n_zero_fill, zero_fill_schema),
 };
-static const schema_t query_schema = {SCHEMA(query_fields), sizeof(sg_pg_query_conf_t), NULL, query_done, true,
-                                      offsetof(sg_pg_query_conf_t, name)};
+static const schema_t query_schema = {
+    SCHEMA(query_fields), sizeof(sg_pg_query_conf_t), NULL, query_done, true, offsetof(sg_pg_query_conf_t, name)};
 
 typedef struct pg_transitions_conf {
     bool enabled;
@@ -1773,8 +1813,7 @@ static int top_done(ctx_t *c, const sg__cnode_t *n, loc_t at, void *obj, size_t 
         for (size_t j = 0; j < i; j++)
             if (same_addr(ai, &cfg->listeners[j].addr)) {
                 path_set(c, "listeners[%zu].address", i);
-                return fail(c, key_loc(lp->val->items[i], "address", at), "address already used by listeners[%zu]",
-                            j);
+                return fail(c, key_loc(lp->val->items[i], "address", at), "address already used by listeners[%zu]", j);
             }
         if (cfg->admin.enabled && same_addr(ai, &cfg->admin.addr)) {
             path_set(c, "listeners[%zu].address", i);
@@ -1812,8 +1851,7 @@ static const schema_t top_schema = {SCHEMA(top_fields), 0, NULL, top_done, false
 /* ------------------------------------------------------------------------ */
 /* Public API                                                                */
 
-int sg_config_load_string(const char *name, const char *yaml, size_t len, sg_config_t **out, char *err,
-                          size_t errlen)
+int sg_config_load_string(const char *name, const char *yaml, size_t len, sg_config_t **out, char *err, size_t errlen)
 {
     char dummy[8];
     if (!err || errlen == 0) {

@@ -6,19 +6,14 @@
 
 #include "sg/config.h"
 
-typedef enum sg__cnode_kind {
-    SG__CNODE_SCALAR = 0,
-    SG__CNODE_SEQ,
-    SG__CNODE_MAP,
-    SG__CNODE__COUNT
-} sg__cnode_kind_t;
+typedef enum sg__cnode_kind { SG__CNODE_SCALAR = 0, SG__CNODE_SEQ, SG__CNODE_MAP, SG__CNODE__COUNT } sg__cnode_kind_t;
 
 typedef struct sg__cnode sg__cnode_t;
 
 typedef struct sg__cpair {
-    const char *key;     /* NUL-terminated scalar key */
-    uint32_t key_line;   /* 1-based */
-    uint32_t key_col;    /* 1-based */
+    const char *key;   /* NUL-terminated scalar key */
+    uint32_t key_line; /* 1-based */
+    uint32_t key_col;  /* 1-based */
     sg__cnode_t *val;
 } sg__cpair_t;
 
@@ -44,8 +39,8 @@ struct sg__cnode {
  * An empty document gives *root = NULL. Returns 0, or -1 with
  * "name:line:col: keypath: message" in err (syntax errors, duplicate keys,
  * non-scalar keys, several documents, nesting or alias blow-up). */
-int sg__config_yaml_parse(sg_arena_t *a, const char *name, const char *buf, size_t len, sg__cnode_t **root,
-                          char *err, size_t errlen) SG_MUST_CHECK;
+int sg__config_yaml_parse(sg_arena_t *a, const char *name, const char *buf, size_t len, sg__cnode_t **root, char *err,
+                          size_t errlen) SG_MUST_CHECK;
 
 /* True for a plain `null`, `~`, `Null`, `NULL` or empty scalar. */
 bool sg__cnode_is_null(const sg__cnode_t *n);

@@ -171,15 +171,15 @@ static int parser_fail(conv_t *c, yaml_parser_t *p)
     if (p->error == YAML_MEMORY_ERROR)
         problem = "out of memory";
     if (p->context)
-        snprintf(c->err, c->errlen, "%s:%zu:%zu: (syntax): %s %s at line %zu, column %zu", c->name, line, col,
-                 problem, p->context, p->context_mark.line + 1, p->context_mark.column + 1);
+        snprintf(c->err, c->errlen, "%s:%zu:%zu: (syntax): %s %s at line %zu, column %zu", c->name, line, col, problem,
+                 p->context, p->context_mark.line + 1, p->context_mark.column + 1);
     else
         snprintf(c->err, c->errlen, "%s:%zu:%zu: (syntax): %s", c->name, line, col, problem);
     return -1;
 }
 
-int sg__config_yaml_parse(sg_arena_t *a, const char *name, const char *buf, size_t len, sg__cnode_t **root,
-                          char *err, size_t errlen)
+int sg__config_yaml_parse(sg_arena_t *a, const char *name, const char *buf, size_t len, sg__cnode_t **root, char *err,
+                          size_t errlen)
 {
     conv_t c = {.a = a, .name = name, .err = err, .errlen = errlen};
     yaml_parser_t parser;

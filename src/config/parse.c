@@ -105,8 +105,8 @@ static bool is_hostname(const char *s, size_t len)
             label = 0;
             continue;
         }
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
-                  ch == '_';
+        bool ok =
+            (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_';
         if (!ok || (label == 0 && ch == '-') || ++label > 63)
             return false;
     }

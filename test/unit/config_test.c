@@ -114,8 +114,8 @@ Test(config, multi_upstream_example_values, .timeout = 10)
     unset_example_env();
     sg_config_t *cfg = NULL;
     char err[512] = "";
-    cr_assert_eq(sg_config_load(SG_SOURCE_DIR "/config/examples/multi-upstream.yaml", &cfg, err, sizeof(err)), 0,
-                 "%s", err);
+    cr_assert_eq(sg_config_load(SG_SOURCE_DIR "/config/examples/multi-upstream.yaml", &cfg, err, sizeof(err)), 0, "%s",
+                 err);
     cr_assert_eq(cfg->workers, 4);
     const sg_upstream_conf_t *agents = &cfg->upstreams[1];
     cr_assert_str_eq(agents->name, "agents");
@@ -286,8 +286,7 @@ typedef struct bad_case {
 ParameterizedTestParameters(config, bad_input_exact_message)
 {
     static bad_case_t cases[] = {
-        {"foo: 1",
-         "t.yaml:1:1: foo: unknown key"},
+        {"foo: 1", "t.yaml:1:1: foo: unknown key"},
         {"listeners: [{address: 127.0.0.1:0, mode: forward}]",
          "t.yaml:1:42: listeners[0].mode: expected one of reverse, egress, got \"forward\""},
         {"listeners: [{address: 127.0.0.1:0}, {address: 127.0.0.1:9000, name: listener0}]",
@@ -302,60 +301,81 @@ ParameterizedTestParameters(config, bad_input_exact_message)
          "t.yaml:2:10: workers: expected auto or a number from 1 to 256, got \"257\""},
         {"listeners: [{address: 127.0.0.1:0}]\nworkers: many",
          "t.yaml:2:10: workers: expected auto or a number from 1 to 256, got \"many\""},
-        {"listeners: {address: 127.0.0.1:0}",
-         "t.yaml:1:12: listeners: expected a list, got a mapping"},
+        {"listeners: {address: 127.0.0.1:0}", "t.yaml:1:12: listeners: expected a list, got a mapping"},
         {"listeners:\n  - address: 127.0.0.1:0\n    backlog: 0",
          "t.yaml:3:14: listeners[0].backlog: expected an integer from 1 to 65535, got \"0\""},
         {"listeners:\n  - name: \"bad name\"\n    address: 127.0.0.1:0",
          "t.yaml:2:11: listeners[0].name: expected a name of letters, digits and _ - . : /, got \"bad name\""},
         {"listeners: [{address: \"[::1]:0\"}]\nadmin: {address: \"::1:9464\"}",
-         "t.yaml:2:18: admin.address: expected host:port or [ipv6]:port, got \"::1:9464\": an IPv6 address must be written in brackets, as [::1]:8080"},
+         "t.yaml:2:18: admin.address: expected host:port or [ipv6]:port, got \"::1:9464\": an IPv6 address must be "
+         "written in brackets, as [::1]:8080"},
         {"listeners: [{address: 127.0.0.1:0}]\nupstreams:\n  platform:\n    servers: [127.0.0.1:3002, \"[::1]:99999\"]",
-         "t.yaml:4:31: upstreams.platform.servers[1]: expected host:port or [ipv6]:port, got \"[::1]:99999\": port must be a number from 1 to 65535"},
-        {"listeners: [{address: 127.0.0.1:0}]\nupstreams:\n  platform:\n    servers: [127.0.0.1:3002]\n    balance: random",
+         "t.yaml:4:31: upstreams.platform.servers[1]: expected host:port or [ipv6]:port, got \"[::1]:99999\": port "
+         "must be a number from 1 to 65535"},
+        {"listeners: [{address: 127.0.0.1:0}]\nupstreams:\n  platform:\n    servers: [127.0.0.1:3002]\n    balance: "
+         "random",
          "t.yaml:5:14: upstreams.platform.balance: expected one of round_robin, least_in_flight, got \"random\""},
-        {"listeners: [{address: 127.0.0.1:0}]\nupstreams:\n  platform:\n    servers: [127.0.0.1:3002]\n  platform:\n    servers: [127.0.0.1:3003]",
+        {"listeners: [{address: 127.0.0.1:0}]\nupstreams:\n  platform:\n    servers: [127.0.0.1:3002]\n  platform:\n   "
+         " servers: [127.0.0.1:3003]",
          "t.yaml:5:3: upstreams.platform: duplicate key (first given at line 3, column 3)"},
         {"listeners: [{address: 127.0.0.1:0}]\nupstreams:\n  platform:\n    servers: [127.0.0.1:3002, 127.0.0.1:3002]",
          "t.yaml:4:31: upstreams.platform.servers[1]: duplicate server (also at index 0)"},
-        {"listeners: [{address: 127.0.0.1:0}]\nupstreams:\n  platform:\n    servers: [127.0.0.1:3002]\n    keepalive: -1",
+        {"listeners: [{address: 127.0.0.1:0}]\nupstreams:\n  platform:\n    servers: [127.0.0.1:3002]\n    keepalive: "
+         "-1",
          "t.yaml:5:16: upstreams.platform.keepalive: expected an integer from 0 to 100000, got \"-1\""},
-        {"listeners: [{address: 127.0.0.1:0}]\nupstreams:\n  platform:\n    servers: [127.0.0.1:3002]\n    connect_timeout: 5x",
-         "t.yaml:5:22: upstreams.platform.connect_timeout: expected a duration such as 250ms, 5s, 5m, 1h or 1d, got \"5x\""},
-        {"listeners: [{address: 127.0.0.1:0}]\nupstreams:\n  platform:\n    servers: [127.0.0.1:3002]\n    connect_timeout: 18446744073709551615s",
-         "t.yaml:5:22: upstreams.platform.connect_timeout: expected a duration such as 250ms, 5s, 5m, 1h or 1d, got \"18446744073709551615s\""},
-        {"listeners: [{address: 127.0.0.1:0}]\nupstreams:\n  platform:\n    servers: [127.0.0.1:3002]\n    connect_timeout: 400d",
+        {"listeners: [{address: 127.0.0.1:0}]\nupstreams:\n  platform:\n    servers: [127.0.0.1:3002]\n    "
+         "connect_timeout: 5x",
+         "t.yaml:5:22: upstreams.platform.connect_timeout: expected a duration such as 250ms, 5s, 5m, 1h or 1d, got "
+         "\"5x\""},
+        {"listeners: [{address: 127.0.0.1:0}]\nupstreams:\n  platform:\n    servers: [127.0.0.1:3002]\n    "
+         "connect_timeout: 18446744073709551615s",
+         "t.yaml:5:22: upstreams.platform.connect_timeout: expected a duration such as 250ms, 5s, 5m, 1h or 1d, got "
+         "\"18446744073709551615s\""},
+        {"listeners: [{address: 127.0.0.1:0}]\nupstreams:\n  platform:\n    servers: [127.0.0.1:3002]\n    "
+         "connect_timeout: 400d",
          "t.yaml:5:22: upstreams.platform.connect_timeout: expected a duration from 1ms to 365d, got \"400d\""},
-        {"listeners: [{address: 127.0.0.1:0}]\nupstreams:\n  platform:\n    servers: [127.0.0.1:3002]\n    health_check: {interval: 1s, timeout: 2s}",
+        {"listeners: [{address: 127.0.0.1:0}]\nupstreams:\n  platform:\n    servers: [127.0.0.1:3002]\n    "
+         "health_check: {interval: 1s, timeout: 2s}",
          "t.yaml:5:43: upstreams.platform.health_check.timeout: must not be longer than the interval"},
-        {"listeners: [{address: 127.0.0.1:0}]\nupstreams:\n  platform:\n    servers: [127.0.0.1:3002]\nroutes:\n  - {upstream: platform}\n  - {upstream: platform}\n  - {match: {prefix: /x}, upstream: platfrom}",
+        {"listeners: [{address: 127.0.0.1:0}]\nupstreams:\n  platform:\n    servers: [127.0.0.1:3002]\nroutes:\n  - "
+         "{upstream: platform}\n  - {upstream: platform}\n  - {match: {prefix: /x}, upstream: platfrom}",
          "t.yaml:8:37: routes[2].upstream: no upstream named \"platfrom\" in upstreams"},
-        {"listeners: [{address: 127.0.0.1:0}]\nupstreams: {a: {servers: [127.0.0.1:1]}}\nroutes:\n  - {match: {prefix: api}, upstream: a}",
+        {"listeners: [{address: 127.0.0.1:0}]\nupstreams: {a: {servers: [127.0.0.1:1]}}\nroutes:\n  - {match: {prefix: "
+         "api}, upstream: a}",
          "t.yaml:4:22: routes[0].match.prefix: expected a path starting with /, got \"api\""},
-        {"listeners: [{address: 127.0.0.1:0}]\nupstreams: {a: {servers: [127.0.0.1:1]}}\nroutes:\n  - {match: {host: \"api.example.com:80\"}, upstream: a}",
-         "t.yaml:4:20: routes[0].match.host: expected a host name, *.suffix, an IPv4 address or [IPv6], without a port, got \"api.example.com:80\""},
-        {"listeners: [{address: 127.0.0.1:0}]\nupstreams: {a: {servers: [127.0.0.1:1]}}\nroutes:\n  - {name: x, upstream: a}\n  - {name: x, upstream: a}",
+        {"listeners: [{address: 127.0.0.1:0}]\nupstreams: {a: {servers: [127.0.0.1:1]}}\nroutes:\n  - {match: {host: "
+         "\"api.example.com:80\"}, upstream: a}",
+         "t.yaml:4:20: routes[0].match.host: expected a host name, *.suffix, an IPv4 address or [IPv6], without a "
+         "port, got \"api.example.com:80\""},
+        {"listeners: [{address: 127.0.0.1:0}]\nupstreams: {a: {servers: [127.0.0.1:1]}}\nroutes:\n  - {name: x, "
+         "upstream: a}\n  - {name: x, upstream: a}",
          "t.yaml:5:12: routes[1].name: duplicate name \"x\" (also used by item 0)"},
-        {"listeners: [{address: 127.0.0.1:0}]\nupstreams: {a: {servers: [127.0.0.1:1]}}\nroutes:\n  - {match: {prefix: /api/}, upstream: a, strip_prefix: /api, rewrite: /v2/}",
+        {"listeners: [{address: 127.0.0.1:0}]\nupstreams: {a: {servers: [127.0.0.1:1]}}\nroutes:\n  - {match: {prefix: "
+         "/api/}, upstream: a, strip_prefix: /api, rewrite: /v2/}",
          "t.yaml:4:72: routes[0].rewrite: strip_prefix and rewrite cannot be used together"},
-        {"listeners: [{address: 127.0.0.1:0}]\nupstreams: {a: {servers: [127.0.0.1:1]}}\nroutes:\n  - {match: {prefix: /api/}, upstream: a, strip_prefix: /ap}",
+        {"listeners: [{address: 127.0.0.1:0}]\nupstreams: {a: {servers: [127.0.0.1:1]}}\nroutes:\n  - {match: {prefix: "
+         "/api/}, upstream: a, strip_prefix: /ap}",
          "t.yaml:4:57: routes[0].strip_prefix: must be the start of match.prefix (\"/api/\")"},
-        {"listeners: [{address: 127.0.0.1:0}]\nupstreams: {a: {servers: [127.0.0.1:1]}}\nroutes:\n  - {match: {prefix: /api/}}",
+        {"listeners: [{address: 127.0.0.1:0}]\nupstreams: {a: {servers: [127.0.0.1:1]}}\nroutes:\n  - {match: {prefix: "
+         "/api/}}",
          "t.yaml:4:5: routes[0].upstream: missing required key"},
         {"listeners: [{address: 127.0.0.1:0}]\ntrace:\n  export:\n    sample: 1.01",
          "t.yaml:4:13: trace.export.sample: expected a number from 0 to 1, got \"1.01\""},
         {"listeners: [{address: 127.0.0.1:0}]\ntrace:\n  export:\n    sample: nan",
          "t.yaml:4:13: trace.export.sample: expected a number from 0 to 1, got \"nan\""},
         {"listeners: [{address: 127.0.0.1:0}]\ntrace:\n  export:\n    otlp_http: https://collector:4318/v1/traces",
-         "t.yaml:4:16: trace.export.otlp_http: expected an http:// URL (https is not supported: use a local collector), got \"https://collector:4318/v1/traces\""},
-        {"listeners: [{address: 127.0.0.1:0}]\ntrace:\n  export:\n    otlp_http: http://collector:4318/v1/traces\n    zipkin: http://collector:9411/api/v2/spans",
+         "t.yaml:4:16: trace.export.otlp_http: expected an http:// URL (https is not supported: use a local "
+         "collector), got \"https://collector:4318/v1/traces\""},
+        {"listeners: [{address: 127.0.0.1:0}]\ntrace:\n  export:\n    otlp_http: http://collector:4318/v1/traces\n    "
+         "zipkin: http://collector:9411/api/v2/spans",
          "t.yaml:5:13: trace.export.zipkin: only one of otlp_http and zipkin can be set"},
         {"listeners: [{address: 127.0.0.1:0}]\ntrace:\n  header: \"X Trace\"",
          "t.yaml:3:11: trace.header: expected an HTTP header name (RFC 9110 token characters), got \"X Trace\""},
         {"listeners: [{address: 127.0.0.1:0}]\ntrace:\n  traceparent: maybe",
          "t.yaml:3:16: trace.traceparent: expected true or false, got \"maybe\""},
         {"listeners: [{address: 127.0.0.1:0}]\nmetrics:\n  request_buckets: [0.1, 0.5, 0.25]",
-         "t.yaml:3:31: metrics.request_buckets[2]: bucket bounds must be strictly increasing (0.25 is not greater than 0.5)"},
+         "t.yaml:3:31: metrics.request_buckets[2]: bucket bounds must be strictly increasing (0.25 is not greater than "
+         "0.5)"},
         {"listeners: [{address: 127.0.0.1:0}]\nmetrics:\n  request_buckets: [0.1, .inf]",
          "t.yaml:3:26: metrics.request_buckets[1]: expected a finite number (+Inf is implicit), got \".inf\""},
         {"listeners: [{address: 127.0.0.1:0}]\nmetrics:\n  db_buckets: []",
@@ -365,27 +385,36 @@ ParameterizedTestParameters(config, bad_input_exact_message)
         {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  required: true",
          "t.yaml:3:13: postgres.required: is true but postgres.conninfo is empty"},
         {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  queries:\n    - {name: 9lives, sql: SELECT 1 AS value}",
-         "t.yaml:4:14: postgres.queries[0].name: expected a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*), got \"9lives\""},
-        {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  queries:\n    - {name: agents, type: histogram, sql: SELECT 1 AS value}",
+         "t.yaml:4:14: postgres.queries[0].name: expected a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*), got "
+         "\"9lives\""},
+        {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  queries:\n    - {name: agents, type: histogram, sql: "
+         "SELECT 1 AS value}",
          "t.yaml:4:28: postgres.queries[0].type: expected one of counter, gauge, got \"histogram\""},
         {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  queries:\n    - {name: agents, sql: \"  \"}",
          "t.yaml:4:27: postgres.queries[0].sql: expected a non-empty SQL statement, got \"  \""},
         {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  queries:\n    - {name: agents}",
          "t.yaml:4:7: postgres.queries[0].sql: missing required key"},
-        {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  queries:\n    - {name: agents, sql: x, labels: [project, __name__]}",
-         "t.yaml:4:48: postgres.queries[0].labels[1]: expected a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __), got \"__name__\""},
-        {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  queries:\n    - {name: agents, sql: x, labels: [project, state, project]}",
+        {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  queries:\n    - {name: agents, sql: x, labels: [project, "
+         "__name__]}",
+         "t.yaml:4:48: postgres.queries[0].labels[1]: expected a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not "
+         "starting with __), got \"__name__\""},
+        {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  queries:\n    - {name: agents, sql: x, labels: [project, "
+         "state, project]}",
          "t.yaml:4:55: postgres.queries[0].labels[2]: duplicate label \"project\""},
-        {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  queries:\n    - {name: agents, sql: x, labels: [a]}\n    - {name: agents, sql: y}",
+        {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  queries:\n    - {name: agents, sql: x, labels: [a]}\n    - "
+         "{name: agents, sql: y}",
          "t.yaml:5:14: postgres.queries[1].name: duplicate name \"agents\" (also used by item 0)"},
         {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  queries:\n    - {name: swarm_tickets_total, sql: x}",
-         "t.yaml:4:14: postgres.queries[0].name: \"swarm_tickets_total\" is a default query: set postgres.default_queries: false to replace it"},
+         "t.yaml:4:14: postgres.queries[0].name: \"swarm_tickets_total\" is a default query: set "
+         "postgres.default_queries: false to replace it"},
         {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  queries:\n    - {name: swarm_http_requests_total, sql: x}",
          "t.yaml:4:14: postgres.queries[0].name: \"swarm_http_requests_total\" is a metric swarmgate already exports"},
-        {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  queries:\n    - name: agents\n      sql: x\n      labels: [a]\n      zero_fill: [{label: b, values: [x]}]",
+        {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  queries:\n    - name: agents\n      sql: x\n      labels: "
+         "[a]\n      zero_fill: [{label: b, values: [x]}]",
          "t.yaml:7:27: postgres.queries[0].zero_fill[0].label: \"b\" is not one of this query's labels"},
         {"listeners: [{address: 127.0.0.1:0}]\negress:\n  allow: [api.example.com:443, \"10.0.0.1/8\"]",
-         "t.yaml:3:32: egress.allow[1]: expected a CIDR without host bits set (such as 10.0.0.0/8), got \"10.0.0.1/8\""},
+         "t.yaml:3:32: egress.allow[1]: expected a CIDR without host bits set (such as 10.0.0.0/8), got "
+         "\"10.0.0.1/8\""},
         {"listeners: [{address: 127.0.0.1:0}]\negress:\n  allow: [\"10.0.0.0/33\"]",
          "t.yaml:3:11: egress.allow[0]: expected a CIDR with a prefix length from 0 to 32, got \"10.0.0.0/33\""},
         {"listeners: [{address: 127.0.0.1:0}]\negress:\n  allow: [\"api.example.com:0\"]",
@@ -419,24 +448,26 @@ ParameterizedTestParameters(config, bad_input_exact_message)
         {"listeners: [{address: 127.0.0.1:0}]\nadmin:\n  address: 127.0.0.1:9464\n  address: 127.0.0.1:9465",
          "t.yaml:4:3: admin.address: duplicate key (first given at line 3, column 3)"},
         {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  conninfo: ${SG_CFGTEST_UNSET}",
-         "t.yaml:3:13: postgres.conninfo: environment variable SG_CFGTEST_UNSET is not set (write ${SG_CFGTEST_UNSET:-default} to give a default)"},
+         "t.yaml:3:13: postgres.conninfo: environment variable SG_CFGTEST_UNSET is not set (write "
+         "${SG_CFGTEST_UNSET:-default} to give a default)"},
         {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  conninfo: ${SG_CFGTEST_UNSET:-${SG_CFGTEST_SET}}",
          "t.yaml:3:13: postgres.conninfo: nested braces in \"${SG_CFGTEST_UNSET:-...}\" are not supported"},
         {"listeners: [{address: 127.0.0.1:0}\n",
          "t.yaml:2:1: (syntax): did not find expected ',' or ']' while parsing a flow sequence at line 1, column 12"},
         {"listeners: [{address: 127.0.0.1:0}]\n---\nworkers: 2",
          "t.yaml:2:1: (root): only one YAML document is allowed in a config file"},
-        {"a: &a [*a]",
-         "t.yaml:1:4: a[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]: nesting deeper than 64 levels (recursive alias?)"},
-        {"{[1]: 2}",
-         "t.yaml:1:2: (root): a mapping key must be a plain string"},
-        {"- 1",
-         "t.yaml:1:1: (root): expected a mapping of settings, got a list"},
+        {"a: &a [*a]", "t.yaml:1:4: "
+                       "a[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]["
+                       "0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]"
+                       "[0]: nesting deeper than 64 levels (recursive alias?)"},
+        {"{[1]: 2}", "t.yaml:1:2: (root): a mapping key must be a plain string"},
+        {"- 1", "t.yaml:1:1: (root): expected a mapping of settings, got a list"},
         {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  transitions: {sql: \"\"}",
          "t.yaml:3:22: postgres.transitions.sql: expected a non-empty SQL statement, got \"\""},
-        {"listeners:\n  - name: api\n    mode: egress",
-         "t.yaml:2:5: listeners[0].address: missing required key"},
-        {"listeners: [{address: \"[::1]:0\"}, {address: \"[::1]:8080\", name: v6}]\nadmin: {address: \"[::1]:9464\"}\nupstreams:\n  p: {servers: [\"[::1]:3002\", \"[2001:db8::1]:3002\"]}\negress:\n  allow: [\"[::1]:70000\"]",
+        {"listeners:\n  - name: api\n    mode: egress", "t.yaml:2:5: listeners[0].address: missing required key"},
+        {"listeners: [{address: \"[::1]:0\"}, {address: \"[::1]:8080\", name: v6}]\nadmin: {address: "
+         "\"[::1]:9464\"}\nupstreams:\n  p: {servers: [\"[::1]:3002\", \"[2001:db8::1]:3002\"]}\negress:\n  allow: "
+         "[\"[::1]:70000\"]",
          "t.yaml:6:11: egress.allow[0]: expected a port from 1 to 65535 or *, got \"[::1]:70000\""},
     };
     return cr_make_param_array(bad_case_t, cases, sizeof(cases) / sizeof(cases[0]));
@@ -523,8 +554,9 @@ static void assert_cidr(const sg_egress_rule_t *r, int family, const char *addr_
     cr_assert_eq(r->net.ss_family, family, "%s", r->text);
     cr_assert_eq(r->prefix_len, plen, "%s", r->text);
     cr_assert_eq(r->port, port, "%s", r->text);
-    const unsigned char *b = family == AF_INET ? (const unsigned char *)&((const struct sockaddr_in *)&r->net)->sin_addr
-                                               : (const unsigned char *)&((const struct sockaddr_in6 *)&r->net)->sin6_addr;
+    const unsigned char *b = family == AF_INET
+                                 ? (const unsigned char *)&((const struct sockaddr_in *)&r->net)->sin_addr
+                                 : (const unsigned char *)&((const struct sockaddr_in6 *)&r->net)->sin6_addr;
     char hex[40] = "";
     for (int i = 0; i < (family == AF_INET ? 4 : 16); i++)
         snprintf(hex + 2 * i, 3, "%02x", b[i]);
