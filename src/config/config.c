@@ -1896,6 +1896,11 @@ fail:
 
 int sg_config_load(const char *path, sg_config_t **out, char *err, size_t errlen)
 {
+    char dummy[8];
+    if (!err || errlen == 0) {
+        err = dummy;
+        errlen = sizeof(dummy);
+    }
     *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) {
