@@ -1,6 +1,7 @@
 #include "sg/expose.h"
 
 #include <errno.h>
+#include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -121,7 +122,8 @@ size_t sg_expose_format_double(double v, char *out)
 
     char e[40];
     int prec;
-    for (prec = 15; prec < 17; prec++) {
+    /* subnormals carry fewer digits: search from 1 there */
+    for (prec = a < DBL_MIN ? 1 : 15; prec < 17; prec++) {
         snprintf(e, sizeof(e), "%.*e", prec - 1, a);
         if (strtod(e, NULL) == a)
             break;
