@@ -84,14 +84,13 @@ void sg_expose_sample(sg_expose_t *x, const char *name, const char *suffix, cons
  * counts[n_bounds + 1], the last being +Inf), _sum and _count (= all
  * counts). bounds[n_bounds] strictly increasing, without +Inf. */
 void sg_expose_histogram(sg_expose_t *x, const char *name, const char *const *label_names,
-                         const char *const *label_values, size_t n_labels, const double *bounds,
-                         const uint64_t *counts, size_t n_bounds, double sum);
+                         const char *const *label_values, size_t n_labels, const double *bounds, const uint64_t *counts,
+                         size_t n_bounds, double sum);
 /* Same, with one optional exemplar per bucket (exemplars[n_bounds + 1], or
  * NULL); exemplars are written only in OpenMetrics. */
 void sg_expose_histogram_ex(sg_expose_t *x, const char *name, const char *const *label_names,
                             const char *const *label_values, size_t n_labels, const double *bounds,
-                            const uint64_t *counts, size_t n_bounds, double sum,
-                            const sg_expose_exemplar_t *exemplars);
+                            const uint64_t *counts, size_t n_bounds, double sum, const sg_expose_exemplar_t *exemplars);
 
 /* Raw append (already formatted text). */
 void sg_expose_write(sg_expose_t *x, const char *p, size_t len);

@@ -52,6 +52,7 @@ void sg_expose_init(sg_expose_t *x, sg_expose_format_t format)
 {
     memset(x, 0, sizeof(*x));
     x->format = format;
+    x->_type = SG_METRIC_GAUGE; /* no family yet: no counter suffix handling */
 }
 
 void sg_expose_reset(sg_expose_t *x, sg_expose_format_t format)
@@ -289,8 +290,7 @@ void sg_expose_family(sg_expose_t *x, const char *name, const char *help, sg_met
     put_char(x, '\n');
 }
 
-static void put_labels(sg_expose_t *x, const char *const *names, const char *const *values, size_t n,
-                       const char *le)
+static void put_labels(sg_expose_t *x, const char *const *names, const char *const *values, size_t n, const char *le)
 {
     if (n == 0 && !le)
         return;
@@ -319,8 +319,7 @@ static void put_name(sg_expose_t *x, const char *name, const char *suffix)
     put_str(x, name);
     put_str(x, suffix ? suffix : "");
     /* a counter sample named like the bare family gets its _total */
-    if (x->_type == SG_METRIC_COUNTER && (!suffix || !*suffix) && nl == x->_base_len &&
-        memcmp(name, x->_base, nl) == 0)
+    if (x->_type == SG_METRIC_COUNTER && (!suffix || !*suffix) && nl == x->_base_len && memcmp(name, x->_base, nl) == 0)
         put_str(x, "_total");
 }
 
@@ -349,8 +348,7 @@ static void put_exemplar(sg_expose_t *x, const sg_expose_exemplar_t *ex)
 
 void sg_expose_histogram_ex(sg_expose_t *x, const char *name, const char *const *label_names,
                             const char *const *label_values, size_t n_labels, const double *bounds,
-                            const uint64_t *counts, size_t n_bounds, double sum,
-                            const sg_expose_exemplar_t *exemplars)
+                            const uint64_t *counts, size_t n_bounds, double sum, const sg_expose_exemplar_t *exemplars)
 {
     bool with_ex = exemplars && x->format == SG_EXPOSE_OPENMETRICS;
     uint64_t cum = 0;
@@ -382,8 +380,8 @@ void sg_expose_histogram_ex(sg_expose_t *x, const char *name, const char *const 
 }
 
 void sg_expose_histogram(sg_expose_t *x, const char *name, const char *const *label_names,
-                         const char *const *label_values, size_t n_labels, const double *bounds,
-                         const uint64_t *counts, size_t n_bounds, double sum)
+                         const char *const *label_values, size_t n_labels, const double *bounds, const uint64_t *counts,
+                         size_t n_bounds, double sum)
 {
     sg_expose_histogram_ex(x, name, label_names, label_values, n_labels, bounds, counts, n_bounds, sum, NULL);
 }

@@ -25,9 +25,9 @@ typedef struct dimvals {
 } dimvals_t;
 
 static const char *const method_names[SG_METHOD__COUNT] = {
-    [SG_METHOD_GET] = "GET",         [SG_METHOD_HEAD] = "HEAD",       [SG_METHOD_POST] = "POST",
-    [SG_METHOD_PUT] = "PUT",         [SG_METHOD_DELETE] = "DELETE",   [SG_METHOD_CONNECT] = "CONNECT",
-    [SG_METHOD_OPTIONS] = "OPTIONS", [SG_METHOD_TRACE] = "TRACE",     [SG_METHOD_PATCH] = "PATCH",
+    [SG_METHOD_GET] = "GET",         [SG_METHOD_HEAD] = "HEAD",     [SG_METHOD_POST] = "POST",
+    [SG_METHOD_PUT] = "PUT",         [SG_METHOD_DELETE] = "DELETE", [SG_METHOD_CONNECT] = "CONNECT",
+    [SG_METHOD_OPTIONS] = "OPTIONS", [SG_METHOD_TRACE] = "TRACE",   [SG_METHOD_PATCH] = "PATCH",
     [SG_METHOD_OTHER] = "OTHER",
 };
 
@@ -87,32 +87,74 @@ typedef struct desc {
 } desc_t;
 
 static const desc_t descs[F__COUNT] = {
-    [F_REQ_TOTAL] = {"swarm_http_requests_total", "HTTP requests answered, by route, method and status code.",
-                     SG_METRIC_COUNTER, FL_SKIP_ZERO, 3, {D_ROUTE, D_METHOD, D_CODE}, {"route", "method", "code"}},
+    [F_REQ_TOTAL] = {"swarm_http_requests_total",
+                     "HTTP requests answered, by route, method and status code.",
+                     SG_METRIC_COUNTER,
+                     FL_SKIP_ZERO,
+                     3,
+                     {D_ROUTE, D_METHOD, D_CODE},
+                     {"route", "method", "code"}},
     [F_REQ_DUR] = {"swarm_http_request_duration_seconds",
-                   "Time from the first request byte to the last response byte, in seconds.", SG_METRIC_HISTOGRAM,
-                   FL_SKIP_ZERO | FL_REQ_BUCKETS, 2, {D_ROUTE, D_METHOD}, {"route", "method"}},
+                   "Time from the first request byte to the last response byte, in seconds.",
+                   SG_METRIC_HISTOGRAM,
+                   FL_SKIP_ZERO | FL_REQ_BUCKETS,
+                   2,
+                   {D_ROUTE, D_METHOD},
+                   {"route", "method"}},
     [F_UP_DUR] = {"swarm_upstream_response_duration_seconds",
                   "Time from the start of the upstream request to the complete upstream response head, in seconds.",
-                  SG_METRIC_HISTOGRAM, FL_UP_BUCKETS, 1, {D_UPSTREAM}, {"upstream"}},
-    [F_INFLIGHT] = {"swarm_http_requests_in_flight", "Requests received and not yet fully answered.",
-                    SG_METRIC_GAUGE, FL_SIGNED, 0, {0}, {NULL}},
-    [F_CONNS] = {"swarm_http_connections_active", "Open client connections, by listener.", SG_METRIC_GAUGE,
-                 FL_SIGNED, 1, {D_LISTENER}, {"listener"}},
-    [F_CONNECT_ERR] = {"swarm_upstream_connect_errors_total", "Failed connection attempts to upstream servers.",
-                       SG_METRIC_COUNTER, 0, 1, {D_UPSTREAM}, {"upstream"}},
+                  SG_METRIC_HISTOGRAM,
+                  FL_UP_BUCKETS,
+                  1,
+                  {D_UPSTREAM},
+                  {"upstream"}},
+    [F_INFLIGHT] = {"swarm_http_requests_in_flight",
+                    "Requests received and not yet fully answered.",
+                    SG_METRIC_GAUGE,
+                    FL_SIGNED,
+                    0,
+                    {0},
+                    {NULL}},
+    [F_CONNS] = {"swarm_http_connections_active",
+                 "Open client connections, by listener.",
+                 SG_METRIC_GAUGE,
+                 FL_SIGNED,
+                 1,
+                 {D_LISTENER},
+                 {"listener"}},
+    [F_CONNECT_ERR] = {"swarm_upstream_connect_errors_total",
+                       "Failed connection attempts to upstream servers.",
+                       SG_METRIC_COUNTER,
+                       0,
+                       1,
+                       {D_UPSTREAM},
+                       {"upstream"}},
     [F_TIMEOUT] = {"swarm_upstream_timeouts_total",
-                   "Upstream exchanges that timed out (connect, response head or body read).", SG_METRIC_COUNTER, 0,
-                   1, {D_UPSTREAM}, {"upstream"}},
-    [F_TRACE_IDS] = {"swarm_trace_ids_total", "Trace ids by where they came from.", SG_METRIC_COUNTER, 0, 1,
-                     {D_TRACE_SRC}, {"source"}},
-    [F_RELOAD] = {"swarm_config_reload_total", "Configuration reloads, by result.", SG_METRIC_COUNTER, 0, 1,
-                  {D_RESULT}, {"result"}},
+                   "Upstream exchanges that timed out (connect, response head or body read).",
+                   SG_METRIC_COUNTER,
+                   0,
+                   1,
+                   {D_UPSTREAM},
+                   {"upstream"}},
+    [F_TRACE_IDS] = {"swarm_trace_ids_total",
+                     "Trace ids by where they came from.",
+                     SG_METRIC_COUNTER,
+                     0,
+                     1,
+                     {D_TRACE_SRC},
+                     {"source"}},
+    [F_RELOAD] = {"swarm_config_reload_total",
+                  "Configuration reloads, by result.",
+                  SG_METRIC_COUNTER,
+                  0,
+                  1,
+                  {D_RESULT},
+                  {"result"}},
 };
 
 /* Default buckets (seconds) when the config gives none: 0.5 ms .. 300 s. */
 static const double default_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                         0.5,    1,     2.5,    5,     10,   30,    60,   120,  300};
+                                         0.5,    1,     2.5,    5,     10,   30,    60,   120, 300};
 
 typedef struct fam_layout {
     size_t base;     /* first slot in a shard */
@@ -437,8 +479,8 @@ sg_metrics_t *sg_metrics_create(const sg_config_t *cfg, uint32_t n_workers)
             L->n_series *= m->dims[d->dims[k]].n;
         L->stride = 1;
         if (d->type == SG_METRIC_HISTOGRAM) {
-            const sg_buckets_t *b = (d->flags & FL_UP_BUCKETS) ? &cfg->metrics.upstream_buckets
-                                                                : &cfg->metrics.request_buckets;
+            const sg_buckets_t *b =
+                (d->flags & FL_UP_BUCKETS) ? &cfg->metrics.upstream_buckets : &cfg->metrics.request_buckets;
             /* upstream buckets default to the request buckets */
             if ((d->flags & FL_UP_BUCKETS) && !b->n)
                 b = &cfg->metrics.request_buckets;
@@ -778,8 +820,7 @@ void sg_metrics_render(sg_metrics_t *m, sg_expose_t *x, uint64_t now_ms)
 
     static const char *const vname[] = {"version"};
     static const char *const vval[] = {SG_VERSION};
-    sg_expose_family(x, "swarmgate_build_info", "swarmgate build information; the value is always 1.",
-                     SG_METRIC_GAUGE);
+    sg_expose_family(x, "swarmgate_build_info", "swarmgate build information; the value is always 1.", SG_METRIC_GAUGE);
     sg_expose_sample(x, "swarmgate_build_info", "", vname, vval, 1, 1);
 
     sg_procstat_t ps;

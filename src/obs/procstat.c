@@ -162,6 +162,6 @@ void sg_procstat_render(sg_expose_t *x, const sg_procstat_t *ps)
     gauge(x, "process_virtual_memory_bytes", "Virtual memory size in bytes.", SG_METRIC_GAUGE, ps->virtual_bytes);
     gauge(x, "process_open_fds", "Number of open file descriptors.", SG_METRIC_GAUGE, ps->open_fds);
     gauge(x, "process_max_fds", "Maximum number of open file descriptors.", SG_METRIC_GAUGE, ps->max_fds);
-    gauge(x, "process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
-          SG_METRIC_GAUGE, ps->start_time_seconds);
+    gauge(x, "process_start_time_seconds", "Start time of the process since unix epoch in seconds.", SG_METRIC_GAUGE,
+          ps->start_time_seconds);
 }

@@ -232,8 +232,7 @@ Test(metrics, route_none_other_and_codes_in_render, .timeout = 10)
     r = req(0, SG_METHOD_PATCH, 999, 1000, NULL);
     sg_metrics_record_request(s, &r);
     char *out = render(m, SG_EXPOSE_TEXT, 0);
-    cr_assert_eq(value_of(out, "swarm_http_requests_total{route=\"none\",method=\"GET\",code=\"404\"}"), 1, "%s",
-                 out);
+    cr_assert_eq(value_of(out, "swarm_http_requests_total{route=\"none\",method=\"GET\",code=\"404\"}"), 1, "%s", out);
     cr_assert_eq(value_of(out, "swarm_http_requests_total{route=\"other\",method=\"OTHER\",code=\"4xx\"}"), 1);
     cr_assert_eq(value_of(out, "swarm_http_requests_total{route=\"route0\",method=\"OTHER\",code=\"000\"}"), 1);
     cr_assert_eq(value_of(out, "swarm_http_requests_total{route=\"route0\",method=\"PATCH\",code=\"other\"}"), 1);
@@ -308,16 +307,15 @@ Test(metrics, counters_merge_across_shards, .timeout = 60)
                  2.0 * N_PER_THREAD / 10);
     cr_assert_eq(value_of(out, "swarm_http_request_duration_seconds_count{route=\"route0\",method=\"GET\"}"),
                  2.0 * N_PER_THREAD);
-    cr_assert_eq(value_of(out, "swarm_upstream_response_duration_seconds_count{upstream=\"up0\"}"),
-                 2.0 * N_PER_THREAD);
+    cr_assert_eq(value_of(out, "swarm_upstream_response_duration_seconds_count{upstream=\"up0\"}"), 2.0 * N_PER_THREAD);
     cr_assert_eq(value_of(out, "swarm_trace_ids_total{source=\"generated\"}"), 2.0 * N_PER_THREAD);
     cr_assert_eq(value_of(out, "swarm_trace_ids_total{source=\"replaced\"}"), 0);
     cr_assert_eq(value_of(out, "swarm_http_requests_in_flight"), 0);
     cr_assert_eq(value_of(out, "swarm_http_connections_active{listener=\"api\"}"), 0);
     /* sum of durations: 2 x sum(1000 + i) ns */
     double want_sum = 2.0 * ((double)N_PER_THREAD * 1000 + (double)N_PER_THREAD * (N_PER_THREAD - 1) / 2) / 1e9;
-    cr_assert_float_eq(
-        value_of(out, "swarm_http_request_duration_seconds_sum{route=\"route0\",method=\"GET\"}"), want_sum, 1e-9);
+    cr_assert_float_eq(value_of(out, "swarm_http_request_duration_seconds_sum{route=\"route0\",method=\"GET\"}"),
+                       want_sum, 1e-9);
     free(out);
     sg_metrics_destroy(m);
     free(t);
