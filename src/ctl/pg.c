@@ -1345,24 +1345,24 @@ sg_pg_t *sg_pg_start(uv_loop_t *loop, const sg_pg_conf_t *conf, const sg_metrics
         char stuck_sql[512];
         snprintf(stuck_sql, sizeof(stuck_sql),
                  "SELECT state, count(*)::float8 AS value FROM tickets WHERE state = 'in_progress' "
-                 "AND state_changed_at < now() - interval '%llu milliseconds' GROUP BY state",
+                 "AND state_changed_at < now() - interval '%llu milliseconds' GROUP BY state ORDER BY state",
                  (unsigned long long)stuck_ms);
         sg_zero_fill_t zf_states = {"state", (const char **)ticket_states, SG_ARRAY_SIZE(ticket_states)};
         sg_zero_fill_t zf_stuck = {"state", (const char **)stuck_states, SG_ARRAY_SIZE(stuck_states)};
         sg_zero_fill_t zf_final = {"status", (const char **)final_states, SG_ARRAY_SIZE(final_states)};
         const sg_pg_query_conf_t defs[] = {
             {"swarm_tickets_total", "Tickets by state.", SG_METRIC_GAUGE,
-             "SELECT state, count(*)::float8 AS value FROM tickets GROUP BY state", (const char **)lbl_state, 1,
+             "SELECT state, count(*)::float8 AS value FROM tickets GROUP BY state ORDER BY state", (const char **)lbl_state, 1,
              "value", 0, &zf_states, 1},
             {"swarm_tickets_stuck", "Tickets in a state longer than its limit (in_progress: postgres.stuck_after).",
              SG_METRIC_GAUGE, stuck_sql, (const char **)lbl_state, 1, "value", 0, &zf_stuck, 1},
             {"swarm_tickets_processed_total", "Tickets that reached a final status.", SG_METRIC_COUNTER,
              "SELECT state AS status, count(*)::float8 AS value FROM tickets "
-             "WHERE state IN ('done', 'failed', 'cancelled') GROUP BY state",
+             "WHERE state IN ('done', 'failed', 'cancelled') GROUP BY state ORDER BY state",
              (const char **)lbl_status, 1, "value", 0, &zf_final, 1},
             {"swarm_circuit_breaker_state", "Circuit breaker state: 0 closed, 1 open, 2 half-open.", SG_METRIC_GAUGE,
              "SELECT agent, project, CASE state WHEN 'closed' THEN 0 WHEN 'open' THEN 1 WHEN 'half_open' THEN 2 "
-             "END::float8 AS value FROM circuit_breakers",
+             "END::float8 AS value FROM circuit_breakers ORDER BY agent, project",
              (const char **)lbl_breaker, 2, "value", 0, NULL, 0},
             {"swarm_vm_active", "VMs counting against the pool (provisioning, idle, busy, draining).", SG_METRIC_GAUGE,
              "SELECT count(*)::float8 AS value FROM vms WHERE state IN ('provisioning', 'idle', 'busy', 'draining')",
