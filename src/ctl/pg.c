@@ -17,6 +17,7 @@
 #include <libpq-fe.h>
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -440,8 +441,19 @@ static int poll_watch(sg_pg_t *pg, int events)
 static void schedule_tick(sg_pg_t *pg);
 static void run_next(sg_pg_t *pg);
 
+/* Legal transitions: bit `to` set in legal[from]. */
+static const unsigned pg_legal[PG_STATE__COUNT] = {
+    [PG_IDLE] = 1u << PG_IDLE | 1u << PG_RESOLVING | 1u << PG_CONNECTING | 1u << PG_CLOSING,
+    [PG_RESOLVING] = 1u << PG_CONNECTING | 1u << PG_IDLE | 1u << PG_CLOSING,
+    [PG_CONNECTING] = 1u << PG_READY | 1u << PG_IDLE | 1u << PG_CLOSING,
+    [PG_READY] = 1u << PG_IDLE | 1u << PG_CLOSING,
+    [PG_CLOSING] = 0,
+};
+
 static void set_state(sg_pg_t *pg, pg_state_t to)
 {
+    assert(pg_legal[pg->state] & (1u << to));
+    SG_UNUSED(pg_legal); /* NDEBUG builds */
     pg->state = to;
 }
 
