@@ -64,9 +64,9 @@ set(CPACK_DEBIAN_FILE_NAME "DEB-DEFAULT")
 set(CPACK_DEBIAN_PACKAGE_MAINTAINER "${SG_PACKAGE_MAINTAINER}")
 set(CPACK_DEBIAN_PACKAGE_SECTION "net")
 set(CPACK_DEBIAN_PACKAGE_PRIORITY "optional")
-set(CPACK_DEBIAN_PACKAGE_DESCRIPTION
-"reverse HTTP proxy with trace ids, Prometheus metrics and health endpoints
-swarmgate is a small, fast HTTP/1.1 reverse and egress proxy on libuv and
+# The summary line comes from CPACK_PACKAGE_DESCRIPTION_SUMMARY; this is the long part.
+set(CPACK_PACKAGE_DESCRIPTION
+"swarmgate is a small, fast HTTP/1.1 reverse and egress proxy on libuv and
 llhttp. It stamps every request with a trace id (X-Trace-Id and W3C
 traceparent), exports Prometheus metrics (request latency histograms, 5xx
 error rate, ticket gauges read from PostgreSQL) and answers liveness and
