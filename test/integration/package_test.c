@@ -25,7 +25,7 @@
 #define PKG_TIMEOUT 60
 #define OUT_MAX (1u << 20)
 
-static char g_tmp[256];      /* per-test scratch directory */
+static char g_tmp[256];       /* per-test scratch directory */
 static char g_builddir[4096]; /* build tree of SG_BINARY */
 
 /* Static, so that a failed assertion (which longjmps out) leaks nothing. */
@@ -180,8 +180,7 @@ static const char *build_deb(char *deb, size_t cap)
     char *nl = strchr(r.out, '\n');
     if (nl)
         *nl = '\0';
-    cr_assert(strncmp(r.out, deb, strlen(deb)) == 0, "unexpected package file name %s (want %s<arch>.deb)", r.out,
-              deb);
+    cr_assert(strncmp(r.out, deb, strlen(deb)) == 0, "unexpected package file name %s (want %s<arch>.deb)", r.out, deb);
     snprintf(deb, cap, "%s", r.out);
     return deb;
 }
@@ -292,7 +291,7 @@ Test(package, man_page_renders_without_warnings)
 
     r = run("gzip -dc %s | groff -man -Tascii -P-c -P-b -P-u", qman);
     cr_assert_eq(r.code, 0);
-    const char *want[] = {"SYNOPSIS",   "OPTIONS", "--config", "--check-config", "--version", "--help",
+    const char *want[] = {"SYNOPSIS",    "OPTIONS", "--config", "--check-config", "--version", "--help",
                           "EXIT STATUS", "SIGNALS", "SIGTERM",  "SIGHUP",         "FILES",     "SEE ALSO"};
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
         cr_expect(strstr(r.out, want[i]) != NULL, "man page lacks %s", want[i]);
@@ -441,4 +440,54 @@ Test(package, deb_binary_accepts_the_packaged_config)
             qx, qx);
     cr_assert_eq(r.code, 0, "--check-config of the packaged config: exit %d:\n%s", r.code, r.out);
     cr_assert(strstr(r.out, "OK") != NULL, "--check-config printed no OK:\n%s", r.out);
+}
+
+/* The maintainer scripts, run for real, but inside a private mount namespace
+ * where /etc is a copy and /run and /var/log are empty tmpfs: the host's
+ * users, systemd and logs are never touched. Needs root and unshare(1). */
+Test(package, maintainer_scripts_create_the_user_once_and_keep_it)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root for a private mount namespace");
+    if (run("unshare -m true").code != 0)
+        cr_skip_test("unshare -m not permitted here: %s", g_out);
+
+    char deb[1200], qdeb[2500], x[700], qx[1500], ctl[700], qctl[1500], ns[700], qns[1500];
+    build_deb(deb, sizeof(deb));
+    shq(qdeb, sizeof(qdeb), deb);
+    shq(qx, sizeof(qx), tpath(x, sizeof(x), "extract"));
+    shq(qctl, sizeof(qctl), tpath(ctl, sizeof(ctl), "control"));
+    shq(qns, sizeof(qns), tpath(ns, sizeof(ns), "ns"));
+    run_res_t r = run("dpkg-deb -x %s %s && dpkg-deb -e %s %s && mkdir %s", qdeb, qx, qdeb, qctl, qns);
+    cr_assert_eq(r.code, 0, "%s", r.out);
+
+    /* The marker proves /etc is the copy before any script runs (set -e stops otherwise). */
+    r = run("unshare -m sh -ec '"
+            "ns=$1; x=$2; ctl=$3;"
+            "cp -a /etc \"$ns/etc\"; touch \"$ns/etc/.sg_pkg_test_copy\";"
+            "mkdir -p \"$ns/etc/swarmgate\"; cp \"$x/etc/swarmgate/swarmgate.yaml\" \"$ns/etc/swarmgate/\";"
+            "mount --bind \"$ns/etc\" /etc; test -e /etc/.sg_pkg_test_copy;"
+            "mount -t tmpfs tmpfs /run; mount -t tmpfs tmpfs /var/log;"
+            "had=$(getent passwd swarmgate || true); echo \"before=[$had]\";"
+            "\"$ctl/postinst\" configure \"\"; \"$ctl/postinst\" configure \"\";"
+            "echo \"passwd=$(getent passwd swarmgate | cut -d: -f3- )\";"
+            "echo \"group=$(id -gn swarmgate)\"; echo \"count=$(grep -c ^swarmgate: /etc/passwd)\";"
+            "echo \"conf=$(stat -c %%U:%%G:%%a /etc/swarmgate/swarmgate.yaml)\";"
+            "\"$ctl/postinst\" configure " SG_VERSION "-1;"
+            "\"$ctl/prerm\" remove; \"$ctl/postrm\" remove; \"$ctl/postrm\" purge;"
+            "echo \"after_purge=$(getent passwd swarmgate | cut -d: -f1)\"' sg %s %s %s",
+            qns, qx, qctl);
+    cr_assert_eq(r.code, 0, "maintainer scripts failed (%d):\n%s", r.code, r.out);
+    cr_assert(strstr(r.out, "before=[]\n") != NULL, "a swarmgate user already existed; cannot test creation:\n%s",
+              r.out);
+    /* A system user (uid < 1000) without a login shell or a home. */
+    const char *pw = strstr(r.out, "passwd=");
+    cr_assert_not_null(pw, "%s", r.out);
+    unsigned uid = 1000;
+    cr_assert(sscanf(pw, "passwd=%u:", &uid) == 1 && uid > 0 && uid < 1000, "not a system uid:\n%s", r.out);
+    cr_expect(strstr(pw, ":/nonexistent:/usr/sbin/nologin\n") != NULL, "home/shell:\n%s", r.out);
+    cr_expect(strstr(r.out, "group=swarmgate\n") != NULL, "%s", r.out);
+    cr_expect(strstr(r.out, "count=1\n") != NULL, "user created more than once:\n%s", r.out);
+    cr_expect(strstr(r.out, "conf=root:swarmgate:640\n") != NULL, "config permissions:\n%s", r.out);
+    cr_expect(strstr(r.out, "after_purge=swarmgate\n") != NULL, "purge removed the user:\n%s", r.out);
 }
