@@ -57,6 +57,7 @@ set(CPACK_SET_DESTDIR ON)
 set(CPACK_INSTALL_PREFIX "/usr")
 set(CPACK_PACKAGING_INSTALL_PREFIX "/usr")
 set(CPACK_STRIP_FILES ON)
+set(CPACK_SOURCE_IGNORE_FILES "/\\.git/" "/\\.git$" "/build/" "/\\.cache/" "~$")
 
 set(CPACK_DEBIAN_PACKAGE_NAME "swarmgate")
 set(CPACK_DEBIAN_PACKAGE_RELEASE "1")
