@@ -1,0 +1,36 @@
+/* Observability hooks called by the data path (proxy, egress) on a worker.
+ * One sg_obs_worker_t per thread that serves requests; it bundles that
+ * thread's metrics shard, log ring and span queue. Every hook is O(1), never
+ * blocks, never allocates, and is safe to call with parts of observability
+ * turned off. */
+#ifndef SG_OBS_H
+#define SG_OBS_H
+
+#include "sg/common.h"
+#include "sg/config.h"
+#include "sg/reqrec.h"
+#include "sg/runtime.h"
+#include "sg/trace.h"
+
+typedef struct sg_obs_worker sg_obs_worker_t;
+
+/* Called on the owning thread before its loop runs / after it stopped.
+ * worker_idx UINT32_MAX is the control thread (its own shard and ring). */
+sg_obs_worker_t *sg_obs_worker_new(sg_runtime_t *rt, uint32_t worker_idx) SG_MUST_CHECK;
+void sg_obs_worker_free(sg_obs_worker_t *o);
+
+/* A request finished (response sent, or the connection closed under it). */
+void sg_obs_request_done(sg_obs_worker_t *o, const sg_reqrec_t *rec);
+void sg_obs_conn_open(sg_obs_worker_t *o, int32_t listener_idx);
+void sg_obs_conn_close(sg_obs_worker_t *o, int32_t listener_idx);
+void sg_obs_inflight(sg_obs_worker_t *o, int delta);
+void sg_obs_trace_resolved(sg_obs_worker_t *o, const sg_trace_ctx_t *t);
+void sg_obs_upstream_connect_error(sg_obs_worker_t *o, int32_t upstream_idx);
+void sg_obs_upstream_timeout(sg_obs_worker_t *o, int32_t upstream_idx);
+/* The sampler's decision for a trace this hop starts. */
+bool sg_obs_sample_new(sg_obs_worker_t *o);
+/* Error-log line about a request (trace_id may be NULL). */
+void sg_obs_log(sg_obs_worker_t *o, sg_log_level_t level, const char *trace_id, const char *fmt, ...)
+    SG_PRINTF(4, 5);
+
+#endif /* SG_OBS_H */
