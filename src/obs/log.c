@@ -6,7 +6,6 @@
  * registry mutex, which no producer ever touches on the request path. */
 #include "sg/log.h"
 
-#include "obs/obs_int.h"
 #include "sg/json.h"
 #include "sg/runtime.h"
 
@@ -452,20 +451,6 @@ void sg_log(sg_log_level_t level, const char *trace_id, const char *fmt, ...)
 
 /* ---- access log -------------------------------------------------------- */
 
-/* Local names: the canonical table (sg_method_name) belongs to the HTTP
- * module; the log only needs the spelling. */
-static const char *const method_names[SG_METHOD__COUNT] = {
-    [SG_METHOD_GET] = "GET",         [SG_METHOD_HEAD] = "HEAD",       [SG_METHOD_POST] = "POST",
-    [SG_METHOD_PUT] = "PUT",         [SG_METHOD_DELETE] = "DELETE",   [SG_METHOD_CONNECT] = "CONNECT",
-    [SG_METHOD_OPTIONS] = "OPTIONS", [SG_METHOD_TRACE] = "TRACE",     [SG_METHOD_PATCH] = "PATCH",
-    [SG_METHOD_OTHER] = "OTHER",
-};
-
-const char *sg__obs_method_name(sg_method_t m)
-{
-    return (unsigned)m < SG_METHOD__COUNT ? method_names[m] : "OTHER";
-}
-
 /* Escaped-size limits per field: their sum stays well under
  * SG_LOG_LINE_MAX, so a line is never dropped for its size. */
 #define MAX_PATH_BYTES 8192
@@ -503,7 +488,7 @@ void sg_log_access(sg_log_ring_t *ring, const sg_reqrec_t *rec, const char *rout
     PUT_KEY(&b, ",\"client\":");
     sg_buf_put_json_str(&b, rec->client_addr.p, rec->client_addr.len, MAX_ADDR_BYTES);
     PUT_KEY(&b, ",\"method\":\"");
-    sg_buf_puts(&b, sg__obs_method_name(rec->method));
+    sg_buf_puts(&b, sg_method_name(rec->method));
     PUT_KEY(&b, "\",\"path\":");
     sg_buf_put_json_str(&b, rec->path.p, rec->path.len, MAX_PATH_BYTES);
     PUT_KEY(&b, ",\"host\":");

@@ -7,7 +7,6 @@
  * exporter, which is freed only from the last close callback. */
 #include "sg/spans.h"
 
-#include "obs/obs_int.h"
 #include "sg/runtime.h"
 #include "sg/trace.h"
 
@@ -107,7 +106,7 @@ static void put_str(sg_buf_t *b, const char *s)
 static void put_span_name(sg_buf_t *b, const sg_span_t *s)
 {
     char name[16 + SG_SPAN_ROUTE_MAX];
-    const char *m = sg__obs_method_name(s->method);
+    const char *m = sg_method_name(s->method);
     size_t ml = strlen(m), rl = strlen(s->route);
     memcpy(name, m, ml);
     if (rl) {
@@ -163,7 +162,7 @@ static void otlp_span(sg_buf_t *b, const sg_span_t *s)
     sg_buf_put_u64(b, s->end_unix_ns);
     SG_BUF_LIT(b, "\",\"attributes\":[");
     bool first = true;
-    otlp_attr_str(b, &first, "http.request.method", sg__obs_method_name(s->method));
+    otlp_attr_str(b, &first, "http.request.method", sg_method_name(s->method));
     otlp_attr_str(b, &first, "url.path", s->path);
     if (s->route[0])
         otlp_attr_str(b, &first, "http.route", s->route);
@@ -229,7 +228,7 @@ static void zipkin_span(sg_buf_t *b, const sg_span_t *s, const char *service)
     SG_BUF_LIT(b, "},\"tags\":{");
     bool first = true;
     char num[8] = "error";
-    zipkin_tag(b, &first, "http.method", sg__obs_method_name(s->method));
+    zipkin_tag(b, &first, "http.method", sg_method_name(s->method));
     zipkin_tag(b, &first, "http.path", s->path);
     if (s->route[0])
         zipkin_tag(b, &first, "http.route", s->route);
