@@ -99,6 +99,8 @@ typedef struct sg_spans_opts {
     uint64_t backoff_min_ms; /* first retry delay; default 250 ms */
     uint64_t backoff_max_ms; /* cap; default 30 s */
     uint64_t tick_ms;        /* queue poll period; default min(batch_delay, 100 ms) */
+    size_t body_max_bytes;   /* largest POST body; default 4 MiB. Spans that do
+                                not fit go in the next POST. */
 } sg_spans_opts_t;
 
 /* Starts an exporter on `loop` (which must be the caller's, run by the

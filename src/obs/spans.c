@@ -558,7 +558,8 @@ struct sg_spans_exporter {
     uint64_t last_batch_ms;
 
     sg_span_t *batch;
-    size_t n_batch;
+    size_t n_batch; /* spans held (the body's first, then carried ones) */
+    size_t n_sent;  /* spans in the current body */
     char *body;
     size_t body_cap, body_len;
     char head[1024];
@@ -608,21 +609,30 @@ static void on_backoff(uv_timer_t *t)
     start_attempt(ex);
 }
 
+/* The body's spans are done with (exported or dropped): what did not fit
+ * in the body moves to the front for the next POST. */
+static void batch_consume(sg_spans_exporter_t *ex, bool is_exported)
+{
+    atomic_fetch_add(is_exported ? &reg.exported : &reg.dropped, ex->n_sent);
+    memmove(ex->batch, ex->batch + ex->n_sent, (ex->n_batch - ex->n_sent) * sizeof(sg_span_t));
+    ex->n_batch -= ex->n_sent;
+    ex->n_sent = 0;
+}
+
 /* The attempt is over and the TCP handle (if any) is closed: act on it. */
 static void attempt_done(sg_spans_exporter_t *ex)
 {
     if (ex->is_stopping)
         return;
     if (ex->result == RES_OK) {
-        atomic_fetch_add(&reg.exported, ex->n_batch);
+        batch_consume(ex, true);
     } else if (ex->result == RES_RETRY && ex->attempt < ex->opts.max_attempts) {
         ex->state = EX_BACKOFF;
         uv_timer_start(&ex->timer, on_backoff, backoff_ms(ex), 0);
         return;
     } else {
-        atomic_fetch_add(&reg.dropped, ex->n_batch);
+        batch_consume(ex, false);
     }
-    ex->n_batch = 0;
     ex->state = EX_IDLE;
 }
 
@@ -635,8 +645,7 @@ static void on_tcp_closed(uv_handle_t *h)
     ex->handles_open--;
     if (ex->is_stopping) {
         if (ex->state == EX_CLOSING && ex->result == RES_OK) {
-            atomic_fetch_add(&reg.exported, ex->n_batch);
-            ex->n_batch = 0;
+            batch_consume(ex, true);
         }
         maybe_free(ex);
         return;
@@ -844,9 +853,13 @@ static void send_batch(sg_spans_exporter_t *ex)
     sg_buf_init(&b, ex->body, ex->body_cap);
     size_t n = ex->format == SG_EXPORT_ZIPKIN ? sg_spans_encode_zipkin(&b, ex->batch, ex->n_batch, ex->service)
                                               : sg_spans_encode_otlp(&b, ex->batch, ex->n_batch, ex->service);
-    if (n < ex->n_batch) /* cannot happen: body_cap covers batch_size spans */
-        atomic_fetch_add(&reg.dropped, ex->n_batch - n);
-    ex->n_batch = n;
+    if (n == 0) {
+        /* cannot happen (the body holds one worst-case span); never spin */
+        ex->n_sent = 1;
+        batch_consume(ex, false);
+        return;
+    }
+    ex->n_sent = n; /* the rest is carried to the next POST */
     ex->body_len = b.len;
     int hl = snprintf(ex->head, sizeof(ex->head),
                       "POST %s HTTP/1.1\r\n"
@@ -869,6 +882,12 @@ static void on_tick(uv_timer_t *t)
     if (ex->state != EX_IDLE)
         return;
     uint64_t now = uv_now(ex->loop);
+    if (ex->n_batch) {
+        /* spans carried over from a body that was full: send on at once */
+        ex->n_batch += drain_queues(ex->batch + ex->n_batch, ex->batch_size - ex->n_batch);
+        send_batch(ex);
+        return;
+    }
     uint64_t waiting = queued_total();
     if (waiting == 0) {
         ex->last_batch_ms = now;
@@ -961,10 +980,13 @@ int sg_spans_exporter_start(uv_loop_t *loop, const sg_trace_conf_t *conf, const 
     ex->opts.max_attempts = opts && opts->max_attempts ? opts->max_attempts : 5;
     ex->opts.backoff_min_ms = opts && opts->backoff_min_ms ? opts->backoff_min_ms : 250;
     ex->opts.backoff_max_ms = opts && opts->backoff_max_ms ? opts->backoff_max_ms : 30000;
+    ex->opts.body_max_bytes = opts && opts->body_max_bytes ? opts->body_max_bytes : ((size_t)4 << 20);
     ex->opts.tick_ms = opts && opts->tick_ms ? opts->tick_ms : SG_MIN(ex->batch_delay_ms, (uint64_t)100);
     rc = -ENOMEM;
     ex->batch = malloc((size_t)ex->batch_size * sizeof(sg_span_t));
-    ex->body_cap = (size_t)ex->batch_size * SG_SPAN_JSON_MAX + 1024;
+    /* room for a full batch, up to body_max_bytes, and always one span */
+    ex->body_cap = SG_MAX(SG_MIN((size_t)ex->batch_size * SG_SPAN_JSON_MAX + 1024, ex->opts.body_max_bytes),
+                          (size_t)SG_SPAN_JSON_MAX + 1024);
     ex->body = malloc(ex->body_cap);
     if (!ex->batch || !ex->body)
         goto fail;

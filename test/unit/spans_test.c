@@ -454,6 +454,44 @@ Test(exporter, batch_size_sends_before_delay)
     cr_assert_eq(sg_spans_exported_total(), 8, "2 spans wait for the delay");
 }
 
+static bool collector_body_count_spans(void *arg)
+{
+    long want = *(long *)arg, n = 0;
+    size_t count = sg_collector_count(coll);
+    for (size_t i = 0; i < count; i++) {
+        size_t len;
+        char *b = sg_collector_body(coll, i, &len);
+        n += sg_test_json_count(b, len, "spanId");
+        free(b);
+    }
+    return n >= want;
+}
+
+Test(exporter, small_body_limit_splits_batch_without_loss)
+{
+    char url[128];
+    sg_trace_conf_t c = conf_for(SG_EXPORT_OTLP_HTTP, sg_collector_url(coll, "", url, sizeof(url)));
+    sg_spans_opts_t o = fast;
+    o.body_max_bytes = 1; /* clamped up to one worst-case span */
+    cr_assert_eq(sg_spans_exporter_start(&loop, &c, &o, &ex), 0);
+    push_spans(20);
+    uint64_t want = 20;
+    cr_assert(run_until(exported_at_least, &want, 10000));
+    long want_spans = 20;
+    cr_assert(collector_body_count_spans(&want_spans));
+    size_t posts = sg_collector_count(coll);
+    cr_assert_gt(posts, 2, "20 spans cannot fit one 7 KiB body");
+    for (size_t i = 0; i < posts; i++) {
+        size_t len;
+        char *b = sg_collector_body(coll, i, &len);
+        cr_assert_leq(len, SG_SPAN_JSON_MAX + 1024);
+        cr_assert(sg_test_json_valid(b, len, NULL, 0));
+        free(b);
+    }
+    cr_assert_eq(sg_spans_dropped_total(), 0);
+    cr_assert_eq(sg_spans_exported_total(), 20);
+}
+
 Test(exporter, collector_500_is_retried)
 {
     char url[128];
