@@ -53,7 +53,7 @@ ParameterizedTestParameters(json, control_chars)
     return cr_make_param_array(ctl_case_t, cases, 33);
 }
 
-ParameterizedTest(ctl_case_t *c, json, control_chars, .timeout = 5)
+ParameterizedTest(ctl_case_t *c, json, control_chars, .timeout = 30)
 {
     char in[3] = {'a', (char)c->c, 'b'};
     char want[16];
@@ -62,7 +62,7 @@ ParameterizedTest(ctl_case_t *c, json, control_chars, .timeout = 5)
     assert_json_string(esc(in, 3), in, 3);
 }
 
-Test(json, quote_and_backslash, .timeout = 5)
+Test(json, quote_and_backslash, .timeout = 30)
 {
     cr_assert_str_eq(esc("\"", 1), "\\\"");
     cr_assert_str_eq(esc("\\", 1), "\\\\");
@@ -71,7 +71,7 @@ Test(json, quote_and_backslash, .timeout = 5)
     assert_json_string(esc("\"}\\{", 4), "\"}\\{", 4);
 }
 
-Test(json, printable_ascii_unchanged, .timeout = 5)
+Test(json, printable_ascii_unchanged, .timeout = 30)
 {
     char in[95];
     for (int i = 0; i < 95; i++)
@@ -82,7 +82,7 @@ Test(json, printable_ascii_unchanged, .timeout = 5)
     assert_json_string(o, in, 95);
 }
 
-Test(json, valid_multibyte_kept, .timeout = 5)
+Test(json, valid_multibyte_kept, .timeout = 30)
 {
     const char *s[] = {
         "\xc2\x80",         /* U+0080 */
@@ -143,7 +143,7 @@ ParameterizedTestParameters(json, invalid_utf8_replaced)
     return cr_make_param_array(utf8_case_t, cases, sizeof(cases) / sizeof(cases[0]));
 }
 
-ParameterizedTest(utf8_case_t *c, json, invalid_utf8_replaced, .timeout = 5)
+ParameterizedTest(utf8_case_t *c, json, invalid_utf8_replaced, .timeout = 30)
 {
     const char *o = esc(c->in, c->len);
     cr_assert_str_eq(o, c->want);
@@ -152,7 +152,7 @@ ParameterizedTest(utf8_case_t *c, json, invalid_utf8_replaced, .timeout = 5)
     cr_assert(sg_test_json_valid(doc, (size_t)n, NULL, 0));
 }
 
-Test(json, never_writes_past_cap_and_cuts_whole, .timeout = 10)
+Test(json, never_writes_past_cap_and_cuts_whole, .timeout = 30)
 {
     /* Every cap from 0 to the full length, on an input mixing every class:
      * the canary after cap survives and the output is always valid JSON. */
@@ -179,7 +179,7 @@ Test(json, never_writes_past_cap_and_cuts_whole, .timeout = 10)
     }
 }
 
-Test(json, random_bytes_always_valid_json, .timeout = 20)
+Test(json, random_bytes_always_valid_json, .timeout = 30)
 {
     srand(1234);
     for (int round = 0; round < 2000; round++) {
@@ -196,7 +196,7 @@ Test(json, random_bytes_always_valid_json, .timeout = 20)
     }
 }
 
-Test(json, buf_numbers, .timeout = 5)
+Test(json, buf_numbers, .timeout = 30)
 {
     char mem[128];
     sg_buf_t b;
@@ -223,7 +223,7 @@ Test(json, buf_numbers, .timeout = 5)
     cr_assert_str_eq(mem, "0 18446744073709551615 -9223372036854775808 -7 0.000 1.234 0.005 300000.050 000abc");
 }
 
-Test(json, buf_overflow_is_all_or_nothing, .timeout = 5)
+Test(json, buf_overflow_is_all_or_nothing, .timeout = 30)
 {
     char mem[8];
     sg_buf_t b;
@@ -240,7 +240,7 @@ Test(json, buf_overflow_is_all_or_nothing, .timeout = 5)
     cr_assert_eq(memcmp(mem, "12345x\"\"", 8), 0);
 }
 
-Test(json, buf_json_str_max_body, .timeout = 5)
+Test(json, buf_json_str_max_body, .timeout = 30)
 {
     char mem[64];
     sg_buf_t b;
@@ -256,7 +256,7 @@ Test(json, buf_json_str_max_body, .timeout = 5)
     cr_assert_str_eq(mem, "\"ab\"");
 }
 
-Test(json, rfc3339_matches_gmtime, .timeout = 10)
+Test(json, rfc3339_matches_gmtime, .timeout = 30)
 {
     const uint64_t fixed[] = {0, 951782400000000000ull /* 2000-02-29 */, 1709251199999000000ull,
                               4102444800123456789ull /* 2100-01-01 */, 16725225599999000000ull /* 2499-12-31 */};

@@ -49,7 +49,7 @@ ParameterizedTestParameters(trace, uuid_parse_table)
     return cr_make_param_array(uuid_case_t, cases, sizeof(cases) / sizeof(cases[0]));
 }
 
-ParameterizedTest(uuid_case_t *c, trace, uuid_parse_table, .timeout = 5)
+ParameterizedTest(uuid_case_t *c, trace, uuid_parse_table, .timeout = 30)
 {
     char out[SG_TRACE_ID_LEN + 1];
     memset(out, 'X', sizeof(out));
@@ -62,7 +62,7 @@ ParameterizedTest(uuid_case_t *c, trace, uuid_parse_table, .timeout = 5)
     }
 }
 
-Test(trace, uuid_parse_null_and_embedded_nul, .timeout = 5)
+Test(trace, uuid_parse_null_and_embedded_nul, .timeout = 30)
 {
     char out[SG_TRACE_ID_LEN + 1];
     cr_assert_neq(sg_trace_id_parse(SG_STR_NULL, out), 0);
@@ -74,7 +74,7 @@ static int cmp_str(const void *a, const void *b)
     return strcmp((const char *)a, (const char *)b);
 }
 
-Test(trace, generated_ids_are_v4_and_distinct, .timeout = 10)
+Test(trace, generated_ids_are_v4_and_distinct, .timeout = 30)
 {
     enum { N = 2000 };
     char(*ids)[SG_TRACE_ID_LEN + 1] = calloc(N, sizeof(*ids));
@@ -93,7 +93,7 @@ Test(trace, generated_ids_are_v4_and_distinct, .timeout = 10)
     free(ids);
 }
 
-Test(trace, span_ids_are_nonzero_hex_and_distinct, .timeout = 10)
+Test(trace, span_ids_are_nonzero_hex_and_distinct, .timeout = 30)
 {
     enum { N = 20000 };
     char(*ids)[SG_SPAN_ID_LEN + 1] = calloc(N, sizeof(*ids));
@@ -110,7 +110,7 @@ Test(trace, span_ids_are_nonzero_hex_and_distinct, .timeout = 10)
     free(ids);
 }
 
-Test(trace, uuid_hex_round_trip, .timeout = 5)
+Test(trace, uuid_hex_round_trip, .timeout = 30)
 {
     char hex[SG_TRACE_HEX_LEN + 1], back[SG_TRACE_ID_LEN + 1];
     sg_trace_id_to_hex(TP_TRACE_UUID, hex);
@@ -127,7 +127,7 @@ Test(trace, uuid_hex_round_trip, .timeout = 5)
     }
 }
 
-Test(trace, source_names, .timeout = 5)
+Test(trace, source_names, .timeout = 30)
 {
     cr_assert_str_eq(sg_trace_source_name(SG_TRACE_SRC_GENERATED), "generated");
     cr_assert_str_eq(sg_trace_source_name(SG_TRACE_SRC_FORWARDED), "forwarded");
@@ -190,7 +190,7 @@ ParameterizedTestParameters(trace, traceparent_table)
     return cr_make_param_array(tp_case_t, cases, sizeof(cases) / sizeof(cases[0]));
 }
 
-ParameterizedTest(tp_case_t *c, trace, traceparent_table, .timeout = 5)
+ParameterizedTest(tp_case_t *c, trace, traceparent_table, .timeout = 30)
 {
     sg_traceparent_t tp;
     int rc = sg_traceparent_parse(sg_str_cstr(c->in), &tp);
@@ -258,7 +258,7 @@ ParameterizedTestParameters(trace, tracestate_table)
     return cr_make_param_array(ts_case_t, cases, sizeof(cases) / sizeof(cases[0]));
 }
 
-ParameterizedTest(ts_case_t *c, trace, tracestate_table, .timeout = 5)
+ParameterizedTest(ts_case_t *c, trace, tracestate_table, .timeout = 30)
 {
     cr_assert_eq(sg_tracestate_valid(sg_str_cstr(c->in)), c->valid, "'%s'", c->in);
 }
@@ -270,7 +270,7 @@ static char *repeat(char *buf, char c, size_t n)
     return buf;
 }
 
-Test(trace, tracestate_key_and_value_lengths, .timeout = 5)
+Test(trace, tracestate_key_and_value_lengths, .timeout = 30)
 {
     char key[300], val[300], m[700];
     /* simple key: 256 ok, 257 not */
@@ -305,7 +305,7 @@ static size_t members(char *buf, size_t cap, int first, int n)
     return len;
 }
 
-Test(trace, tracestate_member_count, .timeout = 5)
+Test(trace, tracestate_member_count, .timeout = 30)
 {
     char buf[1024];
     members(buf, sizeof(buf), 0, 32);
@@ -337,7 +337,7 @@ static bool is_v4(const char *id)
     return id[14] == '4' && strchr("89ab", id[19]) != NULL;
 }
 
-Test(trace, resolve_nothing_generates, .timeout = 5)
+Test(trace, resolve_nothing_generates, .timeout = 30)
 {
     sg_trace_in_t in = {0};
     sg_trace_ctx_t c;
@@ -357,7 +357,7 @@ Test(trace, resolve_nothing_generates, .timeout = 5)
     assert_traceparent_shape(&c);
 }
 
-Test(trace, resolve_forwards_valid_id_lower_cased, .timeout = 5)
+Test(trace, resolve_forwards_valid_id_lower_cased, .timeout = 30)
 {
     sg_trace_in_t in = {.xtid = {SG_STR(" 4BF92F35-77B3-4DA6-A3CE-929D0E0E4736 ")}, .n_xtid = 1};
     sg_trace_ctx_t c;
@@ -371,7 +371,7 @@ Test(trace, resolve_forwards_valid_id_lower_cased, .timeout = 5)
     assert_traceparent_shape(&c);
 }
 
-Test(trace, resolve_identical_values_forwarded, .timeout = 5)
+Test(trace, resolve_identical_values_forwarded, .timeout = 30)
 {
     sg_trace_in_t in = {.xtid = {SG_STR(TP_TRACE_UUID), SG_STR("4BF92F35-77B3-4DA6-A3CE-929D0E0E4736"),
                                  SG_STR(TP_TRACE_UUID ", " TP_TRACE_UUID)},
@@ -405,7 +405,7 @@ ParameterizedTestParameters(trace, resolve_replaces_invalid_id)
     return cr_make_param_array(bad_xtid_case_t, cases, sizeof(cases) / sizeof(cases[0]));
 }
 
-ParameterizedTest(bad_xtid_case_t *bc, trace, resolve_replaces_invalid_id, .timeout = 5)
+ParameterizedTest(bad_xtid_case_t *bc, trace, resolve_replaces_invalid_id, .timeout = 30)
 {
     sg_trace_in_t in = {.xtid = {sg_str_cstr(bc->v1), sg_str_cstr(bc->v2)}, .n_xtid = bc->v2[0] ? 2 : 1};
     sg_trace_ctx_t c;
@@ -418,7 +418,7 @@ ParameterizedTest(bad_xtid_case_t *bc, trace, resolve_replaces_invalid_id, .time
     assert_traceparent_shape(&c);
 }
 
-Test(trace, resolve_too_many_lines_is_invalid, .timeout = 5)
+Test(trace, resolve_too_many_lines_is_invalid, .timeout = 30)
 {
     sg_trace_in_t in = {0};
     for (size_t i = 0; i < SG_TRACE_MAX_VALUES; i++)
@@ -433,7 +433,7 @@ Test(trace, resolve_too_many_lines_is_invalid, .timeout = 5)
     cr_assert(c.had_invalid);
 }
 
-Test(trace, resolve_alias, .timeout = 5)
+Test(trace, resolve_alias, .timeout = 30)
 {
     sg_trace_ctx_t c;
     sg_trace_in_t in = {.alias = {SG_STR("11111111-2222-4333-8444-555555555555")}, .n_alias = 1};
@@ -461,7 +461,7 @@ Test(trace, resolve_alias, .timeout = 5)
     cr_assert_not(c.had_invalid);
 }
 
-Test(trace, resolve_continues_traceparent, .timeout = 5)
+Test(trace, resolve_continues_traceparent, .timeout = 30)
 {
     sg_trace_in_t in = {.traceparent = {SG_STR(TP_VALID)},
                         .n_traceparent = 1,
@@ -496,7 +496,7 @@ ParameterizedTestParameters(trace, resolve_flags_on_continue)
     return cr_make_param_array(tp_case_t, cases, sizeof(cases) / sizeof(cases[0]));
 }
 
-ParameterizedTest(tp_case_t *tc, trace, resolve_flags_on_continue, .timeout = 5)
+ParameterizedTest(tp_case_t *tc, trace, resolve_flags_on_continue, .timeout = 30)
 {
     sg_trace_in_t in = {.traceparent = {sg_str_cstr(tc->in)}, .n_traceparent = 1};
     sg_trace_ctx_t c;
@@ -507,7 +507,7 @@ ParameterizedTest(tp_case_t *tc, trace, resolve_flags_on_continue, .timeout = 5)
     assert_traceparent_shape(&c);
 }
 
-Test(trace, resolve_invalid_traceparent_restarts, .timeout = 5)
+Test(trace, resolve_invalid_traceparent_restarts, .timeout = 30)
 {
     sg_trace_in_t in = {.traceparent = {SG_STR("00-4BF92F3577B34DA6A3CE929D0E0E4736-" TP_PARENT "-01")},
                         .n_traceparent = 1,
@@ -524,7 +524,7 @@ Test(trace, resolve_invalid_traceparent_restarts, .timeout = 5)
     assert_traceparent_shape(&c);
 }
 
-Test(trace, resolve_two_traceparent_lines_invalid, .timeout = 5)
+Test(trace, resolve_two_traceparent_lines_invalid, .timeout = 30)
 {
     sg_trace_in_t in = {.traceparent = {SG_STR(TP_VALID), SG_STR(TP_VALID)},
                         .n_traceparent = 2,
@@ -539,7 +539,7 @@ Test(trace, resolve_two_traceparent_lines_invalid, .timeout = 5)
     cr_assert_str_eq(c.tracestate, "");
 }
 
-Test(trace, resolve_same_id_in_both_continues, .timeout = 5)
+Test(trace, resolve_same_id_in_both_continues, .timeout = 30)
 {
     sg_trace_in_t in = {.xtid = {SG_STR("4BF92F35-77B3-4DA6-A3CE-929D0E0E4736")},
                         .n_xtid = 1,
@@ -556,7 +556,7 @@ Test(trace, resolve_same_id_in_both_continues, .timeout = 5)
     cr_assert_str_eq(c.tracestate, "rojo=1");
 }
 
-Test(trace, resolve_conflict_x_trace_id_wins, .timeout = 5)
+Test(trace, resolve_conflict_x_trace_id_wins, .timeout = 30)
 {
     sg_trace_in_t in = {.xtid = {SG_STR("11111111-2222-4333-8444-555555555555")},
                         .n_xtid = 1,
@@ -577,7 +577,7 @@ Test(trace, resolve_conflict_x_trace_id_wins, .timeout = 5)
     assert_traceparent_shape(&c);
 }
 
-Test(trace, resolve_invalid_id_with_valid_traceparent_keeps_one_id, .timeout = 5)
+Test(trace, resolve_invalid_id_with_valid_traceparent_keeps_one_id, .timeout = 30)
 {
     sg_trace_in_t in = {.xtid = {SG_STR("bogus")},
                         .n_xtid = 1,
@@ -595,7 +595,7 @@ Test(trace, resolve_invalid_id_with_valid_traceparent_keeps_one_id, .timeout = 5
     cr_assert_str_eq(c.tracestate, "rojo=1");
 }
 
-Test(trace, resolve_tracestate_32_vs_33_members_over_lines, .timeout = 5)
+Test(trace, resolve_tracestate_32_vs_33_members_over_lines, .timeout = 30)
 {
     static char l1[512], l2[512], l3[512];
     members(l1, sizeof(l1), 0, 10);
@@ -620,7 +620,7 @@ Test(trace, resolve_tracestate_32_vs_33_members_over_lines, .timeout = 5)
     cr_assert_str_eq(c.parent_span_id, TP_PARENT, "traceparent still continued");
 }
 
-Test(trace, resolve_tracestate_duplicate_across_lines_dropped, .timeout = 5)
+Test(trace, resolve_tracestate_duplicate_across_lines_dropped, .timeout = 30)
 {
     sg_trace_in_t in = {.traceparent = {SG_STR(TP_VALID)},
                         .n_traceparent = 1,
@@ -632,7 +632,7 @@ Test(trace, resolve_tracestate_duplicate_across_lines_dropped, .timeout = 5)
     cr_assert_str_eq(c.tracestate, "");
 }
 
-Test(trace, resolve_tracestate_too_long_dropped, .timeout = 5)
+Test(trace, resolve_tracestate_too_long_dropped, .timeout = 30)
 {
     static char big[600];
     char v[300];
@@ -659,7 +659,7 @@ Test(trace, resolve_tracestate_too_long_dropped, .timeout = 5)
     cr_assert_str_eq(c.tracestate, big);
 }
 
-Test(trace, resolve_uses_only_counted_values, .timeout = 5)
+Test(trace, resolve_uses_only_counted_values, .timeout = 30)
 {
     /* Header-name matching (traceparent vs trace-parent look-alikes) is the
      * caller's job: resolve reads only the first n values of each array. */
@@ -685,7 +685,7 @@ Test(trace, resolve_uses_only_counted_values, .timeout = 5)
     cr_assert_str_eq(c.tracestate, "rojo=1");
 }
 
-Test(trace, resolve_new_span_each_time, .timeout = 5)
+Test(trace, resolve_new_span_each_time, .timeout = 30)
 {
     sg_trace_in_t in = {.traceparent = {SG_STR(TP_VALID)}, .n_traceparent = 1};
     sg_trace_ctx_t a, b;
