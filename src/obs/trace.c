@@ -426,15 +426,11 @@ void sg_trace_resolve(const sg_trace_in_t *in, bool sample_new, sg_trace_ctx_t *
     } else if (xt == ID_INVALID) {
         out->had_invalid = true;
         out->source = SG_TRACE_SRC_REPLACED;
-        /* The rejected id is replaced by the trace id the request's valid
-         * traceparent already carries, else by a new UUIDv4: one id holds
-         * on every header either way. */
-        if (tp_state == ID_VALID) {
-            sg_trace_hex_to_id(tp.trace_hex, out->trace_id);
-        } else {
-            sg_trace_id_generate(out->trace_id);
-            is_generated = true;
-        }
+        /* DESIGN.md section 4: an invalid id is replaced by a new UUIDv4.
+         * A valid traceparent with another trace id is then restarted with
+         * the new id below, so one id still holds on every header. */
+        sg_trace_id_generate(out->trace_id);
+        is_generated = true;
     } else if (resolve_id_header(in->alias, in->n_alias, out->trace_id) == ID_VALID) {
         /* Alias headers (X-Request-Id, ...) often carry non-UUID ids by
          * design: an invalid one is ignored, not counted as replaced. */
@@ -456,8 +452,8 @@ void sg_trace_resolve(const sg_trace_in_t *in, bool sample_new, sg_trace_ctx_t *
         sg_trace_id_to_hex(out->trace_id, hex);
         if (memcmp(hex, tp.trace_hex, SG_TRACE_HEX_LEN) == 0)
             is_continue = true;
-        else
-            out->conflict = true; /* X-Trace-Id wins (DESIGN.md section 4) */
+        else if (out->source == SG_TRACE_SRC_FORWARDED)
+            out->conflict = true; /* a valid X-Trace-Id wins (DESIGN.md section 4) */
     }
 
     if (is_continue) {

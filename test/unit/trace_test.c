@@ -577,7 +577,10 @@ Test(trace, resolve_conflict_x_trace_id_wins, .timeout = 30)
     assert_traceparent_shape(&c);
 }
 
-Test(trace, resolve_invalid_id_with_valid_traceparent_keeps_one_id, .timeout = 30)
+/* DESIGN.md section 4: an invalid X-Trace-Id is replaced by a new UUIDv4;
+ * the valid traceparent then carries another id, so it is restarted with
+ * the new one (tracestate dropped): one id on every header. */
+Test(trace, resolve_invalid_id_with_valid_traceparent_restarts_with_new_id, .timeout = 30)
 {
     sg_trace_in_t in = {.xtid = {SG_STR("bogus")},
                         .n_xtid = 1,
@@ -586,13 +589,18 @@ Test(trace, resolve_invalid_id_with_valid_traceparent_keeps_one_id, .timeout = 3
                         .tracestate = {SG_STR("rojo=1")},
                         .n_tracestate = 1};
     sg_trace_ctx_t c;
-    sg_trace_resolve(&in, false, &c);
+    sg_trace_resolve(&in, true, &c);
     cr_assert_eq(c.source, SG_TRACE_SRC_REPLACED);
     cr_assert(c.had_invalid);
-    cr_assert_not(c.conflict);
-    cr_assert_str_eq(c.trace_id, TP_TRACE_UUID);
-    cr_assert_str_eq(c.parent_span_id, TP_PARENT);
-    cr_assert_str_eq(c.tracestate, "rojo=1");
+    cr_assert_not(c.conflict, "conflict counts two valid ids only");
+    cr_assert_str_neq(c.trace_id, TP_TRACE_UUID);
+    cr_assert_eq(c.trace_id[14], '4', "a new UUIDv4");
+    cr_assert_str_eq(c.parent_span_id, "");
+    cr_assert_str_eq(c.tracestate, "");
+    cr_assert_eq(c.flags, 0x03, "sampled by the sampler, random: our id");
+    char hex[SG_TRACE_HEX_LEN + 1];
+    sg_trace_id_to_hex(c.trace_id, hex);
+    cr_assert(strstr(c.traceparent, hex), "%s", c.traceparent);
 }
 
 Test(trace, resolve_tracestate_32_vs_33_members_over_lines, .timeout = 30)
