@@ -14,7 +14,8 @@
 
 typedef struct sg_obs_worker sg_obs_worker_t;
 
-/* Called on the owning thread before its loop runs / after it stopped. */
+/* Called on the owning thread before its loop runs / after it stopped.
+ * worker_idx UINT32_MAX is the control thread (its own shard and ring). */
 sg_obs_worker_t *sg_obs_worker_new(sg_runtime_t *rt, uint32_t worker_idx) SG_MUST_CHECK;
 void sg_obs_worker_free(sg_obs_worker_t *o);
 

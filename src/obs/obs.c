@@ -1,6 +1,8 @@
-/* Observability hooks. This first version only keeps the error log (stderr);
- * metrics, access log and spans are wired in as their modules land. */
+/* Observability hooks: the data path's one door to metrics, the error-rate
+ * windows, the access log and span export. */
 #include "sg/obs.h"
+
+#include "sg/metrics.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,6 +11,7 @@
 struct sg_obs_worker {
     sg_runtime_t *rt;
     uint32_t worker_idx;
+    sg_metrics_shard_t *shard; /* NULL: metrics off (unit tests) */
 };
 
 sg_obs_worker_t *sg_obs_worker_new(sg_runtime_t *rt, uint32_t worker_idx)
@@ -18,6 +21,9 @@ sg_obs_worker_t *sg_obs_worker_new(sg_runtime_t *rt, uint32_t worker_idx)
         return NULL;
     o->rt = rt;
     o->worker_idx = worker_idx;
+    if (rt && rt->metrics)
+        o->shard = worker_idx == UINT32_MAX ? sg_metrics_control_shard(rt->metrics)
+                                            : sg_metrics_worker_shard(rt->metrics, worker_idx);
     return o;
 }
 
@@ -28,44 +34,48 @@ void sg_obs_worker_free(sg_obs_worker_t *o)
 
 void sg_obs_request_done(sg_obs_worker_t *o, const sg_reqrec_t *rec)
 {
-    SG_UNUSED(o);
-    SG_UNUSED(rec);
+    if (o->shard)
+        sg_metrics_record_request(o->shard, rec);
 }
 
 void sg_obs_conn_open(sg_obs_worker_t *o, int32_t listener_idx)
 {
-    SG_UNUSED(o);
-    SG_UNUSED(listener_idx);
+    if (o->shard && listener_idx >= 0)
+        sg_metrics_conn_open(o->shard, (size_t)listener_idx);
 }
 
 void sg_obs_conn_close(sg_obs_worker_t *o, int32_t listener_idx)
 {
-    SG_UNUSED(o);
-    SG_UNUSED(listener_idx);
+    if (o->shard && listener_idx >= 0)
+        sg_metrics_conn_close(o->shard, (size_t)listener_idx);
 }
 
 void sg_obs_inflight(sg_obs_worker_t *o, int delta)
 {
-    SG_UNUSED(o);
-    SG_UNUSED(delta);
+    if (!o->shard)
+        return;
+    if (delta > 0)
+        sg_metrics_inflight_inc(o->shard);
+    else if (delta < 0)
+        sg_metrics_inflight_dec(o->shard);
 }
 
 void sg_obs_trace_resolved(sg_obs_worker_t *o, const sg_trace_ctx_t *t)
 {
-    SG_UNUSED(o);
-    SG_UNUSED(t);
+    if (o->shard)
+        sg_metrics_trace_source(o->shard, t->source);
 }
 
 void sg_obs_upstream_connect_error(sg_obs_worker_t *o, int32_t upstream_idx)
 {
-    SG_UNUSED(o);
-    SG_UNUSED(upstream_idx);
+    if (o->shard && upstream_idx >= 0)
+        sg_metrics_upstream_connect_error(o->shard, (size_t)upstream_idx);
 }
 
 void sg_obs_upstream_timeout(sg_obs_worker_t *o, int32_t upstream_idx)
 {
-    SG_UNUSED(o);
-    SG_UNUSED(upstream_idx);
+    if (o->shard && upstream_idx >= 0)
+        sg_metrics_upstream_timeout(o->shard, (size_t)upstream_idx);
 }
 
 bool sg_obs_sample_new(sg_obs_worker_t *o)

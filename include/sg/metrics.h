@@ -1,0 +1,99 @@
+/* Traffic metrics: a registry of counters, gauges and histograms kept in
+ * per-thread shards and summed at scrape time (STYLE.md section 7).
+ *
+ * sg_metrics_create() builds the registry from a static descriptor table
+ * and the config (routes, upstreams, listeners): every series gets a dense
+ * slot. Each worker and the control thread own one shard: cache-line
+ * aligned `_Atomic uint64_t` arrays that only their owner writes, with
+ * relaxed load + store (no locked read-modify-write, no locks). A scrape
+ * (sg_metrics_render, control thread) sums relaxed loads across shards;
+ * workers are never paused or messaged.
+ *
+ * Label values are bounded (see docs/metrics.md):
+ *   route    config route names, "none" (no route matched), "other" (an
+ *            index the registry does not know, e.g. after a reload)
+ *   method   GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH OTHER
+ *   code     exact for a fixed set of standard codes, else "1xx".."5xx";
+ *            "000" when no status was sent, "other" outside 100..599
+ *   upstream config upstream names, "other"
+ *   listener config listener names, "other"
+ * Gauges summed across workers (in flight, connections) are one signed
+ * per-shard value each (two's complement in the uint64 slot), moved up and
+ * down by the owner; the sum wraps back to the true total.
+ *
+ * Lifetime: created by main before the workers start (after the first
+ * config load), destroyed after every thread that writes a shard has been
+ * joined. The registry copies every name it needs: the config may go. */
+#ifndef SG_METRICS_H
+#define SG_METRICS_H
+
+#include "sg/common.h"
+#include "sg/config.h"
+#include "sg/expose.h"
+#include "sg/reqrec.h"
+#include "sg/trace.h"
+
+typedef struct sg_metrics sg_metrics_t;
+typedef struct sg_metrics_shard sg_metrics_shard_t;
+
+/* Values owned by other modules, read at scrape time (control thread).
+ * Any field may be NULL: then server_up series are not written and the
+ * span counters read 0. */
+typedef struct sg_metrics_hooks {
+    /* 1 = up, 0 = down, < 0 = unknown (series omitted). */
+    int (*server_up)(void *ud, size_t upstream_idx, size_t server_idx);
+    uint64_t (*spans_exported)(void *ud);
+    uint64_t (*spans_dropped)(void *ud);
+    void *ud;
+} sg_metrics_hooks_t;
+
+/* Extra families for a scrape (Postgres gauges, health...). Called on the
+ * control thread during sg_metrics_render, after the built-in families, in
+ * registration order; writes with sg_expose_family/sample/histogram. */
+typedef void (*sg_metrics_collect_cb)(sg_expose_t *x, void *ud);
+
+/* Builds the registry for `n_workers` worker shards plus one control shard.
+ * Returns NULL on allocation failure. Main thread, at start-up. */
+sg_metrics_t *sg_metrics_create(const sg_config_t *cfg, uint32_t n_workers) SG_MUST_CHECK;
+void sg_metrics_destroy(sg_metrics_t *m);
+
+/* Shard of worker i (0 <= i < n_workers), and the control thread's. */
+sg_metrics_shard_t *sg_metrics_worker_shard(sg_metrics_t *m, uint32_t worker_idx);
+sg_metrics_shard_t *sg_metrics_control_shard(sg_metrics_t *m);
+
+/* Start-up (before the first scrape), main or control thread. */
+void sg_metrics_set_hooks(sg_metrics_t *m, const sg_metrics_hooks_t *hooks);
+/* 0 or -ENOMEM. Control thread (or before it starts). */
+int sg_metrics_add_collector(sg_metrics_t *m, sg_metrics_collect_cb cb, void *ud) SG_MUST_CHECK;
+/* Removes the first registration of (cb, ud); no-op when absent. */
+void sg_metrics_remove_collector(sg_metrics_t *m, sg_metrics_collect_cb cb, void *ud);
+
+/* ---- hot path: shard owner's thread only; O(1), no malloc, no locks ---- */
+
+/* A finished request: swarm_http_requests_total, the request duration
+ * histogram (end_ns - start_ns) and, when an upstream answered, the
+ * upstream response histogram (upstream_head_ns - upstream_start_ns),
+ * with an exemplar (rec->trace->trace_id) on the buckets hit; and the
+ * error-rate windows (responses with a status only; 5xx are errors). */
+void sg_metrics_record_request(sg_metrics_shard_t *s, const sg_reqrec_t *rec);
+void sg_metrics_conn_open(sg_metrics_shard_t *s, size_t listener_idx);
+void sg_metrics_conn_close(sg_metrics_shard_t *s, size_t listener_idx);
+void sg_metrics_inflight_inc(sg_metrics_shard_t *s);
+void sg_metrics_inflight_dec(sg_metrics_shard_t *s);
+void sg_metrics_trace_source(sg_metrics_shard_t *s, sg_trace_source_t src);
+void sg_metrics_upstream_connect_error(sg_metrics_shard_t *s, size_t upstream_idx);
+void sg_metrics_upstream_timeout(sg_metrics_shard_t *s, size_t upstream_idx);
+/* swarm_config_reload_total{result="success"|"failure"} (control shard). */
+void sg_metrics_config_reload(sg_metrics_shard_t *s, bool is_success);
+
+/* ---- scrape: control thread ---- */
+
+/* Writes every family of the registry (traffic, error rates, span counters,
+ * process_*, build info), then the collectors. now_ms is the monotonic
+ * clock (sg_now_ms) for the error-rate windows. Does not call finish. */
+void sg_metrics_render(sg_metrics_t *m, sg_expose_t *x, uint64_t now_ms);
+
+/* Label value of an HTTP status for swarm_http_requests_total. */
+const char *sg_metrics_code_label(uint16_t status);
+
+#endif /* SG_METRICS_H */

@@ -1,0 +1,834 @@
+#include "sg/metrics.h"
+
+#include "obs/metrics_int.h"
+#include "sg/errrate.h"
+#include "sg/procstat.h"
+#include "sg/runtime.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#ifndef SG_VERSION
+#define SG_VERSION "unknown"
+#endif
+
+/* ---- label dimensions --------------------------------------------------- */
+
+enum dim { D_ROUTE = 0, D_METHOD, D_CODE, D_UPSTREAM, D_LISTENER, D_TRACE_SRC, D_RESULT, D__COUNT };
+
+typedef struct dimvals {
+    size_t n;
+    const char **names;
+    bool *is_optional; /* series using this value are written only when non-zero */
+} dimvals_t;
+
+static const char *const method_names[SG_METHOD__COUNT] = {
+    [SG_METHOD_GET] = "GET",         [SG_METHOD_HEAD] = "HEAD",     [SG_METHOD_POST] = "POST",
+    [SG_METHOD_PUT] = "PUT",         [SG_METHOD_DELETE] = "DELETE", [SG_METHOD_CONNECT] = "CONNECT",
+    [SG_METHOD_OPTIONS] = "OPTIONS", [SG_METHOD_TRACE] = "TRACE",   [SG_METHOD_PATCH] = "PATCH",
+    [SG_METHOD_OTHER] = "OTHER",
+};
+
+static const char *const trace_src_names[SG_TRACE_SRC__COUNT] = {
+    [SG_TRACE_SRC_GENERATED] = "generated",
+    [SG_TRACE_SRC_FORWARDED] = "forwarded",
+    [SG_TRACE_SRC_TRACEPARENT] = "traceparent",
+    [SG_TRACE_SRC_REPLACED] = "replaced",
+};
+
+static const char *const result_names[2] = {"success", "failure"};
+
+/* Status codes kept exact (RFC 9110 and common extensions); any other
+ * status is folded into its class so the code label stays bounded. */
+static const char *const known_codes[] = {
+    "100", "101", "200", "201", "202", "203", "204", "206", "301", "302", "303", "304", "307", "308", "400",
+    "401", "403", "404", "405", "406", "408", "409", "410", "411", "412", "413", "414", "415", "416", "417",
+    "421", "422", "425", "426", "428", "429", "431", "451", "500", "501", "502", "503", "504", "505",
+};
+#define N_KNOWN_CODES SG_ARRAY_SIZE(known_codes)
+static const char *const class_codes[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+#define CODE_CLASS(c) (N_KNOWN_CODES + (size_t)((c) / 100 - 1))
+#define CODE_NONE (N_KNOWN_CODES + 5)  /* "000": no status sent */
+#define CODE_OTHER (N_KNOWN_CODES + 6) /* outside 100..599 */
+#define N_CODES (N_KNOWN_CODES + 7)
+
+/* ---- descriptor table ---------------------------------------------------- */
+
+enum fam {
+    F_REQ_TOTAL = 0,
+    F_REQ_DUR,
+    F_UP_DUR,
+    F_INFLIGHT,
+    F_CONNS,
+    F_CONNECT_ERR,
+    F_TIMEOUT,
+    F_TRACE_IDS,
+    F_RELOAD,
+    F__COUNT
+};
+
+enum {
+    FL_SKIP_ZERO = 1 << 0, /* write only series that are non-zero */
+    FL_SIGNED = 1 << 1,    /* gauge: per-shard signed value */
+    FL_REQ_BUCKETS = 1 << 2,
+    FL_UP_BUCKETS = 1 << 3,
+};
+
+typedef struct desc {
+    const char *name;
+    const char *help;
+    sg_metric_type_t type;
+    unsigned flags;
+    size_t n_dims;
+    enum dim dims[3];
+    const char *labels[3];
+} desc_t;
+
+static const desc_t descs[F__COUNT] = {
+    [F_REQ_TOTAL] = {"swarm_http_requests_total",
+                     "HTTP requests answered, by route, method and status code.",
+                     SG_METRIC_COUNTER,
+                     FL_SKIP_ZERO,
+                     3,
+                     {D_ROUTE, D_METHOD, D_CODE},
+                     {"route", "method", "code"}},
+    [F_REQ_DUR] = {"swarm_http_request_duration_seconds",
+                   "Time from the first request byte to the last response byte, in seconds.",
+                   SG_METRIC_HISTOGRAM,
+                   FL_SKIP_ZERO | FL_REQ_BUCKETS,
+                   2,
+                   {D_ROUTE, D_METHOD},
+                   {"route", "method"}},
+    [F_UP_DUR] = {"swarm_upstream_response_duration_seconds",
+                  "Time from the start of the upstream request to the complete upstream response head, in seconds.",
+                  SG_METRIC_HISTOGRAM,
+                  FL_UP_BUCKETS,
+                  1,
+                  {D_UPSTREAM},
+                  {"upstream"}},
+    [F_INFLIGHT] = {"swarm_http_requests_in_flight",
+                    "Requests received and not yet fully answered.",
+                    SG_METRIC_GAUGE,
+                    FL_SIGNED,
+                    0,
+                    {0},
+                    {NULL}},
+    [F_CONNS] = {"swarm_http_connections_active",
+                 "Open client connections, by listener.",
+                 SG_METRIC_GAUGE,
+                 FL_SIGNED,
+                 1,
+                 {D_LISTENER},
+                 {"listener"}},
+    [F_CONNECT_ERR] = {"swarm_upstream_connect_errors_total",
+                       "Failed connection attempts to upstream servers.",
+                       SG_METRIC_COUNTER,
+                       0,
+                       1,
+                       {D_UPSTREAM},
+                       {"upstream"}},
+    [F_TIMEOUT] = {"swarm_upstream_timeouts_total",
+                   "Upstream exchanges that timed out (connect, response head or body read).",
+                   SG_METRIC_COUNTER,
+                   0,
+                   1,
+                   {D_UPSTREAM},
+                   {"upstream"}},
+    [F_TRACE_IDS] = {"swarm_trace_ids_total",
+                     "Trace ids by where they came from.",
+                     SG_METRIC_COUNTER,
+                     0,
+                     1,
+                     {D_TRACE_SRC},
+                     {"source"}},
+    [F_RELOAD] = {"swarm_config_reload_total",
+                  "Configuration reloads, by result.",
+                  SG_METRIC_COUNTER,
+                  0,
+                  1,
+                  {D_RESULT},
+                  {"result"}},
+};
+
+/* Default buckets (seconds) when the config gives none: 0.5 ms .. 300 s. */
+static const double default_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                         0.5,    1,     2.5,    5,     10,   30,    60,   120, 300};
+
+typedef struct fam_layout {
+    size_t base;     /* first slot in a shard */
+    size_t n_series; /* product of the dims' sizes */
+    size_t stride;   /* slots per series: 1, or nb + 2 for histograms (buckets, +Inf, sum_ns) */
+    size_t nb;       /* histogram bounds without +Inf */
+    const double *bounds;
+    const int64_t *bounds_ns;
+    bool has_ex;    /* exemplar slots exist */
+    size_t ex_base; /* first exemplar slot; (nb + 1) per series */
+} fam_layout_t;
+
+struct sg_metrics_shard {
+    _Atomic uint64_t *v;     /* n_slots, cache-line aligned, owner-written */
+    sg__exemplar_slot_t *ex; /* n_ex, cache-line aligned, owner-written */
+    sg_errrate_t er;         /* keys: 0 all, 1 + upstream */
+    const sg_metrics_t *m;
+};
+
+typedef struct collector {
+    sg_metrics_collect_cb cb;
+    void *ud;
+} collector_t;
+
+/* Owner: main; sg_metrics_destroy(). Immutable after create except the
+ * hooks/collectors (control thread) and the scrape scratch (control thread). */
+struct sg_metrics {
+    sg_arena_t arena;
+    dimvals_t dims[D__COUNT];
+    fam_layout_t fam[F__COUNT];
+    size_t n_slots;
+    size_t n_ex;
+    uint8_t code_idx[1000];
+    size_t n_routes, n_upstreams, n_listeners; /* configured (without none/other) */
+    const char ***server_names;                /* [upstream][server] "host:port" */
+    size_t *n_servers;
+    bool has_exemplars;
+    uint32_t n_shards; /* workers + 1 (control, last) */
+    sg_metrics_shard_t *shards;
+    sg_metrics_hooks_t hooks;
+    collector_t *collectors;
+    size_t n_collectors, cap_collectors;
+    uint64_t *scratch; /* n_slots: the sum of every shard, per scrape */
+    sg_expose_exemplar_t *ex_scratch;
+    double start_time_s;
+};
+
+/* ---- small helpers ------------------------------------------------------------ */
+
+static inline void bump(_Atomic uint64_t *w)
+{
+    atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
+static inline void add(_Atomic uint64_t *w, uint64_t d)
+{
+    atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) + d, memory_order_relaxed);
+}
+
+int64_t sg__metrics_bound_ns(double bound)
+{
+    if (isnan(bound) || bound < 0)
+        return -1;
+    if (bound >= 9e9) /* ~285 years: any duration fits */
+        return INT64_MAX;
+    int64_t n = (int64_t)floor(bound * 1e9);
+    while ((double)(n + 1) / 1e9 <= bound)
+        n++;
+    while (n >= 0 && (double)n / 1e9 > bound)
+        n--;
+    return n;
+}
+
+size_t sg__metrics_bucket(const int64_t *bounds_ns, size_t n, uint64_t v_ns)
+{
+    int64_t v = v_ns > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v_ns;
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v <= bounds_ns[mid])
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+/* Seqlock write (single writer): odd sequence while writing. The release
+ * fence orders the odd store before the data; the final release store
+ * orders the data before the even sequence. */
+void sg__exemplar_write(sg__exemplar_slot_t *e, const char *trace_id, uint64_t value_ns, uint64_t ts_unix_ms)
+{
+    uint64_t words[5] = {0};
+    size_t len = strnlen(trace_id, 36);
+    memcpy(words, trace_id, len);
+    uint64_t seq = atomic_load_explicit(&e->seq, memory_order_relaxed);
+    atomic_store_explicit(&e->seq, seq + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&e->value_ns, value_ns, memory_order_relaxed);
+    atomic_store_explicit(&e->ts_unix_ms, ts_unix_ms, memory_order_relaxed);
+    for (size_t i = 0; i < 5; i++)
+        atomic_store_explicit(&e->id[i], words[i], memory_order_relaxed);
+    atomic_store_explicit(&e->seq, seq + 2, memory_order_release);
+}
+
+bool sg__exemplar_read(const sg__exemplar_slot_t *e, char trace_id[37], uint64_t *value_ns, uint64_t *ts_unix_ms)
+{
+    sg__exemplar_slot_t *w = (sg__exemplar_slot_t *)(uintptr_t)e; /* atomic loads on a const object */
+    for (int tries = 0; tries < 16; tries++) {
+        uint64_t s1 = atomic_load_explicit(&w->seq, memory_order_acquire);
+        if (s1 == 0)
+            return false;
+        if (s1 & 1)
+            continue;
+        uint64_t words[5];
+        uint64_t v = atomic_load_explicit(&w->value_ns, memory_order_relaxed);
+        uint64_t ts = atomic_load_explicit(&w->ts_unix_ms, memory_order_relaxed);
+        for (size_t i = 0; i < 5; i++)
+            words[i] = atomic_load_explicit(&w->id[i], memory_order_relaxed);
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&w->seq, memory_order_relaxed) != s1)
+            continue;
+        memcpy(trace_id, words, 36);
+        trace_id[36] = '\0';
+        *value_ns = v;
+        *ts_unix_ms = ts;
+        return true;
+    }
+    return false;
+}
+
+const char *sg_metrics_code_label(uint16_t status)
+{
+    if (status == 0)
+        return "000";
+    if (status < 100 || status > 599)
+        return "other";
+    for (size_t i = 0; i < N_KNOWN_CODES; i++)
+        if ((uint16_t)atoi(known_codes[i]) == status)
+            return known_codes[i];
+    return class_codes[status / 100 - 1];
+}
+
+/* ---- create / destroy ------------------------------------------------------------- */
+
+static const char *code_name(size_t i)
+{
+    if (i < N_KNOWN_CODES)
+        return known_codes[i];
+    if (i < N_KNOWN_CODES + 5)
+        return class_codes[i - N_KNOWN_CODES];
+    return i == CODE_NONE ? "000" : "other";
+}
+
+/* Fills a dimension: `n` given values (copied), then the extra ones. */
+static int dim_init(sg_metrics_t *m, enum dim d, const char *const *vals, size_t n, const char *const *extra,
+                    size_t n_extra, bool extra_optional)
+{
+    dimvals_t *dv = &m->dims[d];
+    dv->n = n + n_extra;
+    dv->names = sg_arena_zalloc(&m->arena, sizeof(*dv->names) * (dv->n ? dv->n : 1));
+    dv->is_optional = sg_arena_zalloc(&m->arena, sizeof(*dv->is_optional) * (dv->n ? dv->n : 1));
+    if (!dv->names || !dv->is_optional)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (!(dv->names[i] = sg_arena_strdup(&m->arena, vals[i] ? vals[i] : "")))
+            return -ENOMEM;
+    for (size_t i = 0; i < n_extra; i++) {
+        dv->names[n + i] = extra[i];
+        dv->is_optional[n + i] = extra_optional;
+    }
+    return 0;
+}
+
+static int buckets_init(sg_metrics_t *m, fam_layout_t *L, const sg_buckets_t *b)
+{
+    const double *src = b && b->n ? b->bounds : default_buckets;
+    size_t n = b && b->n ? b->n : SG_ARRAY_SIZE(default_buckets);
+    double *bounds = sg_arena_alloc(&m->arena, sizeof(double) * n);
+    int64_t *bns = sg_arena_alloc(&m->arena, sizeof(int64_t) * n);
+    if (!bounds || !bns)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(src[i]) || (i && src[i] <= src[i - 1]))
+            return -EINVAL;
+        bounds[i] = src[i];
+        bns[i] = sg__metrics_bound_ns(src[i]);
+    }
+    L->nb = n;
+    L->bounds = bounds;
+    L->bounds_ns = bns;
+    return 0;
+}
+
+static char *hostport_text(sg_arena_t *a, const sg_hostport_t *hp)
+{
+    char buf[300];
+    const char *h = hp->host ? hp->host : "";
+    if (hp->is_ipv6_literal)
+        snprintf(buf, sizeof(buf), "[%s]:%u", h, (unsigned)hp->port);
+    else
+        snprintf(buf, sizeof(buf), "%s:%u", h, (unsigned)hp->port);
+    return sg_arena_strdup(a, buf);
+}
+
+static int names_from_config(sg_metrics_t *m, const sg_config_t *cfg)
+{
+    size_t nr = cfg->n_routes, nu = cfg->n_upstreams, nl = cfg->n_listeners;
+    const char **tmp = calloc(SG_MAX(SG_MAX(nr, nu), SG_MAX(nl, (size_t)1)), sizeof(*tmp));
+    char fallback[32];
+    int rc = -ENOMEM;
+    if (!tmp)
+        return rc;
+
+    for (size_t i = 0; i < nr; i++)
+        tmp[i] = cfg->routes[i].name;
+    for (size_t i = 0; i < nr; i++)
+        if (!tmp[i]) {
+            snprintf(fallback, sizeof(fallback), "route%zu", i);
+            if (!(tmp[i] = sg_arena_strdup(&m->arena, fallback)))
+                goto out;
+        }
+    static const char *const route_extra[] = {"none", "other"};
+    if ((rc = dim_init(m, D_ROUTE, tmp, nr, route_extra, 2, true)) != 0)
+        goto out;
+
+    for (size_t i = 0; i < nu; i++)
+        tmp[i] = cfg->upstreams[i].name;
+    static const char *const other[] = {"other"};
+    if ((rc = dim_init(m, D_UPSTREAM, tmp, nu, other, 1, true)) != 0)
+        goto out;
+
+    for (size_t i = 0; i < nl; i++)
+        tmp[i] = cfg->listeners[i].name;
+    if ((rc = dim_init(m, D_LISTENER, tmp, nl, other, 1, true)) != 0)
+        goto out;
+
+    rc = -ENOMEM;
+    m->server_names = sg_arena_zalloc(&m->arena, sizeof(*m->server_names) * (nu ? nu : 1));
+    m->n_servers = sg_arena_zalloc(&m->arena, sizeof(*m->n_servers) * (nu ? nu : 1));
+    if (!m->server_names || !m->n_servers)
+        goto out;
+    for (size_t u = 0; u < nu; u++) {
+        const sg_upstream_conf_t *uc = &cfg->upstreams[u];
+        m->n_servers[u] = uc->n_servers;
+        m->server_names[u] = sg_arena_zalloc(&m->arena, sizeof(char *) * (uc->n_servers ? uc->n_servers : 1));
+        if (!m->server_names[u])
+            goto out;
+        for (size_t s = 0; s < uc->n_servers; s++)
+            if (!(m->server_names[u][s] = hostport_text(&m->arena, &uc->servers[s])))
+                goto out;
+    }
+    m->n_routes = nr;
+    m->n_upstreams = nu;
+    m->n_listeners = nl;
+    rc = 0;
+out:
+    free(tmp);
+    return rc;
+}
+
+static int shard_init(sg_metrics_t *m, sg_metrics_shard_t *s, const sg_config_t *cfg)
+{
+    s->m = m;
+    size_t bytes = (m->n_slots * sizeof(uint64_t) + SG_CACHELINE - 1) / SG_CACHELINE * SG_CACHELINE;
+    s->v = aligned_alloc(SG_CACHELINE, bytes ? bytes : SG_CACHELINE);
+    if (!s->v)
+        return -ENOMEM;
+    for (size_t i = 0; i < m->n_slots; i++)
+        atomic_init(&s->v[i], 0);
+    if (m->n_ex) {
+        s->ex = aligned_alloc(SG_CACHELINE, m->n_ex * sizeof(sg__exemplar_slot_t));
+        if (!s->ex)
+            return -ENOMEM;
+        for (size_t i = 0; i < m->n_ex; i++) {
+            atomic_init(&s->ex[i].seq, 0);
+            atomic_init(&s->ex[i].value_ns, 0);
+            atomic_init(&s->ex[i].ts_unix_ms, 0);
+            for (size_t k = 0; k < 5; k++)
+                atomic_init(&s->ex[i].id[k], 0);
+        }
+    }
+    return sg_errrate_init(&s->er, cfg->metrics.error_rate_window_ms, cfg->metrics.error_rate_resolution_ms,
+                           1 + m->dims[D_UPSTREAM].n);
+}
+
+sg_metrics_t *sg_metrics_create(const sg_config_t *cfg, uint32_t n_workers)
+{
+    sg_metrics_t *m = calloc(1, sizeof(*m));
+    if (!m)
+        return NULL;
+    sg_arena_init(&m->arena, 16384);
+    if (names_from_config(m, cfg) != 0)
+        goto fail;
+    if (dim_init(m, D_METHOD, method_names, SG_METHOD__COUNT, NULL, 0, false) != 0)
+        goto fail;
+    if (dim_init(m, D_TRACE_SRC, trace_src_names, SG_TRACE_SRC__COUNT, NULL, 0, false) != 0)
+        goto fail;
+    if (dim_init(m, D_RESULT, result_names, 2, NULL, 0, false) != 0)
+        goto fail;
+    m->dims[D_CODE].n = N_CODES;
+    m->dims[D_CODE].names = sg_arena_zalloc(&m->arena, sizeof(char *) * N_CODES);
+    m->dims[D_CODE].is_optional = sg_arena_zalloc(&m->arena, sizeof(bool) * N_CODES);
+    if (!m->dims[D_CODE].names || !m->dims[D_CODE].is_optional)
+        goto fail;
+    for (size_t i = 0; i < N_CODES; i++) {
+        m->dims[D_CODE].names[i] = code_name(i);
+        m->dims[D_CODE].is_optional[i] = true;
+    }
+    for (size_t c = 0; c < 1000; c++)
+        m->code_idx[c] = (uint8_t)(c == 0 ? CODE_NONE : (c < 100 || c > 599) ? CODE_OTHER : CODE_CLASS(c));
+    for (size_t i = 0; i < N_KNOWN_CODES; i++)
+        m->code_idx[atoi(known_codes[i])] = (uint8_t)i;
+
+    m->has_exemplars = cfg->metrics.exemplars;
+    size_t slot = 0, ex = 0;
+    for (size_t f = 0; f < F__COUNT; f++) {
+        const desc_t *d = &descs[f];
+        fam_layout_t *L = &m->fam[f];
+        L->n_series = 1;
+        for (size_t k = 0; k < d->n_dims; k++)
+            L->n_series *= m->dims[d->dims[k]].n;
+        L->stride = 1;
+        if (d->type == SG_METRIC_HISTOGRAM) {
+            const sg_buckets_t *b =
+                (d->flags & FL_UP_BUCKETS) ? &cfg->metrics.upstream_buckets : &cfg->metrics.request_buckets;
+            /* upstream buckets default to the request buckets */
+            if ((d->flags & FL_UP_BUCKETS) && !b->n)
+                b = &cfg->metrics.request_buckets;
+            if (buckets_init(m, L, b) != 0)
+                goto fail;
+            L->stride = L->nb + 2;
+            if (m->has_exemplars) {
+                L->has_ex = true;
+                L->ex_base = ex;
+                ex += L->n_series * (L->nb + 1);
+            }
+        }
+        L->base = slot;
+        slot += L->n_series * L->stride;
+    }
+    m->n_slots = slot;
+    m->n_ex = ex;
+
+    size_t max_nb = SG_MAX(m->fam[F_REQ_DUR].nb, m->fam[F_UP_DUR].nb);
+    m->scratch = calloc(m->n_slots ? m->n_slots : 1, sizeof(uint64_t));
+    m->ex_scratch = calloc(max_nb + 1, sizeof(*m->ex_scratch));
+    if (!m->scratch || !m->ex_scratch)
+        goto fail;
+
+    m->n_shards = n_workers + 1;
+    m->shards = calloc(m->n_shards, sizeof(*m->shards));
+    if (!m->shards)
+        goto fail;
+    for (uint32_t i = 0; i < m->n_shards; i++)
+        if (shard_init(m, &m->shards[i], cfg) != 0)
+            goto fail;
+    m->start_time_s = sg_procstat_start_time();
+    return m;
+fail:
+    sg_metrics_destroy(m);
+    return NULL;
+}
+
+void sg_metrics_destroy(sg_metrics_t *m)
+{
+    if (!m)
+        return;
+    if (m->shards) {
+        for (uint32_t i = 0; i < m->n_shards; i++) {
+            free((void *)m->shards[i].v);
+            free(m->shards[i].ex);
+            sg_errrate_destroy(&m->shards[i].er);
+        }
+        free(m->shards);
+    }
+    free(m->scratch);
+    free(m->ex_scratch);
+    free(m->collectors);
+    sg_arena_destroy(&m->arena);
+    free(m);
+}
+
+sg_metrics_shard_t *sg_metrics_worker_shard(sg_metrics_t *m, uint32_t worker_idx)
+{
+    return worker_idx + 1 < m->n_shards ? &m->shards[worker_idx] : NULL;
+}
+
+sg_metrics_shard_t *sg_metrics_control_shard(sg_metrics_t *m)
+{
+    return &m->shards[m->n_shards - 1];
+}
+
+void sg_metrics_set_hooks(sg_metrics_t *m, const sg_metrics_hooks_t *hooks)
+{
+    if (hooks)
+        m->hooks = *hooks;
+    else
+        memset(&m->hooks, 0, sizeof(m->hooks));
+}
+
+int sg_metrics_add_collector(sg_metrics_t *m, sg_metrics_collect_cb cb, void *ud)
+{
+    if (m->n_collectors == m->cap_collectors) {
+        size_t cap = m->cap_collectors ? m->cap_collectors * 2 : 8;
+        collector_t *c = realloc(m->collectors, cap * sizeof(*c));
+        if (!c)
+            return -ENOMEM;
+        m->collectors = c;
+        m->cap_collectors = cap;
+    }
+    m->collectors[m->n_collectors++] = (collector_t){cb, ud};
+    return 0;
+}
+
+void sg_metrics_remove_collector(sg_metrics_t *m, sg_metrics_collect_cb cb, void *ud)
+{
+    for (size_t i = 0; i < m->n_collectors; i++)
+        if (m->collectors[i].cb == cb && m->collectors[i].ud == ud) {
+            memmove(&m->collectors[i], &m->collectors[i + 1], (m->n_collectors - i - 1) * sizeof(collector_t));
+            m->n_collectors--;
+            return;
+        }
+}
+
+/* ---- hot path ------------------------------------------------------------------ */
+
+static inline size_t route_index(const sg_metrics_t *m, int32_t route_idx)
+{
+    if (route_idx < 0)
+        return m->n_routes; /* "none" */
+    return (size_t)route_idx < m->n_routes ? (size_t)route_idx : m->n_routes + 1;
+}
+
+static inline size_t upstream_index(const sg_metrics_t *m, size_t up)
+{
+    return up < m->n_upstreams ? up : m->n_upstreams; /* "other" */
+}
+
+static inline void observe(sg_metrics_shard_t *s, const fam_layout_t *L, size_t series, uint64_t v_ns,
+                           const sg_reqrec_t *rec, uint64_t ts_unix_ms)
+{
+    size_t b = sg__metrics_bucket(L->bounds_ns, L->nb, v_ns);
+    _Atomic uint64_t *h = s->v + L->base + series * L->stride;
+    bump(&h[b]);
+    add(&h[L->nb + 1], v_ns);
+    if (L->has_ex && rec->trace && rec->trace->trace_id[0])
+        sg__exemplar_write(&s->ex[L->ex_base + series * (L->nb + 1) + b], rec->trace->trace_id, v_ns, ts_unix_ms);
+}
+
+void sg_metrics_record_request(sg_metrics_shard_t *s, const sg_reqrec_t *rec)
+{
+    const sg_metrics_t *m = s->m;
+    size_t r = route_index(m, rec->route_idx);
+    size_t meth = (unsigned)rec->method < SG_METHOD__COUNT ? (size_t)rec->method : SG_METHOD_OTHER;
+    size_t code = rec->status < 1000 ? m->code_idx[rec->status] : CODE_OTHER;
+    size_t rm = r * SG_METHOD__COUNT + meth;
+
+    bump(&s->v[m->fam[F_REQ_TOTAL].base + rm * N_CODES + code]);
+
+    uint64_t dur = rec->end_ns > rec->start_ns ? rec->end_ns - rec->start_ns : 0;
+    observe(s, &m->fam[F_REQ_DUR], rm, dur, rec, (rec->start_unix_ns + dur) / 1000000u);
+
+    bool has_up = rec->upstream_idx >= 0;
+    size_t up = has_up ? upstream_index(m, (size_t)rec->upstream_idx) : 0;
+    if (has_up && rec->upstream_start_ns && rec->upstream_head_ns >= rec->upstream_start_ns) {
+        uint64_t ud = rec->upstream_head_ns - rec->upstream_start_ns;
+        uint64_t at = rec->upstream_head_ns > rec->start_ns ? rec->upstream_head_ns - rec->start_ns : 0;
+        observe(s, &m->fam[F_UP_DUR], up, ud, rec, (rec->start_unix_ns + at) / 1000000u);
+    }
+
+    if (rec->status) {
+        bool is_err = rec->status >= 500 && rec->status <= 599;
+        uint64_t now_ms = rec->end_ns ? rec->end_ns / 1000000u : sg_now_ms();
+        sg_errrate_record(&s->er, 0, now_ms, is_err);
+        if (has_up)
+            sg_errrate_record(&s->er, 1 + up, now_ms, is_err);
+    }
+}
+
+static inline void gauge_move(_Atomic uint64_t *w, uint64_t delta)
+{
+    /* signed per-shard value: unsigned wrap-around is two's complement */
+    add(w, delta);
+}
+
+void sg_metrics_conn_open(sg_metrics_shard_t *s, size_t listener_idx)
+{
+    const sg_metrics_t *m = s->m;
+    size_t l = listener_idx < m->n_listeners ? listener_idx : m->n_listeners;
+    gauge_move(&s->v[m->fam[F_CONNS].base + l], 1);
+}
+
+void sg_metrics_conn_close(sg_metrics_shard_t *s, size_t listener_idx)
+{
+    const sg_metrics_t *m = s->m;
+    size_t l = listener_idx < m->n_listeners ? listener_idx : m->n_listeners;
+    gauge_move(&s->v[m->fam[F_CONNS].base + l], UINT64_MAX);
+}
+
+void sg_metrics_inflight_inc(sg_metrics_shard_t *s)
+{
+    gauge_move(&s->v[s->m->fam[F_INFLIGHT].base], 1);
+}
+
+void sg_metrics_inflight_dec(sg_metrics_shard_t *s)
+{
+    gauge_move(&s->v[s->m->fam[F_INFLIGHT].base], UINT64_MAX);
+}
+
+void sg_metrics_trace_source(sg_metrics_shard_t *s, sg_trace_source_t src)
+{
+    if ((unsigned)src < SG_TRACE_SRC__COUNT)
+        bump(&s->v[s->m->fam[F_TRACE_IDS].base + (size_t)src]);
+}
+
+void sg_metrics_upstream_connect_error(sg_metrics_shard_t *s, size_t upstream_idx)
+{
+    bump(&s->v[s->m->fam[F_CONNECT_ERR].base + upstream_index(s->m, upstream_idx)]);
+}
+
+void sg_metrics_upstream_timeout(sg_metrics_shard_t *s, size_t upstream_idx)
+{
+    bump(&s->v[s->m->fam[F_TIMEOUT].base + upstream_index(s->m, upstream_idx)]);
+}
+
+void sg_metrics_config_reload(sg_metrics_shard_t *s, bool is_success)
+{
+    bump(&s->v[s->m->fam[F_RELOAD].base + (is_success ? 0 : 1)]);
+}
+
+/* ---- scrape --------------------------------------------------------------------- */
+
+static void sum_shards(sg_metrics_t *m)
+{
+    uint64_t *acc = m->scratch;
+    memset(acc, 0, m->n_slots * sizeof(uint64_t));
+    for (uint32_t i = 0; i < m->n_shards; i++) {
+        _Atomic uint64_t *v = m->shards[i].v;
+        for (size_t k = 0; k < m->n_slots; k++)
+            acc[k] += atomic_load_explicit(&v[k], memory_order_relaxed);
+    }
+}
+
+/* The most recent exemplar of each bucket of one series, across shards. */
+static const sg_expose_exemplar_t *gather_exemplars(sg_metrics_t *m, const fam_layout_t *L, size_t series)
+{
+    bool any = false;
+    for (size_t b = 0; b <= L->nb; b++) {
+        sg_expose_exemplar_t *out = &m->ex_scratch[b];
+        out->is_set = false;
+        out->ts_unix_ms = 0;
+        for (uint32_t i = 0; i < m->n_shards; i++) {
+            char id[37];
+            uint64_t v, ts;
+            if (!sg__exemplar_read(&m->shards[i].ex[L->ex_base + series * (L->nb + 1) + b], id, &v, &ts))
+                continue;
+            if (out->is_set && ts < out->ts_unix_ms)
+                continue;
+            out->is_set = true;
+            memcpy(out->trace_id, id, sizeof(id));
+            out->value = (double)v / 1e9;
+            out->ts_unix_ms = ts;
+            any = true;
+        }
+    }
+    return any ? m->ex_scratch : NULL;
+}
+
+static void render_family(sg_metrics_t *m, sg_expose_t *x, enum fam f)
+{
+    const desc_t *d = &descs[f];
+    const fam_layout_t *L = &m->fam[f];
+    sg_expose_family(x, d->name, d->help, d->type);
+    const char *vals[3] = {NULL, NULL, NULL};
+    bool want_ex = L->has_ex && x->format == SG_EXPOSE_OPENMETRICS;
+    for (size_t s = 0; s < L->n_series; s++) {
+        size_t rem = s;
+        bool is_optional = false;
+        for (size_t k = d->n_dims; k-- > 0;) {
+            const dimvals_t *dv = &m->dims[d->dims[k]];
+            size_t i = rem % dv->n;
+            rem /= dv->n;
+            vals[k] = dv->names[i];
+            is_optional |= dv->is_optional[i];
+        }
+        const uint64_t *v = m->scratch + L->base + s * L->stride;
+        bool skip_zero = (d->flags & FL_SKIP_ZERO) || is_optional;
+        if (d->type == SG_METRIC_HISTOGRAM) {
+            uint64_t count = 0;
+            for (size_t b = 0; b <= L->nb; b++)
+                count += v[b];
+            if (count == 0 && skip_zero)
+                continue;
+            const sg_expose_exemplar_t *ex = want_ex ? gather_exemplars(m, L, s) : NULL;
+            sg_expose_histogram_ex(x, d->name, d->labels, vals, d->n_dims, L->bounds, v, L->nb,
+                                   (double)v[L->nb + 1] / 1e9, ex);
+        } else {
+            if (v[0] == 0 && skip_zero)
+                continue;
+            double val = (d->flags & FL_SIGNED) ? (double)(int64_t)v[0] : (double)v[0];
+            sg_expose_sample(x, d->name, "", d->labels, vals, d->n_dims, val);
+        }
+    }
+}
+
+static void render_error_rates(sg_metrics_t *m, sg_expose_t *x, uint64_t now_ms)
+{
+    static const char *const up_label[] = {"upstream"};
+    sg_errrate_sum_t sum = {0, 0};
+    for (uint32_t i = 0; i < m->n_shards; i++)
+        sg_errrate_collect(&m->shards[i].er, 0, now_ms, &sum);
+    sg_expose_family(x, "swarm_error_rate",
+                     "Share of responses with a 5xx status over the rolling window (metrics.error_rate_window); "
+                     "0 without traffic.",
+                     SG_METRIC_GAUGE);
+    sg_expose_sample(x, "swarm_error_rate", "", NULL, NULL, 0, sg_errrate_ratio(&sum));
+
+    sg_expose_family(x, "swarm_upstream_error_rate",
+                     "Share of responses with a 5xx status over the rolling window, by upstream.", SG_METRIC_GAUGE);
+    for (size_t u = 0; u <= m->n_upstreams; u++) {
+        sum = (sg_errrate_sum_t){0, 0};
+        for (uint32_t i = 0; i < m->n_shards; i++)
+            sg_errrate_collect(&m->shards[i].er, 1 + u, now_ms, &sum);
+        if (u == m->n_upstreams && sum.total == 0)
+            continue; /* "other" only when used */
+        const char *val[] = {m->dims[D_UPSTREAM].names[u]};
+        sg_expose_sample(x, "swarm_upstream_error_rate", "", up_label, val, 1, sg_errrate_ratio(&sum));
+    }
+}
+
+static void render_hooks(sg_metrics_t *m, sg_expose_t *x)
+{
+    static const char *const names[] = {"upstream", "server"};
+    sg_expose_family(x, "swarm_upstream_server_up", "Whether an upstream server is in service (1) or not (0).",
+                     SG_METRIC_GAUGE);
+    if (m->hooks.server_up)
+        for (size_t u = 0; u < m->n_upstreams; u++)
+            for (size_t s = 0; s < m->n_servers[u]; s++) {
+                int up = m->hooks.server_up(m->hooks.ud, u, s);
+                if (up < 0)
+                    continue;
+                const char *vals[] = {m->dims[D_UPSTREAM].names[u], m->server_names[u][s]};
+                sg_expose_sample(x, "swarm_upstream_server_up", "", names, vals, 2, up ? 1 : 0);
+            }
+
+    uint64_t exported = m->hooks.spans_exported ? m->hooks.spans_exported(m->hooks.ud) : 0;
+    uint64_t dropped = m->hooks.spans_dropped ? m->hooks.spans_dropped(m->hooks.ud) : 0;
+    sg_expose_family(x, "swarm_spans_exported_total", "Spans accepted by the span collector.", SG_METRIC_COUNTER);
+    sg_expose_sample(x, "swarm_spans_exported_total", "", NULL, NULL, 0, (double)exported);
+    sg_expose_family(x, "swarm_spans_dropped_total", "Spans dropped (queue full, export failed or timed out).",
+                     SG_METRIC_COUNTER);
+    sg_expose_sample(x, "swarm_spans_dropped_total", "", NULL, NULL, 0, (double)dropped);
+}
+
+void sg_metrics_render(sg_metrics_t *m, sg_expose_t *x, uint64_t now_ms)
+{
+    sum_shards(m);
+    for (size_t f = 0; f < F__COUNT; f++)
+        render_family(m, x, (enum fam)f);
+    render_error_rates(m, x, now_ms);
+    render_hooks(m, x);
+
+    static const char *const vname[] = {"version"};
+    static const char *const vval[] = {SG_VERSION};
+    sg_expose_family(x, "swarmgate_build_info", "swarmgate build information; the value is always 1.", SG_METRIC_GAUGE);
+    sg_expose_sample(x, "swarmgate_build_info", "", vname, vval, 1, 1);
+
+    sg_procstat_t ps;
+    if (sg_procstat_read(&ps) == 0) {
+        ps.start_time_seconds = m->start_time_s;
+        sg_procstat_render(x, &ps);
+    }
+
+    for (size_t i = 0; i < m->n_collectors; i++)
+        m->collectors[i].cb(x, m->collectors[i].ud);
+}

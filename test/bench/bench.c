@@ -1,0 +1,794 @@
+/* swarmgate benchmark driver (make bench).
+ *
+ * Starts, on loopback only: an nginx origin (small and 16 KiB bodies), nginx
+ * as a reverse proxy, HAProxy, and swarmgate (trace stamping, metrics and an
+ * access log to a file all on), then drives each with wrk in interleaved
+ * rounds and prints medians, CPU per request, RSS and the ratios against
+ * nginx and HAProxy measured in the same run. Results also go to a JSON file.
+ *
+ * CPU placement on a 2-core machine: the proxy under test runs on CPU 1, wrk
+ * and the origin share CPU 0, so CPU time per request is the proxy's own
+ * cost. Every process is started here and stopped by PID. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_PIDS 32
+#define MAX_ROUNDS 9
+
+static pid_t g_pids[MAX_PIDS];
+static int g_npids;
+static char g_tmp[256];
+static const char *g_sg_bin;
+static int g_duration = 4;
+static int g_rounds = 3;
+static int g_idle_conns = 2000;
+static int g_ncpu;
+
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "bench: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(1);
+}
+
+static void stop_all(void)
+{
+    for (int i = g_npids - 1; i >= 0; i--) {
+        if (g_pids[i] <= 0)
+            continue;
+        kill(g_pids[i], SIGTERM);
+        for (int t = 0; t < 50; t++) {
+            if (waitpid(g_pids[i], NULL, WNOHANG) == g_pids[i]) {
+                g_pids[i] = 0;
+                break;
+            }
+            usleep(100000);
+        }
+        if (g_pids[i] > 0) {
+            kill(g_pids[i], SIGKILL);
+            waitpid(g_pids[i], NULL, 0);
+            g_pids[i] = 0;
+        }
+    }
+    g_npids = 0;
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_all();
+    _exit(130);
+}
+
+static void stop_pid(pid_t pid)
+{
+    for (int i = 0; i < g_npids; i++)
+        if (g_pids[i] == pid) {
+            kill(pid, SIGTERM);
+            int st;
+            for (int t = 0; t < 50; t++) {
+                if (waitpid(pid, &st, WNOHANG) == pid)
+                    goto done;
+                usleep(100000);
+            }
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+        done:
+            g_pids[i] = 0;
+            return;
+        }
+}
+
+static void pin(int cpu)
+{
+    if (g_ncpu < 2)
+        return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu % g_ncpu, &set);
+    sched_setaffinity(0, sizeof(set), &set);
+}
+
+/* cpu < 0: no pinning. */
+static pid_t spawn(int cpu, const char *log, char *const argv[])
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        if (cpu >= 0)
+            pin(cpu);
+        int fd = open(log ? log : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        setpgid(0, 0);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    if (g_npids < MAX_PIDS)
+        g_pids[g_npids++] = pid;
+    return pid;
+}
+
+static int pick_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || getsockname(fd, (struct sockaddr *)&a, &len) < 0)
+        die("pick_port: %s", strerror(errno));
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static int connect_port(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* One HTTP/1.1 GET; returns the status or -1. Used for readiness and scrapes. */
+static int http_get(int port, const char *path, size_t *body_len)
+{
+    int fd = connect_port(port);
+    if (fd < 0)
+        return -1;
+    char req[256];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n", path);
+    if (write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return -1;
+    }
+    size_t total = 0;
+    char buf[65536];
+    char head[64] = {0};
+    ssize_t r;
+    while ((r = read(fd, buf, sizeof(buf))) > 0) {
+        if (total == 0)
+            memcpy(head, buf, (size_t)(r < 63 ? r : 63));
+        total += (size_t)r;
+    }
+    close(fd);
+    if (body_len)
+        *body_len = total;
+    int status = -1;
+    if (sscanf(head, "HTTP/1.%*d %d", &status) != 1)
+        return -1;
+    return status;
+}
+
+static void wait_ready(int port, const char *path, const char *what)
+{
+    double deadline = now_s() + 10;
+    while (now_s() < deadline) {
+        if (http_get(port, path, NULL) == 200)
+            return;
+        usleep(50000);
+    }
+    die("%s did not answer 200 on 127.0.0.1:%d%s within 10 s (logs in %s)", what, port, path, g_tmp);
+}
+
+static void write_file(const char *name, const char *fmt, ...)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", g_tmp, name);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        die("write %s: %s", path, strerror(errno));
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fclose(f);
+}
+
+/* ---- /proc readings over a process and its direct children ---- */
+
+static bool read_stat(pid_t pid, pid_t *ppid, double *cpu_s)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return false;
+    /* fields after ')': state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
+    int ppid_i;
+    unsigned long ut, st;
+    if (sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ppid_i, &ut, &st) != 3)
+        return false;
+    *ppid = ppid_i;
+    *cpu_s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    return true;
+}
+
+static long read_status_kb(pid_t pid, const char *key)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    long v = 0;
+    size_t kl = strlen(key);
+    while (fgets(line, sizeof(line), f))
+        if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
+            v = atol(line + kl + 1);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+typedef struct tree_reading {
+    double cpu_s;
+    long rss_kb;
+    long hwm_kb;
+} tree_reading_t;
+
+static tree_reading_t read_tree(pid_t root)
+{
+    tree_reading_t r = {0};
+    pid_t ppid;
+    double cpu;
+    if (read_stat(root, &ppid, &cpu)) {
+        r.cpu_s += cpu;
+        r.rss_kb += read_status_kb(root, "VmRSS");
+        r.hwm_kb += read_status_kb(root, "VmHWM");
+    }
+    /* Children (nginx workers). */
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        pid_t p = (pid_t)atoi(e->d_name);
+        if (p <= 0 || p == root)
+            continue;
+        if (read_stat(p, &ppid, &cpu) && ppid == root) {
+            r.cpu_s += cpu;
+            r.rss_kb += read_status_kb(p, "VmRSS");
+            r.hwm_kb += read_status_kb(p, "VmHWM");
+        }
+    }
+    if (d)
+        closedir(d);
+    return r;
+}
+
+/* ---- wrk ---- */
+
+typedef struct wrk_result {
+    double rps;
+    double p50_ms;
+    double p99_ms;
+    double requests;
+    long errors;
+    double cpu_us_per_req;
+} wrk_result_t;
+
+static double parse_ms(const char *s)
+{
+    double v = atof(s);
+    if (strstr(s, "us"))
+        return v / 1000.0;
+    if (strstr(s, "ms"))
+        return v;
+    if (strstr(s, "s"))
+        return v * 1000.0;
+    return v;
+}
+
+static wrk_result_t run_wrk(int port, const char *path, int conns, pid_t proxy_root)
+{
+    char url[128], c[16], d[16];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    snprintf(c, sizeof(c), "%d", conns);
+    snprintf(d, sizeof(d), "%ds", g_duration);
+    char out[512];
+    snprintf(out, sizeof(out), "%s/wrk.out", g_tmp);
+    unlink(out);
+    tree_reading_t before = proxy_root > 0 ? read_tree(proxy_root) : (tree_reading_t){0};
+    char *argv[] = {"wrk", "-t1", "-c", c, "-d", d, "--latency", "-H", "Host: bench", url, NULL};
+    pid_t pid = fork();
+    if (pid == 0) {
+        pin(0);
+        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execvp("wrk", argv);
+        _exit(127);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    tree_reading_t after = proxy_root > 0 ? read_tree(proxy_root) : (tree_reading_t){0};
+    wrk_result_t r = {0};
+    FILE *f = fopen(out, "r");
+    if (!f)
+        die("wrk produced no output");
+    char line[512];
+    bool in_dist = false;
+    while (fgets(line, sizeof(line), f)) {
+        char *p = line;
+        while (*p == ' ')
+            p++;
+        if (strncmp(p, "Latency Distribution", 20) == 0)
+            in_dist = true;
+        else if (in_dist && strncmp(p, "50%", 3) == 0)
+            r.p50_ms = parse_ms(p + 3);
+        else if (in_dist && strncmp(p, "99%", 3) == 0)
+            r.p99_ms = parse_ms(p + 3);
+        else if (strncmp(p, "Requests/sec:", 13) == 0)
+            r.rps = atof(p + 13);
+        else if (strstr(p, "requests in"))
+            r.requests = atof(p);
+        else if (strncmp(p, "Non-2xx", 7) == 0)
+            r.errors += atol(strchr(p, ':') + 1);
+        else if (strncmp(p, "Socket errors:", 14) == 0) {
+            long a = 0, b = 0, cc = 0, dd = 0;
+            sscanf(p, "Socket errors: connect %ld, read %ld, write %ld, timeout %ld", &a, &b, &cc, &dd);
+            r.errors += a + b + cc + dd;
+        }
+    }
+    fclose(f);
+    if (r.requests > 0 && proxy_root > 0)
+        r.cpu_us_per_req = (after.cpu_s - before.cpu_s) * 1e6 / r.requests;
+    return r;
+}
+
+/* ---- idle keep-alive connections ---- */
+
+/* Opens n connections, completes one request on each, and returns the RSS
+ * growth per connection in bytes while they sit idle. */
+static double idle_conn_cost(int port, pid_t root, int n)
+{
+    int *fds = calloc((size_t)n, sizeof(int));
+    tree_reading_t base = read_tree(root);
+    int open_n = 0;
+    const char req[] = "GET /small HTTP/1.1\r\nHost: bench\r\n\r\n";
+    for (int i = 0; i < n; i++) {
+        fds[i] = connect_port(port);
+        if (fds[i] < 0)
+            break;
+        open_n++;
+        if (write(fds[i], req, sizeof(req) - 1) < 0) {
+            close(fds[i]);
+            fds[i] = -1;
+        }
+    }
+    /* Read every response head (small bodies: one read each). */
+    char buf[4096];
+    for (int i = 0; i < open_n; i++) {
+        if (fds[i] < 0)
+            continue;
+        struct pollfd p = {.fd = fds[i], .events = POLLIN};
+        if (poll(&p, 1, 2000) == 1 && read(fds[i], buf, sizeof(buf)) <= 0) {
+            close(fds[i]);
+            fds[i] = -1;
+        }
+    }
+    usleep(500000);
+    tree_reading_t held = read_tree(root);
+    int alive = 0;
+    for (int i = 0; i < open_n; i++)
+        if (fds[i] >= 0) {
+            alive++;
+            close(fds[i]);
+        }
+    free(fds);
+    if (alive == 0)
+        return -1;
+    return (double)(held.rss_kb - base.rss_kb) * 1024.0 / alive;
+}
+
+/* ---- scrapes during a run ---- */
+
+typedef struct scraper {
+    int port;
+    volatile bool stop;
+    double max_ms;
+    double sum_ms;
+    int n;
+    size_t bytes;
+} scraper_t;
+
+static void *scrape_loop(void *arg)
+{
+    scraper_t *s = arg;
+    while (!s->stop) {
+        double t0 = now_s();
+        size_t len = 0;
+        if (http_get(s->port, "/metrics", &len) == 200) {
+            double ms = (now_s() - t0) * 1000.0;
+            s->sum_ms += ms;
+            s->n++;
+            s->bytes = len;
+            if (ms > s->max_ms)
+                s->max_ms = ms;
+        }
+        for (int i = 0; i < 10 && !s->stop; i++)
+            usleep(100000);
+    }
+    return NULL;
+}
+
+/* ---- the contenders ---- */
+
+typedef enum { P_NGINX = 0, P_HAPROXY, P_SWARMGATE, P_SWARMGATE_BARE, P__COUNT } proxy_t;
+static const char *const proxy_names[P__COUNT] = {"nginx", "haproxy", "swarmgate", "swarmgate-obs-off"};
+
+typedef struct running {
+    pid_t pid;
+    int port;
+    int admin_port;
+} running_t;
+
+static int g_origin_port;
+
+static running_t start_proxy(proxy_t p, int workers)
+{
+    running_t r = {0};
+    r.port = pick_port();
+    char conf[64], log[512], path[512];
+    snprintf(log, sizeof(log), "%s/%s.log", g_tmp, proxy_names[p]);
+    int cpu = workers == 1 ? 1 : -1;
+    switch (p) {
+    case P_NGINX: {
+        snprintf(conf, sizeof(conf), "nginx-proxy-%d.conf", workers);
+        write_file(conf,
+                   "worker_processes %d;\ndaemon off;\npid %s/nginx-proxy.pid;\nerror_log %s/nginx-proxy.err;\n"
+                   "events { worker_connections 8192; }\n"
+                   "http { access_log off; keepalive_requests 1000000;\n"
+                   " client_body_temp_path %s; proxy_temp_path %s;\n"
+                   " upstream origin { server 127.0.0.1:%d; keepalive 64; }\n"
+                   " server { listen 127.0.0.1:%d; location / { proxy_pass http://origin;"
+                   " proxy_http_version 1.1; proxy_set_header Connection \"\"; } } }\n",
+                   workers, g_tmp, g_tmp, g_tmp, g_tmp, g_origin_port, r.port);
+        snprintf(path, sizeof(path), "%s/%s", g_tmp, conf);
+        char *argv[] = {"nginx", "-c", path, "-p", g_tmp, NULL};
+        r.pid = spawn(cpu, log, argv);
+        break;
+    }
+    case P_HAPROXY: {
+        snprintf(conf, sizeof(conf), "haproxy-%d.cfg", workers);
+        write_file(conf,
+                   "global\n  nbthread %d\n  maxconn 20000\n"
+                   "defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n"
+                   "  option http-keep-alive\n  http-reuse always\n"
+                   "frontend fe\n  bind 127.0.0.1:%d\n  default_backend be\n"
+                   "backend be\n  server origin 127.0.0.1:%d\n",
+                   workers, r.port, g_origin_port);
+        snprintf(path, sizeof(path), "%s/%s", g_tmp, conf);
+        char *argv[] = {"haproxy", "-db", "-f", path, NULL};
+        r.pid = spawn(cpu, log, argv);
+        break;
+    }
+    case P_SWARMGATE:
+    case P_SWARMGATE_BARE: {
+        bool obs = p == P_SWARMGATE;
+        r.admin_port = pick_port();
+        /* 10 routes x 5 upstreams, as a realistic registry for /metrics. */
+        char routes[2048] = "", ups[2048] = "";
+        size_t rl = 0, ul = 0;
+        for (int u = 0; u < 5; u++)
+            ul += (size_t)snprintf(ups + ul, sizeof(ups) - ul,
+                                   "  up%d: {servers: [\"127.0.0.1:%d\"], keepalive: 128}\n", u, g_origin_port);
+        for (int i = 0; i < 9; i++)
+            rl += (size_t)snprintf(routes + rl, sizeof(routes) - rl,
+                                   "  - {name: r%d, match: {prefix: /r%d/}, upstream: up%d}\n", i, i, i % 5);
+        snprintf(routes + rl, sizeof(routes) - rl, "  - {name: main, match: {prefix: /}, upstream: up4}\n");
+        snprintf(conf, sizeof(conf), "swarmgate-%s-%d.yaml", obs ? "obs" : "bare", workers);
+        write_file(conf,
+                   "workers: %d\nlisteners:\n  - {name: api, address: \"127.0.0.1:%d\", mode: reverse}\n"
+                   "admin: {address: \"127.0.0.1:%d\"}\nupstreams:\n%sroutes:\n%s"
+                   "trace: {header: X-Trace-Id, traceparent: %s}\n"
+                   "log: {access: %s%s, level: warn}\n",
+                   workers, r.port, r.admin_port, ups, routes, obs ? "true" : "false",
+                   obs ? g_tmp : "off", obs ? "/access.log" : "");
+        snprintf(path, sizeof(path), "%s/%s", g_tmp, conf);
+        char *argv[] = {(char *)g_sg_bin, "--config", path, NULL};
+        r.pid = spawn(cpu, log, argv);
+        break;
+    }
+    default:
+        break;
+    }
+    wait_ready(r.port, "/small", proxy_names[p]);
+    return r;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    double tmp[MAX_ROUNDS];
+    memcpy(tmp, v, sizeof(double) * (size_t)n);
+    qsort(tmp, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
+}
+
+typedef struct cell {
+    double rps[MAX_ROUNDS], p50[MAX_ROUNDS], p99[MAX_ROUNDS], cpu[MAX_ROUNDS];
+    long errors;
+    int n;
+    long hwm_kb;
+} cell_t;
+
+typedef struct scenario {
+    const char *name;
+    const char *path;
+    int conns;
+    int workers;
+    bool with_bare;
+    cell_t cell[P__COUNT];
+    double direct_rps;
+} scenario_t;
+
+static FILE *g_json;
+
+static void run_scenario(scenario_t *sc)
+{
+    int nprox = sc->with_bare ? P__COUNT : P_SWARMGATE + 1;
+    printf("\n== %s: GET %s, %d connections, %d worker(s), %d rounds x %d s\n", sc->name, sc->path, sc->conns,
+           sc->workers, g_rounds, g_duration);
+    fflush(stdout);
+    wrk_result_t d = run_wrk(g_origin_port, sc->path, sc->conns, 0);
+    sc->direct_rps = d.rps;
+    for (int round = 0; round < g_rounds; round++) {
+        for (int p = 0; p < nprox; p++) {
+            running_t r = start_proxy((proxy_t)p, sc->workers);
+            scraper_t scr = {.port = r.admin_port};
+            pthread_t th;
+            bool scraping = r.admin_port > 0;
+            if (scraping)
+                pthread_create(&th, NULL, scrape_loop, &scr);
+            run_wrk(r.port, sc->path, sc->conns, 0); /* warm-up, 1 run */
+            wrk_result_t w = run_wrk(r.port, sc->path, sc->conns, r.pid);
+            if (scraping) {
+                scr.stop = true;
+                pthread_join(th, NULL);
+            }
+            cell_t *c = &sc->cell[p];
+            c->rps[c->n] = w.rps;
+            c->p50[c->n] = w.p50_ms;
+            c->p99[c->n] = w.p99_ms;
+            c->cpu[c->n] = w.cpu_us_per_req;
+            c->errors += w.errors;
+            c->n++;
+            tree_reading_t t = read_tree(r.pid);
+            if (t.hwm_kb > c->hwm_kb)
+                c->hwm_kb = t.hwm_kb;
+            printf("  round %d %-18s %9.0f req/s  p50 %6.3f ms  p99 %6.3f ms  cpu %6.2f us/req%s", round + 1,
+                   proxy_names[p], w.rps, w.p50_ms, w.p99_ms, w.cpu_us_per_req, w.errors ? "  ERRORS" : "");
+            if (scraping && scr.n)
+                printf("  scrape max %.2f ms (%zu B)", scr.max_ms, scr.bytes);
+            printf("\n");
+            fflush(stdout);
+            stop_pid(r.pid);
+        }
+    }
+}
+
+static bool g_all_met = true;
+
+static void target(const char *what, double value, double limit, bool lower_is_better)
+{
+    bool ok = lower_is_better ? value <= limit : value >= limit;
+    if (!ok)
+        g_all_met = false;
+    printf("  %-62s %8.3f %s %-6.3g %s\n", what, value, lower_is_better ? "<=" : ">=", limit, ok ? "MET" : "MISSED");
+    fprintf(g_json, "%s    {\"target\": \"%s\", \"value\": %.4f, \"limit\": %.4f, \"met\": %s}", "", what, value,
+            limit, ok ? "true" : "false");
+}
+
+int main(int argc, char **argv)
+{
+    const char *out_json = "build/bench.json";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--swarmgate") && i + 1 < argc)
+            g_sg_bin = argv[++i];
+        else if (!strcmp(argv[i], "--out") && i + 1 < argc)
+            out_json = argv[++i];
+        else if (!strcmp(argv[i], "--duration") && i + 1 < argc)
+            g_duration = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+            g_rounds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--idle-conns") && i + 1 < argc)
+            g_idle_conns = atoi(argv[++i]);
+        else
+            die("usage: bench --swarmgate BIN [--out FILE] [--duration S] [--rounds N] [--idle-conns N]");
+    }
+    if (!g_sg_bin)
+        die("--swarmgate BIN is required");
+    if (g_rounds < 1 || g_rounds > MAX_ROUNDS)
+        die("--rounds must be 1..%d", MAX_ROUNDS);
+    g_ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    struct rlimit rl = {65536, 65536};
+    setrlimit(RLIMIT_NOFILE, &rl);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+    atexit(stop_all);
+    snprintf(g_tmp, sizeof(g_tmp), "/tmp/sgbench.XXXXXX");
+    if (!mkdtemp(g_tmp))
+        die("mkdtemp: %s", strerror(errno));
+    g_json = fopen(out_json, "w");
+    if (!g_json)
+        die("cannot write %s: %s", out_json, strerror(errno));
+    double t_start = now_s();
+
+    /* The origin: nginx with a small and a 16 KiB body, on CPU 0 with wrk. */
+    g_origin_port = pick_port();
+    char body16k[16385];
+    for (int i = 0; i < 16384; i++)
+        body16k[i] = (char)('a' + i % 26);
+    body16k[16384] = 0;
+    write_file("16k", "%s", body16k);
+    write_file("origin.conf",
+               "worker_processes 1;\ndaemon off;\npid %s/origin.pid;\nerror_log %s/origin.err;\n"
+               "events { worker_connections 8192; }\n"
+               "http { access_log off; keepalive_requests 1000000; client_body_temp_path %s;\n"
+               " server { listen 127.0.0.1:%d; root %s;\n"
+               "  location = /small { default_type text/plain; return 200 \"ok\\n\"; }\n"
+               "  location = /16k { default_type text/plain; } } }\n",
+               g_tmp, g_tmp, g_tmp, g_origin_port, g_tmp);
+    char origin_conf[512];
+    snprintf(origin_conf, sizeof(origin_conf), "%s/origin.conf", g_tmp);
+    char *oargv[] = {"nginx", "-c", origin_conf, "-p", g_tmp, NULL};
+    spawn(0, NULL, oargv);
+    wait_ready(g_origin_port, "/small", "origin nginx");
+
+    scenario_t scs[] = {
+        {.name = "small-64", .path = "/small", .conns = 64, .workers = 1, .with_bare = true},
+        {.name = "small-256", .path = "/small", .conns = 256, .workers = 1},
+        {.name = "16k-64", .path = "/16k", .conns = 64, .workers = 1},
+        {.name = "16k-256", .path = "/16k", .conns = 256, .workers = 1},
+        {.name = "small-64-2workers", .path = "/small", .conns = 64, .workers = 2},
+    };
+    size_t nsc = sizeof(scs) / sizeof(scs[0]);
+    for (size_t i = 0; i < nsc; i++)
+        run_scenario(&scs[i]);
+
+    /* Idle keep-alive connection cost. */
+    double idle[3] = {0};
+    printf("\n== idle keep-alive connections: %d held open after one request each\n", g_idle_conns);
+    for (int p = 0; p <= P_SWARMGATE; p++) {
+        running_t r = start_proxy((proxy_t)p, 1);
+        run_wrk(r.port, "/small", 64, 0);
+        idle[p] = idle_conn_cost(r.port, r.pid, g_idle_conns);
+        printf("  %-18s %8.0f B per idle connection\n", proxy_names[p], idle[p]);
+        stop_pid(r.pid);
+    }
+
+    /* Summary. */
+    printf("\n== summary (medians over rounds)\n");
+    printf("  %-20s %-18s %10s %9s %9s %10s %9s %8s %8s\n", "scenario", "proxy", "req/s", "p50 ms", "p99 ms",
+           "cpu us/req", "peak RSS", "x nginx", "x haproxy");
+    fprintf(g_json, "{\n  \"duration_s\": %d,\n  \"rounds\": %d,\n  \"scenarios\": [\n", g_duration, g_rounds);
+    for (size_t i = 0; i < nsc; i++) {
+        scenario_t *sc = &scs[i];
+        fprintf(g_json, "%s    {\"name\": \"%s\", \"direct_rps\": %.1f, \"results\": {", i ? ",\n" : "", sc->name,
+                sc->direct_rps);
+        int nprox = sc->with_bare ? P__COUNT : P_SWARMGATE + 1;
+        double ng = median(sc->cell[P_NGINX].rps, sc->cell[P_NGINX].n);
+        double hp = median(sc->cell[P_HAPROXY].rps, sc->cell[P_HAPROXY].n);
+        for (int p = 0; p < nprox; p++) {
+            cell_t *c = &sc->cell[p];
+            double rps = median(c->rps, c->n);
+            printf("  %-20s %-18s %10.0f %9.3f %9.3f %10.2f %7ld K %8.3f %8.3f%s\n", sc->name, proxy_names[p], rps,
+                   median(c->p50, c->n), median(c->p99, c->n), median(c->cpu, c->n), c->hwm_kb, rps / ng, rps / hp,
+                   c->errors ? "  (errors!)" : "");
+            fprintf(g_json,
+                    "%s\"%s\": {\"rps\": %.1f, \"p50_ms\": %.4f, \"p99_ms\": %.4f, \"cpu_us_per_req\": %.3f, "
+                    "\"peak_rss_kb\": %ld, \"errors\": %ld}",
+                    p ? ", " : "", proxy_names[p], rps, median(c->p50, c->n), median(c->p99, c->n),
+                    median(c->cpu, c->n), c->hwm_kb, c->errors);
+        }
+        printf("  %-20s %-18s %10.0f\n", sc->name, "(direct, no proxy)", sc->direct_rps);
+        fprintf(g_json, "}}");
+    }
+    fprintf(g_json, "\n  ],\n  \"idle_conn_bytes\": {\"nginx\": %.0f, \"haproxy\": %.0f, \"swarmgate\": %.0f},\n",
+            idle[0], idle[1], idle[2]);
+
+    printf("\n== targets\n");
+    fprintf(g_json, "  \"targets\": [\n");
+    bool first = true;
+    for (size_t i = 0; i < nsc; i++) {
+        scenario_t *sc = &scs[i];
+        char what[128];
+        double sg = median(sc->cell[P_SWARMGATE].rps, sc->cell[P_SWARMGATE].n);
+        double ng = median(sc->cell[P_NGINX].rps, sc->cell[P_NGINX].n);
+        double hp = median(sc->cell[P_HAPROXY].rps, sc->cell[P_HAPROXY].n);
+#define SEP() (fprintf(g_json, "%s", first ? "" : ",\n"), first = false)
+        snprintf(what, sizeof(what), "%s throughput x nginx", sc->name);
+        SEP();
+        target(what, sg / ng, 1.0, false);
+        snprintf(what, sizeof(what), "%s throughput x haproxy", sc->name);
+        SEP();
+        target(what, sg / hp, 1.0, false);
+        if (sc->workers == 1) {
+            snprintf(what, sizeof(what), "%s p99 x nginx", sc->name);
+            SEP();
+            target(what,
+                   median(sc->cell[P_SWARMGATE].p99, sc->cell[P_SWARMGATE].n) /
+                       median(sc->cell[P_NGINX].p99, sc->cell[P_NGINX].n),
+                   1.0, true);
+        }
+        if (sc->workers == 1 && strncmp(sc->name, "small", 5) == 0) {
+            snprintf(what, sizeof(what), "%s cpu/req x nginx", sc->name);
+            SEP();
+            target(what,
+                   median(sc->cell[P_SWARMGATE].cpu, sc->cell[P_SWARMGATE].n) /
+                       median(sc->cell[P_NGINX].cpu, sc->cell[P_NGINX].n),
+                   0.8, true);
+        }
+        if (sc->with_bare) {
+            snprintf(what, sizeof(what), "%s observability cpu/req cost (on/off - 1)", sc->name);
+            SEP();
+            target(what,
+                   median(sc->cell[P_SWARMGATE].cpu, sc->cell[P_SWARMGATE].n) /
+                           median(sc->cell[P_SWARMGATE_BARE].cpu, sc->cell[P_SWARMGATE_BARE].n) -
+                       1.0,
+                   0.10, true);
+        }
+    }
+    SEP();
+    target("RSS bytes per idle keep-alive client connection", idle[2], 512, true);
+    fprintf(g_json, "\n  ],\n  \"all_targets_met\": %s,\n  \"wall_s\": %.1f\n}\n", g_all_met ? "true" : "false",
+            now_s() - t_start);
+    fclose(g_json);
+    printf("\nall targets met: %s; wall time %.0f s; results in %s; logs in %s\n", g_all_met ? "yes" : "no",
+           now_s() - t_start, out_json, g_tmp);
+    stop_all();
+    return 0;
+}
