@@ -96,6 +96,8 @@ typedef struct sg_trace_conf {
     struct {
         sg_export_format_t format; /* from which of otlp_http / zipkin is set */
         const char *url;           /* collector URL (http:// only) */
+        sg_hostport_t url_addr;    /* host and port of url (port 80 when absent) */
+        const char *url_path;      /* path (and query) of url, "/" when absent */
         double sample;             /* ratio for new traces, default 1.0 */
         uint32_t batch_size;       /* default 512 */
         uint64_t batch_delay_ms;   /* default 2s */
@@ -278,5 +280,12 @@ char *sg_expand_env(sg_arena_t *a, const char *s, char *err, size_t errlen);
 
 const char *sg_listener_mode_name(sg_listener_mode_t m);
 const char *sg_balance_name(sg_balance_t b);
+const char *sg_log_level_name(sg_log_level_t l);
+
+/* Every key path of the schema, in schema order, with "<name>" for map keys
+ * and "[]" for list items (e.g. "upstreams.<name>.servers",
+ * "routes[].match.prefix"). Fills up to cap entries of out (static strings)
+ * and returns the total number of keys. Thread-safe. */
+size_t sg_config_schema_keys(const char **out, size_t cap);
 
 #endif /* SG_CONFIG_H */
