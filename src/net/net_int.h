@@ -13,6 +13,7 @@
 #include "sg/mem.h"
 #include "sg/obs.h"
 #include "sg/reqrec.h"
+#include "sg/router.h"
 #include "sg/runtime.h"
 #include "sg/trace.h"
 #include "sg/worker.h"
@@ -117,6 +118,7 @@ struct sg_worker {
     size_t n_listeners;
     sg_upstream_t *ups;
     size_t n_ups;
+    sg_router_t *router;
 
     sg_link_t conns;
     uint32_t n_conns;
@@ -436,9 +438,5 @@ void sg__server_fail(sg_upserver_t *s, uint64_t now_ms);
 void sg__server_ok(sg_upserver_t *s);
 const char *sg__upc_state_name(sg_upc_state_t s);
 
-/* ---- router fallback until src/net/router.c lands ---------------------- */
-int32_t sg__route_match(const sg_config_t *cfg, sg_str_t host, sg_str_t path);
-/* Writes the path to send upstream into out (cap bytes); returns its length or -1. */
-int sg__route_rewrite(const sg_route_conf_t *r, sg_str_t path, char *out, size_t cap);
 
 #endif /* SG_NET_INT_H */

@@ -217,15 +217,6 @@ static void resolve_trace(sg_txn_t *t, const sg_h1_head_t *h)
 
 /* ---- request head --------------------------------------------------------------- */
 
-static sg_str_t host_without_port(sg_str_t h)
-{
-    if (h.len && h.p[0] == '[') {
-        const char *e = memchr(h.p, ']', h.len);
-        return e ? sg_str_make(h.p + 1, (size_t)(e - h.p - 1)) : h;
-    }
-    const char *colon = memchr(h.p, ':', h.len);
-    return colon ? sg_str_make(h.p, (size_t)(colon - h.p)) : h;
-}
 
 static void copy_cstr(char *dst, size_t cap, sg_str_t s)
 {
@@ -250,12 +241,12 @@ static int build_upstream_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t host
     outbuf_t o = {t->uphead, 0, w->head_size, false};
 
     char rpath[4096];
-    int plen = sg__route_rewrite(route, path, rpath, sizeof(rpath));
-    if (plen < 0)
+    size_t plen = sg_router_rewrite_path(route, path, rpath, sizeof(rpath));
+    if (plen >= sizeof(rpath))
         return -414;
     out_str(&o, h->method_name);
     out_put(&o, " ", 1);
-    out_put(&o, rpath, (size_t)plen);
+    out_put(&o, rpath, plen);
     if (query.p) {
         out_put(&o, "?", 1);
         out_str(&o, query);
@@ -462,7 +453,7 @@ void sg__proxy_head(sg_conn_t *c)
     }
 
     /* Route (first match wins). */
-    int32_t ri = sg__route_match(cfg, host_without_port(host), path);
+    int32_t ri = sg_router_match(w->router, host, path);
     if (ri < 0) {
         sg__conn_error(c, 404, "no route", !(t->flags & SG_TXN_F_REQ_DONE));
         return;

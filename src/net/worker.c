@@ -399,6 +399,9 @@ static int worker_init(sg_server_t *s, sg_worker_t *w, uint32_t idx)
         l->health_cb = s->opts.health_cb;
         l->health_ud = s->opts.health_ud;
     }
+    w->router = sg_router_new(cfg);
+    if (!w->router)
+        return UV_ENOMEM;
     r = sg__upstreams_init(w);
     if (r < 0)
         return r;
@@ -412,6 +415,8 @@ void sg__upstreams_free(sg_worker_t *w);
 static void worker_free(sg_worker_t *w)
 {
     sg__upstreams_free(w);
+    if (w->router)
+        sg_router_free(w->router);
     free(w->listeners);
     free(w->ups);
     if (w->obs)
