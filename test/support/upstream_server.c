@@ -17,7 +17,7 @@
 
 #define US_MAX_CONNS 512
 #define US_MAX_REQS 4096
-#define US_KEEP_BODY (1u << 20)
+#define US_KEEP_BODY (16u << 20)
 
 typedef struct us_conn {
     us_server_t *s;

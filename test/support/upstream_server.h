@@ -1,7 +1,7 @@
 /* A scriptable HTTP/1.1 upstream for integration tests: real sockets on
  * loopback, one accept thread plus one thread per connection, plain
  * blocking I/O with poll() deadlines. It records every request it receives
- * (raw head, body size, a copy of small bodies) and counts connections.
+ * (raw head, body size, a copy of bodies up to 16 MiB) and counts connections.
  *
  * Behaviour is chosen by the request path:
  *   /echo            200, Content-Length, body = request body
@@ -32,7 +32,7 @@ typedef struct us_request {
     char *head;       /* raw head bytes incl. the final CRLF CRLF, NUL-terminated */
     size_t head_len;
     uint64_t body_len;
-    char *body;       /* copy of the body when <= 1 MiB (else NULL) */
+    char *body;       /* copy of the body when <= 16 MiB (else NULL) */
     int conn_id;      /* which accepted connection carried it */
 } us_request_t;
 
