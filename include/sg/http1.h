@@ -121,6 +121,10 @@ int sg_h1_parse_head(sg_h1_parser_t *p, const char *buf, size_t len, sg_h1_heade
 /* Feeds body bytes. Returns SG_H1_BODY_MORE, SG_H1_BODY_DONE, or -status
  * (400 bad framing, 413 over max_body). */
 int sg_h1_parse_body(sg_h1_parser_t *p, const char *buf, size_t len, size_t *used) SG_MUST_CHECK;
+/* Checks body bytes that have not been fed yet on a copy of the parser
+ * (p is unchanged): 0 when they are valid so far, -status otherwise. Lets
+ * the proxy refuse a bad chunked body before any byte goes upstream. */
+int sg_h1_check_body(const sg_h1_parser_t *p, const char *buf, size_t len) SG_MUST_CHECK;
 /* The peer closed: returns SG_H1_BODY_DONE when the body was delimited by
  * the close (or the message was already complete), -400 otherwise. */
 int sg_h1_finish(sg_h1_parser_t *p) SG_MUST_CHECK;

@@ -357,6 +357,16 @@ int sg_h1_parse_body(sg_h1_parser_t *p, const char *buf, size_t len, size_t *use
     return fail(p, err);
 }
 
+int sg_h1_check_body(const sg_h1_parser_t *p, const char *buf, size_t len)
+{
+    sg_h1_parser_t copy = *p;
+    LL(&copy)->data = &copy; /* llhttp_t holds no other pointer into p */
+    copy.on_body = NULL;
+    size_t used;
+    int r = sg_h1_parse_body(&copy, buf, len, &used);
+    return r < 0 ? r : 0;
+}
+
 int sg_h1_finish(sg_h1_parser_t *p)
 {
     if (p->_phase == PH_DONE)

@@ -466,6 +466,15 @@ void sg__proxy_head(sg_conn_t *c)
         sg__conn_error(c, 413, "request body too large", true);
         return;
     }
+    if (c->state == SG_CONN_BODY && c->rbuf && c->rpos < c->rlen) {
+        /* Body bytes that came with the head: refuse bad framing before
+         * anything is sent upstream. */
+        int e = sg_h1_check_body(&c->parser, c->rbuf + c->rpos, c->rlen - c->rpos);
+        if (e < 0) {
+            sg__conn_error(c, -e, e == -413 ? "request body too large" : "malformed request body", true);
+            return;
+        }
+    }
     int r = build_upstream_head(t, h, host, path, query);
     if (c->head) { /* the parsed head is no longer needed: slices die here */
         sg__head_put(w, c->head);
@@ -520,6 +529,17 @@ void sg__proxy_up_ready(sg_txn_t *t)
     sg_upconn_t *u = t->up;
     sg_conn_t *c = t->conn;
     sg_worker_t *w = c->w;
+    if (c->state == SG_CONN_BODY && c->rbuf && c->rpos < c->rlen) {
+        int e = sg_h1_check_body(&c->parser, c->rbuf + c->rpos, c->rlen - c->rpos);
+        if (e < 0) {
+            /* Nothing was written: the connection stays good for the pool. */
+            t->up = NULL;
+            u->txn = NULL;
+            sg__upconn_release(u, true);
+            sg__conn_error(c, -e, e == -413 ? "request body too large" : "malformed request body", true);
+            return;
+        }
+    }
     t->state = SG_TXN_SENT;
     uv_buf_t iov = uv_buf_init(t->uphead, (unsigned)t->uphead_len);
     char *hold = t->uphead;
