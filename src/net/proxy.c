@@ -499,10 +499,10 @@ static void proxy_connect(sg_txn_t *t)
 {
     sg_worker_t *w = t->conn->w;
     sg_upstream_t *u = &w->ups[t->ups_idx];
-    bool all_down = false;
+    bool all_down = false; /* 503 only when no server could even be tried */
     int32_t si = sg__upstream_pick(u, t->tried_mask, sg_now_ms(), &all_down);
     if (si < 0) {
-        if (t->n_tries == 0 || all_down)
+        if (t->n_tries == 0)
             sg__conn_error(t->conn, 503, "no healthy upstream server", !(t->flags & SG_TXN_F_REQ_DONE));
         else
             fail_status(t, t->last_fail, t->error ? t->error : "upstream failed");
