@@ -518,8 +518,16 @@ static void proxy_connect(sg_txn_t *t)
     if (!t->rec.upstream_start_ns)
         t->rec.upstream_start_ns = sg_now_ns();
     int r = sg__upconn_get(t, srv);
-    if (r < 0)
+    if (r == UV_EMFILE || r == UV_ENFILE || r == UV_ENOMEM || r == UV_ENOBUFS) {
+        /* Our own resources ran out: not the server's fault (no passive
+         * health mark, no retry elsewhere). */
+        sg_obs_log(w->obs, SG_LOG_WARN, t->trace.trace_id, "upstream %s: cannot open a connection: %s",
+                   u->conf->name, uv_strerror(r));
+        t->error = "cannot open an upstream connection";
+        sg__conn_error(t->conn, 502, t->error, !(t->flags & SG_TXN_F_REQ_DONE));
+    } else if (r < 0) {
         sg__proxy_up_failed(t, SG_FAIL_CONNECT, uv_strerror(r));
+    }
 }
 
 static const char k_continue[] = "HTTP/1.1 100 Continue\r\n\r\n";
