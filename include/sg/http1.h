@@ -20,11 +20,7 @@
 #include "sg/common.h"
 #include "sg/reqrec.h"
 
-typedef enum sg_h1_kind {
-    SG_H1_REQUEST = 0,
-    SG_H1_RESPONSE,
-    SG_H1_KIND__COUNT
-} sg_h1_kind_t;
+typedef enum sg_h1_kind { SG_H1_REQUEST = 0, SG_H1_RESPONSE, SG_H1_KIND__COUNT } sg_h1_kind_t;
 
 typedef struct sg_h1_header {
     sg_str_t name;
@@ -39,10 +35,10 @@ typedef struct sg_h1_limits {
 
 /* Incremental head scanner state. Zero it (or sg_h1_scan_init) per head. */
 typedef struct sg_h1_scan {
-    uint32_t len;        /* head bytes accepted so far */
-    uint32_t line_len;   /* bytes of the current line */
-    uint32_t start_len;  /* length of the start line once complete */
-    uint32_t n_lines;    /* header lines completed */
+    uint32_t len;       /* head bytes accepted so far */
+    uint32_t line_len;  /* bytes of the current line */
+    uint32_t start_len; /* length of the start line once complete */
+    uint32_t n_lines;   /* header lines completed */
     uint8_t _state;
     bool is_in_start;
 } sg_h1_scan_t;
@@ -73,12 +69,12 @@ typedef struct sg_h1_head {
     size_t n_headers;
     uint64_t content_length; /* valid when has_content_length */
     bool has_content_length;
-    bool is_chunked;         /* Transfer-Encoding with final chunked */
-    bool has_te;             /* any Transfer-Encoding header */
-    bool is_keep_alive;      /* per version and Connection header */
-    bool is_upgrade;         /* request: Upgrade + Connection: upgrade (or CONNECT); response: 101 */
-    bool has_body;           /* a body follows the head (parser in body state) */
-    bool is_eof_body;        /* response body delimited by connection close */
+    bool is_chunked;    /* Transfer-Encoding with final chunked */
+    bool has_te;        /* any Transfer-Encoding header */
+    bool is_keep_alive; /* per version and Connection header */
+    bool is_upgrade;    /* request: Upgrade + Connection: upgrade (or CONNECT); response: 101 */
+    bool has_body;      /* a body follows the head (parser in body state) */
+    bool is_eof_body;   /* response body delimited by connection close */
 } sg_h1_head_t;
 
 /* Called with decoded body bytes (chunk framing removed), if set. */

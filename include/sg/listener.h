@@ -26,8 +26,8 @@ typedef struct sg_local_req {
  * body it owns, in which case ext_free(ext_ud, ext_body) is called once the
  * bytes are written (or the connection died). */
 typedef struct sg_local_resp {
-    uint16_t status;          /* default 200 */
-    const char *content_type; /* default "application/json" */
+    uint16_t status;           /* default 200 */
+    const char *content_type;  /* default "application/json" */
     const char *extra_headers; /* NULL or complete "Name: value\r\n" lines */
     char *body;
     size_t body_cap;

@@ -275,7 +275,9 @@ static int head_step(sg_conn_t *c)
     size_t avail = c->rlen - c->rpos, used = 0;
     int r = sg_h1_scan_feed(&c->scan, &w->req_limits, c->rbuf + c->rpos, avail, &used);
     if (r < 0) {
-        const char *why = r == -414 ? "request line too long" : r == -431 ? "request header too large" : "malformed request head";
+        const char *why = r == -414   ? "request line too long"
+                          : r == -431 ? "request header too large"
+                                      : "malformed request head";
         sg__conn_error(c, -r, why, true);
         return -1;
     }

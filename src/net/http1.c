@@ -199,8 +199,7 @@ static int on_headers_complete(llhttp_t *ll)
     }
     p->_phase = PH_BODY;
     /* RFC 9110 6.4.1: responses to HEAD, 1xx, 204 and 304 have no content. */
-    if (p->kind == SG_H1_RESPONSE &&
-        (p->_skip_body || h->status < 200 || h->status == 204 || h->status == 304))
+    if (p->kind == SG_H1_RESPONSE && (p->_skip_body || h->status < 200 || h->status == 204 || h->status == 304))
         return h->status == 101 ? 0 : 1;
     return 0;
 }

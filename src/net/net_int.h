@@ -108,8 +108,8 @@ struct sg_worker {
     sg_obs_worker_t *obs;
 
     sg_freelist_t fl_conn, fl_txn, fl_upconn, fl_buf, fl_head, fl_wreq;
-    size_t head_size;    /* bytes of one fl_head object */
-    size_t head_bytes;   /* head text capacity; header slots follow */
+    size_t head_size;  /* bytes of one fl_head object */
+    size_t head_bytes; /* head text capacity; header slots follow */
     size_t head_max_hdrs;
     sg_h1_limits_t req_limits;
     sg_h1_limits_t resp_limits;
@@ -129,9 +129,9 @@ struct sg_worker {
     uv_async_t async;
     _Atomic unsigned cmd;
     uv_timer_t drain_timer;
-    int drain_phase;   /* 0 none, 1 delay, 2 draining, 3 forced */
-    bool is_draining;  /* no new requests on keep-alive connections */
-    bool is_stopping;  /* handles being closed */
+    int drain_phase;  /* 0 none, 1 delay, 2 draining, 3 forced */
+    bool is_draining; /* no new requests on keep-alive connections */
+    bool is_stopping; /* handles being closed */
     int n_resolving;
     bool is_started;
 };
@@ -143,7 +143,7 @@ struct sg_listener {
     sg_worker_t *w;
     int32_t idx;
     const sg_listener_conf_t *conf;
-    int fd; /* bound+listening socket handed over by the server */
+    int fd;                          /* bound+listening socket handed over by the server */
     sg_local_responder_cb responder; /* all requests answered locally when set */
     void *responder_ud;
     sg_local_responder_cb health_cb; /* /health* when serve_health */
@@ -218,24 +218,24 @@ typedef enum sg_txn_state {
 } sg_txn_state_t;
 
 enum {
-    SG_TXN_F_REQ_DONE = 1u << 0,  /* request fully received */
-    SG_TXN_F_SENT_ANY = 1u << 1,  /* some request byte went to an upstream */
-    SG_TXN_F_EXPECT = 1u << 2,    /* Expect: 100-continue */
-    SG_TXN_F_CONTINUE = 1u << 3,  /* we sent 100 Continue */
-    SG_TXN_F_HEAD_REQ = 1u << 4,  /* HEAD request */
-    SG_TXN_F_UPGRADE = 1u << 5,   /* upgrade requested */
-    SG_TXN_F_CLIENT_KA = 1u << 6, /* client allows keep-alive */
-    SG_TXN_F_DECODE = 1u << 7,    /* de-chunk response for an HTTP/1.0 client */
+    SG_TXN_F_REQ_DONE = 1u << 0,   /* request fully received */
+    SG_TXN_F_SENT_ANY = 1u << 1,   /* some request byte went to an upstream */
+    SG_TXN_F_EXPECT = 1u << 2,     /* Expect: 100-continue */
+    SG_TXN_F_CONTINUE = 1u << 3,   /* we sent 100 Continue */
+    SG_TXN_F_HEAD_REQ = 1u << 4,   /* HEAD request */
+    SG_TXN_F_UPGRADE = 1u << 5,    /* upgrade requested */
+    SG_TXN_F_CLIENT_KA = 1u << 6,  /* client allows keep-alive */
+    SG_TXN_F_DECODE = 1u << 7,     /* de-chunk response for an HTTP/1.0 client */
     SG_TXN_F_RESP_CLOSE = 1u << 8, /* response delimited by close / conn must close */
     SG_TXN_F_INFLIGHT = 1u << 9,
-    SG_TXN_F_REQ_BODY = 1u << 10, /* request has a body */
+    SG_TXN_F_REQ_BODY = 1u << 10,  /* request has a body */
     SG_TXN_F_RESP_HEAD = 1u << 11, /* response head written to the client */
 };
 
 typedef enum sg_fail {
     SG_FAIL_CONNECT = 0,
-    SG_FAIL_TIMEOUT,     /* connect or response-head timeout */
-    SG_FAIL_RESET,       /* closed/reset before a complete response head */
+    SG_FAIL_TIMEOUT, /* connect or response-head timeout */
+    SG_FAIL_RESET,   /* closed/reset before a complete response head */
     SG_FAIL_BAD_RESPONSE,
     SG_FAIL__COUNT
 } sg_fail_t;
@@ -437,6 +437,5 @@ void sg__upconn_timer(sg_upconn_t *u, uint8_t kind, uint64_t ms);
 void sg__server_fail(sg_upserver_t *s, uint64_t now_ms);
 void sg__server_ok(sg_upserver_t *s);
 const char *sg__upc_state_name(sg_upc_state_t s);
-
 
 #endif /* SG_NET_INT_H */

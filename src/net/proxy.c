@@ -142,8 +142,7 @@ static bool is_named_by_connection(const sg_h1_head_t *h, sg_str_t name)
 {
     /* Never let Connection remove framing or identity fields (a known
      * smuggling/abuse trick); those are handled explicitly. */
-    static const sg_str_t protected_names[] = {SG_STR("content-length"), SG_STR("transfer-encoding"),
-                                               SG_STR("host")};
+    static const sg_str_t protected_names[] = {SG_STR("content-length"), SG_STR("transfer-encoding"), SG_STR("host")};
     for (size_t i = 0; i < SG_ARRAY_SIZE(protected_names); i++)
         if (sg_str_ieq(name, protected_names[i]))
             return false;
@@ -156,8 +155,8 @@ static bool is_named_by_connection(const sg_h1_head_t *h, sg_str_t name)
 static bool is_hop_by_hop(sg_str_t n)
 {
     /* RFC 9110 7.6.1 */
-    return sg_str_ieq(n, SG_STR("connection")) || sg_str_ieq(n, SG_STR("keep-alive")) ||
-           sg_str_ieq(n, SG_STR("te")) || sg_str_ieq(n, SG_STR("trailer")) || sg_str_ieq(n, SG_STR("upgrade")) ||
+    return sg_str_ieq(n, SG_STR("connection")) || sg_str_ieq(n, SG_STR("keep-alive")) || sg_str_ieq(n, SG_STR("te")) ||
+           sg_str_ieq(n, SG_STR("trailer")) || sg_str_ieq(n, SG_STR("upgrade")) ||
            (n.len >= 6 && sg_str_ieq(sg_str_make(n.p, 6), SG_STR("proxy-")));
 }
 
@@ -216,7 +215,6 @@ static void resolve_trace(sg_txn_t *t, const sg_h1_head_t *h)
 }
 
 /* ---- request head --------------------------------------------------------------- */
-
 
 static void copy_cstr(char *dst, size_t cap, sg_str_t s)
 {
@@ -433,8 +431,12 @@ void sg__proxy_head(sg_conn_t *c)
         t->flags |= SG_TXN_F_UPGRADE;
 
     /* Local answers. */
-    sg_local_req_t lreq = {.method = h->method, .path = path, .query = query, .head = h,
-                           .listener_idx = l->idx, .trace_id = t->trace.trace_id};
+    sg_local_req_t lreq = {.method = h->method,
+                           .path = path,
+                           .query = query,
+                           .head = h,
+                           .listener_idx = l->idx,
+                           .trace_id = t->trace.trace_id};
     if (l->responder) {
         sg__conn_local(c, l->responder, l->responder_ud, &lreq);
         return;
@@ -521,8 +523,8 @@ static void proxy_connect(sg_txn_t *t)
     if (r == UV_EMFILE || r == UV_ENFILE || r == UV_ENOMEM || r == UV_ENOBUFS) {
         /* Our own resources ran out: not the server's fault (no passive
          * health mark, no retry elsewhere). */
-        sg_obs_log(w->obs, SG_LOG_WARN, t->trace.trace_id, "upstream %s: cannot open a connection: %s",
-                   u->conf->name, uv_strerror(r));
+        sg_obs_log(w->obs, SG_LOG_WARN, t->trace.trace_id, "upstream %s: cannot open a connection: %s", u->conf->name,
+                   uv_strerror(r));
         t->error = "cannot open an upstream connection";
         sg__conn_error(t->conn, 502, t->error, !(t->flags & SG_TXN_F_REQ_DONE));
     } else if (r < 0) {
@@ -589,8 +591,8 @@ void sg__proxy_up_failed(sg_txn_t *t, sg_fail_t kind, const char *why)
         sg_obs_upstream_connect_error(w->obs, t->ups_idx);
     else if (kind == SG_FAIL_TIMEOUT)
         sg_obs_upstream_timeout(w->obs, t->ups_idx);
-    sg_obs_log(w->obs, SG_LOG_WARN, t->trace.trace_id, "upstream %s server %s: %s",
-               w->cfg->upstreams[t->ups_idx].name, t->server, why);
+    sg_obs_log(w->obs, SG_LOG_WARN, t->trace.trace_id, "upstream %s server %s: %s", w->cfg->upstreams[t->ups_idx].name,
+               t->server, why);
     t->last_fail = kind;
     t->error = why;
     if (t->flags & SG_TXN_F_RESP_HEAD) {

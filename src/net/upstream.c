@@ -82,12 +82,10 @@ int sg__upstreams_init(sg_worker_t *w)
             s->idx = (int32_t)k;
             s->pub = &w->rt->servers[i][k];
             sg_list_init(&s->idle);
-            snprintf(s->name, sizeof(s->name), s->hp->is_ipv6_literal ? "[%s]:%u" : "%s:%u", s->hp->host,
-                     s->hp->port);
+            snprintf(s->name, sizeof(s->name), s->hp->is_ipv6_literal ? "[%s]:%u" : "%s:%u", s->hp->host, s->hp->port);
             if (s->hp->is_ip_literal) {
-                int r = s->hp->is_ipv6_literal
-                            ? uv_ip6_addr(s->hp->host, s->hp->port, (struct sockaddr_in6 *)&s->addr)
-                            : uv_ip4_addr(s->hp->host, s->hp->port, (struct sockaddr_in *)&s->addr);
+                int r = s->hp->is_ipv6_literal ? uv_ip6_addr(s->hp->host, s->hp->port, (struct sockaddr_in6 *)&s->addr)
+                                               : uv_ip4_addr(s->hp->host, s->hp->port, (struct sockaddr_in *)&s->addr);
                 s->is_resolved = r == 0;
             } else if (start_resolve(s) == 0 && s->is_resolving) {
                 w->n_resolving++;

@@ -213,8 +213,8 @@ static void start_listeners(sg_worker_t *w)
     for (size_t i = 0; i < w->n_listeners; i++) {
         int r = sg__listener_start(&w->listeners[i]);
         if (r < 0)
-            sg_obs_log(w->obs, SG_LOG_ERROR, NULL, "worker %u: listener %s: %s", w->idx,
-                       w->listeners[i].conf->name, uv_strerror(r));
+            sg_obs_log(w->obs, SG_LOG_ERROR, NULL, "worker %u: listener %s: %s", w->idx, w->listeners[i].conf->name,
+                       uv_strerror(r));
     }
     atomic_store_explicit(&w->pub->is_listening, true, memory_order_relaxed);
 }

@@ -226,7 +226,8 @@ Test(proxy_errors, connection_close_honoured)
 {
     hc_conn_t c;
     cr_assert_eq(hc_connect(&c, addr, 2000), 0);
-    cr_assert(hc_send_str(&c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", 2000));
+    cr_assert(hc_send_str(&c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+                          2000));
     hc_response_t r;
     cr_assert_eq(hc_read_response(&c, &r, 3000), HC_OK);
     cr_assert_eq(r.status, 200);

@@ -20,7 +20,7 @@ static long long mono_ms(void)
 }
 
 #define BASE                                                                                                           \
-    "listeners: [{name: api, address: \"127.0.0.1:0\", serve_health: true}]\n"                                       \
+    "listeners: [{name: api, address: \"127.0.0.1:0\", serve_health: true}]\n"                                         \
     "admin: {enabled: false}\n"                                                                                        \
     "log: {access: \"off\"}\n"
 
@@ -44,8 +44,10 @@ Test(proxy_lifecycle, command_line, .timeout = 30)
     snprintf(tmp.dir, sizeof(tmp.dir), "/tmp/sgtest.XXXXXX");
     cr_assert(mkdtemp(tmp.dir));
     char good[256], wrong[256];
-    sg_proc_write_file(&tmp, "good.yaml", BASE "upstreams: {app: {servers: [\"127.0.0.1:1\"]}}\n"
-                                               "routes: [{upstream: app}]\n", good, sizeof(good));
+    sg_proc_write_file(&tmp, "good.yaml",
+                       BASE "upstreams: {app: {servers: [\"127.0.0.1:1\"]}}\n"
+                            "routes: [{upstream: app}]\n",
+                       good, sizeof(good));
     sg_proc_write_file(&tmp, "bad.yaml", BASE "routes: [{upstream: nope}]\n", wrong, sizeof(wrong));
     const char *ok[] = {"--check-config", "--config", good, NULL};
     cr_assert_eq(sg_proc_run(ok, out, sizeof(out), 5000), 0, "%s", out);
@@ -62,9 +64,10 @@ Test(proxy_lifecycle, sigterm_lets_inflight_finish, .timeout = 30)
 {
     us_server_t *up = us_start("u1", false);
     sg_proc_t gw;
-    gw_start(&gw, "workers: 2\n" BASE "upstreams: {app: {servers: [\"127.0.0.1:%u\"]}}\n"
-                  "routes: [{upstream: app}]\n"
-                  "shutdown: {drain_delay: 0ms, drain_timeout: 5s}\n",
+    gw_start(&gw,
+             "workers: 2\n" BASE "upstreams: {app: {servers: [\"127.0.0.1:%u\"]}}\n"
+             "routes: [{upstream: app}]\n"
+             "shutdown: {drain_delay: 0ms, drain_timeout: 5s}\n",
              us_port(up));
     const char *addr = sg_proc_addr(&gw, "api");
     hc_conn_t slow, idle;
@@ -98,9 +101,10 @@ Test(proxy_lifecycle, drain_timeout_cuts_long_requests, .timeout = 30)
 {
     us_server_t *up = us_start("u1", false);
     sg_proc_t gw;
-    gw_start(&gw, "workers: 1\n" BASE "upstreams: {app: {servers: [\"127.0.0.1:%u\"]}}\n"
-                  "routes: [{upstream: app}]\n"
-                  "shutdown: {drain_delay: 0ms, drain_timeout: 300ms}\n",
+    gw_start(&gw,
+             "workers: 1\n" BASE "upstreams: {app: {servers: [\"127.0.0.1:%u\"]}}\n"
+             "routes: [{upstream: app}]\n"
+             "shutdown: {drain_delay: 0ms, drain_timeout: 300ms}\n",
              us_port(up));
     hc_conn_t c;
     cr_assert_eq(hc_connect(&c, sg_proc_addr(&gw, "api"), 2000), 0);
@@ -123,9 +127,10 @@ Test(proxy_lifecycle, upload_100mib_bounded_memory, .timeout = 120)
 {
     us_server_t *up = us_start("u1", false);
     sg_proc_t gw;
-    gw_start(&gw, "workers: 1\n" BASE "upstreams: {app: {servers: [\"127.0.0.1:%u\"]}}\n"
-                  "routes: [{upstream: app}]\n"
-                  "shutdown: {drain_delay: 0ms}\n",
+    gw_start(&gw,
+             "workers: 1\n" BASE "upstreams: {app: {servers: [\"127.0.0.1:%u\"]}}\n"
+             "routes: [{upstream: app}]\n"
+             "shutdown: {drain_delay: 0ms}\n",
              us_port(up));
     const char *addr = sg_proc_addr(&gw, "api");
     hc_response_t r;
@@ -174,9 +179,10 @@ Test(proxy_lifecycle, warm_keepalive_requests_do_not_grow_pools, .timeout = 60)
 {
     us_server_t *up = us_start("u1", false);
     sg_proc_t gw;
-    gw_start(&gw, "workers: 1\n" BASE "upstreams: {app: {servers: [\"127.0.0.1:%u\"]}}\n"
-                  "routes: [{upstream: app}]\n"
-                  "shutdown: {drain_delay: 0ms}\n",
+    gw_start(&gw,
+             "workers: 1\n" BASE "upstreams: {app: {servers: [\"127.0.0.1:%u\"]}}\n"
+             "routes: [{upstream: app}]\n"
+             "shutdown: {drain_delay: 0ms}\n",
              us_port(up));
     hc_conn_t c;
     cr_assert_eq(hc_connect(&c, sg_proc_addr(&gw, "api"), 2000), 0);
@@ -211,10 +217,11 @@ Test(proxy_lifecycle, connection_limit_pauses_accept, .timeout = 30)
 {
     us_server_t *up = us_start("u1", false);
     sg_proc_t gw;
-    gw_start(&gw, "workers: 1\n" BASE "upstreams: {app: {servers: [\"127.0.0.1:%u\"]}}\n"
-                  "routes: [{upstream: app}]\n"
-                  "limits: {max_connections: 2}\n"
-                  "shutdown: {drain_delay: 0ms}\n",
+    gw_start(&gw,
+             "workers: 1\n" BASE "upstreams: {app: {servers: [\"127.0.0.1:%u\"]}}\n"
+             "routes: [{upstream: app}]\n"
+             "limits: {max_connections: 2}\n"
+             "shutdown: {drain_delay: 0ms}\n",
              us_port(up));
     const char *addr = sg_proc_addr(&gw, "api");
     hc_conn_t a, b, c;
@@ -261,9 +268,10 @@ Test(proxy_lifecycle, emfile_survived, .timeout = 30)
 {
     us_server_t *up = us_start("u1", false);
     sg_proc_t gw;
-    gw_start(&gw, "workers: 1\n" BASE "upstreams: {app: {servers: [\"127.0.0.1:%u\"]}}\n"
-                  "routes: [{upstream: app}]\n"
-                  "shutdown: {drain_delay: 0ms}\n",
+    gw_start(&gw,
+             "workers: 1\n" BASE "upstreams: {app: {servers: [\"127.0.0.1:%u\"]}}\n"
+             "routes: [{upstream: app}]\n"
+             "shutdown: {drain_delay: 0ms}\n",
              us_port(up));
     const char *addr = sg_proc_addr(&gw, "api");
     int used = count_fds(gw.pid);

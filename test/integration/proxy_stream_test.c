@@ -177,7 +177,8 @@ Test(proxy_stream, expect_100_continue)
 {
     hc_conn_t c;
     cr_assert_eq(hc_connect(&c, addr, 2000), 0);
-    cr_assert(hc_send_str(&c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n", 2000));
+    cr_assert(
+        hc_send_str(&c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n", 2000));
     hc_response_t r;
     cr_assert_eq(hc_read_response_ex(&c, &r, false, true, 3000), HC_OK);
     cr_assert_eq(r.status, 100, "100 Continue before the body");

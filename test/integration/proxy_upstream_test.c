@@ -19,7 +19,7 @@ static long long mono_ms(void)
 
 #define BASE                                                                                                           \
     "workers: 1\n"                                                                                                     \
-    "listeners: [{name: api, address: \"127.0.0.1:0\"}]\n"                                                           \
+    "listeners: [{name: api, address: \"127.0.0.1:0\"}]\n"                                                             \
     "admin: {enabled: false}\n"                                                                                        \
     "log: {access: \"off\"}\n"                                                                                         \
     "shutdown: {drain_delay: 0ms, drain_timeout: 2s}\n"
@@ -48,8 +48,9 @@ static int get_status(const char *addr, const char *path, char *upstream_name, s
 Test(proxy_upstream, refused_is_502_fast, .timeout = 30)
 {
     sg_proc_t gw;
-    gw_start(&gw, BASE "upstreams: {app: {servers: [\"127.0.0.1:%u\"], connect_timeout: 2s}}\n"
-                       "routes: [{match: {prefix: /}, upstream: app}]\n",
+    gw_start(&gw,
+             BASE "upstreams: {app: {servers: [\"127.0.0.1:%u\"], connect_timeout: 2s}}\n"
+                  "routes: [{match: {prefix: /}, upstream: app}]\n",
              gw_dead_port());
     long long t0 = mono_ms();
     cr_assert_eq(get_status(sg_proc_addr(&gw, "api"), "/", NULL, 0), 502);
@@ -61,8 +62,9 @@ Test(proxy_upstream, slow_is_504_and_bad_is_502, .timeout = 30)
 {
     us_server_t *up = us_start("u1", false);
     sg_proc_t gw;
-    gw_start(&gw, BASE "upstreams: {app: {servers: [\"127.0.0.1:%u\"], response_timeout: 300ms}}\n"
-                       "routes: [{match: {prefix: /}, upstream: app}]\n",
+    gw_start(&gw,
+             BASE "upstreams: {app: {servers: [\"127.0.0.1:%u\"], response_timeout: 300ms}}\n"
+                  "routes: [{match: {prefix: /}, upstream: app}]\n",
              us_port(up));
     const char *addr = sg_proc_addr(&gw, "api");
     long long t0 = mono_ms();
@@ -79,8 +81,9 @@ Test(proxy_upstream, close_mid_body_closes_client, .timeout = 30)
 {
     us_server_t *up = us_start("u1", false);
     sg_proc_t gw;
-    gw_start(&gw, BASE "upstreams: {app: {servers: [\"127.0.0.1:%u\"]}}\n"
-                       "routes: [{match: {prefix: /}, upstream: app}]\n",
+    gw_start(&gw,
+             BASE "upstreams: {app: {servers: [\"127.0.0.1:%u\"]}}\n"
+                  "routes: [{match: {prefix: /}, upstream: app}]\n",
              us_port(up));
     hc_conn_t c;
     cr_assert_eq(hc_connect(&c, sg_proc_addr(&gw, "api"), 2000), 0);
@@ -101,9 +104,10 @@ Test(proxy_upstream, retry_on_other_server_then_eject_and_restore, .timeout = 30
     unsigned dead = gw_dead_port();
     sg_proc_t gw;
     gw_start(&gw,
-             BASE "upstreams: {app: {servers: [\"127.0.0.1:%u\", \"127.0.0.1:%u\"], max_fails: 2, fail_timeout: 700ms,\n"
-                  "                  balance: round_robin}}\n"
-                  "routes: [{match: {prefix: /}, upstream: app}]\n",
+             BASE
+             "upstreams: {app: {servers: [\"127.0.0.1:%u\", \"127.0.0.1:%u\"], max_fails: 2, fail_timeout: 700ms,\n"
+             "                  balance: round_robin}}\n"
+             "routes: [{match: {prefix: /}, upstream: app}]\n",
              dead, us_port(up));
     const char *addr = sg_proc_addr(&gw, "api");
     char name[64];

@@ -410,7 +410,8 @@ static void *conn_main(void *arg)
             ok = false;
         } else if (strncmp(path, "/ws", 3) == 0) {
             snprintf(h, sizeof(h),
-                     "HTTP/1.1 101 Switching Protocols\r\nX-Upstream: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+                     "HTTP/1.1 101 Switching Protocols\r\nX-Upstream: %s\r\nUpgrade: websocket\r\nConnection: "
+                     "Upgrade\r\n\r\n",
                      s->name);
             ok = write_str(fd, h);
             while (ok) {
@@ -424,8 +425,8 @@ static void *conn_main(void *arg)
             }
             ok = false;
         } else if (strncmp(path, "/close", 6) == 0) {
-            snprintf(h, sizeof(h), "HTTP/1.1 200 OK\r\nX-Upstream: %s\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbye",
-                     s->name);
+            snprintf(h, sizeof(h),
+                     "HTTP/1.1 200 OK\r\nX-Upstream: %s\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbye", s->name);
             write_str(fd, h);
             ok = false;
         } else {

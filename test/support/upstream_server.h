@@ -29,11 +29,11 @@
 typedef struct us_server us_server_t;
 
 typedef struct us_request {
-    char *head;       /* raw head bytes incl. the final CRLF CRLF, NUL-terminated */
+    char *head; /* raw head bytes incl. the final CRLF CRLF, NUL-terminated */
     size_t head_len;
     uint64_t body_len;
-    char *body;       /* copy of the body when <= 16 MiB (else NULL) */
-    int conn_id;      /* which accepted connection carried it */
+    char *body;  /* copy of the body when <= 16 MiB (else NULL) */
+    int conn_id; /* which accepted connection carried it */
 } us_request_t;
 
 /* Starts on 127.0.0.1 (or ::1 when ipv6) port 0. name appears in X-Upstream. */

@@ -53,12 +53,12 @@ struct bad_case {
 ParameterizedTestParameters(http1, scan_refuses)
 {
     static struct bad_case cases[] = {
-        {"GET / HTTP/1.1\r\nHost: a\r\n\n", 400},             /* bare LF */
-        {"GET / HTTP/1.1\nHost: a\r\n\r\n", 400},             /* bare LF in start line */
-        {"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n", 400},     /* bare CR */
+        {"GET / HTTP/1.1\r\nHost: a\r\n\n", 400},              /* bare LF */
+        {"GET / HTTP/1.1\nHost: a\r\n\r\n", 400},              /* bare LF in start line */
+        {"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n", 400},      /* bare CR */
         {"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", 400}, /* obs-fold */
         {"GET / HTTP/1.1\r\nHost: a\r\n\tfolded\r\n\r\n", 400},
-        {"GET / HTTP/1.1\r\nX: a\x01\r\n\r\n", 400},           /* control byte */
+        {"GET / HTTP/1.1\r\nX: a\x01\r\n\r\n", 400}, /* control byte */
     };
     return cr_make_param_array(struct bad_case, cases, sizeof(cases) / sizeof(cases[0]));
 }
@@ -223,7 +223,8 @@ Test(http1, upgrade_request, .timeout = 5)
     sg_h1_parser_t p;
     sg_h1_header_t h[16];
     size_t n;
-    cr_assert_eq(parse_req(&p, "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", h, &n), 0);
+    cr_assert_eq(
+        parse_req(&p, "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", h, &n), 0);
     cr_assert(p.head.is_upgrade);
     cr_assert_not(p.head.has_body);
 }
