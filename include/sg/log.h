@@ -55,7 +55,7 @@ sg_log_ring_t *sg_log_thread_ring(void);
 
 bool sg_log_enabled(sg_log_level_t level);
 void sg_log_set_level(sg_log_level_t level);
-const char *sg_log_level_name(sg_log_level_t level);
+/* sg_log_level_name() is in sg/config.h, beside the enum. */
 
 /* Logs one error-log line. `trace_id` may be NULL. Any thread: goes to the
  * thread's ring when one is attached, else is written directly (under a

@@ -361,12 +361,6 @@ void sg_log_set_level(sg_log_level_t level)
     atomic_store(&g.level, (int)level);
 }
 
-const char *sg_log_level_name(sg_log_level_t level)
-{
-    static const char *const names[SG_LOG_LEVEL__COUNT] = {"debug", "info", "warn", "error"};
-    return (unsigned)level < SG_LOG_LEVEL__COUNT ? names[level] : "unknown";
-}
-
 /* Builds one error line into b (newline included). */
 static size_t build_error_line(sg_buf_t *b, sg_log_level_t level, const char *trace_id, const char *msg,
                                size_t msg_len)
