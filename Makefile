@@ -31,9 +31,13 @@ bench: build
 fuzz: deps
 	sh test/fuzz/run.sh
 
+# make install [PREFIX=/usr/local] [DESTDIR=/stage]: binary in $(PREFIX)/sbin, config in
+# /etc/swarmgate (kept when present), unit, man page, share/swarmgate (packaging/README.md).
+PREFIX ?= /usr/local
 install: build
-	$(CMAKE) --install $(BUILD_RELEASE) $(if $(DESTDIR),,)
+	DESTDIR="$(DESTDIR)" $(CMAKE) --install $(BUILD_RELEASE) --prefix "$(PREFIX)"
 
+# make package: $(BUILD_RELEASE)/swarmgate_<version>-1_<arch>.deb
 package: build
 	cd $(BUILD_RELEASE) && cpack -G DEB
 

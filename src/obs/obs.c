@@ -2,17 +2,31 @@
  * windows, the access log and span export. */
 #include "sg/obs.h"
 
+#include "sg/log.h"
 #include "sg/metrics.h"
+#include "sg/spans.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct sg_obs_worker {
     sg_runtime_t *rt;
     uint32_t worker_idx;
     sg_metrics_shard_t *shard; /* NULL: metrics off (unit tests) */
+    sg_log_ring_t *ring;       /* access and error lines of this thread */
+    sg_span_queue_t *spans;    /* NULL: span export off */
+    bool has_access_log;
 };
+
+static const char *route_name(const sg_obs_worker_t *o, int32_t idx)
+{
+    const sg_config_t *cfg = o->rt ? atomic_load_explicit(&o->rt->config, memory_order_acquire) : NULL;
+    if (idx < 0 || !cfg || (size_t)idx >= cfg->n_routes)
+        return NULL;
+    return cfg->routes[idx].name;
+}
 
 sg_obs_worker_t *sg_obs_worker_new(sg_runtime_t *rt, uint32_t worker_idx)
 {
@@ -24,18 +38,51 @@ sg_obs_worker_t *sg_obs_worker_new(sg_runtime_t *rt, uint32_t worker_idx)
     if (rt && rt->metrics)
         o->shard = worker_idx == UINT32_MAX ? sg_metrics_control_shard(rt->metrics)
                                             : sg_metrics_worker_shard(rt->metrics, worker_idx);
+    const sg_config_t *cfg = rt ? atomic_load_explicit(&rt->config, memory_order_acquire) : NULL;
+    if (cfg) {
+        o->ring = sg_log_ring_new(cfg->log.ring_bytes);
+        if (!o->ring)
+            goto fail;
+        sg_log_thread_attach(o->ring);
+        o->has_access_log = cfg->log.access && strcmp(cfg->log.access, "off") != 0;
+        if (cfg->trace.export.format != SG_EXPORT_NONE) {
+            o->spans = sg_span_queue_new(cfg->trace.export.queue_size);
+            if (!o->spans)
+                goto fail;
+        }
+    }
     return o;
+fail:
+    sg_obs_worker_free(o);
+    return NULL;
 }
 
 void sg_obs_worker_free(sg_obs_worker_t *o)
 {
+    if (!o)
+        return;
+    if (o->ring && sg_log_thread_ring() == o->ring)
+        sg_log_thread_attach(NULL);
+    sg_log_ring_free(o->ring);
+    sg_span_queue_free(o->spans);
     free(o);
 }
 
 void sg_obs_request_done(sg_obs_worker_t *o, const sg_reqrec_t *rec)
 {
+    /* The admin listener (index -1) is not proxy traffic: its scrapes and
+     * probes stay out of the request metrics, error rate and access log. */
+    if (rec->listener_idx < 0)
+        return;
     if (o->shard)
         sg_metrics_record_request(o->shard, rec);
+    if (o->has_access_log || o->spans) {
+        const char *rn = route_name(o, rec->route_idx);
+        if (o->has_access_log && o->ring)
+            sg_log_access(o->ring, rec, rn);
+        if (o->spans && rec->sampled)
+            sg_spans_record(o->spans, rec, rn);
+    }
 }
 
 void sg_obs_conn_open(sg_obs_worker_t *o, int32_t listener_idx)
@@ -81,18 +128,18 @@ void sg_obs_upstream_timeout(sg_obs_worker_t *o, int32_t upstream_idx)
 bool sg_obs_sample_new(sg_obs_worker_t *o)
 {
     SG_UNUSED(o);
-    return true;
+    return sg_spans_sample_new();
 }
 
 void sg_obs_log(sg_obs_worker_t *o, sg_log_level_t level, const char *trace_id, const char *fmt, ...)
 {
-    static const char *const names[] = {"debug", "info", "warn", "error"};
     SG_UNUSED(o);
+    if (!sg_log_enabled(level))
+        return;
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%s trace_id=%s %s\n", names[level < SG_LOG_LEVEL__COUNT ? level : 0],
-            trace_id ? trace_id : "-", msg);
+    sg_log(level, trace_id, "%s", msg);
 }

@@ -1,0 +1,136 @@
+/* HTTP/1.x message framing on top of llhttp (the only file that includes
+ * llhttp.h is src/net/http1.c).
+ *
+ * A message is handled in two steps:
+ *  1. the head scanner (sg_h1_scan_feed) finds the end of the head (CRLF CRLF)
+ *     byte by byte while the caller copies the head into one contiguous
+ *     buffer. It rejects what llhttp's loose mode lets through and what the
+ *     limits forbid: NUL and other control bytes, bare CR, bare LF, obs-fold,
+ *     an overlong start line (414), too many or too large header lines (431);
+ *  2. the parser (sg_h1_parse_head) runs llhttp over that complete head; the
+ *     head's slices point into the caller's buffer. The body is then fed with
+ *     sg_h1_parse_body(), which stops exactly at the end of the message, so the
+ *     caller knows which raw bytes belong to the body (forwarded unchanged:
+ *     Content-Length and chunked bodies are passed through byte for byte).
+ *
+ * Pure code: no I/O, no allocation. Any thread; one parser per direction. */
+#ifndef SG_HTTP1_H
+#define SG_HTTP1_H
+
+#include "sg/common.h"
+#include "sg/reqrec.h"
+
+typedef enum sg_h1_kind { SG_H1_REQUEST = 0, SG_H1_RESPONSE, SG_H1_KIND__COUNT } sg_h1_kind_t;
+
+typedef struct sg_h1_header {
+    sg_str_t name;
+    sg_str_t value; /* leading and trailing OWS removed */
+} sg_h1_header_t;
+
+typedef struct sg_h1_limits {
+    uint32_t start_line_bytes; /* request/status line without CRLF; over -> 414 */
+    uint32_t header_bytes;     /* all header lines incl. CRLFs; over -> 431 */
+    uint32_t header_count;     /* over -> 431 */
+} sg_h1_limits_t;
+
+/* Incremental head scanner state. Zero it (or sg_h1_scan_init) per head. */
+typedef struct sg_h1_scan {
+    uint32_t len;       /* head bytes accepted so far */
+    uint32_t line_len;  /* bytes of the current line */
+    uint32_t start_len; /* length of the start line once complete */
+    uint32_t n_lines;   /* header lines completed */
+    uint8_t _state;
+    bool is_in_start;
+} sg_h1_scan_t;
+
+enum {
+    SG_H1_SCAN_MORE = 0, /* every byte given belongs to the head; feed more */
+    SG_H1_SCAN_DONE = 1, /* head complete: *used bytes of the input ended it */
+};
+
+void sg_h1_scan_init(sg_h1_scan_t *s);
+/* Scans n bytes. Returns SG_H1_SCAN_MORE (*used = n), SG_H1_SCAN_DONE (*used
+ * = bytes up to and including the final LF), or -status (400, 414, 431) for a
+ * head that must be refused. Leading empty lines before the start line are
+ * accepted and count as head bytes (RFC 9112 2.2). */
+int sg_h1_scan_feed(sg_h1_scan_t *s, const sg_h1_limits_t *lim, const char *p, size_t n, size_t *used);
+
+/* A parsed head. Slices borrow from the buffer given to sg_h1_parse_head(). */
+typedef struct sg_h1_head {
+    sg_h1_kind_t kind;
+    sg_method_t method;   /* requests */
+    sg_str_t method_name; /* requests */
+    sg_str_t target;      /* requests: request-target as sent */
+    uint16_t status;      /* responses */
+    sg_str_t reason;      /* responses */
+    uint8_t version_major;
+    uint8_t version_minor;
+    sg_h1_header_t *headers;
+    size_t n_headers;
+    uint64_t content_length; /* valid when has_content_length */
+    bool has_content_length;
+    bool is_chunked;    /* Transfer-Encoding with final chunked */
+    bool has_te;        /* any Transfer-Encoding header */
+    bool is_keep_alive; /* per version and Connection header */
+    bool is_upgrade;    /* request: Upgrade + Connection: upgrade (or CONNECT); response: 101 */
+    bool has_body;      /* a body follows the head (parser in body state) */
+    bool is_eof_body;   /* response body delimited by connection close */
+} sg_h1_head_t;
+
+/* Called with decoded body bytes (chunk framing removed), if set. */
+typedef void (*sg_h1_body_cb)(void *ud, const char *p, size_t n);
+
+#define SG_H1_LLHTTP_SIZE 96
+
+typedef struct sg_h1_parser {
+    _Alignas(8) unsigned char _ll[SG_H1_LLHTTP_SIZE]; /* llhttp_t */
+    sg_h1_kind_t kind;
+    sg_h1_head_t head;
+    uint64_t max_body;     /* decoded body bytes allowed, 0 = unlimited; over -> 413 */
+    uint64_t body_bytes;   /* decoded body bytes seen */
+    sg_h1_body_cb on_body; /* optional */
+    void *ud;
+    /* private */
+    size_t _max_headers;
+    uint16_t _err_status;
+    uint8_t _phase;
+    bool _last_was_value;
+    bool _is_done;
+    bool _skip_body;
+    const char *_err_reason;
+} sg_h1_parser_t;
+
+enum {
+    SG_H1_BODY_MORE = 0, /* all bytes consumed, message not finished */
+    SG_H1_BODY_DONE = 1, /* message finished: *used bytes belonged to it */
+};
+
+void sg_h1_parser_init(sg_h1_parser_t *p, sg_h1_kind_t kind);
+/* Parses a complete head (exactly the bytes the scanner delimited).
+ * `headers` is storage for up to max_headers entries. `skip_body` says the
+ * response answers a HEAD request (RFC 9110 9.3.2). Returns 0, or -status on
+ * a malformed or refused head (400, 431; for a response the caller maps any
+ * error to 502). After 0, head.has_body says whether sg_h1_parse_body() must
+ * be fed. */
+int sg_h1_parse_head(sg_h1_parser_t *p, const char *buf, size_t len, sg_h1_header_t *headers, size_t max_headers,
+                     bool skip_body) SG_MUST_CHECK;
+/* Feeds body bytes. Returns SG_H1_BODY_MORE, SG_H1_BODY_DONE, or -status
+ * (400 bad framing, 413 over max_body). */
+int sg_h1_parse_body(sg_h1_parser_t *p, const char *buf, size_t len, size_t *used) SG_MUST_CHECK;
+/* Checks body bytes that have not been fed yet on a copy of the parser
+ * (p is unchanged): 0 when they are valid so far, -status otherwise. Lets
+ * the proxy refuse a bad chunked body before any byte goes upstream. */
+int sg_h1_check_body(const sg_h1_parser_t *p, const char *buf, size_t len) SG_MUST_CHECK;
+/* The peer closed: returns SG_H1_BODY_DONE when the body was delimited by
+ * the close (or the message was already complete), -400 otherwise. */
+int sg_h1_finish(sg_h1_parser_t *p) SG_MUST_CHECK;
+/* Human-readable reason of the last error (static string). */
+const char *sg_h1_error_reason(const sg_h1_parser_t *p);
+
+/* Helpers on parsed heads. */
+const sg_h1_header_t *sg_h1_find(const sg_h1_head_t *h, sg_str_t name, size_t *count);
+/* True when a comma-separated header value list contains token (case-insensitive). */
+bool sg_h1_list_has(sg_str_t value, sg_str_t token);
+const char *sg_h1_reason_phrase(int status);
+
+#endif /* SG_HTTP1_H */

@@ -1,0 +1,737 @@
+/* Client connections: accept, read (alloc_cb lends a freelist buffer),
+ * request-head collection, body hand-off, keep-alive, pipelining (one
+ * request at a time: later requests wait, unparsed, in the read buffer),
+ * timeouts, proxy-made error responses and lingering close. */
+#include "net/net_int.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+
+enum {
+    T_NONE = 0,
+    T_HEADER,    /* client_header_timeout -> 408 (or silent close with no byte) */
+    T_KEEPALIVE, /* idle between requests -> close */
+    T_BODY,      /* client_body_timeout -> 408 */
+    T_KICK,      /* process pipelined bytes on the next loop turn */
+    T_LINGER,    /* after FIN: discard input for a while, then close */
+};
+
+static void conn_process(sg_conn_t *c);
+static void start_shutdown(sg_conn_t *c);
+
+const char *sg__conn_state_name(sg_conn_state_t s)
+{
+    static const char *const names[] = {"idle", "head", "body", "wait", "tunnel", "linger", "closed"};
+    return s < SG_CONN__COUNT ? names[s] : "?";
+}
+
+static void set_state(sg_conn_t *c, sg_conn_state_t s)
+{
+    /* Legal moves: forward through a request, back to IDLE after a
+     * response, to LINGER/CLOSED from anywhere; nothing leaves CLOSED. */
+    if (c->state == SG_CONN_CLOSED)
+        return;
+    c->state = s;
+}
+
+static void on_conn_timer(uv_timer_t *t);
+
+static void conn_timer(sg_conn_t *c, uint8_t kind, uint64_t ms)
+{
+    c->timer_kind = kind;
+    uv_timer_start(&c->timer, on_conn_timer, ms, 0);
+}
+
+static void conn_timer_stop(sg_conn_t *c)
+{
+    c->timer_kind = T_NONE;
+    uv_timer_stop(&c->timer);
+}
+
+static void release_rbuf_if_empty(sg_conn_t *c)
+{
+    if (c->rbuf && c->rpos >= c->rlen) {
+        sg__buf_put(c->w, c->rbuf);
+        c->rbuf = NULL;
+        c->rpos = c->rlen = 0;
+    }
+}
+
+static bool has_pending(const sg_conn_t *c)
+{
+    return c->rbuf && c->rpos < c->rlen;
+}
+
+/* ---- close ------------------------------------------------------------- */
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    sg_conn_t *c = h->data;
+    if (--c->n_handles > 0)
+        return;
+    sg_worker_t *w = c->w;
+    sg_freelist_put(&w->fl_conn, c);
+    sg__worker_conn_gone(w);
+}
+
+void sg__conn_close(sg_conn_t *c)
+{
+    if (c->state == SG_CONN_CLOSED)
+        return;
+    sg_worker_t *w = c->w;
+    if (c->txn) {
+        sg_txn_t *t = c->txn;
+        sg__txn_abort(t);
+        c->txn = NULL;
+    }
+    c->state = SG_CONN_CLOSED;
+    conn_timer_stop(c);
+    if (c->flags & SG_CONN_F_READING)
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    c->flags &= ~SG_CONN_F_READING;
+    if (c->rbuf) {
+        sg__buf_put(w, c->rbuf);
+        c->rbuf = NULL;
+    }
+    if (c->head) {
+        sg__head_put(w, c->head);
+        c->head = NULL;
+    }
+    sg_list_remove(&c->link);
+    w->n_conns--;
+    atomic_store_explicit(&w->pub->connections, w->n_conns, memory_order_relaxed);
+    sg_obs_conn_close(w->obs, c->lst->idx);
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    uv_close((uv_handle_t *)&c->timer, on_conn_closed);
+}
+
+void sg__conn_abort(sg_conn_t *c, const char *why)
+{
+    if (c->txn && why)
+        c->txn->error = why;
+    sg__conn_close(c);
+}
+
+void sg__conn_close_idle(sg_worker_t *w)
+{
+    sg_link_t *n = w->conns.next;
+    while (n != &w->conns) {
+        sg_link_t *next = n->next;
+        sg_conn_t *c = sg_container_of(n, sg_conn_t, link);
+        if (c->state == SG_CONN_IDLE && !c->txn && !has_pending(c) && c->n_writes == 0)
+            sg__conn_close(c);
+        n = next;
+    }
+}
+
+/* ---- reading ------------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    SG_UNUSED(suggested);
+    sg_conn_t *c = h->data;
+    if (!c->rbuf) {
+        c->rbuf = sg__buf_get(c->w);
+        c->rpos = c->rlen = 0;
+        if (!c->rbuf) {
+            *buf = uv_buf_init(NULL, 0);
+            return;
+        }
+    }
+    if (c->rpos == c->rlen) {
+        c->rpos = c->rlen = 0;
+    } else if (c->rpos > 0 && c->rlen == SG_BUF_SIZE) {
+        memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+        c->rlen -= c->rpos;
+        c->rpos = 0;
+    }
+    *buf = uv_buf_init(c->rbuf + c->rlen, (unsigned)(SG_BUF_SIZE - c->rlen));
+}
+
+static void on_eof(sg_conn_t *c, ssize_t err)
+{
+    SG_UNUSED(err);
+    c->flags |= SG_CONN_F_EOF;
+    switch (c->state) {
+    case SG_CONN_TUNNEL:
+        sg__conn_abort(c, NULL); /* closes both sides of the tunnel */
+        break;
+    case SG_CONN_BODY:
+        sg__conn_abort(c, "client closed during the request body");
+        break;
+    case SG_CONN_WAIT:
+        sg__conn_abort(c, "client closed before the response");
+        break;
+    default:
+        sg__conn_close(c);
+        break;
+    }
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    SG_UNUSED(buf);
+    sg_conn_t *c = s->data;
+    if (nread > 0) {
+        c->rlen += (size_t)nread;
+        if (c->state == SG_CONN_LINGER)
+            c->rpos = c->rlen; /* discard */
+        else
+            conn_process(c);
+    } else if (nread == UV_ENOBUFS) {
+        uv_read_stop(s);
+        c->flags &= ~SG_CONN_F_READING;
+    } else if (nread < 0) {
+        on_eof(c, nread);
+        return;
+    }
+    if (c->state != SG_CONN_CLOSED) {
+        release_rbuf_if_empty(c);
+        sg__conn_update_read(c);
+    }
+}
+
+void sg__conn_update_read(sg_conn_t *c)
+{
+    bool want;
+    switch (c->state) {
+    case SG_CONN_IDLE:
+    case SG_CONN_HEAD:
+    case SG_CONN_LINGER:
+        want = !has_pending(c) || c->state == SG_CONN_LINGER;
+        break;
+    case SG_CONN_BODY:
+        want = c->txn && sg__proxy_can_take_body(c->txn);
+        break;
+    case SG_CONN_WAIT:
+        want = !has_pending(c); /* notice EOF; pipelined bytes wait */
+        break;
+    case SG_CONN_TUNNEL:
+        want = c->txn && sg__proxy_can_take_body(c->txn);
+        break;
+    default:
+        want = false;
+        break;
+    }
+    if (c->state == SG_CONN_LINGER && !(c->flags & SG_CONN_F_SHUTDOWN))
+        want = false; /* until our last bytes are out */
+    if (want && !(c->flags & SG_CONN_F_READING)) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+            c->flags |= SG_CONN_F_READING;
+    } else if (!want && (c->flags & SG_CONN_F_READING)) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->flags &= ~SG_CONN_F_READING;
+    }
+    if (c->state == SG_CONN_BODY) {
+        /* The body timeout runs only while we wait for the client. */
+        if (want && c->timer_kind != T_BODY)
+            conn_timer(c, T_BODY, c->w->cfg->limits.client_body_timeout_ms);
+        else if (!want && c->timer_kind == T_BODY)
+            conn_timer_stop(c);
+    }
+}
+
+void sg__conn_resume(sg_conn_t *c)
+{
+    if (c->state == SG_CONN_CLOSED)
+        return;
+    if (has_pending(c) && !c->is_processing)
+        conn_process(c);
+    if (c->state != SG_CONN_CLOSED) {
+        release_rbuf_if_empty(c);
+        sg__conn_update_read(c);
+    }
+}
+
+/* ---- request processing -------------------------------------------------- */
+
+static bool begin_request(sg_conn_t *c)
+{
+    sg_txn_t *t = sg__txn_new(c);
+    if (!t) {
+        sg__conn_close(c);
+        return false;
+    }
+    c->txn = t;
+    set_state(c, SG_CONN_HEAD);
+    c->flags |= SG_CONN_F_GOT_BYTES;
+    if (c->n_requests > 0 || c->timer_kind != T_HEADER)
+        conn_timer(c, T_HEADER, c->w->cfg->limits.client_header_timeout_ms);
+    return true;
+}
+
+static int head_step(sg_conn_t *c)
+{
+    sg_worker_t *w = c->w;
+    if (!c->head) {
+        c->head = sg__head_get(w);
+        if (!c->head) {
+            sg__conn_close(c);
+            return -1;
+        }
+        c->head_len = 0;
+        sg_h1_scan_init(&c->scan);
+    }
+    size_t avail = c->rlen - c->rpos, used = 0;
+    int r = sg_h1_scan_feed(&c->scan, &w->req_limits, c->rbuf + c->rpos, avail, &used);
+    if (r < 0) {
+        const char *why = r == -414   ? "request line too long"
+                          : r == -431 ? "request header too large"
+                                      : "malformed request head";
+        sg__conn_error(c, -r, why, true);
+        return -1;
+    }
+    if (c->head_len + used > w->head_bytes) {
+        sg__conn_error(c, 431, "request header too large", true);
+        return -1;
+    }
+    memcpy(c->head + c->head_len, c->rbuf + c->rpos, used);
+    c->head_len += used;
+    c->rpos += used;
+    c->txn->rec.req_bytes += used;
+    if (r == SG_H1_SCAN_MORE)
+        return 0;
+    conn_timer_stop(c);
+    sg_h1_parser_init(&c->parser, SG_H1_REQUEST);
+    c->parser.max_body = w->cfg->limits.body_bytes;
+    r = sg_h1_parse_head(&c->parser, c->head, c->head_len, (sg_h1_header_t *)(void *)(c->head + w->head_bytes),
+                         w->head_max_hdrs, false);
+    if (r < 0) {
+        sg__conn_error(c, -r, r == -431 ? "too many header fields" : sg_h1_error_reason(&c->parser), true);
+        return -1;
+    }
+    set_state(c, c->parser.head.has_body ? SG_CONN_BODY : SG_CONN_WAIT);
+    sg__proxy_head(c); /* may answer at once, and releases c->head */
+    return 0;
+}
+
+static bool body_step(sg_conn_t *c)
+{
+    sg_txn_t *t = c->txn;
+    if (!t || !sg__proxy_can_take_body(t))
+        return false;
+    size_t avail = c->rlen - c->rpos, used = 0;
+    int r = sg_h1_parse_body(&c->parser, c->rbuf + c->rpos, avail, &used);
+    if (r < 0) {
+        if (t->flags & SG_TXN_F_RESP_HEAD)
+            sg__conn_abort(c, "bad request body");
+        else
+            sg__conn_error(c, -r, r == -413 ? "request body too large" : "malformed request body", true);
+        return false;
+    }
+    if (used) {
+        t->rec.req_bytes += used;
+        char *buf = c->rbuf;
+        const char *p = buf + c->rpos;
+        size_t rest = avail - used;
+        if (rest) {
+            /* Pipelined bytes after the body stay with the connection. */
+            char *nb = sg__buf_get(c->w);
+            if (!nb) {
+                sg__conn_abort(c, "out of memory");
+                return false;
+            }
+            memcpy(nb, p + used, rest);
+            c->rbuf = nb;
+            c->rpos = 0;
+            c->rlen = rest;
+        } else {
+            c->rbuf = NULL;
+            c->rpos = c->rlen = 0;
+        }
+        sg__proxy_body(t, buf, p, used); /* buf's ownership moves to the upstream write */
+        if (c->state == SG_CONN_CLOSED)
+            return false;
+    }
+    if (r == SG_H1_BODY_DONE) {
+        set_state(c, SG_CONN_WAIT);
+        if (c->timer_kind == T_BODY)
+            conn_timer_stop(c);
+        sg__proxy_req_done(t);
+    } else if (c->timer_kind == T_BODY) {
+        conn_timer(c, T_BODY, c->w->cfg->limits.client_body_timeout_ms);
+    }
+    return c->state != SG_CONN_CLOSED;
+}
+
+static bool tunnel_step(sg_conn_t *c)
+{
+    sg_txn_t *t = c->txn;
+    if (!t || !sg__proxy_can_take_body(t))
+        return false;
+    char *buf = c->rbuf;
+    const char *p = buf + c->rpos;
+    size_t n = c->rlen - c->rpos;
+    c->rbuf = NULL;
+    c->rpos = c->rlen = 0;
+    t->rec.req_bytes += n;
+    sg__proxy_tunnel_up(t, buf, p, n);
+    return c->state != SG_CONN_CLOSED;
+}
+
+static void conn_process(sg_conn_t *c)
+{
+    c->is_processing = true;
+    while (c->state != SG_CONN_CLOSED && has_pending(c)) {
+        bool go_on = true;
+        switch (c->state) {
+        case SG_CONN_IDLE:
+            if (c->w->is_draining) {
+                sg__conn_close(c);
+                go_on = false;
+                break;
+            }
+            go_on = begin_request(c);
+            break;
+        case SG_CONN_HEAD:
+            go_on = head_step(c) == 0;
+            break;
+        case SG_CONN_BODY:
+            go_on = body_step(c);
+            break;
+        case SG_CONN_TUNNEL:
+            go_on = tunnel_step(c);
+            break;
+        case SG_CONN_LINGER:
+            c->rpos = c->rlen;
+            break;
+        default: /* WAIT: the next request waits for this response */
+            go_on = false;
+            break;
+        }
+        if (!go_on)
+            break;
+    }
+    c->is_processing = false;
+    if (c->state != SG_CONN_CLOSED) {
+        release_rbuf_if_empty(c);
+        sg__conn_update_read(c);
+    }
+}
+
+/* ---- timers ----------------------------------------------------------------- */
+
+static void on_conn_timer(uv_timer_t *tm)
+{
+    sg_conn_t *c = tm->data;
+    uint8_t kind = c->timer_kind;
+    c->timer_kind = T_NONE;
+    switch (kind) {
+    case T_KICK:
+        sg__conn_resume(c);
+        if (c->state == SG_CONN_IDLE && !has_pending(c) && c->timer_kind == T_NONE)
+            conn_timer(c, T_KEEPALIVE, c->w->cfg->limits.keepalive_timeout_ms);
+        break;
+    case T_HEADER:
+        if (c->state == SG_CONN_HEAD && c->txn)
+            sg__conn_error(c, 408, "request header timeout", true);
+        else
+            sg__conn_close(c);
+        break;
+    case T_BODY:
+        if (c->txn && !(c->txn->flags & SG_TXN_F_RESP_HEAD))
+            sg__conn_error(c, 408, "request body timeout", true);
+        else
+            sg__conn_abort(c, "request body timeout");
+        break;
+    case T_KEEPALIVE:
+    case T_LINGER:
+    default:
+        sg__conn_close(c);
+        break;
+    }
+}
+
+/* ---- writing ---------------------------------------------------------------- */
+
+static void on_conn_write(void *owner, int status)
+{
+    sg_conn_t *c = owner;
+    c->n_writes--;
+    if (c->state == SG_CONN_CLOSED)
+        return;
+    if (status < 0) {
+        sg__conn_abort(c, "client write failed");
+        return;
+    }
+    if (c->txn)
+        sg__proxy_client_drained(c->txn);
+    if (c->state == SG_CONN_LINGER && c->n_writes == 0 && !(c->flags & SG_CONN_F_SHUTDOWN))
+        start_shutdown(c);
+}
+
+int sg__conn_write(sg_conn_t *c, const uv_buf_t *iov, unsigned n, char *hold, sg_buf_kind_t kind)
+{
+    int r = sg__write(c->w, (uv_stream_t *)&c->tcp, iov, n, hold, kind, on_conn_write, c);
+    if (r == 0)
+        c->n_writes++;
+    return r;
+}
+
+static int conn_write_ext(sg_conn_t *c, const uv_buf_t *iov, unsigned n, char *hold, const char *ext,
+                          void (*ext_free)(void *, const char *), void *ext_ud)
+{
+    int r = sg__write_ext(c->w, (uv_stream_t *)&c->tcp, iov, n, hold, ext, ext_free, ext_ud, on_conn_write, c);
+    if (r == 0)
+        c->n_writes++;
+    return r;
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    sg_conn_t *c = req->data;
+    if (c->state == SG_CONN_CLOSED)
+        return;
+    if (status < 0) {
+        sg__conn_close(c);
+        return;
+    }
+    /* Lingering close: read and drop what the client still sends so the
+     * kernel does not answer with a RST that could destroy our response
+     * before the client read it. */
+    conn_timer(c, T_LINGER, SG_LINGER_MS);
+    sg__conn_update_read(c);
+}
+
+static void start_shutdown(sg_conn_t *c)
+{
+    c->flags |= SG_CONN_F_SHUTDOWN;
+    c->shutdown_req.data = c;
+    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
+        sg__conn_close(c);
+}
+
+/* ---- end of a request ---------------------------------------------------------- */
+
+void sg__conn_txn_done(sg_conn_t *c)
+{
+    sg_txn_t *t = c->txn;
+    sg_worker_t *w = c->w;
+    if (!t)
+        return;
+    if (c->head) {
+        sg__head_put(w, c->head);
+        c->head = NULL;
+    }
+    if (c->state == SG_CONN_BODY || c->state == SG_CONN_HEAD)
+        c->flags |= SG_CONN_F_CLOSE_AFTER; /* the rest of the request was not read */
+    if ((t->flags & SG_TXN_F_RESP_CLOSE) || !(t->flags & SG_TXN_F_CLIENT_KA) || w->is_draining)
+        c->flags |= SG_CONN_F_CLOSE_AFTER;
+    c->txn = NULL;
+    sg__txn_free(t);
+    c->n_requests++;
+    w->n_requests++;
+    c->flags &= ~(SG_CONN_F_GOT_BYTES | SG_CONN_F_PAUSED_UP);
+    if (c->flags & SG_CONN_F_CLOSE_AFTER) {
+        set_state(c, SG_CONN_LINGER);
+        conn_timer_stop(c);
+        if (c->rbuf)
+            c->rpos = c->rlen;
+        if (c->n_writes == 0)
+            start_shutdown(c);
+        sg__conn_update_read(c);
+        return;
+    }
+    set_state(c, SG_CONN_IDLE);
+    if (has_pending(c) && !c->is_processing)
+        conn_timer(c, T_KICK, 0);
+    else
+        conn_timer(c, T_KEEPALIVE, w->cfg->limits.keepalive_timeout_ms);
+    sg__conn_update_read(c);
+}
+
+void sg__conn_tunnel_start(sg_conn_t *c)
+{
+    set_state(c, SG_CONN_TUNNEL);
+    conn_timer_stop(c);
+    if (has_pending(c) && !c->is_processing)
+        conn_timer(c, T_KICK, 0);
+    sg__conn_update_read(c);
+}
+
+/* ---- proxy-made responses ---------------------------------------------------------- */
+
+static size_t json_escape(char *out, size_t cap, const char *s)
+{
+    size_t n = 0;
+    for (; s && *s && n + 2 < cap; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            out[n++] = '\\';
+            out[n++] = (char)ch;
+        } else if (ch >= 0x20 && ch < 0x7f) {
+            out[n++] = (char)ch;
+        }
+    }
+    out[n] = '\0';
+    return n;
+}
+
+void sg__conn_error(sg_conn_t *c, int status, const char *error, bool must_close)
+{
+    sg_txn_t *t = c->txn;
+    sg_worker_t *w = c->w;
+    if (!t) {
+        sg__conn_close(c);
+        return;
+    }
+    if (t->flags & SG_TXN_F_RESP_HEAD) {
+        /* Too late for a status: the client sees the connection close. */
+        sg__conn_abort(c, error);
+        return;
+    }
+    if (t->up) {
+        sg_upconn_t *u = t->up;
+        t->up = NULL;
+        u->txn = NULL;
+        sg__upconn_release(u, false);
+    }
+    if (!t->has_trace) {
+        sg_trace_id_generate(t->trace.trace_id);
+        t->trace.source = SG_TRACE_SRC_GENERATED;
+        t->has_trace = true;
+    }
+    if (!(t->flags & SG_TXN_F_REQ_DONE) || !(t->flags & SG_TXN_F_CLIENT_KA) || w->is_draining)
+        must_close = true;
+    char *buf = sg__buf_get(w);
+    if (!buf) {
+        sg__conn_close(c);
+        return;
+    }
+    char esc[200];
+    json_escape(esc, sizeof(esc), error);
+    char body[400];
+    int blen = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"status\":%d,\"trace_id\":\"%s\"}\n", esc, status,
+                        t->trace.trace_id);
+    if (blen < 0 || (size_t)blen >= sizeof(body))
+        blen = 0;
+    int n = snprintf(buf, SG_BUF_SIZE,
+                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s: %s\r\n"
+                     "Cache-Control: no-store\r\n%s\r\n",
+                     status, sg_h1_reason_phrase(status), blen, w->cfg->trace.header, t->trace.trace_id,
+                     must_close ? "Connection: close\r\n" : "");
+    if (n < 0)
+        n = 0;
+    if (!(t->flags & SG_TXN_F_HEAD_REQ) && (size_t)n + (size_t)blen < SG_BUF_SIZE) {
+        memcpy(buf + n, body, (size_t)blen);
+        n += blen;
+    }
+    t->state = SG_TXN_LOCAL;
+    t->flags |= SG_TXN_F_RESP_HEAD;
+    t->resp_status = (uint16_t)status;
+    t->rec.status = (uint16_t)status;
+    t->rec.is_proxy_error = true;
+    t->rec.resp_bytes += (uint64_t)n;
+    t->error = error;
+    t->is_reportable = true;
+    if (must_close)
+        c->flags |= SG_CONN_F_CLOSE_AFTER;
+    uv_buf_t iov = uv_buf_init(buf, (unsigned)n);
+    if (sg__conn_write(c, &iov, 1, buf, SG_BK_BUF) < 0) {
+        sg__conn_close(c);
+        return;
+    }
+    sg__conn_txn_done(c);
+}
+
+/* Writes a local responder's answer and ends the txn. */
+void sg__conn_local(sg_conn_t *c, sg_local_responder_cb cb, void *ud, const sg_local_req_t *req);
+void sg__conn_local(sg_conn_t *c, sg_local_responder_cb cb, void *ud, const sg_local_req_t *req)
+{
+    sg_txn_t *t = c->txn;
+    sg_worker_t *w = c->w;
+    char *buf = sg__buf_get(w);
+    if (!buf) {
+        sg__conn_close(c);
+        return;
+    }
+    const size_t head_room = 2048;
+    sg_local_resp_t resp = {
+        .status = 200,
+        .content_type = "application/json",
+        .body = buf + head_room,
+        .body_cap = SG_BUF_SIZE - head_room,
+    };
+    cb(ud, req, &resp);
+    const char *body = resp.ext_body ? resp.ext_body : resp.body;
+    size_t blen = resp.ext_body ? resp.ext_len : SG_MIN(resp.body_len, resp.body_cap);
+    bool must_close = !(t->flags & SG_TXN_F_REQ_DONE) || !(t->flags & SG_TXN_F_CLIENT_KA) || w->is_draining;
+    int n = snprintf(buf, head_room, "HTTP/1.1 %u %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s: %s\r\n%s%s\r\n",
+                     resp.status, sg_h1_reason_phrase(resp.status),
+                     resp.content_type ? resp.content_type : "application/json", blen, w->cfg->trace.header,
+                     t->trace.trace_id, resp.extra_headers ? resp.extra_headers : "",
+                     must_close ? "Connection: close\r\n" : "");
+    if (n < 0 || (size_t)n >= head_room) {
+        if (resp.ext_body && resp.ext_free)
+            resp.ext_free(resp.ext_ud, resp.ext_body);
+        sg__buf_put(w, buf);
+        sg__conn_error(c, 500, "local response head too large", true);
+        return;
+    }
+    uv_buf_t iov[2] = {uv_buf_init(buf, (unsigned)n), uv_buf_init((char *)(uintptr_t)body, (unsigned)blen)};
+    unsigned niov = (t->flags & SG_TXN_F_HEAD_REQ) || blen == 0 ? 1 : 2;
+    t->state = SG_TXN_LOCAL;
+    t->flags |= SG_TXN_F_RESP_HEAD;
+    t->resp_status = resp.status;
+    t->rec.status = resp.status;
+    t->rec.resp_bytes += (uint64_t)n + (niov == 2 ? blen : 0);
+    t->is_reportable = true;
+    if (must_close)
+        c->flags |= SG_CONN_F_CLOSE_AFTER;
+    int r = resp.ext_body ? conn_write_ext(c, iov, niov, buf, resp.ext_body, resp.ext_free, resp.ext_ud)
+                          : sg__conn_write(c, iov, niov, buf, SG_BK_BUF);
+    if (r < 0) {
+        sg__conn_close(c);
+        return;
+    }
+    sg__conn_txn_done(c);
+}
+
+/* ---- accept ------------------------------------------------------------------------- */
+
+static void on_early_close(uv_handle_t *h)
+{
+    sg_conn_t *c = h->data;
+    sg_freelist_put(&c->w->fl_conn, c);
+}
+
+void sg__conn_accepted(sg_listener_t *l)
+{
+    sg_worker_t *w = l->w;
+    sg_conn_t *c = sg_freelist_get(&w->fl_conn);
+    if (!c)
+        return; /* libuv keeps the connection queued until we accept */
+    memset(c, 0, sizeof(*c));
+    c->w = w;
+    c->lst = l;
+    uv_tcp_init(&w->loop, &c->tcp);
+    c->tcp.data = c;
+    if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp) < 0) {
+        uv_close((uv_handle_t *)&c->tcp, on_early_close);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_timer_init(&w->loop, &c->timer);
+    c->timer.data = c;
+    c->n_handles = 2;
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &a->sin_addr, c->peer_ip, sizeof(c->peer_ip));
+            snprintf(c->peer, sizeof(c->peer), "%s:%u", c->peer_ip, ntohs(a->sin_port));
+        } else {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &a->sin6_addr, c->peer_ip, sizeof(c->peer_ip));
+            snprintf(c->peer, sizeof(c->peer), "[%s]:%u", c->peer_ip, ntohs(a->sin6_port));
+        }
+    }
+    sg_list_push(&w->conns, &c->link);
+    w->n_conns++;
+    atomic_store_explicit(&w->pub->connections, w->n_conns, memory_order_relaxed);
+    sg_obs_conn_open(w->obs, l->idx);
+    c->state = SG_CONN_IDLE;
+    conn_timer(c, T_HEADER, w->cfg->limits.client_header_timeout_ms);
+    sg__conn_update_read(c);
+}

@@ -1,0 +1,466 @@
+/* HTTP/1.x framing: a strict head scanner and a thin llhttp wrapper.
+ * See include/sg/http1.h for the two-step model. */
+#include "sg/http1.h"
+
+#include <llhttp.h>
+
+_Static_assert(sizeof(llhttp_t) <= SG_H1_LLHTTP_SIZE, "SG_H1_LLHTTP_SIZE too small for llhttp_t");
+_Static_assert(_Alignof(llhttp_t) <= 8, "llhttp_t alignment");
+
+#define LL(p) ((llhttp_t *)(void *)(p)->_ll)
+
+/* ---- scanner ------------------------------------------------------------ */
+
+enum { SCAN_LINE = 0, SCAN_CR };
+
+void sg_h1_scan_init(sg_h1_scan_t *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->is_in_start = true;
+}
+
+int sg_h1_scan_feed(sg_h1_scan_t *s, const sg_h1_limits_t *lim, const char *p, size_t n, size_t *used)
+{
+    if (s->len == 0 && s->line_len == 0 && s->_state == SCAN_LINE && s->n_lines == 0 && s->start_len == 0)
+        s->is_in_start = true;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        s->len++;
+        if (s->_state == SCAN_CR) {
+            /* RFC 9112 2.2: a bare CR is invalid; we refuse it. */
+            if (c != '\n')
+                return -400;
+            s->_state = SCAN_LINE;
+            if (s->is_in_start) {
+                if (s->line_len == 0) {
+                    /* empty line(s) before the start line: ignored by llhttp for requests */
+                    s->line_len = 0;
+                    continue;
+                }
+                s->start_len = s->line_len;
+                s->is_in_start = false;
+                s->line_len = 0;
+                continue;
+            }
+            if (s->line_len == 0) {
+                *used = i + 1;
+                return SG_H1_SCAN_DONE;
+            }
+            s->n_lines++;
+            if (s->n_lines > lim->header_count)
+                return -431;
+            s->line_len = 0;
+            continue;
+        }
+        if (c == '\r') {
+            s->_state = SCAN_CR;
+            continue;
+        }
+        if (c == '\n' || c == 0 || c == 0x7f || (c < 0x20 && c != '\t'))
+            return -400; /* bare LF, NUL, control bytes */
+        if (s->line_len == 0 && (c == ' ' || c == '\t'))
+            return -400; /* obs-fold (RFC 9112 5.2) or leading whitespace */
+        s->line_len++;
+        if (s->is_in_start) {
+            if (s->line_len > lim->start_line_bytes)
+                return -414;
+        } else if (s->len - s->start_len > lim->header_bytes) {
+            return -431;
+        }
+    }
+    *used = n;
+    return SG_H1_SCAN_MORE;
+}
+
+/* ---- llhttp wrapper ----------------------------------------------------- */
+
+enum { PH_HEAD = 0, PH_BODY, PH_DONE, PH_ERROR };
+
+static sg_h1_parser_t *self(llhttp_t *ll)
+{
+    return ll->data;
+}
+
+static void extend(sg_str_t *s, const char *at, size_t n)
+{
+    if (!s->p) {
+        s->p = at;
+        s->len = n;
+    } else {
+        /* llhttp gives one span per element when the head is contiguous; a
+         * continuation is adjacent. */
+        s->len = (size_t)(at + n - s->p);
+    }
+}
+
+static int on_method(llhttp_t *ll, const char *at, size_t n)
+{
+    sg_h1_parser_t *p = self(ll);
+    if (p->_phase == PH_HEAD)
+        extend(&p->head.method_name, at, n);
+    return 0;
+}
+
+static int on_url(llhttp_t *ll, const char *at, size_t n)
+{
+    sg_h1_parser_t *p = self(ll);
+    if (p->_phase == PH_HEAD)
+        extend(&p->head.target, at, n);
+    return 0;
+}
+
+static int on_status(llhttp_t *ll, const char *at, size_t n)
+{
+    sg_h1_parser_t *p = self(ll);
+    if (p->_phase == PH_HEAD)
+        extend(&p->head.reason, at, n);
+    return 0;
+}
+
+static int on_header_field(llhttp_t *ll, const char *at, size_t n)
+{
+    sg_h1_parser_t *p = self(ll);
+    if (p->_phase != PH_HEAD)
+        return 0; /* trailers: forwarded raw, not interpreted */
+    if (p->_last_was_value || p->head.n_headers == 0) {
+        if (p->head.n_headers >= p->_max_headers) {
+            p->_err_status = 431;
+            p->_err_reason = "too many header fields";
+            return HPE_USER;
+        }
+        sg_h1_header_t *h = &p->head.headers[p->head.n_headers++];
+        h->name = sg_str_make(at, n);
+        h->value = SG_STR_NULL;
+        p->_last_was_value = false;
+        return 0;
+    }
+    extend(&p->head.headers[p->head.n_headers - 1].name, at, n);
+    return 0;
+}
+
+static int on_header_value(llhttp_t *ll, const char *at, size_t n)
+{
+    sg_h1_parser_t *p = self(ll);
+    if (p->_phase != PH_HEAD || p->head.n_headers == 0)
+        return 0;
+    extend(&p->head.headers[p->head.n_headers - 1].value, at, n);
+    p->_last_was_value = true;
+    return 0;
+}
+
+static bool is_tchar(unsigned char c)
+{
+    /* RFC 9110 5.6.2 */
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+        return true;
+    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+static bool is_token(sg_str_t s)
+{
+    if (s.len == 0)
+        return false;
+    for (size_t i = 0; i < s.len; i++)
+        if (!is_tchar((unsigned char)s.p[i]))
+            return false;
+    return true;
+}
+
+static int on_headers_complete(llhttp_t *ll)
+{
+    sg_h1_parser_t *p = self(ll);
+    sg_h1_head_t *h = &p->head;
+    h->version_major = ll->http_major;
+    h->version_minor = ll->http_minor;
+    h->has_content_length = (ll->flags & F_CONTENT_LENGTH) != 0;
+    h->content_length = h->has_content_length ? ll->content_length : 0;
+    h->is_chunked = (ll->flags & F_CHUNKED) != 0;
+    h->has_te = (ll->flags & F_TRANSFER_ENCODING) != 0;
+    if (p->kind == SG_H1_RESPONSE)
+        h->status = ll->status_code;
+    for (size_t i = 0; i < h->n_headers; i++) {
+        sg_str_t *v = &h->headers[i].value;
+        if (!v->p)
+            *v = sg_str_make(h->headers[i].name.p + h->headers[i].name.len, 0);
+        while (v->len && (v->p[v->len - 1] == ' ' || v->p[v->len - 1] == '\t'))
+            v->len--;
+        while (v->len && (v->p[0] == ' ' || v->p[0] == '\t')) {
+            v->p++;
+            v->len--;
+        }
+    }
+    for (size_t i = 0; i < h->n_headers; i++) {
+        if (!is_token(h->headers[i].name)) {
+            /* RFC 9112 5.1: no whitespace between field name and colon. */
+            p->_err_status = 400;
+            p->_err_reason = "invalid header field name";
+            return HPE_USER;
+        }
+    }
+    p->_phase = PH_BODY;
+    /* RFC 9110 6.4.1: responses to HEAD, 1xx, 204 and 304 have no content. */
+    if (p->kind == SG_H1_RESPONSE && (p->_skip_body || h->status < 200 || h->status == 204 || h->status == 304))
+        return h->status == 101 ? 0 : 1;
+    return 0;
+}
+
+static int on_body(llhttp_t *ll, const char *at, size_t n)
+{
+    sg_h1_parser_t *p = self(ll);
+    p->body_bytes += n;
+    if (p->max_body && p->body_bytes > p->max_body) {
+        p->_err_status = 413;
+        p->_err_reason = "body too large";
+        return HPE_USER;
+    }
+    if (p->on_body)
+        p->on_body(p->ud, at, n);
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *ll)
+{
+    sg_h1_parser_t *p = self(ll);
+    p->_is_done = true;
+    p->_phase = PH_DONE;
+    return HPE_PAUSED; /* stop exactly at the message end */
+}
+
+static const llhttp_settings_t g_settings = {
+    .on_method = on_method,
+    .on_url = on_url,
+    .on_status = on_status,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+static sg_method_t method_of(uint8_t m)
+{
+    switch (m) {
+    case HTTP_GET:
+        return SG_METHOD_GET;
+    case HTTP_HEAD:
+        return SG_METHOD_HEAD;
+    case HTTP_POST:
+        return SG_METHOD_POST;
+    case HTTP_PUT:
+        return SG_METHOD_PUT;
+    case HTTP_DELETE:
+        return SG_METHOD_DELETE;
+    case HTTP_CONNECT:
+        return SG_METHOD_CONNECT;
+    case HTTP_OPTIONS:
+        return SG_METHOD_OPTIONS;
+    case HTTP_TRACE:
+        return SG_METHOD_TRACE;
+    case HTTP_PATCH:
+        return SG_METHOD_PATCH;
+    default:
+        return SG_METHOD_OTHER;
+    }
+}
+
+void sg_h1_parser_init(sg_h1_parser_t *p, sg_h1_kind_t kind)
+{
+    memset(p, 0, sizeof(*p));
+    p->kind = kind;
+    llhttp_init(LL(p), kind == SG_H1_REQUEST ? HTTP_REQUEST : HTTP_RESPONSE, &g_settings);
+    LL(p)->data = p;
+}
+
+static int fail(sg_h1_parser_t *p, llhttp_errno_t err)
+{
+    p->_phase = PH_ERROR;
+    if (err == HPE_USER && p->_err_status)
+        return -(int)p->_err_status;
+    p->_err_status = 400;
+    p->_err_reason = llhttp_get_error_reason(LL(p));
+    if (!p->_err_reason)
+        p->_err_reason = llhttp_errno_name(err);
+    return -400;
+}
+
+int sg_h1_parse_head(sg_h1_parser_t *p, const char *buf, size_t len, sg_h1_header_t *headers, size_t max_headers,
+                     bool skip_body)
+{
+    sg_h1_body_cb cb = p->on_body;
+    void *ud = p->ud;
+    uint64_t max_body = p->max_body;
+    sg_h1_parser_init(p, p->kind);
+    p->on_body = cb;
+    p->ud = ud;
+    p->max_body = max_body;
+    p->head.kind = p->kind;
+    p->head.headers = headers;
+    p->_max_headers = max_headers;
+    p->_skip_body = skip_body;
+    llhttp_t *ll = LL(p);
+    llhttp_errno_t err = llhttp_execute(ll, buf, len);
+    sg_h1_head_t *h = &p->head;
+    if (err == HPE_OK || err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+        if (p->_phase == PH_HEAD) {
+            p->_err_reason = "incomplete head";
+            p->_phase = PH_ERROR;
+            p->_err_status = 400;
+            return -400;
+        }
+        if (err != HPE_OK && llhttp_get_error_pos(ll) != buf + len) {
+            p->_err_reason = "bytes after head";
+            p->_phase = PH_ERROR;
+            p->_err_status = 400;
+            return -400;
+        }
+        if (p->kind == SG_H1_REQUEST) {
+            h->method = method_of(ll->method);
+        }
+        h->is_upgrade = ll->upgrade != 0;
+        h->has_body = !p->_is_done;
+        h->is_keep_alive = llhttp_should_keep_alive(ll) != 0;
+        h->is_eof_body = h->has_body && llhttp_message_needs_eof(ll);
+        if (err == HPE_PAUSED)
+            llhttp_resume(ll);
+        else if (err == HPE_PAUSED_UPGRADE)
+            llhttp_resume_after_upgrade(ll);
+        if (h->version_major != 1) {
+            p->_err_reason = "unsupported HTTP version";
+            p->_phase = PH_ERROR;
+            p->_err_status = 400;
+            return -400;
+        }
+        return 0;
+    }
+    return fail(p, err);
+}
+
+int sg_h1_parse_body(sg_h1_parser_t *p, const char *buf, size_t len, size_t *used)
+{
+    if (p->_phase == PH_DONE) {
+        *used = 0;
+        return SG_H1_BODY_DONE;
+    }
+    if (p->_phase != PH_BODY)
+        return -400;
+    llhttp_t *ll = LL(p);
+    llhttp_errno_t err = llhttp_execute(ll, buf, len);
+    if (err == HPE_OK) {
+        *used = len;
+        return SG_H1_BODY_MORE;
+    }
+    if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+        *used = (size_t)(llhttp_get_error_pos(ll) - buf);
+        return SG_H1_BODY_DONE;
+    }
+    return fail(p, err);
+}
+
+int sg_h1_check_body(const sg_h1_parser_t *p, const char *buf, size_t len)
+{
+    sg_h1_parser_t copy = *p;
+    LL(&copy)->data = &copy; /* llhttp_t holds no other pointer into p */
+    copy.on_body = NULL;
+    size_t used;
+    int r = sg_h1_parse_body(&copy, buf, len, &used);
+    return r < 0 ? r : 0;
+}
+
+int sg_h1_finish(sg_h1_parser_t *p)
+{
+    if (p->_phase == PH_DONE)
+        return SG_H1_BODY_DONE;
+    if (p->_phase != PH_BODY || !p->head.is_eof_body)
+        return -400;
+    llhttp_errno_t err = llhttp_finish(LL(p));
+    if ((err == HPE_OK || err == HPE_PAUSED) && p->_is_done)
+        return SG_H1_BODY_DONE;
+    if (err == HPE_OK) {
+        p->_phase = PH_DONE;
+        return SG_H1_BODY_DONE;
+    }
+    return fail(p, err);
+}
+
+const char *sg_h1_error_reason(const sg_h1_parser_t *p)
+{
+    return p->_err_reason ? p->_err_reason : "";
+}
+
+const sg_h1_header_t *sg_h1_find(const sg_h1_head_t *h, sg_str_t name, size_t *count)
+{
+    const sg_h1_header_t *first = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < h->n_headers; i++) {
+        if (sg_str_ieq(h->headers[i].name, name)) {
+            if (!first)
+                first = &h->headers[i];
+            n++;
+        }
+    }
+    if (count)
+        *count = n;
+    return first;
+}
+
+bool sg_h1_list_has(sg_str_t v, sg_str_t token)
+{
+    size_t i = 0;
+    while (i < v.len) {
+        while (i < v.len && (v.p[i] == ' ' || v.p[i] == '\t' || v.p[i] == ','))
+            i++;
+        size_t s = i;
+        while (i < v.len && v.p[i] != ',')
+            i++;
+        size_t e = i;
+        while (e > s && (v.p[e - 1] == ' ' || v.p[e - 1] == '\t'))
+            e--;
+        if (e > s && sg_str_ieq(sg_str_make(v.p + s, e - s), token))
+            return true;
+    }
+    return false;
+}
+
+const char *sg_h1_reason_phrase(int status)
+{
+    switch (status) {
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 417:
+        return "Expectation Failed";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
+    }
+}

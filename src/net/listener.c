@@ -1,0 +1,76 @@
+/* Listening sockets of one worker: accept with a connection limit. The
+ * socket itself was bound (SO_REUSEPORT) and put into listening state by
+ * the server before the worker started (worker.c). */
+#include "net/net_int.h"
+
+#include <unistd.h>
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    sg_listener_t *l = server->data;
+    sg_worker_t *w = l->w;
+    if (status < 0) {
+        /* EMFILE/ENFILE: libuv already dropped the queued connection with
+         * its reserve descriptor; we keep running. Logged at most 1/s. */
+        static _Thread_local uint64_t last_ms;
+        uint64_t now = sg_now_ms();
+        if (now - last_ms >= 1000) {
+            last_ms = now;
+            sg_obs_log(w->obs, SG_LOG_WARN, NULL, "listener %s: accept: %s", l->conf->name, uv_strerror(status));
+        }
+        return;
+    }
+    if (!sg__worker_can_accept(w)) {
+        /* Not calling uv_accept() makes libuv stop polling this socket until
+         * we do (uv__server_io): the kernel backlog holds the rest. */
+        l->pending_accepts++;
+        return;
+    }
+    sg__conn_accepted(l);
+}
+
+int sg__listener_start(sg_listener_t *l)
+{
+    sg_worker_t *w = l->w;
+    int r = uv_tcp_init(&w->loop, &l->tcp);
+    if (r < 0)
+        return r;
+    l->tcp.data = l;
+    l->is_open = true;
+    r = uv_tcp_open(&l->tcp, l->fd);
+    if (r < 0)
+        return r;
+    l->fd = -1;
+    r = uv_listen((uv_stream_t *)&l->tcp, l->conf->backlog > 0 ? l->conf->backlog : 511, on_connection);
+    return r;
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    SG_UNUSED(h);
+}
+
+void sg__listener_close(sg_listener_t *l)
+{
+    if (l->is_closed)
+        return;
+    l->is_closed = true;
+    if (l->is_open) {
+        uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+    } else if (l->fd >= 0) {
+        uv_os_sock_t fd = l->fd;
+        l->fd = -1;
+        close(fd);
+    }
+}
+
+void sg__listener_resume(sg_worker_t *w)
+{
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        sg_listener_t *l = &w->listeners[i];
+        if (l->pending_accepts && !l->is_closed && sg__worker_can_accept(w)) {
+            l->pending_accepts = 0;
+            sg__conn_accepted(l);
+        }
+    }
+}

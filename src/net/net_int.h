@@ -1,0 +1,442 @@
+/* Declarations private to src/net: the worker, listener, connection,
+ * transaction and upstream objects and the functions they call on each
+ * other. Everything here runs on one worker thread.
+ *
+ * Scopes (STYLE.md section 4): worker > conn > txn; worker > upstream pool >
+ * upconn. A txn leases one upconn at a time (sg__upconn_get / _release). */
+#ifndef SG_NET_INT_H
+#define SG_NET_INT_H
+
+#include "sg/config.h"
+#include "sg/http1.h"
+#include "sg/listener.h"
+#include "sg/mem.h"
+#include "sg/obs.h"
+#include "sg/reqrec.h"
+#include "sg/router.h"
+#include "sg/runtime.h"
+#include "sg/trace.h"
+#include "sg/worker.h"
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <uv.h>
+
+#define SG_BUF_SIZE 16384u
+#define SG_LINGER_MS 1000u
+
+typedef struct sg_worker sg_worker_t;
+typedef struct sg_listener sg_listener_t;
+typedef struct sg_conn sg_conn_t;
+typedef struct sg_txn sg_txn_t;
+typedef struct sg_upconn sg_upconn_t;
+typedef struct sg_upstream sg_upstream_t;
+typedef struct sg_upserver sg_upserver_t;
+typedef struct sg_wreq sg_wreq_t;
+
+/* ---- intrusive list ---------------------------------------------------- */
+
+typedef struct sg_link {
+    struct sg_link *prev, *next;
+} sg_link_t;
+
+static inline void sg_list_init(sg_link_t *h)
+{
+    h->prev = h->next = h;
+}
+static inline bool sg_list_empty(const sg_link_t *h)
+{
+    return h->next == h;
+}
+static inline void sg_list_push(sg_link_t *h, sg_link_t *n)
+{
+    n->next = h->next;
+    n->prev = h;
+    h->next->prev = n;
+    h->next = n;
+}
+static inline void sg_list_remove(sg_link_t *n)
+{
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->prev = n->next = n;
+}
+
+/* ---- buffers and writes ------------------------------------------------ */
+
+typedef enum sg_buf_kind {
+    SG_BK_NONE = 0,
+    SG_BK_BUF,  /* SG_BUF_SIZE bytes from fl_buf */
+    SG_BK_HEAD, /* w->head_size bytes from fl_head */
+    SG_BK_EXT,  /* a local responder's body, freed through ext_free */
+    SG_BK__COUNT
+} sg_buf_kind_t;
+
+typedef void (*sg_wreq_cb)(void *owner, int status);
+
+/* One uv_write with the buffers it keeps alive. Owner: the write itself,
+ * from sg__write() until its callback returns (then back to fl_wreq). */
+struct sg_wreq {
+    uv_write_t req;
+    sg_worker_t *w;
+    void *owner;
+    sg_wreq_cb cb;
+    char *hold[2];
+    uint8_t hold_kind[2];
+    void (*ext_free)(void *ud, const char *p);
+    void *ext_ud;
+};
+
+/* ---- worker ------------------------------------------------------------ */
+
+enum {
+    SG_WORKER_CMD_DRAIN = 1u << 0,
+    SG_WORKER_CMD_REPORT = 1u << 1,
+    SG_WORKER_CMD_DRAIN_NOW = 1u << 2,
+    SG_WORKER_CMD_STOP = 1u << 3, /* control thread: every worker is gone */
+};
+
+/* A worker thread's world. Owner: sg_server_t; freed by the server after
+ * the thread has joined. */
+struct sg_worker {
+    uint32_t idx;
+    uv_loop_t loop;
+    pthread_t thread;
+    sg_server_t *server;
+    sg_config_t *cfg;
+    sg_runtime_t *rt;
+    sg_worker_pub_t *pub;
+    sg_obs_worker_t *obs;
+
+    sg_freelist_t fl_conn, fl_txn, fl_upconn, fl_buf, fl_head, fl_wreq;
+    size_t head_size;  /* bytes of one fl_head object */
+    size_t head_bytes; /* head text capacity; header slots follow */
+    size_t head_max_hdrs;
+    sg_h1_limits_t req_limits;
+    sg_h1_limits_t resp_limits;
+
+    sg_listener_t *listeners;
+    size_t n_listeners;
+    sg_upstream_t *ups;
+    size_t n_ups;
+    sg_router_t *router;
+
+    sg_link_t conns;
+    uint32_t n_conns;
+    uint64_t n_requests;
+
+    uv_timer_t tick;
+    uv_prepare_t prepare;
+    uv_async_t async;
+    _Atomic unsigned cmd;
+    uv_timer_t drain_timer;
+    int drain_phase;  /* 0 none, 1 delay, 2 draining, 3 forced */
+    bool is_draining; /* no new requests on keep-alive connections */
+    bool is_stopping; /* handles being closed */
+    int n_resolving;
+    bool is_started;
+};
+
+/* ---- listener ---------------------------------------------------------- */
+
+struct sg_listener {
+    uv_tcp_t tcp;
+    sg_worker_t *w;
+    int32_t idx;
+    const sg_listener_conf_t *conf;
+    int fd;                          /* bound+listening socket handed over by the server */
+    sg_local_responder_cb responder; /* all requests answered locally when set */
+    void *responder_ud;
+    sg_local_responder_cb health_cb; /* /health* when serve_health */
+    void *health_ud;
+    uint32_t pending_accepts; /* connections the kernel has ready but we paused */
+    bool is_open;
+    bool is_closed;
+};
+
+/* ---- client connection ------------------------------------------------- */
+
+typedef enum sg_conn_state {
+    SG_CONN_IDLE = 0, /* between requests, no buffers */
+    SG_CONN_HEAD,     /* reading a request head */
+    SG_CONN_BODY,     /* head dispatched, reading the request body */
+    SG_CONN_WAIT,     /* request complete, response under way */
+    SG_CONN_TUNNEL,   /* after 101: bytes both ways */
+    SG_CONN_LINGER,   /* last response sent, FIN sent, discarding input */
+    SG_CONN_CLOSED,   /* uv_close called */
+    SG_CONN__COUNT
+} sg_conn_state_t;
+
+enum {
+    SG_CONN_F_READING = 1u << 0,
+    SG_CONN_F_CLOSE_AFTER = 1u << 1, /* close once the current response is written */
+    SG_CONN_F_PAUSED_UP = 1u << 2,   /* reading stopped: upstream write queue full */
+    SG_CONN_F_GOT_BYTES = 1u << 3,   /* any byte of the current head arrived */
+    SG_CONN_F_SHUTDOWN = 1u << 4,
+    SG_CONN_F_EOF = 1u << 5,
+};
+
+/* A client connection. Owner: its worker (w->conns); freed in on_conn_close
+ * after both embedded handles closed (sg__conn_close). */
+struct sg_conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_shutdown_t shutdown_req;
+    sg_link_t link;
+    sg_worker_t *w;
+    sg_listener_t *lst;
+    sg_conn_state_t state;
+    uint32_t flags;
+    int n_handles; /* open embedded handles */
+    uint32_t n_writes;
+    uint8_t timer_kind;
+    bool is_processing;
+
+    char *rbuf; /* SG_BUF_SIZE, lent by alloc_cb; NULL when nothing pending */
+    size_t rpos, rlen;
+    char *head; /* fl_head object while a head is read */
+    size_t head_len;
+    sg_h1_scan_t scan;
+    sg_h1_parser_t parser;
+
+    sg_txn_t *txn; /* current request (one at a time: pipelined requests wait in rbuf) */
+    char peer_ip[INET6_ADDRSTRLEN];
+    char peer[INET6_ADDRSTRLEN + 8];
+    uint32_t n_requests;
+};
+
+/* ---- transaction ------------------------------------------------------- */
+
+typedef enum sg_txn_state {
+    SG_TXN_HEAD = 0,   /* head being read */
+    SG_TXN_CONNECTING, /* waiting for an upstream connection */
+    SG_TXN_SENT,       /* request head sent, waiting for the response head */
+    SG_TXN_RESP_BODY,  /* response head sent to the client, body streaming */
+    SG_TXN_TUNNEL,     /* upgraded */
+    SG_TXN_LOCAL,      /* answered by swarmgate (error or local responder) */
+    SG_TXN_DONE,       /* response complete */
+    SG_TXN__COUNT
+} sg_txn_state_t;
+
+enum {
+    SG_TXN_F_REQ_DONE = 1u << 0,   /* request fully received */
+    SG_TXN_F_SENT_ANY = 1u << 1,   /* some request byte went to an upstream */
+    SG_TXN_F_EXPECT = 1u << 2,     /* Expect: 100-continue */
+    SG_TXN_F_CONTINUE = 1u << 3,   /* we sent 100 Continue */
+    SG_TXN_F_HEAD_REQ = 1u << 4,   /* HEAD request */
+    SG_TXN_F_UPGRADE = 1u << 5,    /* upgrade requested */
+    SG_TXN_F_CLIENT_KA = 1u << 6,  /* client allows keep-alive */
+    SG_TXN_F_DECODE = 1u << 7,     /* de-chunk response for an HTTP/1.0 client */
+    SG_TXN_F_RESP_CLOSE = 1u << 8, /* response delimited by close / conn must close */
+    SG_TXN_F_INFLIGHT = 1u << 9,
+    SG_TXN_F_REQ_BODY = 1u << 10,  /* request has a body */
+    SG_TXN_F_RESP_HEAD = 1u << 11, /* response head written to the client */
+};
+
+typedef enum sg_fail {
+    SG_FAIL_CONNECT = 0,
+    SG_FAIL_TIMEOUT, /* connect or response-head timeout */
+    SG_FAIL_RESET,   /* closed/reset before a complete response head */
+    SG_FAIL_BAD_RESPONSE,
+    SG_FAIL__COUNT
+} sg_fail_t;
+
+/* One request/response. Owner: its conn (c->txn); freed by sg__txn_free. */
+struct sg_txn {
+    sg_conn_t *conn;
+    sg_upconn_t *up;
+    sg_txn_state_t state;
+    uint32_t flags;
+    int32_t route_idx;
+    int32_t ups_idx;
+    int32_t srv_idx;
+    uint32_t tried_mask;
+    uint32_t n_tries;
+    uint16_t resp_status;
+    sg_fail_t last_fail;
+    bool is_reportable; /* a status was sent or the head was parsed */
+    bool has_trace;
+
+    char *uphead; /* serialized upstream request head (fl_head) until written */
+    size_t uphead_len;
+
+    sg_reqrec_t rec;
+    sg_trace_ctx_t trace;
+    const char *error;
+    char path[256];
+    char host[256];
+    char server[64];
+};
+
+/* ---- upstreams --------------------------------------------------------- */
+
+typedef enum sg_upc_state {
+    SG_UPC_CONNECTING = 0,
+    SG_UPC_ACTIVE, /* leased to a txn */
+    SG_UPC_IDLE,   /* in the pool */
+    SG_UPC_CLOSED,
+    SG_UPC__COUNT
+} sg_upc_state_t;
+
+typedef enum sg_upc_phase {
+    SG_UPC_P_HEAD = 0,
+    SG_UPC_P_BODY,
+    SG_UPC_P_DONE,
+    SG_UPC_P_TUNNEL,
+    SG_UPC_P__COUNT
+} sg_upc_phase_t;
+
+enum {
+    SG_UPC_F_READING = 1u << 0,
+    SG_UPC_F_PAUSED = 1u << 1, /* reading stopped: client write queue full */
+    SG_UPC_F_REUSED = 1u << 2,
+    SG_UPC_F_NO_REUSE = 1u << 3,
+    SG_UPC_F_EOF = 1u << 4,
+};
+
+/* An upstream connection. Owner: the pool (idle) or the txn leasing it;
+ * freed in on_upc_close (sg__upconn_close). */
+struct sg_upconn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_connect_t connect_req;
+    sg_link_t link; /* in server idle list */
+    sg_worker_t *w;
+    sg_upstream_t *ups;
+    sg_upserver_t *srv;
+    sg_txn_t *txn;
+    sg_upc_state_t state;
+    sg_upc_phase_t phase;
+    uint32_t flags;
+    int n_handles;
+    uint32_t n_writes;
+    uint8_t timer_kind;
+    bool is_leased;
+    char *rbuf;
+    size_t rpos, rlen;
+    char *head;
+    size_t head_len;
+    sg_h1_scan_t scan;
+    sg_h1_parser_t parser;
+    char *dbuf; /* decode-mode output buffer (fl_buf) during one read pass */
+    size_t dlen;
+};
+
+struct sg_upserver {
+    const sg_hostport_t *hp;
+    struct sockaddr_storage addr;
+    bool is_resolved;
+    bool is_resolving;
+    uv_getaddrinfo_t gai;
+    sg_upstream_t *ups;
+    int32_t idx;
+    sg_server_pub_t *pub;
+    sg_link_t idle;
+    uint32_t n_idle;
+    uint32_t in_flight;
+    char name[64]; /* "host:port" */
+};
+
+struct sg_upstream {
+    sg_worker_t *w;
+    int32_t idx;
+    const sg_upstream_conf_t *conf;
+    sg_upserver_t *servers;
+    size_t n_servers;
+    uint32_t rr;
+};
+
+/* ---- worker.c ---------------------------------------------------------- */
+char *sg__buf_get(sg_worker_t *w);
+void sg__buf_put(sg_worker_t *w, char *b);
+char *sg__head_get(sg_worker_t *w);
+void sg__head_put(sg_worker_t *w, char *b);
+/* Writes iov to s; `hold` (kind) is released when the write finishes.
+ * Returns 0 or a UV error (hold already released). */
+int sg__write(sg_worker_t *w, uv_stream_t *s, const uv_buf_t *iov, unsigned n, char *hold, sg_buf_kind_t kind,
+              sg_wreq_cb cb, void *owner) SG_MUST_CHECK;
+int sg__write_ext(sg_worker_t *w, uv_stream_t *s, const uv_buf_t *iov, unsigned n, char *hold, const char *ext,
+                  void (*ext_free)(void *, const char *), void *ext_ud, sg_wreq_cb cb, void *owner) SG_MUST_CHECK;
+void sg__worker_conn_gone(sg_worker_t *w);
+bool sg__worker_can_accept(const sg_worker_t *w);
+
+/* ---- listener.c -------------------------------------------------------- */
+int sg__listener_start(sg_listener_t *l) SG_MUST_CHECK;
+void sg__listener_close(sg_listener_t *l);
+/* A connection slot freed: accept what the kernel queued meanwhile. */
+void sg__listener_resume(sg_worker_t *w);
+
+/* ---- conn.c ------------------------------------------------------------ */
+void sg__conn_accepted(sg_listener_t *l);
+void sg__conn_close(sg_conn_t *c);
+/* Queue bytes to the client. */
+int sg__conn_write(sg_conn_t *c, const uv_buf_t *iov, unsigned n, char *hold, sg_buf_kind_t kind) SG_MUST_CHECK;
+/* Proxy-made error response (JSON body, X-Trace-Id). Ends the txn. */
+void sg__conn_error(sg_conn_t *c, int status, const char *error, bool must_close);
+/* The response of c->txn is complete (all bytes queued). */
+void sg__conn_txn_done(sg_conn_t *c);
+/* Abort: the response cannot be completed; close the client connection. */
+void sg__conn_abort(sg_conn_t *c, const char *why);
+/* Reading control after back-pressure changed. */
+void sg__conn_update_read(sg_conn_t *c);
+/* Process bytes already buffered (called when the upstream became ready). */
+void sg__conn_resume(sg_conn_t *c);
+void sg__conn_tunnel_start(sg_conn_t *c);
+void sg__conn_close_idle(sg_worker_t *w);
+const char *sg__conn_state_name(sg_conn_state_t s);
+
+/* ---- proxy.c ----------------------------------------------------------- */
+/* The request head is in c->head (parsed into c->parser.head). */
+void sg__proxy_head(sg_conn_t *c);
+/* Request body bytes [p, p+n) in `buf` (a fl_buf object whose ownership
+ * moves to the write). */
+void sg__proxy_body(sg_txn_t *t, char *buf, const char *p, size_t n);
+void sg__proxy_req_done(sg_txn_t *t);
+bool sg__proxy_can_take_body(const sg_txn_t *t);
+/* Tunnel bytes client -> upstream (buffer ownership moves). */
+void sg__proxy_tunnel_up(sg_txn_t *t, char *buf, const char *p, size_t n);
+void sg__proxy_tunnel_eof(sg_txn_t *t);
+/* Client went away or the conn closes with the txn alive. */
+void sg__txn_abort(sg_txn_t *t);
+void sg__txn_free(sg_txn_t *t);
+sg_txn_t *sg__txn_new(sg_conn_t *c);
+/* Client write queue drained: maybe resume the upstream. */
+void sg__proxy_client_drained(sg_txn_t *t);
+/* Upstream connection events. */
+void sg__proxy_up_ready(sg_txn_t *t);
+void sg__proxy_up_failed(sg_txn_t *t, sg_fail_t kind, const char *why);
+void sg__proxy_up_read(sg_upconn_t *u);
+void sg__proxy_up_eof(sg_upconn_t *u);
+void sg__proxy_up_drained(sg_txn_t *t);
+void sg__proxy_up_timeout(sg_upconn_t *u);
+const char *sg__txn_state_name(sg_txn_state_t s);
+
+/* ---- upstream.c -------------------------------------------------------- */
+int sg__upstreams_init(sg_worker_t *w) SG_MUST_CHECK;
+void sg__upstreams_close(sg_worker_t *w);
+/* Picks a server (round-robin / least-in-flight), skipping ejected ones
+ * and those in tried_mask. -1: none healthy (*all_down set when every
+ * server is ejected or down). */
+int32_t sg__upstream_pick(sg_upstream_t *u, uint32_t tried_mask, uint64_t now_ms, bool *all_down);
+/* Leases a connection to srv for t: pooled (sg__proxy_up_ready called
+ * before return... no: scheduled) or new (connect). Returns 0 or UV error. */
+int sg__upconn_get(sg_txn_t *t, sg_upserver_t *srv) SG_MUST_CHECK;
+/* Gives back a leased connection; `reusable` puts it into the pool. */
+void sg__upconn_release(sg_upconn_t *u, bool reusable);
+void sg__upconn_close(sg_upconn_t *u);
+int sg__upconn_write(sg_upconn_t *u, const uv_buf_t *iov, unsigned n, char *hold, sg_buf_kind_t kind) SG_MUST_CHECK;
+void sg__upconn_update_read(sg_upconn_t *u);
+enum {
+    SG_UPC_T_NONE = 0,
+    SG_UPC_T_CONNECT,
+    SG_UPC_T_READY, /* pooled connection handed out: ready on the next tick */
+    SG_UPC_T_RESPONSE,
+    SG_UPC_T_READ,
+    SG_UPC_T_IDLE,
+};
+void sg__upconn_timer(sg_upconn_t *u, uint8_t kind, uint64_t ms);
+void sg__server_fail(sg_upserver_t *s, uint64_t now_ms);
+void sg__server_ok(sg_upserver_t *s);
+const char *sg__upc_state_name(sg_upc_state_t s);
+
+#endif /* SG_NET_INT_H */

@@ -1,0 +1,1009 @@
+/* Reverse-proxy forwarding: route, trace context, upstream request head
+ * (one buffer, hop-by-hop removed, X-Forwarded-*, Via, trace headers),
+ * server choice with one retry when nothing was sent, response head
+ * rewrite, body streaming with back-pressure, upgrade tunnels.
+ *
+ * Bodies are passed through byte for byte: a Content-Length or chunked
+ * request body goes to the upstream exactly as the client framed it (after
+ * llhttp validated the framing), and so does a response body, except that a
+ * chunked response to an HTTP/1.0 client is de-chunked and delimited by
+ * closing the connection. */
+#include "net/net_int.h"
+#include "sg/health.h"
+
+#include <stdio.h>
+
+const char *sg__txn_state_name(sg_txn_state_t s)
+{
+    static const char *const names[] = {"head", "connecting", "sent", "resp_body", "tunnel", "local", "done"};
+    return s < SG_TXN__COUNT ? names[s] : "?";
+}
+
+/* ---- txn lifecycle --------------------------------------------------------- */
+
+sg_txn_t *sg__txn_new(sg_conn_t *c)
+{
+    sg_worker_t *w = c->w;
+    sg_txn_t *t = sg_freelist_get(&w->fl_txn);
+    if (!t)
+        return NULL;
+    memset(t, 0, sizeof(*t));
+    t->conn = c;
+    t->route_idx = t->ups_idx = t->srv_idx = -1;
+    t->rec.start_ns = sg_now_ns();
+    t->rec.start_unix_ns = sg_unix_ns();
+    t->rec.listener_idx = c->lst->idx;
+    t->rec.route_idx = -1;
+    t->rec.upstream_idx = -1;
+    t->rec.server_idx = -1;
+    t->rec.method = SG_METHOD_OTHER;
+    return t;
+}
+
+static void report(sg_txn_t *t)
+{
+    sg_conn_t *c = t->conn;
+    sg_worker_t *w = c->w;
+    if (t->flags & SG_TXN_F_INFLIGHT) {
+        t->flags &= ~SG_TXN_F_INFLIGHT;
+        sg_obs_inflight(w->obs, -1);
+        atomic_store_explicit(&w->pub->in_flight, atomic_load_explicit(&w->pub->in_flight, memory_order_relaxed) - 1,
+                              memory_order_relaxed);
+    }
+    if (!t->is_reportable)
+        return;
+    sg_reqrec_t *r = &t->rec;
+    r->end_ns = sg_now_ns();
+    r->trace = &t->trace;
+    r->sampled = (t->trace.flags & 1u) != 0;
+    r->path = sg_str_cstr(t->path);
+    r->host = sg_str_cstr(t->host);
+    r->client_addr = sg_str_cstr(c->peer);
+    r->server_addr = sg_str_cstr(t->server);
+    r->error = t->error;
+    r->route_idx = t->route_idx;
+    r->upstream_idx = t->ups_idx;
+    r->server_idx = t->srv_idx;
+    sg_obs_request_done(w->obs, r);
+}
+
+void sg__txn_free(sg_txn_t *t)
+{
+    sg_worker_t *w = t->conn->w;
+    report(t);
+    if (t->up) {
+        sg_upconn_t *u = t->up;
+        t->up = NULL;
+        u->txn = NULL;
+        sg__upconn_release(u, false);
+    }
+    if (t->uphead) {
+        sg__head_put(w, t->uphead);
+        t->uphead = NULL;
+    }
+    sg_freelist_put(&w->fl_txn, t);
+}
+
+void sg__txn_abort(sg_txn_t *t)
+{
+    t->rec.status = (t->flags & SG_TXN_F_RESP_HEAD) ? t->resp_status : 0;
+    if (t->state != SG_TXN_HEAD || (t->flags & SG_TXN_F_RESP_HEAD))
+        t->is_reportable = true;
+    if (!t->error && t->state != SG_TXN_TUNNEL && t->state != SG_TXN_DONE && t->state != SG_TXN_HEAD)
+        t->error = "connection closed";
+    sg__txn_free(t);
+}
+
+/* ---- small output writer ------------------------------------------------------ */
+
+typedef struct outbuf {
+    char *p;
+    size_t len, cap;
+    bool is_full;
+} outbuf_t;
+
+static void out_put(outbuf_t *o, const char *s, size_t n)
+{
+    if (o->is_full || o->len + n > o->cap) {
+        o->is_full = true;
+        return;
+    }
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+}
+
+static void out_str(outbuf_t *o, sg_str_t s)
+{
+    out_put(o, s.p, s.len);
+}
+
+static void out_cstr(outbuf_t *o, const char *s)
+{
+    out_put(o, s, strlen(s));
+}
+
+static void out_header(outbuf_t *o, sg_str_t name, sg_str_t value)
+{
+    out_str(o, name);
+    out_put(o, ": ", 2);
+    out_str(o, value);
+    out_put(o, "\r\n", 2);
+}
+
+static void out_uint(outbuf_t *o, uint64_t v)
+{
+    char tmp[24];
+    int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)v);
+    out_put(o, tmp, (size_t)n);
+}
+
+/* ---- header classification ------------------------------------------------------ */
+
+static bool is_named_by_connection(const sg_h1_head_t *h, sg_str_t name)
+{
+    /* Never let Connection remove framing or identity fields (a known
+     * smuggling/abuse trick); those are handled explicitly. */
+    static const sg_str_t protected_names[] = {SG_STR("content-length"), SG_STR("transfer-encoding"), SG_STR("host")};
+    for (size_t i = 0; i < SG_ARRAY_SIZE(protected_names); i++)
+        if (sg_str_ieq(name, protected_names[i]))
+            return false;
+    for (size_t i = 0; i < h->n_headers; i++)
+        if (sg_str_ieq(h->headers[i].name, SG_STR("connection")) && sg_h1_list_has(h->headers[i].value, name))
+            return true;
+    return false;
+}
+
+static bool is_hop_by_hop(sg_str_t n)
+{
+    /* RFC 9110 7.6.1 */
+    return sg_str_ieq(n, SG_STR("connection")) || sg_str_ieq(n, SG_STR("keep-alive")) || sg_str_ieq(n, SG_STR("te")) ||
+           sg_str_ieq(n, SG_STR("trailer")) || sg_str_ieq(n, SG_STR("upgrade")) ||
+           (n.len >= 6 && sg_str_ieq(sg_str_make(n.p, 6), SG_STR("proxy-")));
+}
+
+static bool is_trace_header(const sg_config_t *cfg, sg_str_t n)
+{
+    if (sg_str_ieq(n, sg_str_cstr(cfg->trace.header)) || sg_str_ieq(n, SG_STR("traceparent")) ||
+        sg_str_ieq(n, SG_STR("tracestate")))
+        return true;
+    for (size_t i = 0; i < cfg->trace.n_accept_headers; i++)
+        if (sg_str_ieq(n, sg_str_cstr(cfg->trace.accept_headers[i])))
+            return true;
+    return false;
+}
+
+/* ---- trace ----------------------------------------------------------------------- */
+
+static void add_value(sg_str_t *arr, size_t *n, sg_str_t v)
+{
+    if (*n < SG_TRACE_MAX_VALUES)
+        arr[*n] = v;
+    (*n)++; /* counted beyond the array: then invalid */
+}
+
+static void resolve_trace(sg_txn_t *t, const sg_h1_head_t *h)
+{
+    sg_worker_t *w = t->conn->w;
+    const sg_config_t *cfg = w->cfg;
+    sg_trace_in_t in;
+    memset(&in, 0, sizeof(in));
+    size_t alias_rank = SIZE_MAX;
+    sg_str_t idname = sg_str_cstr(cfg->trace.header);
+    for (size_t i = 0; i < h->n_headers; i++) {
+        sg_str_t n = h->headers[i].name, v = h->headers[i].value;
+        if (sg_str_ieq(n, idname)) {
+            add_value(in.xtid, &in.n_xtid, v);
+        } else if (sg_str_ieq(n, SG_STR("traceparent"))) {
+            add_value(in.traceparent, &in.n_traceparent, v);
+        } else if (sg_str_ieq(n, SG_STR("tracestate"))) {
+            add_value(in.tracestate, &in.n_tracestate, v);
+        } else {
+            for (size_t a = 0; a < cfg->trace.n_accept_headers && a <= alias_rank; a++) {
+                if (!sg_str_ieq(n, sg_str_cstr(cfg->trace.accept_headers[a])))
+                    continue;
+                if (a < alias_rank) { /* a higher-priority alias: start over */
+                    alias_rank = a;
+                    in.n_alias = 0;
+                }
+                add_value(in.alias, &in.n_alias, v);
+                break;
+            }
+        }
+    }
+    sg_trace_resolve(&in, sg_obs_sample_new(w->obs), &t->trace);
+    t->has_trace = true;
+    /* Admin requests (listener -1) are not proxy traffic: not counted. */
+    if (t->conn->lst->idx >= 0)
+        sg_obs_trace_resolved(w->obs, &t->trace);
+}
+
+/* ---- request head --------------------------------------------------------------- */
+
+static void copy_cstr(char *dst, size_t cap, sg_str_t s)
+{
+    size_t n = SG_MIN(s.len, cap - 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s.p[i];
+        dst[i] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
+    }
+    dst[n] = '\0';
+}
+
+/* Serializes the upstream request head into t->uphead. Returns 0 or -431. */
+static int build_upstream_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t host, sg_str_t path, sg_str_t query)
+{
+    sg_conn_t *c = t->conn;
+    sg_worker_t *w = c->w;
+    const sg_config_t *cfg = w->cfg;
+    const sg_route_conf_t *route = &cfg->routes[t->route_idx];
+    t->uphead = sg__head_get(w);
+    if (!t->uphead)
+        return -500;
+    outbuf_t o = {t->uphead, 0, w->head_size, false};
+
+    char rpath[4096];
+    size_t plen = sg_router_rewrite_path(route, path, rpath, sizeof(rpath));
+    if (plen >= sizeof(rpath))
+        return -414;
+    out_str(&o, h->method_name);
+    out_put(&o, " ", 1);
+    out_put(&o, rpath, plen);
+    if (query.p) {
+        out_put(&o, "?", 1);
+        out_str(&o, query);
+    }
+    out_cstr(&o, " HTTP/1.1\r\nHost: ");
+    if (route->set_host) {
+        out_cstr(&o, route->set_host);
+    } else if (host.len) {
+        out_str(&o, host);
+    } else {
+        const sg_upstream_conf_t *uc = &cfg->upstreams[t->ups_idx];
+        const sg_hostport_t *hp = &uc->servers[0];
+        char hb[300];
+        snprintf(hb, sizeof(hb), hp->is_ipv6_literal ? "[%s]:%u" : "%s:%u", hp->host, hp->port);
+        out_cstr(&o, hb);
+    }
+    out_put(&o, "\r\n", 2);
+
+    bool is_upgrade = (t->flags & SG_TXN_F_UPGRADE) != 0;
+    bool has_xff = false, has_via = false;
+    for (size_t i = 0; i < h->n_headers; i++) {
+        sg_str_t n = h->headers[i].name, v = h->headers[i].value;
+        if (sg_str_ieq(n, SG_STR("host")) || sg_str_ieq(n, SG_STR("expect")) ||
+            sg_str_ieq(n, SG_STR("x-forwarded-proto")) || sg_str_ieq(n, SG_STR("x-forwarded-host")))
+            continue;
+        if (sg_str_ieq(n, SG_STR("x-forwarded-for"))) {
+            has_xff = true;
+            continue;
+        }
+        if (sg_str_ieq(n, SG_STR("via"))) {
+            has_via = true;
+            continue;
+        }
+        if (is_hop_by_hop(n) || is_trace_header(cfg, n) || is_named_by_connection(h, n))
+            continue;
+        out_header(&o, n, v);
+    }
+    /* X-Forwarded-For: earlier hops' values, then this client. */
+    out_cstr(&o, "X-Forwarded-For: ");
+    if (has_xff) {
+        for (size_t i = 0; i < h->n_headers; i++) {
+            if (sg_str_ieq(h->headers[i].name, SG_STR("x-forwarded-for")) && h->headers[i].value.len) {
+                out_str(&o, h->headers[i].value);
+                out_put(&o, ", ", 2);
+            }
+        }
+    }
+    out_cstr(&o, c->peer_ip);
+    out_cstr(&o, "\r\nX-Forwarded-Proto: http\r\n");
+    if (host.len)
+        out_header(&o, SG_STR("X-Forwarded-Host"), host);
+    /* RFC 9110 7.6.3: Via lists the protocol received from the client. */
+    out_cstr(&o, "Via: ");
+    if (has_via) {
+        for (size_t i = 0; i < h->n_headers; i++) {
+            if (sg_str_ieq(h->headers[i].name, SG_STR("via")) && h->headers[i].value.len) {
+                out_str(&o, h->headers[i].value);
+                out_put(&o, ", ", 2);
+            }
+        }
+    }
+    out_cstr(&o, h->version_minor == 0 ? "1.0 swarmgate\r\n" : "1.1 swarmgate\r\n");
+    if (is_upgrade) {
+        const sg_h1_header_t *up = sg_h1_find(h, SG_STR("upgrade"), NULL);
+        out_cstr(&o, "Connection: upgrade\r\n");
+        if (up)
+            out_header(&o, SG_STR("Upgrade"), up->value);
+    }
+    out_header(&o, sg_str_cstr(cfg->trace.header), sg_str_cstr(t->trace.trace_id));
+    if (cfg->trace.traceparent && t->trace.traceparent[0])
+        out_header(&o, SG_STR("traceparent"), sg_str_cstr(t->trace.traceparent));
+    if (cfg->trace.traceparent && t->trace.tracestate_len)
+        out_header(&o, SG_STR("tracestate"), sg_str_make(t->trace.tracestate, t->trace.tracestate_len));
+    out_put(&o, "\r\n", 2);
+    if (o.is_full)
+        return -431;
+    t->uphead_len = o.len;
+    return 0;
+}
+
+static void proxy_connect(sg_txn_t *t);
+
+static void builtin_health(void *ud, const sg_local_req_t *req, sg_local_resp_t *resp)
+{
+    sg_worker_t *w = ud;
+    SG_UNUSED(req);
+    bool draining = atomic_load_explicit(&w->rt->is_draining, memory_order_relaxed);
+    resp->status = draining ? 503 : 200;
+    int n = snprintf(resp->body, resp->body_cap, "{\"status\":\"%s\"}\n", draining ? "draining" : "ok");
+    resp->body_len = n > 0 ? (size_t)n : 0;
+}
+
+void sg__conn_local(sg_conn_t *c, sg_local_responder_cb cb, void *ud, const sg_local_req_t *req);
+
+void sg__proxy_head(sg_conn_t *c)
+{
+    sg_txn_t *t = c->txn;
+    sg_worker_t *w = c->w;
+    const sg_config_t *cfg = w->cfg;
+    const sg_h1_head_t *h = &c->parser.head;
+    sg_listener_t *l = c->lst;
+
+    t->is_reportable = true;
+    t->rec.method = h->method;
+    if (h->method == SG_METHOD_HEAD)
+        t->flags |= SG_TXN_F_HEAD_REQ;
+    if (h->is_keep_alive && h->version_minor >= 1)
+        t->flags |= SG_TXN_F_CLIENT_KA;
+    if (h->has_body)
+        t->flags |= SG_TXN_F_REQ_BODY;
+    else
+        t->flags |= SG_TXN_F_REQ_DONE;
+    t->flags |= SG_TXN_F_INFLIGHT;
+    sg_obs_inflight(w->obs, 1);
+    atomic_store_explicit(&w->pub->in_flight, atomic_load_explicit(&w->pub->in_flight, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+
+    /* Trace first: every answer, errors included, carries the id. */
+    resolve_trace(t, h);
+
+    /* Request target (RFC 9112 3.2). */
+    size_t n_host = 0;
+    const sg_h1_header_t *hh = sg_h1_find(h, SG_STR("host"), &n_host);
+    sg_str_t host = hh ? hh->value : SG_STR_NULL;
+    sg_str_t target = h->target, path, query = SG_STR_NULL;
+    bool is_absolute = false;
+    if (target.len >= 7 && (sg_str_ieq(sg_str_make(target.p, 7), SG_STR("http://")) ||
+                            (target.len >= 8 && sg_str_ieq(sg_str_make(target.p, 8), SG_STR("https://"))))) {
+        /* Absolute form: the authority replaces Host (RFC 9112 3.2.2). */
+        size_t skip = (target.p[4] == ':') ? 7 : 8;
+        const char *a = target.p + skip, *end = target.p + target.len, *e = a;
+        while (e < end && *e != '/' && *e != '?')
+            e++;
+        host = sg_str_make(a, (size_t)(e - a));
+        if (host.len == 0 || memchr(host.p, '@', host.len)) {
+            sg__conn_error(c, 400, "invalid absolute request target", true);
+            return;
+        }
+        path = sg_str_make(e, (size_t)(end - e));
+        is_absolute = true;
+    } else if (target.len && target.p[0] == '/') {
+        path = target;
+    } else if (sg_str_eq(target, SG_STR("*")) && h->method == SG_METHOD_OPTIONS) {
+        path = target;
+    } else if (h->method == SG_METHOD_CONNECT) {
+        sg__conn_error(c, 405, "CONNECT is not allowed on a reverse listener", true);
+        return;
+    } else {
+        sg__conn_error(c, 400, "invalid request target", true);
+        return;
+    }
+    const char *q = path.len ? memchr(path.p, '?', path.len) : NULL;
+    if (q) {
+        query = sg_str_make(q + 1, (size_t)(path.p + path.len - q - 1));
+        path.len = (size_t)(q - path.p);
+    }
+    if (path.len == 0)
+        path = SG_STR("/");
+    copy_cstr(t->path, sizeof(t->path), path);
+    copy_cstr(t->host, sizeof(t->host), host);
+
+    /* RFC 9112 3.2: exactly one Host in HTTP/1.1; 400 otherwise. */
+    if (n_host > 1 || (n_host == 0 && h->version_minor >= 1 && !is_absolute)) {
+        sg__conn_error(c, 400, n_host > 1 ? "multiple Host headers" : "missing Host header", true);
+        return;
+    }
+    if (h->has_te && h->version_minor == 0) {
+        /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 cannot be trusted. */
+        sg__conn_error(c, 400, "Transfer-Encoding in an HTTP/1.0 request", true);
+        return;
+    }
+    size_t n_expect = 0;
+    const sg_h1_header_t *ex = sg_h1_find(h, SG_STR("expect"), &n_expect);
+    if (ex) {
+        if (n_expect > 1 || !sg_str_ieq(ex->value, SG_STR("100-continue"))) {
+            sg__conn_error(c, 417, "unsupported expectation", true);
+            return;
+        }
+        if (h->version_minor >= 1 && h->has_body)
+            t->flags |= SG_TXN_F_EXPECT;
+    }
+    if (h->is_upgrade && h->method != SG_METHOD_CONNECT && h->version_minor >= 1 &&
+        sg_h1_find(h, SG_STR("upgrade"), NULL))
+        t->flags |= SG_TXN_F_UPGRADE;
+
+    /* Local answers. */
+    sg_local_req_t lreq = {.method = h->method,
+                           .path = path,
+                           .query = query,
+                           .head = h,
+                           .listener_idx = l->idx,
+                           .trace_id = t->trace.trace_id};
+    if (l->responder) {
+        sg__conn_local(c, l->responder, l->responder_ud, &lreq);
+        return;
+    }
+    if (l->conf->serve_health && sg_health_kind_for_path(path) >= 0 &&
+        (h->method == SG_METHOD_GET || h->method == SG_METHOD_HEAD)) {
+        if (l->health_cb)
+            sg__conn_local(c, l->health_cb, l->health_ud, &lreq);
+        else
+            sg__conn_local(c, builtin_health, w, &lreq);
+        return;
+    }
+    if (l->conf->mode != SG_LISTENER_REVERSE) {
+        sg__conn_error(c, 501, "egress mode is not available on this build", true);
+        return;
+    }
+
+    /* Route (first match wins). */
+    int32_t ri = sg_router_match(w->router, host, path);
+    if (ri < 0) {
+        sg__conn_error(c, 404, "no route", !(t->flags & SG_TXN_F_REQ_DONE));
+        return;
+    }
+    t->route_idx = ri;
+    t->ups_idx = (int32_t)cfg->routes[ri].upstream_idx;
+    t->rec.route_idx = ri;
+    t->rec.upstream_idx = t->ups_idx;
+    if (cfg->limits.body_bytes && h->has_content_length && h->content_length > cfg->limits.body_bytes) {
+        sg__conn_error(c, 413, "request body too large", true);
+        return;
+    }
+    if (c->state == SG_CONN_BODY && c->rbuf && c->rpos < c->rlen) {
+        /* Body bytes that came with the head: refuse bad framing before
+         * anything is sent upstream. */
+        int e = sg_h1_check_body(&c->parser, c->rbuf + c->rpos, c->rlen - c->rpos);
+        if (e < 0) {
+            sg__conn_error(c, -e, e == -413 ? "request body too large" : "malformed request body", true);
+            return;
+        }
+    }
+    int r = build_upstream_head(t, h, host, path, query);
+    if (c->head) { /* the parsed head is no longer needed: slices die here */
+        sg__head_put(w, c->head);
+        c->head = NULL;
+    }
+    if (r < 0) {
+        sg__conn_error(c, -r, r == -414 ? "rewritten path too long" : "request head too large for upstream", true);
+        return;
+    }
+    proxy_connect(t);
+}
+
+/* ---- upstream choice and connection --------------------------------------------------- */
+
+static void fail_status(sg_txn_t *t, sg_fail_t kind, const char *why)
+{
+    int status = kind == SG_FAIL_TIMEOUT ? 504 : 502;
+    sg__conn_error(t->conn, status, why, !(t->flags & SG_TXN_F_REQ_DONE));
+}
+
+static void proxy_connect(sg_txn_t *t)
+{
+    sg_worker_t *w = t->conn->w;
+    sg_upstream_t *u = &w->ups[t->ups_idx];
+    bool all_down = false; /* 503 only when no server could even be tried */
+    int32_t si = sg__upstream_pick(u, t->tried_mask, sg_now_ms(), &all_down);
+    if (si < 0) {
+        if (t->n_tries == 0)
+            sg__conn_error(t->conn, 503, "no healthy upstream server", !(t->flags & SG_TXN_F_REQ_DONE));
+        else
+            fail_status(t, t->last_fail, t->error ? t->error : "upstream failed");
+        return;
+    }
+    sg_upserver_t *srv = &u->servers[si];
+    t->srv_idx = si;
+    t->rec.server_idx = si;
+    t->tried_mask |= 1u << (si % 32);
+    t->n_tries++;
+    snprintf(t->server, sizeof(t->server), "%s", srv->name);
+    t->state = SG_TXN_CONNECTING;
+    if (!t->rec.upstream_start_ns)
+        t->rec.upstream_start_ns = sg_now_ns();
+    int r = sg__upconn_get(t, srv);
+    if (r == UV_EMFILE || r == UV_ENFILE || r == UV_ENOMEM || r == UV_ENOBUFS) {
+        /* Our own resources ran out: not the server's fault (no passive
+         * health mark, no retry elsewhere). */
+        sg_obs_log(w->obs, SG_LOG_WARN, t->trace.trace_id, "upstream %s: cannot open a connection: %s", u->conf->name,
+                   uv_strerror(r));
+        t->error = "cannot open an upstream connection";
+        sg__conn_error(t->conn, 502, t->error, !(t->flags & SG_TXN_F_REQ_DONE));
+    } else if (r < 0) {
+        sg__proxy_up_failed(t, SG_FAIL_CONNECT, uv_strerror(r));
+    }
+}
+
+static const char k_continue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+void sg__proxy_up_ready(sg_txn_t *t)
+{
+    sg_upconn_t *u = t->up;
+    sg_conn_t *c = t->conn;
+    sg_worker_t *w = c->w;
+    if (c->state == SG_CONN_BODY && c->rbuf && c->rpos < c->rlen) {
+        int e = sg_h1_check_body(&c->parser, c->rbuf + c->rpos, c->rlen - c->rpos);
+        if (e < 0) {
+            /* Nothing was written: the connection stays good for the pool. */
+            t->up = NULL;
+            u->txn = NULL;
+            sg__upconn_release(u, true);
+            sg__conn_error(c, -e, e == -413 ? "request body too large" : "malformed request body", true);
+            return;
+        }
+    }
+    t->state = SG_TXN_SENT;
+    uv_buf_t iov = uv_buf_init(t->uphead, (unsigned)t->uphead_len);
+    char *hold = t->uphead;
+    t->uphead = NULL;
+    t->flags |= SG_TXN_F_SENT_ANY;
+    t->rec.upstream_start_ns = sg_now_ns();
+    if (sg__upconn_write(u, &iov, 1, hold, SG_BK_HEAD) < 0) {
+        sg__proxy_up_failed(t, SG_FAIL_RESET, "upstream write failed");
+        return;
+    }
+    sg__upconn_timer(u, SG_UPC_T_RESPONSE, w->ups[t->ups_idx].conf->response_timeout_ms);
+    sg__upconn_update_read(u);
+    if ((t->flags & SG_TXN_F_EXPECT) && !(t->flags & SG_TXN_F_REQ_DONE)) {
+        /* RFC 9110 10.1.1: we answer the expectation ourselves once the
+         * upstream is reachable; Expect is not forwarded. */
+        uv_buf_t ci = uv_buf_init((char *)(uintptr_t)k_continue, sizeof(k_continue) - 1);
+        t->flags |= SG_TXN_F_CONTINUE;
+        if (sg__conn_write(c, &ci, 1, NULL, SG_BK_NONE) < 0) {
+            sg__conn_abort(c, "client write failed");
+            return;
+        }
+    }
+    sg__conn_resume(c);
+}
+
+void sg__proxy_up_failed(sg_txn_t *t, sg_fail_t kind, const char *why)
+{
+    sg_conn_t *c = t->conn;
+    sg_worker_t *w = c->w;
+    if (t->up) {
+        sg_upconn_t *u = t->up;
+        t->up = NULL;
+        u->txn = NULL;
+        sg__upconn_release(u, false);
+    }
+    if (t->srv_idx >= 0 && (kind == SG_FAIL_CONNECT || kind == SG_FAIL_TIMEOUT))
+        sg__server_fail(&w->ups[t->ups_idx].servers[t->srv_idx], sg_now_ms());
+    if (kind == SG_FAIL_CONNECT)
+        sg_obs_upstream_connect_error(w->obs, t->ups_idx);
+    else if (kind == SG_FAIL_TIMEOUT)
+        sg_obs_upstream_timeout(w->obs, t->ups_idx);
+    sg_obs_log(w->obs, SG_LOG_WARN, t->trace.trace_id, "upstream %s server %s: %s", w->cfg->upstreams[t->ups_idx].name,
+               t->server, why);
+    t->last_fail = kind;
+    t->error = why;
+    if (t->flags & SG_TXN_F_RESP_HEAD) {
+        sg__conn_abort(c, why);
+        return;
+    }
+    if (!(t->flags & SG_TXN_F_SENT_ANY) && t->n_tries < 2) {
+        proxy_connect(t); /* one retry on another server: nothing was sent */
+        return;
+    }
+    fail_status(t, kind, why);
+}
+
+void sg__proxy_up_timeout(sg_upconn_t *u)
+{
+    sg_txn_t *t = u->txn;
+    if (!t)
+        return;
+    switch (u->phase) {
+    case SG_UPC_P_HEAD:
+        sg__proxy_up_failed(t, SG_FAIL_TIMEOUT,
+                            u->state == SG_UPC_CONNECTING ? "upstream connect timeout" : "upstream response timeout");
+        break;
+    default:
+        sg_obs_upstream_timeout(t->conn->w->obs, t->ups_idx);
+        sg__conn_abort(t->conn, "upstream read timeout");
+        break;
+    }
+}
+
+/* ---- request body ---------------------------------------------------------------------- */
+
+bool sg__proxy_can_take_body(const sg_txn_t *t)
+{
+    if (!t->up || t->up->state != SG_UPC_ACTIVE)
+        return false;
+    if (t->state != SG_TXN_SENT && t->state != SG_TXN_RESP_BODY && t->state != SG_TXN_TUNNEL)
+        return false;
+    return t->up->tcp.write_queue_size <= t->conn->w->cfg->limits.buffer_bytes;
+}
+
+void sg__proxy_body(sg_txn_t *t, char *buf, const char *p, size_t n)
+{
+    uv_buf_t iov = uv_buf_init((char *)(uintptr_t)p, (unsigned)n);
+    if (sg__upconn_write(t->up, &iov, 1, buf, SG_BK_BUF) < 0) {
+        if (t->flags & SG_TXN_F_RESP_HEAD)
+            sg__conn_abort(t->conn, "upstream write failed");
+        else
+            sg__proxy_up_failed(t, SG_FAIL_RESET, "upstream write failed");
+    }
+}
+
+void sg__proxy_req_done(sg_txn_t *t)
+{
+    t->flags |= SG_TXN_F_REQ_DONE;
+}
+
+void sg__proxy_up_drained(sg_txn_t *t)
+{
+    sg_upconn_t *u = t->up;
+    if (u && t->state == SG_TXN_SENT)
+        sg__upconn_timer(u, SG_UPC_T_RESPONSE, t->conn->w->ups[t->ups_idx].conf->response_timeout_ms);
+    sg__conn_resume(t->conn);
+}
+
+void sg__proxy_tunnel_up(sg_txn_t *t, char *buf, const char *p, size_t n)
+{
+    uv_buf_t iov = uv_buf_init((char *)(uintptr_t)p, (unsigned)n);
+    if (sg__upconn_write(t->up, &iov, 1, buf, SG_BK_BUF) < 0)
+        sg__conn_abort(t->conn, NULL);
+}
+
+void sg__proxy_tunnel_eof(sg_txn_t *t)
+{
+    sg__conn_abort(t->conn, NULL);
+}
+
+/* ---- response ---------------------------------------------------------------------------- */
+
+static bool client_paused(sg_txn_t *t)
+{
+    return t->conn->tcp.write_queue_size > t->conn->w->cfg->limits.buffer_bytes;
+}
+
+void sg__proxy_client_drained(sg_txn_t *t)
+{
+    sg_upconn_t *u = t->up;
+    if (u && (u->flags & SG_UPC_F_PAUSED) && !client_paused(t)) {
+        u->flags &= ~SG_UPC_F_PAUSED;
+        sg__upconn_update_read(u);
+    }
+}
+
+static void resp_complete(sg_txn_t *t)
+{
+    sg_upconn_t *u = t->up;
+    sg_conn_t *c = t->conn;
+    sg_worker_t *w = c->w;
+    if (u) {
+        bool reusable = (t->flags & SG_TXN_F_REQ_DONE) && u->parser.head.is_keep_alive &&
+                        !(u->flags & (SG_UPC_F_NO_REUSE | SG_UPC_F_EOF)) && !(u->rbuf && u->rpos < u->rlen) &&
+                        !w->is_draining && u->phase != SG_UPC_P_TUNNEL;
+        t->up = NULL;
+        u->txn = NULL;
+        sg__upconn_release(u, reusable);
+    }
+    t->state = SG_TXN_DONE;
+    sg__conn_txn_done(c);
+}
+
+/* Writes the client response head for the parsed upstream head. */
+static int send_resp_head(sg_txn_t *t, const sg_h1_head_t *h, bool will_close)
+{
+    sg_conn_t *c = t->conn;
+    sg_worker_t *w = c->w;
+    const sg_config_t *cfg = w->cfg;
+    char *buf = sg__head_get(w);
+    if (!buf)
+        return -1;
+    outbuf_t o = {buf, 0, w->head_size, false};
+    out_cstr(&o, "HTTP/1.1 ");
+    out_uint(&o, h->status);
+    out_put(&o, " ", 1);
+    if (h->reason.len)
+        out_str(&o, h->reason);
+    else
+        out_cstr(&o, sg_h1_reason_phrase(h->status));
+    out_put(&o, "\r\n", 2);
+    bool is_101 = h->status == 101;
+    for (size_t i = 0; i < h->n_headers; i++) {
+        sg_str_t n = h->headers[i].name;
+        if (is_101 && (sg_str_ieq(n, SG_STR("upgrade")) || sg_str_ieq(n, SG_STR("connection")))) {
+            out_header(&o, n, h->headers[i].value);
+            continue;
+        }
+        if (is_hop_by_hop(n) || is_named_by_connection(h, n))
+            continue;
+        if (sg_str_ieq(n, sg_str_cstr(cfg->trace.header)))
+            continue; /* ours wins: exactly one X-Trace-Id */
+        if ((t->flags & SG_TXN_F_DECODE) && sg_str_ieq(n, SG_STR("transfer-encoding")))
+            continue;
+        out_header(&o, n, h->headers[i].value);
+    }
+    out_header(&o, sg_str_cstr(cfg->trace.header), sg_str_cstr(t->trace.trace_id));
+    if (will_close && !is_101)
+        out_cstr(&o, "Connection: close\r\n");
+    out_put(&o, "\r\n", 2);
+    if (o.is_full) {
+        sg__head_put(w, buf);
+        return -1;
+    }
+    t->rec.resp_bytes += o.len;
+    uv_buf_t iov = uv_buf_init(buf, (unsigned)o.len);
+    return sg__conn_write(c, &iov, 1, buf, SG_BK_HEAD);
+}
+
+static void on_decoded(void *ud, const char *p, size_t n)
+{
+    sg_upconn_t *u = ud;
+    /* Decoded bytes are never more than the raw bytes of one read pass. */
+    if (u->dbuf && u->dlen + n <= SG_BUF_SIZE) {
+        memcpy(u->dbuf + u->dlen, p, n);
+        u->dlen += n;
+    }
+}
+
+/* Returns false when the loop must stop (txn finished or failed). */
+static bool resp_head_step(sg_upconn_t *u)
+{
+    sg_txn_t *t = u->txn;
+    sg_conn_t *c = t->conn;
+    sg_worker_t *w = c->w;
+    if (!u->head) {
+        u->head = sg__head_get(w);
+        if (!u->head) {
+            sg__proxy_up_failed(t, SG_FAIL_BAD_RESPONSE, "out of memory");
+            return false;
+        }
+        u->head_len = 0;
+        sg_h1_scan_init(&u->scan);
+    }
+    size_t avail = u->rlen - u->rpos, used = 0;
+    int r = sg_h1_scan_feed(&u->scan, &w->resp_limits, u->rbuf + u->rpos, avail, &used);
+    if (r < 0 || u->head_len + used > w->head_bytes) {
+        u->flags |= SG_UPC_F_NO_REUSE;
+        sg__proxy_up_failed(t, SG_FAIL_BAD_RESPONSE, "invalid response head from upstream");
+        return false;
+    }
+    memcpy(u->head + u->head_len, u->rbuf + u->rpos, used);
+    u->head_len += used;
+    u->rpos += used;
+    if (r == SG_H1_SCAN_MORE)
+        return true;
+    sg_h1_parser_init(&u->parser, SG_H1_RESPONSE);
+    r = sg_h1_parse_head(&u->parser, u->head, u->head_len, (sg_h1_header_t *)(void *)(u->head + w->head_bytes),
+                         w->head_max_hdrs, (t->flags & SG_TXN_F_HEAD_REQ) != 0);
+    if (r < 0) {
+        u->flags |= SG_UPC_F_NO_REUSE;
+        sg__proxy_up_failed(t, SG_FAIL_BAD_RESPONSE, "invalid response head from upstream");
+        return false;
+    }
+    const sg_h1_head_t *h = &u->parser.head;
+    if (h->status >= 100 && h->status < 200 && h->status != 101) {
+        /* Interim responses: 100 was answered by us (Expect is not
+         * forwarded); others (102, 103) are dropped. */
+        sg__head_put(w, u->head);
+        u->head = NULL;
+        return true;
+    }
+    if (h->status == 101 && !(t->flags & SG_TXN_F_UPGRADE)) {
+        u->flags |= SG_UPC_F_NO_REUSE;
+        sg__proxy_up_failed(t, SG_FAIL_BAD_RESPONSE, "unexpected 101 from upstream");
+        return false;
+    }
+    sg__server_ok(&w->ups[t->ups_idx].servers[t->srv_idx]);
+    t->rec.upstream_head_ns = sg_now_ns();
+    t->resp_status = h->status;
+    t->rec.status = h->status;
+    bool client_is_10 = c->parser.head.version_minor == 0;
+    bool will_close = !(t->flags & SG_TXN_F_CLIENT_KA) || w->is_draining || !(t->flags & SG_TXN_F_REQ_DONE);
+    if (h->has_body && h->is_eof_body)
+        will_close = true; /* the client learns the end from the close */
+    if (h->has_body && h->is_chunked && client_is_10) {
+        t->flags |= SG_TXN_F_DECODE;
+        will_close = true;
+    }
+    if (h->status == 101) {
+        t->rec.is_tunnel = true;
+        will_close = false;
+    }
+    if (will_close)
+        t->flags |= SG_TXN_F_RESP_CLOSE;
+    if (send_resp_head(t, h, will_close) < 0) {
+        sg__head_put(w, u->head);
+        u->head = NULL;
+        sg__proxy_up_failed(t, SG_FAIL_BAD_RESPONSE, "response head too large");
+        return false;
+    }
+    t->flags |= SG_TXN_F_RESP_HEAD;
+    bool has_body = h->has_body;
+    bool is_101 = h->status == 101;
+    sg__head_put(w, u->head); /* h dies here */
+    u->head = NULL;
+    if (is_101) {
+        t->state = SG_TXN_TUNNEL;
+        u->phase = SG_UPC_P_TUNNEL;
+        sg__upconn_timer(u, SG_UPC_T_NONE, 0);
+        sg__conn_tunnel_start(c);
+        return true;
+    }
+    t->state = SG_TXN_RESP_BODY;
+    if (!has_body) {
+        u->phase = SG_UPC_P_DONE;
+        resp_complete(t);
+        return false;
+    }
+    u->phase = SG_UPC_P_BODY;
+    if (t->flags & SG_TXN_F_DECODE) {
+        u->parser.on_body = on_decoded;
+        u->parser.ud = u;
+    }
+    sg__upconn_timer(u, SG_UPC_T_READ, w->ups[t->ups_idx].conf->read_timeout_ms);
+    return true;
+}
+
+/* Moves [p, p+n) of u->rbuf to the client; the buffer goes with the write. */
+static bool hand_to_client(sg_upconn_t *u, size_t n)
+{
+    sg_txn_t *t = u->txn;
+    sg_worker_t *w = u->w;
+    char *buf = u->rbuf;
+    const char *p = buf + u->rpos;
+    size_t rest = u->rlen - u->rpos - n;
+    if (rest) {
+        char *nb = sg__buf_get(w);
+        if (!nb) {
+            sg__conn_abort(t->conn, "out of memory");
+            return false;
+        }
+        memcpy(nb, p + n, rest);
+        u->rbuf = nb;
+        u->rpos = 0;
+        u->rlen = rest;
+    } else {
+        u->rbuf = NULL;
+        u->rpos = u->rlen = 0;
+    }
+    t->rec.resp_bytes += n;
+    uv_buf_t iov = uv_buf_init((char *)(uintptr_t)p, (unsigned)n);
+    if (sg__conn_write(t->conn, &iov, 1, buf, SG_BK_BUF) < 0) {
+        sg__conn_abort(t->conn, "client write failed");
+        return false;
+    }
+    if (client_paused(t)) {
+        u->flags |= SG_UPC_F_PAUSED;
+        sg__upconn_update_read(u);
+    }
+    return true;
+}
+
+static bool resp_body_step(sg_upconn_t *u)
+{
+    sg_txn_t *t = u->txn;
+    sg_worker_t *w = u->w;
+    bool decode = (t->flags & SG_TXN_F_DECODE) != 0;
+    if (decode) {
+        u->dbuf = sg__buf_get(w);
+        u->dlen = 0;
+        if (!u->dbuf) {
+            sg__conn_abort(t->conn, "out of memory");
+            return false;
+        }
+    }
+    size_t avail = u->rlen - u->rpos, used = 0;
+    int r = sg_h1_parse_body(&u->parser, u->rbuf + u->rpos, avail, &used);
+    if (r < 0) {
+        if (u->dbuf) {
+            sg__buf_put(w, u->dbuf);
+            u->dbuf = NULL;
+        }
+        sg__conn_abort(t->conn, "invalid response body from upstream");
+        return false;
+    }
+    if (decode) {
+        char *d = u->dbuf;
+        size_t dl = u->dlen;
+        u->dbuf = NULL;
+        u->rpos += used;
+        if (dl) {
+            t->rec.resp_bytes += dl;
+            uv_buf_t iov = uv_buf_init(d, (unsigned)dl);
+            if (sg__conn_write(t->conn, &iov, 1, d, SG_BK_BUF) < 0) {
+                sg__conn_abort(t->conn, "client write failed");
+                return false;
+            }
+            if (client_paused(t)) {
+                u->flags |= SG_UPC_F_PAUSED;
+                sg__upconn_update_read(u);
+            }
+        } else {
+            sg__buf_put(w, d);
+        }
+    } else if (used && !hand_to_client(u, used)) {
+        return false;
+    }
+    if (r == SG_H1_BODY_DONE) {
+        u->phase = SG_UPC_P_DONE;
+        resp_complete(t);
+        return false;
+    }
+    sg__upconn_timer(u, SG_UPC_T_READ, w->ups[t->ups_idx].conf->read_timeout_ms);
+    return true;
+}
+
+void sg__proxy_up_read(sg_upconn_t *u)
+{
+    sg_txn_t *t = u->txn;
+    while (t && u->txn == t && u->state == SG_UPC_ACTIVE && u->rbuf && u->rpos < u->rlen) {
+        bool go_on;
+        switch (u->phase) {
+        case SG_UPC_P_HEAD:
+            go_on = resp_head_step(u);
+            break;
+        case SG_UPC_P_BODY:
+            go_on = resp_body_step(u);
+            break;
+        case SG_UPC_P_TUNNEL:
+            if (t->conn->state != SG_CONN_TUNNEL) {
+                go_on = false;
+                break;
+            }
+            go_on = hand_to_client(u, u->rlen - u->rpos);
+            break;
+        default:
+            u->flags |= SG_UPC_F_NO_REUSE; /* bytes after the response */
+            u->rpos = u->rlen;
+            go_on = false;
+            break;
+        }
+        if (!go_on)
+            break;
+    }
+}
+
+void sg__proxy_up_eof(sg_upconn_t *u)
+{
+    sg_txn_t *t = u->txn;
+    if (!t)
+        return;
+    switch (u->phase) {
+    case SG_UPC_P_HEAD:
+        sg__proxy_up_failed(t, u->head_len ? SG_FAIL_BAD_RESPONSE : SG_FAIL_RESET,
+                            u->head_len ? "upstream closed inside the response head"
+                                        : "upstream closed before responding");
+        break;
+    case SG_UPC_P_BODY:
+        if (sg_h1_finish(&u->parser) == SG_H1_BODY_DONE) {
+            u->phase = SG_UPC_P_DONE;
+            resp_complete(t);
+        } else {
+            /* Mid-body: the client must see the connection end, never a
+             * second response appended. */
+            sg__conn_abort(t->conn, "upstream closed mid-body");
+        }
+        break;
+    case SG_UPC_P_TUNNEL:
+    default:
+        sg__conn_abort(t->conn, NULL);
+        break;
+    }
+}

@@ -1,0 +1,481 @@
+/* Upstream groups of one worker: name resolution (uv_getaddrinfo, never
+ * blocking), balancing (round-robin, least-in-flight), per-server
+ * keep-alive pools, connect, timers and passive health (consecutive
+ * connect failures/timeouts eject a server for fail_timeout; shared by all
+ * workers through runtime servers[][] atomics). */
+#include "net/net_int.h"
+
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+void sg__worker_resolved(sg_worker_t *w);
+
+const char *sg__upc_state_name(sg_upc_state_t s)
+{
+    static const char *const names[] = {"connecting", "active", "idle", "closed"};
+    return s < SG_UPC__COUNT ? names[s] : "?";
+}
+
+/* ---- resolution --------------------------------------------------------- */
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    sg_upserver_t *s = req->data;
+    sg_worker_t *w = s->ups->w;
+    s->is_resolving = false;
+    if (status == 0 && res) {
+        /* First address (getaddrinfo's RFC 6724 order). */
+        memcpy(&s->addr, res->ai_addr, res->ai_addrlen);
+        if (s->addr.ss_family == AF_INET)
+            ((struct sockaddr_in *)&s->addr)->sin_port = htons(s->hp->port);
+        else
+            ((struct sockaddr_in6 *)&s->addr)->sin6_port = htons(s->hp->port);
+        s->is_resolved = true;
+    } else if (status != UV_ECANCELED) {
+        sg_obs_log(w->obs, SG_LOG_WARN, NULL, "upstream %s: cannot resolve %s: %s", s->ups->conf->name, s->hp->host,
+                   uv_strerror(status));
+    }
+    if (res)
+        uv_freeaddrinfo(res);
+    if (w->n_resolving > 0 && --w->n_resolving == 0)
+        sg__worker_resolved(w);
+}
+
+static int start_resolve(sg_upserver_t *s)
+{
+    sg_worker_t *w = s->ups->w;
+    if (s->is_resolving || w->is_stopping)
+        return 0;
+    struct addrinfo hints = {0};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    s->gai.data = s;
+    int r = uv_getaddrinfo(&w->loop, &s->gai, on_resolved, s->hp->host, NULL, &hints);
+    if (r == 0)
+        s->is_resolving = true;
+    return r;
+}
+
+int sg__upstreams_init(sg_worker_t *w)
+{
+    const sg_config_t *cfg = w->cfg;
+    w->n_ups = cfg->n_upstreams;
+    w->ups = calloc(w->n_ups ? w->n_ups : 1, sizeof(sg_upstream_t));
+    if (!w->ups)
+        return UV_ENOMEM;
+    for (size_t i = 0; i < w->n_ups; i++) {
+        sg_upstream_t *u = &w->ups[i];
+        u->w = w;
+        u->idx = (int32_t)i;
+        u->conf = &cfg->upstreams[i];
+        u->n_servers = u->conf->n_servers;
+        u->servers = calloc(u->n_servers ? u->n_servers : 1, sizeof(sg_upserver_t));
+        if (!u->servers)
+            return UV_ENOMEM;
+        /* Spread the workers' round-robin starting points. */
+        u->rr = w->idx;
+        for (size_t k = 0; k < u->n_servers; k++) {
+            sg_upserver_t *s = &u->servers[k];
+            s->hp = &u->conf->servers[k];
+            s->ups = u;
+            s->idx = (int32_t)k;
+            s->pub = &w->rt->servers[i][k];
+            sg_list_init(&s->idle);
+            snprintf(s->name, sizeof(s->name), s->hp->is_ipv6_literal ? "[%s]:%u" : "%s:%u", s->hp->host, s->hp->port);
+            if (s->hp->is_ip_literal) {
+                int r = s->hp->is_ipv6_literal ? uv_ip6_addr(s->hp->host, s->hp->port, (struct sockaddr_in6 *)&s->addr)
+                                               : uv_ip4_addr(s->hp->host, s->hp->port, (struct sockaddr_in *)&s->addr);
+                s->is_resolved = r == 0;
+            } else if (start_resolve(s) == 0 && s->is_resolving) {
+                w->n_resolving++;
+            }
+        }
+    }
+    return 0;
+}
+
+void sg__upstreams_close(sg_worker_t *w)
+{
+    for (size_t i = 0; i < w->n_ups; i++) {
+        sg_upstream_t *u = &w->ups[i];
+        for (size_t k = 0; k < u->n_servers; k++) {
+            sg_upserver_t *s = &u->servers[k];
+            if (s->is_resolving)
+                uv_cancel((uv_req_t *)&s->gai);
+            while (!sg_list_empty(&s->idle)) {
+                sg_upconn_t *c = sg_container_of(s->idle.next, sg_upconn_t, link);
+                sg__upconn_close(c);
+            }
+        }
+    }
+}
+
+/* Frees what sg__upstreams_init allocated (after the loop closed). */
+void sg__upstreams_free(sg_worker_t *w);
+void sg__upstreams_free(sg_worker_t *w)
+{
+    for (size_t i = 0; w->ups && i < w->n_ups; i++)
+        free(w->ups[i].servers);
+}
+
+/* ---- health ------------------------------------------------------------------ */
+
+static bool is_healthy(const sg_upserver_t *s, uint64_t now_ms)
+{
+    uint64_t until = atomic_load_explicit(&s->pub->ejected_until_ms, memory_order_relaxed);
+    if (until && until > now_ms)
+        return false;
+    return !atomic_load_explicit(&s->pub->active_down, memory_order_relaxed);
+}
+
+void sg__server_fail(sg_upserver_t *s, uint64_t now_ms)
+{
+    const sg_upstream_conf_t *uc = s->ups->conf;
+    uint32_t f = atomic_fetch_add_explicit(&s->pub->consecutive_fails, 1u, memory_order_relaxed) + 1u;
+    if (uc->max_fails && f >= uc->max_fails) {
+        atomic_store_explicit(&s->pub->ejected_until_ms, now_ms + uc->fail_timeout_ms, memory_order_relaxed);
+        atomic_store_explicit(&s->pub->consecutive_fails, 0u, memory_order_relaxed);
+        sg_obs_log(s->ups->w->obs, SG_LOG_WARN, NULL, "upstream %s: server %s ejected for %llu ms after %u failures",
+                   uc->name, s->name, (unsigned long long)uc->fail_timeout_ms, f);
+    }
+}
+
+void sg__server_ok(sg_upserver_t *s)
+{
+    if (atomic_load_explicit(&s->pub->consecutive_fails, memory_order_relaxed) != 0)
+        atomic_store_explicit(&s->pub->consecutive_fails, 0u, memory_order_relaxed);
+}
+
+int32_t sg__upstream_pick(sg_upstream_t *u, uint32_t tried_mask, uint64_t now_ms, bool *all_down)
+{
+    size_t n = u->n_servers;
+    int32_t best = -1;
+    uint32_t best_load = UINT32_MAX;
+    size_t n_healthy = 0;
+    uint32_t start = u->rr++;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = (start + k) % n;
+        sg_upserver_t *s = &u->servers[i];
+        if (!is_healthy(s, now_ms))
+            continue;
+        n_healthy++;
+        if (tried_mask & (1u << (i % 32)))
+            continue;
+        if (!s->is_resolved) {
+            if (!s->is_resolving && start_resolve(s) == 0 && s->is_resolving)
+                u->w->n_resolving++;
+            continue;
+        }
+        if (u->conf->balance == SG_BALANCE_ROUND_ROBIN) {
+            best = (int32_t)i;
+            break;
+        }
+        if (s->in_flight < best_load) {
+            best_load = s->in_flight;
+            best = (int32_t)i;
+        }
+    }
+    *all_down = n_healthy == 0;
+    return best;
+}
+
+/* ---- connections ---------------------------------------------------------------- */
+
+static void on_upc_closed(uv_handle_t *h)
+{
+    sg_upconn_t *u = h->data;
+    if (--u->n_handles > 0)
+        return;
+    sg_freelist_put(&u->w->fl_upconn, u);
+}
+
+static void unlease(sg_upconn_t *u)
+{
+    if (u->is_leased) {
+        u->is_leased = false;
+        u->srv->in_flight--;
+    }
+}
+
+void sg__upconn_close(sg_upconn_t *u)
+{
+    if (u->state == SG_UPC_CLOSED)
+        return;
+    sg_worker_t *w = u->w;
+    if (u->state == SG_UPC_IDLE) {
+        sg_list_remove(&u->link);
+        u->srv->n_idle--;
+    }
+    unlease(u);
+    u->state = SG_UPC_CLOSED;
+    u->txn = NULL;
+    uv_timer_stop(&u->timer);
+    if (u->flags & SG_UPC_F_READING)
+        uv_read_stop((uv_stream_t *)&u->tcp);
+    u->flags &= ~SG_UPC_F_READING;
+    if (u->rbuf) {
+        sg__buf_put(w, u->rbuf);
+        u->rbuf = NULL;
+    }
+    if (u->head) {
+        sg__head_put(w, u->head);
+        u->head = NULL;
+    }
+    if (u->dbuf) {
+        sg__buf_put(w, u->dbuf);
+        u->dbuf = NULL;
+    }
+    uv_close((uv_handle_t *)&u->tcp, on_upc_closed);
+    uv_close((uv_handle_t *)&u->timer, on_upc_closed);
+}
+
+static void on_upc_timer(uv_timer_t *tm)
+{
+    sg_upconn_t *u = tm->data;
+    uint8_t kind = u->timer_kind;
+    u->timer_kind = SG_UPC_T_NONE;
+    switch (kind) {
+    case SG_UPC_T_READY:
+        if (u->txn)
+            sg__proxy_up_ready(u->txn);
+        break;
+    case SG_UPC_T_IDLE:
+        sg__upconn_close(u);
+        break;
+    case SG_UPC_T_CONNECT:
+    case SG_UPC_T_RESPONSE:
+    case SG_UPC_T_READ:
+        if (u->txn)
+            sg__proxy_up_timeout(u);
+        else
+            sg__upconn_close(u);
+        break;
+    default:
+        break;
+    }
+}
+
+void sg__upconn_timer(sg_upconn_t *u, uint8_t kind, uint64_t ms)
+{
+    u->timer_kind = kind;
+    if (kind == SG_UPC_T_NONE)
+        uv_timer_stop(&u->timer);
+    else
+        uv_timer_start(&u->timer, on_upc_timer, ms, 0);
+}
+
+static void on_upc_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    SG_UNUSED(suggested);
+    sg_upconn_t *u = h->data;
+    if (!u->rbuf) {
+        u->rbuf = sg__buf_get(u->w);
+        u->rpos = u->rlen = 0;
+        if (!u->rbuf) {
+            *buf = uv_buf_init(NULL, 0);
+            return;
+        }
+    }
+    if (u->rpos == u->rlen) {
+        u->rpos = u->rlen = 0;
+    } else if (u->rpos > 0 && u->rlen == SG_BUF_SIZE) {
+        memmove(u->rbuf, u->rbuf + u->rpos, u->rlen - u->rpos);
+        u->rlen -= u->rpos;
+        u->rpos = 0;
+    }
+    *buf = uv_buf_init(u->rbuf + u->rlen, (unsigned)(SG_BUF_SIZE - u->rlen));
+}
+
+static void release_rbuf_if_empty(sg_upconn_t *u)
+{
+    if (u->rbuf && u->rpos >= u->rlen) {
+        sg__buf_put(u->w, u->rbuf);
+        u->rbuf = NULL;
+        u->rpos = u->rlen = 0;
+    }
+}
+
+static void on_upc_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    SG_UNUSED(buf);
+    sg_upconn_t *u = s->data;
+    if (nread > 0) {
+        u->rlen += (size_t)nread;
+        if (u->state != SG_UPC_ACTIVE || !u->txn) {
+            /* Bytes on an idle pooled connection: it cannot be reused. */
+            sg__upconn_close(u);
+            return;
+        }
+        sg__proxy_up_read(u);
+    } else if (nread == UV_ENOBUFS) {
+        uv_read_stop(s);
+        u->flags &= ~SG_UPC_F_READING;
+    } else if (nread < 0) {
+        u->flags |= SG_UPC_F_EOF;
+        if (u->flags & SG_UPC_F_READING) {
+            uv_read_stop(s);
+            u->flags &= ~SG_UPC_F_READING;
+        }
+        if (u->state == SG_UPC_ACTIVE && u->txn)
+            sg__proxy_up_eof(u);
+        else
+            sg__upconn_close(u);
+        return;
+    }
+    if (u->state != SG_UPC_CLOSED) {
+        release_rbuf_if_empty(u);
+        sg__upconn_update_read(u);
+    }
+}
+
+void sg__upconn_update_read(sg_upconn_t *u)
+{
+    bool want = (u->state == SG_UPC_IDLE || (u->state == SG_UPC_ACTIVE && !(u->flags & SG_UPC_F_PAUSED))) &&
+                !(u->flags & SG_UPC_F_EOF);
+    if (want && !(u->flags & SG_UPC_F_READING)) {
+        if (uv_read_start((uv_stream_t *)&u->tcp, on_upc_alloc, on_upc_read) == 0)
+            u->flags |= SG_UPC_F_READING;
+    } else if (!want && (u->flags & SG_UPC_F_READING)) {
+        uv_read_stop((uv_stream_t *)&u->tcp);
+        u->flags &= ~SG_UPC_F_READING;
+    }
+}
+
+static void on_upc_write(void *owner, int status)
+{
+    sg_upconn_t *u = owner;
+    u->n_writes--;
+    if (u->state == SG_UPC_CLOSED)
+        return;
+    sg_txn_t *t = u->txn;
+    if (status < 0) {
+        u->flags |= SG_UPC_F_NO_REUSE;
+        if (!t) {
+            sg__upconn_close(u);
+        } else if (t->flags & SG_TXN_F_RESP_HEAD) {
+            sg__conn_abort(t->conn, "upstream write failed");
+        } else {
+            sg__proxy_up_failed(t, SG_FAIL_RESET, "upstream write failed");
+        }
+        return;
+    }
+    if (t)
+        sg__proxy_up_drained(t);
+}
+
+int sg__upconn_write(sg_upconn_t *u, const uv_buf_t *iov, unsigned n, char *hold, sg_buf_kind_t kind)
+{
+    int r = sg__write(u->w, (uv_stream_t *)&u->tcp, iov, n, hold, kind, on_upc_write, u);
+    if (r == 0)
+        u->n_writes++;
+    return r;
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    sg_upconn_t *u = req->data;
+    if (u->state == SG_UPC_CLOSED)
+        return;
+    sg_txn_t *t = u->txn;
+    if (status < 0) {
+        if (t) {
+            t->up = NULL;
+            u->txn = NULL;
+            sg__upconn_close(u);
+            sg__proxy_up_failed(t, SG_FAIL_CONNECT, uv_strerror(status));
+        } else {
+            sg__upconn_close(u);
+        }
+        return;
+    }
+    u->state = SG_UPC_ACTIVE;
+    uv_tcp_nodelay(&u->tcp, 1);
+    sg__upconn_timer(u, SG_UPC_T_NONE, 0);
+    if (t)
+        sg__proxy_up_ready(t);
+    else
+        sg__upconn_release(u, false);
+}
+
+int sg__upconn_get(sg_txn_t *t, sg_upserver_t *srv)
+{
+    sg_worker_t *w = t->conn->w;
+    if (!sg_list_empty(&srv->idle)) {
+        /* Most recently used first: the warmest connection. */
+        sg_upconn_t *u = sg_container_of(srv->idle.next, sg_upconn_t, link);
+        sg_list_remove(&u->link);
+        srv->n_idle--;
+        u->state = SG_UPC_ACTIVE;
+        u->phase = SG_UPC_P_HEAD;
+        u->flags = (u->flags & SG_UPC_F_READING) | SG_UPC_F_REUSED;
+        u->txn = t;
+        u->is_leased = true;
+        srv->in_flight++;
+        t->up = u;
+        /* Ready on the next loop turn, never inside the caller's stack. */
+        sg__upconn_timer(u, SG_UPC_T_READY, 0);
+        return 0;
+    }
+    sg_upconn_t *u = sg_freelist_get(&w->fl_upconn);
+    if (!u)
+        return UV_ENOMEM;
+    memset(u, 0, sizeof(*u));
+    u->w = w;
+    u->ups = srv->ups;
+    u->srv = srv;
+    sg_list_init(&u->link);
+    int r = uv_tcp_init(&w->loop, &u->tcp);
+    if (r < 0) {
+        sg_freelist_put(&w->fl_upconn, u);
+        return r;
+    }
+    uv_timer_init(&w->loop, &u->timer);
+    u->tcp.data = u;
+    u->timer.data = u;
+    u->n_handles = 2;
+    u->state = SG_UPC_CONNECTING;
+    u->phase = SG_UPC_P_HEAD;
+    u->txn = t;
+    u->is_leased = true;
+    srv->in_flight++;
+    u->connect_req.data = u;
+    r = uv_tcp_connect(&u->connect_req, &u->tcp, (const struct sockaddr *)&srv->addr, on_connect);
+    if (r < 0) {
+        u->txn = NULL;
+        sg__upconn_close(u);
+        return r;
+    }
+    t->up = u;
+    sg__upconn_timer(u, SG_UPC_T_CONNECT, srv->ups->conf->connect_timeout_ms);
+    return 0;
+}
+
+void sg__upconn_release(sg_upconn_t *u, bool reusable)
+{
+    sg_worker_t *w = u->w;
+    sg_upserver_t *srv = u->srv;
+    unlease(u);
+    u->txn = NULL;
+    if (u->head) {
+        sg__head_put(w, u->head);
+        u->head = NULL;
+    }
+    if (u->dbuf) {
+        sg__buf_put(w, u->dbuf);
+        u->dbuf = NULL;
+    }
+    if (!reusable || u->state != SG_UPC_ACTIVE || srv->n_idle >= srv->ups->conf->keepalive || w->is_draining ||
+        w->is_stopping) {
+        sg__upconn_close(u);
+        return;
+    }
+    u->state = SG_UPC_IDLE;
+    u->phase = SG_UPC_P_HEAD;
+    u->flags &= SG_UPC_F_READING;
+    sg_list_push(&srv->idle, &u->link);
+    srv->n_idle++;
+    sg__upconn_timer(u, SG_UPC_T_IDLE, srv->ups->conf->keepalive_timeout_ms);
+    release_rbuf_if_empty(u);
+    sg__upconn_update_read(u); /* notice the server closing it */
+}

@@ -1,0 +1,805 @@
+/* Workers and the process-level server: threads, loops, freelists, writes,
+ * heartbeat, drain and shutdown. */
+#include "sg/worker.h"
+
+#include "net/net_int.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct sg_server {
+    sg_runtime_t *rt;
+    sg_config_t *cfg;
+    sg_server_opts_t opts;
+    uint32_t n_workers;
+    sg_worker_t *workers;
+    size_t n_listeners;
+    int *fds; /* [listener * n_workers + worker] */
+    char (*addrs)[64];
+    pthread_mutex_t mu; /* guards async sends vs. a worker closing its async handle */
+    bool *async_closed;
+    _Atomic uint32_t n_running;
+    bool drain_requested; /* guarded by mu */
+    /* The control thread: a worker with the admin listener only. */
+    sg_worker_t *ctl;
+    sg_worker_pub_t ctl_pub;
+    sg_listener_conf_t admin_conf;
+    int admin_fd;
+    char admin_addr[64];
+    bool ctl_async_closed; /* guarded by mu */
+};
+
+#define SG_CTL_IDX UINT32_MAX
+
+/* ---- runtime ------------------------------------------------------------ */
+
+int sg_runtime_init(sg_runtime_t *rt, sg_config_t *cfg)
+{
+    memset(rt, 0, sizeof(*rt));
+    uint32_t n = cfg->workers ? cfg->workers : 1;
+    rt->n_workers = n;
+    rt->workers = aligned_alloc(SG_CACHELINE, sizeof(sg_worker_pub_t) * n);
+    if (!rt->workers)
+        goto fail;
+    memset(rt->workers, 0, sizeof(sg_worker_pub_t) * n);
+    uint64_t now = sg_now_ms();
+    for (uint32_t i = 0; i < n; i++)
+        atomic_store_explicit(&rt->workers[i].heartbeat_ms, now, memory_order_relaxed);
+    rt->servers = calloc(cfg->n_upstreams ? cfg->n_upstreams : 1, sizeof(*rt->servers));
+    if (!rt->servers)
+        goto fail;
+    for (size_t u = 0; u < cfg->n_upstreams; u++) {
+        size_t ns = cfg->upstreams[u].n_servers ? cfg->upstreams[u].n_servers : 1;
+        rt->servers[u] = aligned_alloc(SG_CACHELINE, sizeof(sg_server_pub_t) * ns);
+        if (!rt->servers[u])
+            goto fail;
+        memset(rt->servers[u], 0, sizeof(sg_server_pub_t) * ns);
+    }
+    rt->start_unix_ms = sg_unix_ns() / 1000000u;
+    atomic_store(&rt->config, sg_config_retain(cfg));
+    return 0;
+fail:
+    sg_runtime_destroy(rt);
+    return -ENOMEM;
+}
+
+void sg_runtime_destroy(sg_runtime_t *rt)
+{
+    sg_config_t *cfg = atomic_load(&rt->config);
+    if (rt->servers) {
+        size_t n = cfg ? cfg->n_upstreams : 0;
+        for (size_t u = 0; u < n; u++)
+            free(rt->servers[u]);
+        free(rt->servers);
+    }
+    free(rt->workers);
+    if (cfg)
+        sg_config_release(cfg);
+    memset(rt, 0, sizeof(*rt));
+}
+
+/* ---- buffers and writes --------------------------------------------------- */
+
+char *sg__buf_get(sg_worker_t *w)
+{
+    return sg_freelist_get(&w->fl_buf);
+}
+
+void sg__buf_put(sg_worker_t *w, char *b)
+{
+    sg_freelist_put(&w->fl_buf, b);
+}
+
+char *sg__head_get(sg_worker_t *w)
+{
+    return sg_freelist_get(&w->fl_head);
+}
+
+void sg__head_put(sg_worker_t *w, char *b)
+{
+    sg_freelist_put(&w->fl_head, b);
+}
+
+static void release_hold(sg_worker_t *w, sg_wreq_t *wr, int i)
+{
+    char *b = wr->hold[i];
+    if (!b)
+        return;
+    switch ((sg_buf_kind_t)wr->hold_kind[i]) {
+    case SG_BK_BUF:
+        sg__buf_put(w, b);
+        break;
+    case SG_BK_HEAD:
+        sg__head_put(w, b);
+        break;
+    case SG_BK_EXT:
+        if (wr->ext_free)
+            wr->ext_free(wr->ext_ud, b);
+        break;
+    default:
+        break;
+    }
+    wr->hold[i] = NULL;
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    sg_wreq_t *wr = sg_container_of(req, sg_wreq_t, req);
+    sg_worker_t *w = wr->w;
+    release_hold(w, wr, 0);
+    release_hold(w, wr, 1);
+    sg_wreq_cb cb = wr->cb;
+    void *owner = wr->owner;
+    sg_freelist_put(&w->fl_wreq, wr);
+    if (cb)
+        cb(owner, status);
+}
+
+static int do_write(sg_worker_t *w, uv_stream_t *s, const uv_buf_t *iov, unsigned n, char *hold, sg_buf_kind_t kind,
+                    char *ext, void (*ext_free)(void *, const char *), void *ext_ud, sg_wreq_cb cb, void *owner)
+{
+    sg_wreq_t *wr = sg_freelist_get(&w->fl_wreq);
+    if (!wr) {
+        if (hold && kind == SG_BK_BUF)
+            sg__buf_put(w, hold);
+        else if (hold && kind == SG_BK_HEAD)
+            sg__head_put(w, hold);
+        if (ext && ext_free)
+            ext_free(ext_ud, ext);
+        return UV_ENOMEM;
+    }
+    wr->w = w;
+    wr->owner = owner;
+    wr->cb = cb;
+    wr->hold[0] = hold;
+    wr->hold_kind[0] = (uint8_t)kind;
+    wr->hold[1] = ext;
+    wr->hold_kind[1] = ext ? SG_BK_EXT : SG_BK_NONE;
+    wr->ext_free = ext_free;
+    wr->ext_ud = ext_ud;
+    wr->req.data = owner;
+    int r = uv_write(&wr->req, s, iov, n, on_write);
+    if (r < 0) {
+        release_hold(w, wr, 0);
+        release_hold(w, wr, 1);
+        sg_freelist_put(&w->fl_wreq, wr);
+    }
+    return r;
+}
+
+int sg__write(sg_worker_t *w, uv_stream_t *s, const uv_buf_t *iov, unsigned n, char *hold, sg_buf_kind_t kind,
+              sg_wreq_cb cb, void *owner)
+{
+    return do_write(w, s, iov, n, hold, kind, NULL, NULL, NULL, cb, owner);
+}
+
+int sg__write_ext(sg_worker_t *w, uv_stream_t *s, const uv_buf_t *iov, unsigned n, char *hold, const char *ext,
+                  void (*ext_free)(void *, const char *), void *ext_ud, sg_wreq_cb cb, void *owner)
+{
+    return do_write(w, s, iov, n, hold, SG_BK_BUF, (char *)(uintptr_t)ext, ext_free, ext_ud, cb, owner);
+}
+
+bool sg__worker_can_accept(const sg_worker_t *w)
+{
+    return !w->is_draining && w->n_conns < w->cfg->limits.max_connections;
+}
+
+/* ---- worker lifecycle ------------------------------------------------------ */
+
+static void worker_maybe_finish(sg_worker_t *w);
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    SG_UNUSED(h);
+}
+
+static void heartbeat(sg_worker_t *w)
+{
+    atomic_store_explicit(&w->pub->heartbeat_ms, sg_now_ms(), memory_order_relaxed);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    heartbeat(t->data);
+}
+
+static void on_prepare(uv_prepare_t *p)
+{
+    heartbeat(p->data);
+}
+
+static void start_listeners(sg_worker_t *w)
+{
+    if (w->is_started)
+        return;
+    w->is_started = true;
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        int r = sg__listener_start(&w->listeners[i]);
+        if (r < 0)
+            sg_obs_log(w->obs, SG_LOG_ERROR, NULL, "worker %u: listener %s: %s", w->idx, w->listeners[i].conf->name,
+                       uv_strerror(r));
+    }
+    atomic_store_explicit(&w->pub->is_listening, true, memory_order_relaxed);
+}
+
+/* Called by upstream.c when the start-up name resolutions are done. */
+void sg__worker_resolved(sg_worker_t *w);
+void sg__worker_resolved(sg_worker_t *w)
+{
+    if (w->n_resolving == 0 && !w->is_stopping && w->drain_phase < 2)
+        start_listeners(w);
+}
+
+static void worker_stop_handles(sg_worker_t *w)
+{
+    if (w->is_stopping)
+        return;
+    w->is_stopping = true;
+    for (size_t i = 0; i < w->n_listeners; i++)
+        sg__listener_close(&w->listeners[i]);
+    sg__upstreams_close(w);
+    uv_close((uv_handle_t *)&w->tick, on_handle_closed);
+    uv_close((uv_handle_t *)&w->prepare, on_handle_closed);
+    uv_close((uv_handle_t *)&w->drain_timer, on_handle_closed);
+    pthread_mutex_lock(&w->server->mu);
+    if (w->idx == SG_CTL_IDX)
+        w->server->ctl_async_closed = true;
+    else
+        w->server->async_closed[w->idx] = true;
+    pthread_mutex_unlock(&w->server->mu);
+    uv_close((uv_handle_t *)&w->async, on_handle_closed);
+}
+
+static void worker_maybe_finish(sg_worker_t *w)
+{
+    if (w->drain_phase >= 2 && w->n_conns == 0)
+        worker_stop_handles(w);
+}
+
+void sg__worker_conn_gone(sg_worker_t *w)
+{
+    if (w->drain_phase >= 2)
+        worker_maybe_finish(w);
+    else
+        sg__listener_resume(w);
+}
+
+static void force_close_all(sg_worker_t *w)
+{
+    sg_link_t *n = w->conns.next;
+    while (n != &w->conns) {
+        sg_link_t *next = n->next;
+        sg_conn_t *c = sg_container_of(n, sg_conn_t, link);
+        sg__conn_close(c);
+        n = next;
+    }
+}
+
+static void on_drain_timer(uv_timer_t *t);
+
+static void drain_begin(sg_worker_t *w)
+{
+    w->drain_phase = 2;
+    w->is_draining = true;
+    atomic_store_explicit(&w->pub->is_listening, false, memory_order_relaxed);
+    for (size_t i = 0; i < w->n_listeners; i++)
+        sg__listener_close(&w->listeners[i]);
+    sg__conn_close_idle(w);
+    uint64_t to = w->cfg->shutdown.drain_timeout_ms;
+    uv_timer_start(&w->drain_timer, on_drain_timer, to, 0);
+    worker_maybe_finish(w);
+}
+
+static void on_drain_timer(uv_timer_t *t)
+{
+    sg_worker_t *w = t->data;
+    if (w->drain_phase == 1) {
+        drain_begin(w);
+    } else if (w->drain_phase == 2) {
+        w->drain_phase = 3;
+        if (w->n_conns)
+            sg_obs_log(w->obs, SG_LOG_WARN, NULL, "worker %u: drain timeout, closing %u connections", w->idx,
+                       w->n_conns);
+        force_close_all(w);
+        worker_maybe_finish(w);
+    }
+}
+
+static void report(sg_worker_t *w)
+{
+    fprintf(stderr,
+            "swarmgate: pools worker=%u conn_grows=%llu txn_grows=%llu upconn_grows=%llu buf_grows=%llu "
+            "head_grows=%llu wreq_grows=%llu requests=%llu conns=%u\n",
+            w->idx, (unsigned long long)w->fl_conn.grows, (unsigned long long)w->fl_txn.grows,
+            (unsigned long long)w->fl_upconn.grows, (unsigned long long)w->fl_buf.grows,
+            (unsigned long long)w->fl_head.grows, (unsigned long long)w->fl_wreq.grows,
+            (unsigned long long)w->n_requests, w->n_conns);
+    fflush(stderr);
+}
+
+static void on_async(uv_async_t *a)
+{
+    sg_worker_t *w = a->data;
+    unsigned cmd = atomic_exchange(&w->cmd, 0u);
+    if (cmd & SG_WORKER_CMD_REPORT)
+        report(w);
+    if (w->idx == SG_CTL_IDX) {
+        /* The control thread outlives the workers' drain (readiness must
+         * answer 503 meanwhile) and stops once they are all gone. */
+        if ((cmd & SG_WORKER_CMD_STOP) && w->drain_phase < 3) {
+            sg_server_t *s = w->server;
+            if (s->opts.control_stop)
+                s->opts.control_stop(&w->loop, s->opts.control_ud);
+            w->drain_phase = 3;
+            w->is_draining = true;
+            for (size_t i = 0; i < w->n_listeners; i++)
+                sg__listener_close(&w->listeners[i]);
+            force_close_all(w);
+            worker_maybe_finish(w);
+        }
+        return;
+    }
+    if (cmd & (SG_WORKER_CMD_DRAIN | SG_WORKER_CMD_DRAIN_NOW)) {
+        if (w->drain_phase == 0 && w->cfg->shutdown.drain_delay_ms > 0 && !(cmd & SG_WORKER_CMD_DRAIN_NOW)) {
+            w->drain_phase = 1;
+            uv_timer_start(&w->drain_timer, on_drain_timer, w->cfg->shutdown.drain_delay_ms, 0);
+        } else if (w->drain_phase <= 1) {
+            uv_timer_stop(&w->drain_timer);
+            drain_begin(w);
+        }
+    }
+}
+
+static void post_ctl(sg_server_t *s, unsigned cmd);
+
+static void *worker_main(void *arg)
+{
+    sg_worker_t *w = arg;
+    sg_server_t *s = w->server;
+    bool is_ctl = w->idx == SG_CTL_IDX;
+    heartbeat(w);
+    if (is_ctl && s->opts.control_start)
+        s->opts.control_start(&w->loop, s->opts.control_ud);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    int r = uv_loop_close(&w->loop);
+    if (r != 0) {
+        if (is_ctl)
+            fprintf(stderr, "swarmgate: control thread: loop closed with open handles\n");
+        else
+            fprintf(stderr, "swarmgate: worker %u: loop closed with open handles\n", w->idx);
+    }
+    if (getenv("SG_DEBUG_POOLS") && !is_ctl)
+        report(w);
+    uint32_t left = atomic_fetch_sub(&s->n_running, 1u) - 1u;
+    if (left == 1u && !is_ctl && s->ctl)
+        post_ctl(s, SG_WORKER_CMD_STOP); /* the last worker is gone: stop the control thread */
+    if (left == 0u && s->opts.on_stopped)
+        uv_async_send(s->opts.on_stopped);
+    return NULL;
+}
+
+static int worker_init(sg_server_t *s, sg_worker_t *w, uint32_t idx)
+{
+    sg_config_t *cfg = s->cfg;
+    bool is_ctl = idx == SG_CTL_IDX;
+    w->idx = idx;
+    w->server = s;
+    w->cfg = cfg;
+    w->rt = s->rt;
+    w->pub = is_ctl ? &s->ctl_pub : &s->rt->workers[idx];
+    sg_list_init(&w->conns);
+    const sg_limits_conf_t *lim = &cfg->limits;
+    w->req_limits.start_line_bytes = lim->request_line_bytes;
+    w->req_limits.header_bytes = lim->header_bytes;
+    w->req_limits.header_count = lim->header_count;
+    w->resp_limits = w->req_limits;
+    w->head_max_hdrs = lim->header_count + 1;
+    w->head_bytes = (size_t)lim->request_line_bytes + lim->header_bytes + 64;
+    w->head_bytes = (w->head_bytes + 15u) & ~(size_t)15u;
+    w->head_size = w->head_bytes + w->head_max_hdrs * sizeof(sg_h1_header_t);
+    sg_freelist_init(&w->fl_conn, sizeof(sg_conn_t), 1024);
+    sg_freelist_init(&w->fl_txn, sizeof(sg_txn_t), 1024);
+    sg_freelist_init(&w->fl_upconn, sizeof(sg_upconn_t), 1024);
+    sg_freelist_init(&w->fl_buf, SG_BUF_SIZE, 4096);
+    sg_freelist_init(&w->fl_head, w->head_size, 256);
+    sg_freelist_init(&w->fl_wreq, sizeof(sg_wreq_t), 4096);
+    int r = uv_loop_init(&w->loop);
+    if (r < 0)
+        return r;
+    w->loop.data = w;
+    w->obs = sg_obs_worker_new(s->rt, idx);
+    if (!w->obs)
+        return UV_ENOMEM;
+    uv_timer_init(&w->loop, &w->tick);
+    w->tick.data = w;
+    uv_timer_start(&w->tick, on_tick, 250, 250);
+    uv_prepare_init(&w->loop, &w->prepare);
+    w->prepare.data = w;
+    uv_prepare_start(&w->prepare, on_prepare);
+    uv_unref((uv_handle_t *)&w->prepare);
+    uv_timer_init(&w->loop, &w->drain_timer);
+    w->drain_timer.data = w;
+    uv_async_init(&w->loop, &w->async, on_async);
+    w->async.data = w;
+    if (is_ctl) {
+        /* Only the admin listener; every request is answered locally. */
+        w->n_listeners = s->admin_fd >= 0 ? 1 : 0;
+        w->listeners = calloc(1, sizeof(sg_listener_t));
+        if (!w->listeners)
+            return UV_ENOMEM;
+        if (w->n_listeners) {
+            sg_listener_t *l = &w->listeners[0];
+            l->w = w;
+            l->idx = -1;
+            l->conf = &s->admin_conf;
+            l->fd = s->admin_fd;
+            l->responder = s->opts.admin_responder;
+            l->responder_ud = s->opts.admin_ud;
+        }
+        w->router = sg_router_new(cfg);
+        if (!w->router)
+            return UV_ENOMEM;
+        w->ups = calloc(1, sizeof(sg_upstream_t));
+        if (!w->ups)
+            return UV_ENOMEM;
+        start_listeners(w);
+        return 0;
+    }
+    w->n_listeners = cfg->n_listeners;
+    w->listeners = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(sg_listener_t));
+    if (!w->listeners)
+        return UV_ENOMEM;
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        sg_listener_t *l = &w->listeners[i];
+        l->w = w;
+        l->idx = (int32_t)i;
+        l->conf = &cfg->listeners[i];
+        l->fd = s->fds[i * s->n_workers + idx];
+        l->health_cb = s->opts.health_cb;
+        l->health_ud = s->opts.health_ud;
+    }
+    w->router = sg_router_new(cfg);
+    if (!w->router)
+        return UV_ENOMEM;
+    r = sg__upstreams_init(w);
+    if (r < 0)
+        return r;
+    if (w->n_resolving == 0)
+        start_listeners(w);
+    return 0;
+}
+
+void sg__upstreams_free(sg_worker_t *w);
+
+static void worker_free(sg_worker_t *w)
+{
+    sg__upstreams_free(w);
+    if (w->router)
+        sg_router_free(w->router);
+    free(w->listeners);
+    free(w->ups);
+    if (w->obs)
+        sg_obs_worker_free(w->obs);
+    sg_freelist_destroy(&w->fl_conn);
+    sg_freelist_destroy(&w->fl_txn);
+    sg_freelist_destroy(&w->fl_upconn);
+    sg_freelist_destroy(&w->fl_buf);
+    sg_freelist_destroy(&w->fl_head);
+    sg_freelist_destroy(&w->fl_wreq);
+}
+
+/* ---- binding ----------------------------------------------------------------- */
+
+static int resolve_listen(const sg_hostport_t *hp, struct sockaddr_storage *ss, socklen_t *len, char *err,
+                          size_t errlen)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    char port[8];
+    snprintf(port, sizeof(port), "%u", hp->port);
+    const char *host = hp->host && hp->host[0] && strcmp(hp->host, "*") != 0 ? hp->host : NULL;
+    int r = getaddrinfo(host, port, &hints, &res);
+    if (r != 0 || !res) {
+        snprintf(err, errlen, "cannot resolve listen address %s: %s", hp->host ? hp->host : "*", gai_strerror(r));
+        return -1;
+    }
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+static void set_port(struct sockaddr_storage *ss, uint16_t port)
+{
+    if (ss->ss_family == AF_INET)
+        ((struct sockaddr_in *)ss)->sin_port = htons(port);
+    else
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+}
+
+static uint16_t get_port(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
+static void format_addr(const struct sockaddr_storage *ss, char *out, size_t cap)
+{
+    char ip[INET6_ADDRSTRLEN];
+    if (ss->ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, ip, sizeof(ip));
+        snprintf(out, cap, "%s:%u", ip, get_port(ss));
+    } else {
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, ip, sizeof(ip));
+        snprintf(out, cap, "[%s]:%u", ip, get_port(ss));
+    }
+}
+
+static int bind_one(const struct sockaddr_storage *ss, socklen_t len, int backlog, bool reuseport, char *err,
+                    size_t errlen)
+{
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* libuv 1.44 has no UV_TCP_REUSEPORT: the kernel spreads connections
+     * over the workers' sockets in one SO_REUSEPORT group. */
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+        snprintf(err, errlen, "SO_REUSEPORT: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (ss->ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, (const struct sockaddr *)ss, len) < 0) {
+        char a[80];
+        format_addr(ss, a, sizeof(a));
+        snprintf(err, errlen, "bind %s: %s", a, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    /* listen() here, before any worker runs, so connections made as soon
+     * as the address is printed wait in the backlog instead of failing. */
+    if (listen(fd, backlog > 0 ? backlog : 511) < 0) {
+        snprintf(err, errlen, "listen: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int bind_all(sg_server_t *s, char *err, size_t errlen)
+{
+    sg_config_t *cfg = s->cfg;
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const sg_listener_conf_t *lc = &cfg->listeners[i];
+        struct sockaddr_storage ss;
+        socklen_t len;
+        char lerr[200];
+        if (resolve_listen(&lc->addr, &ss, &len, lerr, sizeof(lerr)) < 0) {
+            snprintf(err, errlen, "listener %s: %s", lc->name, lerr);
+            return -1;
+        }
+        for (uint32_t wi = 0; wi < s->n_workers; wi++) {
+            int fd = bind_one(&ss, len, lc->backlog, true, lerr, sizeof(lerr));
+            if (fd < 0) {
+                snprintf(err, errlen, "listener %s: %s", lc->name, lerr);
+                return -1;
+            }
+            s->fds[i * s->n_workers + wi] = fd;
+            if (wi == 0) {
+                /* Port 0: the first bind picks the port, the others join it. */
+                struct sockaddr_storage got;
+                socklen_t glen = sizeof(got);
+                if (getsockname(fd, (struct sockaddr *)&got, &glen) == 0)
+                    set_port(&ss, get_port(&got));
+                format_addr(&ss, s->addrs[i], sizeof(s->addrs[i]));
+            }
+        }
+    }
+    if (cfg->admin.enabled) {
+        /* One socket, no SO_REUSEPORT: a second instance on the same admin
+         * address fails loudly instead of sharing its scrapes. */
+        struct sockaddr_storage ss;
+        socklen_t len;
+        char lerr[200];
+        if (resolve_listen(&cfg->admin.addr, &ss, &len, lerr, sizeof(lerr)) < 0 ||
+            (s->admin_fd = bind_one(&ss, len, 128, false, lerr, sizeof(lerr))) < 0) {
+            snprintf(err, errlen, "admin listener: %s", lerr);
+            return -1;
+        }
+        struct sockaddr_storage got;
+        socklen_t glen = sizeof(got);
+        if (getsockname(s->admin_fd, (struct sockaddr *)&got, &glen) == 0)
+            set_port(&ss, get_port(&got));
+        format_addr(&ss, s->admin_addr, sizeof(s->admin_addr));
+    }
+    return 0;
+}
+
+static int write_ports_file(sg_server_t *s, const char *path)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -1;
+    for (size_t i = 0; i < s->n_listeners; i++)
+        fprintf(f, "%s %s\n", s->cfg->listeners[i].name, s->addrs[i]);
+    if (s->admin_fd >= 0)
+        fprintf(f, "admin %s\n", s->admin_addr);
+    if (fclose(f) != 0)
+        return -1;
+    return rename(tmp, path);
+}
+
+int sg_server_start(sg_runtime_t *rt, sg_config_t *cfg, const sg_server_opts_t *opts, sg_server_t **out, char *err,
+                    size_t errlen)
+{
+    sg_server_t *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    s->rt = rt;
+    s->cfg = cfg;
+    if (opts)
+        s->opts = *opts;
+    s->n_workers = rt->n_workers;
+    s->n_listeners = cfg->n_listeners;
+    pthread_mutex_init(&s->mu, NULL);
+    s->admin_fd = -1;
+    s->admin_conf.name = "admin";
+    s->admin_conf.addr = cfg->admin.addr;
+    s->admin_conf.mode = SG_LISTENER_REVERSE;
+    size_t nfd = s->n_listeners * s->n_workers;
+    s->fds = malloc(sizeof(int) * (nfd ? nfd : 1));
+    s->addrs = calloc(s->n_listeners ? s->n_listeners : 1, sizeof(*s->addrs));
+    s->workers = calloc(s->n_workers, sizeof(sg_worker_t));
+    s->async_closed = calloc(s->n_workers, sizeof(bool));
+    if (!s->fds || !s->addrs || !s->workers || !s->async_closed) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < nfd; i++)
+        s->fds[i] = -1;
+    if (bind_all(s, err, errlen) < 0)
+        goto fail;
+    for (size_t i = 0; i < s->n_listeners; i++)
+        fprintf(stderr, "swarmgate: listening name=%s address=%s\n", cfg->listeners[i].name, s->addrs[i]);
+    if (s->admin_fd >= 0)
+        fprintf(stderr, "swarmgate: listening name=admin address=%s\n", s->admin_addr);
+    fflush(stderr);
+    if (s->opts.ports_file && write_ports_file(s, s->opts.ports_file) < 0) {
+        snprintf(err, errlen, "cannot write ports file %s: %s", s->opts.ports_file, strerror(errno));
+        goto fail;
+    }
+    for (uint32_t i = 0; i < s->n_workers; i++) {
+        int r = worker_init(s, &s->workers[i], i);
+        if (r < 0) {
+            snprintf(err, errlen, "worker %u: %s", i, uv_strerror(r));
+            goto fail; /* workers not started: their loops are dropped with the process */
+        }
+    }
+    s->ctl = calloc(1, sizeof(sg_worker_t));
+    if (!s->ctl) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    int cr = worker_init(s, s->ctl, SG_CTL_IDX);
+    if (cr < 0) {
+        snprintf(err, errlen, "control thread: %s", uv_strerror(cr));
+        goto fail;
+    }
+    atomic_store(&s->n_running, s->n_workers + 1u);
+    if (pthread_create(&s->ctl->thread, NULL, worker_main, s->ctl) != 0) {
+        snprintf(err, errlen, "cannot start the control thread");
+        goto fail;
+    }
+    for (uint32_t i = 0; i < s->n_workers; i++) {
+        if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0) {
+            /* Earlier threads run; the caller exits the process. */
+            snprintf(err, errlen, "cannot start worker thread %u", i);
+            return -1;
+        }
+    }
+    *out = s;
+    return 0;
+fail:
+    if (s->fds)
+        for (size_t i = 0; i < nfd; i++)
+            if (s->fds[i] >= 0)
+                close(s->fds[i]);
+    if (s->admin_fd >= 0)
+        close(s->admin_fd);
+    free(s->ctl);
+    free(s->fds);
+    free(s->addrs);
+    free(s->workers);
+    free(s->async_closed);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+    return -1;
+}
+
+static void post_ctl(sg_server_t *s, unsigned cmd)
+{
+    pthread_mutex_lock(&s->mu);
+    if (!s->ctl_async_closed) {
+        atomic_fetch_or(&s->ctl->cmd, cmd);
+        uv_async_send(&s->ctl->async);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void post(sg_server_t *s, unsigned cmd)
+{
+    pthread_mutex_lock(&s->mu);
+    for (uint32_t i = 0; i < s->n_workers; i++) {
+        if (s->async_closed[i])
+            continue;
+        atomic_fetch_or(&s->workers[i].cmd, cmd);
+        uv_async_send(&s->workers[i].async);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sg_server_drain(sg_server_t *s)
+{
+    atomic_store(&s->rt->is_draining, true);
+    pthread_mutex_lock(&s->mu);
+    bool again = s->drain_requested;
+    s->drain_requested = true; /* a second call skips the delay */
+    pthread_mutex_unlock(&s->mu);
+    post(s, again ? SG_WORKER_CMD_DRAIN_NOW : SG_WORKER_CMD_DRAIN);
+}
+
+void sg_server_report(sg_server_t *s)
+{
+    post(s, SG_WORKER_CMD_REPORT);
+}
+
+void sg_server_join(sg_server_t *s)
+{
+    for (uint32_t i = 0; i < s->n_workers; i++)
+        pthread_join(s->workers[i].thread, NULL);
+    pthread_join(s->ctl->thread, NULL);
+    atomic_store(&s->rt->is_stopping, true);
+    for (uint32_t i = 0; i < s->n_workers; i++)
+        worker_free(&s->workers[i]);
+    worker_free(s->ctl);
+    free(s->ctl);
+    free(s->fds);
+    free(s->addrs);
+    free(s->workers);
+    free(s->async_closed);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+size_t sg_server_n_listeners(const sg_server_t *s)
+{
+    return s->n_listeners;
+}
+
+const char *sg_server_admin_address(const sg_server_t *s)
+{
+    return s->admin_fd >= 0 ? s->admin_addr : NULL;
+}
+
+const char *sg_server_listener_address(const sg_server_t *s, size_t i)
+{
+    return i < s->n_listeners ? s->addrs[i] : NULL;
+}

@@ -1,0 +1,277 @@
+#include "sg/http1.h"
+
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <stdio.h>
+
+static const sg_h1_limits_t LIM = {.start_line_bytes = 1024, .header_bytes = 4096, .header_count = 16};
+
+/* Scans the whole input in one go; returns scan result and head length. */
+static int scan_all(const char *s, size_t *head_len)
+{
+    sg_h1_scan_t sc;
+    sg_h1_scan_init(&sc);
+    size_t used = 0;
+    int r = sg_h1_scan_feed(&sc, &LIM, s, strlen(s), &used);
+    *head_len = used;
+    return r;
+}
+
+/* Scans byte by byte (a head split over many reads). */
+static int scan_bytewise(const char *s, size_t *head_len)
+{
+    sg_h1_scan_t sc;
+    sg_h1_scan_init(&sc);
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n; i++) {
+        size_t used = 0;
+        int r = sg_h1_scan_feed(&sc, &LIM, s + i, 1, &used);
+        if (r != SG_H1_SCAN_MORE) {
+            *head_len = i + used;
+            return r;
+        }
+    }
+    *head_len = n;
+    return SG_H1_SCAN_MORE;
+}
+
+Test(http1, scan_finds_head_end, .timeout = 5)
+{
+    const char *req = "GET / HTTP/1.1\r\nHost: a\r\n\r\nBODY";
+    size_t n1, n2;
+    cr_assert_eq(scan_all(req, &n1), SG_H1_SCAN_DONE);
+    cr_assert_eq(scan_bytewise(req, &n2), SG_H1_SCAN_DONE);
+    cr_assert_eq(n1, strlen(req) - 4);
+    cr_assert_eq(n2, n1);
+}
+
+struct bad_case {
+    char text[200];
+    int status;
+};
+
+ParameterizedTestParameters(http1, scan_refuses)
+{
+    static struct bad_case cases[] = {
+        {"GET / HTTP/1.1\r\nHost: a\r\n\n", 400},              /* bare LF */
+        {"GET / HTTP/1.1\nHost: a\r\n\r\n", 400},              /* bare LF in start line */
+        {"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n", 400},      /* bare CR */
+        {"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", 400}, /* obs-fold */
+        {"GET / HTTP/1.1\r\nHost: a\r\n\tfolded\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nX: a\x01\r\n\r\n", 400}, /* control byte */
+    };
+    return cr_make_param_array(struct bad_case, cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+ParameterizedTest(struct bad_case *c, http1, scan_refuses, .timeout = 5)
+{
+    size_t n;
+    cr_assert_eq(scan_all(c->text, &n), -c->status, "%s", c->text);
+    cr_assert_eq(scan_bytewise(c->text, &n), -c->status);
+}
+
+Test(http1, scan_nul_refused, .timeout = 5)
+{
+    const char req[] = "GET / HTTP/1.1\r\nX: a\0b\r\n\r\n";
+    sg_h1_scan_t sc;
+    sg_h1_scan_init(&sc);
+    size_t used;
+    cr_assert_eq(sg_h1_scan_feed(&sc, &LIM, req, sizeof(req) - 1, &used), -400);
+}
+
+Test(http1, scan_limits, .timeout = 5)
+{
+    char big[2048];
+    size_t n;
+    snprintf(big, sizeof(big), "GET /%01100d HTTP/1.1\r\n\r\n", 0);
+    cr_assert_eq(scan_all(big, &n), -414);
+    char many[4096] = "GET / HTTP/1.1\r\n";
+    for (int i = 0; i < 17; i++)
+        strcat(many, "X-A: b\r\n");
+    strcat(many, "\r\n");
+    cr_assert_eq(scan_all(many, &n), -431);
+    char large[8192] = "GET / HTTP/1.1\r\nX-Big: ";
+    memset(large + strlen(large), 'a', 4200);
+    strcat(large, "\r\n\r\n");
+    cr_assert_eq(scan_all(large, &n), -431);
+}
+
+static int parse_req(sg_h1_parser_t *p, const char *text, sg_h1_header_t *hdrs, size_t *head_len)
+{
+    size_t n;
+    int r = scan_all(text, &n);
+    cr_assert_eq(r, SG_H1_SCAN_DONE, "scan %s", text);
+    *head_len = n;
+    sg_h1_parser_init(p, SG_H1_REQUEST);
+    return sg_h1_parse_head(p, text, n, hdrs, 16, false);
+}
+
+Test(http1, parses_request_head, .timeout = 5)
+{
+    sg_h1_parser_t p;
+    sg_h1_header_t h[16];
+    size_t n;
+    const char *req = "POST /a/b?x=1 HTTP/1.1\r\nHost: ex.com\r\nX-Trace-Id:  abc  \r\nContent-Length: 3\r\n\r\nabcGET";
+    cr_assert_eq(parse_req(&p, req, h, &n), 0);
+    cr_assert_eq(p.head.method, SG_METHOD_POST);
+    cr_assert(sg_str_eq(p.head.target, SG_STR("/a/b?x=1")));
+    cr_assert_eq(p.head.n_headers, 3);
+    cr_assert(sg_str_eq(p.head.headers[1].value, SG_STR("abc")));
+    cr_assert(p.head.has_body);
+    cr_assert(p.head.has_content_length);
+    cr_assert_eq(p.head.content_length, 3);
+    cr_assert(p.head.is_keep_alive);
+    size_t used;
+    cr_assert_eq(sg_h1_parse_body(&p, req + n, strlen(req) - n, &used), SG_H1_BODY_DONE);
+    cr_assert_eq(used, 3, "used %zu", used);
+}
+
+Test(http1, chunked_body_stops_at_message_end, .timeout = 5)
+{
+    sg_h1_parser_t p;
+    sg_h1_header_t h[16];
+    size_t n;
+    const char *req = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      "3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\n";
+    cr_assert_eq(parse_req(&p, req, h, &n), 0);
+    cr_assert(p.head.is_chunked);
+    const char *body = req + n;
+    size_t used, total = 0;
+    /* byte by byte */
+    int r = SG_H1_BODY_MORE;
+    while (r == SG_H1_BODY_MORE) {
+        r = sg_h1_parse_body(&p, body + total, 1, &used);
+        total += used;
+    }
+    cr_assert_eq(r, SG_H1_BODY_DONE);
+    cr_assert_eq(total, strlen("3\r\nabc\r\n0\r\n\r\n"));
+    cr_assert_eq(p.body_bytes, 3);
+}
+
+Test(http1, head_only_request_has_no_body, .timeout = 5)
+{
+    sg_h1_parser_t p;
+    sg_h1_header_t h[16];
+    size_t n;
+    cr_assert_eq(parse_req(&p, "GET / HTTP/1.0\r\n\r\n", h, &n), 0);
+    cr_assert_not(p.head.has_body);
+    cr_assert_not(p.head.is_keep_alive);
+    cr_assert_eq(p.head.version_minor, 0);
+}
+
+ParameterizedTestParameters(http1, smuggling_refused)
+{
+    static struct bad_case cases[] = {
+        {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1x\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHo st: a\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400},
+        {"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 400},
+        {"G@T / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    };
+    return cr_make_param_array(struct bad_case, cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+ParameterizedTest(struct bad_case *c, http1, smuggling_refused, .timeout = 5)
+{
+    sg_h1_parser_t p;
+    sg_h1_header_t h[16];
+    size_t n;
+    cr_assert_eq(parse_req(&p, c->text, h, &n), -c->status, "%s", c->text);
+}
+
+Test(http1, bad_chunk_size_refused, .timeout = 5)
+{
+    sg_h1_parser_t p;
+    sg_h1_header_t h[16];
+    size_t n, used;
+    const char *req = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n";
+    cr_assert_eq(parse_req(&p, req, h, &n), 0);
+    cr_assert_eq(sg_h1_parse_body(&p, req + n, strlen(req) - n, &used), -400);
+}
+
+Test(http1, body_limit_gives_413, .timeout = 5)
+{
+    sg_h1_parser_t p;
+    sg_h1_header_t h[16];
+    size_t n, used;
+    const char *req = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n0\r\n\r\n";
+    sg_h1_parser_init(&p, SG_H1_REQUEST);
+    p.max_body = 4;
+    cr_assert_eq(scan_all(req, &n), SG_H1_SCAN_DONE);
+    cr_assert_eq(sg_h1_parse_head(&p, req, n, h, 16, false), 0);
+    cr_assert_eq(sg_h1_parse_body(&p, req + n, strlen(req) - n, &used), -413);
+}
+
+Test(http1, too_many_headers_gives_431, .timeout = 5)
+{
+    sg_h1_parser_t p;
+    sg_h1_header_t h[2];
+    const char *req = "GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
+    size_t n;
+    cr_assert_eq(scan_all(req, &n), SG_H1_SCAN_DONE);
+    sg_h1_parser_init(&p, SG_H1_REQUEST);
+    cr_assert_eq(sg_h1_parse_head(&p, req, n, h, 2, false), -431);
+}
+
+Test(http1, upgrade_request, .timeout = 5)
+{
+    sg_h1_parser_t p;
+    sg_h1_header_t h[16];
+    size_t n;
+    cr_assert_eq(
+        parse_req(&p, "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", h, &n), 0);
+    cr_assert(p.head.is_upgrade);
+    cr_assert_not(p.head.has_body);
+}
+
+static int parse_resp(sg_h1_parser_t *p, const char *text, sg_h1_header_t *hdrs, size_t *head_len, bool skip)
+{
+    size_t n;
+    cr_assert_eq(scan_all(text, &n), SG_H1_SCAN_DONE);
+    *head_len = n;
+    sg_h1_parser_init(p, SG_H1_RESPONSE);
+    return sg_h1_parse_head(p, text, n, hdrs, 16, skip);
+}
+
+Test(http1, response_framing, .timeout = 5)
+{
+    sg_h1_parser_t p;
+    sg_h1_header_t h[16];
+    size_t n, used;
+    cr_assert_eq(parse_resp(&p, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", h, &n, true), 0);
+    cr_assert_not(p.head.has_body, "HEAD response has no body");
+    cr_assert_eq(parse_resp(&p, "HTTP/1.1 204 No Content\r\n\r\n", h, &n, false), 0);
+    cr_assert_not(p.head.has_body);
+    cr_assert_eq(parse_resp(&p, "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", h, &n, false), 0);
+    cr_assert_not(p.head.has_body);
+    cr_assert_eq(parse_resp(&p, "HTTP/1.1 100 Continue\r\n\r\n", h, &n, false), 0);
+    cr_assert_not(p.head.has_body);
+    cr_assert_eq(p.head.status, 100);
+    cr_assert_eq(parse_resp(&p, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+                            h, &n, false),
+                 0);
+    cr_assert(p.head.is_upgrade);
+    cr_assert_not(p.head.has_body);
+    const char *eof = "HTTP/1.1 200 OK\r\n\r\nabc";
+    cr_assert_eq(parse_resp(&p, eof, h, &n, false), 0);
+    cr_assert(p.head.has_body);
+    cr_assert(p.head.is_eof_body);
+    cr_assert_eq(sg_h1_parse_body(&p, eof + n, 3, &used), SG_H1_BODY_MORE);
+    cr_assert_eq(sg_h1_finish(&p), SG_H1_BODY_DONE);
+    const char *cl = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nab";
+    cr_assert_eq(parse_resp(&p, cl, h, &n, false), 0);
+    cr_assert_eq(sg_h1_parse_body(&p, cl + n, 2, &used), SG_H1_BODY_MORE);
+    cr_assert_eq(sg_h1_finish(&p), -400, "closed mid-body");
+}
+
+Test(http1, list_has, .timeout = 5)
+{
+    cr_assert(sg_h1_list_has(SG_STR("keep-alive, Upgrade"), SG_STR("upgrade")));
+    cr_assert_not(sg_h1_list_has(SG_STR("keep-alive, Upgraded"), SG_STR("upgrade")));
+    cr_assert(sg_h1_list_has(SG_STR(" close "), SG_STR("close")));
+}

@@ -1,0 +1,619 @@
+/* Unit tests for src/obs/spans.c: span records, OTLP and Zipkin encoders,
+ * queues, sampling, and the exporter against a real loopback collector. */
+#include "sg/spans.h"
+
+#include "sg/runtime.h"
+#include "support/collector.h"
+#include "support/jsoncheck.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define TRACE_UUID "4bf92f35-77b3-4da6-a3ce-929d0e0e4736"
+#define TRACE_HEX "4bf92f3577b34da6a3ce929d0e0e4736"
+#define PARENT "00f067aa0ba902b7"
+#define SPAN "a2fb4a1d1a96d312"
+
+static sg_trace_ctx_t g_trace;
+
+static sg_reqrec_t make_rec(uint16_t status, bool with_parent)
+{
+    memset(&g_trace, 0, sizeof(g_trace));
+    strcpy(g_trace.trace_id, TRACE_UUID);
+    strcpy(g_trace.span_id, SPAN);
+    strcpy(g_trace.parent_span_id, with_parent ? PARENT : "");
+    g_trace.flags = 1;
+    sg_reqrec_t r;
+    memset(&r, 0, sizeof(r));
+    r.start_ns = 5000000000ull;
+    r.end_ns = 5012345678ull;
+    r.start_unix_ns = 1714566896789000000ull;
+    r.method = SG_METHOD_GET;
+    r.status = status;
+    r.trace = &g_trace;
+    r.sampled = true;
+    r.path = SG_STR("/api/tickets/42");
+    r.host = SG_STR("api.example.com:8080");
+    r.client_addr = SG_STR("[::1]:54321");
+    r.server_addr = SG_STR("127.0.0.1:3002");
+    r.route_idx = 0;
+    return r;
+}
+
+static void assert_get(const char *doc, size_t len, const char *key, int n, const char *want)
+{
+    char got[4096];
+    long l = sg_test_json_get(doc, len, key, n, got, sizeof(got));
+    cr_assert_geq(l, 0, "%s[%d] missing in %s", key, n, doc);
+    cr_assert_str_eq(got, want, "%s[%d]", key, n);
+}
+
+/* Value of the OTLP attribute `key` in span document `doc` (first span). */
+static bool otlp_attr(const char *doc, const char *key, char *val, size_t cap)
+{
+    size_t len = strlen(doc);
+    long nkeys = sg_test_json_count(doc, len, "key");
+    for (int i = 0; i < nkeys; i++) {
+        char k[128];
+        if (sg_test_json_get(doc, len, "key", i, k, sizeof(k)) < 0)
+            return false;
+        if (strcmp(k, key) == 0)
+            return sg_test_json_get(doc, len, "value", i, val, cap) >= 0;
+    }
+    return false;
+}
+
+Test(spans, from_rec_copies_and_splits, .timeout = 30)
+{
+    sg_reqrec_t r = make_rec(200, true);
+    sg_span_t s;
+    sg_span_from_rec(&s, &r, "tickets");
+    cr_assert_str_eq(s.trace_hex, TRACE_HEX);
+    cr_assert_str_eq(s.span_id, SPAN);
+    cr_assert_str_eq(s.parent_span_id, PARENT);
+    cr_assert_eq(s.start_unix_ns, 1714566896789000000ull);
+    cr_assert_eq(s.end_unix_ns, 1714566896789000000ull + 12345678ull);
+    cr_assert_str_eq(s.route, "tickets");
+    cr_assert_str_eq(s.path, "/api/tickets/42");
+    cr_assert_str_eq(s.host, "api.example.com");
+    cr_assert_str_eq(s.client_ip, "::1");
+    cr_assert_eq(s.client_port, 54321);
+    cr_assert_str_eq(s.upstream, "127.0.0.1:3002");
+    cr_assert_not(s.is_error);
+
+    r.client_addr = SG_STR("10.1.2.3:80");
+    r.host = SG_STR("[2001:db8::1]:443");
+    r.status = 502;
+    r.is_proxy_error = true;
+    r.error = "connect refused";
+    sg_span_from_rec(&s, &r, NULL);
+    cr_assert_str_eq(s.client_ip, "10.1.2.3");
+    cr_assert_eq(s.client_port, 80);
+    cr_assert_str_eq(s.host, "2001:db8::1");
+    cr_assert_str_eq(s.route, "");
+    cr_assert(s.is_error);
+    cr_assert_str_eq(s.error, "connect refused");
+
+    /* a long path is cut to the field, NUL-terminated */
+    char longp[1000];
+    memset(longp, 'p', sizeof(longp));
+    r.path = sg_str_make(longp, sizeof(longp));
+    sg_span_from_rec(&s, &r, NULL);
+    cr_assert_eq(strlen(s.path), SG_SPAN_PATH_MAX - 1);
+}
+
+Test(spans, otlp_encoding, .timeout = 30)
+{
+    sg_span_t sp[2];
+    sg_reqrec_t r = make_rec(200, true);
+    sg_span_from_rec(&sp[0], &r, "tickets");
+    r = make_rec(503, false);
+    r.error = "upstream \"down\"";
+    sg_span_from_rec(&sp[1], &r, NULL);
+
+    static char mem[1 << 16];
+    sg_buf_t b;
+    sg_buf_init(&b, mem, sizeof(mem) - 1);
+    cr_assert_eq(sg_spans_encode_otlp(&b, sp, 2, "swarmgate-test"), 2);
+    mem[b.len] = '\0';
+    char err[128];
+    cr_assert(sg_test_json_valid(mem, b.len, err, sizeof(err)), "%s: %s", err, mem);
+    assert_get(mem, b.len, "traceId", 0, TRACE_HEX);
+    assert_get(mem, b.len, "spanId", 0, SPAN);
+    assert_get(mem, b.len, "parentSpanId", 0, PARENT);
+    cr_assert_eq(sg_test_json_count(mem, b.len, "parentSpanId"), 1, "root span has no parentSpanId");
+    assert_get(mem, b.len, "name", 1, "GET tickets"); /* name[0] is the scope name */
+    assert_get(mem, b.len, "kind", 0, "2");
+    assert_get(mem, b.len, "startTimeUnixNano", 0, "1714566896789000000");
+    assert_get(mem, b.len, "endTimeUnixNano", 0, "1714566896801345678");
+    assert_get(mem, b.len, "stringValue", 0, "swarmgate-test"); /* resource service.name */
+    assert_get(mem, b.len, "key", 0, "service.name");
+    cr_assert_eq(sg_test_json_count(mem, b.len, "status"), 1, "only the 503 span has a status");
+    assert_get(mem, b.len, "code", 0, "2");
+    assert_get(mem, b.len, "message", 0, "upstream \"down\"");
+    assert_get(mem, b.len, "name", 2, "GET");
+
+    /* attributes of the first span alone */
+    sg_buf_init(&b, mem, sizeof(mem) - 1);
+    cr_assert_eq(sg_spans_encode_otlp(&b, sp, 1, "s"), 1);
+    mem[b.len] = '\0';
+    char v[256];
+    cr_assert(otlp_attr(mem, "http.request.method", v, sizeof(v)));
+    cr_assert_str_eq(v, "{\"stringValue\":\"GET\"}");
+    cr_assert(otlp_attr(mem, "url.path", v, sizeof(v)));
+    cr_assert_str_eq(v, "{\"stringValue\":\"/api/tickets/42\"}");
+    cr_assert(otlp_attr(mem, "http.route", v, sizeof(v)));
+    cr_assert_str_eq(v, "{\"stringValue\":\"tickets\"}");
+    cr_assert(otlp_attr(mem, "http.response.status_code", v, sizeof(v)));
+    cr_assert_str_eq(v, "{\"intValue\":\"200\"}");
+    cr_assert(otlp_attr(mem, "server.address", v, sizeof(v)));
+    cr_assert_str_eq(v, "{\"stringValue\":\"api.example.com\"}");
+    cr_assert(otlp_attr(mem, "client.address", v, sizeof(v)));
+    cr_assert_str_eq(v, "{\"stringValue\":\"::1\"}");
+    cr_assert(otlp_attr(mem, "network.peer.address", v, sizeof(v)));
+    cr_assert_str_eq(v, "{\"stringValue\":\"::1\"}");
+}
+
+Test(spans, zipkin_encoding, .timeout = 30)
+{
+    sg_span_t sp[2];
+    sg_reqrec_t r = make_rec(201, true);
+    r.method = SG_METHOD_POST;
+    sg_span_from_rec(&sp[0], &r, "tickets");
+    r = make_rec(404, false);
+    r.is_proxy_error = true;
+    r.error = "no route";
+    sg_span_from_rec(&sp[1], &r, NULL);
+    static char mem[1 << 16];
+    sg_buf_t b;
+    sg_buf_init(&b, mem, sizeof(mem) - 1);
+    cr_assert_eq(sg_spans_encode_zipkin(&b, sp, 2, "gw"), 2);
+    mem[b.len] = '\0';
+    char err[128];
+    cr_assert(sg_test_json_valid(mem, b.len, err, sizeof(err)), "%s: %s", err, mem);
+    cr_assert_eq(mem[0], '[');
+    assert_get(mem, b.len, "traceId", 0, TRACE_HEX);
+    assert_get(mem, b.len, "id", 0, SPAN);
+    assert_get(mem, b.len, "parentId", 0, PARENT);
+    cr_assert_eq(sg_test_json_count(mem, b.len, "parentId"), 1);
+    assert_get(mem, b.len, "name", 0, "POST tickets");
+    assert_get(mem, b.len, "kind", 0, "SERVER");
+    assert_get(mem, b.len, "timestamp", 0, "1714566896789000");
+    assert_get(mem, b.len, "duration", 0, "12346");
+    assert_get(mem, b.len, "serviceName", 0, "gw");
+    assert_get(mem, b.len, "http.method", 0, "POST");
+    assert_get(mem, b.len, "http.path", 0, "/api/tickets/42");
+    assert_get(mem, b.len, "http.route", 0, "tickets");
+    assert_get(mem, b.len, "http.status_code", 0, "201");
+    assert_get(mem, b.len, "http.status_code", 1, "404");
+    cr_assert_eq(sg_test_json_count(mem, b.len, "error"), 1);
+    assert_get(mem, b.len, "error", 0, "no route");
+}
+
+Test(spans, hostile_strings_stay_valid_json, .timeout = 30)
+{
+    sg_reqrec_t r = make_rec(500, true);
+    static const char p[] = "/\"\\\r\n\x01\xff\xc3\x28\xed\xa0\x80}],{";
+    r.path = sg_str_make(p, sizeof(p) - 1);
+    r.host = SG_STR("\"evil\":\"1");
+    r.error = "\n\t\"";
+    sg_span_t s;
+    sg_span_from_rec(&s, &r, "r\"1");
+    static char mem[1 << 14];
+    sg_buf_t b;
+    sg_buf_init(&b, mem, sizeof(mem));
+    cr_assert_eq(sg_spans_encode_otlp(&b, &s, 1, "svc\"x"), 1);
+    cr_assert(sg_test_json_valid(mem, b.len, NULL, 0));
+    sg_buf_init(&b, mem, sizeof(mem));
+    cr_assert_eq(sg_spans_encode_zipkin(&b, &s, 1, "svc\"x"), 1);
+    cr_assert(sg_test_json_valid(mem, b.len, NULL, 0));
+    cr_assert_eq(sg_test_json_count(mem, b.len, "evil"), 0);
+}
+
+Test(spans, encoder_cuts_to_whole_spans, .timeout = 30)
+{
+    sg_span_t sp[20];
+    for (int i = 0; i < 20; i++) {
+        sg_reqrec_t r = make_rec(200, i % 2);
+        sg_span_from_rec(&sp[i], &r, "x");
+    }
+    static char mem[1 << 16];
+    for (size_t cap = 0; cap < 12000; cap += 97) {
+        sg_buf_t b;
+        sg_buf_init(&b, mem, cap);
+        size_t n = sg_spans_encode_otlp(&b, sp, 20, "s");
+        cr_assert_leq(b.len, cap);
+        if (n == 0 && b.is_overflow)
+            continue;
+        cr_assert(sg_test_json_valid(mem, b.len, NULL, 0), "cap %zu", cap);
+        cr_assert_eq(sg_test_json_count(mem, b.len, "spanId"), (long)n);
+        sg_buf_init(&b, mem, cap);
+        n = sg_spans_encode_zipkin(&b, sp, 20, "s");
+        if (n == 0 && b.is_overflow)
+            continue;
+        cr_assert(sg_test_json_valid(mem, b.len, NULL, 0), "cap %zu", cap);
+        cr_assert_eq(sg_test_json_count(mem, b.len, "id"), (long)n);
+    }
+}
+
+Test(spans, worst_case_span_fits_json_max, .timeout = 30)
+{
+    sg_span_t s;
+    memset(&s, 0, sizeof(s));
+    memset(s.trace_hex, 'a', SG_TRACE_HEX_LEN);
+    memset(s.span_id, 'b', SG_SPAN_ID_LEN);
+    memset(s.parent_span_id, 'c', SG_SPAN_ID_LEN);
+    s.status = 599;
+    s.client_port = 65535;
+    s.is_error = true;
+    s.start_unix_ns = UINT64_MAX / 2;
+    s.end_unix_ns = UINT64_MAX;
+    memset(s.route, 1, sizeof(s.route) - 1);
+    memset(s.path, 1, sizeof(s.path) - 1);
+    memset(s.host, 1, sizeof(s.host) - 1);
+    memset(s.client_ip, 1, sizeof(s.client_ip) - 1);
+    memset(s.upstream, 1, sizeof(s.upstream) - 1);
+    memset(s.error, 1, sizeof(s.error) - 1);
+    static char mem[SG_SPAN_JSON_MAX + 600];
+    sg_buf_t b;
+    sg_buf_init(&b, mem, sizeof(mem));
+    cr_assert_eq(sg_spans_encode_otlp(&b, &s, 1, "s"), 1);
+    cr_assert_leq(b.len, SG_SPAN_JSON_MAX + 400, "envelope + one span: %zu", b.len);
+    sg_buf_init(&b, mem, sizeof(mem));
+    cr_assert_eq(sg_spans_encode_zipkin(&b, &s, 1, "s"), 1);
+    cr_assert_leq(b.len, SG_SPAN_JSON_MAX);
+}
+
+Test(spans, queue_full_drops_and_counts, .timeout = 30)
+{
+    sg_span_queue_t *q = sg_span_queue_new(16);
+    cr_assert_not_null(q);
+    sg_reqrec_t r = make_rec(200, false);
+    int ok = 0;
+    for (int i = 0; i < 40; i++)
+        ok += sg_spans_record(q, &r, "x");
+    cr_assert_eq(ok, 16);
+    cr_assert_eq(sg_span_queue_dropped(q), 24);
+    cr_assert_eq(sg_spans_dropped_total(), 24);
+    r.sampled = false;
+    cr_assert_not(sg_spans_record(q, &r, "x"), "unsampled requests make no span");
+    cr_assert_eq(sg_span_queue_dropped(q), 24);
+    sg_span_queue_free(q);
+    cr_assert_eq(sg_spans_dropped_total(), 40, "spans left in a freed queue count as dropped");
+}
+
+Test(spans, sampler_ratio, .timeout = 30)
+{
+    sg_spans_set_sample_ratio(1.0);
+    for (int i = 0; i < 1000; i++)
+        cr_assert(sg_spans_sample_new());
+    sg_spans_set_sample_ratio(0.0);
+    for (int i = 0; i < 1000; i++)
+        cr_assert_not(sg_spans_sample_new());
+    sg_spans_set_sample_ratio(0.25);
+    int n = 0;
+    for (int i = 0; i < 100000; i++)
+        n += sg_spans_sample_new();
+    cr_assert(n > 23500 && n < 26500, "%d of 100000 at 0.25", n);
+}
+
+/* ---- exporter --------------------------------------------------------- */
+
+static uv_loop_t loop;
+static sg_collector_t *coll;
+static sg_span_queue_t *queue;
+static sg_spans_exporter_t *ex;
+
+static void ex_setup(void)
+{
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    coll = sg_collector_start();
+    cr_assert_not_null(coll);
+    queue = sg_span_queue_new(1024);
+    cr_assert_not_null(queue);
+}
+
+static void walk_cb(uv_handle_t *h, void *arg)
+{
+    SG_UNUSED(arg);
+    cr_log_error("handle left open: type %d", (int)h->type);
+}
+
+static void ex_teardown(void)
+{
+    sg_spans_exporter_stop(ex);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_walk(&loop, walk_cb, NULL);
+    cr_assert_eq(uv_loop_close(&loop), 0);
+    sg_span_queue_free(queue);
+    sg_collector_stop(coll);
+}
+
+TestSuite(exporter, .init = ex_setup, .fini = ex_teardown, .timeout = 30);
+
+typedef bool (*pred_fn)(void *);
+
+static bool run_until(pred_fn pred, void *arg, int timeout_ms)
+{
+    uint64_t dl = sg_now_ms() + (uint64_t)timeout_ms;
+    while (!pred(arg)) {
+        if (sg_now_ms() > dl)
+            return false;
+        uv_run(&loop, UV_RUN_ONCE);
+    }
+    return true;
+}
+
+static bool exported_at_least(void *arg)
+{
+    return sg_spans_exported_total() >= *(uint64_t *)arg;
+}
+
+static bool dropped_at_least(void *arg)
+{
+    return sg_spans_dropped_total() >= *(uint64_t *)arg;
+}
+
+static bool collector_has_one(void *arg)
+{
+    SG_UNUSED(arg);
+    return sg_collector_count(coll) >= 1;
+}
+
+static sg_trace_conf_t conf_for(sg_export_format_t fmt, const char *url)
+{
+    sg_trace_conf_t c;
+    memset(&c, 0, sizeof(c));
+    c.export.format = fmt;
+    c.export.url = url;
+    c.export.sample = 1.0;
+    c.export.batch_size = 512;
+    c.export.batch_delay_ms = 50;
+    c.export.queue_size = 1024;
+    c.export.timeout_ms = 2000;
+    c.export.service_name = "swarmgate-test";
+    return c;
+}
+
+static const sg_spans_opts_t fast = {.max_attempts = 3, .backoff_min_ms = 10, .backoff_max_ms = 50, .tick_ms = 10};
+
+static void push_spans(int n)
+{
+    for (int i = 0; i < n; i++) {
+        sg_reqrec_t r = make_rec((uint16_t)(200 + i), true);
+        cr_assert(sg_spans_record(queue, &r, "tickets"));
+    }
+}
+
+Test(exporter, otlp_batches_reach_collector)
+{
+    char url[128];
+    sg_trace_conf_t c = conf_for(SG_EXPORT_OTLP_HTTP, sg_collector_url(coll, "", url, sizeof(url)));
+    cr_assert_eq(sg_spans_exporter_start(&loop, &c, &fast, &ex), 0);
+    push_spans(3);
+    uint64_t want = 3;
+    cr_assert(run_until(exported_at_least, &want, 10000), "exported %lu", (unsigned long)sg_spans_exported_total());
+    cr_assert_eq(sg_collector_count(coll), 1, "3 spans in one batch");
+    char *path = sg_collector_path(coll, 0);
+    cr_assert_str_eq(path, "/v1/traces");
+    free(path);
+    char *ct = sg_collector_header(coll, 0, "content-type");
+    cr_assert_str_eq(ct, "application/json");
+    free(ct);
+    size_t len;
+    char *body = sg_collector_body(coll, 0, &len);
+    char err[128];
+    cr_assert(sg_test_json_valid(body, len, err, sizeof(err)), "%s", err);
+    cr_assert_eq(sg_test_json_count(body, len, "spanId"), 3);
+    for (int i = 0; i < 3; i++) {
+        assert_get(body, len, "traceId", i, TRACE_HEX);
+        assert_get(body, len, "parentSpanId", i, PARENT);
+    }
+    free(body);
+    cr_assert_eq(sg_spans_dropped_total(), 0);
+}
+
+Test(exporter, zipkin_default_path)
+{
+    char url[128];
+    sg_trace_conf_t c = conf_for(SG_EXPORT_ZIPKIN, sg_collector_url(coll, "/", url, sizeof(url)));
+    cr_assert_eq(sg_spans_exporter_start(&loop, &c, &fast, &ex), 0);
+    push_spans(2);
+    uint64_t want = 2;
+    cr_assert(run_until(exported_at_least, &want, 10000));
+    char *path = sg_collector_path(coll, 0);
+    cr_assert_str_eq(path, "/api/v2/spans");
+    free(path);
+    size_t len;
+    char *body = sg_collector_body(coll, 0, &len);
+    cr_assert(sg_test_json_valid(body, len, NULL, 0));
+    assert_get(body, len, "traceId", 1, TRACE_HEX);
+    assert_get(body, len, "parentId", 1, PARENT);
+    free(body);
+}
+
+Test(exporter, batch_size_sends_before_delay)
+{
+    char url[128];
+    sg_trace_conf_t c = conf_for(SG_EXPORT_OTLP_HTTP, sg_collector_url(coll, "/custom/path", url, sizeof(url)));
+    c.export.batch_delay_ms = 600000; /* would never fire within the test */
+    c.export.batch_size = 4;
+    cr_assert_eq(sg_spans_exporter_start(&loop, &c, &fast, &ex), 0);
+    push_spans(10);
+    uint64_t want = 8;
+    cr_assert(run_until(exported_at_least, &want, 10000));
+    cr_assert_eq(sg_collector_count(coll), 2, "two full batches of 4");
+    char *path = sg_collector_path(coll, 0);
+    cr_assert_str_eq(path, "/custom/path");
+    free(path);
+    cr_assert_eq(sg_spans_exported_total(), 8, "2 spans wait for the delay");
+}
+
+static bool collector_body_count_spans(void *arg)
+{
+    long want = *(long *)arg, n = 0;
+    size_t count = sg_collector_count(coll);
+    for (size_t i = 0; i < count; i++) {
+        size_t len;
+        char *b = sg_collector_body(coll, i, &len);
+        n += sg_test_json_count(b, len, "spanId");
+        free(b);
+    }
+    return n >= want;
+}
+
+Test(exporter, small_body_limit_splits_batch_without_loss)
+{
+    char url[128];
+    sg_trace_conf_t c = conf_for(SG_EXPORT_OTLP_HTTP, sg_collector_url(coll, "", url, sizeof(url)));
+    sg_spans_opts_t o = fast;
+    o.body_max_bytes = 1; /* clamped up to one worst-case span */
+    cr_assert_eq(sg_spans_exporter_start(&loop, &c, &o, &ex), 0);
+    push_spans(20);
+    uint64_t want = 20;
+    cr_assert(run_until(exported_at_least, &want, 10000));
+    long want_spans = 20;
+    cr_assert(collector_body_count_spans(&want_spans));
+    size_t posts = sg_collector_count(coll);
+    cr_assert_gt(posts, 2, "20 spans cannot fit one 7 KiB body");
+    for (size_t i = 0; i < posts; i++) {
+        size_t len;
+        char *b = sg_collector_body(coll, i, &len);
+        cr_assert_leq(len, SG_SPAN_JSON_MAX + 1024);
+        cr_assert(sg_test_json_valid(b, len, NULL, 0));
+        free(b);
+    }
+    cr_assert_eq(sg_spans_dropped_total(), 0);
+    cr_assert_eq(sg_spans_exported_total(), 20);
+}
+
+Test(exporter, collector_500_is_retried)
+{
+    char url[128];
+    sg_trace_conf_t c = conf_for(SG_EXPORT_OTLP_HTTP, sg_collector_url(coll, "/v1/traces", url, sizeof(url)));
+    sg_collector_fail_next(coll, 2);
+    cr_assert_eq(sg_spans_exporter_start(&loop, &c, &fast, &ex), 0);
+    push_spans(5);
+    uint64_t want = 5;
+    cr_assert(run_until(exported_at_least, &want, 10000));
+    cr_assert_eq(sg_collector_count(coll), 3, "two 500s, then 200");
+    char *b0 = sg_collector_body(coll, 0, NULL), *b2 = sg_collector_body(coll, 2, NULL);
+    cr_assert_str_eq(b0, b2, "the same batch is sent again");
+    free(b0);
+    free(b2);
+    cr_assert_eq(sg_spans_dropped_total(), 0);
+}
+
+Test(exporter, collector_500_gives_up_after_max_attempts)
+{
+    char url[128];
+    sg_trace_conf_t c = conf_for(SG_EXPORT_OTLP_HTTP, sg_collector_url(coll, "", url, sizeof(url)));
+    sg_collector_fail_next(coll, 100);
+    cr_assert_eq(sg_spans_exporter_start(&loop, &c, &fast, &ex), 0);
+    push_spans(4);
+    uint64_t want = 4;
+    cr_assert(run_until(dropped_at_least, &want, 10000));
+    cr_assert_eq(sg_collector_count(coll), fast.max_attempts);
+    cr_assert_eq(sg_spans_exported_total(), 0);
+}
+
+static uint16_t closed_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof(a);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+    close(fd); /* nobody listens there now */
+    return ntohs(a.sin_port);
+}
+
+Test(exporter, collector_down_drops_counted_without_blocking)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/v1/traces", (unsigned)closed_port());
+    sg_trace_conf_t c = conf_for(SG_EXPORT_OTLP_HTTP, url);
+    cr_assert_eq(sg_spans_exporter_start(&loop, &c, &fast, &ex), 0);
+    push_spans(7);
+    uint64_t want = 7;
+    cr_assert(run_until(dropped_at_least, &want, 10000));
+    cr_assert_eq(sg_spans_exported_total(), 0);
+    cr_assert_eq(sg_spans_dropped_total(), 7);
+
+    /* the producer side never waits: a full queue drops at once */
+    sg_reqrec_t r = make_rec(200, false);
+    uint64_t t0 = sg_now_ns();
+    int ok = 0;
+    for (int i = 0; i < 3000; i++)
+        ok += sg_spans_record(queue, &r, NULL);
+    cr_assert_eq(ok, 1024);
+    cr_assert_eq(sg_span_queue_dropped(queue), 3000 - 1024);
+    cr_assert_lt(sg_now_ns() - t0, 2000000000ull);
+}
+
+Test(exporter, host_name_resolved)
+{
+    /* "localhost" comes from /etc/hosts (no DNS traffic); it may list ::1
+     * first, where nothing listens: the next address is tried. */
+    char url[128];
+    snprintf(url, sizeof(url), "http://localhost:%u", (unsigned)sg_collector_port(coll));
+    sg_trace_conf_t c = conf_for(SG_EXPORT_OTLP_HTTP, url);
+    cr_assert_eq(sg_spans_exporter_start(&loop, &c, &fast, &ex), 0);
+    push_spans(2);
+    uint64_t want = 2;
+    cr_assert(run_until(exported_at_least, &want, 10000));
+    char *host = sg_collector_header(coll, 0, "host");
+    char want_host[64];
+    snprintf(want_host, sizeof(want_host), "localhost:%u", (unsigned)sg_collector_port(coll));
+    cr_assert_str_eq(host, want_host);
+    free(host);
+}
+
+Test(exporter, stalled_collector_times_out_and_retries)
+{
+    char url[128];
+    sg_trace_conf_t c = conf_for(SG_EXPORT_OTLP_HTTP, sg_collector_url(coll, "", url, sizeof(url)));
+    c.export.timeout_ms = 200;
+    sg_collector_stall_next(coll, 1);
+    cr_assert_eq(sg_spans_exporter_start(&loop, &c, &fast, &ex), 0);
+    push_spans(3);
+    uint64_t want = 3;
+    cr_assert(run_until(exported_at_least, &want, 10000));
+    cr_assert_eq(sg_collector_count(coll), 2);
+}
+
+Test(exporter, stop_during_request_frees_cleanly)
+{
+    char url[128];
+    sg_trace_conf_t c = conf_for(SG_EXPORT_OTLP_HTTP, sg_collector_url(coll, "", url, sizeof(url)));
+    sg_collector_stall_next(coll, 100);
+    cr_assert_eq(sg_spans_exporter_start(&loop, &c, &fast, &ex), 0);
+    push_spans(3);
+    cr_assert(run_until(collector_has_one, NULL, 10000));
+    sg_spans_exporter_stop(ex);
+    ex = NULL;
+    uv_run(&loop, UV_RUN_DEFAULT); /* returns only when every handle is closed */
+    cr_assert_eq(sg_spans_dropped_total(), 3, "the batch in flight is counted as dropped");
+}
+
+Test(exporter, bad_urls_refused)
+{
+    const char *bad[] = {NULL, "", "https://collector:4318", "ftp://x", "http://", "http://:80/", "http://h:0",
+                         "http://h:99999", "http://h:8x", "http://[::1/x", "http://u@h/", "http://h/a b"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        sg_trace_conf_t c = conf_for(SG_EXPORT_OTLP_HTTP, bad[i]);
+        sg_spans_exporter_t *e = NULL;
+        cr_assert_eq(sg_spans_exporter_start(&loop, &c, NULL, &e), -EINVAL, "%s", bad[i] ? bad[i] : "(null)");
+        cr_assert_null(e);
+    }
+    sg_trace_conf_t c = conf_for(SG_EXPORT_NONE, "http://h:1");
+    cr_assert_eq(sg_spans_exporter_start(&loop, &c, NULL, &ex), -EINVAL);
+    c = conf_for(SG_EXPORT_ZIPKIN, "http://[::1]:9411");
+    cr_assert_eq(sg_spans_exporter_start(&loop, &c, NULL, &ex), 0);
+}
