@@ -468,6 +468,15 @@ int sg__conn_write(sg_conn_t *c, const uv_buf_t *iov, unsigned n, char *hold, sg
     return r;
 }
 
+int sg__conn_write2(sg_conn_t *c, const uv_buf_t *iov, unsigned n, char *hold0, sg_buf_kind_t kind0, char *hold1,
+                    sg_buf_kind_t kind1)
+{
+    int r = sg__write2(c->w, (uv_stream_t *)&c->tcp, iov, n, hold0, kind0, hold1, kind1, on_conn_write, c);
+    if (r == 0)
+        c->n_writes++;
+    return r;
+}
+
 static int conn_write_ext(sg_conn_t *c, const uv_buf_t *iov, unsigned n, char *hold, const char *ext,
                           void (*ext_free)(void *, const char *), void *ext_ud)
 {

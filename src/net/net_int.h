@@ -259,6 +259,9 @@ struct sg_txn {
 
     char *uphead; /* serialized upstream request head (fl_head) until written */
     size_t uphead_len;
+    char *resp_head; /* client response head (fl_head) not yet written: it goes
+                        out with the first body bytes in one writev */
+    size_t resp_head_len;
 
     sg_reqrec_t rec;
     sg_trace_ctx_t trace;
@@ -352,9 +355,14 @@ void sg__buf_put(sg_worker_t *w, char *b);
 char *sg__head_get(sg_worker_t *w);
 void sg__head_put(sg_worker_t *w, char *b);
 /* Writes iov to s; `hold` (kind) is released when the write finishes.
- * Returns 0 or a UV error (hold already released). */
+ * Returns 1 when it was written at once (hold released, cb never called),
+ * 0 when queued (cb called when done), or a UV error (hold released). */
 int sg__write(sg_worker_t *w, uv_stream_t *s, const uv_buf_t *iov, unsigned n, char *hold, sg_buf_kind_t kind,
               sg_wreq_cb cb, void *owner) SG_MUST_CHECK;
+/* The same with two held buffers (a response head and its first body bytes
+ * in one writev). */
+int sg__write2(sg_worker_t *w, uv_stream_t *s, const uv_buf_t *iov, unsigned n, char *hold0, sg_buf_kind_t kind0,
+               char *hold1, sg_buf_kind_t kind1, sg_wreq_cb cb, void *owner) SG_MUST_CHECK;
 int sg__write_ext(sg_worker_t *w, uv_stream_t *s, const uv_buf_t *iov, unsigned n, char *hold, const char *ext,
                   void (*ext_free)(void *, const char *), void *ext_ud, sg_wreq_cb cb, void *owner) SG_MUST_CHECK;
 void sg__worker_conn_gone(sg_worker_t *w);
@@ -369,8 +377,10 @@ void sg__listener_resume(sg_worker_t *w);
 /* ---- conn.c ------------------------------------------------------------ */
 void sg__conn_accepted(sg_listener_t *l);
 void sg__conn_close(sg_conn_t *c);
-/* Queue bytes to the client. */
+/* Queue bytes to the client (sg__write's return values). */
 int sg__conn_write(sg_conn_t *c, const uv_buf_t *iov, unsigned n, char *hold, sg_buf_kind_t kind) SG_MUST_CHECK;
+int sg__conn_write2(sg_conn_t *c, const uv_buf_t *iov, unsigned n, char *hold0, sg_buf_kind_t kind0, char *hold1,
+                    sg_buf_kind_t kind1) SG_MUST_CHECK;
 /* Proxy-made error response (JSON body, X-Trace-Id). Ends the txn. */
 void sg__conn_error(sg_conn_t *c, int status, const char *error, bool must_close);
 /* The response of c->txn is complete (all bytes queued). */

@@ -81,6 +81,10 @@ void sg__txn_free(sg_txn_t *t)
         sg__head_put(w, t->uphead);
         t->uphead = NULL;
     }
+    if (t->resp_head) {
+        sg__head_put(w, t->resp_head);
+        t->resp_head = NULL;
+    }
     sg_freelist_put(&w->fl_txn, t);
 }
 
@@ -689,11 +693,29 @@ void sg__proxy_client_drained(sg_txn_t *t)
     }
 }
 
+/* Writes a response head still held back (no body bytes came with it).
+ * Returns false when the connection was aborted. */
+static bool flush_resp_head(sg_txn_t *t)
+{
+    if (!t->resp_head)
+        return true;
+    char *buf = t->resp_head;
+    uv_buf_t iov = uv_buf_init(buf, (unsigned)t->resp_head_len);
+    t->resp_head = NULL;
+    if (sg__conn_write(t->conn, &iov, 1, buf, SG_BK_HEAD) < 0) {
+        sg__conn_abort(t->conn, "client write failed");
+        return false;
+    }
+    return true;
+}
+
 static void resp_complete(sg_txn_t *t)
 {
     sg_upconn_t *u = t->up;
     sg_conn_t *c = t->conn;
     sg_worker_t *w = c->w;
+    if (!flush_resp_head(t))
+        return;
     if (u) {
         bool reusable = (t->flags & SG_TXN_F_REQ_DONE) && u->parser.head.is_keep_alive &&
                         !(u->flags & (SG_UPC_F_NO_REUSE | SG_UPC_F_EOF)) && !(u->rbuf && u->rpos < u->rlen) &&
@@ -748,8 +770,11 @@ static int send_resp_head(sg_txn_t *t, const sg_h1_head_t *h, bool will_close)
         return -1;
     }
     t->rec.resp_bytes += o.len;
-    uv_buf_t iov = uv_buf_init(buf, (unsigned)o.len);
-    return sg__conn_write(c, &iov, 1, buf, SG_BK_HEAD);
+    /* Held back: the first body bytes (usually in the same read) go out
+     * with it in one writev (hand_to_client); otherwise flush_resp_head. */
+    t->resp_head = buf;
+    t->resp_head_len = o.len;
+    return 0;
 }
 
 static void on_decoded(void *ud, const char *p, size_t n)
@@ -840,6 +865,8 @@ static bool resp_head_step(sg_upconn_t *u)
     sg__head_put(w, u->head); /* h dies here */
     u->head = NULL;
     if (is_101) {
+        if (!flush_resp_head(t))
+            return false;
         t->state = SG_TXN_TUNNEL;
         u->phase = SG_UPC_P_TUNNEL;
         sg__upconn_timer(u, SG_UPC_T_NONE, 0);
@@ -884,8 +911,18 @@ static bool hand_to_client(sg_upconn_t *u, size_t n)
         u->rpos = u->rlen = 0;
     }
     t->rec.resp_bytes += n;
-    uv_buf_t iov = uv_buf_init((char *)(uintptr_t)p, (unsigned)n);
-    if (sg__conn_write(t->conn, &iov, 1, buf, SG_BK_BUF) < 0) {
+    int r;
+    if (t->resp_head) {
+        uv_buf_t iov[2] = {uv_buf_init(t->resp_head, (unsigned)t->resp_head_len),
+                           uv_buf_init((char *)(uintptr_t)p, (unsigned)n)};
+        char *head = t->resp_head;
+        t->resp_head = NULL;
+        r = sg__conn_write2(t->conn, iov, 2, head, SG_BK_HEAD, buf, SG_BK_BUF);
+    } else {
+        uv_buf_t iov = uv_buf_init((char *)(uintptr_t)p, (unsigned)n);
+        r = sg__conn_write(t->conn, &iov, 1, buf, SG_BK_BUF);
+    }
+    if (r < 0) {
         sg__conn_abort(t->conn, "client write failed");
         return false;
     }
@@ -924,6 +961,10 @@ static bool resp_body_step(sg_upconn_t *u)
         size_t dl = u->dlen;
         u->dbuf = NULL;
         u->rpos += used;
+        if (!flush_resp_head(t)) {
+            sg__buf_put(w, d);
+            return false;
+        }
         if (dl) {
             t->rec.resp_bytes += dl;
             uv_buf_t iov = uv_buf_init(d, (unsigned)dl);
@@ -950,9 +991,19 @@ static bool resp_body_step(sg_upconn_t *u)
     return true;
 }
 
+static void up_read_loop(sg_upconn_t *u, sg_txn_t *t);
+
 void sg__proxy_up_read(sg_upconn_t *u)
 {
     sg_txn_t *t = u->txn;
+    up_read_loop(u, t);
+    /* A head whose body has not arrived yet goes out alone now. */
+    if (t && u->txn == t && t->resp_head)
+        flush_resp_head(t);
+}
+
+static void up_read_loop(sg_upconn_t *u, sg_txn_t *t)
+{
     while (t && u->txn == t && u->state == SG_UPC_ACTIVE && u->rbuf && u->rpos < u->rlen) {
         bool go_on;
         switch (u->phase) {
