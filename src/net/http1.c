@@ -19,31 +19,46 @@ void sg_h1_scan_init(sg_h1_scan_t *s)
     s->is_in_start = true;
 }
 
+/* Byte classes for the scanner: runs of ordinary bytes are skipped in a
+ * tight loop (one table load and compare per byte) and only CR, leading
+ * whitespace and refused bytes take the slow path. */
+enum { BC_TEXT = 0, BC_WS, BC_CR, BC_BAD };
+
+static const uint8_t k_byte_class[256] = {
+    /* 0x00-0x1f: control bytes are refused, except HTAB (whitespace) and CR */
+    BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD,
+    BC_BAD, BC_WS,  BC_BAD, BC_BAD, BC_BAD, BC_CR,  BC_BAD, BC_BAD,
+    BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD,
+    BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD,
+    [' '] = BC_WS,
+    [0x7f] = BC_BAD,
+    /* everything else (visible ASCII, bytes >= 0x80): BC_TEXT */
+};
+
 int sg_h1_scan_feed(sg_h1_scan_t *s, const sg_h1_limits_t *lim, const char *p, size_t n, size_t *used)
 {
     if (s->len == 0 && s->line_len == 0 && s->_state == SCAN_LINE && s->n_lines == 0 && s->start_len == 0)
         s->is_in_start = true;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        s->len++;
+    const unsigned char *u = (const unsigned char *)p;
+    size_t i = 0;
+    while (i < n) {
         if (s->_state == SCAN_CR) {
+            unsigned char c = u[i++];
+            s->len++;
             /* RFC 9112 2.2: a bare CR is invalid; we refuse it. */
             if (c != '\n')
                 return -400;
             s->_state = SCAN_LINE;
             if (s->is_in_start) {
-                if (s->line_len == 0) {
-                    /* empty line(s) before the start line: ignored by llhttp for requests */
-                    s->line_len = 0;
-                    continue;
-                }
+                if (s->line_len == 0)
+                    continue; /* empty line(s) before the start line: ignored by llhttp for requests */
                 s->start_len = s->line_len;
                 s->is_in_start = false;
                 s->line_len = 0;
                 continue;
             }
             if (s->line_len == 0) {
-                *used = i + 1;
+                *used = i;
                 return SG_H1_SCAN_DONE;
             }
             s->n_lines++;
@@ -52,21 +67,30 @@ int sg_h1_scan_feed(sg_h1_scan_t *s, const sg_h1_limits_t *lim, const char *p, s
             s->line_len = 0;
             continue;
         }
-        if (c == '\r') {
-            s->_state = SCAN_CR;
-            continue;
+        /* obs-fold (RFC 9112 5.2) or leading whitespace */
+        if (s->line_len == 0 && k_byte_class[u[i]] == BC_WS)
+            return -400;
+        size_t start = i;
+        while (i < n && k_byte_class[u[i]] <= BC_WS)
+            i++;
+        size_t run = i - start;
+        if (run) {
+            s->line_len += (uint32_t)run;
+            s->len += (uint32_t)run;
+            if (s->is_in_start) {
+                if (s->line_len > lim->start_line_bytes)
+                    return -414;
+            } else if (s->len - s->start_len > lim->header_bytes) {
+                return -431;
+            }
         }
-        if (c == '\n' || c == 0 || c == 0x7f || (c < 0x20 && c != '\t'))
+        if (i == n)
+            break;
+        if (k_byte_class[u[i]] != BC_CR)
             return -400; /* bare LF, NUL, control bytes */
-        if (s->line_len == 0 && (c == ' ' || c == '\t'))
-            return -400; /* obs-fold (RFC 9112 5.2) or leading whitespace */
-        s->line_len++;
-        if (s->is_in_start) {
-            if (s->line_len > lim->start_line_bytes)
-                return -414;
-        } else if (s->len - s->start_len > lim->header_bytes) {
-            return -431;
-        }
+        s->_state = SCAN_CR;
+        s->len++;
+        i++;
     }
     *used = n;
     return SG_H1_SCAN_MORE;
@@ -148,12 +172,22 @@ static int on_header_value(llhttp_t *ll, const char *at, size_t n)
     return 0;
 }
 
+/* RFC 9110 5.6.2 tchar, as a table (this runs for every header name). */
+static const bool k_tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1,
+    ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1,
+    ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1,
+    ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1,
+    ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1,
+    ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
 static bool is_tchar(unsigned char c)
 {
-    /* RFC 9110 5.6.2 */
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-        return true;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+    return k_tchar[c];
 }
 
 static bool is_token(sg_str_t s)
