@@ -34,18 +34,18 @@ static void set_state(sg_conn_t *c, sg_conn_state_t s)
     c->state = s;
 }
 
-static void on_conn_timer(uv_timer_t *t);
+static void on_conn_timer(sg_tmo_t *t);
 
 static void conn_timer(sg_conn_t *c, uint8_t kind, uint64_t ms)
 {
     c->timer_kind = kind;
-    uv_timer_start(&c->timer, on_conn_timer, ms, 0);
+    sg__tmo_start(c->w, &c->tmo, ms);
 }
 
 static void conn_timer_stop(sg_conn_t *c)
 {
     c->timer_kind = T_NONE;
-    uv_timer_stop(&c->timer);
+    sg__tmo_stop(&c->tmo);
 }
 
 static void release_rbuf_if_empty(sg_conn_t *c)
@@ -102,7 +102,6 @@ void sg__conn_close(sg_conn_t *c)
     atomic_store_explicit(&w->pub->connections, w->n_conns, memory_order_relaxed);
     sg_obs_conn_close(w->obs, c->lst->idx);
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
-    uv_close((uv_handle_t *)&c->timer, on_conn_closed);
 }
 
 void sg__conn_abort(sg_conn_t *c, const char *why)
@@ -411,9 +410,9 @@ static void conn_process(sg_conn_t *c)
 
 /* ---- timers ----------------------------------------------------------------- */
 
-static void on_conn_timer(uv_timer_t *tm)
+static void on_conn_timer(sg_tmo_t *tm)
 {
-    sg_conn_t *c = tm->data;
+    sg_conn_t *c = sg_container_of(tm, sg_conn_t, tmo);
     uint8_t kind = c->timer_kind;
     c->timer_kind = T_NONE;
     switch (kind) {
@@ -713,6 +712,7 @@ void sg__conn_accepted(sg_listener_t *l)
     memset(c, 0, sizeof(*c));
     c->w = w;
     c->lst = l;
+    sg__tmo_init(&c->tmo, on_conn_timer);
     uv_tcp_init(&w->loop, &c->tcp);
     c->tcp.data = c;
     if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp) < 0) {
@@ -720,9 +720,7 @@ void sg__conn_accepted(sg_listener_t *l)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    uv_timer_init(&w->loop, &c->timer);
-    c->timer.data = c;
-    c->n_handles = 2;
+    c->n_handles = 1;
     struct sockaddr_storage ss;
     int len = sizeof(ss);
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {

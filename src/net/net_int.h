@@ -62,6 +62,35 @@ static inline void sg_list_remove(sg_link_t *n)
     n->prev = n->next = n;
 }
 
+/* ---- timeouts (timeq.c) -------------------------------------------------- */
+
+typedef struct sg_tmo sg_tmo_t;
+typedef void (*sg_tmo_cb)(sg_tmo_t *t);
+
+/* One timeout, embedded in its owner (conn, upconn). Owner: the embedding
+ * object, which must sg__tmo_stop() it before it is freed. */
+struct sg_tmo {
+    sg_link_t link; /* in a worker queue while running */
+    uint64_t deadline_ms;
+    sg_tmo_cb cb;
+};
+
+#define SG_TQ_QUEUES 16u
+
+typedef struct sg_tq_queue {
+    uint64_t ms; /* the duration of every entry (FIFO = deadline order) */
+    sg_link_t head;
+} sg_tq_queue_t;
+
+/* The worker's timeouts: one uv_timer for all of them. */
+typedef struct sg_timeq {
+    uv_timer_t timer;
+    sg_tq_queue_t queues[SG_TQ_QUEUES]; /* the last one takes mixed durations, sorted */
+    uint32_t n_queues;
+    uint64_t armed_ms;
+    bool is_armed;
+} sg_timeq_t;
+
 /* ---- buffers and writes ------------------------------------------------ */
 
 typedef enum sg_buf_kind {
@@ -125,6 +154,7 @@ struct sg_worker {
     uint32_t n_conns;
     uint64_t n_requests;
 
+    sg_timeq_t tq;
     uv_timer_t tick;
     uv_prepare_t prepare;
     uv_async_t async;
@@ -180,7 +210,7 @@ enum {
  * after both embedded handles closed (sg__conn_close). */
 struct sg_conn {
     uv_tcp_t tcp;
-    uv_timer_t timer;
+    sg_tmo_t tmo;
     uv_shutdown_t shutdown_req;
     sg_link_t link;
     sg_worker_t *w;
@@ -301,7 +331,7 @@ enum {
  * freed in on_upc_close (sg__upconn_close). */
 struct sg_upconn {
     uv_tcp_t tcp;
-    uv_timer_t timer;
+    sg_tmo_t tmo;
     uv_connect_t connect_req;
     sg_link_t link; /* in server idle list */
     sg_worker_t *w;
@@ -367,6 +397,15 @@ int sg__write_ext(sg_worker_t *w, uv_stream_t *s, const uv_buf_t *iov, unsigned 
                   void (*ext_free)(void *, const char *), void *ext_ud, sg_wreq_cb cb, void *owner) SG_MUST_CHECK;
 void sg__worker_conn_gone(sg_worker_t *w);
 bool sg__worker_can_accept(const sg_worker_t *w);
+
+/* ---- timeq.c ----------------------------------------------------------- */
+void sg__tq_init(sg_worker_t *w);
+void sg__tq_close(sg_worker_t *w, uv_close_cb cb);
+void sg__tmo_init(sg_tmo_t *t, sg_tmo_cb cb);
+/* (Re)starts t: cb runs once `ms` from now (0: on the next loop turn, never
+ * inside the caller's stack). O(1). */
+void sg__tmo_start(sg_worker_t *w, sg_tmo_t *t, uint64_t ms);
+void sg__tmo_stop(sg_tmo_t *t);
 
 /* ---- listener.c -------------------------------------------------------- */
 int sg__listener_start(sg_listener_t *l) SG_MUST_CHECK;

@@ -210,7 +210,7 @@ void sg__upconn_close(sg_upconn_t *u)
     unlease(u);
     u->state = SG_UPC_CLOSED;
     u->txn = NULL;
-    uv_timer_stop(&u->timer);
+    sg__tmo_stop(&u->tmo);
     if (u->flags & SG_UPC_F_READING)
         uv_read_stop((uv_stream_t *)&u->tcp);
     u->flags &= ~SG_UPC_F_READING;
@@ -227,12 +227,11 @@ void sg__upconn_close(sg_upconn_t *u)
         u->dbuf = NULL;
     }
     uv_close((uv_handle_t *)&u->tcp, on_upc_closed);
-    uv_close((uv_handle_t *)&u->timer, on_upc_closed);
 }
 
-static void on_upc_timer(uv_timer_t *tm)
+static void on_upc_timer(sg_tmo_t *tm)
 {
-    sg_upconn_t *u = tm->data;
+    sg_upconn_t *u = sg_container_of(tm, sg_upconn_t, tmo);
     uint8_t kind = u->timer_kind;
     u->timer_kind = SG_UPC_T_NONE;
     switch (kind) {
@@ -260,9 +259,9 @@ void sg__upconn_timer(sg_upconn_t *u, uint8_t kind, uint64_t ms)
 {
     u->timer_kind = kind;
     if (kind == SG_UPC_T_NONE)
-        uv_timer_stop(&u->timer);
+        sg__tmo_stop(&u->tmo);
     else
-        uv_timer_start(&u->timer, on_upc_timer, ms, 0);
+        sg__tmo_start(u->w, &u->tmo, ms);
 }
 
 static void on_upc_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -425,15 +424,14 @@ int sg__upconn_get(sg_txn_t *t, sg_upserver_t *srv)
     u->ups = srv->ups;
     u->srv = srv;
     sg_list_init(&u->link);
+    sg__tmo_init(&u->tmo, on_upc_timer);
     int r = uv_tcp_init(&w->loop, &u->tcp);
     if (r < 0) {
         sg_freelist_put(&w->fl_upconn, u);
         return r;
     }
-    uv_timer_init(&w->loop, &u->timer);
     u->tcp.data = u;
-    u->timer.data = u;
-    u->n_handles = 2;
+    u->n_handles = 1;
     u->state = SG_UPC_CONNECTING;
     u->phase = SG_UPC_P_HEAD;
     u->txn = t;

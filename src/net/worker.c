@@ -299,6 +299,7 @@ static void worker_stop_handles(sg_worker_t *w)
     for (size_t i = 0; i < w->n_listeners; i++)
         sg__listener_close(&w->listeners[i]);
     sg__upstreams_close(w);
+    sg__tq_close(w, on_handle_closed);
     uv_close((uv_handle_t *)&w->tick, on_handle_closed);
     uv_close((uv_handle_t *)&w->prepare, on_handle_closed);
     uv_close((uv_handle_t *)&w->drain_timer, on_handle_closed);
@@ -471,6 +472,7 @@ static int worker_init(sg_server_t *s, sg_worker_t *w, uint32_t idx)
     w->obs = sg_obs_worker_new(s->rt, idx);
     if (!w->obs)
         return UV_ENOMEM;
+    sg__tq_init(w);
     uv_timer_init(&w->loop, &w->tick);
     w->tick.data = w;
     uv_timer_start(&w->tick, on_tick, 250, 250);
