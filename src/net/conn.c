@@ -93,10 +93,6 @@ void sg__conn_close(sg_conn_t *c)
         sg__buf_put(w, c->rbuf);
         c->rbuf = NULL;
     }
-    if (c->head) {
-        sg__head_put(w, c->head);
-        c->head = NULL;
-    }
     sg_list_remove(&c->link);
     w->n_conns--;
     atomic_store_explicit(&w->pub->connections, w->n_conns, memory_order_relaxed);
@@ -262,17 +258,18 @@ static bool begin_request(sg_conn_t *c)
 static int head_step(sg_conn_t *c)
 {
     sg_worker_t *w = c->w;
-    if (!c->head) {
-        c->head = sg__head_get(w);
-        if (!c->head) {
+    sg_txn_t *t = c->txn;
+    if (!t->head) {
+        t->head = sg__head_get(w);
+        if (!t->head) {
             sg__conn_close(c);
             return -1;
         }
-        c->head_len = 0;
-        sg_h1_scan_init(&c->scan);
+        t->head_len = 0;
+        sg_h1_scan_init(&t->scan);
     }
     size_t avail = c->rlen - c->rpos, used = 0;
-    int r = sg_h1_scan_feed(&c->scan, &w->req_limits, c->rbuf + c->rpos, avail, &used);
+    int r = sg_h1_scan_feed(&t->scan, &w->req_limits, c->rbuf + c->rpos, avail, &used);
     if (r < 0) {
         const char *why = r == -414   ? "request line too long"
                           : r == -431 ? "request header too large"
@@ -280,27 +277,27 @@ static int head_step(sg_conn_t *c)
         sg__conn_error(c, -r, why, true);
         return -1;
     }
-    if (c->head_len + used > w->head_bytes) {
+    if (t->head_len + used > w->head_bytes) {
         sg__conn_error(c, 431, "request header too large", true);
         return -1;
     }
-    memcpy(c->head + c->head_len, c->rbuf + c->rpos, used);
-    c->head_len += used;
+    memcpy(t->head + t->head_len, c->rbuf + c->rpos, used);
+    t->head_len += used;
     c->rpos += used;
-    c->txn->rec.req_bytes += used;
+    t->rec.req_bytes += used;
     if (r == SG_H1_SCAN_MORE)
         return 0;
     conn_timer_stop(c);
-    sg_h1_parser_init(&c->parser, SG_H1_REQUEST);
-    c->parser.max_body = w->cfg->limits.body_bytes;
-    r = sg_h1_parse_head(&c->parser, c->head, c->head_len, (sg_h1_header_t *)(void *)(c->head + w->head_bytes),
+    sg_h1_parser_init(&t->parser, SG_H1_REQUEST);
+    t->parser.max_body = w->cfg->limits.body_bytes;
+    r = sg_h1_parse_head(&t->parser, t->head, t->head_len, (sg_h1_header_t *)(void *)(t->head + w->head_bytes),
                          w->head_max_hdrs, false);
     if (r < 0) {
-        sg__conn_error(c, -r, r == -431 ? "too many header fields" : sg_h1_error_reason(&c->parser), true);
+        sg__conn_error(c, -r, r == -431 ? "too many header fields" : sg_h1_error_reason(&t->parser), true);
         return -1;
     }
-    set_state(c, c->parser.head.has_body ? SG_CONN_BODY : SG_CONN_WAIT);
-    sg__proxy_head(c); /* may answer at once, and releases c->head */
+    set_state(c, t->parser.head.has_body ? SG_CONN_BODY : SG_CONN_WAIT);
+    sg__proxy_head(c); /* may answer at once, and releases t->head */
     return 0;
 }
 
@@ -310,7 +307,7 @@ static bool body_step(sg_conn_t *c)
     if (!t || !sg__proxy_can_take_body(t))
         return false;
     size_t avail = c->rlen - c->rpos, used = 0;
-    int r = sg_h1_parse_body(&c->parser, c->rbuf + c->rpos, avail, &used);
+    int r = sg_h1_parse_body(&t->parser, c->rbuf + c->rpos, avail, &used);
     if (r < 0) {
         if (t->flags & SG_TXN_F_RESP_HEAD)
             sg__conn_abort(c, "bad request body");
@@ -487,7 +484,9 @@ static int conn_write_ext(sg_conn_t *c, const uv_buf_t *iov, unsigned n, char *h
 
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
+    sg_wreq_t *wr = sg_container_of(req, sg_wreq_t, sreq);
     sg_conn_t *c = req->data;
+    sg_freelist_put(&wr->w->fl_wreq, wr);
     if (c->state == SG_CONN_CLOSED)
         return;
     if (status < 0) {
@@ -504,9 +503,19 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 static void start_shutdown(sg_conn_t *c)
 {
     c->flags |= SG_CONN_F_SHUTDOWN;
-    c->shutdown_req.data = c;
-    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
+    /* The request comes from the write-request pool: an idle connection
+     * does not carry one. */
+    sg_wreq_t *wr = sg_freelist_get(&c->w->fl_wreq);
+    if (!wr) {
         sg__conn_close(c);
+        return;
+    }
+    wr->w = c->w;
+    wr->sreq.data = c;
+    if (uv_shutdown(&wr->sreq, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+        sg_freelist_put(&c->w->fl_wreq, wr);
+        sg__conn_close(c);
+    }
 }
 
 /* ---- end of a request ---------------------------------------------------------- */
@@ -517,10 +526,6 @@ void sg__conn_txn_done(sg_conn_t *c)
     sg_worker_t *w = c->w;
     if (!t)
         return;
-    if (c->head) {
-        sg__head_put(w, c->head);
-        c->head = NULL;
-    }
     if (c->state == SG_CONN_BODY || c->state == SG_CONN_HEAD)
         c->flags |= SG_CONN_F_CLOSE_AFTER; /* the rest of the request was not read */
     if ((t->flags & SG_TXN_F_RESP_CLOSE) || !(t->flags & SG_TXN_F_CLIENT_KA) || w->is_draining)
@@ -695,6 +700,51 @@ void sg__conn_local(sg_conn_t *c, sg_local_responder_cb cb, void *ud, const sg_l
     sg__conn_txn_done(c);
 }
 
+/* ---- peer address text -------------------------------------------------------------- */
+
+static size_t put_u(char *o, unsigned v)
+{
+    char tmp[8];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        o[i] = tmp[n - 1 - i];
+    return n;
+}
+
+void sg__conn_peer_text(const sg_conn_t *c, char ip[INET6_ADDRSTRLEN], char ipport[INET6_ADDRSTRLEN + 8])
+{
+    /* Kept binary in the connection (20 bytes, not two strings) and spelled
+     * out once per request. */
+    size_t n = 0;
+    if (c->peer.family == AF_INET) {
+        for (int i = 0; i < 4; i++) {
+            if (i)
+                ip[n++] = '.';
+            n += put_u(ip + n, c->peer.addr[i]);
+        }
+        ip[n] = '\0';
+        memcpy(ipport, ip, n);
+    } else if (c->peer.family == AF_INET6) {
+        if (!inet_ntop(AF_INET6, c->peer.addr, ip, INET6_ADDRSTRLEN))
+            ip[0] = '\0';
+        size_t l = strlen(ip);
+        ipport[0] = '[';
+        memcpy(ipport + 1, ip, l);
+        n = l + 1;
+        ipport[n++] = ']';
+    } else {
+        ip[0] = ipport[0] = '\0';
+        return;
+    }
+    ipport[n++] = ':';
+    n += put_u(ipport + n, c->peer.port);
+    ipport[n] = '\0';
+}
+
 /* ---- accept ------------------------------------------------------------------------- */
 
 static void on_early_close(uv_handle_t *h)
@@ -724,14 +774,15 @@ void sg__conn_accepted(sg_listener_t *l)
     struct sockaddr_storage ss;
     int len = sizeof(ss);
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        c->peer.family = (uint8_t)ss.ss_family;
         if (ss.ss_family == AF_INET) {
-            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-            inet_ntop(AF_INET, &a->sin_addr, c->peer_ip, sizeof(c->peer_ip));
-            snprintf(c->peer, sizeof(c->peer), "%s:%u", c->peer_ip, ntohs(a->sin_port));
-        } else {
-            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-            inet_ntop(AF_INET6, &a->sin6_addr, c->peer_ip, sizeof(c->peer_ip));
-            snprintf(c->peer, sizeof(c->peer), "[%s]:%u", c->peer_ip, ntohs(a->sin6_port));
+            const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+            memcpy(c->peer.addr, &a->sin_addr, 4);
+            c->peer.port = ntohs(a->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+            memcpy(c->peer.addr, &a->sin6_addr, 16);
+            c->peer.port = ntohs(a->sin6_port);
         }
     }
     sg_list_push(&w->conns, &c->link);

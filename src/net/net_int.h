@@ -106,7 +106,10 @@ typedef void (*sg_wreq_cb)(void *owner, int status);
 /* One uv_write with the buffers it keeps alive. Owner: the write itself,
  * from sg__write() until its callback returns (then back to fl_wreq). */
 struct sg_wreq {
-    uv_write_t req;
+    union {
+        uv_write_t req;
+        uv_shutdown_t sreq; /* a connection's shutdown (conn.c) */
+    };
     sg_worker_t *w;
     void *owner;
     sg_wreq_cb cb;
@@ -211,29 +214,29 @@ enum {
 struct sg_conn {
     uv_tcp_t tcp;
     sg_tmo_t tmo;
-    uv_shutdown_t shutdown_req;
     sg_link_t link;
     sg_worker_t *w;
     sg_listener_t *lst;
+    sg_txn_t *txn; /* current request (one at a time: pipelined requests wait in rbuf) */
+    char *rbuf;    /* SG_BUF_SIZE, lent by alloc_cb; NULL when nothing pending */
+    uint32_t rpos, rlen;
     sg_conn_state_t state;
     uint32_t flags;
-    int n_handles; /* open embedded handles */
     uint32_t n_writes;
+    uint32_t n_requests;
+    uint8_t n_handles; /* open embedded handles */
     uint8_t timer_kind;
     bool is_processing;
-
-    char *rbuf; /* SG_BUF_SIZE, lent by alloc_cb; NULL when nothing pending */
-    size_t rpos, rlen;
-    char *head; /* fl_head object while a head is read */
-    size_t head_len;
-    sg_h1_scan_t scan;
-    sg_h1_parser_t parser;
-
-    sg_txn_t *txn; /* current request (one at a time: pipelined requests wait in rbuf) */
-    char peer_ip[INET6_ADDRSTRLEN];
-    char peer[INET6_ADDRSTRLEN + 8];
-    uint32_t n_requests;
+    struct {
+        uint8_t family; /* AF_INET, AF_INET6; 0 unknown */
+        uint16_t port;
+        uint8_t addr[16];
+    } peer; /* text: sg__conn_peer_text() */
 };
+
+/* An idle keep-alive connection holds this struct only: no transaction, no
+ * read buffer, no head, no timer handle (DESIGN: per-connection memory while
+ * idle). Request state (head, scanner, parser) lives in the txn. */
 
 /* ---- transaction ------------------------------------------------------- */
 
@@ -289,6 +292,12 @@ struct sg_txn {
 
     char *uphead; /* serialized upstream request head (fl_head) until written */
     size_t uphead_len;
+    char *head; /* request head (fl_head) while it is read and parsed */
+    size_t head_len;
+    sg_h1_scan_t scan;
+    sg_h1_parser_t parser; /* request: head slices point into `head`; the body parser after */
+    char peer_ip[INET6_ADDRSTRLEN];
+    char peer[INET6_ADDRSTRLEN + 8];
     char *resp_head; /* client response head (fl_head) not yet written: it goes
                         out with the first body bytes in one writev */
     size_t resp_head_len;
@@ -431,6 +440,8 @@ void sg__conn_update_read(sg_conn_t *c);
 /* Process bytes already buffered (called when the upstream became ready). */
 void sg__conn_resume(sg_conn_t *c);
 void sg__conn_tunnel_start(sg_conn_t *c);
+/* The client address as "ip" and "ip:port" ("[ip6]:port"). */
+void sg__conn_peer_text(const sg_conn_t *c, char ip[INET6_ADDRSTRLEN], char ipport[INET6_ADDRSTRLEN + 8]);
 void sg__conn_close_idle(sg_worker_t *w);
 const char *sg__conn_state_name(sg_conn_state_t s);
 

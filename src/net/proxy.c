@@ -37,6 +37,7 @@ sg_txn_t *sg__txn_new(sg_conn_t *c)
     t->rec.upstream_idx = -1;
     t->rec.server_idx = -1;
     t->rec.method = SG_METHOD_OTHER;
+    sg__conn_peer_text(c, t->peer_ip, t->peer);
     return t;
 }
 
@@ -58,7 +59,7 @@ static void report(sg_txn_t *t)
     r->sampled = (t->trace.flags & 1u) != 0;
     r->path = sg_str_cstr(t->path);
     r->host = sg_str_cstr(t->host);
-    r->client_addr = sg_str_cstr(c->peer);
+    r->client_addr = sg_str_cstr(t->peer);
     r->server_addr = sg_str_cstr(t->server);
     r->error = t->error;
     r->route_idx = t->route_idx;
@@ -80,6 +81,10 @@ void sg__txn_free(sg_txn_t *t)
     if (t->uphead) {
         sg__head_put(w, t->uphead);
         t->uphead = NULL;
+    }
+    if (t->head) {
+        sg__head_put(w, t->head);
+        t->head = NULL;
     }
     if (t->resp_head) {
         sg__head_put(w, t->resp_head);
@@ -299,7 +304,7 @@ static int build_upstream_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t host
             }
         }
     }
-    out_cstr(&o, c->peer_ip);
+    out_cstr(&o, t->peer_ip);
     out_cstr(&o, "\r\nX-Forwarded-Proto: http\r\n");
     if (host.len)
         out_header(&o, SG_STR("X-Forwarded-Host"), host);
@@ -351,7 +356,7 @@ void sg__proxy_head(sg_conn_t *c)
     sg_txn_t *t = c->txn;
     sg_worker_t *w = c->w;
     const sg_config_t *cfg = w->cfg;
-    const sg_h1_head_t *h = &c->parser.head;
+    const sg_h1_head_t *h = &t->parser.head;
     sg_listener_t *l = c->lst;
 
     t->is_reportable = true;
@@ -478,16 +483,16 @@ void sg__proxy_head(sg_conn_t *c)
     if (c->state == SG_CONN_BODY && c->rbuf && c->rpos < c->rlen) {
         /* Body bytes that came with the head: refuse bad framing before
          * anything is sent upstream. */
-        int e = sg_h1_check_body(&c->parser, c->rbuf + c->rpos, c->rlen - c->rpos);
+        int e = sg_h1_check_body(&t->parser, c->rbuf + c->rpos, c->rlen - c->rpos);
         if (e < 0) {
             sg__conn_error(c, -e, e == -413 ? "request body too large" : "malformed request body", true);
             return;
         }
     }
     int r = build_upstream_head(t, h, host, path, query);
-    if (c->head) { /* the parsed head is no longer needed: slices die here */
-        sg__head_put(w, c->head);
-        c->head = NULL;
+    if (t->head) { /* the parsed head is no longer needed: slices die here */
+        sg__head_put(w, t->head);
+        t->head = NULL;
     }
     if (r < 0) {
         sg__conn_error(c, -r, r == -414 ? "rewritten path too long" : "request head too large for upstream", true);
@@ -547,7 +552,7 @@ void sg__proxy_up_ready(sg_txn_t *t)
     sg_conn_t *c = t->conn;
     sg_worker_t *w = c->w;
     if (c->state == SG_CONN_BODY && c->rbuf && c->rpos < c->rlen) {
-        int e = sg_h1_check_body(&c->parser, c->rbuf + c->rpos, c->rlen - c->rpos);
+        int e = sg_h1_check_body(&t->parser, c->rbuf + c->rpos, c->rlen - c->rpos);
         if (e < 0) {
             /* Nothing was written: the connection stays good for the pool. */
             t->up = NULL;
@@ -839,7 +844,7 @@ static bool resp_head_step(sg_upconn_t *u)
     t->rec.upstream_head_ns = sg_now_ns();
     t->resp_status = h->status;
     t->rec.status = h->status;
-    bool client_is_10 = c->parser.head.version_minor == 0;
+    bool client_is_10 = t->parser.head.version_minor == 0;
     bool will_close = !(t->flags & SG_TXN_F_CLIENT_KA) || w->is_draining || !(t->flags & SG_TXN_F_REQ_DONE);
     if (h->has_body && h->is_eof_body)
         will_close = true; /* the client learns the end from the close */
