@@ -40,7 +40,8 @@ typedef struct sg_reqrec {
     int32_t route_idx;    /* -1: no route */
     int32_t upstream_idx; /* -1: none chosen */
     int32_t server_idx;   /* within the upstream, -1: none */
-    const char *route_name; /* borrowed from the request's config generation; NULL: look up route_idx */
+    /* Borrowed from the request's config generation; NULL: look route_idx up. */
+    const char *route_name;
     sg_method_t method;
     uint16_t status;      /* sent to the client; 0 = connection closed before a status */
     bool is_proxy_error;  /* status made by swarmgate (400, 404, 502, ...) */

@@ -140,8 +140,7 @@ static sg_rtgen_t *rtgen_new(sg_runtime_t *rt, sg_config_t *cfg, bool is_boot)
                 goto fail;
             g->servers[u][s] = pub;
         }
-        g->upstream_metric[u] =
-            index_by_name(uc->name, boot->upstreams, boot->n_upstreams, sizeof(sg_upstream_conf_t));
+        g->upstream_metric[u] = index_by_name(uc->name, boot->upstreams, boot->n_upstreams, sizeof(sg_upstream_conf_t));
     }
     for (size_t r = 0; r < cfg->n_routes; r++)
         g->route_metric[r] = index_by_name(cfg->routes[r].name, boot->routes, boot->n_routes, sizeof(sg_route_conf_t));
@@ -229,7 +228,8 @@ static int check_fixed(const sg_config_t *a, const sg_config_t *b, char *err, si
     const char *which = NULL;
     for (size_t i = 0; same && i < a->n_listeners; i++) {
         const sg_listener_conf_t *x = &a->listeners[i], *y = &b->listeners[i];
-        same = strcmp(x->name, y->name) == 0 && strcmp(x->addr.host ? x->addr.host : "", y->addr.host ? y->addr.host : "") == 0 &&
+        same = strcmp(x->name, y->name) == 0 &&
+               strcmp(x->addr.host ? x->addr.host : "", y->addr.host ? y->addr.host : "") == 0 &&
                x->addr.port == y->addr.port && x->mode == y->mode && x->serve_health == y->serve_health &&
                x->serve_metrics == y->serve_metrics && x->backlog == y->backlog;
         if (!same)

@@ -94,7 +94,7 @@ enum {
     SG_WORKER_CMD_DRAIN = 1u << 0,
     SG_WORKER_CMD_REPORT = 1u << 1,
     SG_WORKER_CMD_DRAIN_NOW = 1u << 2,
-    SG_WORKER_CMD_STOP = 1u << 3, /* control thread: every worker is gone */
+    SG_WORKER_CMD_STOP = 1u << 3,   /* control thread: every worker is gone */
     SG_WORKER_CMD_RELOAD = 1u << 4, /* worker: adopt rt->gen; control thread: reload the config file */
 };
 
@@ -110,13 +110,13 @@ enum {
  * resolutions called back. */
 struct sg_wgen {
     sg_worker_t *w;
-    sg_rtgen_t *rg;          /* retained */
-    const sg_config_t *cfg;  /* rg->cfg */
+    sg_rtgen_t *rg;         /* retained */
+    const sg_config_t *cfg; /* rg->cfg */
     sg_router_t *router;
     sg_upstream_t *ups;
     size_t n_ups;
     uint32_t refs;
-    uint32_t n_resolving;    /* uv_getaddrinfo requests in flight for this generation */
+    uint32_t n_resolving; /* uv_getaddrinfo requests in flight for this generation */
     bool is_current;
 };
 

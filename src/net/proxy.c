@@ -595,8 +595,8 @@ void sg__proxy_up_failed(sg_txn_t *t, sg_fail_t kind, const char *why)
         sg_obs_upstream_connect_error(w->obs, sg__wgen_ups_metric(t->gen, t->ups_idx));
     else if (kind == SG_FAIL_TIMEOUT)
         sg_obs_upstream_timeout(w->obs, sg__wgen_ups_metric(t->gen, t->ups_idx));
-    sg_obs_log(w->obs, SG_LOG_WARN, t->trace.trace_id, "upstream %s server %s: %s", t->gen->cfg->upstreams[t->ups_idx].name,
-               t->server, why);
+    sg_obs_log(w->obs, SG_LOG_WARN, t->trace.trace_id, "upstream %s server %s: %s",
+               t->gen->cfg->upstreams[t->ups_idx].name, t->server, why);
     t->last_fail = kind;
     t->error = why;
     if (t->flags & SG_TXN_F_RESP_HEAD) {

@@ -56,8 +56,8 @@ static void write_config(sg_proc_t *gw, const char *text)
 
 static int post_reload(sg_proc_t *gw, hc_response_t *r)
 {
-    return hc_request(sg_proc_addr(gw, "admin"),
-                      "POST /-/reload HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\n\r\n", r, 10000);
+    return hc_request(sg_proc_addr(gw, "admin"), "POST /-/reload HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\n\r\n",
+                      r, 10000);
 }
 
 /* Which upstream answered a fresh-connection GET of path ("" on failure). */
@@ -180,8 +180,7 @@ static void *load_main(void *arg)
         hc_header(&r, "Connection", conn, sizeof(conn));
         if (r.status != 200 || strcmp(conn, "close") == 0) {
             atomic_fetch_add(&l->failed, 1);
-            snprintf(l->last_error, sizeof(l->last_error), "request %u: status %d connection '%s'", i, r.status,
-                     conn);
+            snprintf(l->last_error, sizeof(l->last_error), "request %u: status %d connection '%s'", i, r.status, conn);
         } else {
             atomic_fetch_add(&l->ok, 1);
         }
