@@ -23,7 +23,7 @@ static const char usage[] = "usage: swarmgate --config FILE [--ports-file FILE]\
                             "  -v, --version         print the version\n"
                             "  -h, --help            this text\n"
                             "\n"
-                            "Signals: SIGTERM/SIGINT drain and exit (twice: skip the drain delay),\n"
+                            "Signals: SIGTERM/SIGINT drain and exit (twice: exit at once),\n"
                             "SIGHUP reloads the config file, SIGUSR1 prints per-worker pool\n"
                             "counters on stderr.\n";
 

@@ -57,8 +57,9 @@ int sg_server_start(sg_runtime_t *rt, sg_config_t *cfg, const sg_server_opts_t *
                     size_t errlen) SG_MUST_CHECK;
 /* Graceful: readiness fails at once; after shutdown.drain_delay_ms stop
  * accepting, close idle connections, let in-flight requests finish up to
- * shutdown.drain_timeout_ms, then close everything. A second call skips
- * the delay. */
+ * shutdown.drain_timeout_ms, then close everything. A second call closes
+ * every connection at once and the workers stop (issue: "a second SIGTERM
+ * exits at once"). */
 void sg_server_drain(sg_server_t *s);
 /* Live reload (control thread only: the admin responder or the control
  * loop). Re-reads the config file the process started with, validates it,

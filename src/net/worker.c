@@ -376,6 +376,15 @@ static void on_async(uv_async_t *a)
             drain_begin(w);
         }
     }
+    if ((cmd & SG_WORKER_CMD_FORCE) && w->drain_phase < 3) {
+        /* The operator asked twice: close everything now, no timeout. */
+        if (w->drain_phase < 2)
+            drain_begin(w);
+        uv_timer_stop(&w->drain_timer);
+        w->drain_phase = 3;
+        force_close_all(w);
+        worker_maybe_finish(w);
+    }
 }
 
 static void post_ctl(sg_server_t *s, unsigned cmd);
@@ -780,7 +789,7 @@ void sg_server_drain(sg_server_t *s)
     bool again = s->drain_requested;
     s->drain_requested = true; /* a second call skips the delay */
     pthread_mutex_unlock(&s->mu);
-    post(s, again ? SG_WORKER_CMD_DRAIN_NOW : SG_WORKER_CMD_DRAIN);
+    post(s, again ? SG_WORKER_CMD_DRAIN_NOW | SG_WORKER_CMD_FORCE : SG_WORKER_CMD_DRAIN);
 }
 
 /* Control thread: SIGHUP's reload. */
