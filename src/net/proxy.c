@@ -166,9 +166,8 @@ static bool is_trace_header(const sg_config_t *cfg, sg_str_t n)
     if (sg_str_ieq(n, sg_str_cstr(cfg->trace.header)) || sg_str_ieq(n, SG_STR("traceparent")) ||
         sg_str_ieq(n, SG_STR("tracestate")))
         return true;
-    for (size_t i = 0; i < cfg->trace.n_accept_headers; i++)
-        if (sg_str_ieq(n, sg_str_cstr(cfg->trace.accept_headers[i])))
-            return true;
+    /* Alias headers (trace.accept_headers, e.g. X-Request-Id) are only read:
+     * they go upstream unchanged (docs/tracing.md, Headers). */
     return false;
 }
 
