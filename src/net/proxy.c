@@ -166,8 +166,9 @@ static bool is_trace_header(const sg_config_t *cfg, sg_str_t n)
     if (sg_str_ieq(n, sg_str_cstr(cfg->trace.header)) || sg_str_ieq(n, SG_STR("traceparent")) ||
         sg_str_ieq(n, SG_STR("tracestate")))
         return true;
-    /* Alias headers (trace.accept_headers, e.g. X-Request-Id) are only read:
-     * they go upstream unchanged (docs/tracing.md, Headers). */
+    for (size_t i = 0; i < cfg->trace.n_accept_headers; i++)
+        if (sg_str_ieq(n, sg_str_cstr(cfg->trace.accept_headers[i])))
+            return true;
     return false;
 }
 
@@ -449,6 +450,12 @@ void sg__proxy_head(sg_conn_t *c)
             sg__conn_local(c, l->health_cb, l->health_ud, &lreq);
         else
             sg__conn_local(c, builtin_health, w, &lreq);
+        return;
+    }
+    /* docs/configuration.md listeners[].serve_metrics: /metrics answered here. */
+    if (l->conf->serve_metrics && l->metrics_cb && sg_str_eq(path, SG_STR("/metrics")) &&
+        (h->method == SG_METHOD_GET || h->method == SG_METHOD_HEAD)) {
+        sg__conn_local(c, l->metrics_cb, l->metrics_ud, &lreq);
         return;
     }
     if (l->conf->mode != SG_LISTENER_REVERSE) {
