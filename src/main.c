@@ -148,8 +148,6 @@ int main(int argc, char **argv)
                            .on_stopped = &m.stopped,
                            .health_cb = sg_admin_health_respond,
                            .health_ud = &ctl.admin,
-                           .metrics_cb = sg_admin_metrics_respond,
-                           .metrics_ud = &ctl.admin,
                            .admin_responder = sg_admin_respond,
                            .admin_ud = &ctl.admin,
                            .control_start = sg_control_on_start,

@@ -7,17 +7,10 @@
 #include "sg/metrics.h"
 #include "sg/runtime.h"
 
-#include <pthread.h>
-
 /* Owner: the control thread (sg_control_t). */
 typedef struct sg_admin {
     sg_runtime_t *rt;
     sg_metrics_t *metrics;
-    /* Held around a /metrics render: the registry's scrape scratch and the
-     * collectors are single-threaded, and with serve_metrics a worker
-     * renders too. Guards scrapes and last_render_ns. Initialised by
-     * sg_control_init. */
-    pthread_mutex_t render_mu;
     uint64_t scrapes;
     uint64_t last_render_ns;
 } sg_admin_t;
@@ -30,10 +23,5 @@ void sg_admin_health(sg_admin_t *a, int kind, sg_local_resp_t *resp);
 /* sg_local_responder_cb for /health* on proxy listeners with serve_health
  * (worker threads); ud is the sg_admin_t. Other paths get 404. */
 void sg_admin_health_respond(void *ud, const sg_local_req_t *req, sg_local_resp_t *resp);
-/* sg_local_responder_cb for /metrics on proxy listeners with serve_metrics
- * (worker threads; ud is the sg_admin_t): the admin listener's answer,
- * rendered under render_mu, so a worker may wait for one render in
- * progress on another thread. Collectors then run on that worker. */
-void sg_admin_metrics_respond(void *ud, const sg_local_req_t *req, sg_local_resp_t *resp);
 
 #endif /* SG_ADMIN_H */

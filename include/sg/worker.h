@@ -29,11 +29,6 @@ typedef struct sg_server_opts {
      * draining). Called on worker threads. */
     sg_local_responder_cb health_cb;
     void *health_ud;
-    /* Answers /metrics on listeners with serve_metrics: true (GET/HEAD).
-     * NULL: such listeners route /metrics like any path. Called on worker
-     * threads. */
-    sg_local_responder_cb metrics_cb;
-    void *metrics_ud;
     /* Sent (uv_async_send) once every worker and the control thread have
      * exited their loops. */
     uv_async_t *on_stopped;

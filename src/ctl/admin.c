@@ -40,17 +40,15 @@ static void answer_metrics(sg_admin_t *a, const sg_local_req_t *req, sg_local_re
         return;
     }
     sg_expose_init(x, f);
-    pthread_mutex_lock(&a->render_mu);
     uint64_t t0 = sg_now_ns();
     sg_metrics_render(a->metrics, x, sg_now_ms());
-    a->last_render_ns = sg_now_ns() - t0;
-    a->scrapes++;
-    pthread_mutex_unlock(&a->render_mu);
     if (sg_expose_finish(x) != 0 || x->has_error) {
         free_expose(x, NULL);
         answer_json(resp, 503, "{\"error\":\"%s\"}\n", "metrics render failed");
         return;
     }
+    a->last_render_ns = sg_now_ns() - t0;
+    a->scrapes++;
     resp->status = 200;
     resp->content_type = sg_expose_content_type(f);
     resp->ext_body = x->data;
@@ -95,16 +93,6 @@ void sg_admin_respond(void *ud, const sg_local_req_t *req, sg_local_resp_t *resp
     }
     answer_json(resp, 404, "{\"error\":\"no such admin endpoint\",\"endpoints\":[%s]}\n",
                 "\"/metrics\",\"/health\",\"/health/live\",\"/health/ready\",\"/livez\",\"/readyz\"");
-}
-
-void sg_admin_metrics_respond(void *ud, const sg_local_req_t *req, sg_local_resp_t *resp)
-{
-    sg_admin_t *a = ud;
-    if (!a->metrics) {
-        answer_json(resp, 404, "{\"error\":\"%s\"}\n", "not found");
-        return;
-    }
-    answer_metrics(a, req, resp);
 }
 
 void sg_admin_health_respond(void *ud, const sg_local_req_t *req, sg_local_resp_t *resp)

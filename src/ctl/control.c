@@ -39,7 +39,6 @@ int sg_control_init(sg_control_t *c, sg_runtime_t *rt)
     c->rt = rt;
     c->admin.rt = rt;
     c->admin.metrics = rt->metrics;
-    pthread_mutex_init(&c->admin.render_mu, NULL);
     if (rt->metrics) {
         sg_metrics_hooks_t hooks = {
             .server_up = server_up, .spans_exported = spans_exported, .spans_dropped = spans_dropped, .ud = rt};
@@ -50,7 +49,7 @@ int sg_control_init(sg_control_t *c, sg_runtime_t *rt)
 
 void sg_control_destroy(sg_control_t *c)
 {
-    pthread_mutex_destroy(&c->admin.render_mu);
+    SG_UNUSED(c);
 }
 
 static void on_flush(uv_timer_t *t)

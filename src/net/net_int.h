@@ -149,8 +149,6 @@ struct sg_listener {
     void *responder_ud;
     sg_local_responder_cb health_cb; /* /health* when serve_health */
     void *health_ud;
-    sg_local_responder_cb metrics_cb; /* /metrics when serve_metrics */
-    void *metrics_ud;
     uint32_t pending_accepts; /* connections the kernel has ready but we paused */
     bool is_open;
     bool is_closed;

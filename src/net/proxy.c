@@ -452,12 +452,6 @@ void sg__proxy_head(sg_conn_t *c)
             sg__conn_local(c, builtin_health, w, &lreq);
         return;
     }
-    /* docs/configuration.md listeners[].serve_metrics: /metrics answered here. */
-    if (l->conf->serve_metrics && l->metrics_cb && sg_str_eq(path, SG_STR("/metrics")) &&
-        (h->method == SG_METHOD_GET || h->method == SG_METHOD_HEAD)) {
-        sg__conn_local(c, l->metrics_cb, l->metrics_ud, &lreq);
-        return;
-    }
     if (l->conf->mode != SG_LISTENER_REVERSE) {
         sg__conn_error(c, 501, "egress mode is not available on this build", true);
         return;

@@ -463,8 +463,6 @@ static int worker_init(sg_server_t *s, sg_worker_t *w, uint32_t idx)
         l->fd = s->fds[i * s->n_workers + idx];
         l->health_cb = s->opts.health_cb;
         l->health_ud = s->opts.health_ud;
-        l->metrics_cb = s->opts.metrics_cb;
-        l->metrics_ud = s->opts.metrics_ud;
     }
     w->router = sg_router_new(cfg);
     if (!w->router)

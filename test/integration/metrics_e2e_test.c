@@ -417,7 +417,7 @@ Test(metrics_e2e, in_flight_and_active_connections)
     stop_clean();
 }
 
-Test(metrics_e2e, metrics_only_where_configured)
+Test(metrics_e2e, metrics_not_served_on_a_proxy_listener)
 {
     boot(NULL);
     stop_clean();
@@ -425,9 +425,7 @@ Test(metrics_e2e, metrics_only_where_configured)
     /* A catch-all route: /metrics on the proxy listener goes upstream. */
     gw_start(&gw,
              "workers: 1\n"
-             "listeners:\n"
-             "  - {name: api, address: \"127.0.0.1:0\"}\n"
-             "  - {name: internal, address: \"127.0.0.1:0\", serve_metrics: true}\n"
+             "listeners: [{name: api, address: \"127.0.0.1:0\", serve_health: true}]\n"
              "admin: {address: \"127.0.0.1:0\"}\n"
              "log: {access: \"off\"}\n"
              "upstreams: {app: {servers: [\"127.0.0.1:%u\"]}}\n"
@@ -436,8 +434,7 @@ Test(metrics_e2e, metrics_only_where_configured)
              us_port(up));
     api = sg_proc_addr(&gw, "api");
     admin = sg_proc_addr(&gw, "admin");
-    const char *internal = sg_proc_addr(&gw, "internal");
-    cr_assert(api && admin && internal);
+    cr_assert(api && admin);
     cr_assert(obs_wait_status(admin, "/health/ready", 200, 10000));
     hc_response_t r;
     cr_assert_eq(obs_get(api, "/metrics", NULL, &r, 3000), HC_OK);
@@ -450,11 +447,22 @@ Test(metrics_e2e, metrics_only_where_configured)
     cr_assert(us_request(up, 0, &q));
     cr_assert(!strncmp(q.head, "GET /metrics ", 13));
     us_request_free(&q);
-    /* serve_metrics: true answers it locally. */
-    cr_assert_eq(obs_get(internal, "/metrics", NULL, &r, 3000), HC_OK);
-    cr_assert_eq(r.status, 200, "%s%s", r.head, r.body);
-    cr_assert_eq(hc_header_count(&r, "X-Upstream"), 0, "served locally");
-    cr_assert(strstr(r.body, "# TYPE swarm_http_requests_total counter"), "%s", r.body);
+    /* Without a matching route it is a 404 like any unknown path. */
+    stop_clean();
+    sg_proc_cleanup(&gw);
+    gw_start(&gw,
+             "workers: 1\n"
+             "listeners: [{name: api, address: \"127.0.0.1:0\", serve_health: true}]\n"
+             "admin: {enabled: false}\n"
+             "log: {access: \"off\"}\n"
+             "upstreams: {app: {servers: [\"127.0.0.1:%u\"]}}\n"
+             "routes: [{name: a, match: {prefix: /a}, upstream: app}]\n"
+             "shutdown: {drain_delay: 0ms, drain_timeout: 2s}\n",
+             us_port(up));
+    api = sg_proc_addr(&gw, "api");
+    cr_assert_eq(obs_get(api, "/metrics", NULL, &r, 3000), HC_OK);
+    cr_assert_eq(r.status, 404, "%s%s", r.head, r.body);
+    cr_assert(strstr(r.body, "\"error\":\"no route\""), "%s", r.body);
     hc_response_free(&r);
     cr_assert_eq(us_requests(up), 1);
     stop_clean();
