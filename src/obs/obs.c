@@ -99,7 +99,10 @@ void sg_obs_conn_close(sg_obs_worker_t *o, int32_t listener_idx)
 
 void sg_obs_inflight(sg_obs_worker_t *o, int delta)
 {
-    if (!o->shard)
+    /* The control thread serves only the admin listener: a scrape must not
+     * count itself in swarm_http_requests_in_flight (admin traffic is kept
+     * out of the request metrics, see sg_obs_request_done). */
+    if (!o->shard || o->worker_idx == UINT32_MAX)
         return;
     if (delta > 0)
         sg_metrics_inflight_inc(o->shard);
