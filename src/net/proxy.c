@@ -146,21 +146,37 @@ static void out_header(outbuf_t *o, sg_str_t name, sg_str_t value)
 static void out_uint(outbuf_t *o, uint64_t v)
 {
     char tmp[24];
-    int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)v);
-    out_put(o, tmp, (size_t)n);
+    size_t n = 0;
+    do {
+        tmp[sizeof(tmp) - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    out_put(o, tmp + sizeof(tmp) - n, n);
 }
 
 /* ---- header classification ------------------------------------------------------ */
 
-static bool is_named_by_connection(const sg_h1_head_t *h, sg_str_t name)
+/* Index of the first Connection field, or h->n_headers when there is none
+ * (then no field is named by it: one pass per head, not one per field). */
+static size_t first_connection(const sg_h1_head_t *h)
 {
+    for (size_t i = 0; i < h->n_headers; i++)
+        if (sg_str_ieq(h->headers[i].name, SG_STR("connection")))
+            return i;
+    return h->n_headers;
+}
+
+static bool is_named_by_connection(const sg_h1_head_t *h, size_t first_conn, sg_str_t name)
+{
+    if (first_conn >= h->n_headers)
+        return false;
     /* Never let Connection remove framing or identity fields (a known
      * smuggling/abuse trick); those are handled explicitly. */
     static const sg_str_t protected_names[] = {SG_STR("content-length"), SG_STR("transfer-encoding"), SG_STR("host")};
     for (size_t i = 0; i < SG_ARRAY_SIZE(protected_names); i++)
         if (sg_str_ieq(name, protected_names[i]))
             return false;
-    for (size_t i = 0; i < h->n_headers; i++)
+    for (size_t i = first_conn; i < h->n_headers; i++)
         if (sg_str_ieq(h->headers[i].name, SG_STR("connection")) && sg_h1_list_has(h->headers[i].value, name))
             return true;
     return false;
@@ -280,6 +296,7 @@ static int build_upstream_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t host
     out_put(&o, "\r\n", 2);
 
     bool is_upgrade = (t->flags & SG_TXN_F_UPGRADE) != 0;
+    size_t first_conn = first_connection(h);
     bool has_xff = false, has_via = false;
     for (size_t i = 0; i < h->n_headers; i++) {
         sg_str_t n = h->headers[i].name, v = h->headers[i].value;
@@ -294,7 +311,7 @@ static int build_upstream_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t host
             has_via = true;
             continue;
         }
-        if (is_hop_by_hop(n) || is_trace_header(cfg, n) || is_named_by_connection(h, n))
+        if (is_hop_by_hop(n) || is_trace_header(cfg, n) || is_named_by_connection(h, first_conn, n))
             continue;
         out_header(&o, n, v);
     }
@@ -529,7 +546,9 @@ static void proxy_connect(sg_txn_t *t)
     t->rec.server_idx = si;
     t->tried_mask |= 1u << (si % 32);
     t->n_tries++;
-    snprintf(t->server, sizeof(t->server), "%s", srv->name);
+    size_t sl = strnlen(srv->name, sizeof(t->server) - 1);
+    memcpy(t->server, srv->name, sl);
+    t->server[sl] = '\0';
     t->state = SG_TXN_CONNECTING;
     if (!t->rec.upstream_start_ns)
         t->rec.upstream_start_ns = sg_now_ns();
@@ -753,13 +772,14 @@ static int send_resp_head(sg_txn_t *t, const sg_h1_head_t *h, bool will_close)
         out_cstr(&o, sg_h1_reason_phrase(h->status));
     out_put(&o, "\r\n", 2);
     bool is_101 = h->status == 101;
+    size_t first_conn = first_connection(h);
     for (size_t i = 0; i < h->n_headers; i++) {
         sg_str_t n = h->headers[i].name;
         if (is_101 && (sg_str_ieq(n, SG_STR("upgrade")) || sg_str_ieq(n, SG_STR("connection")))) {
             out_header(&o, n, h->headers[i].value);
             continue;
         }
-        if (is_hop_by_hop(n) || is_named_by_connection(h, n))
+        if (is_hop_by_hop(n) || is_named_by_connection(h, first_conn, n))
             continue;
         if (sg_str_ieq(n, sg_str_cstr(cfg->trace.header)))
             continue; /* ours wins: exactly one X-Trace-Id */
