@@ -165,15 +165,13 @@ static bool is_hop_by_hop(sg_str_t n)
            (n.len >= 6 && sg_str_ieq(sg_str_make(n.p, 6), SG_STR("proxy-")));
 }
 
+/* The headers swarmgate re-emits itself. Accepted aliases (X-Request-Id...)
+ * are not among them: they often carry other systems' ids and go upstream
+ * unchanged (docs/tracing.md). */
 static bool is_trace_header(const sg_config_t *cfg, sg_str_t n)
 {
-    if (sg_str_ieq(n, sg_str_cstr(cfg->trace.header)) || sg_str_ieq(n, SG_STR("traceparent")) ||
-        sg_str_ieq(n, SG_STR("tracestate")))
-        return true;
-    for (size_t i = 0; i < cfg->trace.n_accept_headers; i++)
-        if (sg_str_ieq(n, sg_str_cstr(cfg->trace.accept_headers[i])))
-            return true;
-    return false;
+    return sg_str_ieq(n, sg_str_cstr(cfg->trace.header)) || sg_str_ieq(n, SG_STR("traceparent")) ||
+           sg_str_ieq(n, SG_STR("tracestate"));
 }
 
 /* ---- trace ----------------------------------------------------------------------- */
@@ -646,7 +644,14 @@ void sg__proxy_body(sg_txn_t *t, char *buf, const char *p, size_t n)
             sg__conn_abort(t->conn, "upstream write failed");
         else
             sg__proxy_up_failed(t, SG_FAIL_RESET, "upstream write failed");
+        return;
     }
+    /* The response timeout counts from the last request byte: a long upload
+     * that keeps moving is not a slow upstream. An upstream that stops
+     * reading stops this too (back-pressure pauses the client), and then the
+     * timer runs out. */
+    if (t->state == SG_TXN_SENT)
+        sg__upconn_timer(t->up, SG_UPC_T_RESPONSE, t->gen->ups[t->ups_idx].conf->response_timeout_ms);
 }
 
 void sg__proxy_req_done(sg_txn_t *t)
