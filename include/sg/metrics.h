@@ -93,6 +93,14 @@ void sg_metrics_config_reload(sg_metrics_shard_t *s, bool is_success);
  * clock (sg_now_ms) for the error-rate windows. Does not call finish. */
 void sg_metrics_render(sg_metrics_t *m, sg_expose_t *x, uint64_t now_ms);
 
+/* The same, callable from any thread (a proxy listener with serve_metrics):
+ * the registry as of now, and the collectors' families as of their last
+ * sg_metrics_snapshot_collectors() (collectors read control-thread state).
+ * Takes a mutex that only renders take; never on the request path. */
+void sg_metrics_render_any_thread(sg_metrics_t *m, sg_expose_t *x, uint64_t now_ms);
+/* Control thread: re-renders the collectors into that snapshot. */
+void sg_metrics_snapshot_collectors(sg_metrics_t *m);
+
 /* Label value of an HTTP status for swarm_http_requests_total. */
 const char *sg_metrics_code_label(uint16_t status);
 

@@ -454,6 +454,13 @@ void sg__proxy_head(sg_conn_t *c)
             sg__conn_local(c, builtin_health, w, &lreq);
         return;
     }
+    /* /metrics on a proxy listener only when configured (DESIGN.md 6); the
+     * same local responder answers it (sg_admin_local_respond). */
+    if (l->conf->serve_metrics && l->health_cb && sg_str_eq(path, SG_STR("/metrics")) &&
+        (h->method == SG_METHOD_GET || h->method == SG_METHOD_HEAD)) {
+        sg__conn_local(c, l->health_cb, l->health_ud, &lreq);
+        return;
+    }
     if (l->conf->mode != SG_LISTENER_REVERSE) {
         sg__conn_error(c, 501, "egress mode is not available on this build", true);
         return;

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -197,7 +198,15 @@ struct sg_metrics {
     sg_metrics_hooks_t hooks;
     collector_t *collectors;
     size_t n_collectors, cap_collectors;
-    uint64_t *scratch; /* n_slots: the sum of every shard, per scrape */
+    uint64_t *scratch; /* n_slots: the sum of every shard, per scrape (under render_mu) */
+    /* Renders may come from the control thread (admin) and from a worker
+     * (a proxy listener with serve_metrics): render_mu serializes them
+     * (scratch is shared). Collectors own control-thread state, so workers
+     * get their last output as text, re-rendered by the control thread
+     * (sg_metrics_snapshot_collectors). Never taken on the request path. */
+    pthread_mutex_t render_mu;
+    char *snap[SG_EXPOSE_FORMAT__COUNT];
+    size_t snap_len[SG_EXPOSE_FORMAT__COUNT];
     sg_expose_exemplar_t *ex_scratch;
     double start_time_s;
 };
@@ -446,6 +455,7 @@ sg_metrics_t *sg_metrics_create(const sg_config_t *cfg, uint32_t n_workers)
     sg_metrics_t *m = calloc(1, sizeof(*m));
     if (!m)
         return NULL;
+    pthread_mutex_init(&m->render_mu, NULL);
     sg_arena_init(&m->arena, 16384);
     if (names_from_config(m, cfg) != 0)
         goto fail;
@@ -534,6 +544,9 @@ void sg_metrics_destroy(sg_metrics_t *m)
     free(m->scratch);
     free(m->ex_scratch);
     free(m->collectors);
+    for (int f = 0; f < SG_EXPOSE_FORMAT__COUNT; f++)
+        free(m->snap[f]);
+    pthread_mutex_destroy(&m->render_mu);
     sg_arena_destroy(&m->arena);
     free(m);
 }
@@ -810,7 +823,55 @@ static void render_hooks(sg_metrics_t *m, sg_expose_t *x)
     sg_expose_sample(x, "swarm_spans_dropped_total", "", NULL, NULL, 0, (double)dropped);
 }
 
+static void render_registry(sg_metrics_t *m, sg_expose_t *x, uint64_t now_ms);
+
 void sg_metrics_render(sg_metrics_t *m, sg_expose_t *x, uint64_t now_ms)
+{
+    pthread_mutex_lock(&m->render_mu);
+    render_registry(m, x, now_ms);
+    pthread_mutex_unlock(&m->render_mu);
+    for (size_t i = 0; i < m->n_collectors; i++)
+        m->collectors[i].cb(x, m->collectors[i].ud);
+}
+
+void sg_metrics_render_any_thread(sg_metrics_t *m, sg_expose_t *x, uint64_t now_ms)
+{
+    pthread_mutex_lock(&m->render_mu);
+    render_registry(m, x, now_ms);
+    if ((unsigned)x->format < SG_EXPOSE_FORMAT__COUNT && m->snap[x->format])
+        sg_expose_write(x, m->snap[x->format], m->snap_len[x->format]);
+    pthread_mutex_unlock(&m->render_mu);
+}
+
+void sg_metrics_snapshot_collectors(sg_metrics_t *m)
+{
+    char *out[SG_EXPOSE_FORMAT__COUNT] = {NULL};
+    size_t len[SG_EXPOSE_FORMAT__COUNT] = {0};
+    for (int f = 0; f < SG_EXPOSE_FORMAT__COUNT; f++) {
+        sg_expose_t x;
+        sg_expose_init(&x, (sg_expose_format_t)f);
+        for (size_t i = 0; i < m->n_collectors; i++)
+            m->collectors[i].cb(&x, m->collectors[i].ud);
+        if (!x.has_error) {
+            out[f] = x.data; /* ownership moves to the snapshot */
+            len[f] = x.len;
+            x.data = NULL;
+        }
+        sg_expose_destroy(&x);
+    }
+    pthread_mutex_lock(&m->render_mu);
+    for (int f = 0; f < SG_EXPOSE_FORMAT__COUNT; f++) {
+        char *old = m->snap[f];
+        m->snap[f] = out[f];
+        m->snap_len[f] = len[f];
+        out[f] = old;
+    }
+    pthread_mutex_unlock(&m->render_mu);
+    for (int f = 0; f < SG_EXPOSE_FORMAT__COUNT; f++)
+        free(out[f]);
+}
+
+static void render_registry(sg_metrics_t *m, sg_expose_t *x, uint64_t now_ms)
 {
     sum_shards(m);
     for (size_t f = 0; f < F__COUNT; f++)
@@ -828,7 +889,4 @@ void sg_metrics_render(sg_metrics_t *m, sg_expose_t *x, uint64_t now_ms)
         ps.start_time_seconds = m->start_time_s;
         sg_procstat_render(x, &ps);
     }
-
-    for (size_t i = 0; i < m->n_collectors; i++)
-        m->collectors[i].cb(x, m->collectors[i].ud);
 }
