@@ -333,3 +333,89 @@ Test(egress, verdict_names, .timeout = 10)
     for (int i = 0; i < SG_EGRESS__COUNT; i++)
         cr_assert_neq(strcmp(sg_egress_verdict_name((sg_egress_verdict_t)i), "other"), 0);
 }
+
+/* ---- metrics ------------------------------------------------------------------ */
+
+static char *render_text(sg_metrics_t *m)
+{
+    sg_expose_t x;
+    sg_expose_init(&x, SG_EXPOSE_TEXT);
+    sg_metrics_render(m, &x, 0);
+    cr_assert_eq(sg_expose_finish(&x), 0);
+    char *s = malloc(x.len + 1);
+    memcpy(s, x.data, x.len);
+    s[x.len] = '\0';
+    sg_expose_destroy(&x);
+    return s;
+}
+
+static double value_of(const char *text, const char *prefix)
+{
+    size_t pl = strlen(prefix);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, prefix, pl) == 0 && p[pl] == ' ')
+            return strtod(p + pl + 1, NULL);
+    return NAN;
+}
+
+Test(egress, metric_families, .timeout = 10)
+{
+    sg_config_t *cfg = load("[api.example.com:443, \"127.0.0.1\", api.example.com:443]");
+    sg_metrics_t *m = sg_metrics_create(cfg, 2);
+    cr_assert_not_null(m);
+    sg_metrics_shard_t *s0 = sg_metrics_worker_shard(m, 0), *s1 = sg_metrics_worker_shard(m, 1);
+    sg_trace_ctx_t tc;
+    memset(&tc, 0, sizeof(tc));
+    strcpy(tc.trace_id, "0af76519-16cd-43dd-8448-eb211c80319c");
+    sg_reqrec_t r;
+    memset(&r, 0, sizeof(r));
+    r.is_egress = true;
+    r.trace = &tc;
+    r.start_ns = 1000000000ull;
+    r.end_ns = r.start_ns + 1500000000ull; /* 1.5 s */
+    r.method = SG_METHOD_CONNECT;
+    r.status = 200;
+    r.is_tunnel = true;
+    r.egress_rule_idx = 0;
+    sg_metrics_record_egress(s0, &r);
+    r.egress_rule_idx = 2; /* same text as rule 0: same series */
+    sg_metrics_record_egress(s1, &r);
+    r.is_tunnel = false;
+    r.method = SG_METHOD_GET;
+    r.egress_rule_idx = 1;
+    sg_metrics_record_egress(s0, &r);
+    r.egress_rule_idx = -1;
+    r.status = 403;
+    sg_metrics_record_egress(s0, &r);
+    sg_metrics_egress_refused(s0, SG_EGRESS_LINK_LOCAL);
+    sg_metrics_egress_refused(s1, SG_EGRESS_LINK_LOCAL);
+    sg_metrics_egress_refused(s1, SG_EGRESS_AUTH);
+    sg_metrics_egress_refused(s1, SG_EGRESS_OK);     /* not a refusal */
+    sg_metrics_egress_refused(s1, SG_EGRESS__COUNT); /* out of range */
+    char *out = render_text(m);
+    cr_assert_eq(
+        value_of(out,
+                 "swarm_egress_requests_total{destination=\"api.example.com:443\",method=\"CONNECT\",code=\"200\"}"),
+        2, "%s", out);
+    cr_assert_eq(value_of(out, "swarm_egress_requests_total{destination=\"127.0.0.1\",method=\"GET\",code=\"200\"}"),
+                 1);
+    cr_assert_eq(value_of(out, "swarm_egress_requests_total{destination=\"none\",method=\"GET\",code=\"403\"}"), 1);
+    cr_assert_eq(value_of(out, "swarm_egress_tunnels_total{destination=\"api.example.com:443\"}"), 2);
+    cr_assert_eq(value_of(out, "swarm_egress_tunnels_total{destination=\"127.0.0.1\"}"), 0);
+    cr_assert(isnan(value_of(out, "swarm_egress_tunnels_total{destination=\"none\"}")), "none only when used");
+    cr_assert_eq(value_of(out, "swarm_egress_tunnel_duration_seconds_count{destination=\"api.example.com:443\"}"), 2);
+    cr_assert_eq(value_of(out, "swarm_egress_tunnel_duration_seconds_sum{destination=\"api.example.com:443\"}"), 3);
+    cr_assert_eq(
+        value_of(out, "swarm_egress_tunnel_duration_seconds_bucket{destination=\"api.example.com:443\",le=\"1\"}"), 0);
+    cr_assert_eq(
+        value_of(out, "swarm_egress_tunnel_duration_seconds_bucket{destination=\"api.example.com:443\",le=\"2.5\"}"),
+        2);
+    cr_assert_eq(value_of(out, "swarm_egress_refused_total{reason=\"link_local\"}"), 2);
+    cr_assert_eq(value_of(out, "swarm_egress_refused_total{reason=\"auth\"}"), 1);
+    cr_assert_eq(value_of(out, "swarm_egress_refused_total{reason=\"loopback\"}"), 0);
+    cr_assert(isnan(value_of(out, "swarm_http_requests_total{route=\"none\",method=\"GET\",code=\"403\"}")),
+              "egress requests stay out of the route families");
+    free(out);
+    sg_metrics_destroy(m);
+    sg_config_free(cfg);
+}
