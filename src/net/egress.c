@@ -181,7 +181,8 @@ sg_egress_verdict_t sg_egress_check_addr(const sg_egress_conf_t *eg, const struc
             *rule_idx = cidr;
             return SG_EGRESS_OK;
         }
-        return port_miss ? SG_EGRESS_PORT_NOT_ALLOWED : cls;
+        /* A name that was allowed: the address is the problem. */
+        return port_miss && name_rule < 0 ? SG_EGRESS_PORT_NOT_ALLOWED : cls;
     }
     if (name_rule >= 0) {
         *rule_idx = name_rule;

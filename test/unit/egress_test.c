@@ -168,6 +168,7 @@ Test(egress, special_addresses_need_a_precise_cidr_rule, .timeout = 10)
     cr_assert_eq(rule, 0);
     cr_assert_eq(check(cfg, "127.0.0.1", 8081, -1, NULL), SG_EGRESS_PORT_NOT_ALLOWED);
     cr_assert_eq(check(cfg, "127.0.0.2", 8080, -1, NULL), SG_EGRESS_LOOPBACK);
+    cr_assert_eq(check(cfg, "127.0.0.1", 8081, 0, NULL), SG_EGRESS_LOOPBACK, "an allowed name: the address is why");
     cr_assert_eq(check(cfg, "169.254.169.254", 80, -1, &rule), SG_EGRESS_OK);
     cr_assert_eq(rule, 1);
     cr_assert_eq(check(cfg, "169.254.169.253", 80, -1, NULL), SG_EGRESS_LINK_LOCAL);
