@@ -870,7 +870,9 @@ Test(egress, bad_connect_targets_are_400)
 
 /* ---- proxy authentication ------------------------------------------------------------ */
 
-Test(egress, auth_required_and_accepted, .init = start_auth)
+TestSuite(egress_auth, .init = start_auth, .fini = stop, .timeout = 60);
+
+Test(egress_auth, required_and_accepted)
 {
     char url[128], out[8192], proxy[96];
     snprintf(url, sizeof(url), "http://127.0.0.1:%u/a", us_port(up));
