@@ -59,10 +59,10 @@ struct sg_egress_dest {
     char host[256];
 };
 
-/* Owner: the worker (w->egress); sg__egress_free after the loop closed. */
+/* Owner: a worker generation (g->egress); sg__egress_free with it. */
 struct sg_egress {
     sg_server_pub_t pub; /* shared by every destination: never ejected (max_fails 0) */
-    sg_worker_t *w;
+    sg_wgen_t *gen;
     sg_upstream_conf_t conf; /* name "egress", the timeouts above */
     sg_upstream_t ups;       /* group of every destination; idx -1 */
     sg_freelist_t fl_dest;
@@ -73,11 +73,12 @@ struct sg_egress {
 
 /* ---- worker scope ------------------------------------------------------------ */
 
-int sg__egress_init(sg_worker_t *w)
+int sg__egress_init(sg_wgen_t *g)
 {
-    bool has_egress = false;
-    for (size_t i = 0; i < w->cfg->n_listeners; i++)
-        has_egress |= w->cfg->listeners[i].mode == SG_LISTENER_EGRESS;
+    sg_worker_t *w = g->w;
+    bool has_egress = false; /* listeners are fixed at start-up */
+    for (size_t i = 0; i < w->n_listeners; i++)
+        has_egress |= w->listeners[i].conf->mode == SG_LISTENER_EGRESS;
     if (!has_egress)
         return 0;
     size_t size = (sizeof(sg_egress_t) + SG_CACHELINE - 1) / SG_CACHELINE * SG_CACHELINE;
@@ -85,7 +86,7 @@ int sg__egress_init(sg_worker_t *w)
     if (!eg)
         return UV_ENOMEM;
     memset(eg, 0, sizeof(*eg));
-    eg->w = w;
+    eg->gen = g;
     eg->conf.name = "egress";
     eg->conf.keepalive = EG_KEEPALIVE;
     eg->conf.keepalive_timeout_ms = EG_KEEPALIVE_TIMEOUT_MS;
@@ -94,6 +95,7 @@ int sg__egress_init(sg_worker_t *w)
     eg->conf.read_timeout_ms = EG_READ_TIMEOUT_MS;
     eg->conf.max_fails = 0;
     eg->ups.w = w;
+    eg->ups.gen = g;
     eg->ups.idx = -1;
     eg->ups.conf = &eg->conf;
     sg_freelist_init(&eg->fl_dest, sizeof(sg_egress_dest_t), EG_MAX_DESTS);
@@ -102,7 +104,7 @@ int sg__egress_init(sg_worker_t *w)
         eg->dns[i].eg = eg;
         sg_list_init(&eg->dns[i].waiters);
     }
-    w->egress = eg;
+    g->egress = eg;
     return 0;
 }
 
@@ -112,21 +114,23 @@ static void close_idle(sg_egress_dest_t *d)
         sg__upconn_close(sg_container_of(d->srv.idle.next, sg_upconn_t, link));
 }
 
-void sg__egress_close(sg_worker_t *w)
+void sg__egress_close(sg_wgen_t *g)
 {
-    sg_egress_t *eg = w->egress;
+    sg_egress_t *eg = g->egress;
     if (!eg)
         return;
-    for (size_t i = 0; i < EG_DNS_SLOTS; i++)
+    /* A retired generation lets its lookups finish for the requests that
+     * wait on them; a stopping worker cancels them. */
+    for (size_t i = 0; i < EG_DNS_SLOTS && g->w->is_stopping; i++)
         if (eg->dns[i].state == DNS_RESOLVING)
             uv_cancel((uv_req_t *)&eg->dns[i].gai);
     for (sg_link_t *n = eg->dests.next; n != &eg->dests; n = n->next)
         close_idle(sg_container_of(n, sg_egress_dest_t, link));
 }
 
-void sg__egress_free(sg_worker_t *w)
+void sg__egress_free(sg_wgen_t *g)
 {
-    sg_egress_t *eg = w->egress;
+    sg_egress_t *eg = g->egress;
     if (!eg)
         return;
     while (!sg_list_empty(&eg->dests)) {
@@ -136,7 +140,7 @@ void sg__egress_free(sg_worker_t *w)
     }
     sg_freelist_destroy(&eg->fl_dest);
     free(eg);
-    w->egress = NULL;
+    g->egress = NULL;
 }
 
 /* ---- answers ----------------------------------------------------------------- */
@@ -196,7 +200,7 @@ static void fail_502(sg_txn_t *t, const char *error, const char *reason)
 int sg__egress_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t target, sg_str_t authority, bool is_absolute)
 {
     sg_conn_t *c = t->conn;
-    const sg_egress_conf_t *ec = &c->w->cfg->egress;
+    const sg_egress_conf_t *ec = &t->gen->cfg->egress;
     bool is_connect = h->method == SG_METHOD_CONNECT;
     t->eg.name_rule = -1;
     t->eg.name_verdict = SG_EGRESS_HOST_NOT_ALLOWED;
@@ -333,12 +337,25 @@ void sg__egress_txn_free(sg_txn_t *t)
 
 /* ---- connect --------------------------------------------------------------------- */
 
+/* The metrics registry knows the start-up config's rules: map a rule of
+ * this request's generation to it by text (INT32_MAX: "other"). */
+static int32_t rule_metric(const sg_txn_t *t, int32_t rule)
+{
+    const sg_egress_conf_t *now = &t->gen->cfg->egress, *boot = &t->conn->w->boot_cfg->egress;
+    if (rule < 0 || now == boot)
+        return rule;
+    for (size_t k = 0; k < boot->n_allow; k++)
+        if (strcmp(boot->allow[k].text, now->allow[rule].text) == 0)
+            return (int32_t)k;
+    return INT32_MAX;
+}
+
 static void connect_to(sg_txn_t *t, const struct sockaddr_storage *addr, int32_t rule)
 {
     sg_conn_t *c = t->conn;
     sg_worker_t *w = c->w;
-    t->rec.egress_rule_idx = rule;
-    sg_egress_dest_t *d = dest_get(w->egress, t->eg.target.host, t->eg.target.port, addr);
+    t->rec.egress_rule_idx = rule_metric(t, rule);
+    sg_egress_dest_t *d = dest_get(t->gen->egress, t->eg.target.host, t->eg.target.port, addr);
     if (!d) {
         fail_502(t, "out of memory", "internal");
         return;
@@ -362,7 +379,7 @@ static void connect_to(sg_txn_t *t, const struct sockaddr_storage *addr, int32_t
 /* Checks the addresses in order and connects to the first one allowed. */
 static void decide(sg_txn_t *t, const struct sockaddr_storage *addrs, size_t n)
 {
-    const sg_egress_conf_t *ec = &t->conn->w->cfg->egress;
+    const sg_egress_conf_t *ec = &t->gen->cfg->egress;
     uint16_t port = t->eg.target.port;
     sg_egress_verdict_t first = SG_EGRESS_OK;
     const struct sockaddr_storage *first_addr = NULL;
@@ -421,7 +438,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         status = UV_EAI_NODATA;
     uint64_t now = sg_now_ms();
     e->state = status == 0 ? DNS_READY : DNS_FREE; /* failures are not cached */
-    e->expires_ms = now + eg->w->cfg->egress.dns_ttl_ms;
+    e->expires_ms = now + eg->gen->cfg->egress.dns_ttl_ms;
     e->used_ms = now;
     /* Each waiter leaves the list before it goes on: going on may end it. */
     while (!sg_list_empty(&e->waiters)) {
@@ -433,12 +450,13 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         else
             dns_failed(t, status);
     }
+    sg__wgen_resolved(eg->gen); /* last: may free the generation, and e with it */
 }
 
 static void resolve(sg_txn_t *t)
 {
     sg_worker_t *w = t->conn->w;
-    sg_egress_t *eg = w->egress;
+    sg_egress_t *eg = t->gen->egress;
     const char *host = t->eg.target.host;
     uint64_t now = sg_now_ms();
     sg_egress_dns_t *e = NULL, *spare = NULL;
@@ -479,6 +497,7 @@ static void resolve(sg_txn_t *t)
             return;
         }
         e->state = DNS_RESOLVING;
+        t->gen->n_resolving++; /* the generation outlives the lookup */
     }
     t->eg.dns = e;
     sg_list_push(e->waiters.prev, &t->eg.wait); /* last: answered in arrival order */
@@ -486,7 +505,7 @@ static void resolve(sg_txn_t *t)
 
 void sg__egress_connect(sg_txn_t *t)
 {
-    const sg_egress_conf_t *ec = &t->conn->w->cfg->egress;
+    const sg_egress_conf_t *ec = &t->gen->cfg->egress;
     sg_egress_target_t *tg = &t->eg.target;
     t->state = SG_TXN_CONNECTING;
     if (tg->is_ip) {
@@ -497,7 +516,7 @@ void sg__egress_connect(sg_txn_t *t)
     sg_egress_verdict_t v = sg_egress_match_host(ec, tg->host, tg->port, &rule);
     if (v == SG_EGRESS_OK) {
         t->eg.name_rule = rule;
-        t->rec.egress_rule_idx = rule;
+        t->rec.egress_rule_idx = rule_metric(t, rule);
     } else {
         t->eg.name_verdict = v;
         if (!sg_egress_has_cidr_rule(ec, tg->port)) {
@@ -522,7 +541,7 @@ void sg__egress_connected(sg_txn_t *t)
     }
     /* RFC 9110 9.3.6: no Content-Length or Transfer-Encoding in a 2xx to
      * CONNECT; the tunnel starts right after the blank line. */
-    int n = snprintf(buf, w->head_size, "HTTP/1.1 200 Connection Established\r\n%s: %s\r\n\r\n", w->cfg->trace.header,
+    int n = snprintf(buf, w->head_size, "HTTP/1.1 200 Connection Established\r\n%s: %s\r\n\r\n", t->gen->cfg->trace.header,
                      t->trace.trace_id);
     if (n < 0 || (size_t)n >= w->head_size) {
         sg__head_put(w, buf);

@@ -29,6 +29,7 @@ sg_txn_t *sg__txn_new(sg_conn_t *c)
         return NULL;
     memset(t, 0, sizeof(*t));
     t->conn = c;
+    t->gen = sg__wgen_ref(w->gen);
     t->route_idx = t->ups_idx = t->srv_idx = -1;
     t->rec.start_ns = sg_now_ns();
     t->rec.start_unix_ns = sg_unix_ns();
@@ -62,8 +63,9 @@ static void report(sg_txn_t *t)
     r->client_addr = sg_str_cstr(c->peer);
     r->server_addr = sg_str_cstr(t->server);
     r->error = t->error;
-    r->route_idx = t->route_idx;
-    r->upstream_idx = t->ups_idx;
+    r->route_idx = sg__wgen_route_metric(t->gen, t->route_idx);
+    r->upstream_idx = sg__wgen_ups_metric(t->gen, t->ups_idx);
+    r->route_name = t->route_idx >= 0 ? t->gen->cfg->routes[t->route_idx].name : NULL;
     r->server_idx = t->srv_idx;
     sg_obs_request_done(w->obs, r);
 }
@@ -84,7 +86,9 @@ void sg__txn_free(sg_txn_t *t)
     }
     if (t->eg.dns || t->eg.dest)
         sg__egress_txn_free(t);
+    sg_wgen_t *g = t->gen;
     sg_freelist_put(&w->fl_txn, t);
+    sg__wgen_unref(g); /* last: its upstream connection went back above */
 }
 
 void sg__txn_abort(sg_txn_t *t)
@@ -187,7 +191,7 @@ static void add_value(sg_str_t *arr, size_t *n, sg_str_t v)
 static void resolve_trace(sg_txn_t *t, const sg_h1_head_t *h)
 {
     sg_worker_t *w = t->conn->w;
-    const sg_config_t *cfg = w->cfg;
+    const sg_config_t *cfg = t->gen->cfg;
     sg_trace_in_t in;
     memset(&in, 0, sizeof(in));
     size_t alias_rank = SIZE_MAX;
@@ -237,7 +241,7 @@ static int build_upstream_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t host
 {
     sg_conn_t *c = t->conn;
     sg_worker_t *w = c->w;
-    const sg_config_t *cfg = w->cfg;
+    const sg_config_t *cfg = t->gen->cfg;
     /* No route: an egress request, forwarded to the authority of its
      * absolute-form target (RFC 9112 3.2.2) with the path unchanged. */
     const sg_route_conf_t *route = t->route_idx >= 0 ? &cfg->routes[t->route_idx] : NULL;
@@ -362,7 +366,7 @@ void sg__proxy_head(sg_conn_t *c)
 {
     sg_txn_t *t = c->txn;
     sg_worker_t *w = c->w;
-    const sg_config_t *cfg = w->cfg;
+    const sg_config_t *cfg = t->gen->cfg;
     const sg_h1_head_t *h = &c->parser.head;
     sg_listener_t *l = c->lst;
 
@@ -485,15 +489,13 @@ void sg__proxy_head(sg_conn_t *c)
             return;
     } else {
         /* Route (first match wins). */
-        int32_t ri = sg_router_match(w->router, host, path);
+        int32_t ri = sg_router_match(t->gen->router, host, path);
         if (ri < 0) {
             sg__conn_error(c, 404, "no route", !(t->flags & SG_TXN_F_REQ_DONE));
             return;
         }
         t->route_idx = ri;
         t->ups_idx = (int32_t)cfg->routes[ri].upstream_idx;
-        t->rec.route_idx = ri;
-        t->rec.upstream_idx = t->ups_idx;
     }
     if (cfg->limits.body_bytes && h->has_content_length && h->content_length > cfg->limits.body_bytes) {
         sg__conn_error(c, 413, "request body too large", true);
@@ -534,7 +536,7 @@ static void fail_status(sg_txn_t *t, sg_fail_t kind, const char *why)
 static void proxy_connect(sg_txn_t *t)
 {
     sg_worker_t *w = t->conn->w;
-    sg_upstream_t *u = &w->ups[t->ups_idx];
+    sg_upstream_t *u = &t->gen->ups[t->ups_idx];
     bool all_down = false; /* 503 only when no server could even be tried */
     int32_t si = sg__upstream_pick(u, t->tried_mask, sg_now_ms(), &all_down);
     if (si < 0) {
@@ -626,9 +628,9 @@ void sg__proxy_up_failed(sg_txn_t *t, sg_fail_t kind, const char *why)
     if (t->srv_idx >= 0 && (kind == SG_FAIL_CONNECT || kind == SG_FAIL_TIMEOUT))
         sg__server_fail(t->srv, sg_now_ms());
     if (kind == SG_FAIL_CONNECT)
-        sg_obs_upstream_connect_error(w->obs, t->ups_idx);
+        sg_obs_upstream_connect_error(w->obs, sg__wgen_ups_metric(t->gen, t->ups_idx));
     else if (kind == SG_FAIL_TIMEOUT)
-        sg_obs_upstream_timeout(w->obs, t->ups_idx);
+        sg_obs_upstream_timeout(w->obs, sg__wgen_ups_metric(t->gen, t->ups_idx));
     sg_obs_log(w->obs, SG_LOG_WARN, t->trace.trace_id, "upstream %s server %s: %s",
                t->srv ? t->srv->ups->conf->name : "?", t->server, why);
     t->last_fail = kind;
@@ -655,7 +657,7 @@ void sg__proxy_up_timeout(sg_upconn_t *u)
                             u->state == SG_UPC_CONNECTING ? "upstream connect timeout" : "upstream response timeout");
         break;
     default:
-        sg_obs_upstream_timeout(t->conn->w->obs, t->ups_idx);
+        sg_obs_upstream_timeout(t->conn->w->obs, sg__wgen_ups_metric(t->gen, t->ups_idx));
         sg__conn_abort(t->conn, "upstream read timeout");
         break;
     }
@@ -669,7 +671,7 @@ bool sg__proxy_can_take_body(const sg_txn_t *t)
         return false;
     if (t->state != SG_TXN_SENT && t->state != SG_TXN_RESP_BODY && t->state != SG_TXN_TUNNEL)
         return false;
-    return t->up->tcp.write_queue_size <= t->conn->w->cfg->limits.buffer_bytes;
+    return t->up->tcp.write_queue_size <= t->gen->cfg->limits.buffer_bytes;
 }
 
 void sg__proxy_body(sg_txn_t *t, char *buf, const char *p, size_t n)
@@ -753,7 +755,7 @@ void sg__proxy_tunnel_eof(sg_txn_t *t)
 
 static bool client_paused(sg_txn_t *t)
 {
-    return t->conn->tcp.write_queue_size > t->conn->w->cfg->limits.buffer_bytes;
+    return t->conn->tcp.write_queue_size > t->gen->cfg->limits.buffer_bytes;
 }
 
 void sg__proxy_client_drained(sg_txn_t *t)
@@ -789,7 +791,7 @@ static int send_resp_head(sg_txn_t *t, const sg_h1_head_t *h, bool will_close)
 {
     sg_conn_t *c = t->conn;
     sg_worker_t *w = c->w;
-    const sg_config_t *cfg = w->cfg;
+    const sg_config_t *cfg = t->gen->cfg;
     char *buf = sg__head_get(w);
     if (!buf)
         return -1;
@@ -893,7 +895,7 @@ static bool resp_head_step(sg_upconn_t *u)
     t->resp_status = h->status;
     t->rec.status = h->status;
     bool client_is_10 = c->parser.head.version_minor == 0;
-    bool will_close = !(t->flags & SG_TXN_F_CLIENT_KA) || w->is_draining || !(t->flags & SG_TXN_F_REQ_DONE);
+    bool will_close = !(t->flags & SG_TXN_F_CLIENT_KA) || w->drain_phase > 0 || !(t->flags & SG_TXN_F_REQ_DONE);
     if (h->has_body && h->is_eof_body)
         will_close = true; /* the client learns the end from the close */
     if (h->has_body && h->is_chunked && client_is_10) {
