@@ -541,8 +541,8 @@ void sg__egress_connected(sg_txn_t *t)
     }
     /* RFC 9110 9.3.6: no Content-Length or Transfer-Encoding in a 2xx to
      * CONNECT; the tunnel starts right after the blank line. */
-    int n = snprintf(buf, w->head_size, "HTTP/1.1 200 Connection Established\r\n%s: %s\r\n\r\n", t->gen->cfg->trace.header,
-                     t->trace.trace_id);
+    int n = snprintf(buf, w->head_size, "HTTP/1.1 200 Connection Established\r\n%s: %s\r\n\r\n",
+                     t->gen->cfg->trace.header, t->trace.trace_id);
     if (n < 0 || (size_t)n >= w->head_size) {
         sg__head_put(w, buf);
         fail_502(t, "response head too large", "internal");
