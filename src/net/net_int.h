@@ -98,7 +98,7 @@ enum {
     SG_WORKER_CMD_DRAIN = 1u << 0,
     SG_WORKER_CMD_REPORT = 1u << 1,
     SG_WORKER_CMD_DRAIN_NOW = 1u << 2,
-    SG_WORKER_CMD_FORCE = 1u << 5,  /* second drain request: close everything now */
+    SG_WORKER_CMD_FORCE = 1u << 5, /* second drain request: close everything now */
     SG_WORKER_CMD_STOP = 1u << 3,   /* control thread: every worker is gone */
     SG_WORKER_CMD_RELOAD = 1u << 4, /* worker: adopt rt->gen; control thread: reload the config file */
 };
