@@ -83,6 +83,16 @@ void sg_metrics_inflight_dec(sg_metrics_shard_t *s);
 void sg_metrics_trace_source(sg_metrics_shard_t *s, sg_trace_source_t src);
 void sg_metrics_upstream_connect_error(sg_metrics_shard_t *s, size_t upstream_idx);
 void sg_metrics_upstream_timeout(sg_metrics_shard_t *s, size_t upstream_idx);
+/* An egress request (rec->is_egress), instead of record_request:
+ * swarm_egress_requests_total{destination,method,code} and, for a CONNECT
+ * tunnel (rec->is_tunnel), swarm_egress_tunnels_total{destination} and
+ * swarm_egress_tunnel_duration_seconds{destination} (end_ns - start_ns).
+ * destination is the text of allow rule rec->egress_rule_idx ("none" when
+ * negative). */
+void sg_metrics_record_egress(sg_metrics_shard_t *s, const sg_reqrec_t *rec);
+/* swarm_egress_refused_total{reason}: reason is an sg_egress_verdict_t
+ * (sg/egress.h) other than SG_EGRESS_OK. */
+void sg_metrics_egress_refused(sg_metrics_shard_t *s, unsigned reason);
 /* swarm_config_reload_total{result="success"|"failure"} (control shard). */
 void sg_metrics_config_reload(sg_metrics_shard_t *s, bool is_success);
 
