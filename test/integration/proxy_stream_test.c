@@ -164,7 +164,10 @@ Test(proxy_stream, sse_first_event_before_upstream_ends)
     }
     cr_assert_null(memmem(buf, got, "data: two", 9));
     us_release(up);
-    while (!memmem(buf, got, "0\r\n\r\n", 5)) {
+    /* The last chunk after the second event (the head alone can end in
+     * "0\r\n\r\n" when the X-Trace-Id it ends with does). */
+    static const char last[] = "data: two\n\n\r\n0\r\n\r\n";
+    while (!memmem(buf, got, last, sizeof(last) - 1)) {
         ssize_t n = hc_read_some(&c, buf + got, sizeof(buf) - got - 1, 3000);
         cr_assert_gt(n, 0);
         got += (size_t)n;
