@@ -159,19 +159,47 @@ static void out_uint(outbuf_t *o, uint64_t v)
 
 /* ---- header classification ------------------------------------------------------ */
 
-/* Index of the first Connection field, or h->n_headers when there is none
- * (then no field is named by it: one pass per head, not one per field). */
-static size_t first_connection(const sg_h1_head_t *h)
+/* The tokens of every Connection field, split once per head (then each
+ * field name is compared with a few short strings, not re-parsed lists). */
+#define SG_CONN_TOKENS 16
+typedef struct conn_tokens {
+    sg_str_t tok[SG_CONN_TOKENS];
+    size_t n;
+    const sg_h1_head_t *overflow; /* more tokens: fall back to sg_h1_list_has */
+} conn_tokens_t;
+
+static void conn_tokens_collect(const sg_h1_head_t *h, conn_tokens_t *ct)
 {
-    for (size_t i = 0; i < h->n_headers; i++)
-        if (sg_str_ieq(h->headers[i].name, SG_STR("connection")))
-            return i;
-    return h->n_headers;
+    ct->n = 0;
+    ct->overflow = NULL;
+    for (size_t k = 0; k < h->n_headers; k++) {
+        if (!sg_str_ieq(h->headers[k].name, SG_STR("connection")))
+            continue;
+        sg_str_t v = h->headers[k].value;
+        size_t i = 0;
+        while (i < v.len) {
+            while (i < v.len && (v.p[i] == ' ' || v.p[i] == '\t' || v.p[i] == ','))
+                i++;
+            size_t st = i;
+            while (i < v.len && v.p[i] != ',')
+                i++;
+            size_t e = i;
+            while (e > st && (v.p[e - 1] == ' ' || v.p[e - 1] == '\t'))
+                e--;
+            if (e == st)
+                continue;
+            if (ct->n == SG_CONN_TOKENS) {
+                ct->overflow = h;
+                return;
+            }
+            ct->tok[ct->n++] = sg_str_make(v.p + st, e - st);
+        }
+    }
 }
 
-static bool is_named_by_connection(const sg_h1_head_t *h, size_t first_conn, sg_str_t name)
+static bool is_named_by_connection(const conn_tokens_t *ct, sg_str_t name)
 {
-    if (first_conn >= h->n_headers)
+    if (ct->n == 0)
         return false;
     /* Never let Connection remove framing or identity fields (a known
      * smuggling/abuse trick); those are handled explicitly. */
@@ -179,8 +207,15 @@ static bool is_named_by_connection(const sg_h1_head_t *h, size_t first_conn, sg_
     for (size_t i = 0; i < SG_ARRAY_SIZE(protected_names); i++)
         if (sg_str_ieq(name, protected_names[i]))
             return false;
-    for (size_t i = first_conn; i < h->n_headers; i++)
-        if (sg_str_ieq(h->headers[i].name, SG_STR("connection")) && sg_h1_list_has(h->headers[i].value, name))
+    if (ct->overflow) {
+        const sg_h1_head_t *h = ct->overflow;
+        for (size_t i = 0; i < h->n_headers; i++)
+            if (sg_str_ieq(h->headers[i].name, SG_STR("connection")) && sg_h1_list_has(h->headers[i].value, name))
+                return true;
+        return false;
+    }
+    for (size_t i = 0; i < ct->n; i++)
+        if (ct->tok[i].len == name.len && sg_str_ieq(ct->tok[i], name))
             return true;
     return false;
 }
@@ -304,7 +339,8 @@ static int build_upstream_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t host
     out_put(&o, "\r\n", 2);
 
     bool is_upgrade = (t->flags & SG_TXN_F_UPGRADE) != 0;
-    size_t first_conn = first_connection(h);
+    conn_tokens_t ct;
+    conn_tokens_collect(h, &ct);
     bool has_xff = false, has_via = false;
     for (size_t i = 0; i < h->n_headers; i++) {
         sg_str_t n = h->headers[i].name, v = h->headers[i].value;
@@ -322,7 +358,7 @@ static int build_upstream_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t host
             has_via = true;
             continue;
         }
-        if (is_hop_by_hop(n) || is_trace_header(cfg, n) || is_named_by_connection(h, first_conn, n))
+        if (is_hop_by_hop(n) || is_trace_header(cfg, n) || is_named_by_connection(&ct, n))
             continue;
         out_header(&o, n, v);
     }
@@ -864,14 +900,15 @@ static int send_resp_head(sg_txn_t *t, const sg_h1_head_t *h, bool will_close)
         out_cstr(&o, sg_h1_reason_phrase(h->status));
     out_put(&o, "\r\n", 2);
     bool is_101 = h->status == 101;
-    size_t first_conn = first_connection(h);
+    conn_tokens_t ct;
+    conn_tokens_collect(h, &ct);
     for (size_t i = 0; i < h->n_headers; i++) {
         sg_str_t n = h->headers[i].name;
         if (is_101 && (sg_str_ieq(n, SG_STR("upgrade")) || sg_str_ieq(n, SG_STR("connection")))) {
             out_header(&o, n, h->headers[i].value);
             continue;
         }
-        if (is_hop_by_hop(n) || is_named_by_connection(h, first_conn, n))
+        if (is_hop_by_hop(n) || is_named_by_connection(&ct, n))
             continue;
         if (sg_str_ieq(n, sg_str_cstr(cfg->trace.header)))
             continue; /* ours wins: exactly one X-Trace-Id */
