@@ -23,7 +23,11 @@
 #include <pthread.h>
 #include <uv.h>
 
-#define SG_BUF_SIZE 16384u
+/* Read buffers: a typical API response (head + body up to ~32 KiB) comes
+ * in one read and goes out in one writev; with 16 KiB, a 16 KiB body took
+ * two reads and two writes. Buffers are lent only while bytes are pending:
+ * an idle connection holds none. */
+#define SG_BUF_SIZE 32768u
 #define SG_LINGER_MS 1000u
 
 typedef struct sg_worker sg_worker_t;

@@ -495,7 +495,7 @@ static int worker_init(sg_server_t *s, sg_worker_t *w, uint32_t idx)
     sg_freelist_init(&w->fl_conn, sizeof(sg_conn_t), 1024);
     sg_freelist_init(&w->fl_txn, sizeof(sg_txn_t), 1024);
     sg_freelist_init(&w->fl_upconn, sizeof(sg_upconn_t), 1024);
-    sg_freelist_init(&w->fl_buf, SG_BUF_SIZE, 4096);
+    sg_freelist_init(&w->fl_buf, SG_BUF_SIZE, 1024); /* keeps at most 32 MiB */
     sg_freelist_init(&w->fl_head, w->head_size, 256);
     sg_freelist_init(&w->fl_wreq, sizeof(sg_wreq_t), 4096);
     int r = uv_loop_init(&w->loop);
