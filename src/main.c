@@ -1,6 +1,8 @@
 /* swarmgate: command line, start-up, signals, shutdown.
  * Exit codes: 0 ok, 1 runtime failure, 2 usage or config error. */
 #include "sg/config.h"
+#include "sg/control.h"
+#include "sg/log.h"
 #include "sg/metrics.h"
 #include "sg/runtime.h"
 #include "sg/worker.h"
@@ -112,6 +114,19 @@ int main(int argc, char **argv)
         return 1;
     }
     rt.metrics = sg_metrics_create(cfg, rt.n_workers);
+    if (!rt.metrics) {
+        fprintf(stderr, "swarmgate: out of memory\n");
+        return 1;
+    }
+    if (sg_log_init(&cfg->log, err, sizeof(err)) != 0) {
+        fprintf(stderr, "swarmgate: %s\n", err);
+        return 1;
+    }
+    sg_control_t ctl;
+    if (sg_control_init(&ctl, &rt) != 0) {
+        fprintf(stderr, "swarmgate: cannot set up the control thread\n");
+        return 1;
+    }
 
     main_state_t m;
     memset(&m, 0, sizeof(m));
@@ -126,22 +141,29 @@ int main(int argc, char **argv)
     uv_signal_start(&m.sigint, on_signal, SIGINT);
     uv_signal_start(&m.sigusr1, on_signal, SIGUSR1);
 
-    sg_server_opts_t so = {.ports_file = o.ports_file, .on_stopped = &m.stopped};
+    sg_server_opts_t so = {.ports_file = o.ports_file,
+                           .on_stopped = &m.stopped,
+                           .health_cb = sg_admin_health_respond,
+                           .health_ud = &ctl.admin,
+                           .admin_responder = sg_admin_respond,
+                           .admin_ud = &ctl.admin,
+                           .control_start = sg_control_on_start,
+                           .control_stop = sg_control_on_stop,
+                           .control_ud = &ctl};
     if (sg_server_start(&rt, cfg, &so, &m.server, err, sizeof(err)) != 0) {
         fprintf(stderr, "swarmgate: %s\n", err);
         return 1;
     }
-    /* The control thread (admin listener, Postgres poller, span exporter,
-     * log flusher) starts here, on its own loop. */
 
     uv_run(&m.loop, UV_RUN_DEFAULT);
-    sg_server_join(m.server);
-    /* ... and the control thread is joined here. */
+    sg_server_join(m.server); /* the workers and the control thread */
+    sg_control_destroy(&ctl);
     uv_loop_close(&m.loop);
     if (rt.metrics)
         sg_metrics_destroy(rt.metrics);
     sg_runtime_destroy(&rt);
     sg_config_free(cfg);
+    sg_log_shutdown();
     fprintf(stderr, "swarmgate: stopped\n");
     return 0;
 }

@@ -38,6 +38,7 @@ typedef struct sg_runtime {
     uint64_t start_unix_ms;
     _Atomic bool is_draining;      /* readiness fails; keep-alive stops */
     _Atomic bool is_stopping;      /* listeners closed */
+    _Atomic bool pg_up;            /* last Postgres poll succeeded (control thread writes) */
 } sg_runtime_t;
 
 /* Monotonic milliseconds, same clock as heartbeat_ms and ejected_until_ms. */

@@ -29,8 +29,20 @@ typedef struct sg_server_opts {
      * draining). Called on worker threads. */
     sg_local_responder_cb health_cb;
     void *health_ud;
-    /* Sent (uv_async_send) once every worker has exited its loop. */
+    /* Sent (uv_async_send) once every worker and the control thread have
+     * exited their loops. */
     uv_async_t *on_stopped;
+    /* The control thread: a loop of its own that serves the admin listener
+     * (cfg->admin, every request answered by admin_responder) and hosts what
+     * control_start puts on it (Postgres poller, span exporter, log
+     * flusher). control_start runs on the control thread before its loop;
+     * control_stop runs there once every worker has stopped, and must close
+     * what control_start opened. */
+    sg_local_responder_cb admin_responder;
+    void *admin_ud;
+    void (*control_start)(uv_loop_t *loop, void *ud);
+    void (*control_stop)(uv_loop_t *loop, void *ud);
+    void *control_ud;
 } sg_server_opts_t;
 
 /* Fills rt for cfg: worker and server health slots, start time, config
@@ -55,6 +67,8 @@ void sg_server_report(sg_server_t *s);
 /* Waits for every worker thread and frees the server. */
 void sg_server_join(sg_server_t *s);
 
+/* Bound address of the admin listener, NULL when disabled. */
+const char *sg_server_admin_address(const sg_server_t *s);
 /* Bound address of listener i (valid after sg_server_start). */
 size_t sg_server_n_listeners(const sg_server_t *s);
 const char *sg_server_listener_address(const sg_server_t *s, size_t i); /* "ip:port" / "[ip]:port" */

@@ -93,6 +93,7 @@ enum {
     SG_WORKER_CMD_DRAIN = 1u << 0,
     SG_WORKER_CMD_REPORT = 1u << 1,
     SG_WORKER_CMD_DRAIN_NOW = 1u << 2,
+    SG_WORKER_CMD_STOP = 1u << 3, /* control thread: every worker is gone */
 };
 
 /* A worker thread's world. Owner: sg_server_t; freed by the server after

@@ -9,6 +9,7 @@
  * chunked response to an HTTP/1.0 client is de-chunked and delimited by
  * closing the connection. */
 #include "net/net_int.h"
+#include "sg/health.h"
 
 #include <stdio.h>
 
@@ -215,7 +216,9 @@ static void resolve_trace(sg_txn_t *t, const sg_h1_head_t *h)
     sg__proxy_trace_in(w->cfg, h, &in);
     sg_trace_resolve(&in, sg_obs_sample_new(w->obs), &t->trace);
     t->has_trace = true;
-    sg_obs_trace_resolved(w->obs, &t->trace);
+    /* Admin requests (listener -1) are not proxy traffic: not counted. */
+    if (t->conn->lst->idx >= 0)
+        sg_obs_trace_resolved(w->obs, &t->trace);
 }
 
 /* ---- request head --------------------------------------------------------------- */
@@ -466,7 +469,7 @@ void sg__proxy_head(sg_conn_t *c)
         sg__conn_local(c, l->responder, l->responder_ud, &lreq);
         return;
     }
-    if (l->conf->serve_health && sg_str_has_prefix(path, SG_STR("/health")) &&
+    if (l->conf->serve_health && sg_health_kind_for_path(path) >= 0 &&
         (h->method == SG_METHOD_GET || h->method == SG_METHOD_HEAD)) {
         if (l->health_cb)
             sg__conn_local(c, l->health_cb, l->health_ud, &lreq);

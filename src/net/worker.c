@@ -26,7 +26,16 @@ struct sg_server {
     bool *async_closed;
     _Atomic uint32_t n_running;
     bool drain_requested; /* guarded by mu */
+    /* The control thread: a worker with the admin listener only. */
+    sg_worker_t *ctl;
+    sg_worker_pub_t ctl_pub;
+    sg_listener_conf_t admin_conf;
+    int admin_fd;
+    char admin_addr[64];
+    bool ctl_async_closed; /* guarded by mu */
 };
+
+#define SG_CTL_IDX UINT32_MAX
 
 /* ---- runtime ------------------------------------------------------------ */
 
@@ -239,7 +248,10 @@ static void worker_stop_handles(sg_worker_t *w)
     uv_close((uv_handle_t *)&w->prepare, on_handle_closed);
     uv_close((uv_handle_t *)&w->drain_timer, on_handle_closed);
     pthread_mutex_lock(&w->server->mu);
-    w->server->async_closed[w->idx] = true;
+    if (w->idx == SG_CTL_IDX)
+        w->server->ctl_async_closed = true;
+    else
+        w->server->async_closed[w->idx] = true;
     pthread_mutex_unlock(&w->server->mu);
     uv_close((uv_handle_t *)&w->async, on_handle_closed);
 }
@@ -317,6 +329,22 @@ static void on_async(uv_async_t *a)
     unsigned cmd = atomic_exchange(&w->cmd, 0u);
     if (cmd & SG_WORKER_CMD_REPORT)
         report(w);
+    if (w->idx == SG_CTL_IDX) {
+        /* The control thread outlives the workers' drain (readiness must
+         * answer 503 meanwhile) and stops once they are all gone. */
+        if ((cmd & SG_WORKER_CMD_STOP) && w->drain_phase < 3) {
+            sg_server_t *s = w->server;
+            if (s->opts.control_stop)
+                s->opts.control_stop(&w->loop, s->opts.control_ud);
+            w->drain_phase = 3;
+            w->is_draining = true;
+            for (size_t i = 0; i < w->n_listeners; i++)
+                sg__listener_close(&w->listeners[i]);
+            force_close_all(w);
+            worker_maybe_finish(w);
+        }
+        return;
+    }
     if (cmd & (SG_WORKER_CMD_DRAIN | SG_WORKER_CMD_DRAIN_NOW)) {
         if (w->drain_phase == 0 && w->cfg->shutdown.drain_delay_ms > 0 && !(cmd & SG_WORKER_CMD_DRAIN_NOW)) {
             w->drain_phase = 1;
@@ -328,18 +356,30 @@ static void on_async(uv_async_t *a)
     }
 }
 
+static void post_ctl(sg_server_t *s, unsigned cmd);
+
 static void *worker_main(void *arg)
 {
     sg_worker_t *w = arg;
+    sg_server_t *s = w->server;
+    bool is_ctl = w->idx == SG_CTL_IDX;
     heartbeat(w);
+    if (is_ctl && s->opts.control_start)
+        s->opts.control_start(&w->loop, s->opts.control_ud);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     int r = uv_loop_close(&w->loop);
-    if (r != 0)
-        fprintf(stderr, "swarmgate: worker %u: loop closed with open handles\n", w->idx);
-    if (getenv("SG_DEBUG_POOLS"))
+    if (r != 0) {
+        if (is_ctl)
+            fprintf(stderr, "swarmgate: control thread: loop closed with open handles\n");
+        else
+            fprintf(stderr, "swarmgate: worker %u: loop closed with open handles\n", w->idx);
+    }
+    if (getenv("SG_DEBUG_POOLS") && !is_ctl)
         report(w);
-    sg_server_t *s = w->server;
-    if (atomic_fetch_sub(&s->n_running, 1u) == 1u && s->opts.on_stopped)
+    uint32_t left = atomic_fetch_sub(&s->n_running, 1u) - 1u;
+    if (left == 1u && !is_ctl && s->ctl)
+        post_ctl(s, SG_WORKER_CMD_STOP); /* the last worker is gone: stop the control thread */
+    if (left == 0u && s->opts.on_stopped)
         uv_async_send(s->opts.on_stopped);
     return NULL;
 }
@@ -347,11 +387,12 @@ static void *worker_main(void *arg)
 static int worker_init(sg_server_t *s, sg_worker_t *w, uint32_t idx)
 {
     sg_config_t *cfg = s->cfg;
+    bool is_ctl = idx == SG_CTL_IDX;
     w->idx = idx;
     w->server = s;
     w->cfg = cfg;
     w->rt = s->rt;
-    w->pub = &s->rt->workers[idx];
+    w->pub = is_ctl ? &s->ctl_pub : &s->rt->workers[idx];
     sg_list_init(&w->conns);
     const sg_limits_conf_t *lim = &cfg->limits;
     w->req_limits.start_line_bytes = lim->request_line_bytes;
@@ -386,6 +427,30 @@ static int worker_init(sg_server_t *s, sg_worker_t *w, uint32_t idx)
     w->drain_timer.data = w;
     uv_async_init(&w->loop, &w->async, on_async);
     w->async.data = w;
+    if (is_ctl) {
+        /* Only the admin listener; every request is answered locally. */
+        w->n_listeners = s->admin_fd >= 0 ? 1 : 0;
+        w->listeners = calloc(1, sizeof(sg_listener_t));
+        if (!w->listeners)
+            return UV_ENOMEM;
+        if (w->n_listeners) {
+            sg_listener_t *l = &w->listeners[0];
+            l->w = w;
+            l->idx = -1;
+            l->conf = &s->admin_conf;
+            l->fd = s->admin_fd;
+            l->responder = s->opts.admin_responder;
+            l->responder_ud = s->opts.admin_ud;
+        }
+        w->router = sg_router_new(cfg);
+        if (!w->router)
+            return UV_ENOMEM;
+        w->ups = calloc(1, sizeof(sg_upstream_t));
+        if (!w->ups)
+            return UV_ENOMEM;
+        start_listeners(w);
+        return 0;
+    }
     w->n_listeners = cfg->n_listeners;
     w->listeners = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(sg_listener_t));
     if (!w->listeners)
@@ -479,7 +544,8 @@ static void format_addr(const struct sockaddr_storage *ss, char *out, size_t cap
     }
 }
 
-static int bind_one(const struct sockaddr_storage *ss, socklen_t len, int backlog, char *err, size_t errlen)
+static int bind_one(const struct sockaddr_storage *ss, socklen_t len, int backlog, bool reuseport, char *err,
+                    size_t errlen)
 {
     int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
@@ -490,7 +556,7 @@ static int bind_one(const struct sockaddr_storage *ss, socklen_t len, int backlo
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     /* libuv 1.44 has no UV_TCP_REUSEPORT: the kernel spreads connections
      * over the workers' sockets in one SO_REUSEPORT group. */
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
         snprintf(err, errlen, "SO_REUSEPORT: %s", strerror(errno));
         close(fd);
         return -1;
@@ -527,7 +593,7 @@ static int bind_all(sg_server_t *s, char *err, size_t errlen)
             return -1;
         }
         for (uint32_t wi = 0; wi < s->n_workers; wi++) {
-            int fd = bind_one(&ss, len, lc->backlog, lerr, sizeof(lerr));
+            int fd = bind_one(&ss, len, lc->backlog, true, lerr, sizeof(lerr));
             if (fd < 0) {
                 snprintf(err, errlen, "listener %s: %s", lc->name, lerr);
                 return -1;
@@ -543,6 +609,23 @@ static int bind_all(sg_server_t *s, char *err, size_t errlen)
             }
         }
     }
+    if (cfg->admin.enabled) {
+        /* One socket, no SO_REUSEPORT: a second instance on the same admin
+         * address fails loudly instead of sharing its scrapes. */
+        struct sockaddr_storage ss;
+        socklen_t len;
+        char lerr[200];
+        if (resolve_listen(&cfg->admin.addr, &ss, &len, lerr, sizeof(lerr)) < 0 ||
+            (s->admin_fd = bind_one(&ss, len, 128, false, lerr, sizeof(lerr))) < 0) {
+            snprintf(err, errlen, "admin listener: %s", lerr);
+            return -1;
+        }
+        struct sockaddr_storage got;
+        socklen_t glen = sizeof(got);
+        if (getsockname(s->admin_fd, (struct sockaddr *)&got, &glen) == 0)
+            set_port(&ss, get_port(&got));
+        format_addr(&ss, s->admin_addr, sizeof(s->admin_addr));
+    }
     return 0;
 }
 
@@ -555,6 +638,8 @@ static int write_ports_file(sg_server_t *s, const char *path)
         return -1;
     for (size_t i = 0; i < s->n_listeners; i++)
         fprintf(f, "%s %s\n", s->cfg->listeners[i].name, s->addrs[i]);
+    if (s->admin_fd >= 0)
+        fprintf(f, "admin %s\n", s->admin_addr);
     if (fclose(f) != 0)
         return -1;
     return rename(tmp, path);
@@ -575,6 +660,10 @@ int sg_server_start(sg_runtime_t *rt, sg_config_t *cfg, const sg_server_opts_t *
     s->n_workers = rt->n_workers;
     s->n_listeners = cfg->n_listeners;
     pthread_mutex_init(&s->mu, NULL);
+    s->admin_fd = -1;
+    s->admin_conf.name = "admin";
+    s->admin_conf.addr = cfg->admin.addr;
+    s->admin_conf.mode = SG_LISTENER_REVERSE;
     size_t nfd = s->n_listeners * s->n_workers;
     s->fds = malloc(sizeof(int) * (nfd ? nfd : 1));
     s->addrs = calloc(s->n_listeners ? s->n_listeners : 1, sizeof(*s->addrs));
@@ -590,6 +679,8 @@ int sg_server_start(sg_runtime_t *rt, sg_config_t *cfg, const sg_server_opts_t *
         goto fail;
     for (size_t i = 0; i < s->n_listeners; i++)
         fprintf(stderr, "swarmgate: listening name=%s address=%s\n", cfg->listeners[i].name, s->addrs[i]);
+    if (s->admin_fd >= 0)
+        fprintf(stderr, "swarmgate: listening name=admin address=%s\n", s->admin_addr);
     fflush(stderr);
     if (s->opts.ports_file && write_ports_file(s, s->opts.ports_file) < 0) {
         snprintf(err, errlen, "cannot write ports file %s: %s", s->opts.ports_file, strerror(errno));
@@ -602,7 +693,21 @@ int sg_server_start(sg_runtime_t *rt, sg_config_t *cfg, const sg_server_opts_t *
             goto fail; /* workers not started: their loops are dropped with the process */
         }
     }
-    atomic_store(&s->n_running, s->n_workers);
+    s->ctl = calloc(1, sizeof(sg_worker_t));
+    if (!s->ctl) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    int cr = worker_init(s, s->ctl, SG_CTL_IDX);
+    if (cr < 0) {
+        snprintf(err, errlen, "control thread: %s", uv_strerror(cr));
+        goto fail;
+    }
+    atomic_store(&s->n_running, s->n_workers + 1u);
+    if (pthread_create(&s->ctl->thread, NULL, worker_main, s->ctl) != 0) {
+        snprintf(err, errlen, "cannot start the control thread");
+        goto fail;
+    }
     for (uint32_t i = 0; i < s->n_workers; i++) {
         if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0) {
             /* Earlier threads run; the caller exits the process. */
@@ -617,6 +722,9 @@ fail:
         for (size_t i = 0; i < nfd; i++)
             if (s->fds[i] >= 0)
                 close(s->fds[i]);
+    if (s->admin_fd >= 0)
+        close(s->admin_fd);
+    free(s->ctl);
     free(s->fds);
     free(s->addrs);
     free(s->workers);
@@ -624,6 +732,16 @@ fail:
     pthread_mutex_destroy(&s->mu);
     free(s);
     return -1;
+}
+
+static void post_ctl(sg_server_t *s, unsigned cmd)
+{
+    pthread_mutex_lock(&s->mu);
+    if (!s->ctl_async_closed) {
+        atomic_fetch_or(&s->ctl->cmd, cmd);
+        uv_async_send(&s->ctl->async);
+    }
+    pthread_mutex_unlock(&s->mu);
 }
 
 static void post(sg_server_t *s, unsigned cmd)
@@ -657,9 +775,12 @@ void sg_server_join(sg_server_t *s)
 {
     for (uint32_t i = 0; i < s->n_workers; i++)
         pthread_join(s->workers[i].thread, NULL);
+    pthread_join(s->ctl->thread, NULL);
     atomic_store(&s->rt->is_stopping, true);
     for (uint32_t i = 0; i < s->n_workers; i++)
         worker_free(&s->workers[i]);
+    worker_free(s->ctl);
+    free(s->ctl);
     free(s->fds);
     free(s->addrs);
     free(s->workers);
@@ -671,6 +792,11 @@ void sg_server_join(sg_server_t *s)
 size_t sg_server_n_listeners(const sg_server_t *s)
 {
     return s->n_listeners;
+}
+
+const char *sg_server_admin_address(const sg_server_t *s)
+{
+    return s->admin_fd >= 0 ? s->admin_addr : NULL;
 }
 
 const char *sg_server_listener_address(const sg_server_t *s, size_t i)

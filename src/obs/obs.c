@@ -70,6 +70,10 @@ void sg_obs_worker_free(sg_obs_worker_t *o)
 
 void sg_obs_request_done(sg_obs_worker_t *o, const sg_reqrec_t *rec)
 {
+    /* The admin listener (index -1) is not proxy traffic: its scrapes and
+     * probes stay out of the request metrics, error rate and access log. */
+    if (rec->listener_idx < 0)
+        return;
     if (o->shard)
         sg_metrics_record_request(o->shard, rec);
     if (o->has_access_log || o->spans) {

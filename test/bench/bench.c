@@ -498,7 +498,7 @@ static running_t start_proxy(proxy_t p, int workers)
     case P_HAPROXY: {
         snprintf(conf, sizeof(conf), "haproxy-%d.cfg", workers);
         write_file(conf,
-                   "global\n  nbthread %d\n  maxconn 20000\n"
+                   "global\n  nbthread %d\n  maxconn 8000\n"
                    "defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n"
                    "  option http-keep-alive\n  http-reuse always\n"
                    "frontend fe\n  bind 127.0.0.1:%d\n  default_backend be\n"
@@ -653,8 +653,12 @@ int main(int argc, char **argv)
     if (g_rounds < 1 || g_rounds > MAX_ROUNDS)
         die("--rounds must be 1..%d", MAX_ROUNDS);
     g_ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    struct rlimit rl = {65536, 65536};
-    setrlimit(RLIMIT_NOFILE, &rl);
+    /* Room for the idle connections: raise the soft limit to the hard one. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGPIPE, SIG_IGN);

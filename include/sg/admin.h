@@ -1,0 +1,27 @@
+/* Admin endpoints (/metrics, /health*), served on the control thread. */
+#ifndef SG_ADMIN_H
+#define SG_ADMIN_H
+
+#include "sg/common.h"
+#include "sg/listener.h"
+#include "sg/metrics.h"
+#include "sg/runtime.h"
+
+/* Owner: the control thread (sg_control_t). */
+typedef struct sg_admin {
+    sg_runtime_t *rt;
+    sg_metrics_t *metrics;
+    uint64_t scrapes;
+    uint64_t last_render_ns;
+} sg_admin_t;
+
+/* sg_local_responder_cb for the admin listener (control thread). */
+void sg_admin_respond(void *ud, const sg_local_req_t *req, sg_local_resp_t *resp);
+/* Health answer (kind from sg_health_kind_for_path) from atomics only:
+ * safe on any thread. */
+void sg_admin_health(sg_admin_t *a, int kind, sg_local_resp_t *resp);
+/* sg_local_responder_cb for /health* on proxy listeners with serve_health
+ * (worker threads); ud is the sg_admin_t. Other paths get 404. */
+void sg_admin_health_respond(void *ud, const sg_local_req_t *req, sg_local_resp_t *resp);
+
+#endif /* SG_ADMIN_H */

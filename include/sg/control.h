@@ -1,0 +1,37 @@
+/* The control thread's work: admin endpoints, log flushing, span export,
+ * the Postgres poller and the metrics hooks that read shared state.
+ *
+ * Owner: main. sg_control_init/destroy run on the main thread; the start
+ * and stop callbacks are handed to sg_server_start (sg_server_opts_t) and
+ * run on the control thread's loop. */
+#ifndef SG_CONTROL_H
+#define SG_CONTROL_H
+
+#include "sg/admin.h"
+#include "sg/runtime.h"
+
+#include <uv.h>
+
+struct sg_spans_exporter;
+struct sg_pg;
+
+typedef struct sg_control {
+    sg_runtime_t *rt;
+    sg_admin_t admin;
+    uv_timer_t flush_timer;
+    uv_timer_t pg_state_timer;
+    struct sg_spans_exporter *exporter;
+    struct sg_pg *pg;
+    bool is_started;
+} sg_control_t;
+
+/* Main thread, after the runtime and metrics exist. 0 or a negative errno. */
+int sg_control_init(sg_control_t *c, sg_runtime_t *rt) SG_MUST_CHECK;
+/* Main thread, after sg_server_join. */
+void sg_control_destroy(sg_control_t *c);
+
+/* Control thread (sg_server_opts_t.control_start / control_stop). */
+void sg_control_on_start(uv_loop_t *loop, void *ud);
+void sg_control_on_stop(uv_loop_t *loop, void *ud);
+
+#endif /* SG_CONTROL_H */

@@ -1,0 +1,89 @@
+#include "sg/control.h"
+
+#include "sg/log.h"
+#include "sg/metrics.h"
+#include "sg/spans.h"
+
+#include <stdio.h>
+
+/* swarm_upstream_server_up: a server is up unless an active check says
+ * down or passive health has it ejected right now. */
+static int server_up(void *ud, size_t u, size_t s)
+{
+    sg_runtime_t *rt = ud;
+    const sg_config_t *cfg = atomic_load_explicit(&rt->config, memory_order_acquire);
+    if (!rt->servers || u >= cfg->n_upstreams || s >= cfg->upstreams[u].n_servers)
+        return -1;
+    const sg_server_pub_t *p = &rt->servers[u][s];
+    uint64_t until = atomic_load_explicit(&p->ejected_until_ms, memory_order_relaxed);
+    bool down = atomic_load_explicit(&p->active_down, memory_order_relaxed);
+    return !down && (until == 0 || until <= sg_now_ms());
+}
+
+static uint64_t spans_exported(void *ud)
+{
+    SG_UNUSED(ud);
+    return sg_spans_exported_total();
+}
+
+static uint64_t spans_dropped(void *ud)
+{
+    SG_UNUSED(ud);
+    return sg_spans_dropped_total();
+}
+
+int sg_control_init(sg_control_t *c, sg_runtime_t *rt)
+{
+    memset(c, 0, sizeof(*c));
+    c->rt = rt;
+    c->admin.rt = rt;
+    c->admin.metrics = rt->metrics;
+    if (rt->metrics) {
+        sg_metrics_hooks_t hooks = {
+            .server_up = server_up, .spans_exported = spans_exported, .spans_dropped = spans_dropped, .ud = rt};
+        sg_metrics_set_hooks(rt->metrics, &hooks);
+    }
+    return 0;
+}
+
+void sg_control_destroy(sg_control_t *c)
+{
+    SG_UNUSED(c);
+}
+
+static void on_flush(uv_timer_t *t)
+{
+    SG_UNUSED(t);
+    sg_log_flush_all();
+}
+
+void sg_control_on_start(uv_loop_t *loop, void *ud)
+{
+    sg_control_t *c = ud;
+    const sg_config_t *cfg = atomic_load_explicit(&c->rt->config, memory_order_acquire);
+    uv_timer_init(loop, &c->flush_timer);
+    c->flush_timer.data = c;
+    uint64_t every = cfg->log.flush_interval_ms ? cfg->log.flush_interval_ms : 100;
+    uv_timer_start(&c->flush_timer, on_flush, every, every);
+    if (cfg->trace.export.format != SG_EXPORT_NONE) {
+        int r = sg_spans_exporter_start(loop, &cfg->trace, NULL, &c->exporter);
+        if (r < 0)
+            sg_log(SG_LOG_ERROR, NULL, "span exporter not started: %s", uv_strerror(r));
+    }
+    c->is_started = true;
+}
+
+void sg_control_on_stop(uv_loop_t *loop, void *ud)
+{
+    SG_UNUSED(loop);
+    sg_control_t *c = ud;
+    if (!c->is_started)
+        return;
+    c->is_started = false;
+    if (c->exporter) {
+        sg_spans_exporter_stop(c->exporter);
+        c->exporter = NULL;
+    }
+    uv_close((uv_handle_t *)&c->flush_timer, NULL);
+    sg_log_flush_all();
+}
