@@ -24,8 +24,11 @@ for f in "$ROOT"/test/fuzz/fuzz_*.c; do
     for d in seeds regressions; do
         [ -d "$ROOT/test/fuzz/$d/$name" ] && cp -n "$ROOT/test/fuzz/$d/$name"/* "$corpus"/ 2>/dev/null || true
     done
+    dict=""
+    case $name in request | response) dict="-dict=$ROOT/test/fuzz/http.dict" ;; esac
     echo "fuzz: $name for ${SECS}s"
-    if ! "$B/test/fuzz/$n" -max_total_time="$SECS" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
+    # shellcheck disable=SC2086
+    if ! "$B/test/fuzz/$n" $dict -max_total_time="$SECS" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
         -artifact_prefix="$B/findings-$name/" -print_final_stats=0 "$corpus" >"$B/$name.log" 2>&1; then
         echo "fuzz: $name FOUND A PROBLEM: see $B/$name.log and $B/findings-$name/"; tail -30 "$B/$name.log"
         status=1
