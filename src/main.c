@@ -14,7 +14,7 @@
 #include <uv.h>
 
 static const char usage[] = "usage: swarmgate --config FILE [--ports-file FILE]\n"
-                            "       swarmgate --check-config --config FILE\n"
+                            "       swarmgate --check-config [--config] FILE\n"
                             "       swarmgate --version | --help\n"
                             "\n"
                             "  -c, --config FILE     configuration file (YAML)\n"
@@ -51,6 +51,9 @@ static int parse_args(int argc, char **argv, opts_t *o)
             exit(0);
         } else if (!strcmp(a, "--check-config")) {
             o->check_only = true;
+            /* `--check-config FILE` is the same as `--check-config --config FILE`. */
+            if (!o->config && i + 1 < argc && argv[i + 1][0] != '-')
+                o->config = argv[++i];
         } else if ((!strcmp(a, "--config") || !strcmp(a, "-c")) && i + 1 < argc) {
             o->config = argv[++i];
         } else if (!strncmp(a, "--config=", 9)) {
