@@ -112,7 +112,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool skip_body = (opt & 1) != 0;     /* the request was HEAD */
     bool client_is_10 = (opt & 2) != 0;  /* HTTP/1.0 client: chunked is decoded */
     bool client_close = (opt & 4) != 0;  /* client asked to close (or draining) */
-    bool req_upgrade = (opt & 8) != 0;   /* the request asked to upgrade */
+    /* the request asked to upgrade (never from HTTP/1.0: sg__proxy_head) */
+    bool req_upgrade = (opt & 8) != 0 && !client_is_10;
     size_t piece = 1u + (size_t)(opt >> 4) * 11u;
     const char *in = (const char *)data + 1;
     size_t n = size - 1;
