@@ -44,6 +44,7 @@ typedef enum mode {
     M_HANG_AFTER_HEAD,    /* CL 100 + 10 bytes, then silence */
     M_HANG_CHUNKED,       /* chunked, one chunk, then silence */
     M_EXTRA_RACE,         /* like M_EXTRA_LATER, on whichever connection answered last */
+    M_TE_TAB,             /* "Transfer-Encoding: chunked<TAB>" (fuzz_response finding) */
 } mode_t_;
 
 #define RU_MAX_CONNS 64
@@ -121,6 +122,10 @@ static void ru_serve(raw_up_t *u, int i)
             break;
         case M_HANG_AFTER_HEAD:
             n = snprintf(out, sizeof(out), "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
+            break;
+        case M_TE_TAB:
+            n = snprintf(out, sizeof(out),
+                         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\t\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
             break;
         case M_HANG_CHUNKED:
         default:
@@ -444,6 +449,22 @@ Test(faults, extra_bytes_racing_connection_reuse, .timeout = 60)
                 n502, n_early, n_smuggled);
     hc_close(&c);
     cr_assert_eq(kill(gw.pid, 0), 0);
+    gw_stop(&gw);
+    ru_stop(u);
+}
+
+/* An upstream head that llhttp and the client would frame differently is a
+ * bad response (502), never passed on (http1.c, fuzz_response finding). */
+Test(faults, ambiguous_transfer_encoding_from_upstream_is_502, .timeout = 30)
+{
+    raw_up_t *u = ru_start(M_TE_TAB);
+    sg_proc_t gw;
+    gw_start_for(&gw, u, "");
+    hc_response_t r;
+    cr_assert_eq(hc_request(sg_proc_addr(&gw, "api"), "GET / HTTP/1.1\r\nHost: x\r\n\r\n", &r, 3000), HC_OK);
+    cr_assert_eq(r.status, 502, "status %d", r.status);
+    cr_assert(strstr(r.body, "invalid response head"), "%s", r.body);
+    hc_response_free(&r);
     gw_stop(&gw);
     ru_stop(u);
 }
