@@ -203,6 +203,47 @@ Test(hostile, slow_reader_memory_bounded, .timeout = 60)
     us_stop(up);
 }
 
+/* limits.send_timeout: a client that stops reading is cut off, and the
+ * upstream connection with it (descriptors are not held for ever). */
+Test(hostile, slow_reader_cut_by_send_timeout, .timeout = 30)
+{
+    us_server_t *up = us_start("u1", false);
+    sg_proc_t gw;
+    gw_start(&gw,
+             BASE "listeners: [{name: api, address: \"127.0.0.1:0\"}]\n"
+                  "log: {access: \"off\"}\n"
+                  "limits: {buffer_bytes: 64k, send_timeout: 1s}\n"
+                  "upstreams: {app: {servers: [\"127.0.0.1:%u\"], keepalive: 0}}\n"
+                  "routes: [{upstream: app}]\n",
+             us_port(up));
+    const char *addr = sg_proc_addr(&gw, "api");
+    int base_fds = count_fds(gw.pid); /* nothing connected yet */
+    hc_conn_t c;
+    cr_assert_eq(hc_connect(&c, addr, 2000), 0);
+    int small = 4096;
+    setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    long long t0 = mono_ms();
+    cr_assert(hc_send_str(&c, "GET /gen?n=1073741824 HTTP/1.1\r\nHost: x\r\n\r\n", 2000));
+    cr_assert(us_wait_requests(up, 1, 3000));
+    /* Client + upstream connection open while the response is stuck... */
+    long long deadline = t0 + 8000;
+    while (count_fds(gw.pid) < base_fds + 2 && mono_ms() < deadline)
+        nap_ms(10); /* polling */
+    cr_assert_geq(count_fds(gw.pid), base_fds + 2, "the stuck request holds no connections?");
+    /* ...and both closed once no write completed for send_timeout. */
+    while (count_fds(gw.pid) > base_fds && mono_ms() < deadline)
+        nap_ms(10); /* polling */
+    long long dt = mono_ms() - t0;
+    cr_assert_leq(count_fds(gw.pid), base_fds, "a client that does not read still holds %d descriptors after %lld ms",
+                  count_fds(gw.pid) - base_fds, dt);
+    cr_assert_geq(dt, 900, "cut after %lld ms with send_timeout 1s", dt);
+    /* (The client would still read what the kernel holds for it, then EOF.) */
+    hc_close(&c);
+    expect_served(addr, "/", 200, 3000);
+    gw_stop(&gw);
+    us_stop(up);
+}
+
 /* ---- connection flood ----------------------------------------------------------------- */
 
 Test(hostile, flood_5000_connections_over_limit, .timeout = 90)
