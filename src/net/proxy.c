@@ -352,7 +352,6 @@ static int build_upstream_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t host
     return sg__proxy_build_uphead(&in, t->uphead, w->head_size, &t->uphead_len);
 }
 
-
 static void proxy_connect(sg_txn_t *t);
 
 static void builtin_health(void *ud, const sg_local_req_t *req, sg_local_resp_t *resp)

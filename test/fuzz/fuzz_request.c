@@ -26,19 +26,20 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const char k_req_yaml[] = "listeners:\n"
-                                 "  - {name: api, address: 127.0.0.1:0}\n"
-                                 "upstreams:\n"
-                                 "  app: {servers: [127.0.0.1:3000]}\n"
-                                 "  v6: {servers: ['[::1]:3001']}\n"
-                                 "trace: {accept_headers: [X-Request-Id, X-Correlation-Id]}\n"
-                                 "limits: {request_line_bytes: 1k, header_bytes: 4k, header_count: 24}\n"
-                                 "routes:\n"
-                                 "  - {match: {host: api.example.com, prefix: /v1/}, rewrite: /api/v1/, upstream: app}\n"
-                                 "  - {match: {host: '*.example.com', prefix: /s}, strip_prefix: true, upstream: v6}\n"
-                                 "  - {match: {prefix: /set}, set_host: backend.internal, upstream: app}\n"
-                                 "  - {match: {prefix: /api}, strip_prefix: /api, upstream: app}\n"
-                                 "  - {match: {prefix: /}, upstream: v6}\n";
+static const char k_req_yaml[] =
+    "listeners:\n"
+    "  - {name: api, address: 127.0.0.1:0}\n"
+    "upstreams:\n"
+    "  app: {servers: [127.0.0.1:3000]}\n"
+    "  v6: {servers: ['[::1]:3001']}\n"
+    "trace: {accept_headers: [X-Request-Id, X-Correlation-Id]}\n"
+    "limits: {request_line_bytes: 1k, header_bytes: 4k, header_count: 24}\n"
+    "routes:\n"
+    "  - {match: {host: api.example.com, prefix: /v1/}, rewrite: /api/v1/, upstream: app}\n"
+    "  - {match: {host: '*.example.com', prefix: /s}, strip_prefix: true, upstream: v6}\n"
+    "  - {match: {prefix: /set}, set_host: backend.internal, upstream: app}\n"
+    "  - {match: {prefix: /api}, strip_prefix: /api, upstream: app}\n"
+    "  - {match: {prefix: /}, upstream: v6}\n";
 
 static const sg_config_t *req_cfg(void)
 {

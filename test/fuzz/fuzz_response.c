@@ -109,9 +109,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     const sg_config_t *cfg = resp_cfg();
     uint8_t opt = data[0];
-    bool skip_body = (opt & 1) != 0;     /* the request was HEAD */
-    bool client_is_10 = (opt & 2) != 0;  /* HTTP/1.0 client: chunked is decoded */
-    bool client_close = (opt & 4) != 0;  /* client asked to close (or draining) */
+    bool skip_body = (opt & 1) != 0;    /* the request was HEAD */
+    bool client_is_10 = (opt & 2) != 0; /* HTTP/1.0 client: chunked is decoded */
+    bool client_close = (opt & 4) != 0; /* client asked to close (or draining) */
     /* the request asked to upgrade (never from HTTP/1.0: sg__proxy_head) */
     bool req_upgrade = (opt & 8) != 0 && !client_is_10;
     size_t piece = 1u + (size_t)(opt >> 4) * 11u;

@@ -93,8 +93,9 @@ Test(hostile, slowloris_cut_by_header_timeout, .timeout = 30)
              us_port(up));
     const char *addr = sg_proc_addr(&gw, "api");
     enum { N = 20 };
-    static const char head[] = "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-                               "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    static const char head[] =
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
     hc_conn_t c[N];
     size_t sent[N];
     long long ended_at[N];
@@ -428,8 +429,8 @@ static const struct {
     {"GET /f HTTP/1.1\r\nHost: x\r\nX-Trace-Id: inj6\nX-Evil: 1\r\n\r\n", 0, "inj6"},
     {"GET /g HTTP/1.1\r\nHost: x\r\nX-Trace-Id: inj7\x00zz\r\n\r\n", 1, "inj7"},
     {"GET /h HTTP/1.1\r\nHost: x\r\nX-Trace-Id: \tinj8\t\x01\r\n\r\n", 0, "inj8"},
-    {"GET /i HTTP/1.1\r\nHost: x\r\ntraceparent: 00-inj9\"\\\xff-00f067aa0ba902b7-01\r\nX-Request-Id: inj9b\"\r\n\r\n", 0,
-     "inj9"},
+    {"GET /i HTTP/1.1\r\nHost: x\r\ntraceparent: 00-inj9\"\\\xff-00f067aa0ba902b7-01\r\nX-Request-Id: inj9b\"\r\n\r\n",
+     0, "inj9"},
     {"GET /p\"q\\r\xff\xfe%0d%0a\"}{ HTTP/1.1\r\nHost: x\r\n\r\n", 0, NULL},
     {"GET /host HTTP/1.1\r\nHost: h\"o\\st\xff\r\n\r\n", 0, NULL},
     {"GET /j HTTP/1.1\r\nHost: x\r\nX-Trace-Id: 11111111-2222-4333-8444-555555555555\r\nX-Trace-Id: inj10\r\n\r\n", 0,
