@@ -161,9 +161,13 @@ typedef struct sg_pg_conf {
     size_t n_queries;
     struct {
         bool enabled;              /* default true */
-        const char *sql;           /* NULL = reference schema query */
+        const char *sql;           /* NULL = reference schema query; $1 = last id, $2 = batch;
+                                      columns id, from_state, to_state, seconds */
         uint32_t batch;            /* events per poll, default 1000 */
     } transitions;
+    const char *transitions_start_sql; /* NULL = reference schema: the current max event id */
+    uint64_t reconnect_min_ms;     /* first back-off after a failure, default 250ms */
+    uint64_t reconnect_max_ms;     /* back-off cap, default 30s */
 } sg_pg_conf_t;
 
 typedef struct sg_egress_rule {

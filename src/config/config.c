@@ -607,8 +607,8 @@ static int as_items(ctx_t *c, const sg__cnode_t *n, const char *expected, const 
 
 static int set_strlist(ctx_t *c, const sg__cnode_t *n, const field_t *f, void *base)
 {
-    const sg__cnode_t *const *items, *single;
-    size_t cnt;
+    const sg__cnode_t *const *items = NULL, *single = NULL;
+    size_t cnt = 0;
     if (as_items(c, n, "a list of strings", &items, &cnt, &single) < 0)
         return -1;
     if ((f->flags & F_NONEMPTY) && cnt == 0)
@@ -634,8 +634,8 @@ static int set_strlist(ctx_t *c, const sg__cnode_t *n, const field_t *f, void *b
 
 static int set_addrlist(ctx_t *c, const sg__cnode_t *n, const field_t *f, void *base)
 {
-    const sg__cnode_t *const *items, *single;
-    size_t cnt;
+    const sg__cnode_t *const *items = NULL, *single = NULL;
+    size_t cnt = 0;
     if (as_items(c, n, "a list of host:port addresses", &items, &cnt, &single) < 0)
         return -1;
     if ((f->flags & F_NONEMPTY) && cnt == 0)
@@ -1227,7 +1227,7 @@ _Static_assert(offsetof(trace_export_conf_t, service_name) ==
 static int export_url(ctx_t *c, const sg__cnode_t *n, void *base, sg_export_format_t fmt)
 {
     trace_export_conf_t *e = base;
-    const char *s;
+    const char *s = NULL;
     if (get_scalar(c, n, "an http:// URL or null", &s) < 0)
         return -1;
     if (!*s) /* `${OTLP_URL:-}`: export off */
@@ -1250,7 +1250,7 @@ static int export_url(ctx_t *c, const sg__cnode_t *n, void *base, sg_export_form
     const char *colon = strrchr(hp, ':');
     if (!colon || (rb && colon < rb))
         memcpy(hp + alen, ":80", 4);
-    const char *why;
+    const char *why = "invalid host:port";
     if (sg__parse_hostport(&c->cfg->arena, hp, 0, &e->url_addr, &why) < 0) {
         char q[96];
         return fail(c, node_loc(n, (loc_t){0, 0}), "expected an http://host[:port]/path URL, got %s: %s",
@@ -1574,7 +1574,7 @@ static const char *parse_cidr(const char *s, sg_egress_rule_t *r)
  * resolved address. */
 static bool ip_literal_rule(const char *h, sg_egress_rule_t *r)
 {
-    char buf[80];
+    char buf[320];
     unsigned char bin[16];
     bool v6 = inet_pton(AF_INET6, h, bin) == 1;
     if (!v6 && inet_pton(AF_INET, h, bin) != 1)

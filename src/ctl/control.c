@@ -2,6 +2,7 @@
 
 #include "sg/log.h"
 #include "sg/metrics.h"
+#include "sg/pg.h"
 #include "sg/spans.h"
 
 #include <stdio.h>
@@ -57,6 +58,20 @@ static void on_flush(uv_timer_t *t)
     sg_log_flush_all();
 }
 
+static void pg_log(void *arg, sg_log_level_t level, const char *msg)
+{
+    SG_UNUSED(arg);
+    sg_log(level, NULL, "postgres: %s", msg);
+}
+
+/* Readiness reads Postgres state from any thread: mirror it into the
+ * runtime's atomic a few times a second. */
+static void on_pg_state(uv_timer_t *t)
+{
+    sg_control_t *c = t->data;
+    atomic_store_explicit(&c->rt->pg_up, c->pg && sg_pg_is_up(c->pg), memory_order_relaxed);
+}
+
 void sg_control_on_start(uv_loop_t *loop, void *ud)
 {
     sg_control_t *c = ud;
@@ -69,6 +84,18 @@ void sg_control_on_start(uv_loop_t *loop, void *ud)
         int r = sg_spans_exporter_start(loop, &cfg->trace, NULL, &c->exporter);
         if (r < 0)
             sg_log(SG_LOG_ERROR, NULL, "span exporter not started: %s", uv_strerror(r));
+    }
+    if (cfg->postgres.conninfo && cfg->postgres.conninfo[0]) {
+        char err[512];
+        c->pg = sg_pg_start(loop, &cfg->postgres, &cfg->metrics, pg_log, c, err, sizeof(err));
+        if (!c->pg) {
+            sg_log(SG_LOG_ERROR, NULL, "postgres poller not started: %s", err);
+        } else if (c->rt->metrics && sg_metrics_add_collector(c->rt->metrics, sg_pg_collect, c->pg) != 0) {
+            sg_log(SG_LOG_ERROR, NULL, "postgres metrics not registered: out of memory");
+        }
+        uv_timer_init(loop, &c->pg_state_timer);
+        c->pg_state_timer.data = c;
+        uv_timer_start(&c->pg_state_timer, on_pg_state, 100, 250);
     }
     c->is_started = true;
 }
@@ -84,6 +111,14 @@ void sg_control_on_stop(uv_loop_t *loop, void *ud)
         sg_spans_exporter_stop(c->exporter);
         c->exporter = NULL;
     }
+    if (c->pg) {
+        if (c->rt->metrics)
+            sg_metrics_remove_collector(c->rt->metrics, sg_pg_collect, c->pg);
+        sg_pg_stop(c->pg);
+        c->pg = NULL;
+    }
+    if (c->pg_state_timer.loop) /* initialized: Postgres was configured */
+        uv_close((uv_handle_t *)&c->pg_state_timer, NULL);
     uv_close((uv_handle_t *)&c->flush_timer, NULL);
     sg_log_flush_all();
 }
