@@ -3,7 +3,7 @@
 # ThreadSanitizer in build/tsan, runs it with `workers: 2` under concurrent
 # keep-alive traffic (wrk), short connections and failing upstream requests
 # (curl), /metrics scrapes in both formats and /health probes on the admin
-# listener, then drains it with SIGTERM. Any ThreadSanitizer report, a
+# listener (control thread) and on the proxy listener (workers), then drains it with SIGTERM. Any ThreadSanitizer report, a
 # non-zero exit or a failed scrape fails the run.
 # SG_TSAN_SECONDS (default 10): length of the traffic phase.
 set -eu
@@ -73,6 +73,7 @@ while [ "$(date +%s)" -lt "$end" ]; do
     curl -sf -o /dev/null -H "Accept: application/openmetrics-text; version=1.0.0" "http://$ADMIN/metrics" \
         || fail "OpenMetrics scrape failed"
     curl -s -o /dev/null "http://$ADMIN/health/ready" || fail "/health/ready failed"
+    curl -s -o /dev/null "http://$API/health/ready" || fail "/health/ready on a worker failed"
     curl -s -o /dev/null "http://$API/dead/x" || true            # 502/503: passive health across workers
     curl -s -o /dev/null -H "Connection: close" "http://$API/short" || true
     curl -s -o /dev/null -H "X-Trace-Id: bad\"id" "http://$API/bad" || true
