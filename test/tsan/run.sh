@@ -3,8 +3,9 @@
 # ThreadSanitizer in build/tsan, runs it with `workers: 2` under concurrent
 # keep-alive traffic (wrk), short connections and failing upstream requests
 # (curl), /metrics scrapes in both formats and /health probes on the admin
-# listener (control thread) and on the proxy listener (workers), then drains it with SIGTERM. Any ThreadSanitizer report, a
-# non-zero exit or a failed scrape fails the run.
+# listener (control thread) and on the proxy listener (workers), then
+# drains it with SIGTERM. Any ThreadSanitizer report, a non-zero exit or a
+# failed scrape fails the run.
 # SG_TSAN_SECONDS (default 10): length of the traffic phase.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
