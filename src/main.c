@@ -23,8 +23,9 @@ static const char usage[] = "usage: swarmgate --config FILE [--ports-file FILE]\
                             "  -v, --version         print the version\n"
                             "  -h, --help            this text\n"
                             "\n"
-                            "Signals: SIGTERM/SIGINT drain and exit (twice: skip the drain delay),\n"
-                            "SIGUSR1 prints per-worker pool counters on stderr.\n";
+                            "Signals: SIGTERM/SIGINT drain and exit (twice: exit at once),\n"
+                            "SIGHUP reloads the config file, SIGUSR1 prints per-worker pool\n"
+                            "counters on stderr.\n";
 
 typedef struct opts {
     const char *config;
@@ -34,7 +35,7 @@ typedef struct opts {
 
 typedef struct main_state {
     uv_loop_t loop;
-    uv_signal_t sigterm, sigint, sigusr1;
+    uv_signal_t sigterm, sigint, sigusr1, sighup;
     uv_async_t stopped;
     sg_server_t *server;
 } main_state_t;
@@ -79,6 +80,11 @@ static void on_signal(uv_signal_t *s, int signum)
         sg_server_report(m->server);
         return;
     }
+    if (signum == SIGHUP) {
+        /* The control thread re-reads the file; the outcome is logged. */
+        sg_server_request_reload(m->server);
+        return;
+    }
     fprintf(stderr, "swarmgate: %s: draining\n", signum == SIGTERM ? "SIGTERM" : "SIGINT");
     sg_server_drain(m->server);
 }
@@ -89,6 +95,7 @@ static void on_stopped(uv_async_t *a)
     uv_close((uv_handle_t *)&m->sigterm, NULL);
     uv_close((uv_handle_t *)&m->sigint, NULL);
     uv_close((uv_handle_t *)&m->sigusr1, NULL);
+    uv_close((uv_handle_t *)&m->sighup, NULL);
     uv_close((uv_handle_t *)&m->stopped, NULL);
 }
 
@@ -139,10 +146,12 @@ int main(int argc, char **argv)
     uv_signal_init(&m.loop, &m.sigterm);
     uv_signal_init(&m.loop, &m.sigint);
     uv_signal_init(&m.loop, &m.sigusr1);
-    m.sigterm.data = m.sigint.data = m.sigusr1.data = &m;
+    uv_signal_init(&m.loop, &m.sighup);
+    m.sigterm.data = m.sigint.data = m.sigusr1.data = m.sighup.data = &m;
     uv_signal_start(&m.sigterm, on_signal, SIGTERM);
     uv_signal_start(&m.sigint, on_signal, SIGINT);
     uv_signal_start(&m.sigusr1, on_signal, SIGUSR1);
+    uv_signal_start(&m.sighup, on_signal, SIGHUP);
 
     sg_server_opts_t so = {.ports_file = o.ports_file,
                            .on_stopped = &m.stopped,
@@ -157,6 +166,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "swarmgate: %s\n", err);
         return 1;
     }
+    atomic_store_explicit(&ctl.admin.server, m.server, memory_order_release);
 
     uv_run(&m.loop, UV_RUN_DEFAULT);
     sg_server_join(m.server); /* the workers and the control thread */
@@ -165,7 +175,7 @@ int main(int argc, char **argv)
     if (rt.metrics)
         sg_metrics_destroy(rt.metrics);
     sg_runtime_destroy(&rt);
-    sg_config_free(cfg);
+    sg_config_release(cfg); /* the start-up generation: main's load reference */
     sg_log_shutdown();
     fprintf(stderr, "swarmgate: stopped\n");
     return 0;

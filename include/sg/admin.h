@@ -3,6 +3,7 @@
 #define SG_ADMIN_H
 
 #include "sg/common.h"
+#include "sg/config.h"
 #include "sg/listener.h"
 #include "sg/metrics.h"
 #include "sg/runtime.h"
@@ -13,7 +14,15 @@ typedef struct sg_admin {
     sg_metrics_t *metrics;
     uint64_t scrapes;
     uint64_t last_render_ns;
+    /* POST /-/reload runs sg_server_reload on it; NULL until main stores
+     * it after sg_server_start (answered 503 meanwhile). */
+    _Atomic(struct sg_server *) server;
 } sg_admin_t;
+
+/* Whether the admin listener's configured address is a loopback one
+ * (127.0.0.0/8, ::1, ::ffff:127.x, "localhost"): POST /-/reload is served
+ * only then (403 otherwise). */
+bool sg_admin_is_loopback(const sg_hostport_t *hp);
 
 /* sg_local_responder_cb for the admin listener (control thread). */
 void sg_admin_respond(void *ud, const sg_local_req_t *req, sg_local_resp_t *resp);

@@ -34,9 +34,14 @@ typedef struct sg_reqrec {
     uint64_t start_unix_ns;
 
     int32_t listener_idx;
+    /* Route and upstream as the metrics registry knows them (it is built
+     * from the start-up config): -1 none; an index >= the registry's count
+     * (INT32_MAX) is one a reload added ("other"). */
     int32_t route_idx;    /* -1: no route */
     int32_t upstream_idx; /* -1: none chosen */
     int32_t server_idx;   /* within the upstream, -1: none */
+    /* Borrowed from the request's config generation; NULL: look route_idx up. */
+    const char *route_name;
     sg_method_t method;
     uint16_t status;      /* sent to the client; 0 = connection closed before a status */
     bool is_proxy_error;  /* status made by swarmgate (400, 404, 502, ...) */

@@ -19,6 +19,12 @@ typedef struct sg_worker_pub {
     _Atomic uint32_t connections;
     _Atomic uint32_t in_flight;
     _Atomic bool is_listening;
+    /* Config generation this worker serves new requests with; UINT32_MAX
+     * once its loop has exited. The control thread frees a retired
+     * sg_rtgen_t only when every worker is past it (quiescent-state
+     * reclamation: a worker reads rt->gen / rt->config without a
+     * reference only inside one loop callback). */
+    _Atomic uint32_t generation;
 } sg_worker_pub_t;
 
 /* Shared view of one upstream server's health. Written by any worker
@@ -29,8 +35,36 @@ typedef struct sg_server_pub {
     _Atomic uint32_t consecutive_fails;
 } sg_server_pub_t;
 
+/* One published config generation: the config and the health slots of its
+ * upstream servers, published together under one atomic pointer (rt->gen)
+ * so readiness never pairs a config with another generation's slots.
+ *
+ * Server slots are keyed by (upstream name, server "host:port"): a server
+ * kept across a reload keeps its slot (passive ejection and active-check
+ * state carry over); a new one gets a new slot. Slots are never freed
+ * before the runtime (bounded by the distinct servers ever configured).
+ *
+ * Owner: refcounted (sg_rtgen_retain/_release, any thread). rt->gen holds
+ * one reference; each worker's generation object holds one. Built and
+ * published only on the control thread (or by main at start-up). */
+typedef struct sg_rtgen {
+    atomic_uint refcount;
+    uint32_t id;                /* == cfg->generation (1 at start-up) */
+    sg_config_t *cfg;           /* retained */
+    sg_server_pub_t ***servers; /* [upstream][server] -> slot, cfg's indices */
+    /* Metric registry indices (the registry is built from the start-up
+     * config): route i / upstream i of cfg -> the start-up index with the
+     * same name, or INT32_MAX ("other") when the start-up config had none. */
+    int32_t *route_metric;
+    int32_t *upstream_metric;
+    struct sg_rtgen *_next_retired;
+} sg_rtgen_t;
+
+struct sg_slot_entry;
+
 typedef struct sg_runtime {
-    _Atomic(sg_config_t *) config; /* current generation, retained */
+    _Atomic(sg_config_t *) config; /* current generation's config, retained (== gen->cfg) */
+    _Atomic(sg_rtgen_t *) gen;     /* current generation (config + server slots) */
     uint32_t n_workers;
     sg_worker_pub_t *workers;      /* n_workers */
     sg_server_pub_t **servers;     /* [upstream][server] of the first config */
@@ -39,7 +73,18 @@ typedef struct sg_runtime {
     _Atomic bool is_draining;      /* readiness fails; keep-alive stops */
     _Atomic bool is_stopping;      /* listeners closed */
     _Atomic bool pg_up;            /* last Postgres poll succeeded (control thread writes) */
+    /* Private to src/net (generation.c): the start-up generation (never
+     * retired), the slot registry and the retired generations waiting for
+     * every worker to pass them. Control thread only after start-up. */
+    sg_rtgen_t *_boot;
+    size_t _n_boot_upstreams; /* rows of servers */
+    struct sg_slot_entry *_slots;
+    size_t _n_slots, _cap_slots;
+    sg_rtgen_t *_retired;
 } sg_runtime_t;
+
+sg_rtgen_t *sg_rtgen_retain(sg_rtgen_t *g);
+void sg_rtgen_release(sg_rtgen_t *g);
 
 /* Monotonic milliseconds, same clock as heartbeat_ms and ejected_until_ms. */
 uint64_t sg_now_ms(void);

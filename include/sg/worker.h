@@ -57,9 +57,22 @@ int sg_server_start(sg_runtime_t *rt, sg_config_t *cfg, const sg_server_opts_t *
                     size_t errlen) SG_MUST_CHECK;
 /* Graceful: readiness fails at once; after shutdown.drain_delay_ms stop
  * accepting, close idle connections, let in-flight requests finish up to
- * shutdown.drain_timeout_ms, then close everything. A second call skips
- * the delay. */
+ * shutdown.drain_timeout_ms, then close everything. A second call closes
+ * every connection at once and the workers stop (issue: "a second SIGTERM
+ * exits at once"). */
 void sg_server_drain(sg_server_t *s);
+/* Live reload (control thread only: the admin responder or the control
+ * loop). Re-reads the config file the process started with, validates it,
+ * refuses changes that need a restart (listeners, workers, admin listener,
+ * head-size limits), publishes it as generation N+1 (rt->gen, rt->config)
+ * and asks every worker to build its router and pools for it; transactions
+ * already running finish with their own generation. Counted in
+ * swarm_config_reload_total and logged either way. Returns 0 with the new
+ * generation in *gen_out, or -1 with "file:line:col: message" (or the
+ * restart reason) in err; on failure nothing changes. */
+int sg_server_reload(sg_server_t *s, uint32_t *gen_out, char *err, size_t errlen);
+/* Any thread (SIGHUP): the control thread runs sg_server_reload soon. */
+void sg_server_request_reload(sg_server_t *s);
 /* Each worker prints its pool counters on stderr:
  * "swarmgate: pools worker=I conn_grows=.. txn_grows=.. upconn_grows=..
  *  buf_grows=.. head_grows=.. wreq_grows=.. requests=.." */

@@ -5,6 +5,11 @@
 #include "sg/expose.h"
 #include "sg/health.h"
 #include "sg/http1.h"
+#include "sg/json.h"
+#include "sg/worker.h"
+
+#include <arpa/inet.h>
+#include <strings.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -74,9 +79,65 @@ void sg_admin_health(sg_admin_t *a, int kind, sg_local_resp_t *resp)
     resp->extra_headers = "Cache-Control: no-store\r\n";
 }
 
+bool sg_admin_is_loopback(const sg_hostport_t *hp)
+{
+    const char *h = hp->host;
+    if (!h || !h[0] || strcmp(h, "*") == 0)
+        return false; /* every address */
+    if (strcasecmp(h, "localhost") == 0)
+        return true;
+    struct in_addr a4;
+    if (inet_pton(AF_INET, h, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET6, h, &a6) == 1) {
+        if (IN6_IS_ADDR_LOOPBACK(&a6))
+            return true;
+        return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
+    }
+    return false;
+}
+
+/* POST /-/reload: the same reload as SIGHUP, answered with its outcome.
+ * Only on a loopback admin listener: anyone who can reach a public admin
+ * port could otherwise make the process re-read its file at will. */
+static void answer_reload(sg_admin_t *a, const sg_local_req_t *req, sg_local_resp_t *resp)
+{
+    if (req->method != SG_METHOD_POST) {
+        resp->extra_headers = "Allow: POST\r\n";
+        answer_json(resp, 405, "{\"status\":\"error\",\"error\":\"%s\"}\n", "method not allowed");
+        return;
+    }
+    const sg_config_t *cfg = atomic_load_explicit(&a->rt->config, memory_order_acquire);
+    if (!sg_admin_is_loopback(&cfg->admin.addr)) {
+        answer_json(resp, 403, "{\"status\":\"error\",\"error\":\"%s\"}\n",
+                    "reload over HTTP needs the admin listener on a loopback address; send SIGHUP");
+        return;
+    }
+    struct sg_server *srv = atomic_load_explicit(&a->server, memory_order_acquire);
+    if (!srv) {
+        answer_json(resp, 503, "{\"status\":\"error\",\"error\":\"%s\"}\n", "starting");
+        return;
+    }
+    char err[1024];
+    uint32_t gen = 0;
+    if (sg_server_reload(srv, &gen, err, sizeof(err)) == 0) {
+        answer_json(resp, 200, "{\"status\":\"ok\",\"generation\":%u}\n", gen);
+        return;
+    }
+    char esc[2048];
+    size_t n = sg_json_escape(esc, sizeof(esc) - 1, err, strlen(err));
+    esc[n] = '\0';
+    answer_json(resp, 400, "{\"status\":\"error\",\"error\":\"%s\"}\n", esc);
+}
+
 void sg_admin_respond(void *ud, const sg_local_req_t *req, sg_local_resp_t *resp)
 {
     sg_admin_t *a = ud;
+    if (sg_str_eq(req->path, SG_STR("/-/reload"))) {
+        answer_reload(a, req, resp);
+        return;
+    }
     bool is_read = req->method == SG_METHOD_GET || req->method == SG_METHOD_HEAD;
     int kind = sg_health_kind_for_path(req->path);
     if (kind >= 0 || sg_str_eq(req->path, SG_STR("/metrics"))) {
@@ -92,7 +153,7 @@ void sg_admin_respond(void *ud, const sg_local_req_t *req, sg_local_resp_t *resp
         return;
     }
     answer_json(resp, 404, "{\"error\":\"no such admin endpoint\",\"endpoints\":[%s]}\n",
-                "\"/metrics\",\"/health\",\"/health/live\",\"/health/ready\",\"/livez\",\"/readyz\"");
+                "\"/metrics\",\"/health\",\"/health/live\",\"/health/ready\",\"/livez\",\"/readyz\",\"/-/reload\"");
 }
 
 void sg_admin_health_respond(void *ud, const sg_local_req_t *req, sg_local_resp_t *resp)

@@ -12,8 +12,10 @@
 static int server_up(void *ud, size_t u, size_t s)
 {
     sg_runtime_t *rt = ud;
-    const sg_config_t *cfg = atomic_load_explicit(&rt->config, memory_order_acquire);
-    if (!rt->servers || u >= cfg->n_upstreams || s >= cfg->upstreams[u].n_servers)
+    /* The registry's upstreams are the start-up config's, and so is
+     * rt->servers; a server kept across reloads keeps its slot. */
+    const sg_config_t *cfg = rt->_boot ? rt->_boot->cfg : NULL;
+    if (!cfg || !rt->servers || u >= cfg->n_upstreams || s >= cfg->upstreams[u].n_servers)
         return -1;
     const sg_server_pub_t *p = &rt->servers[u][s];
     uint64_t until = atomic_load_explicit(&p->ejected_until_ms, memory_order_relaxed);

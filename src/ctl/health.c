@@ -78,10 +78,20 @@ static bool server_healthy(const sg_server_pub_t *s, uint64_t now_ms)
     return !down && (until == 0 || until <= now_ms);
 }
 
+static const sg_server_pub_t *slot(const sg_runtime_t *rt, const sg_rtgen_t *gen, size_t u, size_t s)
+{
+    if (gen)
+        return gen->servers[u][s];
+    return rt->servers ? &rt->servers[u][s] : NULL; /* a runtime built by hand (unit tests) */
+}
+
 /* Readiness: listening, not draining, required dependencies fine. */
 static bool render_ready(const sg_runtime_t *rt, const sg_health_inputs_t *in, out_t *o)
 {
-    const sg_config_t *cfg = atomic_load_explicit(&rt->config, memory_order_acquire);
+    /* One pointer for the config and its server slots: never a config
+     * paired with another generation's slots. */
+    const sg_rtgen_t *gen = atomic_load_explicit(&rt->gen, memory_order_acquire);
+    const sg_config_t *cfg = gen ? gen->cfg : atomic_load_explicit(&rt->config, memory_order_acquire);
     bool listening = rt->n_workers > 0;
     for (uint32_t i = 0; i < rt->n_workers; i++)
         listening = listening && atomic_load_explicit(&rt->workers[i].is_listening, memory_order_relaxed);
@@ -99,7 +109,7 @@ static bool render_ready(const sg_runtime_t *rt, const sg_health_inputs_t *in, o
         const sg_upstream_conf_t *uc = &cfg->upstreams[u];
         size_t healthy = 0;
         for (size_t s = 0; s < uc->n_servers; s++)
-            if (rt->servers && server_healthy(&rt->servers[u][s], in->now_ms))
+            if (slot(rt, gen, u, s) && server_healthy(slot(rt, gen, u, s), in->now_ms))
                 healthy++;
         bool u_ok = healthy > 0;
         ups_ok = ups_ok && u_ok;
@@ -127,7 +137,7 @@ static bool render_ready(const sg_runtime_t *rt, const sg_health_inputs_t *in, o
             const sg_upstream_conf_t *uc = &cfg->upstreams[u];
             bool any = false;
             for (size_t s = 0; s < uc->n_servers && !any; s++)
-                any = rt->servers && server_healthy(&rt->servers[u][s], in->now_ms);
+                any = slot(rt, gen, u, s) && server_healthy(slot(rt, gen, u, s), in->now_ms);
             if (!any) {
                 put(o, "%s\"upstream:%s\"", first ? "" : ",", uc->name);
                 first = false;

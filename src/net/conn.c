@@ -226,7 +226,7 @@ void sg__conn_update_read(sg_conn_t *c)
     if (c->state == SG_CONN_BODY) {
         /* The body timeout runs only while we wait for the client. */
         if (want && c->timer_kind != T_BODY)
-            conn_timer(c, T_BODY, c->w->cfg->limits.client_body_timeout_ms);
+            conn_timer(c, T_BODY, c->w->gen->cfg->limits.client_body_timeout_ms);
         else if (!want && c->timer_kind == T_BODY)
             conn_timer_stop(c);
     }
@@ -257,7 +257,7 @@ static bool begin_request(sg_conn_t *c)
     set_state(c, SG_CONN_HEAD);
     c->flags |= SG_CONN_F_GOT_BYTES;
     if (c->n_requests > 0 || c->timer_kind != T_HEADER)
-        conn_timer(c, T_HEADER, c->w->cfg->limits.client_header_timeout_ms);
+        conn_timer(c, T_HEADER, c->w->gen->cfg->limits.client_header_timeout_ms);
     return true;
 }
 
@@ -294,7 +294,7 @@ static int head_step(sg_conn_t *c)
         return 0;
     conn_timer_stop(c);
     sg_h1_parser_init(&c->parser, SG_H1_REQUEST);
-    c->parser.max_body = w->cfg->limits.body_bytes;
+    c->parser.max_body = c->txn->gen->cfg->limits.body_bytes;
     r = sg_h1_parse_head(&c->parser, c->head, c->head_len, (sg_h1_header_t *)(void *)(c->head + w->head_bytes),
                          w->head_max_hdrs, false);
     if (r < 0) {
@@ -350,7 +350,7 @@ static bool body_step(sg_conn_t *c)
             conn_timer_stop(c);
         sg__proxy_req_done(t);
     } else if (c->timer_kind == T_BODY) {
-        conn_timer(c, T_BODY, c->w->cfg->limits.client_body_timeout_ms);
+        conn_timer(c, T_BODY, c->w->gen->cfg->limits.client_body_timeout_ms);
     }
     return c->state != SG_CONN_CLOSED;
 }
@@ -421,7 +421,7 @@ static void on_conn_timer(uv_timer_t *tm)
     case T_KICK:
         sg__conn_resume(c);
         if (c->state == SG_CONN_IDLE && !has_pending(c) && c->timer_kind == T_NONE)
-            conn_timer(c, T_KEEPALIVE, c->w->cfg->limits.keepalive_timeout_ms);
+            conn_timer(c, T_KEEPALIVE, c->w->gen->cfg->limits.keepalive_timeout_ms);
         break;
     case T_HEADER:
         if (c->state == SG_CONN_HEAD && c->txn)
@@ -454,7 +454,7 @@ static void on_conn_timer(uv_timer_t *tm)
 static void send_timer_arm(sg_conn_t *c)
 {
     if (c->n_writes > 0 && (c->timer_kind == T_NONE || c->timer_kind == T_SEND))
-        conn_timer(c, T_SEND, c->w->cfg->limits.send_timeout_ms);
+        conn_timer(c, T_SEND, c->w->gen->cfg->limits.send_timeout_ms);
     else if (c->n_writes == 0 && c->timer_kind == T_SEND)
         conn_timer_stop(c);
 }
@@ -539,7 +539,7 @@ void sg__conn_txn_done(sg_conn_t *c)
     }
     if (c->state == SG_CONN_BODY || c->state == SG_CONN_HEAD)
         c->flags |= SG_CONN_F_CLOSE_AFTER; /* the rest of the request was not read */
-    if ((t->flags & SG_TXN_F_RESP_CLOSE) || !(t->flags & SG_TXN_F_CLIENT_KA) || w->is_draining)
+    if ((t->flags & SG_TXN_F_RESP_CLOSE) || !(t->flags & SG_TXN_F_CLIENT_KA) || w->drain_phase > 0)
         c->flags |= SG_CONN_F_CLOSE_AFTER;
     c->txn = NULL;
     sg__txn_free(t);
@@ -561,7 +561,7 @@ void sg__conn_txn_done(sg_conn_t *c)
     if (has_pending(c) && !c->is_processing)
         conn_timer(c, T_KICK, 0);
     else
-        conn_timer(c, T_KEEPALIVE, w->cfg->limits.keepalive_timeout_ms);
+        conn_timer(c, T_KEEPALIVE, w->gen->cfg->limits.keepalive_timeout_ms);
     sg__conn_update_read(c);
 }
 
@@ -616,7 +616,7 @@ void sg__conn_error(sg_conn_t *c, int status, const char *error, bool must_close
         t->trace.source = SG_TRACE_SRC_GENERATED;
         t->has_trace = true;
     }
-    if (!(t->flags & SG_TXN_F_REQ_DONE) || !(t->flags & SG_TXN_F_CLIENT_KA) || w->is_draining)
+    if (!(t->flags & SG_TXN_F_REQ_DONE) || !(t->flags & SG_TXN_F_CLIENT_KA) || w->drain_phase > 0)
         must_close = true;
     char *buf = sg__buf_get(w);
     if (!buf) {
@@ -633,7 +633,7 @@ void sg__conn_error(sg_conn_t *c, int status, const char *error, bool must_close
     int n = snprintf(buf, SG_BUF_SIZE,
                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s: %s\r\n"
                      "Cache-Control: no-store\r\n%s\r\n",
-                     status, sg_h1_reason_phrase(status), blen, w->cfg->trace.header, t->trace.trace_id,
+                     status, sg_h1_reason_phrase(status), blen, t->gen->cfg->trace.header, t->trace.trace_id,
                      must_close ? "Connection: close\r\n" : "");
     if (n < 0)
         n = 0;
@@ -680,10 +680,10 @@ void sg__conn_local(sg_conn_t *c, sg_local_responder_cb cb, void *ud, const sg_l
     cb(ud, req, &resp);
     const char *body = resp.ext_body ? resp.ext_body : resp.body;
     size_t blen = resp.ext_body ? resp.ext_len : SG_MIN(resp.body_len, resp.body_cap);
-    bool must_close = !(t->flags & SG_TXN_F_REQ_DONE) || !(t->flags & SG_TXN_F_CLIENT_KA) || w->is_draining;
+    bool must_close = !(t->flags & SG_TXN_F_REQ_DONE) || !(t->flags & SG_TXN_F_CLIENT_KA) || w->drain_phase > 0;
     int n = snprintf(buf, head_room, "HTTP/1.1 %u %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s: %s\r\n%s%s\r\n",
                      resp.status, sg_h1_reason_phrase(resp.status),
-                     resp.content_type ? resp.content_type : "application/json", blen, w->cfg->trace.header,
+                     resp.content_type ? resp.content_type : "application/json", blen, t->gen->cfg->trace.header,
                      t->trace.trace_id, resp.extra_headers ? resp.extra_headers : "",
                      must_close ? "Connection: close\r\n" : "");
     if (n < 0 || (size_t)n >= head_room) {
@@ -757,6 +757,6 @@ void sg__conn_accepted(sg_listener_t *l)
     atomic_store_explicit(&w->pub->connections, w->n_conns, memory_order_relaxed);
     sg_obs_conn_open(w->obs, l->idx);
     c->state = SG_CONN_IDLE;
-    conn_timer(c, T_HEADER, w->cfg->limits.client_header_timeout_ms);
+    conn_timer(c, T_HEADER, w->gen->cfg->limits.client_header_timeout_ms);
     sg__conn_update_read(c);
 }

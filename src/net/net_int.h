@@ -33,6 +33,7 @@ typedef struct sg_upconn sg_upconn_t;
 typedef struct sg_upstream sg_upstream_t;
 typedef struct sg_upserver sg_upserver_t;
 typedef struct sg_wreq sg_wreq_t;
+typedef struct sg_wgen sg_wgen_t;
 
 /* ---- intrusive list ---------------------------------------------------- */
 
@@ -93,7 +94,31 @@ enum {
     SG_WORKER_CMD_DRAIN = 1u << 0,
     SG_WORKER_CMD_REPORT = 1u << 1,
     SG_WORKER_CMD_DRAIN_NOW = 1u << 2,
-    SG_WORKER_CMD_STOP = 1u << 3, /* control thread: every worker is gone */
+    SG_WORKER_CMD_FORCE = 1u << 5, /* second drain request: close everything now */
+    SG_WORKER_CMD_STOP = 1u << 3,   /* control thread: every worker is gone */
+    SG_WORKER_CMD_RELOAD = 1u << 4, /* worker: adopt rt->gen; control thread: reload the config file */
+};
+
+/* A worker's view of one config generation: the config and the router and
+ * upstream pools built for it. New transactions take the current one and
+ * keep it to their end, so route/upstream indices and pools stay valid
+ * across a reload (STYLE.md section 8).
+ *
+ * Owner: its worker; refcounted on the worker thread only (refs: 1 while
+ * current + 1 per transaction). When it stops being current its idle
+ * upstream connections are closed and no connection returns to its pools;
+ * it is freed (sg__wgen_unref) once the last transaction ended and its name
+ * resolutions called back. */
+struct sg_wgen {
+    sg_worker_t *w;
+    sg_rtgen_t *rg;         /* retained */
+    const sg_config_t *cfg; /* rg->cfg */
+    sg_router_t *router;
+    sg_upstream_t *ups;
+    size_t n_ups;
+    uint32_t refs;
+    uint32_t n_resolving; /* uv_getaddrinfo requests in flight for this generation */
+    bool is_current;
 };
 
 /* A worker thread's world. Owner: sg_server_t; freed by the server after
@@ -103,7 +128,8 @@ struct sg_worker {
     uv_loop_t loop;
     pthread_t thread;
     sg_server_t *server;
-    sg_config_t *cfg;
+    const sg_config_t *boot_cfg; /* start-up config: sizes fixed at start (head buffers, listeners) */
+    sg_wgen_t *gen;              /* current generation: per-request settings, router, pools */
     sg_runtime_t *rt;
     sg_worker_pub_t *pub;
     sg_obs_worker_t *obs;
@@ -117,9 +143,6 @@ struct sg_worker {
 
     sg_listener_t *listeners;
     size_t n_listeners;
-    sg_upstream_t *ups;
-    size_t n_ups;
-    sg_router_t *router;
 
     sg_link_t conns;
     uint32_t n_conns;
@@ -244,6 +267,7 @@ typedef enum sg_fail {
 /* One request/response. Owner: its conn (c->txn); freed by sg__txn_free. */
 struct sg_txn {
     sg_conn_t *conn;
+    sg_wgen_t *gen; /* the generation it started with (a reference) */
     sg_upconn_t *up;
     sg_txn_state_t state;
     uint32_t flags;
@@ -339,6 +363,7 @@ struct sg_upserver {
 
 struct sg_upstream {
     sg_worker_t *w;
+    sg_wgen_t *gen;
     int32_t idx;
     const sg_upstream_conf_t *conf;
     sg_upserver_t *servers;
@@ -439,9 +464,36 @@ int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size
 int sg__proxy_build_resphead(const sg_config_t *cfg, const sg_h1_head_t *h, const char *trace_id, bool is_decode,
                              bool will_close, char *out, size_t cap, size_t *len) SG_MUST_CHECK;
 
+/* ---- generation.c ------------------------------------------------------ */
+/* Builds the worker generation for rg (retained). NULL on out-of-memory. */
+sg_wgen_t *sg__wgen_new(sg_worker_t *w, sg_rtgen_t *rg) SG_MUST_CHECK;
+/* Makes g current (the old one is retired and unreferenced). */
+void sg__wgen_set_current(sg_worker_t *w, sg_wgen_t *g);
+/* Worker: adopt rt->gen if it is newer than w->gen. */
+void sg__worker_adopt_gen(sg_worker_t *w);
+static inline sg_wgen_t *sg__wgen_ref(sg_wgen_t *g)
+{
+    g->refs++;
+    return g;
+}
+void sg__wgen_unref(sg_wgen_t *g);
+/* A name resolution of g finished (frees a retired g when it was the last). */
+void sg__wgen_resolved(sg_wgen_t *g);
+/* Registry index of route/upstream i of g (-1 stays -1). */
+static inline int32_t sg__wgen_route_metric(const sg_wgen_t *g, int32_t i)
+{
+    return i < 0 ? -1 : g->rg->route_metric[i];
+}
+static inline int32_t sg__wgen_ups_metric(const sg_wgen_t *g, int32_t i)
+{
+    return i < 0 ? -1 : g->rg->upstream_metric[i];
+}
+
 /* ---- upstream.c -------------------------------------------------------- */
-int sg__upstreams_init(sg_worker_t *w) SG_MUST_CHECK;
-void sg__upstreams_close(sg_worker_t *w);
+int sg__upstreams_init(sg_wgen_t *g) SG_MUST_CHECK;
+/* Closes g's idle pooled connections and cancels its resolutions. */
+void sg__upstreams_close(sg_wgen_t *g);
+void sg__upstreams_free(sg_wgen_t *g);
 /* Picks a server (round-robin / least-in-flight), skipping ejected ones
  * and those in tried_mask. -1: none healthy (*all_down set when every
  * server is ejected or down). */

@@ -29,6 +29,7 @@ sg_txn_t *sg__txn_new(sg_conn_t *c)
         return NULL;
     memset(t, 0, sizeof(*t));
     t->conn = c;
+    t->gen = sg__wgen_ref(w->gen);
     t->route_idx = t->ups_idx = t->srv_idx = -1;
     t->rec.start_ns = sg_now_ns();
     t->rec.start_unix_ns = sg_unix_ns();
@@ -61,8 +62,9 @@ static void report(sg_txn_t *t)
     r->client_addr = sg_str_cstr(c->peer);
     r->server_addr = sg_str_cstr(t->server);
     r->error = t->error;
-    r->route_idx = t->route_idx;
-    r->upstream_idx = t->ups_idx;
+    r->route_idx = sg__wgen_route_metric(t->gen, t->route_idx);
+    r->upstream_idx = sg__wgen_ups_metric(t->gen, t->ups_idx);
+    r->route_name = t->route_idx >= 0 ? t->gen->cfg->routes[t->route_idx].name : NULL;
     r->server_idx = t->srv_idx;
     sg_obs_request_done(w->obs, r);
 }
@@ -81,7 +83,9 @@ void sg__txn_free(sg_txn_t *t)
         sg__head_put(w, t->uphead);
         t->uphead = NULL;
     }
+    sg_wgen_t *g = t->gen;
     sg_freelist_put(&w->fl_txn, t);
+    sg__wgen_unref(g); /* last: its upstream connection went back above */
 }
 
 void sg__txn_abort(sg_txn_t *t)
@@ -213,7 +217,7 @@ static void resolve_trace(sg_txn_t *t, const sg_h1_head_t *h)
 {
     sg_worker_t *w = t->conn->w;
     sg_trace_in_t in;
-    sg__proxy_trace_in(w->cfg, h, &in);
+    sg__proxy_trace_in(t->gen->cfg, h, &in);
     sg_trace_resolve(&in, sg_obs_sample_new(w->obs), &t->trace);
     t->has_trace = true;
     /* Admin requests (listener -1) are not proxy traffic: not counted. */
@@ -339,7 +343,7 @@ static int build_upstream_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t host
     t->uphead = sg__head_get(w);
     if (!t->uphead)
         return -500;
-    sg_uphead_in_t in = {.cfg = w->cfg,
+    sg_uphead_in_t in = {.cfg = t->gen->cfg,
                          .route_idx = t->route_idx,
                          .ups_idx = t->ups_idx,
                          .h = h,
@@ -370,7 +374,7 @@ void sg__proxy_head(sg_conn_t *c)
 {
     sg_txn_t *t = c->txn;
     sg_worker_t *w = c->w;
-    const sg_config_t *cfg = w->cfg;
+    const sg_config_t *cfg = t->gen->cfg;
     const sg_h1_head_t *h = &c->parser.head;
     sg_listener_t *l = c->lst;
 
@@ -482,15 +486,13 @@ void sg__proxy_head(sg_conn_t *c)
     }
 
     /* Route (first match wins). */
-    int32_t ri = sg_router_match(w->router, host, path);
+    int32_t ri = sg_router_match(t->gen->router, host, path);
     if (ri < 0) {
         sg__conn_error(c, 404, "no route", !(t->flags & SG_TXN_F_REQ_DONE));
         return;
     }
     t->route_idx = ri;
     t->ups_idx = (int32_t)cfg->routes[ri].upstream_idx;
-    t->rec.route_idx = ri;
-    t->rec.upstream_idx = t->ups_idx;
     if (cfg->limits.body_bytes && h->has_content_length && h->content_length > cfg->limits.body_bytes) {
         sg__conn_error(c, 413, "request body too large", true);
         return;
@@ -527,7 +529,7 @@ static void fail_status(sg_txn_t *t, sg_fail_t kind, const char *why)
 static void proxy_connect(sg_txn_t *t)
 {
     sg_worker_t *w = t->conn->w;
-    sg_upstream_t *u = &w->ups[t->ups_idx];
+    sg_upstream_t *u = &t->gen->ups[t->ups_idx];
     bool all_down = false; /* 503 only when no server could even be tried */
     int32_t si = sg__upstream_pick(u, t->tried_mask, sg_now_ms(), &all_down);
     if (si < 0) {
@@ -565,7 +567,6 @@ void sg__proxy_up_ready(sg_txn_t *t)
 {
     sg_upconn_t *u = t->up;
     sg_conn_t *c = t->conn;
-    sg_worker_t *w = c->w;
     if (c->state == SG_CONN_BODY && c->rbuf && c->rpos < c->rlen) {
         int e = sg_h1_check_body(&c->parser, c->rbuf + c->rpos, c->rlen - c->rpos);
         if (e < 0) {
@@ -587,7 +588,7 @@ void sg__proxy_up_ready(sg_txn_t *t)
         sg__proxy_up_failed(t, SG_FAIL_RESET, "upstream write failed");
         return;
     }
-    sg__upconn_timer(u, SG_UPC_T_RESPONSE, w->ups[t->ups_idx].conf->response_timeout_ms);
+    sg__upconn_timer(u, SG_UPC_T_RESPONSE, t->gen->ups[t->ups_idx].conf->response_timeout_ms);
     sg__upconn_update_read(u);
     if ((t->flags & SG_TXN_F_EXPECT) && !(t->flags & SG_TXN_F_REQ_DONE)) {
         /* RFC 9110 10.1.1: we answer the expectation ourselves once the
@@ -613,13 +614,13 @@ void sg__proxy_up_failed(sg_txn_t *t, sg_fail_t kind, const char *why)
         sg__upconn_release(u, false);
     }
     if (t->srv_idx >= 0 && (kind == SG_FAIL_CONNECT || kind == SG_FAIL_TIMEOUT))
-        sg__server_fail(&w->ups[t->ups_idx].servers[t->srv_idx], sg_now_ms());
+        sg__server_fail(&t->gen->ups[t->ups_idx].servers[t->srv_idx], sg_now_ms());
     if (kind == SG_FAIL_CONNECT)
-        sg_obs_upstream_connect_error(w->obs, t->ups_idx);
+        sg_obs_upstream_connect_error(w->obs, sg__wgen_ups_metric(t->gen, t->ups_idx));
     else if (kind == SG_FAIL_TIMEOUT)
-        sg_obs_upstream_timeout(w->obs, t->ups_idx);
-    sg_obs_log(w->obs, SG_LOG_WARN, t->trace.trace_id, "upstream %s server %s: %s", w->cfg->upstreams[t->ups_idx].name,
-               t->server, why);
+        sg_obs_upstream_timeout(w->obs, sg__wgen_ups_metric(t->gen, t->ups_idx));
+    sg_obs_log(w->obs, SG_LOG_WARN, t->trace.trace_id, "upstream %s server %s: %s",
+               t->gen->cfg->upstreams[t->ups_idx].name, t->server, why);
     t->last_fail = kind;
     t->error = why;
     if (t->flags & SG_TXN_F_RESP_HEAD) {
@@ -644,7 +645,7 @@ void sg__proxy_up_timeout(sg_upconn_t *u)
                             u->state == SG_UPC_CONNECTING ? "upstream connect timeout" : "upstream response timeout");
         break;
     default:
-        sg_obs_upstream_timeout(t->conn->w->obs, t->ups_idx);
+        sg_obs_upstream_timeout(t->conn->w->obs, sg__wgen_ups_metric(t->gen, t->ups_idx));
         sg__conn_abort(t->conn, "upstream read timeout");
         break;
     }
@@ -658,7 +659,7 @@ bool sg__proxy_can_take_body(const sg_txn_t *t)
         return false;
     if (t->state != SG_TXN_SENT && t->state != SG_TXN_RESP_BODY && t->state != SG_TXN_TUNNEL)
         return false;
-    return t->up->tcp.write_queue_size <= t->conn->w->cfg->limits.buffer_bytes;
+    return t->up->tcp.write_queue_size <= t->gen->cfg->limits.buffer_bytes;
 }
 
 void sg__proxy_body(sg_txn_t *t, char *buf, const char *p, size_t n)
@@ -681,7 +682,7 @@ void sg__proxy_up_drained(sg_txn_t *t)
 {
     sg_upconn_t *u = t->up;
     if (u && t->state == SG_TXN_SENT)
-        sg__upconn_timer(u, SG_UPC_T_RESPONSE, t->conn->w->ups[t->ups_idx].conf->response_timeout_ms);
+        sg__upconn_timer(u, SG_UPC_T_RESPONSE, t->gen->ups[t->ups_idx].conf->response_timeout_ms);
     sg__conn_resume(t->conn);
 }
 
@@ -701,7 +702,7 @@ void sg__proxy_tunnel_eof(sg_txn_t *t)
 
 static bool client_paused(sg_txn_t *t)
 {
-    return t->conn->tcp.write_queue_size > t->conn->w->cfg->limits.buffer_bytes;
+    return t->conn->tcp.write_queue_size > t->gen->cfg->limits.buffer_bytes;
 }
 
 void sg__proxy_client_drained(sg_txn_t *t)
@@ -778,7 +779,7 @@ static int send_resp_head(sg_txn_t *t, const sg_h1_head_t *h, bool will_close)
     if (!buf)
         return -1;
     size_t len = 0;
-    if (sg__proxy_build_resphead(w->cfg, h, t->trace.trace_id, (t->flags & SG_TXN_F_DECODE) != 0, will_close, buf,
+    if (sg__proxy_build_resphead(t->gen->cfg, h, t->trace.trace_id, (t->flags & SG_TXN_F_DECODE) != 0, will_close, buf,
                                  w->head_size, &len) < 0) {
         sg__head_put(w, buf);
         return -1;
@@ -846,12 +847,12 @@ static bool resp_head_step(sg_upconn_t *u)
         sg__proxy_up_failed(t, SG_FAIL_BAD_RESPONSE, "unexpected 101 from upstream");
         return false;
     }
-    sg__server_ok(&w->ups[t->ups_idx].servers[t->srv_idx]);
+    sg__server_ok(&t->gen->ups[t->ups_idx].servers[t->srv_idx]);
     t->rec.upstream_head_ns = sg_now_ns();
     t->resp_status = h->status;
     t->rec.status = h->status;
     bool client_is_10 = c->parser.head.version_minor == 0;
-    bool will_close = !(t->flags & SG_TXN_F_CLIENT_KA) || w->is_draining || !(t->flags & SG_TXN_F_REQ_DONE);
+    bool will_close = !(t->flags & SG_TXN_F_CLIENT_KA) || w->drain_phase > 0 || !(t->flags & SG_TXN_F_REQ_DONE);
     if (h->has_body && h->is_eof_body)
         will_close = true; /* the client learns the end from the close */
     if (h->has_body && h->is_chunked && client_is_10) {
@@ -893,7 +894,7 @@ static bool resp_head_step(sg_upconn_t *u)
         u->parser.on_body = on_decoded;
         u->parser.ud = u;
     }
-    sg__upconn_timer(u, SG_UPC_T_READ, w->ups[t->ups_idx].conf->read_timeout_ms);
+    sg__upconn_timer(u, SG_UPC_T_READ, t->gen->ups[t->ups_idx].conf->read_timeout_ms);
     return true;
 }
 
@@ -982,7 +983,7 @@ static bool resp_body_step(sg_upconn_t *u)
         resp_complete(t);
         return false;
     }
-    sg__upconn_timer(u, SG_UPC_T_READ, w->ups[t->ups_idx].conf->read_timeout_ms);
+    sg__upconn_timer(u, SG_UPC_T_READ, t->gen->ups[t->ups_idx].conf->read_timeout_ms);
     return true;
 }
 

@@ -23,6 +23,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     sg_upserver_t *s = req->data;
     sg_worker_t *w = s->ups->w;
+    sg_wgen_t *g = s->ups->gen;
     s->is_resolving = false;
     if (status == 0 && res) {
         /* First address (getaddrinfo's RFC 6724 order). */
@@ -40,6 +41,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         uv_freeaddrinfo(res);
     if (w->n_resolving > 0 && --w->n_resolving == 0)
         sg__worker_resolved(w);
+    sg__wgen_resolved(g); /* last: may free a retired generation (and s) */
 }
 
 static int start_resolve(sg_upserver_t *s)
@@ -52,21 +54,26 @@ static int start_resolve(sg_upserver_t *s)
     hints.ai_socktype = SOCK_STREAM;
     s->gai.data = s;
     int r = uv_getaddrinfo(&w->loop, &s->gai, on_resolved, s->hp->host, NULL, &hints);
-    if (r == 0)
+    if (r == 0) {
         s->is_resolving = true;
+        w->n_resolving++;
+        s->ups->gen->n_resolving++;
+    }
     return r;
 }
 
-int sg__upstreams_init(sg_worker_t *w)
+int sg__upstreams_init(sg_wgen_t *g)
 {
-    const sg_config_t *cfg = w->cfg;
-    w->n_ups = cfg->n_upstreams;
-    w->ups = calloc(w->n_ups ? w->n_ups : 1, sizeof(sg_upstream_t));
-    if (!w->ups)
+    sg_worker_t *w = g->w;
+    const sg_config_t *cfg = g->cfg;
+    g->n_ups = cfg->n_upstreams;
+    g->ups = calloc(g->n_ups ? g->n_ups : 1, sizeof(sg_upstream_t));
+    if (!g->ups)
         return UV_ENOMEM;
-    for (size_t i = 0; i < w->n_ups; i++) {
-        sg_upstream_t *u = &w->ups[i];
+    for (size_t i = 0; i < g->n_ups; i++) {
+        sg_upstream_t *u = &g->ups[i];
         u->w = w;
+        u->gen = g;
         u->idx = (int32_t)i;
         u->conf = &cfg->upstreams[i];
         u->n_servers = u->conf->n_servers;
@@ -80,26 +87,26 @@ int sg__upstreams_init(sg_worker_t *w)
             s->hp = &u->conf->servers[k];
             s->ups = u;
             s->idx = (int32_t)k;
-            s->pub = &w->rt->servers[i][k];
+            s->pub = g->rg->servers[i][k];
             sg_list_init(&s->idle);
             snprintf(s->name, sizeof(s->name), s->hp->is_ipv6_literal ? "[%s]:%u" : "%s:%u", s->hp->host, s->hp->port);
             if (s->hp->is_ip_literal) {
                 int r = s->hp->is_ipv6_literal ? uv_ip6_addr(s->hp->host, s->hp->port, (struct sockaddr_in6 *)&s->addr)
                                                : uv_ip4_addr(s->hp->host, s->hp->port, (struct sockaddr_in *)&s->addr);
                 s->is_resolved = r == 0;
-            } else if (start_resolve(s) == 0 && s->is_resolving) {
-                w->n_resolving++;
+            } else {
+                (void)start_resolve(s);
             }
         }
     }
     return 0;
 }
 
-void sg__upstreams_close(sg_worker_t *w)
+void sg__upstreams_close(sg_wgen_t *g)
 {
-    for (size_t i = 0; i < w->n_ups; i++) {
-        sg_upstream_t *u = &w->ups[i];
-        for (size_t k = 0; k < u->n_servers; k++) {
+    for (size_t i = 0; g->ups && i < g->n_ups; i++) {
+        sg_upstream_t *u = &g->ups[i];
+        for (size_t k = 0; u->servers && k < u->n_servers; k++) {
             sg_upserver_t *s = &u->servers[k];
             if (s->is_resolving)
                 uv_cancel((uv_req_t *)&s->gai);
@@ -111,12 +118,13 @@ void sg__upstreams_close(sg_worker_t *w)
     }
 }
 
-/* Frees what sg__upstreams_init allocated (after the loop closed). */
-void sg__upstreams_free(sg_worker_t *w);
-void sg__upstreams_free(sg_worker_t *w)
+/* Frees what sg__upstreams_init allocated. */
+void sg__upstreams_free(sg_wgen_t *g)
 {
-    for (size_t i = 0; w->ups && i < w->n_ups; i++)
-        free(w->ups[i].servers);
+    for (size_t i = 0; g->ups && i < g->n_ups; i++)
+        free(g->ups[i].servers);
+    free(g->ups);
+    g->ups = NULL;
 }
 
 /* ---- health ------------------------------------------------------------------ */
@@ -163,8 +171,8 @@ int32_t sg__upstream_pick(sg_upstream_t *u, uint32_t tried_mask, uint64_t now_ms
         if (tried_mask & (1u << (i % 32)))
             continue;
         if (!s->is_resolved) {
-            if (!s->is_resolving && start_resolve(s) == 0 && s->is_resolving)
-                u->w->n_resolving++;
+            if (!s->is_resolving)
+                (void)start_resolve(s);
             continue;
         }
         if (u->conf->balance == SG_BALANCE_ROUND_ROBIN) {
@@ -476,8 +484,9 @@ void sg__upconn_release(sg_upconn_t *u, bool reusable)
         sg__buf_put(w, u->dbuf);
         u->dbuf = NULL;
     }
+    /* A retired generation's pools stay empty: its connections close. */
     if (!reusable || u->state != SG_UPC_ACTIVE || srv->n_idle >= srv->ups->conf->keepalive || w->is_draining ||
-        w->is_stopping) {
+        w->is_stopping || !srv->ups->gen->is_current) {
         sg__upconn_close(u);
         return;
     }

@@ -37,6 +37,12 @@ struct sg_server {
 
 #define SG_CTL_IDX UINT32_MAX
 
+/* generation.c */
+int sg__runtime_boot(sg_runtime_t *rt, sg_config_t *cfg);
+void sg__runtime_unboot(sg_runtime_t *rt);
+void sg__runtime_reap(sg_runtime_t *rt);
+uint32_t sg__runtime_publish(sg_runtime_t *rt, sg_config_t *cfg, char *err, size_t errlen);
+
 /* ---- runtime ------------------------------------------------------------ */
 
 int sg_runtime_init(sg_runtime_t *rt, sg_config_t *cfg)
@@ -61,8 +67,10 @@ int sg_runtime_init(sg_runtime_t *rt, sg_config_t *cfg)
             goto fail;
         memset(rt->servers[u], 0, sizeof(sg_server_pub_t) * ns);
     }
+    rt->_n_boot_upstreams = cfg->n_upstreams;
     rt->start_unix_ms = sg_unix_ns() / 1000000u;
-    atomic_store(&rt->config, sg_config_retain(cfg));
+    if (sg__runtime_boot(rt, cfg) < 0)
+        goto fail;
     return 0;
 fail:
     sg_runtime_destroy(rt);
@@ -71,9 +79,10 @@ fail:
 
 void sg_runtime_destroy(sg_runtime_t *rt)
 {
+    sg__runtime_unboot(rt);
     sg_config_t *cfg = atomic_load(&rt->config);
     if (rt->servers) {
-        size_t n = cfg ? cfg->n_upstreams : 0;
+        size_t n = rt->_n_boot_upstreams;
         for (size_t u = 0; u < n; u++)
             free(rt->servers[u]);
         free(rt->servers);
@@ -187,7 +196,7 @@ int sg__write_ext(sg_worker_t *w, uv_stream_t *s, const uv_buf_t *iov, unsigned 
 
 bool sg__worker_can_accept(const sg_worker_t *w)
 {
-    return !w->is_draining && w->n_conns < w->cfg->limits.max_connections;
+    return !w->is_draining && w->n_conns < w->gen->cfg->limits.max_connections;
 }
 
 /* ---- worker lifecycle ------------------------------------------------------ */
@@ -206,7 +215,10 @@ static void heartbeat(sg_worker_t *w)
 
 static void on_tick(uv_timer_t *t)
 {
-    heartbeat(t->data);
+    sg_worker_t *w = t->data;
+    heartbeat(w);
+    if (w->idx == SG_CTL_IDX)
+        sg__runtime_reap(w->rt); /* retired generations every worker is past */
 }
 
 static void on_prepare(uv_prepare_t *p)
@@ -243,7 +255,7 @@ static void worker_stop_handles(sg_worker_t *w)
     w->is_stopping = true;
     for (size_t i = 0; i < w->n_listeners; i++)
         sg__listener_close(&w->listeners[i]);
-    sg__upstreams_close(w);
+    sg__upstreams_close(w->gen);
     uv_close((uv_handle_t *)&w->tick, on_handle_closed);
     uv_close((uv_handle_t *)&w->prepare, on_handle_closed);
     uv_close((uv_handle_t *)&w->drain_timer, on_handle_closed);
@@ -291,7 +303,7 @@ static void drain_begin(sg_worker_t *w)
     for (size_t i = 0; i < w->n_listeners; i++)
         sg__listener_close(&w->listeners[i]);
     sg__conn_close_idle(w);
-    uint64_t to = w->cfg->shutdown.drain_timeout_ms;
+    uint64_t to = w->gen->cfg->shutdown.drain_timeout_ms;
     uv_timer_start(&w->drain_timer, on_drain_timer, to, 0);
     worker_maybe_finish(w);
 }
@@ -323,6 +335,8 @@ static void report(sg_worker_t *w)
     fflush(stderr);
 }
 
+static void reload_on_ctl(sg_server_t *s);
+
 static void on_async(uv_async_t *a)
 {
     sg_worker_t *w = a->data;
@@ -330,6 +344,8 @@ static void on_async(uv_async_t *a)
     if (cmd & SG_WORKER_CMD_REPORT)
         report(w);
     if (w->idx == SG_CTL_IDX) {
+        if ((cmd & SG_WORKER_CMD_RELOAD) && w->drain_phase < 3)
+            reload_on_ctl(w->server);
         /* The control thread outlives the workers' drain (readiness must
          * answer 503 meanwhile) and stops once they are all gone. */
         if ((cmd & SG_WORKER_CMD_STOP) && w->drain_phase < 3) {
@@ -345,14 +361,29 @@ static void on_async(uv_async_t *a)
         }
         return;
     }
+    if (cmd & SG_WORKER_CMD_RELOAD)
+        sg__worker_adopt_gen(w);
     if (cmd & (SG_WORKER_CMD_DRAIN | SG_WORKER_CMD_DRAIN_NOW)) {
-        if (w->drain_phase == 0 && w->cfg->shutdown.drain_delay_ms > 0 && !(cmd & SG_WORKER_CMD_DRAIN_NOW)) {
+        uint64_t delay_ms = w->gen->cfg->shutdown.drain_delay_ms;
+        if (w->drain_phase == 0 && delay_ms > 0 && !(cmd & SG_WORKER_CMD_DRAIN_NOW)) {
+            /* Readiness fails now; keep serving, but every response asks
+             * the client to close (Connection: close) so keep-alive clients
+             * move elsewhere before the listeners close. */
             w->drain_phase = 1;
-            uv_timer_start(&w->drain_timer, on_drain_timer, w->cfg->shutdown.drain_delay_ms, 0);
+            uv_timer_start(&w->drain_timer, on_drain_timer, delay_ms, 0);
         } else if (w->drain_phase <= 1) {
             uv_timer_stop(&w->drain_timer);
             drain_begin(w);
         }
+    }
+    if ((cmd & SG_WORKER_CMD_FORCE) && w->drain_phase < 3) {
+        /* The operator asked twice: close everything now, no timeout. */
+        if (w->drain_phase < 2)
+            drain_begin(w);
+        uv_timer_stop(&w->drain_timer);
+        w->drain_phase = 3;
+        force_close_all(w);
+        worker_maybe_finish(w);
     }
 }
 
@@ -376,6 +407,8 @@ static void *worker_main(void *arg)
     }
     if (getenv("SG_DEBUG_POOLS") && !is_ctl)
         report(w);
+    if (!is_ctl) /* past every generation: nothing to wait for here */
+        atomic_store_explicit(&w->pub->generation, UINT32_MAX, memory_order_release);
     uint32_t left = atomic_fetch_sub(&s->n_running, 1u) - 1u;
     if (left == 1u && !is_ctl && s->ctl)
         post_ctl(s, SG_WORKER_CMD_STOP); /* the last worker is gone: stop the control thread */
@@ -390,7 +423,7 @@ static int worker_init(sg_server_t *s, sg_worker_t *w, uint32_t idx)
     bool is_ctl = idx == SG_CTL_IDX;
     w->idx = idx;
     w->server = s;
-    w->cfg = cfg;
+    w->boot_cfg = cfg;
     w->rt = s->rt;
     w->pub = is_ctl ? &s->ctl_pub : &s->rt->workers[idx];
     sg_list_init(&w->conns);
@@ -442,12 +475,10 @@ static int worker_init(sg_server_t *s, sg_worker_t *w, uint32_t idx)
             l->responder = s->opts.admin_responder;
             l->responder_ud = s->opts.admin_ud;
         }
-        w->router = sg_router_new(cfg);
-        if (!w->router)
+        sg_wgen_t *g = sg__wgen_new(w, atomic_load(&s->rt->gen));
+        if (!g)
             return UV_ENOMEM;
-        w->ups = calloc(1, sizeof(sg_upstream_t));
-        if (!w->ups)
-            return UV_ENOMEM;
+        sg__wgen_set_current(w, g);
         start_listeners(w);
         return 0;
     }
@@ -464,26 +495,21 @@ static int worker_init(sg_server_t *s, sg_worker_t *w, uint32_t idx)
         l->health_cb = s->opts.health_cb;
         l->health_ud = s->opts.health_ud;
     }
-    w->router = sg_router_new(cfg);
-    if (!w->router)
+    sg_wgen_t *g = sg__wgen_new(w, atomic_load(&s->rt->gen));
+    if (!g)
         return UV_ENOMEM;
-    r = sg__upstreams_init(w);
-    if (r < 0)
-        return r;
+    sg__wgen_set_current(w, g);
     if (w->n_resolving == 0)
         start_listeners(w);
     return 0;
 }
 
-void sg__upstreams_free(sg_worker_t *w);
-
 static void worker_free(sg_worker_t *w)
 {
-    sg__upstreams_free(w);
-    if (w->router)
-        sg_router_free(w->router);
+    if (w->gen)
+        sg__wgen_unref(w->gen);
+    w->gen = NULL;
     free(w->listeners);
-    free(w->ups);
     if (w->obs)
         sg_obs_worker_free(w->obs);
     sg_freelist_destroy(&w->fl_conn);
@@ -763,7 +789,45 @@ void sg_server_drain(sg_server_t *s)
     bool again = s->drain_requested;
     s->drain_requested = true; /* a second call skips the delay */
     pthread_mutex_unlock(&s->mu);
-    post(s, again ? SG_WORKER_CMD_DRAIN_NOW : SG_WORKER_CMD_DRAIN);
+    post(s, again ? SG_WORKER_CMD_DRAIN_NOW | SG_WORKER_CMD_FORCE : SG_WORKER_CMD_DRAIN);
+}
+
+/* Control thread: SIGHUP's reload. */
+static void reload_on_ctl(sg_server_t *s)
+{
+    char err[1024];
+    uint32_t gen = 0;
+    (void)sg_server_reload(s, &gen, err, sizeof(err));
+}
+
+int sg_server_reload(sg_server_t *s, uint32_t *gen_out, char *err, size_t errlen)
+{
+    sg_runtime_t *rt = s->rt;
+    const char *path = s->cfg->path;
+    sg_config_t *cfg = NULL;
+    uint32_t gen = 0;
+    if (sg_config_load(path, &cfg, err, errlen) == 0)
+        gen = sg__runtime_publish(rt, cfg, err, errlen); /* takes cfg */
+    sg_obs_config_reload(s->ctl->obs, gen != 0);
+    if (gen == 0) {
+        sg_obs_log(s->ctl->obs, SG_LOG_ERROR, NULL, "config reload failed, keeping generation %u: %s",
+                   atomic_load(&rt->gen)->id, err);
+        return -1;
+    }
+    /* Every worker builds its router and pools for the new generation on
+     * its own thread; the control thread's own (admin) generation now. */
+    post(s, SG_WORKER_CMD_RELOAD);
+    sg__worker_adopt_gen(s->ctl);
+    sg__runtime_reap(rt);
+    sg_obs_log(s->ctl->obs, SG_LOG_INFO, NULL, "config reloaded from %s: generation %u", path, gen);
+    if (gen_out)
+        *gen_out = gen;
+    return 0;
+}
+
+void sg_server_request_reload(sg_server_t *s)
+{
+    post_ctl(s, SG_WORKER_CMD_RELOAD);
 }
 
 void sg_server_report(sg_server_t *s)

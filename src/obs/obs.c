@@ -77,7 +77,7 @@ void sg_obs_request_done(sg_obs_worker_t *o, const sg_reqrec_t *rec)
     if (o->shard)
         sg_metrics_record_request(o->shard, rec);
     if (o->has_access_log || o->spans) {
-        const char *rn = route_name(o, rec->route_idx);
+        const char *rn = rec->route_name ? rec->route_name : route_name(o, rec->route_idx);
         if (o->has_access_log && o->ring)
             sg_log_access(o->ring, rec, rn);
         if (o->spans && rec->sampled)
@@ -99,7 +99,10 @@ void sg_obs_conn_close(sg_obs_worker_t *o, int32_t listener_idx)
 
 void sg_obs_inflight(sg_obs_worker_t *o, int delta)
 {
-    if (!o->shard)
+    /* The control thread serves only the admin listener: a scrape must not
+     * count itself in swarm_http_requests_in_flight (admin traffic is kept
+     * out of the request metrics, see sg_obs_request_done). */
+    if (!o->shard || o->worker_idx == UINT32_MAX)
         return;
     if (delta > 0)
         sg_metrics_inflight_inc(o->shard);
@@ -123,6 +126,12 @@ void sg_obs_upstream_timeout(sg_obs_worker_t *o, int32_t upstream_idx)
 {
     if (o->shard && upstream_idx >= 0)
         sg_metrics_upstream_timeout(o->shard, (size_t)upstream_idx);
+}
+
+void sg_obs_config_reload(sg_obs_worker_t *o, bool is_success)
+{
+    if (o->shard)
+        sg_metrics_config_reload(o->shard, is_success);
 }
 
 bool sg_obs_sample_new(sg_obs_worker_t *o)

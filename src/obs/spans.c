@@ -659,7 +659,10 @@ static void on_tcp_closed(uv_handle_t *h)
 
 static void finish(sg_spans_exporter_t *ex, ex_result_t res)
 {
-    if (ex->state == EX_CLOSING)
+    /* Stopping: sg_spans_exporter_stop() already closed the TCP handle, and
+     * its cancelled connect/write/read callbacks land here; closing it again
+     * would abort in uv_close. on_tcp_closed does the accounting. */
+    if (ex->state == EX_CLOSING || ex->is_stopping)
         return;
     ex->result = res;
     uv_timer_stop(&ex->timer);
@@ -739,7 +742,7 @@ static void on_write(uv_write_t *req, int status)
 static void on_connect(uv_connect_t *req, int status)
 {
     sg_spans_exporter_t *ex = req->data;
-    if (ex->state != EX_CONNECTING)
+    if (ex->state != EX_CONNECTING || ex->is_stopping) /* stopping: the handle is closed already */
         return;
     if (status < 0) {
         /* RFC 8305 in its simplest form: walk the address list in order */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -102,6 +103,9 @@ int sg_proc_start_env(sg_proc_t *p, const char *yaml, const char *const *env, in
     if (pid < 0)
         return -1;
     if (pid == 0) {
+        /* A test killed by its timeout skips .fini: take the gateway with it
+         * instead of leaving an orphan that holds the runner's pipes. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         int efd = open(p->stderr_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         int ofd = open(p->stdout_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (efd >= 0)

@@ -482,6 +482,11 @@ static void *accept_main(void *arg)
 
 us_server_t *us_start(const char *name, bool ipv6)
 {
+    return us_start_port(name, ipv6, 0);
+}
+
+us_server_t *us_start_port(const char *name, bool ipv6, uint16_t port)
+{
     us_server_t *s = calloc(1, sizeof(*s));
     snprintf(s->name, sizeof(s->name), "%s", name);
     pthread_mutex_init(&s->mu, NULL);
@@ -495,11 +500,13 @@ us_server_t *us_start(const char *name, bool ipv6)
         struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
         a->sin6_family = AF_INET6;
         a->sin6_addr = in6addr_loopback;
+        a->sin6_port = htons(port);
         len = sizeof(*a);
     } else {
         struct sockaddr_in *a = (struct sockaddr_in *)&ss;
         a->sin_family = AF_INET;
         a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a->sin_port = htons(port);
         len = sizeof(*a);
     }
     if (bind(s->lfd, (struct sockaddr *)&ss, len) < 0 || listen(s->lfd, 512) < 0) {

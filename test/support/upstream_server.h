@@ -38,6 +38,9 @@ typedef struct us_request {
 
 /* Starts on 127.0.0.1 (or ::1 when ipv6) port 0. name appears in X-Upstream. */
 us_server_t *us_start(const char *name, bool ipv6);
+/* Same on a given port (e.g. to restart a stopped server where it was);
+ * NULL when the port cannot be bound. */
+us_server_t *us_start_port(const char *name, bool ipv6, uint16_t port);
 uint16_t us_port(const us_server_t *s);
 /* Stops accepting, closes every connection, joins every thread, frees. */
 void us_stop(us_server_t *s);

@@ -1,0 +1,378 @@
+/* Config generations (STYLE.md section 8).
+ *
+ * Process level (sg_rtgen_t, include/sg/runtime.h): a validated config and
+ * the health slots of its upstream servers, published together in rt->gen
+ * by the control thread. Worker level (sg_wgen_t, net_int.h): the router
+ * and upstream pools a worker built for one sg_rtgen_t; every transaction
+ * holds the one it started with.
+ *
+ * Reclamation of rt->gen's reference: readers on worker threads (readiness
+ * on serve_health listeners, the access log's route names) load rt->gen or
+ * rt->config without taking a reference, always inside one loop callback.
+ * So a retired generation keeps rt's reference until every worker has
+ * adopted a newer one (sg_worker_pub_t.generation): at that point no
+ * worker can still hold the old pointer (quiescent-state reclamation, as
+ * RCU does). The control thread checks this on its tick. */
+#include "net/net_int.h"
+
+#include "sg/metrics.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* One server health slot of the registry (see sg_rtgen_t). */
+struct sg_slot_entry {
+    char *key; /* "<upstream>\n<host:port>" */
+    sg_server_pub_t *pub;
+    bool is_owned; /* allocated here, not part of rt->servers */
+};
+
+/* ---- process-level generations ---------------------------------------------- */
+
+sg_rtgen_t *sg_rtgen_retain(sg_rtgen_t *g)
+{
+    if (g)
+        atomic_fetch_add_explicit(&g->refcount, 1, memory_order_relaxed);
+    return g;
+}
+
+static void rtgen_free(sg_rtgen_t *g)
+{
+    if (g->servers && g->cfg)
+        for (size_t u = 0; u < g->cfg->n_upstreams; u++)
+            free(g->servers[u]);
+    free(g->servers);
+    free(g->route_metric);
+    free(g->upstream_metric);
+    sg_config_release(g->cfg);
+    free(g);
+}
+
+void sg_rtgen_release(sg_rtgen_t *g)
+{
+    /* acq_rel: the thread that frees sees every other thread's last use. */
+    if (g && atomic_fetch_sub_explicit(&g->refcount, 1, memory_order_acq_rel) == 1)
+        rtgen_free(g);
+}
+
+static char *slot_key(const char *ups, const sg_hostport_t *hp)
+{
+    size_t n = strlen(ups) + strlen(hp->host) + 16;
+    char *k = malloc(n);
+    if (k)
+        snprintf(k, n, "%s\n%s:%u", ups, hp->host, hp->port);
+    return k;
+}
+
+static sg_server_pub_t *slot_find(const sg_runtime_t *rt, const char *key)
+{
+    for (size_t i = 0; i < rt->_n_slots; i++)
+        if (strcmp(rt->_slots[i].key, key) == 0)
+            return rt->_slots[i].pub;
+    return NULL;
+}
+
+/* Registers pub (or a new slot when pub is NULL) under key; takes key. */
+static sg_server_pub_t *slot_add(sg_runtime_t *rt, char *key, sg_server_pub_t *pub)
+{
+    if (rt->_n_slots == rt->_cap_slots) {
+        size_t cap = rt->_cap_slots ? rt->_cap_slots * 2 : 16;
+        struct sg_slot_entry *n = realloc(rt->_slots, cap * sizeof(*n));
+        if (!n)
+            goto fail;
+        rt->_slots = n;
+        rt->_cap_slots = cap;
+    }
+    bool is_owned = pub == NULL;
+    if (!pub) {
+        pub = aligned_alloc(SG_CACHELINE, sizeof(*pub));
+        if (!pub)
+            goto fail;
+        memset(pub, 0, sizeof(*pub));
+    }
+    rt->_slots[rt->_n_slots++] = (struct sg_slot_entry){.key = key, .pub = pub, .is_owned = is_owned};
+    return pub;
+fail:
+    free(key);
+    return NULL;
+}
+
+static int32_t index_by_name(const char *name, const void *arr, size_t n, size_t stride)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *other = *(const char *const *)(const void *)((const char *)arr + i * stride);
+        if (other && name && strcmp(other, name) == 0)
+            return (int32_t)i;
+    }
+    return INT32_MAX;
+}
+
+/* Builds the generation for cfg (retained). Boot: the slots are
+ * rt->servers. Main at start-up or the control thread. */
+static sg_rtgen_t *rtgen_new(sg_runtime_t *rt, sg_config_t *cfg, bool is_boot)
+{
+    sg_rtgen_t *g = calloc(1, sizeof(*g));
+    if (!g)
+        return NULL;
+    atomic_init(&g->refcount, 1);
+    g->id = cfg->generation;
+    g->cfg = sg_config_retain(cfg);
+    g->servers = calloc(cfg->n_upstreams ? cfg->n_upstreams : 1, sizeof(*g->servers));
+    g->route_metric = calloc(cfg->n_routes ? cfg->n_routes : 1, sizeof(int32_t));
+    g->upstream_metric = calloc(cfg->n_upstreams ? cfg->n_upstreams : 1, sizeof(int32_t));
+    if (!g->servers || !g->route_metric || !g->upstream_metric)
+        goto fail;
+    const sg_config_t *boot = is_boot ? cfg : rt->_boot->cfg;
+    for (size_t u = 0; u < cfg->n_upstreams; u++) {
+        const sg_upstream_conf_t *uc = &cfg->upstreams[u];
+        g->servers[u] = calloc(uc->n_servers ? uc->n_servers : 1, sizeof(sg_server_pub_t *));
+        if (!g->servers[u])
+            goto fail;
+        for (size_t s = 0; s < uc->n_servers; s++) {
+            char *key = slot_key(uc->name, &uc->servers[s]);
+            if (!key)
+                goto fail;
+            sg_server_pub_t *pub = slot_find(rt, key);
+            if (pub)
+                free(key);
+            else if (!(pub = slot_add(rt, key, is_boot ? &rt->servers[u][s] : NULL)))
+                goto fail;
+            g->servers[u][s] = pub;
+        }
+        g->upstream_metric[u] = index_by_name(uc->name, boot->upstreams, boot->n_upstreams, sizeof(sg_upstream_conf_t));
+    }
+    for (size_t r = 0; r < cfg->n_routes; r++)
+        g->route_metric[r] = index_by_name(cfg->routes[r].name, boot->routes, boot->n_routes, sizeof(sg_route_conf_t));
+    return g;
+fail:
+    rtgen_free(g);
+    return NULL;
+}
+
+int sg__runtime_boot(sg_runtime_t *rt, sg_config_t *cfg);
+int sg__runtime_boot(sg_runtime_t *rt, sg_config_t *cfg)
+{
+    if (cfg->generation == 0)
+        cfg->generation = 1;
+    sg_rtgen_t *g = rtgen_new(rt, cfg, true);
+    if (!g)
+        return -ENOMEM;
+    rt->_boot = g; /* its own reference, dropped in sg__runtime_unboot */
+    atomic_store(&rt->gen, sg_rtgen_retain(g));
+    atomic_store(&rt->config, sg_config_retain(cfg));
+    for (uint32_t i = 0; i < rt->n_workers; i++)
+        atomic_store_explicit(&rt->workers[i].generation, g->id, memory_order_relaxed);
+    return 0;
+}
+
+/* Frees every generation rt still holds (main, after the threads joined). */
+void sg__runtime_unboot(sg_runtime_t *rt);
+void sg__runtime_unboot(sg_runtime_t *rt)
+{
+    while (rt->_retired) {
+        sg_rtgen_t *g = rt->_retired;
+        rt->_retired = g->_next_retired;
+        sg_rtgen_release(g);
+    }
+    sg_rtgen_release(atomic_exchange(&rt->gen, NULL));
+    sg_rtgen_release(rt->_boot);
+    rt->_boot = NULL;
+    for (size_t i = 0; i < rt->_n_slots; i++) {
+        if (rt->_slots[i].is_owned)
+            free(rt->_slots[i].pub);
+        free(rt->_slots[i].key);
+    }
+    free(rt->_slots);
+    rt->_slots = NULL;
+    rt->_n_slots = rt->_cap_slots = 0;
+}
+
+/* Control thread: drops rt's reference of retired generations every worker
+ * has moved past. */
+void sg__runtime_reap(sg_runtime_t *rt);
+void sg__runtime_reap(sg_runtime_t *rt)
+{
+    if (!rt->_retired)
+        return;
+    uint32_t min_gen = UINT32_MAX;
+    for (uint32_t i = 0; i < rt->n_workers; i++) {
+        uint32_t gi = atomic_load_explicit(&rt->workers[i].generation, memory_order_acquire);
+        if (gi < min_gen)
+            min_gen = gi;
+    }
+    sg_rtgen_t **pp = &rt->_retired;
+    while (*pp) {
+        sg_rtgen_t *g = *pp;
+        /* g was replaced by a generation > g->id: a worker at min_gen > g->id
+         * has run its reload callback since, so it holds no bare pointer. */
+        if (g->id < min_gen) {
+            *pp = g->_next_retired;
+            sg_rtgen_release(g);
+        } else {
+            pp = &g->_next_retired;
+        }
+    }
+}
+
+/* Listener sockets, the worker count, the admin listener and the head
+ * buffer sizes are fixed at start; a reload that changes them is refused. */
+static int check_fixed(const sg_config_t *a, const sg_config_t *b, char *err, size_t errlen)
+{
+    if (a->workers != b->workers) {
+        snprintf(err, errlen, "%s: workers: %u -> %u needs a restart", b->path ? b->path : "config", a->workers,
+                 b->workers);
+        return -1;
+    }
+    bool same = a->n_listeners == b->n_listeners;
+    const char *which = NULL;
+    for (size_t i = 0; same && i < a->n_listeners; i++) {
+        const sg_listener_conf_t *x = &a->listeners[i], *y = &b->listeners[i];
+        same = strcmp(x->name, y->name) == 0 &&
+               strcmp(x->addr.host ? x->addr.host : "", y->addr.host ? y->addr.host : "") == 0 &&
+               x->addr.port == y->addr.port && x->mode == y->mode && x->serve_health == y->serve_health &&
+               x->serve_metrics == y->serve_metrics && x->backlog == y->backlog;
+        if (!same)
+            which = x->name;
+    }
+    if (!same) {
+        snprintf(err, errlen, "%s: listener changes need a restart (listener %s)", b->path ? b->path : "config",
+                 which ? which : "list");
+        return -1;
+    }
+    if (a->admin.enabled != b->admin.enabled || a->admin.addr.port != b->admin.addr.port ||
+        strcmp(a->admin.addr.host ? a->admin.addr.host : "", b->admin.addr.host ? b->admin.addr.host : "") != 0) {
+        snprintf(err, errlen, "%s: admin listener changes need a restart", b->path ? b->path : "config");
+        return -1;
+    }
+    if (a->limits.request_line_bytes != b->limits.request_line_bytes ||
+        a->limits.header_bytes != b->limits.header_bytes || a->limits.header_count != b->limits.header_count) {
+        snprintf(err, errlen,
+                 "%s: limits.request_line_bytes, limits.header_bytes and limits.header_count changes need a restart",
+                 b->path ? b->path : "config");
+        return -1;
+    }
+    return 0;
+}
+
+/* Control thread: validates cfg against the running process, builds and
+ * publishes its generation. Takes cfg's reference. Returns the new
+ * generation id, or 0 with a message in err (nothing changed). */
+uint32_t sg__runtime_publish(sg_runtime_t *rt, sg_config_t *cfg, char *err, size_t errlen);
+uint32_t sg__runtime_publish(sg_runtime_t *rt, sg_config_t *cfg, char *err, size_t errlen)
+{
+    sg_rtgen_t *cur = atomic_load_explicit(&rt->gen, memory_order_acquire);
+    if (check_fixed(rt->_boot->cfg, cfg, err, errlen) < 0) {
+        sg_config_release(cfg);
+        return 0;
+    }
+    cfg->generation = cur->id + 1;
+    sg_rtgen_t *g = rtgen_new(rt, cfg, false);
+    sg_config_release(cfg); /* g holds it now */
+    if (!g) {
+        snprintf(err, errlen, "out of memory building the new generation");
+        return 0;
+    }
+    sg_config_t *old_cfg = atomic_exchange_explicit(&rt->config, sg_config_retain(g->cfg), memory_order_acq_rel);
+    sg_rtgen_t *old = atomic_exchange_explicit(&rt->gen, g, memory_order_acq_rel);
+    /* old_cfg stays alive through old's reference until old is reaped. */
+    sg_config_release(old_cfg);
+    old->_next_retired = rt->_retired;
+    rt->_retired = old;
+    return g->id;
+}
+
+/* ---- worker-level generations ------------------------------------------------ */
+
+static void wgen_free(sg_wgen_t *g)
+{
+    sg__upstreams_free(g);
+    if (g->router)
+        sg_router_free(g->router);
+    sg_rtgen_release(g->rg);
+    free(g);
+}
+
+sg_wgen_t *sg__wgen_new(sg_worker_t *w, sg_rtgen_t *rg)
+{
+    sg_wgen_t *g = calloc(1, sizeof(*g));
+    if (!g)
+        return NULL;
+    g->w = w;
+    g->rg = sg_rtgen_retain(rg);
+    g->cfg = rg->cfg;
+    g->refs = 1;
+    g->router = sg_router_new(g->cfg);
+    if (!g->router)
+        goto fail;
+    if (w->idx == UINT32_MAX) {
+        /* The control thread answers everything locally: no pools. */
+        g->ups = calloc(1, sizeof(sg_upstream_t));
+        if (!g->ups)
+            goto fail;
+        return g;
+    }
+    if (sg__upstreams_init(g) < 0)
+        goto fail;
+    return g;
+fail:
+    if (g->n_resolving) {
+        /* Resolutions already started: let their callbacks free it. */
+        g->refs = 0;
+        sg__upstreams_close(g);
+        return NULL;
+    }
+    wgen_free(g);
+    return NULL;
+}
+
+void sg__wgen_unref(sg_wgen_t *g)
+{
+    if (--g->refs > 0 || g->n_resolving > 0)
+        return;
+    sg__upstreams_close(g); /* nothing idle is left; cancels nothing: n_resolving is 0 */
+    wgen_free(g);
+}
+
+void sg__wgen_resolved(sg_wgen_t *g)
+{
+    if (g->n_resolving > 0)
+        g->n_resolving--;
+    if (g->refs == 0 && g->n_resolving == 0)
+        wgen_free(g);
+}
+
+void sg__wgen_set_current(sg_worker_t *w, sg_wgen_t *g)
+{
+    sg_wgen_t *old = w->gen;
+    g->is_current = true;
+    w->gen = g;
+    atomic_store_explicit(&w->pub->generation, g->rg->id, memory_order_release);
+    if (!old)
+        return;
+    old->is_current = false;
+    /* Its pools will not be used again: close what idles there now; the
+     * connections its transactions still lease close when released. */
+    sg__upstreams_close(old);
+    sg__wgen_unref(old);
+}
+
+void sg__worker_adopt_gen(sg_worker_t *w)
+{
+    sg_rtgen_t *rg = atomic_load_explicit(&w->rt->gen, memory_order_acquire);
+    if (!rg || (w->gen && w->gen->rg->id >= rg->id))
+        return;
+    if (w->is_stopping || w->drain_phase >= 2) {
+        /* Draining: no new requests come; just say we are past it. */
+        atomic_store_explicit(&w->pub->generation, rg->id, memory_order_release);
+        return;
+    }
+    sg_wgen_t *g = sg__wgen_new(w, rg);
+    if (!g) {
+        sg_obs_log(w->obs, SG_LOG_ERROR, NULL, "worker %u: out of memory adopting config generation %u; keeping %u",
+                   w->idx, rg->id, w->gen ? w->gen->rg->id : 0u);
+        atomic_store_explicit(&w->pub->generation, rg->id, memory_order_release);
+        return;
+    }
+    sg__wgen_set_current(w, g);
+}

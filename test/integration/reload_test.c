@@ -1,0 +1,464 @@
+/* Live reload and graceful drain through the real binary: SIGHUP and
+ * POST /-/reload under keep-alive load (no failed request, new requests
+ * follow the new routes), broken and restart-only configs refused and
+ * counted, an in-flight request finishing on its old generation, no leak
+ * of old generations (LeakSanitizer at exit in the Debug build), and the
+ * drain: readiness 503, Connection: close, in-flight request done,
+ * listener closed after the delay, exit 0. */
+#include "support/gw_fixture.h"
+
+#include <criterion/criterion.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* /a/ goes to `a_to` (strip_prefix: the upstream sees the rest); the rest to A. */
+static char *config_text(unsigned port_a, unsigned port_b, const char *a_to, const char *extra)
+{
+    char *s = NULL;
+    int n = asprintf(&s,
+                     "workers: 2\n"
+                     "listeners: [{name: api, address: \"127.0.0.1:0\"}]\n"
+                     "admin: {address: \"127.0.0.1:0\"}\n"
+                     "log: {access: \"off\"}\n"
+                     "upstreams:\n"
+                     "  A: {servers: [\"127.0.0.1:%u\"]}\n"
+                     "  B: {servers: [\"127.0.0.1:%u\"]}\n"
+                     "routes:\n"
+                     "  - {name: a, match: {prefix: /a/}, strip_prefix: true, upstream: %s}\n"
+                     "  - {name: rest, upstream: A}\n"
+                     "%s",
+                     port_a, port_b, a_to, extra ? extra : "");
+    cr_assert(n > 0);
+    return s;
+}
+
+/* Replaces the config file the process was started with (atomically). */
+static void write_config(sg_proc_t *gw, const char *text)
+{
+    char tmp[256], out[256];
+    cr_assert_eq(sg_proc_write_file(gw, "next.yaml", text, tmp, sizeof(tmp)), 0);
+    snprintf(out, sizeof(out), "%s", gw->cfg_path);
+    cr_assert_eq(rename(tmp, out), 0);
+}
+
+static int post_reload(sg_proc_t *gw, hc_response_t *r)
+{
+    return hc_request(sg_proc_addr(gw, "admin"), "POST /-/reload HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\n\r\n",
+                      r, 10000);
+}
+
+/* Which upstream answered a fresh-connection GET of path ("" on failure). */
+static void upstream_of(sg_proc_t *gw, const char *path, char *who, size_t cap)
+{
+    char raw[256];
+    snprintf(raw, sizeof(raw), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
+    hc_response_t r;
+    who[0] = '\0';
+    if (hc_request(sg_proc_addr(gw, "api"), raw, &r, 5000) != HC_OK)
+        return;
+    if (r.status == 200)
+        hc_header(&r, "X-Upstream", who, cap);
+    hc_response_free(&r);
+}
+
+/* Whether upstream s recorded a request for `path` (searched from the end). */
+static bool server_saw(us_server_t *s, const char *path)
+{
+    char line[256];
+    snprintf(line, sizeof(line), "GET %s HTTP/1.1\r\n", path);
+    int n = us_requests(s);
+    for (int i = n - 1; i >= 0 && i >= n - 5000; i--) {
+        us_request_t q;
+        if (!us_request(s, i, &q))
+            continue;
+        bool hit = strncmp(q.head, line, strlen(line)) == 0;
+        us_request_free(&q);
+        if (hit)
+            return true;
+    }
+    return false;
+}
+
+/* Waits (deadline) until fresh requests to /a/<tag> reach `want`, then
+ * checks a few more land there too and that `want` recorded them. */
+static void expect_routed(sg_proc_t *gw, us_server_t *want, const char *want_name, int round)
+{
+    char path[128], who[32];
+    long long deadline = mono_ms() + 3000;
+    int k = 0;
+    do {
+        snprintf(path, sizeof(path), "/a/probe-%d-%d", round, k++);
+        upstream_of(gw, path, who, sizeof(who));
+    } while (strcmp(who, want_name) != 0 && mono_ms() < deadline);
+    cr_assert_str_eq(who, want_name, "round %d: /a/ should reach %s", round, want_name);
+    for (int j = 0; j < 4; j++) {
+        snprintf(path, sizeof(path), "/a/after-%d-%d", round, j);
+        upstream_of(gw, path, who, sizeof(who));
+        cr_assert_str_eq(who, want_name, "round %d: request %d after the switch went to %s", round, j, who);
+        char seen[128];
+        snprintf(seen, sizeof(seen), "/after-%d-%d", round, j); /* strip_prefix */
+        cr_assert(server_saw(want, seen), "round %d: %s did not record %s", round, want_name, seen);
+    }
+}
+
+/* Value of one sample line of /metrics ("name{labels} value"), -1 when absent. */
+static double metric(sg_proc_t *gw, const char *series)
+{
+    hc_response_t r;
+    if (hc_request(sg_proc_addr(gw, "admin"), "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n", &r, 5000) != HC_OK)
+        return -2;
+    double v = -1;
+    size_t n = strlen(series);
+    for (const char *p = r.body; p && *p;) {
+        const char *e = strchr(p, '\n');
+        if (strncmp(p, series, n) == 0 && p[n] == ' ')
+            v = strtod(p + n + 1, NULL);
+        p = e ? e + 1 : NULL;
+    }
+    hc_response_free(&r);
+    return v;
+}
+
+static void expect_no_leak_report(sg_proc_t *gw)
+{
+    char *err = sg_proc_stderr(gw);
+    cr_assert(err);
+    cr_expect(!strstr(err, "LeakSanitizer"), "leak report:\n%s", err);
+    cr_expect(!strstr(err, "ERROR: AddressSanitizer"), "ASan report:\n%s", err);
+    cr_expect(!strstr(err, "runtime error"), "UBSan report:\n%s", err);
+    free(err);
+}
+
+/* ---- load ------------------------------------------------------------------ */
+
+typedef struct load {
+    const char *addr;
+    atomic_bool stop;
+    atomic_int ok, failed, reconnects;
+    char last_error[160];
+} load_t;
+
+/* Keep-alive requests back to back on one connection; any failure counts. */
+static void *load_main(void *arg)
+{
+    load_t *l = arg;
+    hc_conn_t c;
+    if (hc_connect(&c, l->addr, 2000) != 0) {
+        atomic_fetch_add(&l->failed, 1);
+        snprintf(l->last_error, sizeof(l->last_error), "connect failed");
+        return NULL;
+    }
+    unsigned i = 0;
+    while (!atomic_load(&l->stop)) {
+        char raw[128];
+        snprintf(raw, sizeof(raw), "GET /a/load-%u HTTP/1.1\r\nHost: t\r\n\r\n", i++);
+        hc_response_t r;
+        int rc = hc_send_str(&c, raw, 5000) ? hc_read_response(&c, &r, 5000) : HC_CLOSED;
+        if (rc != HC_OK) {
+            atomic_fetch_add(&l->failed, 1);
+            snprintf(l->last_error, sizeof(l->last_error), "request %u: rc %d", i, rc);
+            hc_close(&c);
+            if (hc_connect(&c, l->addr, 2000) != 0)
+                break;
+            atomic_fetch_add(&l->reconnects, 1);
+            continue;
+        }
+        char conn[32] = "";
+        hc_header(&r, "Connection", conn, sizeof(conn));
+        if (r.status != 200 || strcmp(conn, "close") == 0) {
+            atomic_fetch_add(&l->failed, 1);
+            snprintf(l->last_error, sizeof(l->last_error), "request %u: status %d connection '%s'", i, r.status, conn);
+        } else {
+            atomic_fetch_add(&l->ok, 1);
+        }
+        hc_response_free(&r);
+    }
+    hc_close(&c);
+    return NULL;
+}
+
+/* ---- tests ------------------------------------------------------------------- */
+
+Test(reload, twenty_reloads_under_keepalive_load, .timeout = 60)
+{
+    us_server_t *a = us_start("A", false), *b = us_start("B", false);
+    char *to_a = config_text(us_port(a), us_port(b), "A", NULL);
+    char *to_b = config_text(us_port(a), us_port(b), "B", NULL);
+    sg_proc_t gw;
+    cr_assert_eq(sg_proc_start(&gw, to_a, 10000), 0);
+    expect_routed(&gw, a, "A", 0);
+
+    load_t l = {.addr = sg_proc_addr(&gw, "api")};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, load_main, &l), 0);
+    for (int i = 1; i <= 20; i++) {
+        bool to_b_now = i % 2 == 1;
+        write_config(&gw, to_b_now ? to_b : to_a);
+        if (i % 2 == 0) {
+            cr_assert_eq(sg_proc_signal(&gw, SIGHUP), 0);
+            cr_assert(sg_proc_wait_stderr(&gw, "config reloaded from", i, 5000), "reload %d not logged", i);
+        } else {
+            hc_response_t r;
+            cr_assert_eq(post_reload(&gw, &r), HC_OK);
+            cr_assert_eq(r.status, 200, "%s", r.body);
+            char want[64];
+            snprintf(want, sizeof(want), "{\"status\":\"ok\",\"generation\":%d}", i + 1);
+            cr_assert(strstr(r.body, want), "reload %d answered %s", i, r.body);
+            hc_response_free(&r);
+        }
+        expect_routed(&gw, to_b_now ? b : a, to_b_now ? "B" : "A", i);
+    }
+    atomic_store(&l.stop, true);
+    pthread_join(th, NULL);
+    cr_expect_eq(atomic_load(&l.failed), 0, "failed keep-alive requests: %d (%s)", atomic_load(&l.failed),
+                 l.last_error);
+    cr_expect(atomic_load(&l.ok) > 20, "load ran: %d requests", atomic_load(&l.ok));
+    cr_expect_eq(atomic_load(&l.reconnects), 0);
+    cr_expect_eq(metric(&gw, "swarm_config_reload_total{result=\"success\"}"), 20);
+    cr_expect_eq(metric(&gw, "swarm_config_reload_total{result=\"failure\"}"), 0);
+
+    cr_assert_eq(sg_proc_stop(&gw, 10000), 0, "exit status");
+    expect_no_leak_report(&gw);
+    sg_proc_cleanup(&gw);
+    free(to_a);
+    free(to_b);
+    us_stop(a);
+    us_stop(b);
+}
+
+Test(reload, broken_or_restart_only_config_changes_nothing, .timeout = 40)
+{
+    us_server_t *a = us_start("A", false), *b = us_start("B", false);
+    char *good = config_text(us_port(a), us_port(b), "A", NULL);
+    sg_proc_t gw;
+    cr_assert_eq(sg_proc_start(&gw, good, 10000), 0);
+
+    /* SIGHUP with a broken file: logged with its error, counted, old config serves. */
+    write_config(&gw, "workers: 2\nlisteners: [{name: api, address: \"127.0.0.1:0\"}]\nroutes: [{upstream: nope}]\n");
+    cr_assert_eq(sg_proc_signal(&gw, SIGHUP), 0);
+    cr_assert(sg_proc_wait_stderr(&gw, "config reload failed", 1, 5000));
+    char *err = sg_proc_stderr(&gw);
+    cr_expect(strstr(err, "nope"), "the error names the problem: %s", err);
+    free(err);
+    cr_expect_eq(metric(&gw, "swarm_config_reload_total{result=\"failure\"}"), 1);
+    char who[32];
+    upstream_of(&gw, "/a/still", who, sizeof(who));
+    cr_expect_str_eq(who, "A");
+
+    /* POST /-/reload answers the loader's file:line:col message. */
+    write_config(&gw, "workers: 2\nlisteners: [{name: api, address: \"127.0.0.1:0\"}]\nbogus_key: 1\n");
+    hc_response_t r;
+    cr_assert_eq(post_reload(&gw, &r), HC_OK);
+    cr_expect_eq(r.status, 400);
+    char want[300];
+    snprintf(want, sizeof(want), "{\"status\":\"error\",\"error\":\"%s:3:1", gw.cfg_path);
+    cr_expect(strstr(r.body, want), "want %s in %s", want, r.body);
+    cr_expect(strstr(r.body, "bogus_key"), "%s", r.body);
+    hc_response_free(&r);
+
+    /* Restart-only changes are refused with a clear reason. */
+    char *other_port = config_text(us_port(a), us_port(b), "B", NULL);
+    char *p = strstr(other_port, "127.0.0.1:0\"}]");
+    cr_assert(p);
+    memcpy(p, "127.0.0.2", 9); /* listener address changed */
+    write_config(&gw, other_port);
+    cr_assert_eq(post_reload(&gw, &r), HC_OK);
+    cr_expect_eq(r.status, 400);
+    cr_expect(strstr(r.body, "listener changes need a restart"), "%s", r.body);
+    hc_response_free(&r);
+    char *three = config_text(us_port(a), us_port(b), "B", NULL);
+    three[strlen("workers: ")] = '3';
+    write_config(&gw, three);
+    cr_assert_eq(post_reload(&gw, &r), HC_OK);
+    cr_expect_eq(r.status, 400);
+    cr_expect(strstr(r.body, "workers: 2 -> 3 needs a restart"), "%s", r.body);
+    hc_response_free(&r);
+    cr_expect_eq(metric(&gw, "swarm_config_reload_total{result=\"failure\"}"), 4);
+    cr_expect_eq(metric(&gw, "swarm_config_reload_total{result=\"success\"}"), 0);
+    upstream_of(&gw, "/a/still2", who, sizeof(who));
+    cr_expect_str_eq(who, "A", "nothing changed");
+
+    /* GET is not a reload. */
+    cr_assert_eq(hc_request(sg_proc_addr(&gw, "admin"), "GET /-/reload HTTP/1.1\r\nHost: a\r\n\r\n", &r, 5000), HC_OK);
+    cr_expect_eq(r.status, 405);
+    hc_response_free(&r);
+
+    cr_assert_eq(sg_proc_stop(&gw, 10000), 0);
+    expect_no_leak_report(&gw);
+    sg_proc_cleanup(&gw);
+    free(good);
+    free(other_port);
+    free(three);
+    us_stop(a);
+    us_stop(b);
+}
+
+Test(reload, http_reload_needs_loopback_admin, .timeout = 30)
+{
+    us_server_t *a = us_start("A", false);
+    char *cfg = config_text(us_port(a), us_port(a), "A", NULL);
+    char *p = strstr(cfg, "admin: {address: \"127.0.0.1:0\"}");
+    cr_assert(p);
+    /* Same port space, every address: not loopback. */
+    char *c2 = NULL;
+    cr_assert(asprintf(&c2, "%.*sadmin: {address: \"0.0.0.0:0\"}%s", (int)(p - cfg), cfg,
+                       p + strlen("admin: {address: \"127.0.0.1:0\"}")) > 0);
+    sg_proc_t gw;
+    cr_assert_eq(sg_proc_start(&gw, c2, 10000), 0);
+    const char *admin = sg_proc_addr(&gw, "admin");
+    char local[80];
+    snprintf(local, sizeof(local), "127.0.0.1:%s", strrchr(admin, ':') + 1);
+    hc_response_t r;
+    cr_assert_eq(hc_request(local, "POST /-/reload HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", &r, 5000), HC_OK);
+    cr_expect_eq(r.status, 403, "%s", r.body);
+    hc_response_free(&r);
+    cr_assert_eq(sg_proc_stop(&gw, 10000), 0);
+    sg_proc_cleanup(&gw);
+    free(cfg);
+    free(c2);
+    us_stop(a);
+}
+
+Test(reload, inflight_request_finishes_on_its_generation, .timeout = 30)
+{
+    us_server_t *a = us_start("A", false), *b = us_start("B", false);
+    char *to_a = config_text(us_port(a), us_port(b), "A", NULL);
+    char *to_b = config_text(us_port(a), us_port(b), "B", NULL);
+    sg_proc_t gw;
+    cr_assert_eq(sg_proc_start(&gw, to_a, 10000), 0);
+    hc_conn_t c;
+    cr_assert_eq(hc_connect(&c, sg_proc_addr(&gw, "api"), 2000), 0);
+    cr_assert(hc_send_str(&c, "GET /a/slow?ms=1000 HTTP/1.1\r\nHost: t\r\n\r\n", 2000));
+    cr_assert(us_wait_requests(a, 1, 3000));
+    long long t0 = mono_ms();
+
+    write_config(&gw, to_b);
+    hc_response_t r;
+    cr_assert_eq(post_reload(&gw, &r), HC_OK);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    hc_response_free(&r);
+    expect_routed(&gw, b, "B", 1);
+    cr_expect(mono_ms() - t0 < 900, "the switch did not wait for the slow request");
+
+    /* The slow request completes on generation 1 (upstream A)... */
+    cr_assert_eq(hc_read_response(&c, &r, 5000), HC_OK);
+    cr_expect_eq(r.status, 200);
+    cr_expect_str_eq(r.body, "slow");
+    char v[32] = "";
+    hc_header(&r, "X-Upstream", v, sizeof(v));
+    cr_expect_str_eq(v, "A");
+    cr_expect(!hc_header(&r, "Connection", v, sizeof(v)) || strcmp(v, "close") != 0, "keep-alive kept");
+    hc_response_free(&r);
+    /* ...and the same keep-alive connection's next request uses generation 2. */
+    cr_assert(hc_send_str(&c, "GET /a/next HTTP/1.1\r\nHost: t\r\n\r\n", 2000));
+    cr_assert_eq(hc_read_response(&c, &r, 5000), HC_OK);
+    cr_expect_eq(r.status, 200);
+    hc_header(&r, "X-Upstream", v, sizeof(v));
+    cr_expect_str_eq(v, "B");
+    hc_response_free(&r);
+    hc_close(&c);
+
+    cr_assert_eq(sg_proc_stop(&gw, 10000), 0);
+    expect_no_leak_report(&gw);
+    sg_proc_cleanup(&gw);
+    free(to_a);
+    free(to_b);
+    us_stop(a);
+    us_stop(b);
+}
+
+static int ready_status(sg_proc_t *gw)
+{
+    hc_response_t r;
+    if (hc_request(sg_proc_addr(gw, "admin"), "GET /health/ready HTTP/1.1\r\nHost: a\r\n\r\n", &r, 2000) != HC_OK)
+        return -1;
+    int s = r.status;
+    hc_response_free(&r);
+    return s;
+}
+
+Test(drain, sigterm_drains_gracefully, .timeout = 40)
+{
+    us_server_t *a = us_start("A", false);
+    char *cfg = config_text(us_port(a), us_port(a), "A", "shutdown: {drain_delay: 1s, drain_timeout: 10s}\n");
+    sg_proc_t gw;
+    cr_assert_eq(sg_proc_start(&gw, cfg, 10000), 0);
+    const char *api = sg_proc_addr(&gw, "api");
+    cr_assert_eq(ready_status(&gw), 200);
+
+    hc_conn_t ka, slow;
+    hc_response_t r;
+    cr_assert_eq(hc_connect(&ka, api, 2000), 0);
+    cr_assert(hc_send_str(&ka, "GET /a/one HTTP/1.1\r\nHost: t\r\n\r\n", 2000));
+    cr_assert_eq(hc_read_response(&ka, &r, 5000), HC_OK);
+    cr_assert_eq(r.status, 200);
+    char v[32] = "";
+    cr_expect(!hc_header(&r, "Connection", v, sizeof(v)), "keep-alive before the drain");
+    hc_response_free(&r);
+
+    cr_assert_eq(hc_connect(&slow, api, 2000), 0);
+    cr_assert(hc_send_str(&slow, "GET /a/slow?ms=3000 HTTP/1.1\r\nHost: t\r\n\r\n", 2000));
+    cr_assert(us_wait_requests(a, 2, 3000));
+    long long t_term = mono_ms();
+    cr_assert_eq(sg_proc_signal(&gw, SIGTERM), 0);
+
+    /* Unready at once (admin stays up until the workers are done). */
+    long long deadline = mono_ms() + 2000;
+    int st;
+    while ((st = ready_status(&gw)) != 503 && mono_ms() < deadline)
+        ;
+    cr_expect_eq(st, 503, "readiness during the drain");
+
+    /* During the drain delay a keep-alive request is served, with Connection: close. */
+    cr_assert(hc_send_str(&ka, "GET /a/two HTTP/1.1\r\nHost: t\r\n\r\n", 2000));
+    cr_assert_eq(hc_read_response(&ka, &r, 5000), HC_OK);
+    cr_expect_eq(r.status, 200);
+    cr_expect(hc_header(&r, "Connection", v, sizeof(v)) && strcmp(v, "close") == 0, "Connection: close in the drain");
+    hc_response_free(&r);
+    cr_expect(hc_wait_closed(&ka, 2000), "the keep-alive connection is closed after that response");
+    cr_expect(mono_ms() - t_term < 1000, "served within the drain delay");
+
+    /* After the delay: new connections are refused. */
+    deadline = mono_ms() + 4000;
+    bool refused = false;
+    while (!refused && mono_ms() < deadline) {
+        hc_conn_t late;
+        if (hc_connect(&late, api, 300) != 0) {
+            refused = true;
+        } else {
+            hc_close(&late);
+            poll(NULL, 0, 20); /* a probe every 20 ms, not a connection flood (ASan workers are slow) */
+        }
+    }
+    cr_expect(refused, "listener closed after the drain delay");
+    cr_expect(mono_ms() - t_term >= 900, "not before the delay (%lld ms)", mono_ms() - t_term);
+    cr_expect_eq(ready_status(&gw), 503);
+
+    /* The in-flight request completes; then the process exits 0. */
+    cr_assert_eq(hc_read_response(&slow, &r, 6000), HC_OK);
+    cr_expect_eq(r.status, 200);
+    cr_expect_str_eq(r.body, "slow");
+    cr_expect(hc_header(&r, "Connection", v, sizeof(v)) && strcmp(v, "close") == 0);
+    hc_response_free(&r);
+    cr_assert(sg_proc_wait_exit(&gw, 5000));
+    cr_expect_eq(gw.exit_status, 0);
+    expect_no_leak_report(&gw);
+    hc_close(&ka);
+    hc_close(&slow);
+    sg_proc_cleanup(&gw);
+    free(cfg);
+    us_stop(a);
+}
