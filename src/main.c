@@ -155,7 +155,7 @@ int main(int argc, char **argv)
 
     sg_server_opts_t so = {.ports_file = o.ports_file,
                            .on_stopped = &m.stopped,
-                           .health_cb = sg_admin_health_respond,
+                           .health_cb = sg_admin_local_respond,
                            .health_ud = &ctl.admin,
                            .admin_responder = sg_admin_respond,
                            .admin_ud = &ctl.admin,

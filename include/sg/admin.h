@@ -29,8 +29,9 @@ void sg_admin_respond(void *ud, const sg_local_req_t *req, sg_local_resp_t *resp
 /* Health answer (kind from sg_health_kind_for_path) from atomics only:
  * safe on any thread. */
 void sg_admin_health(sg_admin_t *a, int kind, sg_local_resp_t *resp);
-/* sg_local_responder_cb for /health* on proxy listeners with serve_health
- * (worker threads); ud is the sg_admin_t. Other paths get 404. */
-void sg_admin_health_respond(void *ud, const sg_local_req_t *req, sg_local_resp_t *resp);
+/* sg_local_responder_cb for proxy listeners (worker threads): /health*
+ * (serve_health) and /metrics (serve_metrics, rendered with
+ * sg_metrics_render_any_thread); ud is the sg_admin_t. Other paths: 404. */
+void sg_admin_local_respond(void *ud, const sg_local_req_t *req, sg_local_resp_t *resp);
 
 #endif /* SG_ADMIN_H */

@@ -20,6 +20,7 @@ typedef struct sg_control {
     sg_admin_t admin;
     uv_timer_t flush_timer;
     uv_timer_t pg_state_timer;
+    uv_timer_t snapshot_timer;
     struct sg_spans_exporter *exporter;
     struct sg_pg *pg;
     bool is_started;

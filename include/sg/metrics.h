@@ -83,6 +83,16 @@ void sg_metrics_inflight_dec(sg_metrics_shard_t *s);
 void sg_metrics_trace_source(sg_metrics_shard_t *s, sg_trace_source_t src);
 void sg_metrics_upstream_connect_error(sg_metrics_shard_t *s, size_t upstream_idx);
 void sg_metrics_upstream_timeout(sg_metrics_shard_t *s, size_t upstream_idx);
+/* An egress request (rec->is_egress), instead of record_request:
+ * swarm_egress_requests_total{destination,method,code} and, for a CONNECT
+ * tunnel (rec->is_tunnel), swarm_egress_tunnels_total{destination} and
+ * swarm_egress_tunnel_duration_seconds{destination} (end_ns - start_ns).
+ * destination is the text of allow rule rec->egress_rule_idx ("none" when
+ * negative). */
+void sg_metrics_record_egress(sg_metrics_shard_t *s, const sg_reqrec_t *rec);
+/* swarm_egress_refused_total{reason}: reason is an sg_egress_verdict_t
+ * (sg/egress.h) other than SG_EGRESS_OK. */
+void sg_metrics_egress_refused(sg_metrics_shard_t *s, unsigned reason);
 /* swarm_config_reload_total{result="success"|"failure"} (control shard). */
 void sg_metrics_config_reload(sg_metrics_shard_t *s, bool is_success);
 
@@ -92,6 +102,14 @@ void sg_metrics_config_reload(sg_metrics_shard_t *s, bool is_success);
  * process_*, build info), then the collectors. now_ms is the monotonic
  * clock (sg_now_ms) for the error-rate windows. Does not call finish. */
 void sg_metrics_render(sg_metrics_t *m, sg_expose_t *x, uint64_t now_ms);
+
+/* The same, callable from any thread (a proxy listener with serve_metrics):
+ * the registry as of now, and the collectors' families as of their last
+ * sg_metrics_snapshot_collectors() (collectors read control-thread state).
+ * Takes a mutex that only renders take; never on the request path. */
+void sg_metrics_render_any_thread(sg_metrics_t *m, sg_expose_t *x, uint64_t now_ms);
+/* Control thread: re-renders the collectors into that snapshot. */
+void sg_metrics_snapshot_collectors(sg_metrics_t *m);
 
 /* Label value of an HTTP status for swarm_http_requests_total. */
 const char *sg_metrics_code_label(uint16_t status);

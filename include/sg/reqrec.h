@@ -58,6 +58,10 @@ typedef struct sg_reqrec {
     sg_str_t client_addr; /* "ip:port" */
     sg_str_t server_addr; /* upstream server "ip:port", empty if none */
     const char *error;    /* short reason for a proxy error, else NULL */
+
+    /* Egress listener requests (forward proxy, CONNECT). */
+    bool is_egress;
+    int32_t egress_rule_idx; /* egress.allow rule that allowed the destination, -1: none */
 } sg_reqrec_t;
 
 #endif /* SG_REQREC_H */

@@ -34,7 +34,7 @@ SG_PRINTF(3, 4) static void answer_json(sg_local_resp_t *resp, uint16_t status, 
     resp->body_len = n < 0 ? 0 : SG_MIN((size_t)n, resp->body_cap ? resp->body_cap - 1 : 0);
 }
 
-static void answer_metrics(sg_admin_t *a, const sg_local_req_t *req, sg_local_resp_t *resp)
+static void answer_metrics(sg_admin_t *a, const sg_local_req_t *req, sg_local_resp_t *resp, bool is_any_thread)
 {
     size_t n = 0;
     const sg_h1_header_t *accept = req->head ? sg_h1_find(req->head, SG_STR("Accept"), &n) : NULL;
@@ -46,14 +46,19 @@ static void answer_metrics(sg_admin_t *a, const sg_local_req_t *req, sg_local_re
     }
     sg_expose_init(x, f);
     uint64_t t0 = sg_now_ns();
-    sg_metrics_render(a->metrics, x, sg_now_ms());
+    if (is_any_thread)
+        sg_metrics_render_any_thread(a->metrics, x, sg_now_ms());
+    else
+        sg_metrics_render(a->metrics, x, sg_now_ms());
     if (sg_expose_finish(x) != 0 || x->has_error) {
         free_expose(x, NULL);
         answer_json(resp, 503, "{\"error\":\"%s\"}\n", "metrics render failed");
         return;
     }
-    a->last_render_ns = sg_now_ns() - t0;
-    a->scrapes++;
+    if (!is_any_thread) {
+        a->last_render_ns = sg_now_ns() - t0;
+        a->scrapes++;
+    }
     resp->status = 200;
     resp->content_type = sg_expose_content_type(f);
     resp->ext_body = x->data;
@@ -149,19 +154,24 @@ void sg_admin_respond(void *ud, const sg_local_req_t *req, sg_local_resp_t *resp
         if (kind >= 0)
             sg_admin_health(a, kind, resp);
         else
-            answer_metrics(a, req, resp);
+            answer_metrics(a, req, resp, false);
         return;
     }
     answer_json(resp, 404, "{\"error\":\"no such admin endpoint\",\"endpoints\":[%s]}\n",
                 "\"/metrics\",\"/health\",\"/health/live\",\"/health/ready\",\"/livez\",\"/readyz\",\"/-/reload\"");
 }
 
-void sg_admin_health_respond(void *ud, const sg_local_req_t *req, sg_local_resp_t *resp)
+void sg_admin_local_respond(void *ud, const sg_local_req_t *req, sg_local_resp_t *resp)
 {
+    sg_admin_t *a = ud;
+    if (sg_str_eq(req->path, SG_STR("/metrics"))) {
+        answer_metrics(a, req, resp, true);
+        return;
+    }
     int kind = sg_health_kind_for_path(req->path);
     if (kind < 0) {
         answer_json(resp, 404, "{\"error\":\"%s\"}\n", "not found");
         return;
     }
-    sg_admin_health(ud, kind, resp);
+    sg_admin_health(a, kind, resp);
 }

@@ -74,6 +74,15 @@ static void on_pg_state(uv_timer_t *t)
     atomic_store_explicit(&c->rt->pg_up, c->pg && sg_pg_is_up(c->pg), memory_order_relaxed);
 }
 
+/* Proxy listeners with serve_metrics render on their worker: refresh the
+ * collectors' (Postgres) text for them once a second. */
+static void on_snapshot(uv_timer_t *t)
+{
+    sg_control_t *c = t->data;
+    if (c->rt->metrics)
+        sg_metrics_snapshot_collectors(c->rt->metrics);
+}
+
 void sg_control_on_start(uv_loop_t *loop, void *ud)
 {
     sg_control_t *c = ud;
@@ -99,6 +108,14 @@ void sg_control_on_start(uv_loop_t *loop, void *ud)
         c->pg_state_timer.data = c;
         uv_timer_start(&c->pg_state_timer, on_pg_state, 100, 250);
     }
+    bool any_serve_metrics = false;
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        any_serve_metrics = any_serve_metrics || cfg->listeners[i].serve_metrics;
+    if (any_serve_metrics) {
+        uv_timer_init(loop, &c->snapshot_timer);
+        c->snapshot_timer.data = c;
+        uv_timer_start(&c->snapshot_timer, on_snapshot, 0, 1000);
+    }
     c->is_started = true;
 }
 
@@ -121,6 +138,8 @@ void sg_control_on_stop(uv_loop_t *loop, void *ud)
     }
     if (c->pg_state_timer.loop) /* initialized: Postgres was configured */
         uv_close((uv_handle_t *)&c->pg_state_timer, NULL);
+    if (c->snapshot_timer.loop)
+        uv_close((uv_handle_t *)&c->snapshot_timer, NULL);
     uv_close((uv_handle_t *)&c->flush_timer, NULL);
     sg_log_flush_all();
 }

@@ -151,11 +151,16 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 static void on_eof(sg_conn_t *c, ssize_t err)
 {
-    SG_UNUSED(err);
     c->flags |= SG_CONN_F_EOF;
     switch (c->state) {
     case SG_CONN_TUNNEL:
-        sg__conn_abort(c, NULL); /* closes both sides of the tunnel */
+        /* libuv stopped reading. A FIN is passed on (half-close); a
+         * reset closes both sides of the tunnel. */
+        c->flags &= ~SG_CONN_F_READING;
+        if (err == UV_EOF && c->txn)
+            sg__proxy_tunnel_eof(c->txn);
+        else
+            sg__conn_abort(c, NULL);
         break;
     case SG_CONN_BODY:
         sg__conn_abort(c, "client closed during the request body");
@@ -208,7 +213,7 @@ void sg__conn_update_read(sg_conn_t *c)
         want = !has_pending(c); /* notice EOF; pipelined bytes wait */
         break;
     case SG_CONN_TUNNEL:
-        want = c->txn && sg__proxy_can_take_body(c->txn);
+        want = c->txn && !(c->flags & SG_CONN_F_EOF) && sg__proxy_can_take_body(c->txn);
         break;
     default:
         want = false;
@@ -506,6 +511,11 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     sg_conn_t *c = req->data;
     if (c->state == SG_CONN_CLOSED)
         return;
+    if (c->state == SG_CONN_TUNNEL) { /* half-close: the other direction goes on */
+        if (status < 0)
+            sg__conn_abort(c, NULL);
+        return;
+    }
     if (status < 0) {
         sg__conn_close(c);
         return;
@@ -523,6 +533,13 @@ static void start_shutdown(sg_conn_t *c)
     c->shutdown_req.data = c;
     if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
         sg__conn_close(c);
+}
+
+int sg__conn_shutdown(sg_conn_t *c)
+{
+    c->flags |= SG_CONN_F_SHUTDOWN;
+    c->shutdown_req.data = c;
+    return uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown);
 }
 
 /* ---- end of a request ---------------------------------------------------------- */
@@ -594,6 +611,12 @@ static size_t json_escape(char *out, size_t cap, const char *s)
 
 void sg__conn_error(sg_conn_t *c, int status, const char *error, bool must_close)
 {
+    sg__conn_error_ex(c, status, error, NULL, NULL, must_close);
+}
+
+void sg__conn_error_ex(sg_conn_t *c, int status, const char *error, const char *reason, const char *extra_headers,
+                       bool must_close)
+{
     sg_txn_t *t = c->txn;
     sg_worker_t *w = c->w;
     if (!t) {
@@ -623,18 +646,20 @@ void sg__conn_error(sg_conn_t *c, int status, const char *error, bool must_close
         sg__conn_close(c);
         return;
     }
-    char esc[200];
+    char esc[200], resc[64] = "";
     json_escape(esc, sizeof(esc), error);
+    if (reason)
+        json_escape(resc, sizeof(resc), reason);
     char body[400];
-    int blen = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"status\":%d,\"trace_id\":\"%s\"}\n", esc, status,
-                        t->trace.trace_id);
+    int blen = snprintf(body, sizeof(body), "{\"error\":\"%s\",%s%s%s\"status\":%d,\"trace_id\":\"%s\"}\n", esc,
+                        reason ? "\"reason\":\"" : "", resc, reason ? "\"," : "", status, t->trace.trace_id);
     if (blen < 0 || (size_t)blen >= sizeof(body))
         blen = 0;
     int n = snprintf(buf, SG_BUF_SIZE,
                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s: %s\r\n"
-                     "Cache-Control: no-store\r\n%s\r\n",
+                     "Cache-Control: no-store\r\n%s%s\r\n",
                      status, sg_h1_reason_phrase(status), blen, t->gen->cfg->trace.header, t->trace.trace_id,
-                     must_close ? "Connection: close\r\n" : "");
+                     extra_headers ? extra_headers : "", must_close ? "Connection: close\r\n" : "");
     if (n < 0)
         n = 0;
     if (!(t->flags & SG_TXN_F_HEAD_REQ) && (size_t)n + (size_t)blen < SG_BUF_SIZE) {

@@ -8,6 +8,7 @@
 #define SG_NET_INT_H
 
 #include "sg/config.h"
+#include "sg/egress.h"
 #include "sg/http1.h"
 #include "sg/listener.h"
 #include "sg/mem.h"
@@ -33,6 +34,9 @@ typedef struct sg_upconn sg_upconn_t;
 typedef struct sg_upstream sg_upstream_t;
 typedef struct sg_upserver sg_upserver_t;
 typedef struct sg_wreq sg_wreq_t;
+typedef struct sg_egress sg_egress_t;           /* egress_proxy.c */
+typedef struct sg_egress_dns sg_egress_dns_t;   /* egress_proxy.c */
+typedef struct sg_egress_dest sg_egress_dest_t; /* egress_proxy.c */
 typedef struct sg_wgen sg_wgen_t;
 
 /* ---- intrusive list ---------------------------------------------------- */
@@ -119,6 +123,7 @@ struct sg_wgen {
     uint32_t refs;
     uint32_t n_resolving; /* uv_getaddrinfo requests in flight for this generation */
     bool is_current;
+    sg_egress_t *egress; /* forward-proxy state (egress listeners): DNS cache, destination pools */
 };
 
 /* A worker thread's world. Owner: sg_server_t; freed by the server after
@@ -252,8 +257,14 @@ enum {
     SG_TXN_F_DECODE = 1u << 7,     /* de-chunk response for an HTTP/1.0 client */
     SG_TXN_F_RESP_CLOSE = 1u << 8, /* response delimited by close / conn must close */
     SG_TXN_F_INFLIGHT = 1u << 9,
-    SG_TXN_F_REQ_BODY = 1u << 10,  /* request has a body */
-    SG_TXN_F_RESP_HEAD = 1u << 11, /* response head written to the client */
+    SG_TXN_F_REQ_BODY = 1u << 10,     /* request has a body */
+    SG_TXN_F_RESP_HEAD = 1u << 11,    /* response head written to the client */
+    SG_TXN_F_EGRESS = 1u << 12,       /* forward-proxy request on an egress listener */
+    SG_TXN_F_CONNECT = 1u << 13,      /* CONNECT: a tunnel once the destination is connected */
+    SG_TXN_F_TUN_CLI_EOF = 1u << 14,  /* tunnel: the client sent FIN */
+    SG_TXN_F_TUN_UP_EOF = 1u << 15,   /* tunnel: the upstream sent FIN */
+    SG_TXN_F_TUN_UP_SHUT = 1u << 16,  /* tunnel: FIN passed on to the upstream */
+    SG_TXN_F_TUN_CLI_SHUT = 1u << 17, /* tunnel: FIN passed on to the client */
 };
 
 typedef enum sg_fail {
@@ -290,6 +301,17 @@ struct sg_txn {
     char path[256];
     char host[256];
     char server[64];
+    sg_upserver_t *srv; /* server being tried: w->ups[ups_idx].servers[srv_idx], or an egress destination */
+
+    /* Egress only (SG_TXN_F_EGRESS). */
+    struct {
+        sg_egress_target_t target;
+        int32_t name_rule;                /* host rule naming target.host, -1 */
+        sg_egress_verdict_t name_verdict; /* why no host rule matched */
+        sg_link_t wait;                   /* in dns->waiters while resolving */
+        sg_egress_dns_t *dns;             /* cache entry waited on, NULL */
+        sg_egress_dest_t *dest;           /* destination, holds a reference; NULL */
+    } eg;
 };
 
 /* ---- upstreams --------------------------------------------------------- */
@@ -316,6 +338,7 @@ enum {
     SG_UPC_F_REUSED = 1u << 2,
     SG_UPC_F_NO_REUSE = 1u << 3,
     SG_UPC_F_EOF = 1u << 4,
+    SG_UPC_F_RESET = 1u << 5, /* read error other than EOF (reset) */
 };
 
 /* An upstream connection. Owner: the pool (idle) or the txn leasing it;
@@ -324,7 +347,8 @@ struct sg_upconn {
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_connect_t connect_req;
-    sg_link_t link; /* in server idle list */
+    uv_shutdown_t shutdown_req; /* tunnel half-close */
+    sg_link_t link;             /* in server idle list */
     sg_worker_t *w;
     sg_upstream_t *ups;
     sg_upserver_t *srv;
@@ -398,6 +422,12 @@ void sg__conn_close(sg_conn_t *c);
 int sg__conn_write(sg_conn_t *c, const uv_buf_t *iov, unsigned n, char *hold, sg_buf_kind_t kind) SG_MUST_CHECK;
 /* Proxy-made error response (JSON body, X-Trace-Id). Ends the txn. */
 void sg__conn_error(sg_conn_t *c, int status, const char *error, bool must_close);
+/* Same, with a machine-readable "reason" member in the JSON body and extra
+ * header lines ("Name: value\r\n", may be NULL). */
+void sg__conn_error_ex(sg_conn_t *c, int status, const char *error, const char *reason, const char *extra_headers,
+                       bool must_close);
+/* Tunnel: FIN to the client once queued bytes are out (half-close). */
+int sg__conn_shutdown(sg_conn_t *c) SG_MUST_CHECK;
 /* The response of c->txn is complete (all bytes queued). */
 void sg__conn_txn_done(sg_conn_t *c);
 /* Abort: the response cannot be completed; close the client connection. */
@@ -444,7 +474,7 @@ const char *sg__txn_state_name(sg_txn_state_t s);
 void sg__proxy_trace_in(const sg_config_t *cfg, const sg_h1_head_t *h, sg_trace_in_t *in);
 typedef struct sg_uphead_in {
     const sg_config_t *cfg;
-    int32_t route_idx; /* matched route (index into cfg->routes) */
+    int32_t route_idx; /* matched route (index into cfg->routes); -1: egress (no route, path kept) */
     int32_t ups_idx;   /* its upstream */
     const sg_h1_head_t *h;
     sg_str_t host; /* Host (or absolute-form authority); may be empty */
@@ -506,6 +536,8 @@ void sg__upconn_release(sg_upconn_t *u, bool reusable);
 void sg__upconn_close(sg_upconn_t *u);
 int sg__upconn_write(sg_upconn_t *u, const uv_buf_t *iov, unsigned n, char *hold, sg_buf_kind_t kind) SG_MUST_CHECK;
 void sg__upconn_update_read(sg_upconn_t *u);
+/* Tunnel: FIN to the upstream once queued bytes are out (half-close). */
+int sg__upconn_shutdown(sg_upconn_t *u) SG_MUST_CHECK;
 enum {
     SG_UPC_T_NONE = 0,
     SG_UPC_T_CONNECT,
@@ -518,5 +550,22 @@ void sg__upconn_timer(sg_upconn_t *u, uint8_t kind, uint64_t ms);
 void sg__server_fail(sg_upserver_t *s, uint64_t now_ms);
 void sg__server_ok(sg_upserver_t *s);
 const char *sg__upc_state_name(sg_upc_state_t s);
+
+/* ---- egress_proxy.c ------------------------------------------------------ */
+/* Egress state of a worker generation (from sg__upstreams_init/_close/_free):
+ * pools and the DNS cache follow the generation like upstream pools do. */
+int sg__egress_init(sg_wgen_t *g) SG_MUST_CHECK;
+void sg__egress_close(sg_wgen_t *g);
+void sg__egress_free(sg_wgen_t *g);
+/* Head checks of a request on an egress listener: target form, proxy
+ * authentication, target authority. 0: go on; -1: answered (txn ended). */
+int sg__egress_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t target, sg_str_t authority, bool is_absolute);
+/* Allow-list, resolution, destination choice and connect (the request head,
+ * if any, is in t->uphead). Ends in sg__proxy_up_ready or an answer. */
+void sg__egress_connect(sg_txn_t *t);
+/* CONNECT: the destination accepted the connection; 200 and tunnel. */
+void sg__egress_connected(sg_txn_t *t);
+/* Releases what a txn holds in egress (DNS wait, destination reference). */
+void sg__egress_txn_free(sg_txn_t *t);
 
 #endif /* SG_NET_INT_H */

@@ -38,6 +38,7 @@ sg_txn_t *sg__txn_new(sg_conn_t *c)
     t->rec.upstream_idx = -1;
     t->rec.server_idx = -1;
     t->rec.method = SG_METHOD_OTHER;
+    t->rec.egress_rule_idx = -1;
     return t;
 }
 
@@ -83,6 +84,8 @@ void sg__txn_free(sg_txn_t *t)
         sg__head_put(w, t->uphead);
         t->uphead = NULL;
     }
+    if (t->eg.dns || t->eg.dest)
+        sg__egress_txn_free(t);
     sg_wgen_t *g = t->gen;
     sg_freelist_put(&w->fl_txn, t);
     sg__wgen_unref(g); /* last: its upstream connection went back above */
@@ -165,15 +168,13 @@ static bool is_hop_by_hop(sg_str_t n)
            (n.len >= 6 && sg_str_ieq(sg_str_make(n.p, 6), SG_STR("proxy-")));
 }
 
+/* The headers swarmgate re-emits itself. Accepted aliases (X-Request-Id...)
+ * are not among them: they often carry other systems' ids and go upstream
+ * unchanged (docs/tracing.md). */
 static bool is_trace_header(const sg_config_t *cfg, sg_str_t n)
 {
-    if (sg_str_ieq(n, sg_str_cstr(cfg->trace.header)) || sg_str_ieq(n, SG_STR("traceparent")) ||
-        sg_str_ieq(n, SG_STR("tracestate")))
-        return true;
-    for (size_t i = 0; i < cfg->trace.n_accept_headers; i++)
-        if (sg_str_ieq(n, sg_str_cstr(cfg->trace.accept_headers[i])))
-            return true;
-    return false;
+    return sg_str_ieq(n, sg_str_cstr(cfg->trace.header)) || sg_str_ieq(n, SG_STR("traceparent")) ||
+           sg_str_ieq(n, SG_STR("tracestate"));
 }
 
 /* ---- trace ----------------------------------------------------------------------- */
@@ -242,13 +243,20 @@ static void copy_cstr(char *dst, size_t cap, sg_str_t s)
 int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size_t *len)
 {
     const sg_config_t *cfg = in->cfg;
-    const sg_route_conf_t *route = &cfg->routes[in->route_idx];
+    /* No route: an egress request, forwarded to the authority of its
+     * absolute-form target (RFC 9112 3.2.2) with the path unchanged. */
+    const sg_route_conf_t *route = in->route_idx >= 0 ? &cfg->routes[in->route_idx] : NULL;
+    bool is_egress = route == NULL;
     const sg_h1_head_t *h = in->h;
     sg_str_t host = in->host, path = in->path, query = in->query;
     outbuf_t o = {out, 0, cap, false};
 
     char rpath[4096];
-    size_t plen = sg_router_rewrite_path(route, path, rpath, sizeof(rpath));
+    size_t plen = path.len;
+    if (route)
+        plen = sg_router_rewrite_path(route, path, rpath, sizeof(rpath));
+    else if (plen < sizeof(rpath))
+        memcpy(rpath, path.p, plen);
     if (plen >= sizeof(rpath))
         return -414;
     out_str(&o, h->method_name);
@@ -259,9 +267,9 @@ int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size
         out_str(&o, query);
     }
     out_cstr(&o, " HTTP/1.1\r\nHost: ");
-    if (route->set_host) {
+    if (route && route->set_host) {
         out_cstr(&o, route->set_host);
-    } else if (host.len) {
+    } else if (host.len || !route) {
         out_str(&o, host);
     } else {
         const sg_upstream_conf_t *uc = &cfg->upstreams[in->ups_idx];
@@ -276,10 +284,13 @@ int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size
     bool has_xff = false, has_via = false;
     for (size_t i = 0; i < h->n_headers; i++) {
         sg_str_t n = h->headers[i].name, v = h->headers[i].value;
-        if (sg_str_ieq(n, SG_STR("host")) || sg_str_ieq(n, SG_STR("expect")) ||
-            sg_str_ieq(n, SG_STR("x-forwarded-proto")) || sg_str_ieq(n, SG_STR("x-forwarded-host")))
+        if (sg_str_ieq(n, SG_STR("host")) || sg_str_ieq(n, SG_STR("expect")))
             continue;
-        if (sg_str_ieq(n, SG_STR("x-forwarded-for"))) {
+        /* Egress: the client's X-Forwarded-* go on untouched, and none of
+         * ours is added (agents' addresses are not for third parties). */
+        if (!is_egress && (sg_str_ieq(n, SG_STR("x-forwarded-proto")) || sg_str_ieq(n, SG_STR("x-forwarded-host"))))
+            continue;
+        if (!is_egress && sg_str_ieq(n, SG_STR("x-forwarded-for"))) {
             has_xff = true;
             continue;
         }
@@ -291,20 +302,22 @@ int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size
             continue;
         out_header(&o, n, v);
     }
-    /* X-Forwarded-For: earlier hops' values, then this client. */
-    out_cstr(&o, "X-Forwarded-For: ");
-    if (has_xff) {
-        for (size_t i = 0; i < h->n_headers; i++) {
-            if (sg_str_ieq(h->headers[i].name, SG_STR("x-forwarded-for")) && h->headers[i].value.len) {
-                out_str(&o, h->headers[i].value);
-                out_put(&o, ", ", 2);
+    if (!is_egress) {
+        /* X-Forwarded-For: earlier hops' values, then this client. */
+        out_cstr(&o, "X-Forwarded-For: ");
+        if (has_xff) {
+            for (size_t i = 0; i < h->n_headers; i++) {
+                if (sg_str_ieq(h->headers[i].name, SG_STR("x-forwarded-for")) && h->headers[i].value.len) {
+                    out_str(&o, h->headers[i].value);
+                    out_put(&o, ", ", 2);
+                }
             }
         }
+        out_cstr(&o, in->peer_ip);
+        out_cstr(&o, "\r\nX-Forwarded-Proto: http\r\n");
+        if (host.len)
+            out_header(&o, SG_STR("X-Forwarded-Host"), host);
     }
-    out_cstr(&o, in->peer_ip);
-    out_cstr(&o, "\r\nX-Forwarded-Proto: http\r\n");
-    if (host.len)
-        out_header(&o, SG_STR("X-Forwarded-Host"), host);
     /* RFC 9110 7.6.3: Via lists the protocol received from the client. */
     out_cstr(&o, "Via: ");
     if (has_via) {
@@ -357,6 +370,7 @@ static int build_upstream_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t host
 }
 
 static void proxy_connect(sg_txn_t *t);
+static void tunnel_progress(sg_txn_t *t);
 
 static void builtin_health(void *ud, const sg_local_req_t *req, sg_local_resp_t *resp)
 {
@@ -395,6 +409,8 @@ void sg__proxy_head(sg_conn_t *c)
 
     /* Trace first: every answer, errors included, carries the id. */
     resolve_trace(t, h);
+    bool is_egress = l->conf->mode == SG_LISTENER_EGRESS, is_connect = false;
+    t->rec.is_egress = is_egress;
 
     /* Request target (RFC 9112 3.2). */
     size_t n_host = 0;
@@ -421,8 +437,15 @@ void sg__proxy_head(sg_conn_t *c)
     } else if (sg_str_eq(target, SG_STR("*")) && h->method == SG_METHOD_OPTIONS) {
         path = target;
     } else if (h->method == SG_METHOD_CONNECT) {
-        sg__conn_error(c, 405, "CONNECT is not allowed on a reverse listener", true);
-        return;
+        if (!is_egress) {
+            sg__conn_error(c, 405, "CONNECT is not allowed on a reverse listener", true);
+            return;
+        }
+        /* Authority form (RFC 9112 3.2.3); never a keep-alive request:
+         * after an error the client may already send tunnel bytes. */
+        host = path = target;
+        is_connect = true;
+        t->flags &= ~SG_TXN_F_CLIENT_KA;
     } else {
         sg__conn_error(c, 400, "invalid request target", true);
         return;
@@ -438,7 +461,7 @@ void sg__proxy_head(sg_conn_t *c)
     copy_cstr(t->host, sizeof(t->host), host);
 
     /* RFC 9112 3.2: exactly one Host in HTTP/1.1; 400 otherwise. */
-    if (n_host > 1 || (n_host == 0 && h->version_minor >= 1 && !is_absolute)) {
+    if (n_host > 1 || (n_host == 0 && h->version_minor >= 1 && !is_absolute && !is_connect)) {
         sg__conn_error(c, 400, n_host > 1 ? "multiple Host headers" : "missing Host header", true);
         return;
     }
@@ -472,27 +495,38 @@ void sg__proxy_head(sg_conn_t *c)
         sg__conn_local(c, l->responder, l->responder_ud, &lreq);
         return;
     }
-    if (l->conf->serve_health && sg_health_kind_for_path(path) >= 0 &&
+    if (l->conf->serve_health && sg_health_kind_for_path(path) >= 0 && !(is_egress && is_absolute) &&
         (h->method == SG_METHOD_GET || h->method == SG_METHOD_HEAD)) {
+        t->rec.is_egress = false;
         if (l->health_cb)
             sg__conn_local(c, l->health_cb, l->health_ud, &lreq);
         else
             sg__conn_local(c, builtin_health, w, &lreq);
         return;
     }
-    if (l->conf->mode != SG_LISTENER_REVERSE) {
-        sg__conn_error(c, 501, "egress mode is not available on this build", true);
+    /* /metrics on a proxy listener only when configured (DESIGN.md 6); the
+     * same local responder answers it (sg_admin_local_respond). */
+    if (l->conf->serve_metrics && l->health_cb && sg_str_eq(path, SG_STR("/metrics")) && !(is_egress && is_absolute) &&
+        (h->method == SG_METHOD_GET || h->method == SG_METHOD_HEAD)) {
+        t->rec.is_egress = false;
+        sg__conn_local(c, l->health_cb, l->health_ud, &lreq);
         return;
     }
-
-    /* Route (first match wins). */
-    int32_t ri = sg_router_match(t->gen->router, host, path);
-    if (ri < 0) {
-        sg__conn_error(c, 404, "no route", !(t->flags & SG_TXN_F_REQ_DONE));
-        return;
+    if (is_egress) {
+        /* Forward proxy: no route; a destination instead of a server. */
+        t->flags |= SG_TXN_F_EGRESS | (is_connect ? SG_TXN_F_CONNECT : 0u);
+        if (sg__egress_head(t, h, target, host, is_absolute) < 0)
+            return;
+    } else {
+        /* Route (first match wins). */
+        int32_t ri = sg_router_match(t->gen->router, host, path);
+        if (ri < 0) {
+            sg__conn_error(c, 404, "no route", !(t->flags & SG_TXN_F_REQ_DONE));
+            return;
+        }
+        t->route_idx = ri;
+        t->ups_idx = (int32_t)cfg->routes[ri].upstream_idx;
     }
-    t->route_idx = ri;
-    t->ups_idx = (int32_t)cfg->routes[ri].upstream_idx;
     if (cfg->limits.body_bytes && h->has_content_length && h->content_length > cfg->limits.body_bytes) {
         sg__conn_error(c, 413, "request body too large", true);
         return;
@@ -506,7 +540,7 @@ void sg__proxy_head(sg_conn_t *c)
             return;
         }
     }
-    int r = build_upstream_head(t, h, host, path, query);
+    int r = is_connect ? 0 : build_upstream_head(t, h, host, path, query);
     if (c->head) { /* the parsed head is no longer needed: slices die here */
         sg__head_put(w, c->head);
         c->head = NULL;
@@ -515,7 +549,10 @@ void sg__proxy_head(sg_conn_t *c)
         sg__conn_error(c, -r, r == -414 ? "rewritten path too long" : "request head too large for upstream", true);
         return;
     }
-    proxy_connect(t);
+    if (is_egress)
+        sg__egress_connect(t);
+    else
+        proxy_connect(t);
 }
 
 /* ---- upstream choice and connection --------------------------------------------------- */
@@ -540,6 +577,7 @@ static void proxy_connect(sg_txn_t *t)
         return;
     }
     sg_upserver_t *srv = &u->servers[si];
+    t->srv = srv;
     t->srv_idx = si;
     t->rec.server_idx = si;
     t->tried_mask |= 1u << (si % 32);
@@ -567,6 +605,10 @@ void sg__proxy_up_ready(sg_txn_t *t)
 {
     sg_upconn_t *u = t->up;
     sg_conn_t *c = t->conn;
+    if (t->flags & SG_TXN_F_CONNECT) {
+        sg__egress_connected(t);
+        return;
+    }
     if (c->state == SG_CONN_BODY && c->rbuf && c->rpos < c->rlen) {
         int e = sg_h1_check_body(&c->parser, c->rbuf + c->rpos, c->rlen - c->rpos);
         if (e < 0) {
@@ -588,7 +630,7 @@ void sg__proxy_up_ready(sg_txn_t *t)
         sg__proxy_up_failed(t, SG_FAIL_RESET, "upstream write failed");
         return;
     }
-    sg__upconn_timer(u, SG_UPC_T_RESPONSE, t->gen->ups[t->ups_idx].conf->response_timeout_ms);
+    sg__upconn_timer(u, SG_UPC_T_RESPONSE, t->srv->ups->conf->response_timeout_ms);
     sg__upconn_update_read(u);
     if ((t->flags & SG_TXN_F_EXPECT) && !(t->flags & SG_TXN_F_REQ_DONE)) {
         /* RFC 9110 10.1.1: we answer the expectation ourselves once the
@@ -614,20 +656,20 @@ void sg__proxy_up_failed(sg_txn_t *t, sg_fail_t kind, const char *why)
         sg__upconn_release(u, false);
     }
     if (t->srv_idx >= 0 && (kind == SG_FAIL_CONNECT || kind == SG_FAIL_TIMEOUT))
-        sg__server_fail(&t->gen->ups[t->ups_idx].servers[t->srv_idx], sg_now_ms());
+        sg__server_fail(t->srv, sg_now_ms());
     if (kind == SG_FAIL_CONNECT)
         sg_obs_upstream_connect_error(w->obs, sg__wgen_ups_metric(t->gen, t->ups_idx));
     else if (kind == SG_FAIL_TIMEOUT)
         sg_obs_upstream_timeout(w->obs, sg__wgen_ups_metric(t->gen, t->ups_idx));
     sg_obs_log(w->obs, SG_LOG_WARN, t->trace.trace_id, "upstream %s server %s: %s",
-               t->gen->cfg->upstreams[t->ups_idx].name, t->server, why);
+               t->srv ? t->srv->ups->conf->name : "?", t->server, why);
     t->last_fail = kind;
     t->error = why;
     if (t->flags & SG_TXN_F_RESP_HEAD) {
         sg__conn_abort(c, why);
         return;
     }
-    if (!(t->flags & SG_TXN_F_SENT_ANY) && t->n_tries < 2) {
+    if (!(t->flags & SG_TXN_F_SENT_ANY) && t->n_tries < 2 && t->ups_idx >= 0) {
         proxy_connect(t); /* one retry on another server: nothing was sent */
         return;
     }
@@ -670,7 +712,14 @@ void sg__proxy_body(sg_txn_t *t, char *buf, const char *p, size_t n)
             sg__conn_abort(t->conn, "upstream write failed");
         else
             sg__proxy_up_failed(t, SG_FAIL_RESET, "upstream write failed");
+        return;
     }
+    /* The response timeout counts from the last request byte: a long upload
+     * that keeps moving is not a slow upstream. An upstream that stops
+     * reading stops this too (back-pressure pauses the client), and then the
+     * timer runs out. */
+    if (t->state == SG_TXN_SENT)
+        sg__upconn_timer(t->up, SG_UPC_T_RESPONSE, t->gen->ups[t->ups_idx].conf->response_timeout_ms);
 }
 
 void sg__proxy_req_done(sg_txn_t *t)
@@ -681,9 +730,49 @@ void sg__proxy_req_done(sg_txn_t *t)
 void sg__proxy_up_drained(sg_txn_t *t)
 {
     sg_upconn_t *u = t->up;
+    sg_conn_t *c = t->conn;
     if (u && t->state == SG_TXN_SENT)
-        sg__upconn_timer(u, SG_UPC_T_RESPONSE, t->gen->ups[t->ups_idx].conf->response_timeout_ms);
-    sg__conn_resume(t->conn);
+        sg__upconn_timer(u, SG_UPC_T_RESPONSE, t->srv->ups->conf->response_timeout_ms);
+    sg__conn_resume(c);
+    if (c->state != SG_CONN_CLOSED && c->txn == t && t->state == SG_TXN_TUNNEL && (t->flags & SG_TXN_F_TUN_CLI_EOF))
+        tunnel_progress(t);
+}
+
+/* Tunnel end. RFC 9110 9.3.6 has an intermediary close both sides once
+ * either closed and its data was delivered; a FIN is passed on instead
+ * (half-close, as TCP itself allows), so a peer that shuts down its
+ * sending side still gets the answer: once one side sent FIN and all it
+ * sent was written to the other side, the other side gets FIN; when both
+ * directions are done, both connections close. A reset or a write error
+ * closes both at once. */
+static void tunnel_progress(sg_txn_t *t)
+{
+    sg_conn_t *c = t->conn;
+    sg_upconn_t *u = t->up;
+    if (!u) {
+        sg__conn_abort(c, NULL);
+        return;
+    }
+    bool cli_pending = c->rbuf && c->rpos < c->rlen;
+    if ((t->flags & SG_TXN_F_TUN_CLI_EOF) && !(t->flags & SG_TXN_F_TUN_UP_SHUT) && !cli_pending && u->n_writes == 0) {
+        t->flags |= SG_TXN_F_TUN_UP_SHUT;
+        if (sg__upconn_shutdown(u) < 0) {
+            sg__conn_abort(c, NULL);
+            return;
+        }
+    }
+    bool up_pending = u->rbuf && u->rpos < u->rlen;
+    if ((t->flags & SG_TXN_F_TUN_UP_EOF) && !(t->flags & SG_TXN_F_TUN_CLI_SHUT) && !up_pending && c->n_writes == 0) {
+        t->flags |= SG_TXN_F_TUN_CLI_SHUT;
+        if (sg__conn_shutdown(c) < 0) {
+            sg__conn_abort(c, NULL);
+            return;
+        }
+    }
+    /* Both sides sent FIN and every byte was handed to the kernel: closing
+     * now loses nothing (no unread input, so no RST). */
+    if ((t->flags & (SG_TXN_F_TUN_UP_SHUT | SG_TXN_F_TUN_CLI_SHUT)) == (SG_TXN_F_TUN_UP_SHUT | SG_TXN_F_TUN_CLI_SHUT))
+        sg__conn_abort(c, NULL);
 }
 
 void sg__proxy_tunnel_up(sg_txn_t *t, char *buf, const char *p, size_t n)
@@ -695,7 +784,8 @@ void sg__proxy_tunnel_up(sg_txn_t *t, char *buf, const char *p, size_t n)
 
 void sg__proxy_tunnel_eof(sg_txn_t *t)
 {
-    sg__conn_abort(t->conn, NULL);
+    t->flags |= SG_TXN_F_TUN_CLI_EOF;
+    tunnel_progress(t);
 }
 
 /* ---- response ---------------------------------------------------------------------------- */
@@ -712,6 +802,8 @@ void sg__proxy_client_drained(sg_txn_t *t)
         u->flags &= ~SG_UPC_F_PAUSED;
         sg__upconn_update_read(u);
     }
+    if (t->state == SG_TXN_TUNNEL && (t->flags & SG_TXN_F_TUN_UP_EOF))
+        tunnel_progress(t);
 }
 
 static void resp_complete(sg_txn_t *t)
@@ -847,7 +939,7 @@ static bool resp_head_step(sg_upconn_t *u)
         sg__proxy_up_failed(t, SG_FAIL_BAD_RESPONSE, "unexpected 101 from upstream");
         return false;
     }
-    sg__server_ok(&t->gen->ups[t->ups_idx].servers[t->srv_idx]);
+    sg__server_ok(t->srv);
     t->rec.upstream_head_ns = sg_now_ns();
     t->resp_status = h->status;
     t->rec.status = h->status;
@@ -894,7 +986,7 @@ static bool resp_head_step(sg_upconn_t *u)
         u->parser.on_body = on_decoded;
         u->parser.ud = u;
     }
-    sg__upconn_timer(u, SG_UPC_T_READ, t->gen->ups[t->ups_idx].conf->read_timeout_ms);
+    sg__upconn_timer(u, SG_UPC_T_READ, t->srv->ups->conf->read_timeout_ms);
     return true;
 }
 
@@ -983,7 +1075,7 @@ static bool resp_body_step(sg_upconn_t *u)
         resp_complete(t);
         return false;
     }
-    sg__upconn_timer(u, SG_UPC_T_READ, t->gen->ups[t->ups_idx].conf->read_timeout_ms);
+    sg__upconn_timer(u, SG_UPC_T_READ, t->srv->ups->conf->read_timeout_ms);
     return true;
 }
 
@@ -1039,6 +1131,13 @@ void sg__proxy_up_eof(sg_upconn_t *u)
         }
         break;
     case SG_UPC_P_TUNNEL:
+        if (u->flags & SG_UPC_F_RESET) {
+            sg__conn_abort(t->conn, NULL);
+        } else {
+            t->flags |= SG_TXN_F_TUN_UP_EOF;
+            tunnel_progress(t);
+        }
+        break;
     default:
         sg__conn_abort(t->conn, NULL);
         break;

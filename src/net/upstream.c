@@ -99,7 +99,7 @@ int sg__upstreams_init(sg_wgen_t *g)
             }
         }
     }
-    return 0;
+    return sg__egress_init(g);
 }
 
 void sg__upstreams_close(sg_wgen_t *g)
@@ -116,6 +116,7 @@ void sg__upstreams_close(sg_wgen_t *g)
             }
         }
     }
+    sg__egress_close(g);
 }
 
 /* Frees what sg__upstreams_init allocated. */
@@ -125,6 +126,7 @@ void sg__upstreams_free(sg_wgen_t *g)
         free(g->ups[i].servers);
     free(g->ups);
     g->ups = NULL;
+    sg__egress_free(g);
 }
 
 /* ---- health ------------------------------------------------------------------ */
@@ -331,7 +333,7 @@ static void on_upc_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         uv_read_stop(s);
         u->flags &= ~SG_UPC_F_READING;
     } else if (nread < 0) {
-        u->flags |= SG_UPC_F_EOF;
+        u->flags |= SG_UPC_F_EOF | (nread != UV_EOF ? SG_UPC_F_RESET : 0u);
         if (u->flags & SG_UPC_F_READING) {
             uv_read_stop(s);
             u->flags &= ~SG_UPC_F_READING;
@@ -391,6 +393,24 @@ int sg__upconn_write(sg_upconn_t *u, const uv_buf_t *iov, unsigned n, char *hold
     return r;
 }
 
+static void on_upc_shutdown(uv_shutdown_t *req, int status)
+{
+    sg_upconn_t *u = req->data;
+    if (u->state == SG_UPC_CLOSED || status == 0)
+        return;
+    if (u->txn)
+        sg__conn_abort(u->txn->conn, "upstream shutdown failed");
+    else
+        sg__upconn_close(u);
+}
+
+int sg__upconn_shutdown(sg_upconn_t *u)
+{
+    u->flags |= SG_UPC_F_NO_REUSE;
+    u->shutdown_req.data = u;
+    return uv_shutdown(&u->shutdown_req, (uv_stream_t *)&u->tcp, on_upc_shutdown);
+}
+
 static void on_connect(uv_connect_t *req, int status)
 {
     sg_upconn_t *u = req->data;
@@ -420,7 +440,7 @@ static void on_connect(uv_connect_t *req, int status)
 int sg__upconn_get(sg_txn_t *t, sg_upserver_t *srv)
 {
     sg_worker_t *w = t->conn->w;
-    if (!sg_list_empty(&srv->idle)) {
+    if (!sg_list_empty(&srv->idle) && !(t->flags & SG_TXN_F_CONNECT)) { /* a tunnel gets a fresh connection */
         /* Most recently used first: the warmest connection. */
         sg_upconn_t *u = sg_container_of(srv->idle.next, sg_upconn_t, link);
         sg_list_remove(&u->link);

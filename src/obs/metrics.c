@@ -1,12 +1,14 @@
 #include "sg/metrics.h"
 
 #include "obs/metrics_int.h"
+#include "sg/egress.h"
 #include "sg/errrate.h"
 #include "sg/procstat.h"
 #include "sg/runtime.h"
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -16,7 +18,7 @@
 
 /* ---- label dimensions --------------------------------------------------- */
 
-enum dim { D_ROUTE = 0, D_METHOD, D_CODE, D_UPSTREAM, D_LISTENER, D_TRACE_SRC, D_RESULT, D__COUNT };
+enum dim { D_ROUTE = 0, D_METHOD, D_CODE, D_UPSTREAM, D_LISTENER, D_TRACE_SRC, D_RESULT, D_DEST, D_REFUSE, D__COUNT };
 
 typedef struct dimvals {
     size_t n;
@@ -66,6 +68,10 @@ enum fam {
     F_TIMEOUT,
     F_TRACE_IDS,
     F_RELOAD,
+    F_EG_REQ,
+    F_EG_TUNNELS,
+    F_EG_TUNNEL_DUR,
+    F_EG_REFUSED,
     F__COUNT
 };
 
@@ -150,6 +156,34 @@ static const desc_t descs[F__COUNT] = {
                   1,
                   {D_RESULT},
                   {"result"}},
+    [F_EG_REQ] = {"swarm_egress_requests_total",
+                  "Egress (forward proxy) requests answered, by allow rule, method and status code.",
+                  SG_METRIC_COUNTER,
+                  FL_SKIP_ZERO,
+                  3,
+                  {D_DEST, D_METHOD, D_CODE},
+                  {"destination", "method", "code"}},
+    [F_EG_TUNNELS] = {"swarm_egress_tunnels_total",
+                      "CONNECT tunnels established and closed, by allow rule.",
+                      SG_METRIC_COUNTER,
+                      0,
+                      1,
+                      {D_DEST},
+                      {"destination"}},
+    [F_EG_TUNNEL_DUR] = {"swarm_egress_tunnel_duration_seconds",
+                         "Life of a CONNECT tunnel, from the first request byte to the close, in seconds.",
+                         SG_METRIC_HISTOGRAM,
+                         FL_REQ_BUCKETS,
+                         1,
+                         {D_DEST},
+                         {"destination"}},
+    [F_EG_REFUSED] = {"swarm_egress_refused_total",
+                      "Egress requests refused (403 by the allow-list, 407 proxy authentication), by reason.",
+                      SG_METRIC_COUNTER,
+                      0,
+                      1,
+                      {D_REFUSE},
+                      {"reason"}},
 };
 
 /* Default buckets (seconds) when the config gives none: 0.5 ms .. 300 s. */
@@ -189,7 +223,10 @@ struct sg_metrics {
     size_t n_ex;
     uint8_t code_idx[1000];
     size_t n_routes, n_upstreams, n_listeners; /* configured (without none/other) */
-    const char ***server_names;                /* [upstream][server] "host:port" */
+    size_t n_egress_rules;
+    uint32_t *egress_dest;      /* [rule] -> D_DEST value (rules with the same text share one) */
+    size_t n_dests;             /* distinct rule texts (without none/other) */
+    const char ***server_names; /* [upstream][server] "host:port" */
     size_t *n_servers;
     bool has_exemplars;
     uint32_t n_shards; /* workers + 1 (control, last) */
@@ -197,7 +234,15 @@ struct sg_metrics {
     sg_metrics_hooks_t hooks;
     collector_t *collectors;
     size_t n_collectors, cap_collectors;
-    uint64_t *scratch; /* n_slots: the sum of every shard, per scrape */
+    uint64_t *scratch; /* n_slots: the sum of every shard, per scrape (under render_mu) */
+    /* Renders may come from the control thread (admin) and from a worker
+     * (a proxy listener with serve_metrics): render_mu serializes them
+     * (scratch is shared). Collectors own control-thread state, so workers
+     * get their last output as text, re-rendered by the control thread
+     * (sg_metrics_snapshot_collectors). Never taken on the request path. */
+    pthread_mutex_t render_mu;
+    char *snap[SG_EXPOSE_FORMAT__COUNT];
+    size_t snap_len[SG_EXPOSE_FORMAT__COUNT];
     sg_expose_exemplar_t *ex_scratch;
     double start_time_s;
 };
@@ -407,6 +452,33 @@ static int names_from_config(sg_metrics_t *m, const sg_config_t *cfg)
             if (!(m->server_names[u][s] = hostport_text(&m->arena, &uc->servers[s])))
                 goto out;
     }
+    /* destination: the text of each egress.allow rule (bounded by the
+     * config); rules written the same way share one series. */
+    size_t ne = cfg->egress.n_allow;
+    const char **dn = calloc(ne ? ne : 1, sizeof(*dn));
+    m->egress_dest = sg_arena_zalloc(&m->arena, sizeof(uint32_t) * (ne ? ne : 1));
+    if (!dn || !m->egress_dest) {
+        free(dn);
+        goto out;
+    }
+    size_t nd = 0;
+    for (size_t i = 0; i < ne; i++) {
+        const char *text = cfg->egress.allow[i].text ? cfg->egress.allow[i].text : "";
+        size_t k = 0;
+        while (k < nd && strcmp(dn[k], text) != 0)
+            k++;
+        if (k == nd)
+            dn[nd++] = text;
+        m->egress_dest[i] = (uint32_t)k;
+    }
+    static const char *const dest_extra[] = {"none", "other"};
+    rc = dim_init(m, D_DEST, dn, nd, dest_extra, 2, true);
+    free(dn);
+    if (rc != 0)
+        goto out;
+    rc = -ENOMEM;
+    m->n_egress_rules = ne;
+    m->n_dests = nd;
     m->n_routes = nr;
     m->n_upstreams = nu;
     m->n_listeners = nl;
@@ -446,6 +518,7 @@ sg_metrics_t *sg_metrics_create(const sg_config_t *cfg, uint32_t n_workers)
     sg_metrics_t *m = calloc(1, sizeof(*m));
     if (!m)
         return NULL;
+    pthread_mutex_init(&m->render_mu, NULL);
     sg_arena_init(&m->arena, 16384);
     if (names_from_config(m, cfg) != 0)
         goto fail;
@@ -454,6 +527,11 @@ sg_metrics_t *sg_metrics_create(const sg_config_t *cfg, uint32_t n_workers)
     if (dim_init(m, D_TRACE_SRC, trace_src_names, SG_TRACE_SRC__COUNT, NULL, 0, false) != 0)
         goto fail;
     if (dim_init(m, D_RESULT, result_names, 2, NULL, 0, false) != 0)
+        goto fail;
+    const char *refuse_names[SG_EGRESS__COUNT];
+    for (size_t i = 1; i < SG_EGRESS__COUNT; i++)
+        refuse_names[i - 1] = sg_egress_verdict_name((sg_egress_verdict_t)i);
+    if (dim_init(m, D_REFUSE, refuse_names, SG_EGRESS__COUNT - 1, NULL, 0, false) != 0)
         goto fail;
     m->dims[D_CODE].n = N_CODES;
     m->dims[D_CODE].names = sg_arena_zalloc(&m->arena, sizeof(char *) * N_CODES);
@@ -499,7 +577,7 @@ sg_metrics_t *sg_metrics_create(const sg_config_t *cfg, uint32_t n_workers)
     m->n_slots = slot;
     m->n_ex = ex;
 
-    size_t max_nb = SG_MAX(m->fam[F_REQ_DUR].nb, m->fam[F_UP_DUR].nb);
+    size_t max_nb = SG_MAX(SG_MAX(m->fam[F_REQ_DUR].nb, m->fam[F_UP_DUR].nb), m->fam[F_EG_TUNNEL_DUR].nb);
     m->scratch = calloc(m->n_slots ? m->n_slots : 1, sizeof(uint64_t));
     m->ex_scratch = calloc(max_nb + 1, sizeof(*m->ex_scratch));
     if (!m->scratch || !m->ex_scratch)
@@ -534,6 +612,9 @@ void sg_metrics_destroy(sg_metrics_t *m)
     free(m->scratch);
     free(m->ex_scratch);
     free(m->collectors);
+    for (int f = 0; f < SG_EXPOSE_FORMAT__COUNT; f++)
+        free(m->snap[f]);
+    pthread_mutex_destroy(&m->render_mu);
     sg_arena_destroy(&m->arena);
     free(m);
 }
@@ -681,6 +762,34 @@ void sg_metrics_upstream_timeout(sg_metrics_shard_t *s, size_t upstream_idx)
     bump(&s->v[s->m->fam[F_TIMEOUT].base + upstream_index(s->m, upstream_idx)]);
 }
 
+static inline size_t dest_index(const sg_metrics_t *m, int32_t rule_idx)
+{
+    if (rule_idx < 0)
+        return m->n_dests; /* "none" */
+    return (size_t)rule_idx < m->n_egress_rules ? m->egress_dest[rule_idx] : m->n_dests + 1;
+}
+
+void sg_metrics_record_egress(sg_metrics_shard_t *s, const sg_reqrec_t *rec)
+{
+    const sg_metrics_t *m = s->m;
+    size_t d = dest_index(m, rec->egress_rule_idx);
+    size_t meth = (unsigned)rec->method < SG_METHOD__COUNT ? (size_t)rec->method : SG_METHOD_OTHER;
+    size_t code = rec->status < 1000 ? m->code_idx[rec->status] : CODE_OTHER;
+    bump(&s->v[m->fam[F_EG_REQ].base + (d * SG_METHOD__COUNT + meth) * N_CODES + code]);
+    if (rec->is_tunnel && rec->method == SG_METHOD_CONNECT) {
+        bump(&s->v[m->fam[F_EG_TUNNELS].base + d]);
+        uint64_t dur = rec->end_ns > rec->start_ns ? rec->end_ns - rec->start_ns : 0;
+        observe(s, &m->fam[F_EG_TUNNEL_DUR], d, dur, rec, (rec->start_unix_ns + dur) / 1000000u);
+    }
+}
+
+void sg_metrics_egress_refused(sg_metrics_shard_t *s, unsigned reason)
+{
+    if (reason == SG_EGRESS_OK || reason >= SG_EGRESS__COUNT)
+        return;
+    bump(&s->v[s->m->fam[F_EG_REFUSED].base + (reason - 1)]);
+}
+
 void sg_metrics_config_reload(sg_metrics_shard_t *s, bool is_success)
 {
     bump(&s->v[s->m->fam[F_RELOAD].base + (is_success ? 0 : 1)]);
@@ -810,7 +919,55 @@ static void render_hooks(sg_metrics_t *m, sg_expose_t *x)
     sg_expose_sample(x, "swarm_spans_dropped_total", "", NULL, NULL, 0, (double)dropped);
 }
 
+static void render_registry(sg_metrics_t *m, sg_expose_t *x, uint64_t now_ms);
+
 void sg_metrics_render(sg_metrics_t *m, sg_expose_t *x, uint64_t now_ms)
+{
+    pthread_mutex_lock(&m->render_mu);
+    render_registry(m, x, now_ms);
+    pthread_mutex_unlock(&m->render_mu);
+    for (size_t i = 0; i < m->n_collectors; i++)
+        m->collectors[i].cb(x, m->collectors[i].ud);
+}
+
+void sg_metrics_render_any_thread(sg_metrics_t *m, sg_expose_t *x, uint64_t now_ms)
+{
+    pthread_mutex_lock(&m->render_mu);
+    render_registry(m, x, now_ms);
+    if ((unsigned)x->format < SG_EXPOSE_FORMAT__COUNT && m->snap[x->format])
+        sg_expose_write(x, m->snap[x->format], m->snap_len[x->format]);
+    pthread_mutex_unlock(&m->render_mu);
+}
+
+void sg_metrics_snapshot_collectors(sg_metrics_t *m)
+{
+    char *out[SG_EXPOSE_FORMAT__COUNT] = {NULL};
+    size_t len[SG_EXPOSE_FORMAT__COUNT] = {0};
+    for (int f = 0; f < SG_EXPOSE_FORMAT__COUNT; f++) {
+        sg_expose_t x;
+        sg_expose_init(&x, (sg_expose_format_t)f);
+        for (size_t i = 0; i < m->n_collectors; i++)
+            m->collectors[i].cb(&x, m->collectors[i].ud);
+        if (!x.has_error) {
+            out[f] = x.data; /* ownership moves to the snapshot */
+            len[f] = x.len;
+            x.data = NULL;
+        }
+        sg_expose_destroy(&x);
+    }
+    pthread_mutex_lock(&m->render_mu);
+    for (int f = 0; f < SG_EXPOSE_FORMAT__COUNT; f++) {
+        char *old = m->snap[f];
+        m->snap[f] = out[f];
+        m->snap_len[f] = len[f];
+        out[f] = old;
+    }
+    pthread_mutex_unlock(&m->render_mu);
+    for (int f = 0; f < SG_EXPOSE_FORMAT__COUNT; f++)
+        free(out[f]);
+}
+
+static void render_registry(sg_metrics_t *m, sg_expose_t *x, uint64_t now_ms)
 {
     sum_shards(m);
     for (size_t f = 0; f < F__COUNT; f++)
@@ -828,7 +985,4 @@ void sg_metrics_render(sg_metrics_t *m, sg_expose_t *x, uint64_t now_ms)
         ps.start_time_seconds = m->start_time_s;
         sg_procstat_render(x, &ps);
     }
-
-    for (size_t i = 0; i < m->n_collectors; i++)
-        m->collectors[i].cb(x, m->collectors[i].ud);
 }

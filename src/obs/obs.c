@@ -74,8 +74,12 @@ void sg_obs_request_done(sg_obs_worker_t *o, const sg_reqrec_t *rec)
      * probes stay out of the request metrics, error rate and access log. */
     if (rec->listener_idx < 0)
         return;
-    if (o->shard)
-        sg_metrics_record_request(o->shard, rec);
+    if (o->shard) {
+        if (rec->is_egress)
+            sg_metrics_record_egress(o->shard, rec);
+        else
+            sg_metrics_record_request(o->shard, rec);
+    }
     if (o->has_access_log || o->spans) {
         const char *rn = rec->route_name ? rec->route_name : route_name(o, rec->route_idx);
         if (o->has_access_log && o->ring)
@@ -126,6 +130,12 @@ void sg_obs_upstream_timeout(sg_obs_worker_t *o, int32_t upstream_idx)
 {
     if (o->shard && upstream_idx >= 0)
         sg_metrics_upstream_timeout(o->shard, (size_t)upstream_idx);
+}
+
+void sg_obs_egress_refused(sg_obs_worker_t *o, unsigned reason)
+{
+    if (o->shard)
+        sg_metrics_egress_refused(o->shard, reason);
 }
 
 void sg_obs_config_reload(sg_obs_worker_t *o, bool is_success)

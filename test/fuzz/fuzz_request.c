@@ -16,7 +16,8 @@
  *  - the upstream head is one complete head (no bytes after it: no request
  *    injection), parses again, has exactly one Host, one X-Trace-Id (ours),
  *    one traceparent, no Connection unless upgrading, and the same method
- *    and body framing as the client's request;
+ *    and body framing as the client's request; also in egress shape
+ *    (route_idx -1);
  *  - the body check agrees with the piecewise body parse. */
 #include "fuzz_check.h"
 #include "net/net_int.h"
@@ -114,9 +115,21 @@ static int req_scan(const sg_h1_limits_t *lim, const char *p, size_t n, size_t p
     return r1;
 }
 
+/* Lines of `name` the client sent that go upstream as they are: none
+ * when a Connection header names it (hop-by-hop, RFC 9110 7.6.1). */
+static size_t req_count_passed(const sg_h1_head_t *h, sg_str_t name)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < h->n_headers; i++)
+        if (sg_str_ieq(h->headers[i].name, SG_STR("connection")) && sg_h1_list_has(h->headers[i].value, name))
+            return 0;
+    sg_h1_find(h, name, &n);
+    return n;
+}
+
 /* The upstream head must be one well-formed head with our headers. */
 static void req_check_uphead(const sg_config_t *cfg, const sg_h1_head_t *h, const sg_trace_ctx_t *tr, bool is_upgrade,
-                             const char *out, size_t len)
+                             bool is_egress, const char *out, size_t len)
 {
     static sg_h1_header_t hdrs[4096];
     const sg_h1_limits_t big = {1u << 20, 1u << 20, 4000};
@@ -141,12 +154,14 @@ static void req_check_uphead(const sg_config_t *cfg, const sg_h1_head_t *h, cons
     sg_h1_find(u, SG_STR("tracestate"), &n);
     FUZZ_CHECK(n <= 1);
     sg_h1_find(u, SG_STR("x-forwarded-for"), &n);
-    FUZZ_CHECK(n == 1);
+    /* egress: the client's, untouched */
+    FUZZ_CHECK(is_egress ? n == req_count_passed(h, SG_STR("x-forwarded-for")) : n == 1);
     sg_h1_find(u, SG_STR("connection"), &n);
     FUZZ_CHECK(n == (is_upgrade ? 1u : 0u));
     for (size_t i = 0; i < cfg->trace.n_accept_headers; i++) {
+        /* Accepted aliases go upstream unchanged (docs/tracing.md). */
         sg_h1_find(u, sg_str_cstr(cfg->trace.accept_headers[i]), &n);
-        FUZZ_CHECK(n == 0);
+        FUZZ_CHECK(n == req_count_passed(h, sg_str_cstr(cfg->trace.accept_headers[i])));
     }
     /* Same body framing as the client's request (no desync upstream). */
     FUZZ_CHECK(u->has_content_length == h->has_content_length);
@@ -301,7 +316,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             int b = sg__proxy_build_uphead(&uin, out, head_size, &out_len);
             FUZZ_CHECK(b == 0 || b == -414 || b == -431);
             if (b == 0)
-                req_check_uphead(cfg, h, &tr, is_upgrade, out, out_len);
+                req_check_uphead(cfg, h, &tr, is_upgrade, false, out, out_len);
+            if (host.len) {
+                /* The same request in egress shape (no route: authority as
+                 * Host, path kept, no X-Forwarded-* of ours). */
+                uin.route_idx = -1;
+                b = sg__proxy_build_uphead(&uin, out, head_size, &out_len);
+                FUZZ_CHECK(b == 0 || b == -414 || b == -431);
+                if (b == 0)
+                    req_check_uphead(cfg, h, &tr, is_upgrade, true, out, out_len);
+            }
         }
     }
     if (h->has_body) {

@@ -467,3 +467,44 @@ Test(metrics_e2e, metrics_not_served_on_a_proxy_listener)
     cr_assert_eq(us_requests(up), 1);
     stop_clean();
 }
+
+Test(metrics_e2e, metrics_served_on_a_proxy_listener_when_configured)
+{
+    boot(NULL);
+    stop_clean();
+    sg_proc_cleanup(&gw);
+    gw_start(&gw,
+             "workers: 2\n"
+             "listeners: [{name: api, address: \"127.0.0.1:0\", serve_metrics: true}]\n"
+             "admin: {address: \"127.0.0.1:0\"}\n"
+             "log: {access: \"off\"}\n"
+             "upstreams: {app: {servers: [\"127.0.0.1:%u\"]}}\n"
+             "routes: [{name: all, upstream: app}]\n"
+             "shutdown: {drain_delay: 0ms, drain_timeout: 2s}\n",
+             us_port(up));
+    api = sg_proc_addr(&gw, "api");
+    admin = sg_proc_addr(&gw, "admin");
+    cr_assert(api && admin);
+    cr_assert(obs_wait_status(admin, "/health/ready", 200, 10000));
+    hc_response_t r;
+    cr_assert_eq(obs_get(api, "/x", NULL, &r, 3000), HC_OK);
+    cr_assert_eq(r.status, 200);
+    hc_response_free(&r);
+    /* Served by the worker, not proxied: the upstream saw only /x. */
+    cr_assert_eq(obs_get(api, "/metrics", NULL, &r, 3000), HC_OK);
+    cr_assert_eq(r.status, 200, "%s%s", r.head, r.body);
+    cr_assert(strstr(r.body, "swarm_http_requests_total{route=\"all\",method=\"GET\",code=\"200\"} 1\n"), "%s", r.body);
+    cr_assert(strstr(r.body, "# TYPE swarm_error_rate gauge"), "%s", r.body);
+    hc_response_free(&r);
+    /* OpenMetrics negotiation works there too. */
+    cr_assert_eq(obs_get(api, "/metrics", "Accept: application/openmetrics-text; version=1.0.0\r\n", &r, 3000), HC_OK);
+    cr_assert_eq(r.status, 200);
+    cr_assert(r.body_len >= 6 && !strcmp(r.body + r.body_len - 6, "# EOF\n"), "%s", r.body);
+    hc_response_free(&r);
+    cr_assert_eq(us_requests(up), 1);
+    /* /health* is not served there: not configured, so it is proxied. */
+    cr_assert_eq(obs_get(api, "/health", NULL, &r, 3000), HC_OK);
+    hc_response_free(&r);
+    cr_assert(us_wait_requests(up, 2, 2000));
+    stop_clean();
+}
