@@ -719,7 +719,7 @@ void sg__proxy_body(sg_txn_t *t, char *buf, const char *p, size_t n)
      * reading stops this too (back-pressure pauses the client), and then the
      * timer runs out. */
     if (t->state == SG_TXN_SENT)
-        sg__upconn_timer(t->up, SG_UPC_T_RESPONSE, t->gen->ups[t->ups_idx].conf->response_timeout_ms);
+        sg__upconn_timer(t->up, SG_UPC_T_RESPONSE, t->srv->ups->conf->response_timeout_ms);
 }
 
 void sg__proxy_req_done(sg_txn_t *t)
