@@ -36,6 +36,17 @@ static void series_of(char *out, size_t cap, const char *ups, unsigned port)
     snprintf(out, cap, "swarm_upstream_server_up{upstream=\"%s\",server=\"127.0.0.1:%u\"}", ups, port);
 }
 
+/* Clean exit: status 0 (ASan finds no leak) and the control loop had no
+ * check handle left open. */
+static void stop_clean(void)
+{
+    int st = sg_proc_stop(&gw, 10000);
+    char *err = sg_proc_stderr(&gw);
+    cr_assert_eq(st, 0, "exit status %d, stderr:\n%s", st, err);
+    cr_assert(!strstr(err, "open handles"), "%s", err);
+    free(err);
+}
+
 /* X-Upstream of GET path through the proxy ("" on a non-200). */
 static int get_via(const char *api, const char *path, char *who, size_t cap)
 {
@@ -140,8 +151,7 @@ Test(active_health, stopped_server_is_down_before_any_request)
         saw_b = strcmp(v, "B") == 0;
     }
     cr_assert(saw_b, "B serves again");
-    gw_stop(&gw);
-    memset(&gw, 0, sizeof(gw));
+    stop_clean();
 }
 
 /* The gateway config of the readiness test: one server, four groups whose
@@ -211,6 +221,5 @@ Test(active_health, failing_checks_make_unready_until_fixed)
     char tag[200];
     snprintf(tag, sizeof(tag), "upstream e500 server 127.0.0.1:%u: active check passed 2 times: up", port);
     cr_assert(sg_proc_wait_stderr(p, tag, 1, 2000), "up logged");
-    gw_stop(&gw);
-    memset(&gw, 0, sizeof(gw));
+    stop_clean();
 }
