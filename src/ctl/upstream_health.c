@@ -54,10 +54,10 @@ typedef enum probe_state {
  * and no request is outstanding. */
 typedef struct probe {
     probe_state_t state;
-    bool is_done;      /* the current attempt (if any) has its verdict */
-    bool is_stopped;   /* detached from the plan: record nothing, free when closed */
+    bool is_done;       /* the current attempt (if any) has its verdict */
+    bool is_stopped;    /* detached from the plan: record nothing, free when closed */
     unsigned n_handles; /* initialized, not yet closed: tick, deadline, tcp */
-    sg_rtgen_t *gen;   /* retained: uc and hp borrow from gen->cfg */
+    sg_rtgen_t *gen;    /* retained: uc and hp borrow from gen->cfg */
     const sg_upstream_conf_t *uc;
     const sg_hostport_t *hp;
     sg_server_pub_t *slot;
@@ -87,8 +87,7 @@ struct sg_upstream_health {
 
 static const char *probe_state_name(probe_state_t s)
 {
-    static const char *const names[PROBE_STATE__COUNT] = {"idle", "resolving", "connecting", "exchanging",
-                                                          "closing"};
+    static const char *const names[PROBE_STATE__COUNT] = {"idle", "resolving", "connecting", "exchanging", "closing"};
     return s < PROBE_STATE__COUNT ? names[s] : "?";
 }
 
@@ -258,8 +257,8 @@ static void on_tick(uv_timer_t *t)
 {
     probe_t *p = t->data;
     if (p->state != PROBE_IDLE) { /* one probe in flight per server */
-        sg_log(SG_LOG_DEBUG, NULL, "upstream %s server %s: active check skipped: previous one still %s",
-               p->uc->name, p->name, probe_state_name(p->state));
+        sg_log(SG_LOG_DEBUG, NULL, "upstream %s server %s: active check skipped: previous one still %s", p->uc->name,
+               p->name, probe_state_name(p->state));
         return;
     }
     p->is_done = false;
@@ -396,8 +395,7 @@ static void replan(sg_upstream_health_t *h)
     if (h->gen)
         sg_rtgen_release(h->gen);
     h->gen = gen ? sg_rtgen_retain(gen) : NULL;
-    sg_log(SG_LOG_DEBUG, NULL, "active health checks: %zu servers (generation %u)", h->n_probes,
-           gen ? gen->id : 0u);
+    sg_log(SG_LOG_DEBUG, NULL, "active health checks: %zu servers (generation %u)", h->n_probes, gen ? gen->id : 0u);
 }
 
 static void on_watch(uv_timer_t *t)

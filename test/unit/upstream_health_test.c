@@ -140,8 +140,7 @@ Test(upstream_health, refused_server_goes_down_and_loop_closes_clean, .init = lo
     cr_assert_eq(atomic_load(&gen.refcount), 1u, "probes released the generation");
 }
 
-Test(upstream_health, stop_with_checks_in_flight_closes_clean, .init = loop_setup, .fini = loop_teardown,
-     .timeout = 10)
+Test(upstream_health, stop_with_checks_in_flight_closes_clean, .init = loop_setup, .fini = loop_teardown, .timeout = 10)
 {
     sg_upstream_health_t *h = sg_upstream_health_start(&loop, &rt);
     cr_assert(h);
