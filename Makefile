@@ -4,7 +4,7 @@ BUILD_RELEASE ?= build/release
 JOBS          ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE         ?= cmake
 
-.PHONY: all deps build build-debug test demo bench fuzz clean install package
+.PHONY: all deps build build-debug test demo bench fuzz tsan clean install package
 
 all: build
 
@@ -30,6 +30,10 @@ bench: build
 
 fuzz: deps
 	sh test/fuzz/run.sh
+
+# ThreadSanitizer build (clang, build/tsan) under workers: 2 traffic and scrapes.
+tsan: deps
+	sh test/tsan/run.sh
 
 # make install [PREFIX=/usr/local] [DESTDIR=/stage]: binary in $(PREFIX)/sbin, config in
 # /etc/swarmgate (kept when present), unit, man page, share/swarmgate (packaging/README.md).

@@ -14,6 +14,7 @@
 
 struct sg_spans_exporter;
 struct sg_pg;
+struct sg_upstream_health;
 
 typedef struct sg_control {
     sg_runtime_t *rt;
@@ -23,6 +24,7 @@ typedef struct sg_control {
     uv_timer_t snapshot_timer;
     struct sg_spans_exporter *exporter;
     struct sg_pg *pg;
+    struct sg_upstream_health *uphealth; /* active checks (upstream_health.h) */
     bool is_started;
 } sg_control_t;
 

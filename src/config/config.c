@@ -302,23 +302,7 @@ static const char *check_header_name(const char *s)
 
 static bool hostname_ok(const char *s)
 {
-    size_t len = strlen(s), label = 0;
-    if (len == 0 || len > 253)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char ch = s[i];
-        if (ch == '.') {
-            if (label == 0 || s[i - 1] == '-')
-                return false;
-            label = 0;
-            continue;
-        }
-        bool ok =
-            (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_';
-        if (!ok || (label == 0 && ch == '-') || ++label > 63)
-            return false;
-    }
-    return s[len - 1] != '-';
+    return sg__is_hostname(s, strlen(s));
 }
 
 /* Route host: exact name, "*.suffix", IPv4 or [IPv6]; no port. */

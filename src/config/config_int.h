@@ -54,4 +54,7 @@ const sg__cpair_t *sg__cnode_get(const sg__cnode_t *m, const char *key);
 int sg__parse_hostport(sg_arena_t *a, const char *s, unsigned flags, sg_hostport_t *out,
                        const char **why) SG_MUST_CHECK;
 
+/* RFC 1123 host name (labels of letters, digits, '-', '_'; 1..253 bytes). */
+bool sg__is_hostname(const char *s, size_t len);
+
 #endif /* SG_CONFIG_INT_H */

@@ -92,7 +92,7 @@ int sg_parse_size(const char *s, uint64_t *out_bytes)
 }
 
 /* RFC 1123 host names, plus '_' (container and service names use it). */
-static bool is_hostname(const char *s, size_t len)
+bool sg__is_hostname(const char *s, size_t len)
 {
     if (len == 0 || len > 253)
         return false;
@@ -195,7 +195,7 @@ int sg__parse_hostport(sg_arena_t *a, const char *s, unsigned flags, sg_hostport
     } else if (all_digits_and_dots(hbuf, hlen)) {
         *why = "invalid IPv4 address";
         return -1;
-    } else if (!is_hostname(hbuf, hlen)) {
+    } else if (!sg__is_hostname(hbuf, hlen)) {
         *why = "invalid host name";
         return -1;
     }

@@ -4,6 +4,7 @@
 #include "sg/metrics.h"
 #include "sg/pg.h"
 #include "sg/spans.h"
+#include "sg/upstream_health.h"
 
 #include <stdio.h>
 
@@ -116,6 +117,9 @@ void sg_control_on_start(uv_loop_t *loop, void *ud)
         c->snapshot_timer.data = c;
         uv_timer_start(&c->snapshot_timer, on_snapshot, 0, 1000);
     }
+    c->uphealth = sg_upstream_health_start(loop, c->rt);
+    if (!c->uphealth)
+        sg_log(SG_LOG_ERROR, NULL, "active health checks not started: out of memory");
     c->is_started = true;
 }
 
@@ -136,6 +140,8 @@ void sg_control_on_stop(uv_loop_t *loop, void *ud)
         sg_pg_stop(c->pg);
         c->pg = NULL;
     }
+    sg_upstream_health_stop(c->uphealth);
+    c->uphealth = NULL;
     if (c->pg_state_timer.loop) /* initialized: Postgres was configured */
         uv_close((uv_handle_t *)&c->pg_state_timer, NULL);
     if (c->snapshot_timer.loop)

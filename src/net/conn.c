@@ -14,6 +14,7 @@ enum {
     T_BODY,      /* client_body_timeout -> 408 */
     T_KICK,      /* process pipelined bytes on the next loop turn */
     T_LINGER,    /* after FIN: discard input for a while, then close */
+    T_SEND,      /* writes pending and none completed for send_timeout -> close */
 };
 
 static void conn_process(sg_conn_t *c);
@@ -435,12 +436,28 @@ static void on_conn_timer(sg_tmo_t *tm)
         else
             sg__conn_abort(c, "request body timeout");
         break;
+    case T_SEND:
+        sg__conn_abort(c, "send timeout");
+        break;
     case T_KEEPALIVE:
     case T_LINGER:
     default:
         sg__conn_close(c);
         break;
     }
+}
+
+/* limits.send_timeout (hardening): a client that stops reading would
+ * otherwise hold its connection, the upstream one and their descriptors
+ * for ever (memory is bounded by buffer_bytes, descriptors are not). The
+ * timer runs only while writes are pending and no other timer does, and
+ * restarts whenever a write completes (like nginx's send_timeout). */
+static void send_timer_arm(sg_conn_t *c)
+{
+    if (c->n_writes > 0 && (c->timer_kind == T_NONE || c->timer_kind == T_SEND))
+        conn_timer(c, T_SEND, c->w->gen->cfg->limits.send_timeout_ms);
+    else if (c->n_writes == 0 && c->timer_kind == T_SEND)
+        conn_timer_stop(c);
 }
 
 /* ---- writing ---------------------------------------------------------------- */
@@ -455,6 +472,7 @@ static void on_conn_write(void *owner, int status)
         sg__conn_abort(c, "client write failed");
         return;
     }
+    send_timer_arm(c); /* progress */
     if (c->txn)
         sg__proxy_client_drained(c->txn);
     if (c->state == SG_CONN_LINGER && c->n_writes == 0 && !(c->flags & SG_CONN_F_SHUTDOWN))
@@ -464,8 +482,11 @@ static void on_conn_write(void *owner, int status)
 int sg__conn_write(sg_conn_t *c, const uv_buf_t *iov, unsigned n, char *hold, sg_buf_kind_t kind)
 {
     int r = sg__write(c->w, (uv_stream_t *)&c->tcp, iov, n, hold, kind, on_conn_write, c);
-    if (r == 0)
+    if (r == 0) {
         c->n_writes++;
+        if (c->timer_kind == T_NONE)
+            send_timer_arm(c);
+    }
     return r;
 }
 
@@ -482,8 +503,11 @@ static int conn_write_ext(sg_conn_t *c, const uv_buf_t *iov, unsigned n, char *h
                           void (*ext_free)(void *, const char *), void *ext_ud)
 {
     int r = sg__write_ext(c->w, (uv_stream_t *)&c->tcp, iov, n, hold, ext, ext_free, ext_ud, on_conn_write, c);
-    if (r == 0)
+    if (r == 0) {
         c->n_writes++;
+        if (c->timer_kind == T_NONE)
+            send_timer_arm(c);
+    }
     return r;
 }
 
@@ -552,6 +576,7 @@ void sg__conn_txn_done(sg_conn_t *c)
     if (c->flags & SG_CONN_F_CLOSE_AFTER) {
         set_state(c, SG_CONN_LINGER);
         conn_timer_stop(c);
+        send_timer_arm(c); /* the last bytes must still leave within send_timeout */
         if (c->rbuf)
             c->rpos = c->rlen;
         if (c->n_writes == 0)

@@ -200,6 +200,33 @@ static bool is_token(sg_str_t s)
     return true;
 }
 
+/* True when the last transfer coding over all Transfer-Encoding lines, as
+ * the next hop reads the trimmed values we forward, is "chunked". */
+static bool te_last_is_chunked(const sg_h1_head_t *h)
+{
+    sg_str_t last = SG_STR_NULL;
+    for (size_t i = 0; i < h->n_headers; i++) {
+        if (!sg_str_ieq(h->headers[i].name, SG_STR("transfer-encoding")))
+            continue;
+        sg_str_t v = h->headers[i].value;
+        size_t k = 0;
+        while (k < v.len) {
+            size_t s = k;
+            while (k < v.len && v.p[k] != ',')
+                k++;
+            size_t e = k;
+            while (s < e && (v.p[s] == ' ' || v.p[s] == '\t'))
+                s++;
+            while (e > s && (v.p[e - 1] == ' ' || v.p[e - 1] == '\t'))
+                e--;
+            if (e > s)
+                last = sg_str_make(v.p + s, e - s);
+            k++;
+        }
+    }
+    return last.p && sg_str_ieq(last, SG_STR("chunked"));
+}
+
 static int on_headers_complete(llhttp_t *ll)
 {
     sg_h1_parser_t *p = self(ll);
@@ -222,6 +249,17 @@ static int on_headers_complete(llhttp_t *ll)
             v->p++;
             v->len--;
         }
+    }
+    if (h->has_te && te_last_is_chunked(h) != h->is_chunked) {
+        /* RFC 9112 6.1/6.3: llhttp and the next hop must agree on the
+         * framing. llhttp does not take "chunked<TAB>" as chunked (a
+         * response is then read until close) while the trimmed value we
+         * forward says chunked: the client would frame the body another
+         * way (found by test/fuzz/fuzz_response.c). Refused: 400, 502 for
+         * a response. */
+        p->_err_status = 400;
+        p->_err_reason = "ambiguous Transfer-Encoding";
+        return HPE_USER;
     }
     for (size_t i = 0; i < h->n_headers; i++) {
         if (!is_token(h->headers[i].name)) {

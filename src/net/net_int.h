@@ -505,7 +505,7 @@ void sg__conn_close_idle(sg_worker_t *w);
 const char *sg__conn_state_name(sg_conn_state_t s);
 
 /* ---- proxy.c ----------------------------------------------------------- */
-/* The request head is in c->head (parsed into c->parser.head). */
+/* The request head is in c->txn->head (parsed into c->txn->parser.head). */
 void sg__proxy_head(sg_conn_t *c);
 /* Request body bytes [p, p+n) in `buf` (a fl_buf object whose ownership
  * moves to the write). */
@@ -529,6 +529,34 @@ void sg__proxy_up_eof(sg_upconn_t *u);
 void sg__proxy_up_drained(sg_txn_t *t);
 void sg__proxy_up_timeout(sg_upconn_t *u);
 const char *sg__txn_state_name(sg_txn_state_t s);
+
+/* Pure pieces of the forwarding path (no worker, no I/O), exposed so the
+ * fuzzers (test/fuzz/fuzz_request.c, fuzz_response.c) and unit tests can
+ * drive them. Any thread. */
+/* Collects the trace header values of a parsed request head (configured id
+ * header, traceparent, tracestate, the highest-ranked accepted alias). */
+void sg__proxy_trace_in(const sg_config_t *cfg, const sg_h1_head_t *h, sg_trace_in_t *in);
+typedef struct sg_uphead_in {
+    const sg_config_t *cfg;
+    int32_t route_idx; /* matched route (index into cfg->routes); -1: egress (no route, path kept) */
+    int32_t ups_idx;   /* its upstream */
+    const sg_h1_head_t *h;
+    sg_str_t host; /* Host (or absolute-form authority); may be empty */
+    sg_str_t path; /* origin-form path without the query */
+    sg_str_t query;
+    const char *peer_ip;
+    const sg_trace_ctx_t *trace;
+    bool is_upgrade;
+} sg_uphead_in_t;
+/* Serializes the upstream request head into out[cap] (hop-by-hop and trace
+ * headers replaced, X-Forwarded-*, Via). 0 (*len set), -414 (rewritten path
+ * too long) or -431 (does not fit). */
+int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size_t *len) SG_MUST_CHECK;
+/* Serializes the client response head for a parsed upstream response head
+ * into out[cap]. is_decode: a chunked body is de-chunked (Transfer-Encoding
+ * dropped). 0 (*len set) or -1 (does not fit). */
+int sg__proxy_build_resphead(const sg_config_t *cfg, const sg_h1_head_t *h, const char *trace_id, bool is_decode,
+                             bool will_close, char *out, size_t cap, size_t *len) SG_MUST_CHECK;
 
 /* ---- generation.c ------------------------------------------------------ */
 /* Builds the worker generation for rg (retained). NULL on out-of-memory. */

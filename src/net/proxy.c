@@ -246,35 +246,39 @@ static void add_value(sg_str_t *arr, size_t *n, sg_str_t v)
     (*n)++; /* counted beyond the array: then invalid */
 }
 
-static void resolve_trace(sg_txn_t *t, const sg_h1_head_t *h)
+void sg__proxy_trace_in(const sg_config_t *cfg, const sg_h1_head_t *h, sg_trace_in_t *in)
 {
-    sg_worker_t *w = t->conn->w;
-    const sg_config_t *cfg = t->gen->cfg;
-    sg_trace_in_t in;
-    memset(&in, 0, sizeof(in));
+    memset(in, 0, sizeof(*in));
     size_t alias_rank = SIZE_MAX;
     sg_str_t idname = sg_str_cstr(cfg->trace.header);
     for (size_t i = 0; i < h->n_headers; i++) {
         sg_str_t n = h->headers[i].name, v = h->headers[i].value;
         if (sg_str_ieq(n, idname)) {
-            add_value(in.xtid, &in.n_xtid, v);
+            add_value(in->xtid, &in->n_xtid, v);
         } else if (sg_str_ieq(n, SG_STR("traceparent"))) {
-            add_value(in.traceparent, &in.n_traceparent, v);
+            add_value(in->traceparent, &in->n_traceparent, v);
         } else if (sg_str_ieq(n, SG_STR("tracestate"))) {
-            add_value(in.tracestate, &in.n_tracestate, v);
+            add_value(in->tracestate, &in->n_tracestate, v);
         } else {
             for (size_t a = 0; a < cfg->trace.n_accept_headers && a <= alias_rank; a++) {
                 if (!sg_str_ieq(n, sg_str_cstr(cfg->trace.accept_headers[a])))
                     continue;
                 if (a < alias_rank) { /* a higher-priority alias: start over */
                     alias_rank = a;
-                    in.n_alias = 0;
+                    in->n_alias = 0;
                 }
-                add_value(in.alias, &in.n_alias, v);
+                add_value(in->alias, &in->n_alias, v);
                 break;
             }
         }
     }
+}
+
+static void resolve_trace(sg_txn_t *t, const sg_h1_head_t *h)
+{
+    sg_worker_t *w = t->conn->w;
+    sg_trace_in_t in;
+    sg__proxy_trace_in(t->gen->cfg, h, &in);
     sg_trace_resolve(&in, sg_obs_sample_new(w->obs), &t->trace);
     t->has_trace = true;
     /* Admin requests (listener -1) are not proxy traffic: not counted. */
@@ -294,20 +298,18 @@ static void copy_cstr(char *dst, size_t cap, sg_str_t s)
     dst[n] = '\0';
 }
 
-/* Serializes the upstream request head into t->uphead. Returns 0 or -431. */
-static int build_upstream_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t host, sg_str_t path, sg_str_t query)
+/* Pure part of the upstream head (net_int.h); split out of the txn code
+ * unchanged so that the fuzzers can drive it. */
+int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size_t *len)
 {
-    sg_conn_t *c = t->conn;
-    sg_worker_t *w = c->w;
-    const sg_config_t *cfg = t->gen->cfg;
+    const sg_config_t *cfg = in->cfg;
     /* No route: an egress request, forwarded to the authority of its
      * absolute-form target (RFC 9112 3.2.2) with the path unchanged. */
-    const sg_route_conf_t *route = t->route_idx >= 0 ? &cfg->routes[t->route_idx] : NULL;
+    const sg_route_conf_t *route = in->route_idx >= 0 ? &cfg->routes[in->route_idx] : NULL;
     bool is_egress = route == NULL;
-    t->uphead = sg__head_get(w);
-    if (!t->uphead)
-        return -500;
-    outbuf_t o = {t->uphead, 0, w->head_size, false};
+    const sg_h1_head_t *h = in->h;
+    sg_str_t host = in->host, path = in->path, query = in->query;
+    outbuf_t o = {out, 0, cap, false};
 
     char rpath[4096];
     size_t plen = path.len;
@@ -330,7 +332,7 @@ static int build_upstream_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t host
     } else if (host.len || !route) {
         out_str(&o, host);
     } else {
-        const sg_upstream_conf_t *uc = &cfg->upstreams[t->ups_idx];
+        const sg_upstream_conf_t *uc = &cfg->upstreams[in->ups_idx];
         const sg_hostport_t *hp = &uc->servers[0];
         char hb[300];
         snprintf(hb, sizeof(hb), hp->is_ipv6_literal ? "[%s]:%u" : "%s:%u", hp->host, hp->port);
@@ -338,7 +340,7 @@ static int build_upstream_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t host
     }
     out_put(&o, "\r\n", 2);
 
-    bool is_upgrade = (t->flags & SG_TXN_F_UPGRADE) != 0;
+    bool is_upgrade = in->is_upgrade;
     conn_tokens_t ct;
     conn_tokens_collect(h, &ct);
     bool has_xff = false, has_via = false;
@@ -373,7 +375,7 @@ static int build_upstream_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t host
                 }
             }
         }
-        out_cstr(&o, t->peer_ip);
+        out_cstr(&o, in->peer_ip);
         out_cstr(&o, "\r\nX-Forwarded-Proto: http\r\n");
         if (host.len)
             out_header(&o, SG_STR("X-Forwarded-Host"), host);
@@ -395,16 +397,38 @@ static int build_upstream_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t host
         if (up)
             out_header(&o, SG_STR("Upgrade"), up->value);
     }
-    out_header(&o, sg_str_cstr(cfg->trace.header), sg_str_cstr(t->trace.trace_id));
-    if (cfg->trace.traceparent && t->trace.traceparent[0])
-        out_header(&o, SG_STR("traceparent"), sg_str_cstr(t->trace.traceparent));
-    if (cfg->trace.traceparent && t->trace.tracestate_len)
-        out_header(&o, SG_STR("tracestate"), sg_str_make(t->trace.tracestate, t->trace.tracestate_len));
+    const sg_trace_ctx_t *tr = in->trace;
+    out_header(&o, sg_str_cstr(cfg->trace.header), sg_str_cstr(tr->trace_id));
+    if (cfg->trace.traceparent && tr->traceparent[0])
+        out_header(&o, SG_STR("traceparent"), sg_str_cstr(tr->traceparent));
+    if (cfg->trace.traceparent && tr->tracestate_len)
+        out_header(&o, SG_STR("tracestate"), sg_str_make(tr->tracestate, tr->tracestate_len));
     out_put(&o, "\r\n", 2);
     if (o.is_full)
         return -431;
-    t->uphead_len = o.len;
+    *len = o.len;
     return 0;
+}
+
+/* Serializes the upstream request head into t->uphead. Returns 0, -414 or -431. */
+static int build_upstream_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t host, sg_str_t path, sg_str_t query)
+{
+    sg_conn_t *c = t->conn;
+    sg_worker_t *w = c->w;
+    t->uphead = sg__head_get(w);
+    if (!t->uphead)
+        return -500;
+    sg_uphead_in_t in = {.cfg = t->gen->cfg,
+                         .route_idx = t->route_idx,
+                         .ups_idx = t->ups_idx,
+                         .h = h,
+                         .host = host,
+                         .path = path,
+                         .query = query,
+                         .peer_ip = t->peer_ip,
+                         .trace = &t->trace,
+                         .is_upgrade = (t->flags & SG_TXN_F_UPGRADE) != 0};
+    return sg__proxy_build_uphead(&in, t->uphead, w->head_size, &t->uphead_len);
 }
 
 static void proxy_connect(sg_txn_t *t);
@@ -881,16 +905,12 @@ static void resp_complete(sg_txn_t *t)
     sg__conn_txn_done(c);
 }
 
-/* Writes the client response head for the parsed upstream head. */
-static int send_resp_head(sg_txn_t *t, const sg_h1_head_t *h, bool will_close)
+/* Pure part of the client response head (net_int.h), split out of
+ * send_resp_head unchanged so that the fuzzers can drive it. */
+int sg__proxy_build_resphead(const sg_config_t *cfg, const sg_h1_head_t *h, const char *trace_id, bool is_decode,
+                             bool will_close, char *out, size_t cap, size_t *len)
 {
-    sg_conn_t *c = t->conn;
-    sg_worker_t *w = c->w;
-    const sg_config_t *cfg = t->gen->cfg;
-    char *buf = sg__head_get(w);
-    if (!buf)
-        return -1;
-    outbuf_t o = {buf, 0, w->head_size, false};
+    outbuf_t o = {out, 0, cap, false};
     out_cstr(&o, "HTTP/1.1 ");
     out_uint(&o, h->status);
     out_put(&o, " ", 1);
@@ -912,23 +932,39 @@ static int send_resp_head(sg_txn_t *t, const sg_h1_head_t *h, bool will_close)
             continue;
         if (sg_str_ieq(n, sg_str_cstr(cfg->trace.header)))
             continue; /* ours wins: exactly one X-Trace-Id */
-        if ((t->flags & SG_TXN_F_DECODE) && sg_str_ieq(n, SG_STR("transfer-encoding")))
+        if (is_decode && sg_str_ieq(n, SG_STR("transfer-encoding")))
             continue;
         out_header(&o, n, h->headers[i].value);
     }
-    out_header(&o, sg_str_cstr(cfg->trace.header), sg_str_cstr(t->trace.trace_id));
+    out_header(&o, sg_str_cstr(cfg->trace.header), sg_str_cstr(trace_id));
     if (will_close && !is_101)
         out_cstr(&o, "Connection: close\r\n");
     out_put(&o, "\r\n", 2);
-    if (o.is_full) {
+    if (o.is_full)
+        return -1;
+    *len = o.len;
+    return 0;
+}
+
+/* Writes the client response head for the parsed upstream head. */
+static int send_resp_head(sg_txn_t *t, const sg_h1_head_t *h, bool will_close)
+{
+    sg_conn_t *c = t->conn;
+    sg_worker_t *w = c->w;
+    char *buf = sg__head_get(w);
+    if (!buf)
+        return -1;
+    size_t len = 0;
+    if (sg__proxy_build_resphead(t->gen->cfg, h, t->trace.trace_id, (t->flags & SG_TXN_F_DECODE) != 0, will_close, buf,
+                                 w->head_size, &len) < 0) {
         sg__head_put(w, buf);
         return -1;
     }
-    t->rec.resp_bytes += o.len;
+    t->rec.resp_bytes += len;
     /* Held back: the first body bytes (usually in the same read) go out
      * with it in one writev (hand_to_client); otherwise flush_resp_head. */
     t->resp_head = buf;
-    t->resp_head_len = o.len;
+    t->resp_head_len = len;
     return 0;
 }
 

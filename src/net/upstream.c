@@ -316,6 +316,17 @@ static void on_upc_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             sg__upconn_close(u);
             return;
         }
+        if (u->txn->state == SG_TXN_CONNECTING) {
+            /* A pooled connection just leased: its request is written on the
+             * next loop turn (SG_UPC_T_READY), so these bytes answer nothing
+             * we sent. Parsing them as the response would give this client
+             * another request's answer (cross-talk). Same outcome as the
+             * idle case above, failed like a pooled connection found closed
+             * at reuse (hardening, docs/security.md). */
+            u->flags |= SG_UPC_F_NO_REUSE;
+            sg__proxy_up_failed(u->txn, SG_FAIL_RESET, "upstream sent bytes before the request");
+            return;
+        }
         sg__proxy_up_read(u);
     } else if (nread == UV_ENOBUFS) {
         uv_read_stop(s);

@@ -201,46 +201,77 @@ static size_t fmt_le(const sg_expose_t *x, double v, char *out)
 
 /* ---- escaping ----------------------------------------------------------- */
 
-/* Label values (both formats): \ " and newline. */
-static void put_label_value(sg_expose_t *x, const char *v)
+/* Length of the valid UTF-8 sequence at p (RFC 3629: shortest form, no
+ * surrogates, at most U+10FFFF), 0 when the bytes there are not one. */
+static size_t utf8_seq(const unsigned char *p)
+{
+    unsigned c = p[0];
+    if (c < 0x80)
+        return 1;
+    size_t len;
+    unsigned lo = 0x80, hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        lo = c == 0xe0 ? 0xa0 : 0x80;
+        hi = c == 0xed ? 0x9f : 0xbf;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        lo = c == 0xf0 ? 0x90 : 0x80;
+        hi = c == 0xf4 ? 0x8f : 0xbf;
+    } else {
+        return 0;
+    }
+    if (p[1] < lo || p[1] > hi) /* also stops at the NUL */
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (p[i] < 0x80 || p[i] > 0xbf)
+            return 0;
+    return len;
+}
+
+/* Escaped text: \ and newline always, " when esc_quote. Invalid UTF-8 is
+ * written as U+FFFD: label values can come from database rows, both
+ * formats are UTF-8, and Prometheus refuses a whole scrape over one
+ * invalid label value (found by test/fuzz/fuzz_metrics.c). */
+static void put_escaped(sg_expose_t *x, const char *v, bool esc_quote)
 {
     const char *run = v;
-    for (const char *p = v; *p; p++) {
+    const char *p = v;
+    while (*p) {
         const char *rep = NULL;
+        size_t k = 1;
         if (*p == '\\')
             rep = "\\\\";
-        else if (*p == '"')
+        else if (*p == '"' && esc_quote)
             rep = "\\\"";
         else if (*p == '\n')
             rep = "\\n";
+        else if ((unsigned char)*p >= 0x80 && (k = utf8_seq((const unsigned char *)p)) == 0) {
+            rep = "\xef\xbf\xbd";
+            k = 1;
+        }
         if (rep) {
             sg_expose_write(x, run, (size_t)(p - run));
-            sg_expose_write(x, rep, 2);
-            run = p + 1;
+            put_str(x, rep);
+            run = p + k;
         }
+        p += k;
     }
     put_str(x, run);
+}
+
+/* Label values (both formats): \ " and newline. */
+static void put_label_value(sg_expose_t *x, const char *v)
+{
+    put_escaped(x, v, true);
 }
 
 /* HELP: text 0.0.4 escapes \ and newline; OpenMetrics also ". */
 static void put_help(sg_expose_t *x, const char *v)
 {
-    const char *run = v;
-    for (const char *p = v; *p; p++) {
-        const char *rep = NULL;
-        if (*p == '\\')
-            rep = "\\\\";
-        else if (*p == '\n')
-            rep = "\\n";
-        else if (*p == '"' && x->format == SG_EXPOSE_OPENMETRICS)
-            rep = "\\\"";
-        if (rep) {
-            sg_expose_write(x, run, (size_t)(p - run));
-            sg_expose_write(x, rep, 2);
-            run = p + 1;
-        }
-    }
-    put_str(x, run);
+    put_escaped(x, v, x->format == SG_EXPOSE_OPENMETRICS);
 }
 
 /* ---- families and samples -------------------------------------------------- */

@@ -136,8 +136,20 @@ static pid_t spawn(int cpu, const char *log, char *const argv[])
         execvp(argv[0], argv);
         _exit(127);
     }
-    if (g_npids < MAX_PIDS)
-        g_pids[g_npids++] = pid;
+    /* Reuse the slots of stopped processes: a full run starts ~50, and one
+     * that is not recorded would never be stopped. */
+    int slot = -1;
+    for (int i = 0; i < g_npids && slot < 0; i++)
+        if (g_pids[i] == 0)
+            slot = i;
+    if (slot < 0 && g_npids < MAX_PIDS)
+        slot = g_npids++;
+    if (slot < 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        die("more than %d processes at once", MAX_PIDS);
+    }
+    g_pids[slot] = pid;
     return pid;
 }
 

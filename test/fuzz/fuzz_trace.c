@@ -55,8 +55,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (ctx.tracestate_len && !sg_tracestate_valid(sg_str_make(ctx.tracestate, ctx.tracestate_len)))
         abort();
     /* The single-value parsers on the raw input. */
-    sg_trace_id_parse(sg_str_make((const char *)data, size), check);
-    sg_traceparent_parse(sg_str_make((const char *)data, size), &tp);
+    if (sg_trace_id_parse(sg_str_make((const char *)data, size), check) == 0 && strlen(check) != SG_TRACE_ID_LEN)
+        abort();
+    if (sg_traceparent_parse(sg_str_make((const char *)data, size), &tp) == 0 &&
+        strlen(tp.trace_hex) != SG_TRACE_HEX_LEN)
+        abort();
     sg_tracestate_valid(sg_str_make((const char *)data, size));
     return 0;
 }

@@ -1,0 +1,470 @@
+/* Failing upstreams through the real binary, beyond proxy_upstream_test.c:
+ * a reset while the client is still sending its body, a response with more
+ * bytes than its Content-Length (at once, or later on the pooled idle
+ * connection: they must never become the next client's response), and an
+ * upstream that hangs after the head. Each ends with a documented status
+ * or a closed client connection (docs/routing.md), never a hang, a crash
+ * or cross-talk.
+ *
+ * The upstream here is scripted at the byte level (the shared
+ * upstream_server speaks correct HTTP only): one poll() thread, loopback. */
+#include "support/gw_fixture.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void nap_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+typedef enum mode {
+    M_RESET_MID_BODY = 0, /* read the head and 64 KiB of body, then RST */
+    M_EXTRA_AT_ONCE,      /* 1st response: CL 5 + 5 bytes + a whole fake response in the same write */
+    M_EXTRA_LATER,        /* 1st response: CL 5 + 5 bytes; the fake response when the test says so */
+    M_HANG_AFTER_HEAD,    /* CL 100 + 10 bytes, then silence */
+    M_HANG_CHUNKED,       /* chunked, one chunk, then silence */
+    M_EXTRA_RACE,         /* like M_EXTRA_LATER, on whichever connection answered last */
+    M_TE_TAB,             /* "Transfer-Encoding: chunked<TAB>" (fuzz_response finding) */
+} mode_t_;
+
+#define RU_MAX_CONNS 64
+#define FAKE_RESPONSE "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nSMUGGL"
+
+typedef struct raw_up {
+    int lfd;
+    unsigned port;
+    pthread_t th;
+    int ctl[2]; /* test -> thread: 'x' send the extra bytes on conn 0, 'q' quit */
+    mode_t_ mode;
+    atomic_int n_conns;
+    atomic_int n_requests;
+    atomic_int n_eof; /* connections the proxy closed */
+    int fds[RU_MAX_CONNS];
+    char *buf[RU_MAX_CONNS];
+    size_t len[RU_MAX_CONNS];
+    int reqs[RU_MAX_CONNS];   /* requests answered per connection */
+    int serial[RU_MAX_CONNS]; /* accept order of the connection in the slot */
+    int last;                 /* slot that answered last */
+} raw_up_t;
+
+static void ru_write(int fd, const char *s, size_t n)
+{
+    while (n) {
+        ssize_t k = send(fd, s, n, MSG_NOSIGNAL);
+        if (k <= 0)
+            return;
+        s += k;
+        n -= (size_t)k;
+    }
+}
+
+static void ru_close(raw_up_t *u, int i, bool reset)
+{
+    if (reset) {
+        struct linger lg = {1, 0};
+        setsockopt(u->fds[i], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    }
+    close(u->fds[i]);
+    u->fds[i] = -1;
+}
+
+/* Answers what is complete in conn i's buffer. */
+static void ru_serve(raw_up_t *u, int i)
+{
+    for (;;) {
+        char *end = memmem(u->buf[i], u->len[i], "\r\n\r\n", 4);
+        if (!end)
+            return;
+        size_t head_len = (size_t)(end + 4 - u->buf[i]);
+        if (u->mode == M_RESET_MID_BODY) {
+            if (u->len[i] - head_len >= 65536) {
+                atomic_fetch_add(&u->n_requests, 1);
+                ru_close(u, i, true);
+            }
+            return;
+        }
+        memmove(u->buf[i], u->buf[i] + head_len, u->len[i] - head_len);
+        u->len[i] -= head_len;
+        atomic_fetch_add(&u->n_requests, 1);
+        int nth = u->reqs[i]++;
+        char out[256];
+        int n;
+        switch (u->mode) {
+        case M_EXTRA_AT_ONCE:
+        case M_EXTRA_LATER:
+        case M_EXTRA_RACE:
+            if (nth == 0 && (u->serial[i] == 0 || u->mode == M_EXTRA_RACE))
+                n = snprintf(out, sizeof(out), "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello%s",
+                             u->mode == M_EXTRA_AT_ONCE ? FAKE_RESPONSE : "");
+            else
+                n = snprintf(out, sizeof(out), "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nok-%c",
+                             'A' + u->serial[i] % 26);
+            break;
+        case M_HANG_AFTER_HEAD:
+            n = snprintf(out, sizeof(out), "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
+            break;
+        case M_TE_TAB:
+            n = snprintf(out, sizeof(out),
+                         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\t\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+            break;
+        case M_HANG_CHUNKED:
+        default:
+            n = snprintf(out, sizeof(out), "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
+            break;
+        }
+        u->last = i;
+        ru_write(u->fds[i], out, (size_t)n);
+    }
+}
+
+static void *ru_main(void *arg)
+{
+    raw_up_t *u = arg;
+    for (;;) {
+        struct pollfd pf[RU_MAX_CONNS + 2];
+        int map[RU_MAX_CONNS + 2];
+        int n = 0;
+        pf[n] = (struct pollfd){.fd = u->ctl[0], .events = POLLIN};
+        map[n++] = -2;
+        pf[n] = (struct pollfd){.fd = u->lfd, .events = POLLIN};
+        map[n++] = -1;
+        for (int i = 0; i < RU_MAX_CONNS; i++) {
+            if (u->fds[i] >= 0) {
+                pf[n] = (struct pollfd){.fd = u->fds[i], .events = POLLIN};
+                map[n++] = i;
+            }
+        }
+        if (poll(pf, (nfds_t)n, 5000) < 0 && errno != EINTR)
+            return NULL;
+        for (int k = 0; k < n; k++) {
+            if (!pf[k].revents)
+                continue;
+            if (map[k] == -2) {
+                char cmd = 0;
+                if (read(u->ctl[0], &cmd, 1) != 1 || cmd == 'q')
+                    return NULL;
+                int x = u->mode == M_EXTRA_RACE ? u->last : 0;
+                if (cmd == 'x' && u->fds[x] >= 0)
+                    ru_write(u->fds[x], FAKE_RESPONSE, sizeof(FAKE_RESPONSE) - 1);
+            } else if (map[k] == -1) {
+                int fd = accept(u->lfd, NULL, NULL);
+                int idx = 0; /* first free slot */
+                while (idx < RU_MAX_CONNS && u->fds[idx] >= 0)
+                    idx++;
+                if (fd >= 0 && idx < RU_MAX_CONNS) {
+                    u->fds[idx] = fd;
+                    u->len[idx] = 0;
+                    u->reqs[idx] = 0;
+                    u->serial[idx] = atomic_fetch_add(&u->n_conns, 1);
+                } else if (fd >= 0) {
+                    close(fd);
+                }
+            } else {
+                int i = map[k];
+                char tmp[65536];
+                ssize_t r = recv(u->fds[i], tmp, sizeof(tmp), 0);
+                if (r <= 0) {
+                    ru_close(u, i, false);
+                    atomic_fetch_add(&u->n_eof, 1);
+                    continue;
+                }
+                /* Keep at most the head plus 64 KiB: enough to decide. */
+                size_t keep = ((size_t)r < 256u * 1024 - u->len[i] ? (size_t)r : 256u * 1024 - u->len[i]);
+                memcpy(u->buf[i] + u->len[i], tmp, keep);
+                u->len[i] += keep;
+                ru_serve(u, i);
+            }
+        }
+    }
+}
+
+static raw_up_t *ru_start(mode_t_ mode)
+{
+    raw_up_t *u = calloc(1, sizeof(*u));
+    cr_assert_not_null(u);
+    u->mode = mode;
+    for (int i = 0; i < RU_MAX_CONNS; i++) {
+        u->fds[i] = -1;
+        u->buf[i] = malloc(256 * 1024);
+        cr_assert_not_null(u->buf[i]);
+    }
+    cr_assert_eq(pipe(u->ctl), 0);
+    u->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(u->lfd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(bind(u->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    cr_assert_eq(listen(u->lfd, 64), 0);
+    socklen_t sl = sizeof(sa);
+    cr_assert_eq(getsockname(u->lfd, (struct sockaddr *)&sa, &sl), 0);
+    u->port = ntohs(sa.sin_port);
+    cr_assert_eq(pthread_create(&u->th, NULL, ru_main, u), 0);
+    return u;
+}
+
+static void ru_cmd(raw_up_t *u, char c)
+{
+    cr_assert_eq(write(u->ctl[1], &c, 1), 1);
+}
+
+static void ru_stop(raw_up_t *u)
+{
+    ru_cmd(u, 'q');
+    pthread_join(u->th, NULL);
+    for (int i = 0; i < RU_MAX_CONNS; i++) {
+        if (u->fds[i] >= 0)
+            close(u->fds[i]);
+        free(u->buf[i]);
+    }
+    close(u->lfd);
+    close(u->ctl[0]);
+    close(u->ctl[1]);
+    free(u);
+}
+
+static bool wait_atomic(atomic_int *v, int want, int timeout_ms)
+{
+    long long deadline = mono_ms() + timeout_ms;
+    while (atomic_load(v) < want) {
+        if (mono_ms() >= deadline)
+            return false;
+        nap_ms(5); /* polling interval */
+    }
+    return true;
+}
+
+static void gw_start_for(sg_proc_t *gw, const raw_up_t *u, const char *extra_ups)
+{
+    gw_start(gw,
+             "workers: 1\n"
+             "listeners: [{name: api, address: \"127.0.0.1:0\"}]\n"
+             "admin: {enabled: false}\n"
+             "log: {access: \"off\"}\n"
+             "shutdown: {drain_delay: 0ms, drain_timeout: 2s}\n"
+             "upstreams: {app: {servers: [\"127.0.0.1:%u\"]%s}}\n"
+             "routes: [{upstream: app}]\n",
+             u->port, extra_ups);
+}
+
+/* ---- reset while the client still sends ------------------------------------------- */
+
+Test(faults, upstream_reset_mid_request_body, .timeout = 30)
+{
+    raw_up_t *u = ru_start(M_RESET_MID_BODY);
+    sg_proc_t gw;
+    gw_start_for(&gw, u, "");
+    const char *addr = sg_proc_addr(&gw, "api");
+    hc_conn_t c;
+    cr_assert_eq(hc_connect(&c, addr, 2000), 0);
+    const size_t total = 64u << 20;
+    char head[128];
+    snprintf(head, sizeof(head), "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", total);
+    cr_assert(hc_send_str(&c, head, 2000));
+    char *block = gw_pattern(64 * 1024);
+    long long t0 = mono_ms();
+    size_t sent = 0;
+    /* Keep sending until the proxy answers or stops taking bytes. */
+    while (sent < total && mono_ms() - t0 < 10000) {
+        struct pollfd pf = {.fd = c.fd, .events = POLLIN};
+        if (poll(&pf, 1, 0) > 0)
+            break;
+        if (!hc_send(&c, block, 64 * 1024, 300))
+            break;
+        sent += 64 * 1024;
+    }
+    free(block);
+    cr_assert_lt(sent, total, "the whole body went through a reset upstream");
+    cr_assert_geq(atomic_load(&u->n_requests), 1, "upstream never saw the request");
+    hc_response_t r;
+    int e = hc_read_response(&c, &r, 5000);
+    cr_assert(e == HC_OK || e == HC_CLOSED, "neither a status nor a close: %d", e);
+    if (e == HC_OK) {
+        cr_assert_eq(r.status, 502, "status %d", r.status);
+        char tid[64];
+        cr_assert(hc_header(&r, "X-Trace-Id", tid, sizeof(tid)));
+        cr_assert(hc_wait_closed(&c, 3000), "connection kept after a failed request body");
+    } else {
+        cr_assert_eq(r.status, 0, "a partial response %d", r.status);
+    }
+    cr_assert_lt(mono_ms() - t0, 8000);
+    hc_response_free(&r);
+    hc_close(&c);
+    cr_assert_eq(kill(gw.pid, 0), 0);
+    gw_stop(&gw);
+    ru_stop(u);
+}
+
+/* ---- more bytes than Content-Length ------------------------------------------------- */
+
+/* Two requests on one client connection; the upstream's first answer has
+ * a fake response glued after its 5 declared bytes. */
+static void two_requests(const char *addr, raw_up_t *u, bool extra_later)
+{
+    hc_conn_t c;
+    cr_assert_eq(hc_connect(&c, addr, 2000), 0);
+    hc_response_t r;
+    cr_assert(hc_send_str(&c, "GET /one HTTP/1.1\r\nHost: x\r\n\r\n", 2000));
+    cr_assert_eq(hc_read_response(&c, &r, 3000), HC_OK);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(r.body_len, 5);
+    cr_assert_str_eq(r.body, "hello");
+    hc_response_free(&r);
+    if (extra_later) {
+        /* The fake response lands on the idle pooled connection: the proxy
+         * must drop that connection, not keep the bytes for the next txn. */
+        ru_cmd(u, 'x');
+        cr_assert(wait_atomic(&u->n_eof, 1, 3000), "pooled connection with stray bytes not closed");
+    }
+    cr_assert(hc_send_str(&c, "GET /two HTTP/1.1\r\nHost: x\r\n\r\n", 2000));
+    int e = hc_read_response(&c, &r, 3000);
+    cr_assert_eq(e, HC_OK, "second response: %d", e);
+    cr_assert_eq(r.status, 200);
+    cr_assert(!strstr(r.body, "SMUGGL"), "cross-talk: the first upstream's extra bytes answered request 2");
+    cr_assert_str_eq(r.body, "ok-B", "request 2 answered by %s", r.body);
+    hc_response_free(&r);
+    /* Nothing else is waiting on the client connection. */
+    char b[64];
+    cr_assert_eq(hc_read_some(&c, b, sizeof(b), 200), -1, "bytes after the second response");
+    hc_close(&c);
+    cr_assert_eq(atomic_load(&u->n_conns), 2, "the tainted upstream connection was reused");
+}
+
+Test(faults, extra_bytes_in_the_same_read_never_reach_next_request, .timeout = 30)
+{
+    raw_up_t *u = ru_start(M_EXTRA_AT_ONCE);
+    sg_proc_t gw;
+    gw_start_for(&gw, u, ", keepalive: 8");
+    two_requests(sg_proc_addr(&gw, "api"), u, false);
+    gw_stop(&gw);
+    ru_stop(u);
+}
+
+Test(faults, extra_bytes_on_idle_pooled_conn_never_reach_next_request, .timeout = 30)
+{
+    raw_up_t *u = ru_start(M_EXTRA_LATER);
+    sg_proc_t gw;
+    gw_start_for(&gw, u, ", keepalive: 8");
+    two_requests(sg_proc_addr(&gw, "api"), u, true);
+    gw_stop(&gw);
+    ru_stop(u);
+}
+
+/* ---- hangs after the head ------------------------------------------------------------- */
+
+static void hang_case(mode_t_ mode, size_t want_body)
+{
+    raw_up_t *u = ru_start(mode);
+    sg_proc_t gw;
+    gw_start_for(&gw, u, ", read_timeout: 500ms, response_timeout: 5s");
+    const char *addr = sg_proc_addr(&gw, "api");
+    hc_conn_t c;
+    cr_assert_eq(hc_connect(&c, addr, 2000), 0);
+    long long t0 = mono_ms();
+    cr_assert(hc_send_str(&c, "GET /hang HTTP/1.1\r\nHost: x\r\n\r\n", 2000));
+    hc_response_t r;
+    int e = hc_read_response(&c, &r, 5000);
+    long long dt = mono_ms() - t0;
+    cr_assert_eq(e, HC_CLOSED, "a hung body must end with a close (got %d)", e);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(r.body_len, want_body);
+    cr_assert(dt >= 400 && dt < 3000, "closed after %lld ms (read_timeout 500ms)", dt);
+    hc_response_free(&r);
+    hc_close(&c);
+    /* The proxy closed its side of the hung upstream connection too. */
+    cr_assert(wait_atomic(&u->n_eof, 1, 3000), "hung upstream connection left open");
+    cr_assert_eq(kill(gw.pid, 0), 0);
+    gw_stop(&gw);
+    ru_stop(u);
+}
+
+Test(faults, upstream_hangs_after_head_content_length, .timeout = 30)
+{
+    hang_case(M_HANG_AFTER_HEAD, 10);
+}
+
+Test(faults, upstream_hangs_after_head_chunked, .timeout = 30)
+{
+    hang_case(M_HANG_CHUNKED, 5);
+}
+
+/* The stray bytes race the next request: sent right after the client's
+ * request, they may reach the proxy before it leased the pooled connection
+ * (closed as idle), after it leased it but before it wrote the request
+ * (upstream.c: failed, 502), or after the request was written (then they
+ * are indistinguishable from a response, as for any HTTP/1.1 client).
+ * Whatever the order: one complete answer per request, no hang, no crash,
+ * nothing extra on the client connection. */
+Test(faults, extra_bytes_racing_connection_reuse, .timeout = 60)
+{
+    raw_up_t *u = ru_start(M_EXTRA_RACE);
+    sg_proc_t gw;
+    gw_start_for(&gw, u, ", keepalive: 8");
+    const char *addr = sg_proc_addr(&gw, "api");
+    hc_conn_t c;
+    cr_assert_eq(hc_connect(&c, addr, 2000), 0);
+    int n502 = 0, n_early = 0, n_smuggled = 0;
+    for (int trial = 0; trial < 300; trial++) {
+        const char *paths[] = {"/one", "/two"};
+        for (int k = 0; k < 2; k++) {
+            char req[64];
+            snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", paths[k]);
+            cr_assert(hc_send_str(&c, req, 2000));
+            if (k == 1)
+                ru_cmd(u, 'x');
+            hc_response_t r;
+            cr_assert_eq(hc_read_response(&c, &r, 3000), HC_OK, "trial %d %s", trial, paths[k]);
+            cr_assert(r.status == 200 || r.status == 502, "trial %d: status %d", trial, r.status);
+            if (r.status == 502) {
+                n502++;
+                n_early += strstr(r.body, "upstream sent bytes before the request") != NULL;
+            }
+            n_smuggled += strstr(r.body, "SMUGGL") != NULL;
+            hc_response_free(&r);
+        }
+    }
+    char b[64];
+    cr_assert_eq(hc_read_some(&c, b, sizeof(b), 100), -1, "bytes after the last response");
+    cr_log_info("of 600 requests: %d got 502 (%d for bytes before the request), %d took stray bytes written after "
+                "the request",
+                n502, n_early, n_smuggled);
+    hc_close(&c);
+    cr_assert_eq(kill(gw.pid, 0), 0);
+    gw_stop(&gw);
+    ru_stop(u);
+}
+
+/* An upstream head that llhttp and the client would frame differently is a
+ * bad response (502), never passed on (http1.c, fuzz_response finding). */
+Test(faults, ambiguous_transfer_encoding_from_upstream_is_502, .timeout = 30)
+{
+    raw_up_t *u = ru_start(M_TE_TAB);
+    sg_proc_t gw;
+    gw_start_for(&gw, u, "");
+    hc_response_t r;
+    cr_assert_eq(hc_request(sg_proc_addr(&gw, "api"), "GET / HTTP/1.1\r\nHost: x\r\n\r\n", &r, 3000), HC_OK);
+    cr_assert_eq(r.status, 502, "status %d", r.status);
+    cr_assert(strstr(r.body, "invalid response head"), "%s", r.body);
+    hc_response_free(&r);
+    gw_stop(&gw);
+    ru_stop(u);
+}
