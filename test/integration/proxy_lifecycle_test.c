@@ -275,7 +275,11 @@ Test(proxy_lifecycle, emfile_survived, .timeout = 30)
              us_port(up));
     const char *addr = sg_proc_addr(&gw, "api");
     int used = count_fds(gw.pid);
-    struct rlimit rl = {(rlim_t)used + 6, (rlim_t)used + 6};
+    /* Only the soft limit goes down: raising a hard limit back needs
+     * CAP_SYS_RESOURCE, which containers often lack. */
+    struct rlimit old_rl;
+    cr_assert_eq(prlimit(gw.pid, RLIMIT_NOFILE, NULL, &old_rl), 0);
+    struct rlimit rl = {(rlim_t)used + 6, old_rl.rlim_max};
     cr_assert_eq(prlimit(gw.pid, RLIMIT_NOFILE, &rl, NULL), 0);
     hc_conn_t many[30];
     int n = 0;
@@ -286,8 +290,8 @@ Test(proxy_lifecycle, emfile_survived, .timeout = 30)
         hc_send_str(&many[i], "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 500);
     for (int i = 0; i < n; i++)
         hc_close(&many[i]);
-    rl.rlim_cur = rl.rlim_max = 4096;
-    prlimit(gw.pid, RLIMIT_NOFILE, &rl, NULL);
+    rl.rlim_cur = old_rl.rlim_cur;
+    cr_assert_eq(prlimit(gw.pid, RLIMIT_NOFILE, &rl, NULL), 0, "restore the limit");
     /* Still serving. */
     hc_response_t r;
     long long deadline = mono_ms() + 5000;
