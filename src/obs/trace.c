@@ -1,11 +1,12 @@
 /* Trace context rules (DESIGN.md section 4, W3C Trace Context Level 2).
  *
  * Pure functions over the header values the parser collected. The only
- * state is the random source: a per-thread pool of getrandom() bytes for
- * trace ids (one system call per 32 new ids) and a per-thread splitmix64
- * generator, seeded from getrandom, for span ids (one per request: no
- * system call on the hot path). */
+ * state is the random source: libuuid for new trace ids (UUIDv4) and a
+ * per-thread splitmix64 generator, seeded from getrandom, for span ids (one
+ * per request: no system call on the hot path). */
 #include "sg/trace.h"
+
+#include <uuid/uuid.h>
 
 #include <errno.h>
 #include <pthread.h>
@@ -72,63 +73,18 @@ int sg_trace_id_parse(sg_str_t in, char out[SG_TRACE_ID_LEN + 1])
     return 0;
 }
 
-/* Random bytes for new trace ids: a per-thread pool refilled by one
- * getrandom() per 32 ids. libuuid's uuid_generate_random() costs a
- * getrandom plus getpid/getuid/getppid/gettid and an srandom() reseed of
- * libc's generator on every call (about a third of a proxied request's
- * instructions in a callgrind profile). The bytes are still the kernel's
- * CSPRNG output, used once each. A fork empties the child's pool so parent
- * and child never hand out the same bytes. */
-#define RAND_POOL_BYTES 512u
-static _Thread_local unsigned char rand_pool[RAND_POOL_BYTES];
-static _Thread_local size_t rand_pos = RAND_POOL_BYTES;
-static pthread_once_t rand_once = PTHREAD_ONCE_INIT;
-
 static uint64_t span_next(void);
 
-static void rand_after_fork(void)
-{
-    rand_pos = RAND_POOL_BYTES;
-}
-
-static void rand_register(void)
-{
-    pthread_atfork(NULL, NULL, rand_after_fork);
-}
-
-static void rand_fill(void)
-{
-    pthread_once(&rand_once, rand_register);
-    size_t got = 0;
-    while (got < RAND_POOL_BYTES) {
-        ssize_t n = getrandom(rand_pool + got, RAND_POOL_BYTES - got, 0);
-        if (n > 0)
-            got += (size_t)n;
-        else if (n < 0 && errno == EINTR)
-            continue;
-        else
-            break;
-    }
-    for (; got < RAND_POOL_BYTES; got += 8) {
-        /* getrandom cannot fail on Linux >= 3.17; stay unique anyway. */
-        uint64_t v = span_next();
-        memcpy(rand_pool + got, &v, SG_MIN(8u, RAND_POOL_BYTES - got));
-    }
-    rand_pos = 0;
-}
-
+/* New trace ids come from libuuid (uuid_generate_random: the kernel's
+ * CSPRNG), as the platform's contract says. It is the costliest step of a
+ * request that arrives without an id (a getrandom() plus libc reseeding per
+ * call; docs/performance.md has the profile); requests that carry the
+ * platform's X-Trace-Id never pay it. */
 void sg_trace_id_generate(char out[SG_TRACE_ID_LEN + 1])
 {
-    if (SG_UNLIKELY(rand_pos + 16 > RAND_POOL_BYTES))
-        rand_fill();
-    unsigned char u[16];
-    memcpy(u, rand_pool + rand_pos, 16);
-    memset(rand_pool + rand_pos, 0, 16); /* used once */
-    rand_pos += 16;
-    /* Version 4, variant 10 (RFC 9562 section 5.4); with these bits set
-     * the id cannot be all zeros. */
-    u[6] = (unsigned char)((u[6] & 0x0f) | 0x40);
-    u[8] = (unsigned char)((u[8] & 0x3f) | 0x80);
+    uuid_t u;
+    uuid_generate_random(u);
+    /* libuuid sets version 4 and the RFC variant; never all zeros. */
     size_t j = 0;
     for (size_t i = 0; i < 16; i++) {
         if (i == 4 || i == 6 || i == 8 || i == 10)
