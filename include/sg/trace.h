@@ -1,6 +1,6 @@
 /* Trace context: X-Trace-Id and W3C traceparent/tracestate rules
  * (DESIGN.md section 4). Pure functions, no I/O, callable from any thread.
- * The only state is the random source (getrandom). */
+ * The only state is the random source (libuuid for trace ids, getrandom for the span-id seed). */
 #ifndef SG_TRACE_H
 #define SG_TRACE_H
 
@@ -24,7 +24,7 @@ typedef enum sg_trace_source {
 /* Parses a canonical UUID (8-4-4-4-12 hex, any case, not all zeros).
  * On success writes the lower-cased form + NUL into out[37] and returns 0. */
 int sg_trace_id_parse(sg_str_t in, char out[SG_TRACE_ID_LEN + 1]) SG_MUST_CHECK;
-/* New random UUIDv4 (getrandom bytes), lower case, into out[37]. */
+/* New random UUIDv4 (libuuid), lower case, into out[37]. */
 void sg_trace_id_generate(char out[SG_TRACE_ID_LEN + 1]);
 /* New random non-zero 64-bit span id as 16 lower-hex chars + NUL. */
 void sg_span_id_generate(char out[SG_SPAN_ID_LEN + 1]);
