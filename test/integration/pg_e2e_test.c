@@ -26,7 +26,7 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void boot(bool required)
+static void boot_ex(bool required, const char *queries)
 {
     pg = sg_pgh_start_reference();
     cr_assert(pg, "PostgreSQL test cluster");
@@ -40,12 +40,17 @@ static void boot(bool required)
              "upstreams: {app: {servers: [\"127.0.0.1:%u\"], connect_timeout: 300ms, response_timeout: 3s}}\n"
              "routes: [{name: all, upstream: app}]\n"
              "postgres: {conninfo: \"%s\", interval: 1s, required: %s, statement_timeout: 1s,\n"
-             "           connect_timeout: 1s}\n"
+             "           connect_timeout: 1s%s}\n"
              "shutdown: {drain_delay: 0ms, drain_timeout: 2s}\n",
-             us_port(up), sg_pgh_conninfo(pg), required ? "true" : "false");
+             us_port(up), sg_pgh_conninfo(pg), required ? "true" : "false", queries ? queries : "");
     api = sg_proc_addr(&gw, "api");
     admin = sg_proc_addr(&gw, "admin");
     cr_assert(api && admin);
+}
+
+static void boot(bool required)
+{
+    boot_ex(required, NULL);
 }
 
 static void teardown(void)
@@ -200,4 +205,34 @@ Test(pg_e2e, outage_and_freeze_leave_traffic_alone_then_recover)
     cr_assert(strstr(text, "swarm_db_query_errors_total{query="), "errors are counted per query");
     cr_assert(obs_metric(text, "swarm_db_up", &errors) && errors == 1);
     free(text);
+}
+
+/* A query that sleeps past statement_timeout is cancelled server-side and
+ * counted under its name; proxied requests made while it runs keep their
+ * latency (the poller waits on the control loop, never on a worker). */
+Test(pg_e2e, slow_query_is_cancelled_counted_and_never_blocks_traffic)
+{
+    boot_ex(false, ",\n           queries: [{name: swarm_test_slow, help: sleeps, type: gauge,"
+                   " sql: \"SELECT 1 AS value FROM pg_sleep(3)\"}]");
+    cr_assert(obs_wait_status(admin, "/health/ready", 200, 15000));
+    double got = -1;
+    cr_assert(obs_wait_metric_eq(admin, "swarm_db_up", 1, 5000, &got));
+    long long worst = 0;
+    long long until = now_ms() + 2500;
+    int n = 0;
+    while (now_ms() < until) {
+        long long ms = timed_request();
+        worst = ms > worst ? ms : worst;
+        n++;
+    }
+    cr_assert_gt(n, 10);
+    cr_assert_lt(worst, 500, "a proxied request took %lld ms during the slow query", worst);
+    cr_assert(obs_wait_metric_ge(admin, "swarm_db_query_errors_total{query=\"swarm_test_slow\"}", 1, 8000, &got),
+              "the cancelled query is counted under its name (%g)", got);
+    char *err = sg_proc_stderr(&gw);
+    cr_assert(strstr(err, "swarm_test_slow"), "the error log names the query:\n%s", err);
+    free(err);
+    /* The other queries keep working: the connection survived the cancel. */
+    int64_t open = count("SELECT count(*) FROM tickets WHERE state = 'open'");
+    cr_assert(obs_wait_metric_eq(admin, "swarm_tickets_total{state=\"open\"}", (double)open, 5000, &got));
 }
