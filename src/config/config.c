@@ -67,26 +67,17 @@ static int fail(ctx_t *c, loc_t at, const char *fmt, ...)
 
 static size_t path_key(ctx_t *c, const char *key)
 {
-    size_t old = c->plen;
-    int n = snprintf(c->path + c->plen, sizeof(c->path) - c->plen, "%s%s", c->plen ? "." : "", key);
-    if (n > 0)
-        c->plen = SG_MIN(c->plen + (size_t)n, sizeof(c->path) - 1);
-    return old;
+    return sg__path_push_key(c->path, sizeof(c->path), &c->plen, key);
 }
 
 static size_t path_idx(ctx_t *c, size_t i)
 {
-    size_t old = c->plen;
-    int n = snprintf(c->path + c->plen, sizeof(c->path) - c->plen, "[%zu]", i);
-    if (n > 0)
-        c->plen = SG_MIN(c->plen + (size_t)n, sizeof(c->path) - 1);
-    return old;
+    return sg__path_push_idx(c->path, sizeof(c->path), &c->plen, i);
 }
 
 static void path_pop(ctx_t *c, size_t old)
 {
-    c->plen = old;
-    c->path[old] = '\0';
+    sg__path_pop(c->path, &c->plen, old);
 }
 
 static void path_set(ctx_t *c, const char *fmt, ...) SG_PRINTF(2, 3);

@@ -57,4 +57,11 @@ int sg__parse_hostport(sg_arena_t *a, const char *s, unsigned flags, sg_hostport
 /* RFC 1123 host name (labels of letters, digits, '-', '_'; 1..253 bytes). */
 bool sg__is_hostname(const char *s, size_t len);
 
+/* Key paths for error messages ("routes[2].upstream"): append ".key" (or
+ * "key" at the root) or "[i]" to path (cap bytes, *len used); return the
+ * old length for sg__path_pop. Overlong paths are cut, never overflowed. */
+size_t sg__path_push_key(char *path, size_t cap, size_t *len, const char *key);
+size_t sg__path_push_idx(char *path, size_t cap, size_t *len, size_t i);
+void sg__path_pop(char *path, size_t *len, size_t old);
+
 #endif /* SG_CONFIG_INT_H */

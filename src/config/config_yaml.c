@@ -43,26 +43,17 @@ static int conv_fail(conv_t *c, size_t line, size_t col, const char *fmt, ...)
  * length for path_pop(). Overlong paths are cut, never overflowed. */
 static size_t path_push_key(conv_t *c, const char *key)
 {
-    size_t old = c->plen;
-    int n = snprintf(c->path + c->plen, sizeof(c->path) - c->plen, "%s%s", c->plen ? "." : "", key);
-    if (n > 0)
-        c->plen = SG_MIN(c->plen + (size_t)n, sizeof(c->path) - 1);
-    return old;
+    return sg__path_push_key(c->path, sizeof(c->path), &c->plen, key);
 }
 
 static size_t path_push_idx(conv_t *c, size_t i)
 {
-    size_t old = c->plen;
-    int n = snprintf(c->path + c->plen, sizeof(c->path) - c->plen, "[%zu]", i);
-    if (n > 0)
-        c->plen = SG_MIN(c->plen + (size_t)n, sizeof(c->path) - 1);
-    return old;
+    return sg__path_push_idx(c->path, sizeof(c->path), &c->plen, i);
 }
 
 static void path_pop(conv_t *c, size_t old)
 {
-    c->plen = old;
-    c->path[old] = '\0';
+    sg__path_pop(c->path, &c->plen, old);
 }
 
 static int convert(conv_t *c, yaml_node_t *yn, int depth, sg__cnode_t **out);

@@ -352,3 +352,27 @@ fail:
     free(b.p);
     return NULL;
 }
+
+static size_t path_append(char *path, size_t cap, size_t *len, int n)
+{
+    size_t old = *len;
+    if (n > 0)
+        *len = SG_MIN(*len + (size_t)n, cap - 1);
+    return old;
+}
+
+size_t sg__path_push_key(char *path, size_t cap, size_t *len, const char *key)
+{
+    return path_append(path, cap, len, snprintf(path + *len, cap - *len, "%s%s", *len ? "." : "", key));
+}
+
+size_t sg__path_push_idx(char *path, size_t cap, size_t *len, size_t i)
+{
+    return path_append(path, cap, len, snprintf(path + *len, cap - *len, "[%zu]", i));
+}
+
+void sg__path_pop(char *path, size_t *len, size_t old)
+{
+    *len = old;
+    path[old] = '\0';
+}
