@@ -57,6 +57,17 @@ typedef struct sg_rtgen {
      * same name, or INT32_MAX ("other") when the start-up config had none. */
     int32_t *route_metric;
     int32_t *upstream_metric;
+    int32_t *listener_metric; /* listener i -> start-up listener with the same name, or INT32_MAX */
+    /* Listening sockets (src/net: worker.c). Listener i's bound address
+     * ("ip:port", "[ip]:port") is laddr[i]; lfds[i * n_workers + w] is the
+     * socket worker w takes when it adopts this generation (exchanged with
+     * -1), or -1 when worker w keeps the socket it already has open for
+     * laddr[i]. A listener kept across a reload has its untaken sockets
+     * moved into the new generation; those still here when the generation is
+     * freed are closed. */
+    _Atomic int *lfds;
+    char (*laddr)[64];
+    uint32_t n_lfd_workers;
     struct sg_rtgen *_next_retired;
 } sg_rtgen_t;
 

@@ -63,10 +63,13 @@ int sg_server_start(sg_runtime_t *rt, sg_config_t *cfg, const sg_server_opts_t *
 void sg_server_drain(sg_server_t *s);
 /* Live reload (control thread only: the admin responder or the control
  * loop). Re-reads the config file the process started with, validates it,
- * refuses changes that need a restart (listeners, workers, admin listener,
- * head-size limits), publishes it as generation N+1 (rt->gen, rt->config)
- * and asks every worker to build its router and pools for it; transactions
- * already running finish with their own generation. Counted in
+ * refuses changes that need a restart (workers, head-size limits), binds
+ * the sockets of new or moved listeners (a bind failure fails the reload),
+ * publishes it as generation N+1 (rt->gen, rt->config) and asks every
+ * worker to build its router and pools for it, take its new sockets and
+ * close the listeners the config dropped (their connections stay);
+ * transactions already running finish with their own generation. The
+ * admin listener moves on this thread. Counted in
  * swarm_config_reload_total and logged either way. Returns 0 with the new
  * generation in *gen_out, or -1 with "file:line:col: message" (or the
  * restart reason) in err; on failure nothing changes. */
@@ -80,9 +83,11 @@ void sg_server_report(sg_server_t *s);
 /* Waits for every worker thread and frees the server. */
 void sg_server_join(sg_server_t *s);
 
-/* Bound address of the admin listener, NULL when disabled. */
+/* Bound address of the admin listener, NULL when disabled (the control
+ * thread updates it on a reload that moves it). */
 const char *sg_server_admin_address(const sg_server_t *s);
-/* Bound address of listener i (valid after sg_server_start). */
+/* Bound address of listener i at start-up (valid after sg_server_start;
+ * a reload rewrites the ports file, not these). */
 size_t sg_server_n_listeners(const sg_server_t *s);
 const char *sg_server_listener_address(const sg_server_t *s, size_t i); /* "ip:port" / "[ip]:port" */
 

@@ -71,8 +71,10 @@ static void on_conn_closed(uv_handle_t *h)
     if (--c->n_handles > 0)
         return;
     sg_worker_t *w = c->w;
+    sg_listener_t *l = c->lst;
     sg_freelist_put(&w->fl_conn, c);
     sg__worker_conn_gone(w);
+    sg__listener_unref(l);
 }
 
 void sg__conn_close(sg_conn_t *c)
@@ -97,7 +99,7 @@ void sg__conn_close(sg_conn_t *c)
     sg_list_remove(&c->link);
     w->n_conns--;
     atomic_store_explicit(&w->pub->connections, w->n_conns, memory_order_relaxed);
-    sg_obs_conn_close(w->obs, c->lst->idx);
+    sg_obs_conn_close(w->obs, c->lidx);
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
 
@@ -832,10 +834,12 @@ void sg__conn_accepted(sg_listener_t *l)
             c->peer.port = ntohs(a->sin6_port);
         }
     }
+    l->refs++;
+    c->lidx = l->idx;
     sg_list_push(&w->conns, &c->link);
     w->n_conns++;
     atomic_store_explicit(&w->pub->connections, w->n_conns, memory_order_relaxed);
-    sg_obs_conn_open(w->obs, l->idx);
+    sg_obs_conn_open(w->obs, c->lidx);
     c->state = SG_CONN_IDLE;
     conn_timer(c, T_HEADER, w->gen->cfg->limits.client_header_timeout_ms);
     sg__conn_update_read(c);

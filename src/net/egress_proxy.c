@@ -76,9 +76,9 @@ struct sg_egress {
 int sg__egress_init(sg_wgen_t *g)
 {
     sg_worker_t *w = g->w;
-    bool has_egress = false; /* listeners are fixed at start-up */
-    for (size_t i = 0; i < w->n_listeners; i++)
-        has_egress |= w->listeners[i].conf->mode == SG_LISTENER_EGRESS;
+    bool has_egress = false; /* the generation's listeners (worker.c adopts them with it) */
+    for (size_t i = 0; i < g->cfg->n_listeners; i++)
+        has_egress |= g->cfg->listeners[i].mode == SG_LISTENER_EGRESS;
     if (!has_egress)
         return 0;
     size_t size = (sizeof(sg_egress_t) + SG_CACHELINE - 1) / SG_CACHELINE * SG_CACHELINE;

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 /* One server health slot of the registry (see sg_rtgen_t). */
 struct sg_slot_entry {
@@ -39,6 +40,15 @@ sg_rtgen_t *sg_rtgen_retain(sg_rtgen_t *g)
 
 static void rtgen_free(sg_rtgen_t *g)
 {
+    if (g->lfds && g->cfg)
+        for (size_t i = 0; i < g->cfg->n_listeners * g->n_lfd_workers; i++) {
+            int fd = atomic_exchange_explicit(&g->lfds[i], -1, memory_order_acq_rel);
+            if (fd >= 0)
+                close(fd); /* never adopted: the listener went away first */
+        }
+    free(g->lfds);
+    free(g->laddr);
+    free(g->listener_metric);
     if (g->servers && g->cfg)
         for (size_t u = 0; u < g->cfg->n_upstreams; u++)
             free(g->servers[u]);
@@ -121,8 +131,15 @@ static sg_rtgen_t *rtgen_new(sg_runtime_t *rt, sg_config_t *cfg, bool is_boot)
     g->servers = calloc(cfg->n_upstreams ? cfg->n_upstreams : 1, sizeof(*g->servers));
     g->route_metric = calloc(cfg->n_routes ? cfg->n_routes : 1, sizeof(int32_t));
     g->upstream_metric = calloc(cfg->n_upstreams ? cfg->n_upstreams : 1, sizeof(int32_t));
-    if (!g->servers || !g->route_metric || !g->upstream_metric)
+    size_t nl = cfg->n_listeners ? cfg->n_listeners : 1;
+    g->n_lfd_workers = rt->n_workers;
+    g->listener_metric = calloc(nl, sizeof(int32_t));
+    g->laddr = calloc(nl, sizeof(*g->laddr));
+    g->lfds = malloc(nl * rt->n_workers * sizeof(*g->lfds));
+    if (!g->servers || !g->route_metric || !g->upstream_metric || !g->listener_metric || !g->laddr || !g->lfds)
         goto fail;
+    for (size_t i = 0; i < nl * rt->n_workers; i++)
+        atomic_init(&g->lfds[i], -1);
     const sg_config_t *boot = is_boot ? cfg : rt->_boot->cfg;
     for (size_t u = 0; u < cfg->n_upstreams; u++) {
         const sg_upstream_conf_t *uc = &cfg->upstreams[u];
@@ -144,6 +161,9 @@ static sg_rtgen_t *rtgen_new(sg_runtime_t *rt, sg_config_t *cfg, bool is_boot)
     }
     for (size_t r = 0; r < cfg->n_routes; r++)
         g->route_metric[r] = index_by_name(cfg->routes[r].name, boot->routes, boot->n_routes, sizeof(sg_route_conf_t));
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        g->listener_metric[i] =
+            index_by_name(cfg->listeners[i].name, boot->listeners, boot->n_listeners, sizeof(sg_listener_conf_t));
     return g;
 fail:
     rtgen_free(g);
@@ -215,34 +235,15 @@ void sg__runtime_reap(sg_runtime_t *rt)
     }
 }
 
-/* Listener sockets, the worker count, the admin listener and the head
- * buffer sizes are fixed at start; a reload that changes them is refused. */
+/* The worker count and the head buffer sizes are fixed at start (threads
+ * and freelists are sized for them); a reload that changes them is refused.
+ * Listener changes are applied (worker.c: new sockets bound before the
+ * generation is published, old ones closed by each worker). */
 static int check_fixed(const sg_config_t *a, const sg_config_t *b, char *err, size_t errlen)
 {
     if (a->workers != b->workers) {
         snprintf(err, errlen, "%s: workers: %u -> %u needs a restart", b->path ? b->path : "config", a->workers,
                  b->workers);
-        return -1;
-    }
-    bool same = a->n_listeners == b->n_listeners;
-    const char *which = NULL;
-    for (size_t i = 0; same && i < a->n_listeners; i++) {
-        const sg_listener_conf_t *x = &a->listeners[i], *y = &b->listeners[i];
-        same = strcmp(x->name, y->name) == 0 &&
-               strcmp(x->addr.host ? x->addr.host : "", y->addr.host ? y->addr.host : "") == 0 &&
-               x->addr.port == y->addr.port && x->mode == y->mode && x->serve_health == y->serve_health &&
-               x->serve_metrics == y->serve_metrics && x->backlog == y->backlog;
-        if (!same)
-            which = x->name;
-    }
-    if (!same) {
-        snprintf(err, errlen, "%s: listener changes need a restart (listener %s)", b->path ? b->path : "config",
-                 which ? which : "list");
-        return -1;
-    }
-    if (a->admin.enabled != b->admin.enabled || a->admin.addr.port != b->admin.addr.port ||
-        strcmp(a->admin.addr.host ? a->admin.addr.host : "", b->admin.addr.host ? b->admin.addr.host : "") != 0) {
-        snprintf(err, errlen, "%s: admin listener changes need a restart", b->path ? b->path : "config");
         return -1;
     }
     if (a->limits.request_line_bytes != b->limits.request_line_bytes ||
@@ -255,31 +256,37 @@ static int check_fixed(const sg_config_t *a, const sg_config_t *b, char *err, si
     return 0;
 }
 
-/* Control thread: validates cfg against the running process, builds and
- * publishes its generation. Takes cfg's reference. Returns the new
- * generation id, or 0 with a message in err (nothing changed). */
-uint32_t sg__runtime_publish(sg_runtime_t *rt, sg_config_t *cfg, char *err, size_t errlen);
-uint32_t sg__runtime_publish(sg_runtime_t *rt, sg_config_t *cfg, char *err, size_t errlen)
+/* Control thread: validates cfg against the running process and builds its
+ * generation (not yet published; its listener sockets are bound by the
+ * caller). Takes cfg's reference. Returns the generation, or NULL with a
+ * message in err (nothing changed). */
+sg_rtgen_t *sg__runtime_prepare(sg_runtime_t *rt, sg_config_t *cfg, char *err, size_t errlen);
+sg_rtgen_t *sg__runtime_prepare(sg_runtime_t *rt, sg_config_t *cfg, char *err, size_t errlen)
 {
     sg_rtgen_t *cur = atomic_load_explicit(&rt->gen, memory_order_acquire);
     if (check_fixed(rt->_boot->cfg, cfg, err, errlen) < 0) {
         sg_config_release(cfg);
-        return 0;
+        return NULL;
     }
     cfg->generation = cur->id + 1;
     sg_rtgen_t *g = rtgen_new(rt, cfg, false);
     sg_config_release(cfg); /* g holds it now */
-    if (!g) {
+    if (!g)
         snprintf(err, errlen, "out of memory building the new generation");
-        return 0;
-    }
+    return g;
+}
+
+/* Control thread: publishes g (from sg__runtime_prepare) as rt->gen and
+ * retires the current generation. Takes g's reference. */
+void sg__runtime_commit(sg_runtime_t *rt, sg_rtgen_t *g);
+void sg__runtime_commit(sg_runtime_t *rt, sg_rtgen_t *g)
+{
     sg_config_t *old_cfg = atomic_exchange_explicit(&rt->config, sg_config_retain(g->cfg), memory_order_acq_rel);
     sg_rtgen_t *old = atomic_exchange_explicit(&rt->gen, g, memory_order_acq_rel);
     /* old_cfg stays alive through old's reference until old is reaped. */
     sg_config_release(old_cfg);
     old->_next_retired = rt->_retired;
     rt->_retired = old;
-    return g->id;
 }
 
 /* ---- worker-level generations ------------------------------------------------ */
@@ -375,4 +382,7 @@ void sg__worker_adopt_gen(sg_worker_t *w)
         return;
     }
     sg__wgen_set_current(w, g);
+    if (w->idx != UINT32_MAX && sg__worker_sync_listeners(w, rg) < 0)
+        sg_obs_log(w->obs, SG_LOG_ERROR, NULL, "worker %u: out of memory adopting the listeners of generation %u",
+                   w->idx, rg->id);
 }

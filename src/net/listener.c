@@ -1,8 +1,12 @@
 /* Listening sockets of one worker: accept with a connection limit. The
- * socket itself was bound (SO_REUSEPORT) and put into listening state by
- * the server before the worker started (worker.c). */
+ * socket itself was bound (SO_REUSEPORT) and put into listening state
+ * before the worker took it (worker.c: at start-up, or by the control
+ * thread for a reload that adds or moves a listener). */
 #include "net/net_int.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static void on_connection(uv_stream_t *server, int status)
@@ -29,8 +33,38 @@ static void on_connection(uv_stream_t *server, int status)
     sg__conn_accepted(l);
 }
 
+sg_listener_t *sg__listener_new(sg_worker_t *w, int fd, const char *addr)
+{
+    sg_listener_t *l = calloc(1, sizeof(*l));
+    if (!l)
+        return NULL;
+    l->w = w;
+    l->fd = fd;
+    l->refs = 1;
+    snprintf(l->addr, sizeof(l->addr), "%s", addr ? addr : "");
+    return l;
+}
+
+void sg__listener_set_conf(sg_listener_t *l, sg_config_t *cfg, const sg_listener_conf_t *conf, int32_t idx)
+{
+    int old_backlog = l->conf ? l->conf->backlog : conf->backlog;
+    sg_config_t *old = l->cfg;
+    l->cfg = sg_config_retain(cfg);
+    l->conf = conf;
+    l->idx = idx;
+    sg_config_release(old);
+    if (l->is_open && !l->is_closed && conf->backlog != old_backlog) {
+        /* Linux: listen() again on a listening socket resizes its backlog. */
+        uv_os_fd_t fd;
+        if (uv_fileno((uv_handle_t *)&l->tcp, &fd) == 0)
+            (void)listen(fd, conf->backlog > 0 ? conf->backlog : 511);
+    }
+}
+
 int sg__listener_start(sg_listener_t *l)
 {
+    if (l->is_open || l->is_closed)
+        return 0;
     sg_worker_t *w = l->w;
     int r = uv_tcp_init(&w->loop, &l->tcp);
     if (r < 0)
@@ -41,13 +75,24 @@ int sg__listener_start(sg_listener_t *l)
     if (r < 0)
         return r;
     l->fd = -1;
-    r = uv_listen((uv_stream_t *)&l->tcp, l->conf->backlog > 0 ? l->conf->backlog : 511, on_connection);
-    return r;
+    return uv_listen((uv_stream_t *)&l->tcp, l->conf->backlog > 0 ? l->conf->backlog : 511, on_connection);
+}
+
+static void listener_free_maybe(sg_listener_t *l)
+{
+    if (l->refs > 0 || l->is_closing)
+        return;
+    if (l->fd >= 0)
+        close(l->fd);
+    sg_config_release(l->cfg);
+    free(l);
 }
 
 static void on_listener_closed(uv_handle_t *h)
 {
-    SG_UNUSED(h);
+    sg_listener_t *l = h->data;
+    l->is_closing = false;
+    listener_free_maybe(l);
 }
 
 void sg__listener_close(sg_listener_t *l)
@@ -56,6 +101,7 @@ void sg__listener_close(sg_listener_t *l)
         return;
     l->is_closed = true;
     if (l->is_open) {
+        l->is_closing = true;
         uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
     } else if (l->fd >= 0) {
         uv_os_sock_t fd = l->fd;
@@ -64,10 +110,16 @@ void sg__listener_close(sg_listener_t *l)
     }
 }
 
+void sg__listener_unref(sg_listener_t *l)
+{
+    if (--l->refs == 0)
+        listener_free_maybe(l);
+}
+
 void sg__listener_resume(sg_worker_t *w)
 {
     for (size_t i = 0; i < w->n_listeners; i++) {
-        sg_listener_t *l = &w->listeners[i];
+        sg_listener_t *l = w->listeners[i];
         if (l->pending_accepts && !l->is_closed && sg__worker_can_accept(w)) {
             l->pending_accepts = 0;
             sg__conn_accepted(l);

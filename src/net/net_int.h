@@ -182,7 +182,7 @@ struct sg_worker {
     sg_h1_limits_t req_limits;
     sg_h1_limits_t resp_limits;
 
-    sg_listener_t *listeners;
+    sg_listener_t **listeners; /* the current generation's (listener.c) */
     size_t n_listeners;
 
     sg_link_t conns;
@@ -204,19 +204,27 @@ struct sg_worker {
 
 /* ---- listener ---------------------------------------------------------- */
 
+/* One listening socket of one worker. Owner: that worker; refcounted by
+ * the worker's listener set and by every connection accepted on it, so a
+ * listener a reload removed stays valid for its connections after its
+ * socket is closed. */
 struct sg_listener {
     uv_tcp_t tcp;
     sg_worker_t *w;
-    int32_t idx;
-    const sg_listener_conf_t *conf;
-    int fd;                          /* bound+listening socket handed over by the server */
+    int32_t idx;                     /* metrics index (sg_rtgen_t.listener_metric); -1: admin */
+    const sg_listener_conf_t *conf;  /* in cfg (the admin's: the server's) */
+    sg_config_t *cfg;                /* retained; NULL for the admin listener */
+    int fd;                          /* bound+listening socket, until the handle owns it */
     sg_local_responder_cb responder; /* all requests answered locally when set */
     void *responder_ud;
     sg_local_responder_cb health_cb; /* /health* when serve_health */
     void *health_ud;
+    uint32_t refs;
     uint32_t pending_accepts; /* connections the kernel has ready but we paused */
     bool is_open;
     bool is_closed;
+    bool is_closing; /* uv_close called, callback pending */
+    char addr[64];   /* bound address, the key a reload matches sockets by */
 };
 
 /* ---- client connection ------------------------------------------------- */
@@ -248,7 +256,7 @@ struct sg_conn {
     sg_tmo_t tmo;
     sg_link_t link;
     sg_worker_t *w;
-    sg_listener_t *lst;
+    sg_listener_t *lst; /* referenced until the connection is freed */
     sg_txn_t *txn; /* current request (one at a time: pipelined requests wait in rbuf) */
     char *rbuf;    /* SG_BUF_SIZE, lent by alloc_cb; NULL when nothing pending */
     uint32_t rpos, rlen;
@@ -259,6 +267,7 @@ struct sg_conn {
     uint8_t n_handles; /* open embedded handles */
     uint8_t timer_kind;
     bool is_processing;
+    int32_t lidx; /* lst->idx when accepted (its connection gauge) */
     struct {
         uint8_t family; /* AF_INET, AF_INET6; 0 unknown */
         uint16_t port;
@@ -470,8 +479,15 @@ void sg__tmo_start(sg_worker_t *w, sg_tmo_t *t, uint64_t ms);
 void sg__tmo_stop(sg_tmo_t *t);
 
 /* ---- listener.c -------------------------------------------------------- */
+/* A listener (refs 1) on the bound, listening socket fd (taken). */
+sg_listener_t *sg__listener_new(sg_worker_t *w, int fd, const char *addr);
+/* Points l at conf inside cfg (retained; NULL for the admin listener). */
+void sg__listener_set_conf(sg_listener_t *l, sg_config_t *cfg, const sg_listener_conf_t *conf, int32_t idx);
+/* Starts accepting; a no-op when already started or closed. */
 int sg__listener_start(sg_listener_t *l) SG_MUST_CHECK;
+/* Stops accepting and closes the socket (connections stay). */
 void sg__listener_close(sg_listener_t *l);
+void sg__listener_unref(sg_listener_t *l);
 /* A connection slot freed: accept what the kernel queued meanwhile. */
 void sg__listener_resume(sg_worker_t *w);
 
@@ -565,6 +581,9 @@ sg_wgen_t *sg__wgen_new(sg_worker_t *w, sg_rtgen_t *rg) SG_MUST_CHECK;
 void sg__wgen_set_current(sg_worker_t *w, sg_wgen_t *g);
 /* Worker: adopt rt->gen if it is newer than w->gen. */
 void sg__worker_adopt_gen(sg_worker_t *w);
+/* worker.c: w's listener set becomes rg's (new sockets opened, kept ones
+ * reconfigured, the rest closed). Not for the control thread. */
+int sg__worker_sync_listeners(sg_worker_t *w, sg_rtgen_t *rg);
 static inline sg_wgen_t *sg__wgen_ref(sg_wgen_t *g)
 {
     g->refs++;

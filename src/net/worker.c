@@ -19,9 +19,8 @@ struct sg_server {
     sg_server_opts_t opts;
     uint32_t n_workers;
     sg_worker_t *workers;
-    size_t n_listeners;
-    int *fds; /* [listener * n_workers + worker] */
-    char (*addrs)[64];
+    size_t n_listeners; /* at start-up */
+    char (*addrs)[64];  /* bound addresses at start-up */
     pthread_mutex_t mu; /* guards async sends vs. a worker closing its async handle */
     bool *async_closed;
     _Atomic uint32_t n_running;
@@ -29,9 +28,15 @@ struct sg_server {
     /* The control thread: a worker with the admin listener only. */
     sg_worker_t *ctl;
     sg_worker_pub_t ctl_pub;
+    /* The admin listener: its socket until the control thread takes it,
+     * its bound address, and the configured one (a reload that changes it
+     * binds a new socket). */
     sg_listener_conf_t admin_conf;
     int admin_fd;
-    char admin_addr[64];
+    char admin_addr[64]; /* "" when disabled */
+    bool admin_enabled;
+    char admin_host[256];
+    uint16_t admin_port;
     bool ctl_async_closed; /* guarded by mu */
 };
 
@@ -41,7 +46,8 @@ struct sg_server {
 int sg__runtime_boot(sg_runtime_t *rt, sg_config_t *cfg);
 void sg__runtime_unboot(sg_runtime_t *rt);
 void sg__runtime_reap(sg_runtime_t *rt);
-uint32_t sg__runtime_publish(sg_runtime_t *rt, sg_config_t *cfg, char *err, size_t errlen);
+sg_rtgen_t *sg__runtime_prepare(sg_runtime_t *rt, sg_config_t *cfg, char *err, size_t errlen);
+void sg__runtime_commit(sg_runtime_t *rt, sg_rtgen_t *g);
 
 /* ---- runtime ------------------------------------------------------------ */
 
@@ -287,9 +293,9 @@ static void start_listeners(sg_worker_t *w)
         return;
     w->is_started = true;
     for (size_t i = 0; i < w->n_listeners; i++) {
-        int r = sg__listener_start(&w->listeners[i]);
+        int r = sg__listener_start(w->listeners[i]);
         if (r < 0)
-            sg_obs_log(w->obs, SG_LOG_ERROR, NULL, "worker %u: listener %s: %s", w->idx, w->listeners[i].conf->name,
+            sg_obs_log(w->obs, SG_LOG_ERROR, NULL, "worker %u: listener %s: %s", w->idx, w->listeners[i]->conf->name,
                        uv_strerror(r));
     }
     atomic_store_explicit(&w->pub->is_listening, true, memory_order_relaxed);
@@ -309,7 +315,7 @@ static void worker_stop_handles(sg_worker_t *w)
         return;
     w->is_stopping = true;
     for (size_t i = 0; i < w->n_listeners; i++)
-        sg__listener_close(&w->listeners[i]);
+        sg__listener_close(w->listeners[i]);
     sg__upstreams_close(w->gen);
     sg__tq_close(w, on_handle_closed);
     uv_close((uv_handle_t *)&w->tick, on_handle_closed);
@@ -357,7 +363,7 @@ static void drain_begin(sg_worker_t *w)
     w->is_draining = true;
     atomic_store_explicit(&w->pub->is_listening, false, memory_order_relaxed);
     for (size_t i = 0; i < w->n_listeners; i++)
-        sg__listener_close(&w->listeners[i]);
+        sg__listener_close(w->listeners[i]);
     sg__conn_close_idle(w);
     uint64_t to = w->gen->cfg->shutdown.drain_timeout_ms;
     uv_timer_start(&w->drain_timer, on_drain_timer, to, 0);
@@ -411,7 +417,7 @@ static void on_async(uv_async_t *a)
             w->drain_phase = 3;
             w->is_draining = true;
             for (size_t i = 0; i < w->n_listeners; i++)
-                sg__listener_close(&w->listeners[i]);
+                sg__listener_close(w->listeners[i]);
             force_close_all(w);
             worker_maybe_finish(w);
         }
@@ -473,6 +479,71 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+static sg_listener_t *admin_listener_new(sg_server_t *s, sg_worker_t *w, int fd)
+{
+    sg_listener_t *l = sg__listener_new(w, fd, s->admin_addr);
+    if (!l)
+        return NULL;
+    sg__listener_set_conf(l, NULL, &s->admin_conf, -1);
+    l->responder = s->opts.admin_responder;
+    l->responder_ud = s->opts.admin_ud;
+    return l;
+}
+
+/* Worker thread (or main before the worker runs): makes w's listener set
+ * rg's. A listener whose socket rg hands over (lfds) is new; one without
+ * keeps the socket w has open for the same bound address, with rg's
+ * settings; w's other listeners are closed (their connections stay).
+ * Returns 0 or -1 (out of memory: the set is unchanged, rg's sockets for
+ * w are closed when rg is freed). */
+int sg__worker_sync_listeners(sg_worker_t *w, sg_rtgen_t *rg)
+{
+    const sg_config_t *cfg = rg->cfg;
+    sg_listener_t **set = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(*set));
+    if (!set)
+        return -1;
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        int fd = atomic_exchange_explicit(&rg->lfds[i * rg->n_lfd_workers + w->idx], -1, memory_order_acq_rel);
+        sg_listener_t *l = NULL;
+        for (size_t j = 0; j < w->n_listeners && !l; j++) {
+            if (w->listeners[j] && strcmp(w->listeners[j]->addr, rg->laddr[i]) == 0 && fd < 0) {
+                l = w->listeners[j];
+                w->listeners[j] = NULL;
+            }
+        }
+        if (!l && fd >= 0 && !(l = sg__listener_new(w, fd, rg->laddr[i]))) {
+            close(fd);
+            sg_obs_log(w->obs, SG_LOG_ERROR, NULL, "worker %u: out of memory: listener %s not opened", w->idx,
+                       cfg->listeners[i].name);
+        }
+        if (!l) /* its socket moved on to a newer generation: this worker adopts that one next */
+            continue;
+        sg__listener_set_conf(l, rg->cfg, &cfg->listeners[i], rg->listener_metric[i]);
+        l->health_cb = w->server->opts.health_cb;
+        l->health_ud = w->server->opts.health_ud;
+        set[n++] = l;
+    }
+    for (size_t j = 0; j < w->n_listeners; j++) {
+        if (w->listeners[j]) {
+            sg__listener_close(w->listeners[j]);
+            sg__listener_unref(w->listeners[j]);
+        }
+    }
+    free(w->listeners);
+    w->listeners = set;
+    w->n_listeners = n;
+    if (w->is_started) {
+        for (size_t i = 0; i < n; i++) {
+            int r = sg__listener_start(set[i]);
+            if (r < 0)
+                sg_obs_log(w->obs, SG_LOG_ERROR, NULL, "worker %u: listener %s: %s", w->idx, set[i]->conf->name,
+                           uv_strerror(r));
+        }
+    }
+    return 0;
+}
+
 static int worker_init(sg_server_t *s, sg_worker_t *w, uint32_t idx)
 {
     sg_config_t *cfg = s->cfg;
@@ -519,18 +590,16 @@ static int worker_init(sg_server_t *s, sg_worker_t *w, uint32_t idx)
     w->async.data = w;
     if (is_ctl) {
         /* Only the admin listener; every request is answered locally. */
-        w->n_listeners = s->admin_fd >= 0 ? 1 : 0;
-        w->listeners = calloc(1, sizeof(sg_listener_t));
+        w->listeners = calloc(1, sizeof(sg_listener_t *));
         if (!w->listeners)
             return UV_ENOMEM;
-        if (w->n_listeners) {
-            sg_listener_t *l = &w->listeners[0];
-            l->w = w;
-            l->idx = -1;
-            l->conf = &s->admin_conf;
-            l->fd = s->admin_fd;
-            l->responder = s->opts.admin_responder;
-            l->responder_ud = s->opts.admin_ud;
+        if (s->admin_fd >= 0) {
+            sg_listener_t *l = admin_listener_new(s, w, s->admin_fd);
+            if (!l)
+                return UV_ENOMEM;
+            s->admin_fd = -1;
+            w->listeners[0] = l;
+            w->n_listeners = 1;
         }
         sg_wgen_t *g = sg__wgen_new(w, atomic_load(&s->rt->gen));
         if (!g)
@@ -539,23 +608,12 @@ static int worker_init(sg_server_t *s, sg_worker_t *w, uint32_t idx)
         start_listeners(w);
         return 0;
     }
-    w->n_listeners = cfg->n_listeners;
-    w->listeners = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(sg_listener_t));
-    if (!w->listeners)
-        return UV_ENOMEM;
-    for (size_t i = 0; i < cfg->n_listeners; i++) {
-        sg_listener_t *l = &w->listeners[i];
-        l->w = w;
-        l->idx = (int32_t)i;
-        l->conf = &cfg->listeners[i];
-        l->fd = s->fds[i * s->n_workers + idx];
-        l->health_cb = s->opts.health_cb;
-        l->health_ud = s->opts.health_ud;
-    }
     sg_wgen_t *g = sg__wgen_new(w, atomic_load(&s->rt->gen));
     if (!g)
         return UV_ENOMEM;
     sg__wgen_set_current(w, g);
+    if (sg__worker_sync_listeners(w, g->rg) < 0)
+        return UV_ENOMEM;
     if (w->n_resolving == 0)
         start_listeners(w);
     return 0;
@@ -566,6 +624,10 @@ static void worker_free(sg_worker_t *w)
     if (w->gen)
         sg__wgen_unref(w->gen);
     w->gen = NULL;
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        sg__listener_close(w->listeners[i]); /* only sockets never started are left */
+        sg__listener_unref(w->listeners[i]);
+    }
     free(w->listeners);
     if (w->obs)
         sg_obs_worker_free(w->obs);
@@ -663,65 +725,134 @@ static int bind_one(const struct sockaddr_storage *ss, socklen_t len, int backlo
     return fd;
 }
 
-static int bind_all(sg_server_t *s, char *err, size_t errlen)
+static bool same_hostport(const sg_hostport_t *a, const sg_hostport_t *b)
 {
-    sg_config_t *cfg = s->cfg;
+    return a->port == b->port && strcmp(a->host ? a->host : "", b->host ? b->host : "") == 0;
+}
+
+/* The listener of prev whose sockets listener lc keeps: same configured
+ * address (a rename keeps the socket), and for port 0 ("any port") the
+ * same name too. SIZE_MAX: none. Config validation makes fixed addresses
+ * unique, so the match is one to one. */
+static size_t kept_from(const sg_listener_conf_t *lc, const sg_rtgen_t *prev)
+{
+    for (size_t j = 0; prev && j < prev->cfg->n_listeners; j++) {
+        const sg_listener_conf_t *pc = &prev->cfg->listeners[j];
+        if (same_hostport(&lc->addr, &pc->addr) && (lc->addr.port != 0 || strcmp(lc->name, pc->name) == 0))
+            return j;
+    }
+    return SIZE_MAX;
+}
+
+/* Binds g's listeners (main at start-up, prev NULL; the control thread on
+ * reload, before g is published). A listener that keeps a listener of prev
+ * (kept_from) keeps its sockets: the ones no worker took yet move into g,
+ * the others stay open in their workers (matched by g->laddr). Any other
+ * gets n_workers new SO_REUSEPORT sockets. On failure nothing moved and the
+ * new sockets are closed with g; -1 with the reason in err. */
+static int bind_gen(sg_server_t *s, sg_rtgen_t *g, sg_rtgen_t *prev, char *err, size_t errlen)
+{
+    const sg_config_t *cfg = g->cfg;
+    uint32_t nw = s->n_workers;
+    size_t *kept = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(size_t));
+    if (!kept) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         const sg_listener_conf_t *lc = &cfg->listeners[i];
+        kept[i] = kept_from(lc, prev);
+        if (kept[i] != SIZE_MAX)
+            continue;
         struct sockaddr_storage ss;
         socklen_t len;
         char lerr[200];
-        if (resolve_listen(&lc->addr, &ss, &len, lerr, sizeof(lerr)) < 0) {
-            snprintf(err, errlen, "listener %s: %s", lc->name, lerr);
-            return -1;
-        }
-        for (uint32_t wi = 0; wi < s->n_workers; wi++) {
+        if (resolve_listen(&lc->addr, &ss, &len, lerr, sizeof(lerr)) < 0)
+            goto fail;
+        for (uint32_t wi = 0; wi < nw; wi++) {
             int fd = bind_one(&ss, len, lc->backlog, true, lerr, sizeof(lerr));
-            if (fd < 0) {
-                snprintf(err, errlen, "listener %s: %s", lc->name, lerr);
-                return -1;
-            }
-            s->fds[i * s->n_workers + wi] = fd;
+            if (fd < 0)
+                goto fail;
+            atomic_store(&g->lfds[i * nw + wi], fd);
             if (wi == 0) {
                 /* Port 0: the first bind picks the port, the others join it. */
                 struct sockaddr_storage got;
                 socklen_t glen = sizeof(got);
                 if (getsockname(fd, (struct sockaddr *)&got, &glen) == 0)
                     set_port(&ss, get_port(&got));
-                format_addr(&ss, s->addrs[i], sizeof(s->addrs[i]));
+                format_addr(&ss, g->laddr[i], sizeof(g->laddr[i]));
             }
         }
+        continue;
+    fail:
+        snprintf(err, errlen, "listener %s: %s", lc->name, lerr);
+        free(kept);
+        return -1;
     }
-    if (cfg->admin.enabled) {
-        /* One socket, no SO_REUSEPORT: a second instance on the same admin
-         * address fails loudly instead of sharing its scrapes. */
-        struct sockaddr_storage ss;
-        socklen_t len;
-        char lerr[200];
-        if (resolve_listen(&cfg->admin.addr, &ss, &len, lerr, sizeof(lerr)) < 0 ||
-            (s->admin_fd = bind_one(&ss, len, 128, false, lerr, sizeof(lerr))) < 0) {
-            snprintf(err, errlen, "admin listener: %s", lerr);
-            return -1;
-        }
-        struct sockaddr_storage got;
-        socklen_t glen = sizeof(got);
-        if (getsockname(s->admin_fd, (struct sockaddr *)&got, &glen) == 0)
-            set_port(&ss, get_port(&got));
-        format_addr(&ss, s->admin_addr, sizeof(s->admin_addr));
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        if (kept[i] == SIZE_MAX)
+            continue;
+        memcpy(g->laddr[i], prev->laddr[kept[i]], sizeof(g->laddr[i]));
+        for (uint32_t wi = 0; wi < nw; wi++)
+            atomic_store(&g->lfds[i * nw + wi], atomic_exchange(&prev->lfds[kept[i] * nw + wi], -1));
     }
+    free(kept);
     return 0;
 }
 
-static int write_ports_file(sg_server_t *s, const char *path)
+/* The admin listener's socket for cfg->admin (-1: disabled). One socket,
+ * no SO_REUSEPORT: a second instance on the same admin address fails
+ * loudly instead of sharing its scrapes. Returns 0 or -1 with err. */
+static int bind_admin(const sg_config_t *cfg, int *fd_out, char *addr, size_t addr_cap, char *err, size_t errlen)
+{
+    *fd_out = -1;
+    addr[0] = '\0';
+    if (!cfg->admin.enabled)
+        return 0;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char lerr[200];
+    int fd = -1;
+    if (resolve_listen(&cfg->admin.addr, &ss, &len, lerr, sizeof(lerr)) < 0 ||
+        (fd = bind_one(&ss, len, 128, false, lerr, sizeof(lerr))) < 0) {
+        snprintf(err, errlen, "admin listener: %s", lerr);
+        return -1;
+    }
+    struct sockaddr_storage got;
+    socklen_t glen = sizeof(got);
+    if (getsockname(fd, (struct sockaddr *)&got, &glen) == 0)
+        set_port(&ss, get_port(&got));
+    format_addr(&ss, addr, addr_cap);
+    *fd_out = fd;
+    return 0;
+}
+
+static void admin_remember(sg_server_t *s, const sg_config_t *cfg)
+{
+    s->admin_enabled = cfg->admin.enabled;
+    snprintf(s->admin_host, sizeof(s->admin_host), "%s", cfg->admin.addr.host ? cfg->admin.addr.host : "");
+    s->admin_port = cfg->admin.addr.port;
+}
+
+static bool admin_changed(const sg_server_t *s, const sg_config_t *cfg)
+{
+    if (s->admin_enabled != cfg->admin.enabled)
+        return true;
+    return cfg->admin.enabled && (s->admin_port != cfg->admin.addr.port ||
+                                  strcmp(s->admin_host, cfg->admin.addr.host ? cfg->admin.addr.host : "") != 0);
+}
+
+/* "<name> <address>\n" per listener of g, then the admin listener. */
+static int write_ports_file(sg_server_t *s, const sg_rtgen_t *g, const char *path)
 {
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
     if (!f)
         return -1;
-    for (size_t i = 0; i < s->n_listeners; i++)
-        fprintf(f, "%s %s\n", s->cfg->listeners[i].name, s->addrs[i]);
-    if (s->admin_fd >= 0)
+    for (size_t i = 0; i < g->cfg->n_listeners; i++)
+        fprintf(f, "%s %s\n", g->cfg->listeners[i].name, g->laddr[i]);
+    if (s->admin_addr[0])
         fprintf(f, "admin %s\n", s->admin_addr);
     if (fclose(f) != 0)
         return -1;
@@ -745,27 +876,27 @@ int sg_server_start(sg_runtime_t *rt, sg_config_t *cfg, const sg_server_opts_t *
     pthread_mutex_init(&s->mu, NULL);
     s->admin_fd = -1;
     s->admin_conf.name = "admin";
-    s->admin_conf.addr = cfg->admin.addr;
     s->admin_conf.mode = SG_LISTENER_REVERSE;
-    size_t nfd = s->n_listeners * s->n_workers;
-    s->fds = malloc(sizeof(int) * (nfd ? nfd : 1));
+    admin_remember(s, cfg);
     s->addrs = calloc(s->n_listeners ? s->n_listeners : 1, sizeof(*s->addrs));
     s->workers = calloc(s->n_workers, sizeof(sg_worker_t));
     s->async_closed = calloc(s->n_workers, sizeof(bool));
-    if (!s->fds || !s->addrs || !s->workers || !s->async_closed) {
+    if (!s->addrs || !s->workers || !s->async_closed) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    for (size_t i = 0; i < nfd; i++)
-        s->fds[i] = -1;
-    if (bind_all(s, err, errlen) < 0)
+    sg_rtgen_t *boot = atomic_load(&rt->gen); /* its sockets go to the workers in worker_init */
+    if (bind_gen(s, boot, NULL, err, errlen) < 0 ||
+        bind_admin(cfg, &s->admin_fd, s->admin_addr, sizeof(s->admin_addr), err, errlen) < 0)
         goto fail;
-    for (size_t i = 0; i < s->n_listeners; i++)
+    for (size_t i = 0; i < s->n_listeners; i++) {
+        memcpy(s->addrs[i], boot->laddr[i], sizeof(s->addrs[i]));
         fprintf(stderr, "swarmgate: listening name=%s address=%s\n", cfg->listeners[i].name, s->addrs[i]);
+    }
     if (s->admin_fd >= 0)
         fprintf(stderr, "swarmgate: listening name=admin address=%s\n", s->admin_addr);
     fflush(stderr);
-    if (s->opts.ports_file && write_ports_file(s, s->opts.ports_file) < 0) {
+    if (s->opts.ports_file && write_ports_file(s, boot, s->opts.ports_file) < 0) {
         snprintf(err, errlen, "cannot write ports file %s: %s", s->opts.ports_file, strerror(errno));
         goto fail;
     }
@@ -801,14 +932,10 @@ int sg_server_start(sg_runtime_t *rt, sg_config_t *cfg, const sg_server_opts_t *
     *out = s;
     return 0;
 fail:
-    if (s->fds)
-        for (size_t i = 0; i < nfd; i++)
-            if (s->fds[i] >= 0)
-                close(s->fds[i]);
+    /* Listener sockets no worker took close with the boot generation. */
     if (s->admin_fd >= 0)
         close(s->admin_fd);
     free(s->ctl);
-    free(s->fds);
     free(s->addrs);
     free(s->workers);
     free(s->async_closed);
@@ -857,22 +984,96 @@ static void reload_on_ctl(sg_server_t *s)
     (void)sg_server_reload(s, &gen, err, sizeof(err));
 }
 
+/* Control thread: the admin listener moves to the socket fd (-1: none). */
+static void admin_replace(sg_server_t *s, int fd)
+{
+    sg_worker_t *w = s->ctl;
+    if (w->n_listeners) {
+        sg__listener_close(w->listeners[0]); /* its connections (maybe this reload's) stay */
+        sg__listener_unref(w->listeners[0]);
+        w->n_listeners = 0;
+    }
+    if (fd < 0)
+        return;
+    sg_listener_t *l = admin_listener_new(s, w, fd);
+    if (!l) {
+        close(fd);
+        sg_obs_log(w->obs, SG_LOG_ERROR, NULL, "out of memory: admin listener not opened");
+        return;
+    }
+    w->listeners[0] = l;
+    w->n_listeners = 1;
+    int r = sg__listener_start(l);
+    if (r < 0)
+        sg_obs_log(w->obs, SG_LOG_ERROR, NULL, "admin listener: %s", uv_strerror(r));
+}
+
+static void log_listener_changes(sg_server_t *s, const sg_rtgen_t *old, const sg_rtgen_t *g)
+{
+    for (size_t i = 0; i < g->cfg->n_listeners; i++) {
+        bool had = false;
+        for (size_t j = 0; j < old->cfg->n_listeners && !had; j++)
+            had = strcmp(old->laddr[j], g->laddr[i]) == 0;
+        if (!had) {
+            fprintf(stderr, "swarmgate: listening name=%s address=%s\n", g->cfg->listeners[i].name, g->laddr[i]);
+            sg_obs_log(s->ctl->obs, SG_LOG_INFO, NULL, "listener %s: listening on %s", g->cfg->listeners[i].name,
+                       g->laddr[i]);
+        }
+    }
+    for (size_t j = 0; j < old->cfg->n_listeners; j++) {
+        bool has = false;
+        for (size_t i = 0; i < g->cfg->n_listeners && !has; i++)
+            has = strcmp(old->laddr[j], g->laddr[i]) == 0;
+        if (!has)
+            sg_obs_log(s->ctl->obs, SG_LOG_INFO, NULL, "listener %s: closing %s", old->cfg->listeners[j].name,
+                       old->laddr[j]);
+    }
+    fflush(stderr);
+}
+
 int sg_server_reload(sg_server_t *s, uint32_t *gen_out, char *err, size_t errlen)
 {
     sg_runtime_t *rt = s->rt;
     const char *path = s->cfg->path;
     sg_config_t *cfg = NULL;
-    uint32_t gen = 0;
-    if (sg_config_load(path, &cfg, err, errlen) == 0)
-        gen = sg__runtime_publish(rt, cfg, err, errlen); /* takes cfg */
-    sg_obs_config_reload(s->ctl->obs, gen != 0);
-    if (gen == 0) {
-        sg_obs_log(s->ctl->obs, SG_LOG_ERROR, NULL, "config reload failed, keeping generation %u: %s",
-                   atomic_load(&rt->gen)->id, err);
+    sg_rtgen_t *g = NULL, *cur = atomic_load(&rt->gen);
+    int admin_fd = -1;
+    char admin_addr[64] = "";
+    bool new_admin = false;
+    if (sg_config_load(path, &cfg, err, errlen) == 0 && (g = sg__runtime_prepare(rt, cfg, err, errlen)) != NULL) {
+        /* Sockets first: a bind that fails leaves everything as it was. */
+        new_admin = admin_changed(s, g->cfg);
+        if ((new_admin && bind_admin(g->cfg, &admin_fd, admin_addr, sizeof(admin_addr), err, errlen) < 0) ||
+            bind_gen(s, g, cur, err, errlen) < 0) {
+            if (admin_fd >= 0)
+                close(admin_fd);
+            sg_rtgen_release(g); /* closes the sockets bound for it */
+            g = NULL;
+        }
+    }
+    sg_obs_config_reload(s->ctl->obs, g != NULL);
+    if (!g) {
+        sg_obs_log(s->ctl->obs, SG_LOG_ERROR, NULL, "config reload failed, keeping generation %u: %s", cur->id, err);
         return -1;
     }
+    uint32_t gen = g->id;
+    sg__runtime_commit(rt, g);
+    log_listener_changes(s, cur, g);
+    if (new_admin) {
+        pthread_mutex_lock(&s->mu);
+        memcpy(s->admin_addr, admin_addr, sizeof(s->admin_addr));
+        pthread_mutex_unlock(&s->mu);
+        admin_remember(s, g->cfg);
+        admin_replace(s, admin_fd);
+        if (admin_fd >= 0)
+            fprintf(stderr, "swarmgate: listening name=admin address=%s\n", admin_addr);
+    }
+    if (s->opts.ports_file && write_ports_file(s, g, s->opts.ports_file) < 0)
+        sg_obs_log(s->ctl->obs, SG_LOG_WARN, NULL, "cannot write ports file %s: %s", s->opts.ports_file,
+                   strerror(errno));
     /* Every worker builds its router and pools for the new generation on
-     * its own thread; the control thread's own (admin) generation now. */
+     * its own thread and takes its listener sockets; the control thread's
+     * own (admin) generation now. */
     post(s, SG_WORKER_CMD_RELOAD);
     sg__worker_adopt_gen(s->ctl);
     sg__runtime_reap(rt);
@@ -902,7 +1103,6 @@ void sg_server_join(sg_server_t *s)
         worker_free(&s->workers[i]);
     worker_free(s->ctl);
     free(s->ctl);
-    free(s->fds);
     free(s->addrs);
     free(s->workers);
     free(s->async_closed);
@@ -917,7 +1117,7 @@ size_t sg_server_n_listeners(const sg_server_t *s)
 
 const char *sg_server_admin_address(const sg_server_t *s)
 {
-    return s->admin_fd >= 0 ? s->admin_addr : NULL;
+    return s->admin_addr[0] ? s->admin_addr : NULL;
 }
 
 const char *sg_server_listener_address(const sg_server_t *s, size_t i)

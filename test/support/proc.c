@@ -71,6 +71,11 @@ static bool read_ports(sg_proc_t *p)
     return p->n_listeners > 0;
 }
 
+bool sg_proc_reread_ports(sg_proc_t *p)
+{
+    return read_ports(p);
+}
+
 static bool exited(sg_proc_t *p, int flags)
 {
     int st;

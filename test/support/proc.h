@@ -33,6 +33,9 @@ int sg_proc_start_env(sg_proc_t *p, const char *yaml, const char *const *env, in
  * returns its exit code and captures stdout+stderr into out. */
 int sg_proc_run(const char *const *args, char *out, size_t cap, int timeout_ms);
 const char *sg_proc_addr(const sg_proc_t *p, const char *listener);
+/* Reads the ports file again (the binary rewrites it after a reload that
+ * changes listeners); false when it is missing or empty. */
+bool sg_proc_reread_ports(sg_proc_t *p);
 int sg_proc_signal(sg_proc_t *p, int sig);
 /* Waits for exit; true when it exited within the deadline (exit_status set). */
 bool sg_proc_wait_exit(sg_proc_t *p, int timeout_ms);
