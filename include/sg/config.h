@@ -185,6 +185,13 @@ typedef struct sg_egress_conf {
     const char *auth_user;     /* NULL = no proxy auth */
     const char *auth_password;
     uint64_t dns_ttl_ms;       /* default 30s */
+    /* Connections to destinations (plain-HTTP forwarding; CONNECT uses
+     * connect_timeout only): */
+    uint32_t keepalive;            /* idle connections kept per destination, default 8 */
+    uint64_t keepalive_timeout_ms; /* default 30s */
+    uint64_t connect_timeout_ms;   /* default 10s -> 504 */
+    uint64_t response_timeout_ms;  /* request sent -> response head, default 300s -> 504 */
+    uint64_t read_timeout_ms;      /* between two reads of a response body, default 300s */
 } sg_egress_conf_t;
 
 typedef enum sg_log_level {

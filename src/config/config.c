@@ -1696,6 +1696,11 @@ static const field_t egress_fields[] = {
     STR(sg_egress_conf_t, "auth_user", auth_user, NULL, F_NONEMPTY, NULL),
     STR(sg_egress_conf_t, "auth_password", auth_password, NULL, 0, NULL),
     DUR(sg_egress_conf_t, "dns_ttl", dns_ttl_ms, "30s", 0, SEC(86400)),
+    U32(sg_egress_conf_t, "keepalive", keepalive, "8", 0, 100000),
+    DUR(sg_egress_conf_t, "keepalive_timeout", keepalive_timeout_ms, "30s", MS(1), DMAX),
+    DUR(sg_egress_conf_t, "connect_timeout", connect_timeout_ms, "10s", MS(1), DMAX),
+    DUR(sg_egress_conf_t, "response_timeout", response_timeout_ms, "300s", MS(1), DMAX),
+    DUR(sg_egress_conf_t, "read_timeout", read_timeout_ms, "300s", MS(1), DMAX),
 };
 static const schema_t egress_schema = {SCHEMA(egress_fields), 0, NULL, egress_done, false, 0};
 

@@ -21,12 +21,6 @@
 #define EG_DNS_ADDRS 8  /* addresses kept per name */
 #define EG_MAX_DESTS 64 /* destinations with pooled connections per worker */
 
-/* Timeouts and pooling of egress connections (no config keys yet). */
-#define EG_KEEPALIVE 8u                /* idle connections per destination */
-#define EG_KEEPALIVE_TIMEOUT_MS 30000u /* an idle pooled connection is closed after this */
-#define EG_CONNECT_TIMEOUT_MS 10000u   /* TCP connect -> 504 */
-#define EG_RESPONSE_TIMEOUT_MS 300000u /* request sent -> response head -> 504 (agents' calls take minutes) */
-#define EG_READ_TIMEOUT_MS 300000u     /* between two reads of a response body */
 
 typedef enum dns_state {
     DNS_FREE = 0,
@@ -88,11 +82,14 @@ int sg__egress_init(sg_wgen_t *g)
     memset(eg, 0, sizeof(*eg));
     eg->gen = g;
     eg->conf.name = "egress";
-    eg->conf.keepalive = EG_KEEPALIVE;
-    eg->conf.keepalive_timeout_ms = EG_KEEPALIVE_TIMEOUT_MS;
-    eg->conf.connect_timeout_ms = EG_CONNECT_TIMEOUT_MS;
-    eg->conf.response_timeout_ms = EG_RESPONSE_TIMEOUT_MS;
-    eg->conf.read_timeout_ms = EG_READ_TIMEOUT_MS;
+    /* Timeouts and pooling of egress connections: egress.* (agents' calls
+     * take minutes, hence the long response and read defaults). */
+    const sg_egress_conf_t *ec = &g->cfg->egress;
+    eg->conf.keepalive = ec->keepalive;
+    eg->conf.keepalive_timeout_ms = ec->keepalive_timeout_ms;
+    eg->conf.connect_timeout_ms = ec->connect_timeout_ms;
+    eg->conf.response_timeout_ms = ec->response_timeout_ms;
+    eg->conf.read_timeout_ms = ec->read_timeout_ms;
     eg->conf.max_fails = 0;
     eg->ups.w = w;
     eg->ups.gen = g;

@@ -870,6 +870,37 @@ Test(egress, bad_connect_targets_are_400)
 
 /* ---- proxy authentication ------------------------------------------------------------ */
 
+/* ---- configured timeouts ------------------------------------------------------------ */
+
+static void start_timeouts(void)
+{
+    start_with("  response_timeout: 300ms\n  keepalive: 0\n");
+}
+
+TestSuite(egress_timeouts, .init = start_timeouts, .fini = stop, .timeout = 60);
+
+Test(egress_timeouts, response_timeout_is_504_at_the_configured_time)
+{
+    char raw[256];
+    snprintf(raw, sizeof(raw), "GET http://127.0.0.1:%u/slow?ms=3000 HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n",
+             us_port(up), us_port(up));
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    hc_response_t r;
+    cr_assert_eq(hc_request(eaddr, raw, &r, 10000), HC_OK);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    cr_expect_eq(r.status, 504, "%d %s", r.status, r.body);
+    cr_expect(ms >= 250 && ms < 2500, "504 after %ld ms (egress.response_timeout: 300ms; default 300s)", ms);
+    hc_response_free(&r);
+    /* A fast request on the same destination still works (keepalive: 0). */
+    snprintf(raw, sizeof(raw), "GET http://127.0.0.1:%u/a HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n", us_port(up),
+             us_port(up));
+    cr_assert_eq(hc_request(eaddr, raw, &r, 5000), HC_OK);
+    cr_expect_eq(r.status, 200);
+    hc_response_free(&r);
+}
+
 TestSuite(egress_auth, .init = start_auth, .fini = stop, .timeout = 60);
 
 Test(egress_auth, required_and_accepted)

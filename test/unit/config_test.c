@@ -226,6 +226,11 @@ Test(config, defaults_match_header, .timeout = 10)
     cr_assert_eq(cfg->egress.n_allow, 0);
     cr_assert_null(cfg->egress.auth_user);
     cr_assert_eq(cfg->egress.dns_ttl_ms, 30000);
+    cr_assert_eq(cfg->egress.keepalive, 8);
+    cr_assert_eq(cfg->egress.keepalive_timeout_ms, 30000);
+    cr_assert_eq(cfg->egress.connect_timeout_ms, 10000);
+    cr_assert_eq(cfg->egress.response_timeout_ms, 300000);
+    cr_assert_eq(cfg->egress.read_timeout_ms, 300000);
     cr_assert_str_eq(cfg->log.access, "stdout");
     cr_assert_str_eq(cfg->log.error, "stderr");
     cr_assert_eq(cfg->log.level, SG_LOG_INFO);
