@@ -3,6 +3,7 @@
 #include "sg/worker.h"
 
 #include "net/net_int.h"
+#include "sg/log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1058,6 +1059,7 @@ int sg_server_reload(sg_server_t *s, uint32_t *gen_out, char *err, size_t errlen
     }
     uint32_t gen = g->id;
     sg__runtime_commit(rt, g);
+    sg_log_set_level(g->cfg->log.level); /* the rest of log.* is read at start only */
     log_listener_changes(s, cur, g);
     if (new_admin) {
         pthread_mutex_lock(&s->mu);

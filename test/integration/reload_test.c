@@ -30,35 +30,17 @@ static long long mono_ms(void)
 }
 
 /* /a/ goes to `a_to` (strip_prefix: the upstream sees the rest); the rest
- * to A. `listeners` is the YAML flow list, `admin` the admin address. */
-static char *config_listeners(unsigned port_a, unsigned port_b, const char *a_to, const char *listeners,
-                              const char *admin)
+ * to A. `listeners` is the YAML flow list, `admin` the admin address, `log`
+ * the log mapping, `extra` more top-level YAML (may be NULL). */
+static char *config_full(unsigned port_a, unsigned port_b, const char *a_to, const char *listeners,
+                         const char *admin, const char *log, const char *extra)
 {
     char *s = NULL;
     int n = asprintf(&s,
                      "workers: 2\n"
                      "listeners: %s\n"
                      "admin: {address: \"%s\"}\n"
-                     "log: {access: \"off\"}\n"
-                     "upstreams:\n"
-                     "  A: {servers: [\"127.0.0.1:%u\"]}\n"
-                     "  B: {servers: [\"127.0.0.1:%u\"]}\n"
-                     "routes:\n"
-                     "  - {name: a, match: {prefix: /a/}, strip_prefix: true, upstream: %s}\n"
-                     "  - {name: rest, upstream: A}\n",
-                     listeners, admin, port_a, port_b, a_to);
-    cr_assert(n > 0);
-    return s;
-}
-
-static char *config_text(unsigned port_a, unsigned port_b, const char *a_to, const char *extra)
-{
-    char *s = NULL;
-    int n = asprintf(&s,
-                     "workers: 2\n"
-                     "listeners: [{name: api, address: \"127.0.0.1:0\"}]\n"
-                     "admin: {address: \"127.0.0.1:0\"}\n"
-                     "log: {access: \"off\"}\n"
+                     "log: %s\n"
                      "upstreams:\n"
                      "  A: {servers: [\"127.0.0.1:%u\"]}\n"
                      "  B: {servers: [\"127.0.0.1:%u\"]}\n"
@@ -66,9 +48,21 @@ static char *config_text(unsigned port_a, unsigned port_b, const char *a_to, con
                      "  - {name: a, match: {prefix: /a/}, strip_prefix: true, upstream: %s}\n"
                      "  - {name: rest, upstream: A}\n"
                      "%s",
-                     port_a, port_b, a_to, extra ? extra : "");
+                     listeners, admin, log, port_a, port_b, a_to, extra ? extra : "");
     cr_assert(n > 0);
     return s;
+}
+
+static char *config_listeners(unsigned port_a, unsigned port_b, const char *a_to, const char *listeners,
+                              const char *admin)
+{
+    return config_full(port_a, port_b, a_to, listeners, admin, "{access: \"off\"}", NULL);
+}
+
+static char *config_text(unsigned port_a, unsigned port_b, const char *a_to, const char *extra)
+{
+    return config_full(port_a, port_b, a_to, "[{name: api, address: \"127.0.0.1:0\"}]", "127.0.0.1:0",
+                       "{access: \"off\"}", extra);
 }
 
 /* Replaces the config file the process was started with (atomically). */
@@ -168,6 +162,17 @@ static void expect_no_leak_report(sg_proc_t *gw)
     free(err);
 }
 
+/* Stops the binary (exit 0, no sanitizer report) and the upstreams. */
+static void finish(sg_proc_t *gw, us_server_t *a, us_server_t *b)
+{
+    cr_assert_eq(sg_proc_stop(gw, 10000), 0, "exit status");
+    expect_no_leak_report(gw);
+    sg_proc_cleanup(gw);
+    us_stop(a);
+    if (b)
+        us_stop(b);
+}
+
 /* ---- load ------------------------------------------------------------------ */
 
 typedef struct load {
@@ -256,13 +261,9 @@ Test(reload, twenty_reloads_under_keepalive_load, .timeout = 60)
     cr_expect_eq(metric(&gw, "swarm_config_reload_total{result=\"success\"}"), 20);
     cr_expect_eq(metric(&gw, "swarm_config_reload_total{result=\"failure\"}"), 0);
 
-    cr_assert_eq(sg_proc_stop(&gw, 10000), 0, "exit status");
-    expect_no_leak_report(&gw);
-    sg_proc_cleanup(&gw);
     free(to_a);
     free(to_b);
-    us_stop(a);
-    us_stop(b);
+    finish(&gw, a, b);
 }
 
 Test(reload, broken_or_restart_only_config_changes_nothing, .timeout = 40)
@@ -313,13 +314,9 @@ Test(reload, broken_or_restart_only_config_changes_nothing, .timeout = 40)
     cr_expect_eq(r.status, 405);
     hc_response_free(&r);
 
-    cr_assert_eq(sg_proc_stop(&gw, 10000), 0);
-    expect_no_leak_report(&gw);
-    sg_proc_cleanup(&gw);
     free(good);
     free(three);
-    us_stop(a);
-    us_stop(b);
+    finish(&gw, a, b);
 }
 
 Test(reload, http_reload_needs_loopback_admin, .timeout = 30)
@@ -387,13 +384,9 @@ Test(reload, inflight_request_finishes_on_its_generation, .timeout = 30)
     hc_response_free(&r);
     hc_close(&c);
 
-    cr_assert_eq(sg_proc_stop(&gw, 10000), 0);
-    expect_no_leak_report(&gw);
-    sg_proc_cleanup(&gw);
     free(to_a);
     free(to_b);
-    us_stop(a);
-    us_stop(b);
+    finish(&gw, a, b);
 }
 
 /* ---- listener changes ------------------------------------------------------ */
@@ -535,13 +528,9 @@ Test(reload, listener_changes_open_new_sockets_and_close_old, .timeout = 60)
     cr_expect_eq(get_status(sg_proc_addr(&gw, "api"), "/a/back"), 200);
     cr_expect_eq(metric(&gw, "swarm_config_reload_total{result=\"success\"}"), 2);
 
-    cr_assert_eq(sg_proc_stop(&gw, 10000), 0);
-    expect_no_leak_report(&gw);
-    sg_proc_cleanup(&gw);
     free(before);
     free(after);
-    us_stop(a);
-    us_stop(b);
+    finish(&gw, a, b);
 }
 
 Test(reload, listener_bind_failure_changes_nothing, .timeout = 40)
@@ -591,13 +580,9 @@ Test(reload, listener_bind_failure_changes_nothing, .timeout = 40)
     cr_expect_str_eq(sg_proc_addr(&gw, "api"), api, "the unchanged listener kept its socket");
     cr_expect_eq(get_status(two, "/a/x"), 200);
 
-    cr_assert_eq(sg_proc_stop(&gw, 10000), 0);
-    expect_no_leak_report(&gw);
-    sg_proc_cleanup(&gw);
     free(good);
     free(bad);
-    us_stop(a);
-    us_stop(b);
+    finish(&gw, a, b);
 }
 
 static int fd_count(const sg_proc_t *gw)
@@ -673,13 +658,37 @@ Test(reload, rapid_listener_reloads_leak_no_socket, .timeout = 60)
     cr_expect_eq(n, base, "descriptors: %d at start, %d after 20 listener reloads", base, n);
     cr_expect_eq(metric(&gw, "swarm_config_reload_total{result=\"success\"}"), 20);
 
-    cr_assert_eq(sg_proc_stop(&gw, 10000), 0);
-    expect_no_leak_report(&gw);
-    sg_proc_cleanup(&gw);
     free(x);
     free(y);
-    us_stop(a);
-    us_stop(b);
+    finish(&gw, a, b);
+}
+
+/* log.level applies at once: the success line of a reload to `warn` is not
+ * logged (info), the one of the reload back to `info` is. */
+Test(reload, log_level_applies_at_once, .timeout = 30)
+{
+    us_server_t *a = us_start("A", false);
+    char *info = config_text(us_port(a), us_port(a), "A", NULL);
+    char *warn = config_full(us_port(a), us_port(a), "A", "[{name: api, address: \"127.0.0.1:0\"}]", "127.0.0.1:0",
+                             "{access: \"off\", level: warn}", NULL);
+    sg_proc_t gw;
+    cr_assert_eq(sg_proc_start(&gw, info, 10000), 0);
+    hc_response_t r;
+    write_config(&gw, warn);
+    cr_assert_eq(post_reload(&gw, &r), HC_OK);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    hc_response_free(&r);
+    write_config(&gw, info);
+    cr_assert_eq(post_reload(&gw, &r), HC_OK);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    hc_response_free(&r);
+    cr_assert(sg_proc_wait_stderr(&gw, "generation 3", 1, 5000), "the reload back to info is logged");
+    char *err = sg_proc_stderr(&gw);
+    cr_expect(!strstr(err, "generation 2"), "logged at warn level:\n%s", err);
+    free(err);
+    free(info);
+    free(warn);
+    finish(&gw, a, NULL);
 }
 
 static int ready_status(sg_proc_t *gw)
