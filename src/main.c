@@ -161,6 +161,7 @@ int main(int argc, char **argv)
                            .admin_ud = &ctl.admin,
                            .control_start = sg_control_on_start,
                            .control_stop = sg_control_on_stop,
+                           .control_reload = sg_control_on_reload,
                            .control_ud = &ctl};
     if (sg_server_start(&rt, cfg, &so, &m.server, err, sizeof(err)) != 0) {
         fprintf(stderr, "swarmgate: %s\n", err);

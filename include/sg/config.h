@@ -265,6 +265,12 @@ typedef struct sg_config {
     sg_log_conf_t log;
     sg_limits_conf_t limits;
     sg_shutdown_conf_t shutdown;
+
+    /* Fingerprints of sections as written (64-bit FNV-1a over the YAML tree:
+     * kinds, keys and scalars, not positions; 0 when the section is absent).
+     * A reload compares them to learn what changed. */
+    uint64_t fp_postgres;
+    uint64_t fp_trace_export;
 } sg_config_t;
 
 /* Loads and validates `path`. On success returns 0 and *out owns a new

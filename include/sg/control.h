@@ -24,6 +24,7 @@ typedef struct sg_control {
     uv_timer_t snapshot_timer;
     struct sg_spans_exporter *exporter;
     struct sg_pg *pg;
+    uint64_t pg_restart_ms; /* a reload restarted the poller then; 0 once it has tried */
     struct sg_upstream_health *uphealth; /* active checks (upstream_health.h) */
     bool is_started;
 } sg_control_t;
@@ -36,5 +37,11 @@ void sg_control_destroy(sg_control_t *c);
 /* Control thread (sg_server_opts_t.control_start / control_stop). */
 void sg_control_on_start(uv_loop_t *loop, void *ud);
 void sg_control_on_stop(uv_loop_t *loop, void *ud);
+/* After a successful reload (sg_server_opts_t.control_reload): a changed
+ * `postgres` section restarts the poller with it (its counters start
+ * again from zero); a changed `trace.export` restarts the span exporter
+ * when export stays on (turning it on or off needs a restart: the workers'
+ * span queues are sized at start). */
+void sg_control_on_reload(uv_loop_t *loop, void *ud, const sg_config_t *old_cfg, const sg_config_t *new_cfg);
 
 #endif /* SG_CONTROL_H */

@@ -42,6 +42,9 @@ typedef struct sg_server_opts {
     void *admin_ud;
     void (*control_start)(uv_loop_t *loop, void *ud);
     void (*control_stop)(uv_loop_t *loop, void *ud);
+    /* After a successful reload, on the control thread: what it hosts
+     * follows the new config (old_cfg stays valid during the call). */
+    void (*control_reload)(uv_loop_t *loop, void *ud, const sg_config_t *old_cfg, const sg_config_t *new_cfg);
     void *control_ud;
 } sg_server_opts_t;
 

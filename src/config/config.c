@@ -1831,6 +1831,61 @@ static const schema_t top_schema = {SCHEMA(top_fields), 0, NULL, top_done, false
 /* ------------------------------------------------------------------------ */
 /* Public API                                                                */
 
+/* ---- section fingerprints ------------------------------------------------ */
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+static uint64_t node_fp(uint64_t h, const sg__cnode_t *n, int depth)
+{
+    if (!n || depth > 64)
+        return fnv(h, "~", 1);
+    unsigned char k = (unsigned char)n->kind;
+    h = fnv(h, &k, 1);
+    switch (n->kind) {
+    case SG__CNODE_SCALAR:
+        h = fnv(h, &n->len, sizeof(n->len));
+        h = fnv(h, n->str, n->len);
+        return fnv(h, n->is_plain ? "p" : "q", 1);
+    case SG__CNODE_SEQ:
+        h = fnv(h, &n->n_items, sizeof(n->n_items));
+        for (size_t i = 0; i < n->n_items; i++)
+            h = node_fp(h, n->items[i], depth + 1);
+        return h;
+    case SG__CNODE_MAP:
+        h = fnv(h, &n->n_pairs, sizeof(n->n_pairs));
+        for (size_t i = 0; i < n->n_pairs; i++) {
+            h = fnv(h, n->pairs[i].key, strlen(n->pairs[i].key) + 1);
+            h = node_fp(h, n->pairs[i].val, depth + 1);
+        }
+        return h;
+    default:
+        return h;
+    }
+}
+
+static const sg__cnode_t *map_get(const sg__cnode_t *n, const char *key)
+{
+    if (!n || n->kind != SG__CNODE_MAP)
+        return NULL;
+    for (size_t i = 0; i < n->n_pairs; i++)
+        if (strcmp(n->pairs[i].key, key) == 0)
+            return n->pairs[i].val;
+    return NULL;
+}
+
+static uint64_t section_fp(const sg__cnode_t *n)
+{
+    return n ? node_fp(0xcbf29ce484222325ull, n, 0) : 0;
+}
+
 int sg_config_load_string(const char *name, const char *yaml, size_t len, sg_config_t **out, char *err, size_t errlen)
 {
     char dummy[8];
@@ -1865,6 +1920,8 @@ int sg_config_load_string(const char *name, const char *yaml, size_t len, sg_con
     }
     if (apply_defaults(&c, &top_schema, cfg) < 0 || parse_obj(&c, root, (loc_t){1, 1}, &top_schema, cfg, 0) < 0)
         goto fail;
+    cfg->fp_postgres = section_fp(map_get(root, "postgres"));
+    cfg->fp_trace_export = section_fp(map_get(map_get(root, "trace"), "export"));
     sg_arena_destroy(&tmp);
     *out = cfg;
     return 0;

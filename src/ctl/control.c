@@ -72,6 +72,15 @@ static void pg_log(void *arg, sg_log_level_t level, const char *msg)
 static void on_pg_state(uv_timer_t *t)
 {
     sg_control_t *c = t->data;
+    if (c->pg && c->pg_restart_ms) {
+        /* Restarted by a reload: keep the last state (readiness) until the
+         * new poller's first connection attempt ends, 5 s at most. */
+        sg_pg_stats_t st;
+        sg_pg_get_stats(c->pg, &st);
+        if (st.connects + st.connect_errors == 0 && sg_now_ms() - c->pg_restart_ms < 5000)
+            return;
+        c->pg_restart_ms = 0;
+    }
     atomic_store_explicit(&c->rt->pg_up, c->pg && sg_pg_is_up(c->pg), memory_order_relaxed);
 }
 
@@ -84,6 +93,52 @@ static void on_snapshot(uv_timer_t *t)
         sg_metrics_snapshot_collectors(c->rt->metrics);
 }
 
+static void exporter_begin(sg_control_t *c, uv_loop_t *loop, const sg_config_t *cfg)
+{
+    if (cfg->trace.export.format == SG_EXPORT_NONE)
+        return;
+    int r = sg_spans_exporter_start(loop, &cfg->trace, NULL, &c->exporter);
+    if (r < 0)
+        sg_log(SG_LOG_ERROR, NULL, "span exporter not started: %s", uv_strerror(r));
+}
+
+static void exporter_end(sg_control_t *c)
+{
+    if (c->exporter) {
+        sg_spans_exporter_stop(c->exporter);
+        c->exporter = NULL;
+    }
+}
+
+/* The poller copies what it needs of cfg (sg_pg_start). */
+static void pg_begin(sg_control_t *c, uv_loop_t *loop, const sg_config_t *cfg)
+{
+    if (!cfg->postgres.conninfo || !cfg->postgres.conninfo[0])
+        return;
+    char err[512];
+    c->pg = sg_pg_start(loop, &cfg->postgres, &cfg->metrics, pg_log, c, err, sizeof(err));
+    if (!c->pg) {
+        sg_log(SG_LOG_ERROR, NULL, "postgres poller not started: %s", err);
+    } else if (c->rt->metrics && sg_metrics_add_collector(c->rt->metrics, sg_pg_collect, c->pg) != 0) {
+        sg_log(SG_LOG_ERROR, NULL, "postgres metrics not registered: out of memory");
+    }
+    if (!c->pg_state_timer.loop) {
+        uv_timer_init(loop, &c->pg_state_timer);
+        c->pg_state_timer.data = c;
+        uv_timer_start(&c->pg_state_timer, on_pg_state, 100, 250);
+    }
+}
+
+static void pg_end(sg_control_t *c)
+{
+    if (!c->pg)
+        return;
+    if (c->rt->metrics)
+        sg_metrics_remove_collector(c->rt->metrics, sg_pg_collect, c->pg);
+    sg_pg_stop(c->pg);
+    c->pg = NULL;
+}
+
 void sg_control_on_start(uv_loop_t *loop, void *ud)
 {
     sg_control_t *c = ud;
@@ -92,23 +147,8 @@ void sg_control_on_start(uv_loop_t *loop, void *ud)
     c->flush_timer.data = c;
     uint64_t every = cfg->log.flush_interval_ms ? cfg->log.flush_interval_ms : 100;
     uv_timer_start(&c->flush_timer, on_flush, every, every);
-    if (cfg->trace.export.format != SG_EXPORT_NONE) {
-        int r = sg_spans_exporter_start(loop, &cfg->trace, NULL, &c->exporter);
-        if (r < 0)
-            sg_log(SG_LOG_ERROR, NULL, "span exporter not started: %s", uv_strerror(r));
-    }
-    if (cfg->postgres.conninfo && cfg->postgres.conninfo[0]) {
-        char err[512];
-        c->pg = sg_pg_start(loop, &cfg->postgres, &cfg->metrics, pg_log, c, err, sizeof(err));
-        if (!c->pg) {
-            sg_log(SG_LOG_ERROR, NULL, "postgres poller not started: %s", err);
-        } else if (c->rt->metrics && sg_metrics_add_collector(c->rt->metrics, sg_pg_collect, c->pg) != 0) {
-            sg_log(SG_LOG_ERROR, NULL, "postgres metrics not registered: out of memory");
-        }
-        uv_timer_init(loop, &c->pg_state_timer);
-        c->pg_state_timer.data = c;
-        uv_timer_start(&c->pg_state_timer, on_pg_state, 100, 250);
-    }
+    exporter_begin(c, loop, cfg);
+    pg_begin(c, loop, cfg);
     bool any_serve_metrics = false;
     for (size_t i = 0; i < cfg->n_listeners; i++)
         any_serve_metrics = any_serve_metrics || cfg->listeners[i].serve_metrics;
@@ -130,16 +170,8 @@ void sg_control_on_stop(uv_loop_t *loop, void *ud)
     if (!c->is_started)
         return;
     c->is_started = false;
-    if (c->exporter) {
-        sg_spans_exporter_stop(c->exporter);
-        c->exporter = NULL;
-    }
-    if (c->pg) {
-        if (c->rt->metrics)
-            sg_metrics_remove_collector(c->rt->metrics, sg_pg_collect, c->pg);
-        sg_pg_stop(c->pg);
-        c->pg = NULL;
-    }
+    exporter_end(c);
+    pg_end(c);
     sg_upstream_health_stop(c->uphealth);
     c->uphealth = NULL;
     if (c->pg_state_timer.loop) /* initialized: Postgres was configured */
@@ -148,4 +180,30 @@ void sg_control_on_stop(uv_loop_t *loop, void *ud)
         uv_close((uv_handle_t *)&c->snapshot_timer, NULL);
     uv_close((uv_handle_t *)&c->flush_timer, NULL);
     sg_log_flush_all();
+}
+
+void sg_control_on_reload(uv_loop_t *loop, void *ud, const sg_config_t *old_cfg, const sg_config_t *new_cfg)
+{
+    sg_control_t *c = ud;
+    if (!c->is_started)
+        return;
+    if (old_cfg->fp_postgres != new_cfg->fp_postgres) {
+        pg_end(c);
+        pg_begin(c, loop, new_cfg);
+        c->pg_restart_ms = sg_now_ms();
+        sg_log(SG_LOG_INFO, NULL, "postgres: settings changed, poller %s",
+               c->pg ? "restarted" : "stopped");
+    }
+    if (old_cfg->fp_trace_export != new_cfg->fp_trace_export) {
+        bool was_on = old_cfg->trace.export.format != SG_EXPORT_NONE;
+        bool is_on = new_cfg->trace.export.format != SG_EXPORT_NONE;
+        if (was_on && is_on) {
+            exporter_end(c);
+            exporter_begin(c, loop, new_cfg);
+            sg_log(SG_LOG_INFO, NULL, "span exporter: settings changed, restarted");
+        } else if (was_on != is_on) {
+            sg_log(SG_LOG_WARN, NULL, "trace.export: turning span export %s needs a restart; unchanged",
+                   is_on ? "on" : "off");
+        }
+    }
 }

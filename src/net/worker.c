@@ -1058,8 +1058,10 @@ int sg_server_reload(sg_server_t *s, uint32_t *gen_out, char *err, size_t errlen
         return -1;
     }
     uint32_t gen = g->id;
-    sg__runtime_commit(rt, g);
+    sg__runtime_commit(rt, g); /* cur stays alive (retired) until the reap below */
     sg_log_set_level(g->cfg->log.level); /* the rest of log.* is read at start only */
+    if (s->opts.control_reload)
+        s->opts.control_reload(&s->ctl->loop, s->opts.control_ud, cur->cfg, g->cfg);
     log_listener_changes(s, cur, g);
     if (new_admin) {
         pthread_mutex_lock(&s->mu);

@@ -9,6 +9,7 @@
 #include "support/pg_harness.h"
 
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,4 +236,50 @@ Test(pg_e2e, slow_query_is_cancelled_counted_and_never_blocks_traffic)
     /* The other queries keep working: the connection survived the cancel. */
     int64_t open = count("SELECT count(*) FROM tickets WHERE state = 'open'");
     cr_assert(obs_wait_metric_eq(admin, "swarm_tickets_total{state=\"open\"}", (double)open, 5000, &got));
+}
+
+/* A reload that changes `postgres` restarts the poller with the new
+ * queries, and readiness (required: true) never drops meanwhile; a reload
+ * that leaves it alone does not restart it. */
+Test(pg_e2e, reload_applies_postgres_changes_without_a_readiness_dip)
+{
+    boot_ex(true, ",\n           queries: [{name: swarm_test_q1, help: one, type: gauge, sql: \"SELECT 1 AS value\"}]");
+    cr_assert(obs_wait_status(admin, "/health/ready", 200, 15000));
+    double got = -1;
+    cr_assert(obs_wait_metric_eq(admin, "swarm_test_q1", 1, 5000, &got), "q1 = %g", got);
+
+    /* Same postgres section (a route timeout changes): no restart. */
+    cr_assert_eq(sg_proc_edit_config(&gw, "response_timeout: 3s", "response_timeout: 4s"), 0);
+    cr_assert_eq(sg_proc_signal(&gw, SIGHUP), 0);
+    cr_assert(sg_proc_wait_stderr(&gw, "generation 2", 1, 5000));
+
+    cr_assert_eq(sg_proc_edit_config(&gw, "swarm_test_q1, help: one, type: gauge, sql: \"SELECT 1 AS value\"",
+                "swarm_test_q2, help: two, type: gauge, sql: \"SELECT 2 AS value\""), 0);
+    cr_assert_eq(sg_proc_signal(&gw, SIGHUP), 0);
+    long long deadline = now_ms() + 8000;
+    int not_ready = 0, samples = 0;
+    bool seen = false;
+    while (!seen && now_ms() < deadline) {
+        hc_response_t r;
+        cr_assert_eq(obs_get(admin, "/health/ready", NULL, &r, 5000), HC_OK);
+        not_ready += r.status != 200;
+        samples++;
+        hc_response_free(&r);
+        char *m = scrape();
+        seen = strstr(m, "\nswarm_test_q2 2") != NULL;
+        free(m);
+    }
+    cr_assert(seen, "the new query's gauge did not appear");
+    cr_expect_eq(not_ready, 0, "readiness was not 200 in %d of %d samples during the poller restart", not_ready,
+                 samples);
+    char *m = scrape();
+    cr_expect(!strstr(m, "swarm_test_q1"), "the removed query is gone from /metrics");
+    free(m);
+    int64_t open = count("SELECT count(*) FROM tickets WHERE state = 'open'");
+    cr_expect(obs_wait_metric_eq(admin, "swarm_tickets_total{state=\"open\"}", (double)open, 5000, &got));
+    char *err = sg_proc_stderr(&gw);
+    const char *first = strstr(err, "postgres: settings changed, poller restarted");
+    cr_expect(first, "restart logged:\n%s", err);
+    cr_expect(!first || !strstr(first + 1, "postgres: settings changed"), "restarted once, not on reload 2");
+    free(err);
 }

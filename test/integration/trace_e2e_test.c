@@ -9,6 +9,7 @@
 #include "support/obs_fixture.h"
 
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -543,6 +544,59 @@ Test(trace_e2e, otlp_span_carries_the_id_and_parent)
     double exported = 0;
     cr_assert(obs_wait_metric_ge(admin, "swarm_spans_exported_total", 2, 5000, &exported), "exported %g", exported);
     stop_clean();
+}
+
+/* A reload that changes trace.export (the collector's URL) restarts the
+ * exporter: spans of requests after it go to the new collector only. */
+Test(trace_e2e, reload_moves_span_export_to_a_new_collector)
+{
+    col = sg_collector_start();
+    sg_collector_t *col2 = sg_collector_start();
+    cr_assert(col && col2);
+    char url[96], url2[96], yaml[256];
+    sg_collector_url(col, "/v1/traces", url, sizeof(url));
+    sg_collector_url(col2, "/v1/traces", url2, sizeof(url2));
+    snprintf(yaml, sizeof(yaml), "trace: {export: {otlp_http: \"%s\", batch_delay: 20ms, timeout: 2s}}\n", url);
+    boot(yaml);
+    hc_response_t r;
+    char tid[64];
+    cr_assert_eq(send_req("/a/before", NULL, &r, tid), 200);
+    hc_response_free(&r);
+    cr_assert(sg_collector_wait(col, 1, 5000), "first collector gets the span");
+
+    cr_assert_eq(sg_proc_edit_config(&gw, url, url2), 0);
+    cr_assert_eq(sg_proc_signal(&gw, SIGHUP), 0);
+    /* Requests until the new collector has one (the reload is asynchronous). */
+    long long deadline = obs_now_ms() + 10000;
+    while (sg_collector_count(col2) == 0 && obs_now_ms() < deadline) {
+        cr_assert_eq(send_req("/a/during", NULL, &r, tid), 200);
+        hc_response_free(&r);
+        sg_collector_wait(col2, 1, 100);
+    }
+    cr_assert_gt(sg_collector_count(col2), 0, "the new collector never got a span");
+    /* From now on, spans go to the new collector only. */
+    size_t old_posts = sg_collector_count(col), new_posts = sg_collector_count(col2);
+    cr_assert_eq(send_req("/a/after", NULL, &r, tid), 200);
+    hc_response_free(&r);
+    char hex[33];
+    obs_uuid_hex(tid, hex);
+    char needle[64];
+    snprintf(needle, sizeof(needle), "\"traceId\":\"%s\"", hex);
+    bool found = false;
+    deadline = obs_now_ms() + 5000;
+    while (!found && obs_now_ms() < deadline) {
+        sg_collector_wait(col2, new_posts + 1, 200);
+        for (size_t i = new_posts; i < sg_collector_count(col2) && !found; i++) {
+            size_t len;
+            char *body = sg_collector_body(col2, i, &len);
+            found = body && strstr(body, needle);
+            free(body);
+        }
+    }
+    cr_expect(found, "span of the request after the reload at the new collector");
+    cr_expect_eq(sg_collector_count(col), old_posts, "the old collector got nothing more");
+    stop_clean();
+    sg_collector_stop(col2);
 }
 
 Test(trace_e2e, collector_down_proxy_unaffected_spans_dropped)

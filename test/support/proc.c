@@ -285,3 +285,25 @@ void sg_proc_cleanup(sg_proc_t *p)
     rmdir(p->dir);
     p->dir[0] = '\0';
 }
+
+int sg_proc_edit_config(const sg_proc_t *p, const char *from, const char *to)
+{
+    char *text = slurp(p->cfg_path);
+    char *at = text ? strstr(text, from) : NULL;
+    if (!at) {
+        free(text);
+        return -1;
+    }
+    char tmp[256];
+    snprintf(tmp, sizeof(tmp), "%s.edit", p->cfg_path);
+    FILE *f = fopen(tmp, "w");
+    int rc = -1;
+    if (f) {
+        fwrite(text, 1, (size_t)(at - text), f);
+        fputs(to, f);
+        fputs(at + strlen(from), f);
+        rc = fclose(f) == 0 ? rename(tmp, p->cfg_path) : -1;
+    }
+    free(text);
+    return rc;
+}

@@ -47,6 +47,10 @@ char *sg_proc_stderr(const sg_proc_t *p);
 bool sg_proc_wait_stderr(const sg_proc_t *p, const char *needle, int count, int timeout_ms);
 /* A /proc/PID/status field in kB (VmRSS, VmHWM), -1 if unavailable. */
 long sg_proc_status_kb(const sg_proc_t *p, const char *field);
+/* Rewrites the config file the binary was started with (atomically, for
+ * a reload): the first `from` replaced by `to`. 0, or -1 when `from` is
+ * not there or the file cannot be written. */
+int sg_proc_edit_config(const sg_proc_t *p, const char *from, const char *to);
 /* Removes the temp dir. */
 void sg_proc_cleanup(sg_proc_t *p);
 /* Writes a file into the temp dir; returns its path in out. */
