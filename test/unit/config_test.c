@@ -754,3 +754,42 @@ Test(config, schema_keys_shape, .timeout = 5)
     }
     cr_assert(seen_ct && seen_prefix && seen_cidr);
 }
+
+/* Section fingerprints: what a reload compares (sg_control_on_reload). */
+Test(config, section_fingerprints_follow_content_not_layout, .timeout = 10)
+{
+    const char *base = "listeners: [{name: a, address: \"127.0.0.1:1\"}]\n"
+                       "postgres: {conninfo: \"dbname=a\", interval: 5s}\n"
+                       "trace: {header: X-Trace-Id, export: {otlp_http: \"http://127.0.0.1:4318\"}}\n";
+    const char *relaid = "# a comment\nlisteners: [{name: a, address: \"127.0.0.1:1\"}]\n"
+                         "trace:\n  export:\n    otlp_http: \"http://127.0.0.1:4318\"\n  header: X-Trace-Id\n"
+                         "postgres:\n  conninfo: \"dbname=a\"   # same\n  interval: 5s\n";
+    const char *pg_changed = "listeners: [{name: a, address: \"127.0.0.1:1\"}]\n"
+                             "postgres: {conninfo: \"dbname=a\", interval: 6s}\n"
+                             "trace: {header: X-Trace-Id, export: {otlp_http: \"http://127.0.0.1:4318\"}}\n";
+    const char *export_changed = "listeners: [{name: a, address: \"127.0.0.1:1\"}]\n"
+                                 "postgres: {conninfo: \"dbname=a\", interval: 5s}\n"
+                                 "trace: {header: X-Request-Id, export: {otlp_http: \"http://127.0.0.1:4319\"}}\n";
+    const char *header_only = "listeners: [{name: a, address: \"127.0.0.1:1\"}]\n"
+                              "postgres: {conninfo: \"dbname=a\", interval: 5s}\n"
+                              "trace: {header: X-Request-Id, export: {otlp_http: \"http://127.0.0.1:4318\"}}\n";
+    sg_config_t *a = load_ok(base), *b = load_ok(relaid), *c = load_ok(pg_changed), *d = load_ok(export_changed),
+                *e = load_ok(header_only), *none = load_ok("listeners: [{name: a, address: \"127.0.0.1:1\"}]\n");
+    cr_expect_neq(a->fp_postgres, 0);
+    cr_expect_neq(a->fp_trace_export, 0);
+    cr_expect_eq(none->fp_postgres, 0, "absent section");
+    cr_expect_eq(none->fp_trace_export, 0);
+    cr_expect_eq(a->fp_postgres, b->fp_postgres, "comments and layout do not count");
+    cr_expect_eq(a->fp_trace_export, b->fp_trace_export);
+    cr_expect_neq(a->fp_postgres, c->fp_postgres, "a changed value counts");
+    cr_expect_eq(a->fp_trace_export, c->fp_trace_export);
+    cr_expect_eq(a->fp_postgres, d->fp_postgres);
+    cr_expect_neq(a->fp_trace_export, d->fp_trace_export);
+    cr_expect_eq(a->fp_trace_export, e->fp_trace_export, "trace.header is outside trace.export");
+    sg_config_free(a);
+    sg_config_free(b);
+    sg_config_free(c);
+    sg_config_free(d);
+    sg_config_free(e);
+    sg_config_free(none);
+}
