@@ -3,8 +3,10 @@
 # ThreadSanitizer in build/tsan, runs it with `workers: 2` under concurrent
 # keep-alive traffic (wrk), short connections and failing upstream requests
 # (curl), /metrics scrapes in both formats and /health probes on the admin
-# listener (control thread) and on the proxy listener (workers), then
-# drains it with SIGTERM. Any ThreadSanitizer report, a non-zero exit or a
+# listener (control thread) and on the proxy listener (workers), and
+# reloads (SIGHUP) that add and remove a listener and move a route (new
+# sockets handed from the control thread to the workers), then drains it
+# with SIGTERM. Any ThreadSanitizer report, a non-zero exit or a
 # failed scrape fails the run.
 # SG_TSAN_SECONDS (default 10): length of the traffic phase.
 set -eu
@@ -53,6 +55,11 @@ routes:
 log: {access: "$TMP/access.log", level: info, flush_interval: 10ms}
 shutdown: {drain_delay: 0ms, drain_timeout: 5s}
 YAML
+# The reload variant: one more listener, the /dead/ route gone.
+sed -e 's|^  - {name: api, address: "127.0.0.1:0", serve_health: true}$|&\
+  - {name: extra, address: "127.0.0.1:0"}|' -e '/prefix: \/dead\//d' "$TMP/swarmgate.yaml" >"$TMP/b.yaml"
+cp "$TMP/swarmgate.yaml" "$TMP/a.yaml"
+grep -q 'name: extra' "$TMP/b.yaml" || fail "reload variant not built"
 
 TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1 history_size=4 log_path=$TMP/tsan suppressions=$ROOT/test/tsan/suppressions.txt" \
     "$B/swarmgate" --config "$TMP/swarmgate.yaml" --ports-file "$TMP/ports" 2>"$TMP/stderr" &
@@ -78,11 +85,14 @@ while [ "$(date +%s)" -lt "$end" ]; do
     curl -s -o /dev/null "http://$API/dead/x" || true            # 502/503: passive health across workers
     curl -s -o /dev/null -H "Connection: close" "http://$API/short" || true
     curl -s -o /dev/null -H "X-Trace-Id: bad\"id" "http://$API/bad" || true
+    if [ $((scrapes % 2)) -eq 0 ]; then cp "$TMP/b.yaml" "$TMP/next.yaml"; else cp "$TMP/a.yaml" "$TMP/next.yaml"; fi
+    mv "$TMP/next.yaml" "$TMP/swarmgate.yaml"
+    kill -HUP "$GW"
     scrapes=$((scrapes + 1))
 done
 wait "$WRK" || fail "wrk failed: $(cat "$TMP/wrk.log")"
 grep -E "Requests/sec|requests in" "$TMP/wrk.log" | sed 's/^/tsan: wrk: /'
-echo "tsan: $scrapes scrape rounds"
+echo "tsan: $scrapes scrape rounds, $(grep -c 'config reloaded' "$TMP/stderr" || true) reloads"
 
 kill -TERM "$GW"
 rc=0
