@@ -478,6 +478,20 @@ void sg__tmo_init(sg_tmo_t *t, sg_tmo_cb cb);
 void sg__tmo_start(sg_worker_t *w, sg_tmo_t *t, uint64_t ms);
 void sg__tmo_stop(sg_tmo_t *t);
 
+/* ---- bind.c ------------------------------------------------------------ */
+/* Binds g's listeners, n_workers SO_REUSEPORT sockets each, into g->lfds
+ * and g->laddr. A listener that prev (the current generation, NULL at
+ * start-up) has under the same configured address (port 0: and name)
+ * keeps prev's sockets: those no worker took yet move into g. On failure
+ * nothing moved and the new sockets close with g: -1 with
+ * "listener NAME: bind ADDR: reason" in err. */
+int sg__bind_gen(sg_rtgen_t *g, sg_rtgen_t *prev, uint32_t n_workers, char *err, size_t errlen) SG_MUST_CHECK;
+/* The admin listener's socket for cfg->admin into *fd_out (-1: disabled)
+ * and its bound address into addr. No SO_REUSEPORT: a second instance on
+ * the same admin address fails loudly. 0, or -1 with err. */
+int sg__bind_admin(const sg_config_t *cfg, int *fd_out, char *addr, size_t addr_cap, char *err,
+                   size_t errlen) SG_MUST_CHECK;
+
 /* ---- listener.c -------------------------------------------------------- */
 /* A listener (refs 1) on the bound, listening socket fd (taken). */
 sg_listener_t *sg__listener_new(sg_worker_t *w, int fd, const char *addr);
