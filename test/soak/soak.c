@@ -183,7 +183,6 @@ static struct soak {
     int quiet_ok, quiet_total;
     double unattributed_5xx;
     double max_kill_5xx;
-    long kill_conns; /* sum over kills of the killed upstream's connections */
     int gw_exit;
     int sanitizer_reports;
     int unexplained_logs;
@@ -1003,7 +1002,6 @@ static void attribute_errors(void)
     for (int e = 0; e < S.n_ev; e++) {
         if (S.ev[e].kind != EV_UP_KILL)
             continue;
-        S.kill_conns += S.ev[e].conns;
         if (S.ev[e].value > S.max_kill_5xx)
             S.max_kill_5xx = (double)S.ev[e].value;
         if (S.ev[e].value > 2 * S.conns_total)
