@@ -133,16 +133,16 @@ typedef struct sample {
 } sample_t;
 
 enum { EV_UP_KILL = 0, EV_UP_START, EV_UP_BACK, EV_PG_STOP, EV_PG_START, EV_PG_BACK, EV_QUIET, EV__COUNT };
-static const char *const k_ev_name[EV__COUNT] = {"upstream killed", "upstream restarted", "upstream back in rotation",
-                                                 "postgres stopped", "postgres started", "postgres recovered",
+static const char *const k_ev_name[EV__COUNT] = {"upstream killed",  "upstream restarted", "upstream back in rotation",
+                                                 "postgres stopped", "postgres started",   "postgres recovered",
                                                  "quiet point"};
 
 typedef struct event {
     double t;
     int kind;
     int which;
-    long value;  /* EV_UP_KILL: 5xx attributed; EV_*_BACK: ms to recover; EV_QUIET: fds */
-    int conns;   /* EV_UP_KILL: connections from swarmgate open on the killed upstream */
+    long value;        /* EV_UP_KILL: 5xx attributed; EV_*_BACK: ms to recover; EV_QUIET: fds */
+    int conns;         /* EV_UP_KILL: connections from swarmgate open on the killed upstream */
     long long wall_ms; /* CLOCK_REALTIME, to match access-log timestamps */
     int log_5xx;       /* EV_UP_KILL: 5xx lines in the access log within its window */
     int n_clients;     /* EV_UP_KILL: distinct client addresses among them */
@@ -389,8 +389,7 @@ static void count_access_log(void)
             S.access_lines += *p == '\n';
         /* Requests wrk abandoned when it stopped: logged, not counted in swarm_http_requests_total. */
         static const char k_abandoned[] = "\"status\":0,";
-        for (const char *p = buf; (p = memmem(p, (size_t)(nl + 1 - p), k_abandoned, sizeof(k_abandoned) - 1));
-             p++)
+        for (const char *p = buf; (p = memmem(p, (size_t)(nl + 1 - p), k_abandoned, sizeof(k_abandoned) - 1)); p++)
             S.access_abandoned++;
         static const char k_5xx[] = "\"status\":5";
         for (const char *p = buf; (p = memmem(p, (size_t)(nl + 1 - p), k_5xx, sizeof(k_5xx) - 1)); p++) {
@@ -403,8 +402,8 @@ static void count_access_log(void)
     }
     off_t hole = S.access_pos & ~(off_t)((1 << 20) - 1);
     if (!S.o.keep && hole > S.access_punched &&
-        fallocate(S.access_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, S.access_punched,
-                  hole - S.access_punched) == 0)
+        fallocate(S.access_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, S.access_punched, hole - S.access_punched) ==
+            0)
         S.access_punched = hole;
 }
 
@@ -795,8 +794,9 @@ static int classify_line(const char *line)
 static void check_stderr(void)
 {
     char *err = sg_proc_stderr(&S.gw);
-    static const char *const k_san[] = {"ERROR: LeakSanitizer", "ERROR: AddressSanitizer", "runtime error:",
-                                        "SUMMARY: AddressSanitizer", "SUMMARY: UndefinedBehaviorSanitizer"};
+    static const char *const k_san[] = {"ERROR: LeakSanitizer", "ERROR: AddressSanitizer",
+                                        "runtime error:", "SUMMARY: AddressSanitizer",
+                                        "SUMMARY: UndefinedBehaviorSanitizer"};
     for (size_t i = 0; i < sizeof(k_san) / sizeof(k_san[0]); i++)
         for (const char *q = strstr(err, k_san[i]); q; q = strstr(q + 1, k_san[i]))
             S.sanitizer_reports++;
@@ -846,10 +846,10 @@ static void run_cycle(int k, int load_s)
     S.cycles++;
     int victim = k % N_UP;
     long long start = obs_now_ms();
-    long long at_kill = start + (long long)load_s * 250;     /* 25 % */
-    long long at_restart = at_kill + 2000;                   /* down for 2 s: connect refused, retried */
-    long long at_pg_stop = start + (long long)load_s * 550;  /* 55 % */
-    long long at_pg_start = at_pg_stop + 3000;               /* down for 3 s */
+    long long at_kill = start + (long long)load_s * 250;    /* 25 % */
+    long long at_restart = at_kill + 2000;                  /* down for 2 s: connect refused, retried */
+    long long at_pg_stop = start + (long long)load_s * 550; /* 55 % */
+    long long at_pg_start = at_pg_stop + 3000;              /* down for 3 s */
     bool killed = false, restarted = false, pg_stopped = false, pg_started = false;
     pending_t pg_back = {0}, up_back = {0};
     note("cycle %d: %d s of load; kill %s at +%.1f s, postgres stop at +%.1f s", k + 1, load_s, S.up[victim].name,
@@ -1041,8 +1041,8 @@ static void analyse_rss(double *warm_max, double *late_max, double *slope_kib_mi
     *at_warm_end = awe;
 }
 
-static void write_summary(double requests, double rss_start, double rss_warm, double rss_end, double ok2xx,
-                          double c5xx, double c4xx)
+static void write_summary(double requests, double rss_start, double rss_warm, double rss_end, double ok2xx, double c5xx,
+                          double c4xx)
 {
     if (!S.o.summary)
         return;
@@ -1056,10 +1056,9 @@ static void write_summary(double requests, double rss_start, double rss_warm, do
             "rss_end_kb=%.0f\nbaseline_fds=%d\nquiet_ok=%d\nquiet_total=%d\nsanitizer_reports=%d\n"
             "unexplained_logs=%d\naccess_lines=%.0f\ngw_exit=%d\nfailures=%d\n",
             S.o.is_leak ? "leak" : "soak", S.n_samples ? S.samples[S.n_samples - 1].t : 0, S.cycles, requests, ok2xx,
-            c4xx, c5xx, S.unattributed_5xx, S.up[0].kills + S.up[1].kills, S.pg_restarts, S.wrk.requests,
-            S.wrk.non2xx, S.wrk.connect + S.wrk.read + S.wrk.write + S.wrk.timeout, rss_start, rss_warm, rss_end,
-            S.baseline_fds, S.quiet_ok, S.quiet_total, S.sanitizer_reports, S.unexplained_logs, S.access_lines,
-            S.gw_exit, S.n_fails);
+            c4xx, c5xx, S.unattributed_5xx, S.up[0].kills + S.up[1].kills, S.pg_restarts, S.wrk.requests, S.wrk.non2xx,
+            S.wrk.connect + S.wrk.read + S.wrk.write + S.wrk.timeout, rss_start, rss_warm, rss_end, S.baseline_fds,
+            S.quiet_ok, S.quiet_total, S.sanitizer_reports, S.unexplained_logs, S.access_lines, S.gw_exit, S.n_fails);
     fclose(f);
 }
 
@@ -1252,8 +1251,7 @@ int main(int argc, char **argv)
     if (logged < 0.99 * fin.total || logged > fin.total)
         fail("access log has %.0f answered requests for %.0f counted by swarmgate", logged, fin.total);
     if (S.access_abandoned > (double)S.cycles * conns_total)
-        fail("%.0f requests abandoned by their client: more than %d per stop of wrk", S.access_abandoned,
-             conns_total);
+        fail("%.0f requests abandoned by their client: more than %d per stop of wrk", S.access_abandoned, conns_total);
     int pg_back = 0, up_back = 0;
     for (int i = 0; i < S.n_ev; i++) {
         pg_back += S.ev[i].kind == EV_PG_BACK;
@@ -1295,8 +1293,8 @@ int main(int argc, char **argv)
     printf("recovery (ms)     ");
     for (int i = 0; i < S.n_ev; i++)
         if (S.ev[i].kind == EV_PG_BACK || S.ev[i].kind == EV_UP_BACK)
-            printf("%s%s %ld ", S.ev[i].kind == EV_PG_BACK ? "pg" : "", S.ev[i].kind == EV_PG_BACK ? "" :
-                   S.up[S.ev[i].which].name, S.ev[i].value);
+            printf("%s%s %ld ", S.ev[i].kind == EV_PG_BACK ? "pg" : "",
+                   S.ev[i].kind == EV_PG_BACK ? "" : S.up[S.ev[i].which].name, S.ev[i].value);
     printf("\n");
     printf("RSS (KiB)         start %.0f, end of warm-up %.0f, warm-up max %.0f, last-half max %.0f, end %.0f; "
            "slope after warm-up %+.1f KiB/min%s\n",
