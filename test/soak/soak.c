@@ -906,7 +906,9 @@ static void run_cycle(int k, int load_s)
                     add_event(EV_PG_BACK, 0, (long)(obs_now_ms() - pg_back.since_ms));
                     pg_back.is_on = false;
                 }
-                if (up_back.is_on && m.server_up[up_back.which] == 1) {
+                /* Back in rotation: not ejected, and swarmgate holds connections to the new process. */
+                if (up_back.is_on && m.server_up[up_back.which] == 1 &&
+                    count_established(S.up[up_back.which].port) > 0) {
                     add_event(EV_UP_BACK, up_back.which, (long)(obs_now_ms() - up_back.since_ms));
                     up_back.is_on = false;
                 }
