@@ -1,10 +1,11 @@
 # Thin wrapper over CMake. Debug = ASan+UBSan (tests), Release = -O2 (demo, bench).
 BUILD_DEBUG   ?= build/debug
 BUILD_RELEASE ?= build/release
+BUILD_SOAK    ?= build/soak
 JOBS          ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE         ?= cmake
 
-.PHONY: all deps build build-debug test demo bench fuzz tsan clean install package
+.PHONY: all deps build build-debug test demo bench fuzz tsan soak leakcheck clean install package
 
 all: build
 
@@ -34,6 +35,19 @@ fuzz: deps
 # ThreadSanitizer build (clang, build/tsan) under workers: 2 traffic and scrapes.
 tsan: deps
 	sh test/tsan/run.sh
+
+# Long run (test/soak/soak.c): Release build, wrk with connection churn, upstream and Postgres
+# restarts, RSS and fd samples; SOAK_SECONDS=600 by default. Its own tree: it needs the test helpers.
+soak: deps
+	$(CMAKE) -S . -B $(BUILD_SOAK) -DCMAKE_BUILD_TYPE=Release -DSG_TESTS=ON >/dev/null
+	$(CMAKE) --build $(BUILD_SOAK) -j $(JOBS) --target sgsoak
+	SOAK_SECONDS=$${SOAK_SECONDS:-600} $(BUILD_SOAK)/sgsoak
+
+# The same faults for 90 s against the Debug ASan build; fails on any LeakSanitizer/ASan/UBSan report.
+leakcheck: deps
+	$(CMAKE) -S . -B $(BUILD_DEBUG) -DCMAKE_BUILD_TYPE=Debug -DSG_SANITIZE=ON -DSG_WERROR=ON >/dev/null
+	$(CMAKE) --build $(BUILD_DEBUG) -j $(JOBS) --target sgsoak
+	SOAK_MODE=leak SOAK_SECONDS=$${SOAK_SECONDS:-90} $(BUILD_DEBUG)/sgsoak
 
 # make install [PREFIX=/usr/local] [DESTDIR=/stage]: binary in $(PREFIX)/sbin, config in
 # /etc/swarmgate (kept when present), unit, man page, share/swarmgate (packaging/README.md).
