@@ -8,6 +8,7 @@
  * LeakSanitizer, AddressSanitizer or UBSan report in swarmgate's stderr
  * fails it. This test checks its verdict and that it really did the work. */
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -17,6 +18,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+extern char **environ;
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SOAK_TEST_ASAN 1
@@ -77,24 +80,38 @@ static double field(const char *text, const char *key)
     return -1;
 }
 
-/* Runs the driver to completion (deadline: SIGTERM lets it clean up, then SIGKILL); its exit code. */
+/* Runs the driver to completion (deadline: SIGTERM lets it clean up, then SIGKILL); its exit code.
+ * The child only calls async-signal-safe functions between fork and exec:
+ * the test process has other threads, and a lock one of them held at the
+ * fork (malloc's, stdio's) would never be released in the child. */
 static int run_driver(const char *summary, const char *out, int timeout_ms)
 {
+    static char env_store[4][256];
+    static char *envp[512];
+    int n = 0;
+    snprintf(env_store[0], sizeof(env_store[0]), "SOAK_SECONDS=40"); /* two cycles of 15 s: each upstream killed once */
+    snprintf(env_store[1], sizeof(env_store[1]), "SOAK_MODE=%s", SOAK_TEST_ASAN ? "leak" : "soak");
+    snprintf(env_store[2], sizeof(env_store[2]), "SOAK_RSS_CHECK=0"); /* 30 s of load is too short for an RSS trend */
+    snprintf(env_store[3], sizeof(env_store[3]), "SOAK_SUMMARY=%s", summary);
+    for (int i = 0; i < 4; i++)
+        envp[n++] = env_store[i];
+    for (char **e = environ; *e && n < 511; e++)
+        if (strncmp(*e, "SOAK_", 5) != 0)
+            envp[n++] = *e;
+    envp[n] = NULL;
+    char *const argv[] = {(char *)SG_SOAK_BINARY, NULL};
+    int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    cr_assert(fd >= 0, "%s", out);
     pid_t pid = fork();
     cr_assert(pid >= 0);
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (!freopen(out, "w", stdout) || dup2(fileno(stdout), 2) < 0)
+        if (dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
             _exit(126);
-        setenv("SOAK_SECONDS", "40", 1); /* two cycles of 15 s: each upstream killed once */
-        setenv("SOAK_MODE", SOAK_TEST_ASAN ? "leak" : "soak", 1);
-        setenv("SOAK_RSS_CHECK", "0", 1); /* 30 s of load is too short for an RSS trend */
-        setenv("SOAK_SUMMARY", summary, 1);
-        unsetenv("SOAK_CYCLE");
-        unsetenv("SOAK_KEEP");
-        execl(SG_SOAK_BINARY, SG_SOAK_BINARY, (char *)NULL);
+        execve(SG_SOAK_BINARY, argv, envp);
         _exit(127);
     }
+    close(fd);
     long long deadline = now_ms() + timeout_ms;
     int st = 0;
     bool sent_term = false;
@@ -115,9 +132,12 @@ static int run_driver(const char *summary, const char *out, int timeout_ms)
         nanosleep(&ts, NULL);
     }
     if (sent_term) {
+        static char tail[6001];
         char *log = slurp(out);
         size_t ll = strlen(log);
-        cr_assert_fail("the driver overran its deadline; its output ends with:\n%s", ll > 6000 ? log + ll - 6000 : log);
+        snprintf(tail, sizeof(tail), "%s", ll > 6000 ? log + ll - 6000 : log);
+        free(log);
+        cr_assert_fail("the driver overran its deadline; its output ends with:\n%s", tail);
     }
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
