@@ -47,6 +47,8 @@ static int g_rounds = 3;
 static int g_idle_conns = 2000;
 static int g_ncpu;
 static bool g_idle_only;
+static const char *g_only; /* --scenarios a,b: run only these (iteration aid) */
+static bool g_no_idle;
 
 static void die(const char *fmt, ...)
 {
@@ -167,8 +169,8 @@ static int pick_port(void)
 static int connect_port(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
         close(fd);
         return -1;
@@ -329,7 +331,10 @@ typedef struct wrk_result {
     long errors;
     double cpu_us_per_req;
     double sys_us_per_req;
+    double peer_us_per_req; /* wrk + origin: the load on CPU 0 */
 } wrk_result_t;
+
+static pid_t g_origin_pid;
 
 static double parse_ms(const char *s)
 {
@@ -353,6 +358,7 @@ static wrk_result_t run_wrk(int port, const char *path, int conns, pid_t proxy_r
     snprintf(out, sizeof(out), "%s/wrk.out", g_tmp);
     unlink(out);
     tree_reading_t before = proxy_root > 0 ? read_tree(proxy_root) : (tree_reading_t){0};
+    tree_reading_t origin_before = read_tree(g_origin_pid);
     char *argv[] = {"wrk", "-t1", "-c", c, "-d", d, "--latency", "-H", "Host: bench", url, NULL};
     pid_t pid = fork();
     if (pid == 0) {
@@ -364,8 +370,12 @@ static wrk_result_t run_wrk(int port, const char *path, int conns, pid_t proxy_r
         _exit(127);
     }
     int st;
-    waitpid(pid, &st, 0);
+    struct rusage ru;
+    wait4(pid, &st, 0, &ru);
     tree_reading_t after = proxy_root > 0 ? read_tree(proxy_root) : (tree_reading_t){0};
+    tree_reading_t origin_after = read_tree(g_origin_pid);
+    double wrk_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+                   (double)ru.ru_stime.tv_usec / 1e6;
     wrk_result_t r = {0};
     FILE *f = fopen(out, "r");
     if (!f)
@@ -399,6 +409,8 @@ static wrk_result_t run_wrk(int port, const char *path, int conns, pid_t proxy_r
         r.cpu_us_per_req = (after.cpu_s - before.cpu_s) * 1e6 / r.requests;
         r.sys_us_per_req = (after.sys_s - before.sys_s) * 1e6 / r.requests;
     }
+    if (r.requests > 0)
+        r.peer_us_per_req = (wrk_s + origin_after.cpu_s - origin_before.cpu_s) * 1e6 / r.requests;
     return r;
 }
 
@@ -582,8 +594,8 @@ static running_t start_proxy(proxy_t p, int workers)
                    "admin: {address: \"127.0.0.1:%d\"}\nupstreams:\n%sroutes:\n%s"
                    "trace: {header: X-Trace-Id, traceparent: %s}\n"
                    "log: {access: %s%s, level: warn}\n",
-                   workers, r.port, r.admin_port, ups, routes, obs ? "true" : "false",
-                   obs ? g_tmp : "off", obs ? "/access.log" : "");
+                   workers, r.port, r.admin_port, ups, routes, obs ? "true" : "false", obs ? g_tmp : "off",
+                   obs ? "/access.log" : "");
         snprintf(path, sizeof(path), "%s/%s", g_tmp, conf);
         char *argv[] = {(char *)g_sg_bin, "--config", path, NULL};
         r.pid = spawn(cpu, log, argv);
@@ -621,7 +633,7 @@ static double median_ratio(const double *a, const double *b, int n)
 }
 
 typedef struct cell {
-    double rps[MAX_ROUNDS], p50[MAX_ROUNDS], p99[MAX_ROUNDS], cpu[MAX_ROUNDS];
+    double rps[MAX_ROUNDS], p50[MAX_ROUNDS], p99[MAX_ROUNDS], cpu[MAX_ROUNDS], peer[MAX_ROUNDS];
     long errors;
     int n;
     long hwm_kb;
@@ -648,7 +660,10 @@ static void run_scenario(scenario_t *sc)
     wrk_result_t d = run_wrk(g_origin_port, sc->path, sc->conns, 0);
     sc->direct_rps = d.rps;
     for (int round = 0; round < g_rounds; round++) {
-        for (int p = 0; p < nprox; p++) {
+        /* The order rotates from round to round, so that no contender
+         * always runs first or always right after another one. */
+        for (int k = 0; k < nprox; k++) {
+            int p = (k + round) % nprox;
             running_t r = start_proxy((proxy_t)p, sc->workers);
             scraper_t scr = {.port = r.admin_port};
             pthread_t th;
@@ -666,14 +681,16 @@ static void run_scenario(scenario_t *sc)
             c->p50[c->n] = w.p50_ms;
             c->p99[c->n] = w.p99_ms;
             c->cpu[c->n] = w.cpu_us_per_req;
+            c->peer[c->n] = w.peer_us_per_req;
             c->errors += w.errors;
             c->n++;
             tree_reading_t t = read_tree(r.pid);
             if (t.hwm_kb > c->hwm_kb)
                 c->hwm_kb = t.hwm_kb;
-            printf("  round %d %-18s %9.0f req/s  p50 %6.3f ms  p99 %6.3f ms  cpu %6.2f us/req (sys %5.2f)%s",
-                   round + 1, proxy_names[p], w.rps, w.p50_ms, w.p99_ms, w.cpu_us_per_req, w.sys_us_per_req,
-                   w.errors ? "  ERRORS" : "");
+            printf(
+                "  round %d %-18s %9.0f req/s  p50 %6.3f ms  p99 %6.3f ms  cpu %6.2f us/req (sys %5.2f)  peer %6.2f%s",
+                round + 1, proxy_names[p], w.rps, w.p50_ms, w.p99_ms, w.cpu_us_per_req, w.sys_us_per_req,
+                w.peer_us_per_req, w.errors ? "  ERRORS" : "");
             if (scraping && scr.n)
                 printf("  scrape max %.2f ms (%zu B)", scr.max_ms, scr.bytes);
             printf("\n");
@@ -691,8 +708,8 @@ static void target(const char *what, double value, double limit, bool lower_is_b
     if (!ok)
         g_all_met = false;
     printf("  %-62s %8.3f %s %-6.3g %s\n", what, value, lower_is_better ? "<=" : ">=", limit, ok ? "MET" : "MISSED");
-    fprintf(g_json, "%s    {\"target\": \"%s\", \"value\": %.4f, \"limit\": %.4f, \"met\": %s}", "", what, value,
-            limit, ok ? "true" : "false");
+    fprintf(g_json, "%s    {\"target\": \"%s\", \"value\": %.4f, \"limit\": %.4f, \"met\": %s}", "", what, value, limit,
+            ok ? "true" : "false");
 }
 
 int main(int argc, char **argv)
@@ -711,8 +728,13 @@ int main(int argc, char **argv)
             g_idle_conns = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--idle-only"))
             g_idle_only = true; /* only the idle-connection measurement (iteration aid) */
+        else if (!strcmp(argv[i], "--scenarios") && i + 1 < argc)
+            g_only = argv[++i]; /* comma-separated names; implies --no-idle */
+        else if (!strcmp(argv[i], "--no-idle"))
+            g_no_idle = true;
         else
-            die("usage: bench --swarmgate BIN [--out FILE] [--duration S] [--rounds N] [--idle-conns N] [--idle-only]");
+            die("usage: bench --swarmgate BIN [--out FILE] [--duration S] [--rounds N] [--idle-conns N] [--idle-only]"
+                " [--scenarios NAME,...] [--no-idle]");
     }
     if (!g_sg_bin)
         die("--swarmgate BIN is required");
@@ -755,7 +777,7 @@ int main(int argc, char **argv)
     char origin_conf[512];
     snprintf(origin_conf, sizeof(origin_conf), "%s/origin.conf", g_tmp);
     char *oargv[] = {"nginx", "-c", origin_conf, "-p", g_tmp, NULL};
-    spawn(0, NULL, oargv);
+    g_origin_pid = spawn(0, NULL, oargv);
     wait_ready(g_origin_port, "/small", "origin nginx");
 
     scenario_t scs[] = {
@@ -766,13 +788,34 @@ int main(int argc, char **argv)
         {.name = "small-64-2workers", .path = "/small", .conns = 64, .workers = 2},
     };
     size_t nsc = g_idle_only ? 0 : sizeof(scs) / sizeof(scs[0]);
+    if (g_only) {
+        /* Keep the listed scenarios, in table order. */
+        size_t k = 0;
+        for (size_t i = 0; i < nsc; i++) {
+            size_t nl = strlen(scs[i].name);
+            for (const char *q = g_only; *q;) {
+                const char *e = strchr(q, ',');
+                size_t ql = e ? (size_t)(e - q) : strlen(q);
+                if (ql == nl && strncmp(q, scs[i].name, nl) == 0) {
+                    scs[k++] = scs[i];
+                    break;
+                }
+                q += ql + (e ? 1 : 0);
+            }
+        }
+        if (k == 0)
+            die("--scenarios %s: no such scenario", g_only);
+        nsc = k;
+        g_no_idle = true;
+    }
     for (size_t i = 0; i < nsc; i++)
         run_scenario(&scs[i]);
 
     /* Idle keep-alive connection cost. */
-    double idle[3] = {0};
-    printf("\n== idle keep-alive connections: %d held open after one request each\n", g_idle_conns);
-    for (int p = 0; p <= P_SWARMGATE; p++) {
+    double idle[3] = {-1, -1, -1};
+    if (!g_no_idle)
+        printf("\n== idle keep-alive connections: %d held open after one request each\n", g_idle_conns);
+    for (int p = 0; p <= P_SWARMGATE && !g_no_idle; p++) {
         running_t r = start_proxy((proxy_t)p, 1);
         run_wrk(r.port, "/small", 64, 0);
         idle[p] = idle_conn_cost(r.port, r.pid, g_idle_conns);
@@ -782,8 +825,8 @@ int main(int argc, char **argv)
 
     /* Summary. */
     printf("\n== summary (medians over rounds)\n");
-    printf("  %-20s %-18s %10s %9s %9s %10s %9s %8s %8s\n", "scenario", "proxy", "req/s", "p50 ms", "p99 ms",
-           "cpu us/req", "peak RSS", "x nginx", "x haproxy");
+    printf("  %-20s %-18s %10s %9s %9s %10s %9s %8s %8s %11s\n", "scenario", "proxy", "req/s", "p50 ms", "p99 ms",
+           "cpu us/req", "peak RSS", "x nginx", "x haproxy", "peer us/req");
     fprintf(g_json, "{\n  \"duration_s\": %d,\n  \"rounds\": %d,\n  \"scenarios\": [\n", g_duration, g_rounds);
     for (size_t i = 0; i < nsc; i++) {
         scenario_t *sc = &scs[i];
@@ -795,14 +838,17 @@ int main(int argc, char **argv)
         for (int p = 0; p < nprox; p++) {
             cell_t *c = &sc->cell[p];
             double rps = median(c->rps, c->n);
-            printf("  %-20s %-18s %10.0f %9.3f %9.3f %10.2f %7ld K %8.3f %8.3f%s\n", sc->name, proxy_names[p], rps,
-                   median(c->p50, c->n), median(c->p99, c->n), median(c->cpu, c->n), c->hwm_kb, rps / ng, rps / hp,
-                   c->errors ? "  (errors!)" : "");
+            printf("  %-20s %-18s %10.0f %9.3f %9.3f %10.2f %7ld K %8.3f %8.3f %11.2f%s\n", sc->name, proxy_names[p],
+                   rps, median(c->p50, c->n), median(c->p99, c->n), median(c->cpu, c->n), c->hwm_kb, rps / ng, rps / hp,
+                   median(c->peer, c->n), c->errors ? "  (errors!)" : "");
             fprintf(g_json,
                     "%s\"%s\": {\"rps\": %.1f, \"p50_ms\": %.4f, \"p99_ms\": %.4f, \"cpu_us_per_req\": %.3f, "
-                    "\"peak_rss_kb\": %ld, \"errors\": %ld}",
+                    "\"peer_us_per_req\": %.3f, \"peak_rss_kb\": %ld, \"errors\": %ld, \"rounds_rps\": [",
                     p ? ", " : "", proxy_names[p], rps, median(c->p50, c->n), median(c->p99, c->n),
-                    median(c->cpu, c->n), c->hwm_kb, c->errors);
+                    median(c->cpu, c->n), median(c->peer, c->n), c->hwm_kb, c->errors);
+            for (int k = 0; k < c->n; k++)
+                fprintf(g_json, "%s%.1f", k ? ", " : "", c->rps[k]);
+            fprintf(g_json, "]}");
         }
         printf("  %-20s %-18s %10.0f\n", sc->name, "(direct, no proxy)", sc->direct_rps);
         fprintf(g_json, "}}");
@@ -840,9 +886,11 @@ int main(int argc, char **argv)
             target(what, median_ratio(sg->cpu, sc->cell[P_SWARMGATE_BARE].cpu, sg->n) - 1.0, 0.10, true);
         }
     }
-    SEP();
     /* -1: the measurement failed (connections refused or unanswered). */
-    target("RSS bytes per idle keep-alive client connection", idle[2] < 0 ? 1e9 : idle[2], 512, true);
+    if (!g_no_idle) {
+        SEP();
+        target("RSS bytes per idle keep-alive client connection", idle[2] < 0 ? 1e9 : idle[2], 512, true);
+    }
     fprintf(g_json, "\n  ],\n  \"all_targets_met\": %s,\n  \"wall_s\": %.1f\n}\n", g_all_met ? "true" : "false",
             now_s() - t_start);
     fclose(g_json);
