@@ -64,7 +64,7 @@ static void on_flush(uv_timer_t *t)
 static void pg_log(void *arg, sg_log_level_t level, const char *msg)
 {
     SG_UNUSED(arg);
-    sg_log(level, NULL, "postgres: %s", msg);
+    sg_log(level, NULL, "%s", msg); /* pg.c's messages start with "postgres: " */
 }
 
 /* Readiness reads Postgres state from any thread: mirror it into the

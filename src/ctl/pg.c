@@ -1049,7 +1049,9 @@ static void on_poll(uv_poll_t *h, int status, int events)
         return;
     if (status < 0) {
         if (pg->state == PG_CONNECTING)
-            connect_failed(pg, "connect failed", uv_strerror(status));
+            /* A refused connect shows as POLLERR (libuv: EBADF): let libpq
+             * read the socket's error and report it in its own words. */
+            connect_step(pg);
         else
             conn_fail(pg, "socket error", uv_strerror(status));
         return;

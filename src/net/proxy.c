@@ -1229,8 +1229,10 @@ void sg__proxy_up_eof(sg_upconn_t *u)
         return;
     switch (u->phase) {
     case SG_UPC_P_HEAD:
-        sg__proxy_up_failed(t, u->head_len ? SG_FAIL_BAD_RESPONSE : SG_FAIL_RESET,
-                            u->head_len ? "upstream closed inside the response head"
+        /* u->head is released once a head is complete, so a pooled
+         * connection reused for this request has none yet. */
+        sg__proxy_up_failed(t, u->head && u->head_len ? SG_FAIL_BAD_RESPONSE : SG_FAIL_RESET,
+                            u->head && u->head_len ? "upstream closed inside the response head"
                                         : "upstream closed before responding");
         break;
     case SG_UPC_P_BODY:

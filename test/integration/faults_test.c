@@ -45,6 +45,7 @@ typedef enum mode {
     M_HANG_CHUNKED,       /* chunked, one chunk, then silence */
     M_EXTRA_RACE,         /* like M_EXTRA_LATER, on whichever connection answered last */
     M_TE_TAB,             /* "Transfer-Encoding: chunked<TAB>" (fuzz_response finding) */
+    M_CLOSE_SECOND,       /* 1st request on a connection: CL 5 "hello"; 2nd: close, no byte */
 } mode_t_;
 
 #define RU_MAX_CONNS 64
@@ -109,7 +110,14 @@ static void ru_serve(raw_up_t *u, int i)
         int nth = u->reqs[i]++;
         char out[256];
         int n;
+        if (u->mode == M_CLOSE_SECOND && nth > 0) {
+            ru_close(u, i, false);
+            return;
+        }
         switch (u->mode) {
+        case M_CLOSE_SECOND:
+            n = snprintf(out, sizeof(out), "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+            break;
         case M_EXTRA_AT_ONCE:
         case M_EXTRA_LATER:
         case M_EXTRA_RACE:
@@ -347,6 +355,36 @@ static void two_requests(const char *addr, raw_up_t *u, bool extra_later)
     cr_assert_eq(hc_read_some(&c, b, sizeof(b), 200), -1, "bytes after the second response");
     hc_close(&c);
     cr_assert_eq(atomic_load(&u->n_conns), 2, "the tainted upstream connection was reused");
+}
+
+/* A pooled connection whose upstream closes before answering the next
+ * request: classed and logged as "closed before responding" (a reset), not
+ * as a broken response head left over from the previous response (soak
+ * finding: the head length of the last response was read). */
+Test(faults, pooled_connection_closed_before_responding_is_a_reset, .timeout = 30)
+{
+    raw_up_t *u = ru_start(M_CLOSE_SECOND);
+    sg_proc_t gw;
+    gw_start_for(&gw, u, ", max_fails: 0");
+    const char *addr = sg_proc_addr(&gw, "api");
+    hc_conn_t c;
+    cr_assert_eq(hc_connect(&c, addr, 2000), 0);
+    hc_response_t r;
+    cr_assert(hc_send_str(&c, "GET /one HTTP/1.1\r\nHost: x\r\n\r\n", 2000));
+    cr_assert_eq(hc_read_response(&c, &r, 3000), HC_OK);
+    cr_assert_eq(r.status, 200);
+    hc_response_free(&r);
+    cr_assert(hc_send_str(&c, "GET /two HTTP/1.1\r\nHost: x\r\n\r\n", 2000));
+    cr_assert_eq(hc_read_response(&c, &r, 3000), HC_OK);
+    cr_expect_eq(r.status, 502, "%d %s", r.status, r.body);
+    hc_response_free(&r);
+    hc_close(&c);
+    cr_assert(sg_proc_wait_stderr(&gw, "upstream closed before responding", 1, 3000));
+    char *err = sg_proc_stderr(&gw);
+    cr_expect(!strstr(err, "inside the response head"), "misclassified:\n%s", err);
+    free(err);
+    gw_stop(&gw);
+    ru_stop(u);
 }
 
 Test(faults, extra_bytes_in_the_same_read_never_reach_next_request, .timeout = 30)
