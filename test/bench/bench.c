@@ -36,7 +36,7 @@
 #include <unistd.h>
 
 #define MAX_PIDS 32
-#define MAX_ROUNDS 9
+#define MAX_ROUNDS 15
 
 static pid_t g_pids[MAX_PIDS];
 static int g_npids;
@@ -49,6 +49,7 @@ static int g_ncpu;
 static bool g_idle_only;
 static const char *g_only; /* --scenarios a,b: run only these (iteration aid) */
 static bool g_no_idle;
+static const char *g_alt_env; /* --alt-env NAME=VALUE: one more swarmgate contender with it (A/B) */
 
 static void die(const char *fmt, ...)
 {
@@ -119,8 +120,8 @@ static void pin(int cpu)
     sched_setaffinity(0, sizeof(set), &set);
 }
 
-/* cpu < 0: no pinning. */
-static pid_t spawn(int cpu, const char *log, char *const argv[])
+/* cpu < 0: no pinning. env: NULL or one NAME=VALUE added to the child's. */
+static pid_t spawn(int cpu, const char *log, char *const argv[], const char *env)
 {
     pid_t pid = fork();
     if (pid < 0)
@@ -135,6 +136,8 @@ static pid_t spawn(int cpu, const char *log, char *const argv[])
             close(fd);
         }
         setpgid(0, 0);
+        if (env)
+            putenv(strdup(env));
         execvp(argv[0], argv);
         _exit(127);
     }
@@ -520,8 +523,9 @@ static void *scrape_loop(void *arg)
 
 /* ---- the contenders ---- */
 
-typedef enum { P_NGINX = 0, P_HAPROXY, P_SWARMGATE, P_SWARMGATE_BARE, P__COUNT } proxy_t;
-static const char *const proxy_names[P__COUNT] = {"nginx", "haproxy", "swarmgate", "swarmgate-obs-off"};
+typedef enum { P_NGINX = 0, P_HAPROXY, P_SWARMGATE, P_SWARMGATE_BARE, P_SWARMGATE_ALT, P__COUNT } proxy_t;
+static const char *const proxy_names[P__COUNT] = {"nginx", "haproxy", "swarmgate", "swarmgate-obs-off",
+                                                  "swarmgate-alt"};
 
 typedef struct running {
     pid_t pid;
@@ -552,7 +556,7 @@ static running_t start_proxy(proxy_t p, int workers)
                    workers, g_tmp, g_tmp, g_tmp, g_tmp, g_origin_port, r.port);
         snprintf(path, sizeof(path), "%s/%s", g_tmp, conf);
         char *argv[] = {"nginx", "-c", path, "-p", g_tmp, NULL};
-        r.pid = spawn(cpu, log, argv);
+        r.pid = spawn(cpu, log, argv, NULL);
         break;
     }
     case P_HAPROXY: {
@@ -566,12 +570,13 @@ static running_t start_proxy(proxy_t p, int workers)
                    workers, r.port, g_origin_port);
         snprintf(path, sizeof(path), "%s/%s", g_tmp, conf);
         char *argv[] = {"haproxy", "-db", "-f", path, NULL};
-        r.pid = spawn(cpu, log, argv);
+        r.pid = spawn(cpu, log, argv, NULL);
         break;
     }
     case P_SWARMGATE:
-    case P_SWARMGATE_BARE: {
-        bool obs = p == P_SWARMGATE;
+    case P_SWARMGATE_BARE:
+    case P_SWARMGATE_ALT: {
+        bool obs = p != P_SWARMGATE_BARE;
         r.admin_port = pick_port();
         /* 10 routes x 5 upstreams, as a realistic registry for /metrics.
          * Idle upstream pools (here and nginx's keepalive) hold more
@@ -598,7 +603,7 @@ static running_t start_proxy(proxy_t p, int workers)
                    obs ? "/access.log" : "");
         snprintf(path, sizeof(path), "%s/%s", g_tmp, conf);
         char *argv[] = {(char *)g_sg_bin, "--config", path, NULL};
-        r.pid = spawn(cpu, log, argv);
+        r.pid = spawn(cpu, log, argv, p == P_SWARMGATE_ALT ? g_alt_env : NULL);
         break;
     }
     default:
@@ -651,9 +656,23 @@ typedef struct scenario {
 
 static FILE *g_json;
 
+/* The contenders of a scenario, in their first round's order. */
+static int contenders(const scenario_t *sc, int list[P__COUNT])
+{
+    int n = 0;
+    for (int p = 0; p <= P_SWARMGATE; p++)
+        list[n++] = p;
+    if (sc->with_bare)
+        list[n++] = P_SWARMGATE_BARE;
+    if (g_alt_env)
+        list[n++] = P_SWARMGATE_ALT;
+    return n;
+}
+
 static void run_scenario(scenario_t *sc)
 {
-    int nprox = sc->with_bare ? P__COUNT : P_SWARMGATE + 1;
+    int list[P__COUNT];
+    int nprox = contenders(sc, list);
     printf("\n== %s: GET %s, %d connections, %d worker(s), %d rounds x %d s\n", sc->name, sc->path, sc->conns,
            sc->workers, g_rounds, g_duration);
     fflush(stdout);
@@ -663,7 +682,7 @@ static void run_scenario(scenario_t *sc)
         /* The order rotates from round to round, so that no contender
          * always runs first or always right after another one. */
         for (int k = 0; k < nprox; k++) {
-            int p = (k + round) % nprox;
+            int p = list[(k + round) % nprox];
             running_t r = start_proxy((proxy_t)p, sc->workers);
             scraper_t scr = {.port = r.admin_port};
             pthread_t th;
@@ -732,9 +751,11 @@ int main(int argc, char **argv)
             g_only = argv[++i]; /* comma-separated names; implies --no-idle */
         else if (!strcmp(argv[i], "--no-idle"))
             g_no_idle = true;
+        else if (!strcmp(argv[i], "--alt-env") && i + 1 < argc && strchr(argv[i + 1], '='))
+            g_alt_env = argv[++i];
         else
             die("usage: bench --swarmgate BIN [--out FILE] [--duration S] [--rounds N] [--idle-conns N] [--idle-only]"
-                " [--scenarios NAME,...] [--no-idle]");
+                " [--scenarios NAME,...] [--no-idle] [--alt-env NAME=VALUE]");
     }
     if (!g_sg_bin)
         die("--swarmgate BIN is required");
@@ -777,7 +798,7 @@ int main(int argc, char **argv)
     char origin_conf[512];
     snprintf(origin_conf, sizeof(origin_conf), "%s/origin.conf", g_tmp);
     char *oargv[] = {"nginx", "-c", origin_conf, "-p", g_tmp, NULL};
-    g_origin_pid = spawn(0, NULL, oargv);
+    g_origin_pid = spawn(0, NULL, oargv, NULL);
     wait_ready(g_origin_port, "/small", "origin nginx");
 
     scenario_t scs[] = {
@@ -832,10 +853,12 @@ int main(int argc, char **argv)
         scenario_t *sc = &scs[i];
         fprintf(g_json, "%s    {\"name\": \"%s\", \"direct_rps\": %.1f, \"results\": {", i ? ",\n" : "", sc->name,
                 sc->direct_rps);
-        int nprox = sc->with_bare ? P__COUNT : P_SWARMGATE + 1;
+        int list[P__COUNT];
+        int nprox = contenders(sc, list);
         double ng = median(sc->cell[P_NGINX].rps, sc->cell[P_NGINX].n);
         double hp = median(sc->cell[P_HAPROXY].rps, sc->cell[P_HAPROXY].n);
-        for (int p = 0; p < nprox; p++) {
+        for (int k = 0; k < nprox; k++) {
+            int p = list[k];
             cell_t *c = &sc->cell[p];
             double rps = median(c->rps, c->n);
             printf("  %-20s %-18s %10.0f %9.3f %9.3f %10.2f %7ld K %8.3f %8.3f %11.2f%s\n", sc->name, proxy_names[p],
@@ -844,13 +867,20 @@ int main(int argc, char **argv)
             fprintf(g_json,
                     "%s\"%s\": {\"rps\": %.1f, \"p50_ms\": %.4f, \"p99_ms\": %.4f, \"cpu_us_per_req\": %.3f, "
                     "\"peer_us_per_req\": %.3f, \"peak_rss_kb\": %ld, \"errors\": %ld, \"rounds_rps\": [",
-                    p ? ", " : "", proxy_names[p], rps, median(c->p50, c->n), median(c->p99, c->n),
+                    k ? ", " : "", proxy_names[p], rps, median(c->p50, c->n), median(c->p99, c->n),
                     median(c->cpu, c->n), median(c->peer, c->n), c->hwm_kb, c->errors);
             for (int k = 0; k < c->n; k++)
                 fprintf(g_json, "%s%.1f", k ? ", " : "", c->rps[k]);
             fprintf(g_json, "]}");
         }
         printf("  %-20s %-18s %10.0f\n", sc->name, "(direct, no proxy)", sc->direct_rps);
+        if (g_alt_env) {
+            const cell_t *a = &sc->cell[P_SWARMGATE_ALT], *b = &sc->cell[P_SWARMGATE];
+            printf("  %-20s swarmgate-alt (%s) x swarmgate, paired medians: req/s %.3f  p99 %.3f  cpu/req %.3f  "
+                   "peer/req %.3f\n",
+                   sc->name, g_alt_env, median_ratio(a->rps, b->rps, a->n), median_ratio(a->p99, b->p99, a->n),
+                   median_ratio(a->cpu, b->cpu, a->n), median_ratio(a->peer, b->peer, a->n));
+        }
         fprintf(g_json, "}}");
     }
     fprintf(g_json, "\n  ],\n  \"idle_conn_bytes\": {\"nginx\": %.0f, \"haproxy\": %.0f, \"swarmgate\": %.0f},\n",
