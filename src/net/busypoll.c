@@ -16,23 +16,17 @@
  * with nginx as the proxy. A worker that is polling when the packet comes
  * is not on the wait queue, so the sender only queues the event.
  *
- * The spin is bounded: it starts only when a read comes less than
- * SG_BUSYPOLL_US after the previous one (traffic is dense) and stops when
- * no read came for that long, so a quiet worker sleeps as before and a
- * worker spins at most SG_BUSYPOLL_US after its last read. It costs CPU
- * time on a loaded worker (the idle time between bursts becomes polling),
- * as HAProxy's `busy-polling` does; SG_BUSY_POLL_US=0 in the environment
- * turns it off (read once per worker). The handle is an idle handle (libuv
- * polls with a zero timeout while one is active), opened when a spin
- * starts and closed when it ends, so a stopping worker's loop closes
- * cleanly without a hook in worker.c. */
+ * The spin is bounded: it starts only when a read comes less than the
+ * configured window (`busy_poll`, off by default) after the previous one
+ * (traffic is dense) and stops when no read came for that long, so a quiet
+ * worker sleeps as before and a worker spins at most one window after its
+ * last read. It costs CPU time on a loaded worker (the idle time between
+ * bursts becomes polling), as HAProxy's `busy-polling` does, which is why
+ * it is off unless configured. The handle is an idle handle (libuv polls
+ * with a zero timeout while one is active), opened when a spin starts and
+ * closed when it ends, so a stopping worker's loop closes cleanly without a
+ * hook in worker.c. */
 #include "net/net_int.h"
-
-#include <stdlib.h>
-
-#ifndef SG_BUSYPOLL_US
-#define SG_BUSYPOLL_US 50
-#endif
 
 static void on_idle_closed(uv_handle_t *h)
 {
@@ -51,25 +45,14 @@ static void on_idle(uv_idle_t *h)
     uv_close((uv_handle_t *)h, on_idle_closed);
 }
 
-static void configure(sg_busypoll_t *bp)
+void sg__busypoll_set(sg_worker_t *w, uint32_t window_us)
 {
-    bp->is_configured = true;
-    uint64_t us = SG_BUSYPOLL_US;
-    const char *e = getenv("SG_BUSY_POLL_US");
-    if (e && *e) {
-        char *end;
-        unsigned long long v = strtoull(e, &end, 10);
-        if (*end == '\0' && v <= 1000000)
-            us = v;
-    }
-    bp->max_ns = us * 1000u;
+    w->busypoll.max_ns = (uint64_t)window_us * 1000u;
 }
 
 void sg__busypoll_io(sg_worker_t *w)
 {
     sg_busypoll_t *bp = &w->busypoll;
-    if (!bp->is_configured)
-        configure(bp);
     if (bp->max_ns == 0)
         return;
     uint64_t now = uv_hrtime();

@@ -168,7 +168,6 @@ typedef struct sg_busypoll {
     uv_idle_t idle;
     uint64_t last_io_ns; /* uv_hrtime() of the last read */
     uint64_t max_ns;     /* spin while reads come closer than this; 0 = never */
-    bool is_configured;
     bool is_spinning; /* idle handle open and started */
     bool is_closing;  /* idle handle closing: no new spin until its close callback */
 } sg_busypoll_t;
@@ -211,7 +210,7 @@ struct sg_worker {
     bool is_stopping; /* handles being closed */
     int n_resolving;
     bool is_started;
-    sg_busypoll_t busypoll; /* zeroed at start; set up on the first read (busypoll.c) */
+    sg_busypoll_t busypoll; /* zeroed (off) at start; window set from each adopted generation */
 };
 
 /* ---- listener ---------------------------------------------------------- */
@@ -492,9 +491,12 @@ void sg__tmo_stop(sg_tmo_t *t);
 
 /* ---- busypoll.c ---------------------------------------------------------- */
 /* Notes a read on one of w's sockets (worker thread, from read callbacks):
- * while reads keep coming less than SG_BUSYPOLL_US apart the loop polls
- * without sleeping. Never called by the control thread. */
+ * while reads keep coming less than the window apart the loop polls
+ * without sleeping. A no-op while the window is 0 (off; the control thread). */
 void sg__busypoll_io(sg_worker_t *w);
+/* Sets w's window (config `busy_poll`, microseconds; 0 = off). A spin in
+ * progress ends at its next turn if the new window says so. Worker thread. */
+void sg__busypoll_set(sg_worker_t *w, uint32_t window_us);
 
 /* ---- bind.c ------------------------------------------------------------ */
 /* Binds g's listeners, n_workers SO_REUSEPORT sockets each, into g->lfds

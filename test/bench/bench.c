@@ -49,7 +49,8 @@ static int g_ncpu;
 static bool g_idle_only;
 static const char *g_only; /* --scenarios a,b: run only these (iteration aid) */
 static bool g_no_idle;
-static const char *g_alt_env; /* --alt-env NAME=VALUE: one more swarmgate contender with it (A/B) */
+static const char
+    *g_alt_yaml; /* --alt-config "key: value": one more swarmgate contender with that top-level line (A/B) */
 
 static void die(const char *fmt, ...)
 {
@@ -120,8 +121,8 @@ static void pin(int cpu)
     sched_setaffinity(0, sizeof(set), &set);
 }
 
-/* cpu < 0: no pinning. env: NULL or one NAME=VALUE added to the child's. */
-static pid_t spawn(int cpu, const char *log, char *const argv[], const char *env)
+/* cpu < 0: no pinning. */
+static pid_t spawn(int cpu, const char *log, char *const argv[])
 {
     pid_t pid = fork();
     if (pid < 0)
@@ -136,8 +137,6 @@ static pid_t spawn(int cpu, const char *log, char *const argv[], const char *env
             close(fd);
         }
         setpgid(0, 0);
-        if (env)
-            putenv(strdup(env));
         execvp(argv[0], argv);
         _exit(127);
     }
@@ -556,7 +555,7 @@ static running_t start_proxy(proxy_t p, int workers)
                    workers, g_tmp, g_tmp, g_tmp, g_tmp, g_origin_port, r.port);
         snprintf(path, sizeof(path), "%s/%s", g_tmp, conf);
         char *argv[] = {"nginx", "-c", path, "-p", g_tmp, NULL};
-        r.pid = spawn(cpu, log, argv, NULL);
+        r.pid = spawn(cpu, log, argv);
         break;
     }
     case P_HAPROXY: {
@@ -570,7 +569,7 @@ static running_t start_proxy(proxy_t p, int workers)
                    workers, r.port, g_origin_port);
         snprintf(path, sizeof(path), "%s/%s", g_tmp, conf);
         char *argv[] = {"haproxy", "-db", "-f", path, NULL};
-        r.pid = spawn(cpu, log, argv, NULL);
+        r.pid = spawn(cpu, log, argv);
         break;
     }
     case P_SWARMGATE:
@@ -593,17 +592,17 @@ static running_t start_proxy(proxy_t p, int workers)
             rl += (size_t)snprintf(routes + rl, sizeof(routes) - rl,
                                    "  - {name: r%d, match: {prefix: /r%d/}, upstream: up%d}\n", i, i, i % 5);
         snprintf(routes + rl, sizeof(routes) - rl, "  - {name: main, match: {prefix: /}, upstream: up4}\n");
-        snprintf(conf, sizeof(conf), "swarmgate-%s-%d.yaml", obs ? "obs" : "bare", workers);
+        snprintf(conf, sizeof(conf), "swarmgate-%s-%d.yaml", proxy_names[p], workers);
         write_file(conf,
-                   "workers: %d\nlisteners:\n  - {name: api, address: \"127.0.0.1:%d\", mode: reverse}\n"
+                   "%s\nworkers: %d\nlisteners:\n  - {name: api, address: \"127.0.0.1:%d\", mode: reverse}\n"
                    "admin: {address: \"127.0.0.1:%d\"}\nupstreams:\n%sroutes:\n%s"
                    "trace: {header: X-Trace-Id, traceparent: %s}\n"
                    "log: {access: %s%s, level: warn}\n",
-                   workers, r.port, r.admin_port, ups, routes, obs ? "true" : "false", obs ? g_tmp : "off",
-                   obs ? "/access.log" : "");
+                   p == P_SWARMGATE_ALT ? g_alt_yaml : "", workers, r.port, r.admin_port, ups, routes,
+                   obs ? "true" : "false", obs ? g_tmp : "off", obs ? "/access.log" : "");
         snprintf(path, sizeof(path), "%s/%s", g_tmp, conf);
         char *argv[] = {(char *)g_sg_bin, "--config", path, NULL};
-        r.pid = spawn(cpu, log, argv, p == P_SWARMGATE_ALT ? g_alt_env : NULL);
+        r.pid = spawn(cpu, log, argv);
         break;
     }
     default:
@@ -664,7 +663,7 @@ static int contenders(const scenario_t *sc, int list[P__COUNT])
         list[n++] = p;
     if (sc->with_bare)
         list[n++] = P_SWARMGATE_BARE;
-    if (g_alt_env)
+    if (g_alt_yaml)
         list[n++] = P_SWARMGATE_ALT;
     return n;
 }
@@ -751,11 +750,11 @@ int main(int argc, char **argv)
             g_only = argv[++i]; /* comma-separated names; implies --no-idle */
         else if (!strcmp(argv[i], "--no-idle"))
             g_no_idle = true;
-        else if (!strcmp(argv[i], "--alt-env") && i + 1 < argc && strchr(argv[i + 1], '='))
-            g_alt_env = argv[++i];
+        else if (!strcmp(argv[i], "--alt-config") && i + 1 < argc && strchr(argv[i + 1], ':'))
+            g_alt_yaml = argv[++i];
         else
             die("usage: bench --swarmgate BIN [--out FILE] [--duration S] [--rounds N] [--idle-conns N] [--idle-only]"
-                " [--scenarios NAME,...] [--no-idle] [--alt-env NAME=VALUE]");
+                " [--scenarios NAME,...] [--no-idle] [--alt-config \"key: value\"]");
     }
     if (!g_sg_bin)
         die("--swarmgate BIN is required");
@@ -798,7 +797,7 @@ int main(int argc, char **argv)
     char origin_conf[512];
     snprintf(origin_conf, sizeof(origin_conf), "%s/origin.conf", g_tmp);
     char *oargv[] = {"nginx", "-c", origin_conf, "-p", g_tmp, NULL};
-    g_origin_pid = spawn(0, NULL, oargv, NULL);
+    g_origin_pid = spawn(0, NULL, oargv);
     wait_ready(g_origin_port, "/small", "origin nginx");
 
     scenario_t scs[] = {
@@ -874,11 +873,11 @@ int main(int argc, char **argv)
             fprintf(g_json, "]}");
         }
         printf("  %-20s %-18s %10.0f\n", sc->name, "(direct, no proxy)", sc->direct_rps);
-        if (g_alt_env) {
+        if (g_alt_yaml) {
             const cell_t *a = &sc->cell[P_SWARMGATE_ALT], *b = &sc->cell[P_SWARMGATE];
             printf("  %-20s swarmgate-alt (%s) x swarmgate, paired medians: req/s %.3f  p99 %.3f  cpu/req %.3f  "
                    "peer/req %.3f\n",
-                   sc->name, g_alt_env, median_ratio(a->rps, b->rps, a->n), median_ratio(a->p99, b->p99, a->n),
+                   sc->name, g_alt_yaml, median_ratio(a->rps, b->rps, a->n), median_ratio(a->p99, b->p99, a->n),
                    median_ratio(a->cpu, b->cpu, a->n), median_ratio(a->peer, b->peer, a->n));
         }
         fprintf(g_json, "}}");

@@ -19,7 +19,6 @@ static void on_check(uv_check_t *h)
 
 static void setup(void)
 {
-    unsetenv("SG_BUSY_POLL_US");
     w = calloc(1, sizeof(*w));
     cr_assert_not_null(w);
     cr_assert_eq(uv_loop_init(&w->loop), 0);
@@ -37,16 +36,24 @@ static void teardown(void)
     uv_run(&w->loop, UV_RUN_DEFAULT);
     cr_assert_eq(uv_loop_close(&w->loop), 0, "every handle closed");
     free(w);
-    unsetenv("SG_BUSY_POLL_US");
 }
 
 TestSuite(busypoll, .init = setup, .fini = teardown, .timeout = 10);
 
+Test(busypoll, off_by_default)
+{
+    for (int i = 0; i < 10; i++)
+        sg__busypoll_io(w);
+    cr_assert_not(w->busypoll.is_spinning);
+    cr_assert_eq(w->busypoll.last_io_ns, 0, "not even the clock is read");
+    cr_assert_eq(uv_run(&w->loop, UV_RUN_NOWAIT), 0, "nothing keeps the loop alive");
+}
+
 Test(busypoll, isolated_read_does_not_spin)
 {
+    sg__busypoll_set(w, 50);
     sg__busypoll_io(w);
     cr_assert_not(w->busypoll.is_spinning, "the first read has no predecessor: nothing says traffic is dense");
-    cr_assert_gt(w->busypoll.max_ns, 0, "on by default");
     /* A read long after the previous one: still no spin. */
     w->busypoll.last_io_ns = uv_hrtime() - 10 * w->busypoll.max_ns;
     sg__busypoll_io(w);
@@ -57,7 +64,7 @@ Test(busypoll, isolated_read_does_not_spin)
 Test(busypoll, close_reads_spin_until_quiet_then_close)
 {
     /* 20 ms: many loop turns even on a slow sanitizer build. */
-    setenv("SG_BUSY_POLL_US", "20000", 1);
+    sg__busypoll_set(w, 20000);
     sg__busypoll_io(w);
     sg__busypoll_io(w); /* right after: dense traffic */
     cr_assert(w->busypoll.is_spinning);
@@ -83,6 +90,7 @@ Test(busypoll, close_reads_spin_until_quiet_then_close)
 
 Test(busypoll, reads_while_spinning_extend_the_spin)
 {
+    sg__busypoll_set(w, 50);
     sg__busypoll_io(w);
     sg__busypoll_io(w);
     cr_assert(w->busypoll.is_spinning);
@@ -98,6 +106,7 @@ Test(busypoll, reads_while_spinning_extend_the_spin)
 
 Test(busypoll, stopping_worker_stops_spinning)
 {
+    sg__busypoll_set(w, 50);
     sg__busypoll_io(w);
     sg__busypoll_io(w);
     cr_assert(w->busypoll.is_spinning);
@@ -111,18 +120,17 @@ Test(busypoll, stopping_worker_stops_spinning)
     cr_assert_not(w->busypoll.is_spinning);
 }
 
-Test(busypoll, zero_in_environment_turns_it_off)
+Test(busypoll, turning_it_off_ends_a_spin)
 {
-    setenv("SG_BUSY_POLL_US", "0", 1);
+    sg__busypoll_set(w, 1000000); /* 1 s: would outlast the test's patience */
     sg__busypoll_io(w);
     sg__busypoll_io(w);
-    cr_assert_eq(w->busypoll.max_ns, 0);
+    cr_assert(w->busypoll.is_spinning);
+    sg__busypoll_set(w, 0); /* a reload turned it off */
+    uv_run(&w->loop, UV_RUN_NOWAIT);
+    cr_assert_not(w->busypoll.is_spinning, "ends on the next turn");
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    sg__busypoll_io(w);
+    sg__busypoll_io(w);
     cr_assert_not(w->busypoll.is_spinning);
-}
-
-Test(busypoll, bad_environment_value_keeps_the_default)
-{
-    setenv("SG_BUSY_POLL_US", "12abc", 1);
-    sg__busypoll_io(w);
-    cr_assert_eq(w->busypoll.max_ns, 50u * 1000u);
 }
