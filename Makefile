@@ -2,6 +2,7 @@
 BUILD_DEBUG   ?= build/debug
 BUILD_RELEASE ?= build/release
 BUILD_SOAK    ?= build/soak
+BUILD_BENCH   ?= build/bench
 JOBS          ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE         ?= cmake
 
@@ -26,8 +27,11 @@ test: build-debug
 demo: build
 	sh test/demo/demo.sh $(BUILD_RELEASE)/swarmgate
 
-bench: build
-	sh test/bench/bench.sh $(BUILD_RELEASE)/swarmgate
+# Release build with the test helpers (the bench starts a throwaway Postgres through them).
+bench: deps
+	$(CMAKE) -S . -B $(BUILD_BENCH) -DCMAKE_BUILD_TYPE=Release -DSG_TESTS=ON >/dev/null
+	$(CMAKE) --build $(BUILD_BENCH) -j $(JOBS) --target swarmgate sgbench
+	sh test/bench/bench.sh $(BUILD_BENCH)/swarmgate
 
 fuzz: deps
 	sh test/fuzz/run.sh
