@@ -1,0 +1,402 @@
+/* Review findings (review3) on the reverse-proxy request path, each as a
+ * test that states the correct behaviour and cites the RFC. They fail on
+ * the code they were written against; the product code is not changed here.
+ *
+ * Set-up: one scriptable upstream (support/upstream_server.h) behind the
+ * route prefix /public/, and one byte-level upstream written below behind
+ * /raw/ for responses the scriptable one cannot send (103, a 204 with
+ * framing headers). Everything is on 127.0.0.1. */
+#include "support/gw_fixture.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* ---- byte-level upstream ------------------------------------------------------ */
+
+#define RAW_MAX_CONNS 32
+
+typedef struct raw_up {
+    int lfd;
+    unsigned port;
+    int ctl[2]; /* a byte from the test stops the thread */
+    pthread_t th;
+    atomic_int n_requests;
+    int fds[RAW_MAX_CONNS];
+    char *buf[RAW_MAX_CONNS];
+    size_t len[RAW_MAX_CONNS];
+} raw_up_t;
+
+static void raw_send(int fd, const char *s)
+{
+    size_t n = strlen(s);
+    while (n) {
+        ssize_t k = send(fd, s, n, MSG_NOSIGNAL);
+        if (k <= 0)
+            return;
+        s += k;
+        n -= (size_t)k;
+    }
+}
+
+/* The answer for a request path (GET only, no request bodies). */
+static const char *raw_answer(const char *path)
+{
+    if (strncmp(path, "/raw/103 ", 9) == 0)
+        return "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+               "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+    if (strncmp(path, "/raw/204te ", 11) == 0)
+        return "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n";
+    if (strncmp(path, "/raw/204cl ", 11) == 0)
+        return "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n";
+    return "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+}
+
+static void raw_serve(raw_up_t *u, int i)
+{
+    for (;;) {
+        char *end = memmem(u->buf[i], u->len[i], "\r\n\r\n", 4);
+        if (!end)
+            return;
+        size_t head_len = (size_t)(end + 4 - u->buf[i]);
+        char line[256];
+        size_t ll = head_len < sizeof(line) - 1 ? head_len : sizeof(line) - 1;
+        memcpy(line, u->buf[i], ll);
+        line[ll] = '\0';
+        const char *sp = strchr(line, ' ');
+        atomic_fetch_add(&u->n_requests, 1);
+        raw_send(u->fds[i], raw_answer(sp ? sp + 1 : ""));
+        memmove(u->buf[i], u->buf[i] + head_len, u->len[i] - head_len);
+        u->len[i] -= head_len;
+    }
+}
+
+static void *raw_main(void *arg)
+{
+    raw_up_t *u = arg;
+    for (;;) {
+        struct pollfd pf[RAW_MAX_CONNS + 2];
+        int map[RAW_MAX_CONNS + 2];
+        nfds_t n = 0;
+        pf[n] = (struct pollfd){.fd = u->ctl[0], .events = POLLIN};
+        map[n++] = -1;
+        pf[n] = (struct pollfd){.fd = u->lfd, .events = POLLIN};
+        map[n++] = -2;
+        for (int i = 0; i < RAW_MAX_CONNS; i++) {
+            if (u->fds[i] >= 0) {
+                pf[n] = (struct pollfd){.fd = u->fds[i], .events = POLLIN};
+                map[n++] = i;
+            }
+        }
+        if (poll(pf, n, 1000) < 0)
+            continue;
+        if (pf[0].revents)
+            return NULL;
+        for (nfds_t k = 1; k < n; k++) {
+            if (!pf[k].revents)
+                continue;
+            if (map[k] == -2) {
+                int fd = accept(u->lfd, NULL, NULL);
+                if (fd < 0)
+                    continue;
+                int slot = -1;
+                for (int i = 0; i < RAW_MAX_CONNS && slot < 0; i++)
+                    if (u->fds[i] < 0)
+                        slot = i;
+                if (slot < 0) {
+                    close(fd);
+                    continue;
+                }
+                u->fds[slot] = fd;
+                u->len[slot] = 0;
+                continue;
+            }
+            int i = map[k];
+            char tmp[8192];
+            ssize_t r = recv(u->fds[i], tmp, sizeof(tmp), 0);
+            if (r <= 0) {
+                close(u->fds[i]);
+                u->fds[i] = -1;
+                continue;
+            }
+            if (u->len[i] + (size_t)r > 65536) {
+                close(u->fds[i]);
+                u->fds[i] = -1;
+                continue;
+            }
+            memcpy(u->buf[i] + u->len[i], tmp, (size_t)r);
+            u->len[i] += (size_t)r;
+            raw_serve(u, i);
+        }
+    }
+}
+
+static raw_up_t *raw_start(void)
+{
+    raw_up_t *u = calloc(1, sizeof(*u));
+    cr_assert(u);
+    for (int i = 0; i < RAW_MAX_CONNS; i++) {
+        u->fds[i] = -1;
+        u->buf[i] = malloc(65536);
+    }
+    u->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(u->lfd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(u->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(listen(u->lfd, 64), 0);
+    socklen_t l = sizeof(a);
+    getsockname(u->lfd, (struct sockaddr *)&a, &l);
+    u->port = ntohs(a.sin_port);
+    cr_assert_eq(pipe(u->ctl), 0);
+    cr_assert_eq(pthread_create(&u->th, NULL, raw_main, u), 0);
+    return u;
+}
+
+static void raw_stop(raw_up_t *u)
+{
+    if (!u)
+        return;
+    (void)!write(u->ctl[1], "q", 1);
+    pthread_join(u->th, NULL);
+    for (int i = 0; i < RAW_MAX_CONNS; i++) {
+        if (u->fds[i] >= 0)
+            close(u->fds[i]);
+        free(u->buf[i]);
+    }
+    close(u->lfd);
+    close(u->ctl[0]);
+    close(u->ctl[1]);
+    free(u);
+}
+
+/* ---- fixture ---------------------------------------------------------------------- */
+
+static us_server_t *up;
+static raw_up_t *rup;
+static sg_proc_t gw;
+static const char *addr;
+
+static void start(void)
+{
+    up = us_start("u1", false);
+    cr_assert(up);
+    rup = raw_start();
+    gw_start(&gw,
+             "workers: 1\n"
+             "listeners: [{name: api, address: \"127.0.0.1:0\"}]\n"
+             "admin: {enabled: false}\n"
+             "log: {access: \"off\"}\n"
+             "upstreams:\n"
+             "  app: {servers: [\"127.0.0.1:%u\"], connect_timeout: 1s, response_timeout: 3s}\n"
+             "  raw: {servers: [\"127.0.0.1:%u\"], connect_timeout: 1s, response_timeout: 3s}\n"
+             "routes:\n"
+             "  - {match: {prefix: /public/}, upstream: app}\n"
+             "  - {match: {prefix: /raw/}, upstream: raw}\n"
+             "shutdown: {drain_delay: 0ms, drain_timeout: 2s}\n",
+             us_port(up), rup->port);
+    addr = sg_proc_addr(&gw, "api");
+}
+
+static void stop(void)
+{
+    gw_stop(&gw);
+    us_stop(up);
+    raw_stop(rup);
+}
+
+TestSuite(review3, .init = start, .fini = stop, .timeout = 30);
+
+/* One request on a fresh connection; returns the status (0 when none came). */
+static int status_of(const char *raw, hc_response_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    int e = hc_request(addr, raw, r, 3000);
+    return e == HC_OK ? r->status : 0;
+}
+
+/* ---- 1. Host field value validation --------------------------------------------- */
+
+/* RFC 9112 3.2: "A server MUST respond with a 400 (Bad Request) status code
+ * to any HTTP/1.1 request message that lacks a Host header field and to any
+ * request message that contains more than one Host header field line or a
+ * Host header field with an invalid field value." Host = uri-host [ ":" port ]
+ * (RFC 9110 7.2, RFC 3986 3.2.2/3.2.3): no whitespace, no '/', no ',', no
+ * userinfo, a port made of digits. swarmgate checks only the count of Host
+ * lines (sg__proxy_head) and forwards these values upstream (as Host and as
+ * X-Forwarded-Host), where a list ("a, b") or a value with '/' or '@'
+ * invites host/routing confusion between swarmgate and the origin. */
+Test(review3, invalid_host_value_is_400)
+{
+    static const char *const hosts[] = {"a b", "x/y", "good.example, evil.example", "x:abc", "user@x", "x:80:80"};
+    int before = us_requests(up);
+    int n_bad = 0;
+    for (size_t i = 0; i < sizeof(hosts) / sizeof(hosts[0]); i++) {
+        char req[256];
+        snprintf(req, sizeof(req), "GET /public/h HTTP/1.1\r\nHost: %s\r\n\r\n", hosts[i]);
+        hc_response_t r;
+        int st = status_of(req, &r);
+        cr_expect_eq(st, 400, "Host: \"%s\" got %d, want 400", hosts[i], st);
+        n_bad += st != 400;
+        hc_response_free(&r);
+    }
+    cr_expect_eq(us_requests(up), before, "%d request(s) with an invalid Host reached the upstream",
+                 us_requests(up) - before);
+    cr_assert_eq(n_bad, 0);
+}
+
+/* ---- 2. 1xx responses are forwarded ----------------------------------------------- */
+
+/* RFC 9110 15.2: "A proxy MUST forward 1xx responses unless the proxy itself
+ * requested the generation of the 1xx response." swarmgate asked for no
+ * 103: it must reach an HTTP/1.1 client (it is the point of Early Hints,
+ * RFC 8297), before the final 200. resp_head_step drops every 1xx but 101
+ * ("others (102, 103) are dropped"). Only 100 after a stripped Expect may be
+ * swallowed, and no 1xx goes to an HTTP/1.0 client (RFC 9110 15.2). */
+Test(review3, early_hints_103_forwarded_to_http11_client)
+{
+    hc_conn_t c;
+    cr_assert_eq(hc_connect(&c, addr, 2000), 0);
+    cr_assert(hc_send_str(&c, "GET /raw/103 HTTP/1.1\r\nHost: x\r\n\r\n", 2000));
+    hc_response_t r;
+    cr_assert_eq(hc_read_response_ex(&c, &r, false, true, 3000), HC_OK);
+    cr_expect_eq(r.status, 103, "first response %d: the 103 Early Hints was not forwarded", r.status);
+    if (r.status == 103) {
+        char link[128];
+        cr_expect(hc_header(&r, "Link", link, sizeof(link)), "103 without its Link field");
+        hc_response_free(&r);
+        cr_assert_eq(hc_read_response_ex(&c, &r, false, true, 3000), HC_OK);
+    }
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.body, "hello");
+    hc_response_free(&r);
+    hc_close(&c);
+}
+
+/* ---- 3. 204 carries no framing fields ---------------------------------------------- */
+
+/* RFC 9112 6.1: "A server MUST NOT send a Transfer-Encoding header field in
+ * any response with a status code of 1xx (Informational) or 204 (No
+ * Content)"; RFC 9110 8.6: "A server MUST NOT send a Content-Length header
+ * field in any response with a status code of 1xx (Informational) or 204
+ * (No Content)." swarmgate sends no body for a 204 (right) but copies the
+ * upstream's framing fields to the client, so a downstream hop that frames
+ * by the fields (a cache or an old client) waits for a chunk or 5 bytes
+ * that never come, or takes the next response's bytes as this body. The
+ * fix is to drop them for 1xx/204 in sg__proxy_build_resphead. */
+Test(review3, response_204_has_no_transfer_encoding_or_content_length)
+{
+    hc_conn_t c;
+    cr_assert_eq(hc_connect(&c, addr, 2000), 0);
+    hc_response_t r;
+    cr_assert(hc_send_str(&c, "GET /raw/204te HTTP/1.1\r\nHost: x\r\n\r\n", 2000));
+    cr_assert_eq(hc_read_response(&c, &r, 3000), HC_OK);
+    cr_assert_eq(r.status, 204);
+    cr_expect_eq(hc_header_count(&r, "Transfer-Encoding"), 0, "204 forwarded with Transfer-Encoding:\n%s", r.head);
+    bool te_ok = hc_header_count(&r, "Transfer-Encoding") == 0;
+    hc_response_free(&r);
+    cr_assert(hc_send_str(&c, "GET /raw/204cl HTTP/1.1\r\nHost: x\r\n\r\n", 2000));
+    cr_assert_eq(hc_read_response(&c, &r, 3000), HC_OK);
+    cr_assert_eq(r.status, 204);
+    cr_expect_eq(hc_header_count(&r, "Content-Length"), 0, "204 forwarded with Content-Length:\n%s", r.head);
+    bool cl_ok = hc_header_count(&r, "Content-Length") == 0;
+    hc_response_free(&r);
+    hc_close(&c);
+    cr_assert(te_ok && cl_ok);
+}
+
+/* ---- 4. 405 names the allowed methods ---------------------------------------------- */
+
+/* RFC 9110 15.5.6: "The origin server MUST generate an Allow header field in
+ * a 405 response containing a list of the target resource's currently
+ * supported methods." swarmgate answers CONNECT on a reverse listener itself
+ * (sg__proxy_head) with 405 and no Allow. The admin listener's 405 does send
+ * "Allow: GET, HEAD"; the proxy's should too (e.g. through
+ * sg__conn_error_ex's extra_headers). */
+Test(review3, connect_on_reverse_listener_405_has_allow)
+{
+    hc_response_t r;
+    int st = status_of("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", &r);
+    cr_assert_eq(st, 405);
+    char tid[64];
+    cr_assert(hc_header(&r, "X-Trace-Id", tid, sizeof(tid)));
+    cr_expect(hc_header(&r, "Allow", NULL, 0), "405 without Allow:\n%s", r.head);
+    bool ok = hc_header(&r, "Allow", NULL, 0);
+    hc_response_free(&r);
+    cr_assert(ok);
+}
+
+/* ---- 5. Max-Forwards --------------------------------------------------------------- */
+
+/* RFC 9110 7.6.2: "Each intermediary that receives a TRACE or OPTIONS request
+ * containing a Max-Forwards header field MUST check and update its value
+ * prior to forwarding the request. If the received value is zero (0), the
+ * intermediary MUST NOT forward the request; instead, the intermediary MUST
+ * respond as the final recipient. If the received Max-Forwards value is
+ * greater than zero, the intermediary MUST generate an updated Max-Forwards
+ * field in the forwarded message with a field value that is the lesser of
+ * a) the received value decremented by one (1) or b) the recipient's
+ * maximum supported value for Max-Forwards." swarmgate passes the field
+ * through untouched (sg__proxy_build_uphead) and forwards at 0. */
+Test(review3, max_forwards_checked_and_decremented)
+{
+    int before = us_requests(up);
+    hc_response_t r;
+    int st = status_of("OPTIONS /public/mf HTTP/1.1\r\nHost: x\r\nMax-Forwards: 0\r\n\r\n", &r);
+    cr_assert_neq(st, 0, "no answer");
+    hc_response_free(&r);
+    cr_expect_eq(us_requests(up), before, "OPTIONS with Max-Forwards: 0 was forwarded");
+    bool zero_ok = us_requests(up) == before;
+
+    st = status_of("OPTIONS /public/mf HTTP/1.1\r\nHost: x\r\nMax-Forwards: 5\r\n\r\n", &r);
+    cr_assert_eq(st, 200);
+    hc_response_free(&r);
+    us_request_t q;
+    cr_assert(us_request(up, us_requests(up) - 1, &q));
+    char v[32] = "";
+    cr_expect(us_header(q.head, "Max-Forwards", v, sizeof(v)), "Max-Forwards dropped:\n%s", q.head);
+    cr_expect_str_eq(v, "4", "Max-Forwards forwarded as \"%s\", want 4", v);
+    bool dec_ok = strcmp(v, "4") == 0;
+    us_request_free(&q);
+    cr_assert(zero_ok && dec_ok);
+}
+
+/* ---- 6. dot-segments and the route prefix --------------------------------------- */
+
+/* Routing matches the raw path (sg_router_match), but the origin resolves
+ * dot-segments (RFC 3986 5.2.4; RFC 9110 4.2.3 treats "." / ".." and their
+ * percent-encoded forms as the same resource after normalization). So
+ * "/public/../private" is routed as /public/ and served by the origin as
+ * /private: a route prefix cannot be used to expose only part of an
+ * upstream (the usual "path confusion" bypass nginx avoids by matching
+ * locations on the normalized path). Correct: match the route on the
+ * path with dot-segments removed (and %2e decoded), i.e. answer 404 here
+ * since no route covers /private, or refuse such targets with 400; either
+ * way the request must not reach the upstream. */
+Test(review3, dot_segments_cannot_escape_the_route_prefix)
+{
+    static const char *const paths[] = {"/public/../private", "/public/%2e%2e/private", "/public/%2E%2E/private",
+                                        "/public/./../private"};
+    int before = us_requests(up);
+    int n_bad = 0;
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        char req[256];
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", paths[i]);
+        int seen = us_requests(up);
+        hc_response_t r;
+        int st = status_of(req, &r);
+        hc_response_free(&r);
+        cr_expect(st == 404 || st == 400, "%s got %d, want 404 (no route for /private) or 400", paths[i], st);
+        cr_expect_eq(us_requests(up), seen, "%s reached the /public/ upstream", paths[i]);
+        n_bad += !(st == 404 || st == 400);
+    }
+    cr_expect_eq(us_requests(up), before);
+    cr_assert_eq(n_bad, 0);
+}
