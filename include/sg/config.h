@@ -253,6 +253,7 @@ typedef struct sg_config {
     uint32_t generation;
 
     uint32_t workers;        /* 0 in the file ("auto") is resolved to the CPU count */
+    uint32_t busy_poll_us;   /* workers poll without sleeping while reads come closer than this; 0 = off (default) */
     sg_listener_conf_t *listeners;
     size_t n_listeners;
     sg_admin_conf_t admin;

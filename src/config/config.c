@@ -1772,6 +1772,32 @@ static int top_workers(ctx_t *c, const sg__cnode_t *n, void *base, const field_t
     return 0;
 }
 
+/* busy_poll: off, or the spin window as "<n>us" or "<n>ms" (1 us .. 10 ms). */
+static int top_busy_poll(ctx_t *c, const sg__cnode_t *n, void *base, const field_t *f)
+{
+    SG_UNUSED(f);
+    static const char expected[] = "off, or a window from 1us to 10ms (\"50us\", \"1ms\")";
+    sg_config_t *cfg = base;
+    const char *s;
+    if (get_scalar(c, n, expected, &s) < 0)
+        return -1;
+    if (strcmp(s, "off") == 0) {
+        cfg->busy_poll_us = 0;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    unsigned long long v = s[0] >= '0' && s[0] <= '9' ? strtoull(s, &end, 10) : 0;
+    if (v == 0 || errno != 0)
+        return bad_value(c, n, s, expected);
+    if (strcmp(end, "ms") == 0 && v <= 10)
+        v *= 1000;
+    else if (strcmp(end, "us") != 0 || v > 10000)
+        return bad_value(c, n, s, expected);
+    cfg->busy_poll_us = (uint32_t)v;
+    return 0;
+}
+
 static bool same_addr(const sg_hostport_t *a, const sg_hostport_t *b)
 {
     if (a->port == 0 || a->port != b->port)
@@ -1816,6 +1842,7 @@ static int top_done(ctx_t *c, const sg__cnode_t *n, loc_t at, void *obj, size_t 
 /* Upstreams come before routes: route_done resolves names against them. */
 static const field_t top_fields[] = {
     CUSTOM("workers", top_workers, 0, NULL),
+    CUSTOM("busy_poll", top_busy_poll, 0, NULL),
     LIST(sg_config_t, "listeners", listeners, n_listeners, listener_schema),
     OBJ(sg_config_t, "admin", admin, admin_schema),
     MAP(sg_config_t, "upstreams", upstreams, n_upstreams, upstream_schema),

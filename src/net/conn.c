@@ -177,6 +177,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     sg_conn_t *c = s->data;
     if (nread > 0) {
         c->rlen += (size_t)nread;
+        sg__busypoll_io(c->w);
         if (c->state == SG_CONN_LINGER)
             c->rpos = c->rlen; /* discard */
         else

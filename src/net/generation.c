@@ -355,6 +355,8 @@ void sg__wgen_set_current(sg_worker_t *w, sg_wgen_t *g)
     g->is_current = true;
     w->gen = g;
     atomic_store_explicit(&w->pub->generation, g->rg->id, memory_order_release);
+    if (w->idx != UINT32_MAX) /* the control thread never polls busily */
+        sg__busypoll_set(w, g->rg->cfg->busy_poll_us);
     if (!old)
         return;
     old->is_current = false;

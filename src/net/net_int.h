@@ -162,6 +162,16 @@ struct sg_wgen {
     sg_egress_t *egress; /* forward-proxy state (egress listeners): DNS cache, destination pools */
 };
 
+/* Busy polling of one worker's loop (busypoll.c). Zeroed = off and no
+ * handle open; the idle handle exists only while the loop spins. */
+typedef struct sg_busypoll {
+    uv_idle_t idle;
+    uint64_t last_io_ns; /* uv_hrtime() of the last read */
+    uint64_t max_ns;     /* spin while reads come closer than this; 0 = never */
+    bool is_spinning; /* idle handle open and started */
+    bool is_closing;  /* idle handle closing: no new spin until its close callback */
+} sg_busypoll_t;
+
 /* A worker thread's world. Owner: sg_server_t; freed by the server after
  * the thread has joined. */
 struct sg_worker {
@@ -200,6 +210,7 @@ struct sg_worker {
     bool is_stopping; /* handles being closed */
     int n_resolving;
     bool is_started;
+    sg_busypoll_t busypoll; /* zeroed (off) at start; window set from each adopted generation */
 };
 
 /* ---- listener ---------------------------------------------------------- */
@@ -477,6 +488,15 @@ void sg__tmo_init(sg_tmo_t *t, sg_tmo_cb cb);
  * inside the caller's stack). O(1). */
 void sg__tmo_start(sg_worker_t *w, sg_tmo_t *t, uint64_t ms);
 void sg__tmo_stop(sg_tmo_t *t);
+
+/* ---- busypoll.c ---------------------------------------------------------- */
+/* Notes a read on one of w's sockets (worker thread, from read callbacks):
+ * while reads keep coming less than the window apart the loop polls
+ * without sleeping. A no-op while the window is 0 (off; the control thread). */
+void sg__busypoll_io(sg_worker_t *w);
+/* Sets w's window (config `busy_poll`, microseconds; 0 = off). A spin in
+ * progress ends at its next turn if the new window says so. Worker thread. */
+void sg__busypoll_set(sg_worker_t *w, uint32_t window_us);
 
 /* ---- bind.c ------------------------------------------------------------ */
 /* Binds g's listeners, n_workers SO_REUSEPORT sockets each, into g->lfds

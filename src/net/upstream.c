@@ -311,6 +311,7 @@ static void on_upc_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     sg_upconn_t *u = s->data;
     if (nread > 0) {
         u->rlen += (size_t)nread;
+        sg__busypoll_io(u->w);
         if (u->state != SG_UPC_ACTIVE || !u->txn) {
             /* Bytes on an idle pooled connection: it cannot be reused. */
             sg__upconn_close(u);

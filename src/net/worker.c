@@ -455,6 +455,13 @@ static void *worker_main(void *arg)
     sg_worker_t *w = arg;
     sg_server_t *s = w->server;
     bool is_ctl = w->idx == SG_CTL_IDX;
+    /* Thread names for top -H, perf and /proc/PID/task/TID/comm (15 bytes). */
+    char name[16];
+    if (is_ctl)
+        snprintf(name, sizeof(name), "sg-control");
+    else
+        snprintf(name, sizeof(name), "sg-worker-%u", w->idx & 0xffffu); /* workers <= 256 */
+    pthread_setname_np(pthread_self(), name);
     heartbeat(w);
     if (is_ctl && s->opts.control_start)
         s->opts.control_start(&w->loop, s->opts.control_ud);
@@ -870,7 +877,7 @@ int sg_server_reload(sg_server_t *s, uint32_t *gen_out, char *err, size_t errlen
         return -1;
     }
     uint32_t gen = g->id;
-    sg__runtime_commit(rt, g); /* cur stays alive (retired) until the reap below */
+    sg__runtime_commit(rt, g);           /* cur stays alive (retired) until the reap below */
     sg_log_set_level(g->cfg->log.level); /* the rest of log.* is read at start only */
     if (s->opts.control_reload)
         s->opts.control_reload(&s->ctl->loop, s->opts.control_ud, cur->cfg, g->cfg);

@@ -6,9 +6,16 @@
  * rounds and prints medians, CPU per request, RSS and the ratios against
  * nginx and HAProxy measured in the same run. Results also go to a JSON file.
  *
+ * swarmgate runs as operators run it: it also polls a real PostgreSQL (a
+ * throwaway cluster with the reference schema and sample data, every second)
+ * and is scraped once a second; one contender without both shows what they
+ * cost. The /metrics render time with 10 routes x 5 upstreams and traffic on
+ * every route is measured after the load scenarios.
+ *
  * CPU placement on a 2-core machine: the proxy under test runs on CPU 1, wrk
  * and the origin share CPU 0, so CPU time per request is the proxy's own
- * cost. Every process is started here and stopped by PID. */
+ * cost. Every process is started here and stopped by PID; the Postgres
+ * cluster by its harness (support/pg_harness.h). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -33,10 +40,13 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
+
+#include "support/pg_harness.h"
 #include <unistd.h>
 
 #define MAX_PIDS 32
-#define MAX_ROUNDS 9
+#define MAX_ROUNDS 15
+#define SG_BENCH_MIN(a, b) ((a) < (b) ? (a) : (b))
 
 static pid_t g_pids[MAX_PIDS];
 static int g_npids;
@@ -49,6 +59,8 @@ static int g_ncpu;
 static bool g_idle_only;
 static const char *g_only; /* --scenarios a,b: run only these (iteration aid) */
 static bool g_no_idle;
+static const char
+    *g_alt_yaml; /* --alt-config "key: value": one more swarmgate contender with that top-level line (A/B) */
 
 static void die(const char *fmt, ...)
 {
@@ -186,7 +198,9 @@ static double now_s(void)
 }
 
 /* One HTTP/1.1 GET; returns the status or -1. Used for readiness and scrapes. */
-static int http_get(int port, const char *path, size_t *body_len)
+/* GET path with Connection: close; the status, or -1. body_len: bytes of
+ * the whole response; out (cap > 0): its first cap - 1 bytes, NUL-ended. */
+static int http_fetch(int port, const char *path, size_t *body_len, char *out, size_t cap)
 {
     int fd = connect_port(port);
     if (fd < 0)
@@ -204,6 +218,11 @@ static int http_get(int port, const char *path, size_t *body_len)
     while ((r = read(fd, buf, sizeof(buf))) > 0) {
         if (total == 0)
             memcpy(head, buf, (size_t)(r < 63 ? r : 63));
+        if (cap > 0 && total < cap - 1) {
+            size_t k = SG_BENCH_MIN((size_t)r, cap - 1 - total);
+            memcpy(out + total, buf, k);
+            out[total + k] = '\0';
+        }
         total += (size_t)r;
     }
     close(fd);
@@ -213,6 +232,11 @@ static int http_get(int port, const char *path, size_t *body_len)
     if (sscanf(head, "HTTP/1.%*d %d", &status) != 1)
         return -1;
     return status;
+}
+
+static int http_get(int port, const char *path, size_t *body_len)
+{
+    return http_fetch(port, path, body_len, NULL, 0);
 }
 
 static void wait_ready(int port, const char *path, const char *what)
@@ -520,8 +544,18 @@ static void *scrape_loop(void *arg)
 
 /* ---- the contenders ---- */
 
-typedef enum { P_NGINX = 0, P_HAPROXY, P_SWARMGATE, P_SWARMGATE_BARE, P__COUNT } proxy_t;
-static const char *const proxy_names[P__COUNT] = {"nginx", "haproxy", "swarmgate", "swarmgate-obs-off"};
+typedef enum {
+    P_NGINX = 0,
+    P_HAPROXY,
+    P_SWARMGATE,
+    P_SWARMGATE_BARE,  /* trace, metrics, access log, poller and scrapes off */
+    P_SWARMGATE_QUIET, /* as P_SWARMGATE but no Postgres poller and no scrapes */
+    P_SWARMGATE_ALT,   /* as P_SWARMGATE plus --alt-config's line */
+    P__COUNT
+} proxy_t;
+static const char *const proxy_names[P__COUNT] = {
+    "nginx", "haproxy", "swarmgate", "swarmgate-obs-off", "swarmgate-no-poll", "swarmgate-alt"};
+static sg_pg_harness_t *g_pg;
 
 typedef struct running {
     pid_t pid;
@@ -570,8 +604,15 @@ static running_t start_proxy(proxy_t p, int workers)
         break;
     }
     case P_SWARMGATE:
-    case P_SWARMGATE_BARE: {
-        bool obs = p == P_SWARMGATE;
+    case P_SWARMGATE_BARE:
+    case P_SWARMGATE_QUIET:
+    case P_SWARMGATE_ALT: {
+        bool obs = p != P_SWARMGATE_BARE;
+        bool poll = p == P_SWARMGATE || p == P_SWARMGATE_ALT;
+        char pg[512] = "";
+        if (poll)
+            snprintf(pg, sizeof(pg), "postgres: {conninfo: \"%s\", interval: 1s, required: true}\n",
+                     sg_pgh_conninfo(g_pg));
         r.admin_port = pick_port();
         /* 10 routes x 5 upstreams, as a realistic registry for /metrics.
          * Idle upstream pools (here and nginx's keepalive) hold more
@@ -588,14 +629,14 @@ static running_t start_proxy(proxy_t p, int workers)
             rl += (size_t)snprintf(routes + rl, sizeof(routes) - rl,
                                    "  - {name: r%d, match: {prefix: /r%d/}, upstream: up%d}\n", i, i, i % 5);
         snprintf(routes + rl, sizeof(routes) - rl, "  - {name: main, match: {prefix: /}, upstream: up4}\n");
-        snprintf(conf, sizeof(conf), "swarmgate-%s-%d.yaml", obs ? "obs" : "bare", workers);
+        snprintf(conf, sizeof(conf), "swarmgate-%s-%d.yaml", proxy_names[p], workers);
         write_file(conf,
-                   "workers: %d\nlisteners:\n  - {name: api, address: \"127.0.0.1:%d\", mode: reverse}\n"
+                   "%s\nworkers: %d\nlisteners:\n  - {name: api, address: \"127.0.0.1:%d\", mode: reverse}\n"
                    "admin: {address: \"127.0.0.1:%d\"}\nupstreams:\n%sroutes:\n%s"
                    "trace: {header: X-Trace-Id, traceparent: %s}\n"
-                   "log: {access: %s%s, level: warn}\n",
-                   workers, r.port, r.admin_port, ups, routes, obs ? "true" : "false", obs ? g_tmp : "off",
-                   obs ? "/access.log" : "");
+                   "log: {access: %s%s, level: warn}\n%s",
+                   p == P_SWARMGATE_ALT ? g_alt_yaml : "", workers, r.port, r.admin_port, ups, routes,
+                   obs ? "true" : "false", obs ? g_tmp : "off", obs ? "/access.log" : "", pg);
         snprintf(path, sizeof(path), "%s/%s", g_tmp, conf);
         char *argv[] = {(char *)g_sg_bin, "--config", path, NULL};
         r.pid = spawn(cpu, log, argv);
@@ -644,16 +685,33 @@ typedef struct scenario {
     const char *path;
     int conns;
     int workers;
-    bool with_bare;
+    bool with_bare;  /* also swarmgate with all observability off */
+    bool with_quiet; /* also swarmgate without the Postgres poller and scrapes */
     cell_t cell[P__COUNT];
     double direct_rps;
 } scenario_t;
 
 static FILE *g_json;
 
+/* The contenders of a scenario, in their first round's order. */
+static int contenders(const scenario_t *sc, int list[P__COUNT])
+{
+    int n = 0;
+    for (int p = 0; p <= P_SWARMGATE; p++)
+        list[n++] = p;
+    if (sc->with_bare)
+        list[n++] = P_SWARMGATE_BARE;
+    if (sc->with_quiet)
+        list[n++] = P_SWARMGATE_QUIET;
+    if (g_alt_yaml)
+        list[n++] = P_SWARMGATE_ALT;
+    return n;
+}
+
 static void run_scenario(scenario_t *sc)
 {
-    int nprox = sc->with_bare ? P__COUNT : P_SWARMGATE + 1;
+    int list[P__COUNT];
+    int nprox = contenders(sc, list);
     printf("\n== %s: GET %s, %d connections, %d worker(s), %d rounds x %d s\n", sc->name, sc->path, sc->conns,
            sc->workers, g_rounds, g_duration);
     fflush(stdout);
@@ -663,11 +721,11 @@ static void run_scenario(scenario_t *sc)
         /* The order rotates from round to round, so that no contender
          * always runs first or always right after another one. */
         for (int k = 0; k < nprox; k++) {
-            int p = (k + round) % nprox;
+            int p = list[(k + round) % nprox];
             running_t r = start_proxy((proxy_t)p, sc->workers);
             scraper_t scr = {.port = r.admin_port};
             pthread_t th;
-            bool scraping = r.admin_port > 0;
+            bool scraping = r.admin_port > 0 && p != P_SWARMGATE_QUIET;
             if (scraping)
                 pthread_create(&th, NULL, scrape_loop, &scr);
             run_wrk(r.port, sc->path, sc->conns, 0); /* warm-up, 1 run */
@@ -698,6 +756,61 @@ static void run_scenario(scenario_t *sc)
             stop_pid(r.pid);
         }
     }
+}
+
+/* ---- /metrics render cost ---- */
+
+typedef struct scrape_cost {
+    double metrics_p50_ms, metrics_max_ms, live_p50_ms;
+    size_t bytes;
+    int series; /* sample lines of swarm_ families */
+} scrape_cost_t;
+
+static double median_of(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* swarmgate (1 worker, Postgres polled) after requests on each of its 10
+ * routes, so every route's histograms, every upstream's and the ticket
+ * gauges are in the exposition; then 50 GETs of /metrics against 50 of
+ * /health/live on the same admin listener (the difference is rendering). */
+static scrape_cost_t measure_scrape(void)
+{
+    enum { N = 50 };
+    scrape_cost_t sc = {0};
+    running_t r = start_proxy(P_SWARMGATE, 1);
+    char path[64];
+    for (int i = 0; i < 10; i++) {
+        if (i < 9)
+            snprintf(path, sizeof(path), "/r%d/small", i);
+        else
+            snprintf(path, sizeof(path), "/small");
+        for (int k = 0; k < 20; k++)
+            http_get(r.port, path, NULL);
+    }
+    usleep(1500000); /* the poller's first round (interval 1 s) */
+    static char body[1 << 20];
+    double m[N], l[N];
+    for (int i = 0; i < N; i++) {
+        double t0 = now_s();
+        http_fetch(r.admin_port, "/metrics", &sc.bytes, body, sizeof(body));
+        m[i] = (now_s() - t0) * 1000.0;
+    }
+    for (int i = 0; i < N; i++) {
+        double t0 = now_s();
+        http_get(r.admin_port, "/health/live", NULL);
+        l[i] = (now_s() - t0) * 1000.0;
+    }
+    for (const char *q = body; q && *q; q = strchr(q, '\n'), q = q ? q + 1 : q)
+        if (strncmp(q, "swarm_", 6) == 0)
+            sc.series++;
+    sc.metrics_p50_ms = median_of(m, N);
+    sc.metrics_max_ms = m[N - 1];
+    sc.live_p50_ms = median_of(l, N);
+    stop_pid(r.pid);
+    return sc;
 }
 
 static bool g_all_met = true;
@@ -732,9 +845,11 @@ int main(int argc, char **argv)
             g_only = argv[++i]; /* comma-separated names; implies --no-idle */
         else if (!strcmp(argv[i], "--no-idle"))
             g_no_idle = true;
+        else if (!strcmp(argv[i], "--alt-config") && i + 1 < argc && strchr(argv[i + 1], ':'))
+            g_alt_yaml = argv[++i];
         else
             die("usage: bench --swarmgate BIN [--out FILE] [--duration S] [--rounds N] [--idle-conns N] [--idle-only]"
-                " [--scenarios NAME,...] [--no-idle]");
+                " [--scenarios NAME,...] [--no-idle] [--alt-config \"key: value\"]");
     }
     if (!g_sg_bin)
         die("--swarmgate BIN is required");
@@ -779,9 +894,12 @@ int main(int argc, char **argv)
     char *oargv[] = {"nginx", "-c", origin_conf, "-p", g_tmp, NULL};
     g_origin_pid = spawn(0, NULL, oargv);
     wait_ready(g_origin_port, "/small", "origin nginx");
+    g_pg = sg_pgh_start_reference();
+    if (!g_pg)
+        die("could not start a throwaway PostgreSQL with the reference data (make deps installs postgresql)");
 
     scenario_t scs[] = {
-        {.name = "small-64", .path = "/small", .conns = 64, .workers = 1, .with_bare = true},
+        {.name = "small-64", .path = "/small", .conns = 64, .workers = 1, .with_bare = true, .with_quiet = true},
         {.name = "small-256", .path = "/small", .conns = 256, .workers = 1},
         {.name = "16k-64", .path = "/16k", .conns = 64, .workers = 1},
         {.name = "16k-256", .path = "/16k", .conns = 256, .workers = 1},
@@ -811,6 +929,14 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < nsc; i++)
         run_scenario(&scs[i]);
 
+    scrape_cost_t scrape = {0};
+    if (nsc > 0) {
+        scrape = measure_scrape();
+        printf("\n== /metrics with 10 routes x 5 upstreams, traffic on every route, Postgres polled\n"
+               "  %zu bytes, %d swarm_ samples; GET /metrics p50 %.2f ms (max %.2f), GET /health/live p50 %.2f ms\n",
+               scrape.bytes, scrape.series, scrape.metrics_p50_ms, scrape.metrics_max_ms, scrape.live_p50_ms);
+    }
+
     /* Idle keep-alive connection cost. */
     double idle[3] = {-1, -1, -1};
     if (!g_no_idle)
@@ -832,10 +958,12 @@ int main(int argc, char **argv)
         scenario_t *sc = &scs[i];
         fprintf(g_json, "%s    {\"name\": \"%s\", \"direct_rps\": %.1f, \"results\": {", i ? ",\n" : "", sc->name,
                 sc->direct_rps);
-        int nprox = sc->with_bare ? P__COUNT : P_SWARMGATE + 1;
+        int list[P__COUNT];
+        int nprox = contenders(sc, list);
         double ng = median(sc->cell[P_NGINX].rps, sc->cell[P_NGINX].n);
         double hp = median(sc->cell[P_HAPROXY].rps, sc->cell[P_HAPROXY].n);
-        for (int p = 0; p < nprox; p++) {
+        for (int k = 0; k < nprox; k++) {
+            int p = list[k];
             cell_t *c = &sc->cell[p];
             double rps = median(c->rps, c->n);
             printf("  %-20s %-18s %10.0f %9.3f %9.3f %10.2f %7ld K %8.3f %8.3f %11.2f%s\n", sc->name, proxy_names[p],
@@ -844,18 +972,29 @@ int main(int argc, char **argv)
             fprintf(g_json,
                     "%s\"%s\": {\"rps\": %.1f, \"p50_ms\": %.4f, \"p99_ms\": %.4f, \"cpu_us_per_req\": %.3f, "
                     "\"peer_us_per_req\": %.3f, \"peak_rss_kb\": %ld, \"errors\": %ld, \"rounds_rps\": [",
-                    p ? ", " : "", proxy_names[p], rps, median(c->p50, c->n), median(c->p99, c->n),
+                    k ? ", " : "", proxy_names[p], rps, median(c->p50, c->n), median(c->p99, c->n),
                     median(c->cpu, c->n), median(c->peer, c->n), c->hwm_kb, c->errors);
-            for (int k = 0; k < c->n; k++)
-                fprintf(g_json, "%s%.1f", k ? ", " : "", c->rps[k]);
+            for (int j = 0; j < c->n; j++)
+                fprintf(g_json, "%s%.1f", j ? ", " : "", c->rps[j]);
             fprintf(g_json, "]}");
         }
         printf("  %-20s %-18s %10.0f\n", sc->name, "(direct, no proxy)", sc->direct_rps);
+        if (g_alt_yaml) {
+            const cell_t *a = &sc->cell[P_SWARMGATE_ALT], *b = &sc->cell[P_SWARMGATE];
+            printf("  %-20s swarmgate-alt (%s) x swarmgate, paired medians: req/s %.3f  p99 %.3f  cpu/req %.3f  "
+                   "peer/req %.3f\n",
+                   sc->name, g_alt_yaml, median_ratio(a->rps, b->rps, a->n), median_ratio(a->p99, b->p99, a->n),
+                   median_ratio(a->cpu, b->cpu, a->n), median_ratio(a->peer, b->peer, a->n));
+        }
         fprintf(g_json, "}}");
     }
     fprintf(g_json, "\n  ],\n  \"idle_conn_bytes\": {\"nginx\": %.0f, \"haproxy\": %.0f, \"swarmgate\": %.0f},\n",
             idle[0], idle[1], idle[2]);
 
+    fprintf(g_json,
+            "  \"scrape\": {\"bytes\": %zu, \"swarm_samples\": %d, \"metrics_p50_ms\": %.3f, \"metrics_max_ms\": %.3f, "
+            "\"live_p50_ms\": %.3f},\n",
+            scrape.bytes, scrape.series, scrape.metrics_p50_ms, scrape.metrics_max_ms, scrape.live_p50_ms);
     printf("\n== targets\n");
     fprintf(g_json, "  \"targets\": [\n");
     bool first = true;
@@ -885,6 +1024,26 @@ int main(int argc, char **argv)
             SEP();
             target(what, median_ratio(sg->cpu, sc->cell[P_SWARMGATE_BARE].cpu, sg->n) - 1.0, 0.10, true);
         }
+        if (sc->with_quiet) {
+            /* Noise: the spread of the contender without poller and scrapes
+             * over its own rounds (at least 2 %). */
+            const cell_t *q = &sc->cell[P_SWARMGATE_QUIET];
+            double lo = q->rps[0], hi = q->rps[0];
+            for (int k = 1; k < q->n; k++) {
+                lo = q->rps[k] < lo ? q->rps[k] : lo;
+                hi = q->rps[k] > hi ? q->rps[k] : hi;
+            }
+            double med = median(sc->cell[P_SWARMGATE_QUIET].rps, q->n);
+            double noise = med > 0 ? (hi - lo) / med : 0;
+            noise = noise < 0.02 ? 0.02 : noise;
+            snprintf(what, sizeof(what), "%s throughput with/without pg poll+scrapes (noise %.3f)", sc->name, noise);
+            SEP();
+            target(what, median_ratio(sg->rps, q->rps, sg->n), 1.0 - noise, false);
+        }
+    }
+    if (nsc > 0) {
+        SEP();
+        target("GET /metrics p50 ms (10 routes x 5 upstreams, all histograms)", scrape.metrics_p50_ms, 5.0, true);
     }
     /* -1: the measurement failed (connections refused or unanswered). */
     if (!g_no_idle) {
@@ -897,5 +1056,6 @@ int main(int argc, char **argv)
     printf("\nall targets met: %s; wall time %.0f s; results in %s; logs in %s\n", g_all_met ? "yes" : "no",
            now_s() - t_start, out_json, g_tmp);
     stop_all();
+    sg_pgh_destroy(g_pg);
     return 0;
 }

@@ -65,6 +65,7 @@ Test(config, shipped_swarmgate_yaml_loads, .timeout = 10)
     cr_assert_eq(cfg->postgres.n_queries, 1);
     cr_assert_eq(cfg->egress.n_allow, 4);
     cr_assert_geq(cfg->workers, 1);
+    cr_assert_eq(cfg->busy_poll_us, 0, "busy polling is off unless asked for");
     cr_assert_str_eq(cfg->path, SG_SOURCE_DIR "/config/swarmgate.yaml");
     sg_config_free(cfg);
 }
@@ -256,6 +257,23 @@ Test(config, defaults_match_header, .timeout = 10)
     sg_config_free(cfg);
 }
 
+Test(config, busy_poll_windows, .timeout = 10)
+{
+    static const struct {
+        const char *text;
+        uint32_t us;
+    } cases[] = {{"off", 0}, {"1us", 1}, {"50us", 50}, {"10000us", 10000}, {"1ms", 1000}, {"10ms", 10000}};
+    for (size_t i = 0; i < SG_ARRAY_SIZE(cases); i++) {
+        char yaml[128], err[256] = "";
+        snprintf(yaml, sizeof(yaml), "listeners: [{address: 127.0.0.1:0}]\nbusy_poll: %s\n", cases[i].text);
+        sg_config_t *cfg = NULL;
+        cr_assert_eq(sg_config_load_string("t.yaml", yaml, strlen(yaml), &cfg, err, sizeof(err)), 0, "%s: %s",
+                     cases[i].text, err);
+        cr_assert_eq(cfg->busy_poll_us, cases[i].us, "%s", cases[i].text);
+        sg_config_free(cfg);
+    }
+}
+
 Test(config, null_values_keep_defaults, .timeout = 10)
 {
     sg_config_t *cfg = load_ok(L0 "admin:\ntrace:\n  export: {otlp_http: null, zipkin: ~}\nlog: {level: }\n");
@@ -320,6 +338,14 @@ ParameterizedTestParameters(config, bad_input_exact_message)
          "t.yaml:2:10: workers: expected auto or a number from 1 to 256, got \"257\""},
         {"listeners: [{address: 127.0.0.1:0}]\nworkers: many",
          "t.yaml:2:10: workers: expected auto or a number from 1 to 256, got \"many\""},
+        {"listeners: [{address: 127.0.0.1:0}]\nbusy_poll: 50",
+         "t.yaml:2:12: busy_poll: expected off, or a window from 1us to 10ms (\"50us\", \"1ms\"), got \"50\""},
+        {"listeners: [{address: 127.0.0.1:0}]\nbusy_poll: 11ms",
+         "t.yaml:2:12: busy_poll: expected off, or a window from 1us to 10ms (\"50us\", \"1ms\"), got \"11ms\""},
+        {"listeners: [{address: 127.0.0.1:0}]\nbusy_poll: 0us",
+         "t.yaml:2:12: busy_poll: expected off, or a window from 1us to 10ms (\"50us\", \"1ms\"), got \"0us\""},
+        {"listeners: [{address: 127.0.0.1:0}]\nbusy_poll: on",
+         "t.yaml:2:12: busy_poll: expected off, or a window from 1us to 10ms (\"50us\", \"1ms\"), got \"on\""},
         {"listeners: {address: 127.0.0.1:0}", "t.yaml:1:12: listeners: expected a list, got a mapping"},
         {"listeners:\n  - address: 127.0.0.1:0\n    backlog: 0",
          "t.yaml:3:14: listeners[0].backlog: expected an integer from 1 to 65535, got \"0\""},
