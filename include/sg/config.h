@@ -186,12 +186,13 @@ typedef struct sg_egress_conf {
     const char *auth_password;
     uint64_t dns_ttl_ms;       /* default 30s */
     /* Connections to destinations (plain-HTTP forwarding; CONNECT uses
-     * connect_timeout only): */
+     * connect_timeout and tunnel_idle_timeout only): */
     uint32_t keepalive;            /* idle connections kept per destination, default 8 */
     uint64_t keepalive_timeout_ms; /* default 30s */
     uint64_t connect_timeout_ms;   /* default 10s -> 504 */
     uint64_t response_timeout_ms;  /* request sent -> response head, default 300s -> 504 */
     uint64_t read_timeout_ms;      /* between two reads of a response body, default 300s */
+    uint64_t tunnel_idle_timeout_ms; /* tunnel (CONNECT, upgrade) with no byte either way, default 1h */
 } sg_egress_conf_t;
 
 typedef enum sg_log_level {
@@ -228,6 +229,7 @@ typedef struct sg_limits_conf {
     uint64_t keepalive_timeout_ms;   /* idle client conn, default 75s */
     uint64_t client_body_timeout_ms; /* between body reads, default 60s */
     uint64_t send_timeout_ms;        /* client not reading, default 60s */
+    uint64_t tunnel_idle_timeout_ms; /* upgrade tunnel with no byte either way, default 1h */
     uint32_t buffer_bytes;           /* per-direction pending-write bound, default 256k */
 } sg_limits_conf_t;
 

@@ -1701,6 +1701,7 @@ static const field_t egress_fields[] = {
     DUR(sg_egress_conf_t, "connect_timeout", connect_timeout_ms, "10s", MS(1), DMAX),
     DUR(sg_egress_conf_t, "response_timeout", response_timeout_ms, "300s", MS(1), DMAX),
     DUR(sg_egress_conf_t, "read_timeout", read_timeout_ms, "300s", MS(1), DMAX),
+    DUR(sg_egress_conf_t, "tunnel_idle_timeout", tunnel_idle_timeout_ms, "1h", MS(1), DMAX),
 };
 static const schema_t egress_schema = {SCHEMA(egress_fields), 0, NULL, egress_done, false, 0};
 
@@ -1727,6 +1728,7 @@ static const field_t limits_fields[] = {
     DUR(sg_limits_conf_t, "keepalive_timeout", keepalive_timeout_ms, "75s", MS(1), DMAX),
     DUR(sg_limits_conf_t, "client_body_timeout", client_body_timeout_ms, "60s", MS(1), DMAX),
     DUR(sg_limits_conf_t, "send_timeout", send_timeout_ms, "60s", MS(1), DMAX),
+    DUR(sg_limits_conf_t, "tunnel_idle_timeout", tunnel_idle_timeout_ms, "1h", MS(1), DMAX),
     SIZE32(sg_limits_conf_t, "buffer_bytes", buffer_bytes, "256k", KIB(16), MIB(1024)),
 };
 static const schema_t limits_schema = {SCHEMA(limits_fields), 0, NULL, NULL, false, 0};

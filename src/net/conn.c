@@ -599,6 +599,8 @@ void sg__conn_tunnel_start(sg_conn_t *c)
 {
     set_state(c, SG_CONN_TUNNEL);
     conn_timer_stop(c);
+    if (c->txn)
+        sg__proxy_tunnel_touch(c->txn); /* the idle clock starts with the tunnel */
     if (has_pending(c) && !c->is_processing)
         conn_timer(c, T_KICK, 0);
     sg__conn_update_read(c);

@@ -565,6 +565,10 @@ bool sg__proxy_can_take_body(const sg_txn_t *t);
 /* Tunnel bytes client -> upstream (buffer ownership moves). */
 void sg__proxy_tunnel_up(sg_txn_t *t, char *buf, const char *p, size_t n);
 void sg__proxy_tunnel_eof(sg_txn_t *t);
+/* Tunnel bytes moved (either way) or the tunnel started: restarts its idle
+ * timeout (limits.tunnel_idle_timeout, egress.tunnel_idle_timeout on egress
+ * listeners). A no-op outside the tunnel phase. */
+void sg__proxy_tunnel_touch(sg_txn_t *t);
 /* Client went away or the conn closes with the txn alive. */
 void sg__txn_abort(sg_txn_t *t);
 void sg__txn_free(sg_txn_t *t);
@@ -663,6 +667,9 @@ enum {
     SG_UPC_T_READ,
     SG_UPC_T_IDLE,
 };
+/* Tunnel phase: the idle timeout (sg__proxy_tunnel_touch). It is the read
+ * timer's kind, so upstream.c dispatches it to sg__proxy_up_timeout. */
+#define SG_UPC_T_TUNNEL_IDLE SG_UPC_T_READ
 void sg__upconn_timer(sg_upconn_t *u, uint8_t kind, uint64_t ms);
 void sg__server_fail(sg_upserver_t *s, uint64_t now_ms);
 void sg__server_ok(sg_upserver_t *s);

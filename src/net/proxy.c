@@ -433,6 +433,7 @@ static int build_upstream_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t host
 
 static void proxy_connect(sg_txn_t *t);
 static void tunnel_progress(sg_txn_t *t);
+static void tunnel_idle_expired(sg_txn_t *t);
 
 static void builtin_health(void *ud, const sg_local_req_t *req, sg_local_resp_t *resp)
 {
@@ -750,6 +751,9 @@ void sg__proxy_up_timeout(sg_upconn_t *u)
         sg__proxy_up_failed(t, SG_FAIL_TIMEOUT,
                             u->state == SG_UPC_CONNECTING ? "upstream connect timeout" : "upstream response timeout");
         break;
+    case SG_UPC_P_TUNNEL:
+        tunnel_idle_expired(t);
+        break;
     default:
         sg_obs_upstream_timeout(t->conn->w->obs, sg__wgen_ups_metric(t->gen, t->ups_idx));
         sg__conn_abort(t->conn, "upstream read timeout");
@@ -839,8 +843,46 @@ static void tunnel_progress(sg_txn_t *t)
         sg__conn_abort(c, NULL);
 }
 
+/* Tunnel idle timeout (limits.tunnel_idle_timeout, egress.tunnel_idle_timeout
+ * on egress listeners; HAProxy's "timeout tunnel"): without it two silent
+ * peers (a client gone behind a NAT, a hung agent) hold both sockets for
+ * ever. It runs on the upstream connection's timeout slot, which a tunnel
+ * does not otherwise use (the client's keeps send_timeout), in the worker's
+ * timeout queue of its duration: a restart per read is an O(1) move to the
+ * queue's tail. Read from the txn's generation, so a reload applies to
+ * tunnels opened after it. */
+static uint64_t tunnel_idle_ms(const sg_txn_t *t)
+{
+    const sg_config_t *cfg = t->gen->cfg;
+    return (t->flags & SG_TXN_F_EGRESS) ? cfg->egress.tunnel_idle_timeout_ms : cfg->limits.tunnel_idle_timeout_ms;
+}
+
+void sg__proxy_tunnel_touch(sg_txn_t *t)
+{
+    if (t->up && t->state == SG_TXN_TUNNEL && t->up->phase == SG_UPC_P_TUNNEL)
+        sg__upconn_timer(t->up, SG_UPC_T_TUNNEL_IDLE, tunnel_idle_ms(t));
+}
+
+/* No byte either way for the idle timeout: both sides close at once, like a
+ * reset. The record keeps the tunnel's status (101, or 200 for CONNECT);
+ * its error says why it ended. */
+static void tunnel_idle_expired(sg_txn_t *t)
+{
+    sg_conn_t *c = t->conn;
+    sg_worker_t *w = c->w;
+    unsigned long long ms = (unsigned long long)tunnel_idle_ms(t);
+    if (t->flags & SG_TXN_F_EGRESS)
+        sg_obs_log(w->obs, SG_LOG_INFO, t->trace.trace_id, "egress %s: tunnel idle for %llu ms, closed", t->server,
+                   ms);
+    else
+        sg_obs_log(w->obs, SG_LOG_INFO, t->trace.trace_id, "upstream %s server %s: tunnel idle for %llu ms, closed",
+                   t->srv ? t->srv->ups->conf->name : "?", t->server, ms);
+    sg__conn_abort(c, "tunnel idle timeout");
+}
+
 void sg__proxy_tunnel_up(sg_txn_t *t, char *buf, const char *p, size_t n)
 {
+    sg__proxy_tunnel_touch(t);
     uv_buf_t iov = uv_buf_init((char *)(uintptr_t)p, (unsigned)n);
     if (sg__upconn_write(t->up, &iov, 1, buf, SG_BK_BUF) < 0)
         sg__conn_abort(t->conn, NULL);
@@ -1209,6 +1251,7 @@ static void up_read_loop(sg_upconn_t *u, sg_txn_t *t)
                 go_on = false;
                 break;
             }
+            sg__proxy_tunnel_touch(t);
             go_on = hand_to_client(u, u->rlen - u->rpos);
             break;
         default:

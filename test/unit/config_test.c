@@ -232,6 +232,7 @@ Test(config, defaults_match_header, .timeout = 10)
     cr_assert_eq(cfg->egress.connect_timeout_ms, 10000);
     cr_assert_eq(cfg->egress.response_timeout_ms, 300000);
     cr_assert_eq(cfg->egress.read_timeout_ms, 300000);
+    cr_assert_eq(cfg->egress.tunnel_idle_timeout_ms, 3600000);
     cr_assert_str_eq(cfg->log.access, "stdout");
     cr_assert_str_eq(cfg->log.error, "stderr");
     cr_assert_eq(cfg->log.level, SG_LOG_INFO);
@@ -247,6 +248,7 @@ Test(config, defaults_match_header, .timeout = 10)
     cr_assert_eq(cfg->limits.keepalive_timeout_ms, 75000);
     cr_assert_eq(cfg->limits.client_body_timeout_ms, 60000);
     cr_assert_eq(cfg->limits.send_timeout_ms, 60000);
+    cr_assert_eq(cfg->limits.tunnel_idle_timeout_ms, 3600000);
     cr_assert_eq(cfg->limits.buffer_bytes, 256u << 10);
     cr_assert_eq(cfg->shutdown.drain_delay_ms, 5000);
     cr_assert_eq(cfg->shutdown.drain_timeout_ms, 30000);
@@ -278,6 +280,18 @@ Test(config, null_values_keep_defaults, .timeout = 10)
     cr_assert_eq(cfg->admin.addr.port, 9464);
     cr_assert_eq(cfg->trace.export.format, SG_EXPORT_NONE);
     cr_assert_eq(cfg->log.level, SG_LOG_INFO);
+    sg_config_free(cfg);
+}
+
+Test(config, tunnel_idle_timeouts_parse, .timeout = 10)
+{
+    sg_config_t *cfg = load_ok(L0 "limits: {tunnel_idle_timeout: 300ms}\negress: {tunnel_idle_timeout: 2h}\n");
+    cr_assert_eq(cfg->limits.tunnel_idle_timeout_ms, 300);
+    cr_assert_eq(cfg->egress.tunnel_idle_timeout_ms, 2 * 3600 * 1000);
+    sg_config_free(cfg);
+    cfg = load_ok(L0 "limits: {tunnel_idle_timeout: 45}\negress: {tunnel_idle_timeout: ~}\n");
+    cr_assert_eq(cfg->limits.tunnel_idle_timeout_ms, 45000, "a bare number is seconds");
+    cr_assert_eq(cfg->egress.tunnel_idle_timeout_ms, 3600000, "null keeps the default");
     sg_config_free(cfg);
 }
 
@@ -474,6 +488,14 @@ ParameterizedTestParameters(config, bad_input_exact_message)
          "t.yaml:3:18: shutdown.drain_timeout: expected a duration such as 250ms, 5s, 5m, 1h or 1d, got \"-5s\""},
         {"listeners: [{address: 127.0.0.1:0}]\nshutdown:\n  drain_timeout: \"\"",
          "t.yaml:3:18: shutdown.drain_timeout: expected a duration such as 250ms, 5s, 5m, 1h or 1d, got \"\""},
+        {"listeners: [{address: 127.0.0.1:0}]\nlimits:\n  tunnel_idle_timeout: 5x",
+         "t.yaml:3:24: limits.tunnel_idle_timeout: expected a duration such as 250ms, 5s, 5m, 1h or 1d, got \"5x\""},
+        {"listeners: [{address: 127.0.0.1:0}]\nlimits:\n  tunnel_idle_timeout: 0",
+         "t.yaml:3:24: limits.tunnel_idle_timeout: expected a duration from 1ms to 365d, got \"0\""},
+        {"listeners: [{address: 127.0.0.1:0}]\negress:\n  tunnel_idle_timeout: 1.5s",
+         "t.yaml:3:24: egress.tunnel_idle_timeout: expected a duration such as 250ms, 5s, 5m, 1h or 1d, got \"1.5s\""},
+        {"listeners: [{address: 127.0.0.1:0}]\negress:\n  tunnel_idle_timeout: 366d",
+         "t.yaml:3:24: egress.tunnel_idle_timeout: expected a duration from 1ms to 365d, got \"366d\""},
         {"listeners: [{address: 127.0.0.1:0}]\nshutdown: [drain_delay]",
          "t.yaml:2:11: shutdown: expected a mapping, got a list"},
         {"listeners: [{address: 127.0.0.1:0}]\nadmin:\n  address: 127.0.0.1:9464\n  address: 127.0.0.1:9465",
