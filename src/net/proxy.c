@@ -447,6 +447,11 @@ static void builtin_health(void *ud, const sg_local_req_t *req, sg_local_resp_t 
 
 void sg__conn_local(sg_conn_t *c, sg_local_responder_cb cb, void *ud, const sg_local_req_t *req);
 
+/* The methods a reverse listener passes on (every one but CONNECT, which it
+ * refuses, and TRACE, which it never answers itself: see max_forwards_step).
+ * Sent as Allow with the 405 for CONNECT and the local OPTIONS answer. */
+static const char k_reverse_allow[] = "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n";
+
 void sg__proxy_head(sg_conn_t *c)
 {
     sg_txn_t *t = c->txn;
@@ -501,7 +506,8 @@ void sg__proxy_head(sg_conn_t *c)
         path = target;
     } else if (h->method == SG_METHOD_CONNECT) {
         if (!is_egress) {
-            sg__conn_error(c, 405, "CONNECT is not allowed on a reverse listener", true);
+            /* RFC 9110 15.5.6: a 405 lists the methods that are allowed. */
+            sg__conn_error_ex(c, 405, "CONNECT is not allowed on a reverse listener", NULL, k_reverse_allow, true);
             return;
         }
         /* Authority form (RFC 9112 3.2.3); never a keep-alive request:
@@ -962,6 +968,11 @@ int sg__proxy_build_resphead(const sg_config_t *cfg, const sg_h1_head_t *h, cons
         out_cstr(&o, sg_h1_reason_phrase(h->status));
     out_put(&o, "\r\n", 2);
     bool is_101 = h->status == 101;
+    /* RFC 9112 6.1 and RFC 9110 8.6: no Transfer-Encoding and no
+     * Content-Length in a 1xx or 204 response. Such a response has no body
+     * whatever its fields say (llhttp frames it so); a downstream hop that
+     * trusted the fields would wait for a body or eat the next response. */
+    bool is_bodiless = h->status < 200 || h->status == 204;
     conn_tokens_t ct;
     conn_tokens_collect(h, &ct);
     for (size_t i = 0; i < h->n_headers; i++) {
@@ -974,7 +985,9 @@ int sg__proxy_build_resphead(const sg_config_t *cfg, const sg_h1_head_t *h, cons
             continue;
         if (sg_str_ieq(n, sg_str_cstr(cfg->trace.header)))
             continue; /* ours wins: exactly one X-Trace-Id */
-        if (is_decode && sg_str_ieq(n, SG_STR("transfer-encoding")))
+        if ((is_decode || is_bodiless) && sg_str_ieq(n, SG_STR("transfer-encoding")))
+            continue;
+        if (is_bodiless && sg_str_ieq(n, SG_STR("content-length")))
             continue;
         out_header(&o, n, h->headers[i].value);
     }

@@ -12,7 +12,7 @@
  *    the same status, exactly one X-Trace-Id (ours), no hop-by-hop field
  *    (except Upgrade/Connection on 101), Connection: close exactly when the
  *    proxy closes, and the same body framing (or, de-chunking, a body
- *    delimited by the close);
+ *    delimited by the close; for 1xx and 204, no framing field at all);
  *  - the body parse at once and in pieces agree on outcome, bytes used and
  *    decoded bytes; decoded bytes never exceed the raw bytes of one pass
  *    (proxy.c on_decoded relies on it). */
@@ -91,6 +91,13 @@ static void resp_check_client_head(const sg_config_t *cfg, const sg_h1_head_t *h
         FUZZ_CHECK(n == 0 && !c->is_chunked);
         FUZZ_CHECK(!c->has_content_length);
         FUZZ_CHECK(c->has_body && c->is_eof_body && will_close);
+    } else if (h->status < 200 || h->status == 204) {
+        /* RFC 9112 6.1, RFC 9110 8.6: no framing fields in 1xx and 204. */
+        sg_h1_find(c, SG_STR("transfer-encoding"), &n);
+        FUZZ_CHECK(n == 0);
+        sg_h1_find(c, SG_STR("content-length"), &n);
+        FUZZ_CHECK(n == 0);
+        FUZZ_CHECK(!c->has_body);
     } else {
         FUZZ_CHECK(c->has_content_length == h->has_content_length);
         FUZZ_CHECK(c->content_length == h->content_length);
