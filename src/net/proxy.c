@@ -298,6 +298,72 @@ static void copy_cstr(char *dst, size_t cap, sg_str_t s)
     dst[n] = '\0';
 }
 
+/* ---- Host value ------------------------------------------------------------------------ */
+
+/* RFC 9112 3.2: a Host field (or absolute-form authority) that is not
+ * uri-host [":" port] gets 400. uri-host (RFC 3986 3.2.2) is an IP-literal
+ * ("[" IPv6address "]") or a reg-name, which covers IPv4address; port is
+ * *DIGIT. One table lookup a byte, no allocation: this runs on every
+ * request. reg-name's sub-delims are taken except ',', so that a value can
+ * never read as a list of hosts ("a.example, b.example") to a later hop;
+ * IPvFuture and zone ids are not taken (no HTTP client sends them). */
+#define HC_REG 1u   /* reg-name: unreserved, sub-delims but ',', and '%' of a pct-encoded byte */
+#define HC_DIGIT 2u /* port */
+#define HC_HEX 4u   /* after '%' */
+#define HC_V6 8u    /* inside "[...]": IPv6address, with an IPv4 tail */
+#define HC_RDXV (HC_REG | HC_DIGIT | HC_HEX | HC_V6)
+#define HC_RXV (HC_REG | HC_HEX | HC_V6)
+static const uint8_t k_host_chars[256] = {
+    ['!'] = HC_REG, ['$'] = HC_REG, ['%'] = HC_REG, ['&'] = HC_REG,  ['\''] = HC_REG, ['('] = HC_REG, [')'] = HC_REG,
+    ['*'] = HC_REG, ['+'] = HC_REG, [';'] = HC_REG, ['='] = HC_REG,  ['-'] = HC_REG,   ['_'] = HC_REG, ['~'] = HC_REG,
+    ['.'] = HC_REG | HC_V6, [':'] = HC_V6,
+    ['0'] = HC_RDXV, ['1'] = HC_RDXV, ['2'] = HC_RDXV, ['3'] = HC_RDXV, ['4'] = HC_RDXV, ['5'] = HC_RDXV,
+    ['6'] = HC_RDXV, ['7'] = HC_RDXV, ['8'] = HC_RDXV, ['9'] = HC_RDXV,
+    ['A'] = HC_RXV, ['B'] = HC_RXV, ['C'] = HC_RXV, ['D'] = HC_RXV, ['E'] = HC_RXV, ['F'] = HC_RXV,
+    ['a'] = HC_RXV, ['b'] = HC_RXV, ['c'] = HC_RXV, ['d'] = HC_RXV, ['e'] = HC_RXV, ['f'] = HC_RXV,
+    ['G'] = HC_REG, ['H'] = HC_REG, ['I'] = HC_REG, ['J'] = HC_REG, ['K'] = HC_REG, ['L'] = HC_REG, ['M'] = HC_REG,
+    ['N'] = HC_REG, ['O'] = HC_REG, ['P'] = HC_REG, ['Q'] = HC_REG, ['R'] = HC_REG, ['S'] = HC_REG, ['T'] = HC_REG,
+    ['U'] = HC_REG, ['V'] = HC_REG, ['W'] = HC_REG, ['X'] = HC_REG, ['Y'] = HC_REG, ['Z'] = HC_REG,
+    ['g'] = HC_REG, ['h'] = HC_REG, ['i'] = HC_REG, ['j'] = HC_REG, ['k'] = HC_REG, ['l'] = HC_REG, ['m'] = HC_REG,
+    ['n'] = HC_REG, ['o'] = HC_REG, ['p'] = HC_REG, ['q'] = HC_REG, ['r'] = HC_REG, ['s'] = HC_REG, ['t'] = HC_REG,
+    ['u'] = HC_REG, ['v'] = HC_REG, ['w'] = HC_REG, ['x'] = HC_REG, ['y'] = HC_REG, ['z'] = HC_REG,
+};
+
+static bool host_value_ok(sg_str_t v)
+{
+    const unsigned char *p = (const unsigned char *)v.p, *end = p + v.len;
+    if (v.len == 0)
+        return true; /* RFC 9112 3.2: empty when the target URI has no authority */
+    const unsigned char *st;
+    if (*p == '[') {
+        st = ++p;
+        while (p < end && (k_host_chars[*p] & HC_V6))
+            p++;
+        if (p == end || *p != ']' || p - st < 2 || !memchr(st, ':', (size_t)(p - st)))
+            return false;
+        p++;
+    } else {
+        st = p;
+        while (p < end && (k_host_chars[*p] & HC_REG)) {
+            if (*p == '%') {
+                if (end - p < 3 || !(k_host_chars[p[1]] & HC_HEX) || !(k_host_chars[p[2]] & HC_HEX))
+                    return false;
+                p += 2;
+            }
+            p++;
+        }
+        if (p == st)
+            return false; /* ":80" names no host */
+    }
+    if (p == end)
+        return true;
+    if (*p++ != ':')
+        return false;
+    while (p < end && (k_host_chars[*p] & HC_DIGIT))
+        p++;
+    return p == end;
+}
+
 /* Pure part of the upstream head (net_int.h); split out of the txn code
  * unchanged so that the fuzzers can drive it. */
 int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size_t *len)
@@ -532,6 +598,16 @@ void sg__proxy_head(sg_conn_t *c)
     /* RFC 9112 3.2: exactly one Host in HTTP/1.1; 400 otherwise. */
     if (n_host > 1 || (n_host == 0 && h->version_minor >= 1 && !is_absolute && !is_connect)) {
         sg__conn_error(c, 400, n_host > 1 ? "multiple Host headers" : "missing Host header", true);
+        return;
+    }
+    /* RFC 9112 3.2: ... or an invalid Host value (an egress CONNECT target
+     * is checked by sg_egress_parse_target, which wants a port too). */
+    if (hh && !host_value_ok(hh->value)) {
+        sg__conn_error(c, 400, "invalid Host header", true);
+        return;
+    }
+    if (is_absolute && !host_value_ok(host)) {
+        sg__conn_error(c, 400, "invalid absolute request target", true);
         return;
     }
     if (h->has_te && h->version_minor == 0) {

@@ -252,6 +252,31 @@ Test(review3, invalid_host_value_is_400)
     cr_assert_eq(n_bad, 0);
 }
 
+/* The other side of the check: every form uri-host [":" port] allows goes
+ * through, and reaches the upstream as Host unchanged. */
+Test(review3, valid_host_values_are_forwarded)
+{
+    static const char *const hosts[] = {"x",          "x:",          "Example.COM:8080", "127.0.0.1:80", "[::1]:8080",
+                                        "[::ffff:127.0.0.1]", "a%41b.example", "a_b-c~d.example", "xn--e1a.example."};
+    for (size_t i = 0; i < sizeof(hosts) / sizeof(hosts[0]); i++) {
+        char req[256];
+        snprintf(req, sizeof(req), "GET /public/h HTTP/1.1\r\nHost: %s\r\n\r\n", hosts[i]);
+        int before = us_requests(up);
+        hc_response_t r;
+        int st = status_of(req, &r);
+        hc_response_free(&r);
+        cr_expect_eq(st, 200, "Host: \"%s\" got %d, want 200", hosts[i], st);
+        if (st != 200 || us_requests(up) != before + 1)
+            continue;
+        us_request_t q;
+        cr_assert(us_request(up, before, &q));
+        char v[64] = "";
+        cr_expect(us_header(q.head, "Host", v, sizeof(v)));
+        cr_expect_str_eq(v, hosts[i]);
+        us_request_free(&q);
+    }
+}
+
 /* ---- 2. 1xx responses are forwarded ----------------------------------------------- */
 
 /* RFC 9110 15.2: "A proxy MUST forward 1xx responses unless the proxy itself
