@@ -27,7 +27,7 @@ typedef struct sg_local_req {
  * bytes are written (or the connection died). */
 typedef struct sg_local_resp {
     uint16_t status;           /* default 200 */
-    const char *content_type;  /* default "application/json" */
+    const char *content_type;  /* default "application/json"; "" for none (no content) */
     const char *extra_headers; /* NULL or complete "Name: value\r\n" lines */
     char *body;
     size_t body_cap;

@@ -298,6 +298,35 @@ static void copy_cstr(char *dst, size_t cap, sg_str_t s)
     dst[n] = '\0';
 }
 
+/* ---- Max-Forwards --------------------------------------------------------------------- */
+
+/* RFC 9110 7.6.2: OPTIONS and TRACE carry Max-Forwards = 1*DIGIT; at 0 the
+ * proxy answers as the final recipient, above it forwards the value minus
+ * one (capped at MAX_FORWARDS_CAP, "the recipient's maximum supported
+ * value"). Other methods pass the field on untouched. */
+#define MAX_FORWARDS_CAP 0x7fffffffu
+
+static bool is_max_forwards_method(sg_method_t m)
+{
+    return m == SG_METHOD_OPTIONS || m == SG_METHOD_TRACE;
+}
+
+static bool max_forwards_parse(sg_str_t v, uint32_t *out)
+{
+    if (v.len == 0)
+        return false;
+    uint64_t x = 0;
+    for (size_t i = 0; i < v.len; i++) {
+        if (v.p[i] < '0' || v.p[i] > '9')
+            return false;
+        x = x * 10 + (uint64_t)(v.p[i] - '0');
+        if (x > MAX_FORWARDS_CAP)
+            x = (uint64_t)MAX_FORWARDS_CAP + 1; /* saturates: forwarded as the cap */
+    }
+    *out = x > MAX_FORWARDS_CAP ? MAX_FORWARDS_CAP + 1u : (uint32_t)x;
+    return true;
+}
+
 /* ---- Host value ------------------------------------------------------------------------ */
 
 /* RFC 9112 3.2: a Host field (or absolute-form authority) that is not
@@ -428,6 +457,16 @@ int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size
         }
         if (is_hop_by_hop(n) || is_trace_header(cfg, n) || is_named_by_connection(&ct, n))
             continue;
+        uint32_t mf;
+        if (is_max_forwards_method(h->method) && sg_str_ieq(n, SG_STR("max-forwards")) && max_forwards_parse(v, &mf) &&
+            mf > 0) {
+            /* sg__proxy_head answered a 0 itself and refused bad values. */
+            out_str(&o, n);
+            out_put(&o, ": ", 2);
+            out_uint(&o, mf - 1u);
+            out_put(&o, "\r\n", 2);
+            continue;
+        }
         out_header(&o, n, v);
     }
     if (!is_egress) {
@@ -513,10 +552,35 @@ static void builtin_health(void *ud, const sg_local_req_t *req, sg_local_resp_t 
 
 void sg__conn_local(sg_conn_t *c, sg_local_responder_cb cb, void *ud, const sg_local_req_t *req);
 
-/* The methods a reverse listener passes on (every one but CONNECT, which it
- * refuses, and TRACE, which it never answers itself: see max_forwards_step).
- * Sent as Allow with the 405 for CONNECT and the local OPTIONS answer. */
+/* The methods a listener passes on, as Allow in its own 405s and in its
+ * answer to OPTIONS with Max-Forwards: 0 (RFC 9110 10.2.1). A reverse
+ * listener refuses CONNECT; TRACE is passed on but never answered by
+ * swarmgate itself (answer_here), so it is not listed. */
 static const char k_reverse_allow[] = "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n";
+static const char k_egress_allow[] = "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, CONNECT\r\n";
+
+static void options_answer(void *ud, const sg_local_req_t *req, sg_local_resp_t *resp)
+{
+    SG_UNUSED(req);
+    resp->status = 200;
+    resp->content_type = ""; /* no content, no Content-Type */
+    resp->extra_headers = ud;
+    resp->body_len = 0;
+}
+
+/* RFC 9110 7.6.2: OPTIONS or TRACE with Max-Forwards: 0, answered as the
+ * final recipient. OPTIONS gets 200 with Allow (RFC 9110 9.3.7). TRACE
+ * would echo the request back (RFC 9110 9.3.8), cookies and credentials
+ * included (cross-site tracing); swarmgate does not implement that echo,
+ * so as the final recipient it answers 405 with Allow. */
+static void answer_here(sg_conn_t *c, const sg_local_req_t *lreq, bool is_egress)
+{
+    const char *allow = is_egress ? k_egress_allow : k_reverse_allow;
+    if (lreq->method == SG_METHOD_OPTIONS)
+        sg__conn_local(c, options_answer, (void *)(uintptr_t)allow, lreq);
+    else
+        sg__conn_error_ex(c, 405, "TRACE is not answered by the proxy (Max-Forwards: 0)", NULL, allow, false);
+}
 
 void sg__proxy_head(sg_conn_t *c)
 {
@@ -628,6 +692,19 @@ void sg__proxy_head(sg_conn_t *c)
     if (h->is_upgrade && h->method != SG_METHOD_CONNECT && h->version_minor >= 1 &&
         sg_h1_find(h, SG_STR("upgrade"), NULL))
         t->flags |= SG_TXN_F_UPGRADE;
+    /* RFC 9110 7.6.2: check Max-Forwards (OPTIONS, TRACE); a value that is
+     * not 1*DIGIT, or two of them, cannot be updated: 400. */
+    bool is_mf_zero = false;
+    if (is_max_forwards_method(h->method)) {
+        size_t n_mf = 0;
+        const sg_h1_header_t *mf = sg_h1_find(h, SG_STR("max-forwards"), &n_mf);
+        uint32_t mfv = 1;
+        if (mf && (n_mf > 1 || !max_forwards_parse(mf->value, &mfv))) {
+            sg__conn_error(c, 400, "invalid Max-Forwards", true);
+            return;
+        }
+        is_mf_zero = mfv == 0;
+    }
 
     /* Local answers. */
     sg_local_req_t lreq = {.method = h->method,
@@ -662,6 +739,10 @@ void sg__proxy_head(sg_conn_t *c)
         t->flags |= SG_TXN_F_EGRESS | (is_connect ? SG_TXN_F_CONNECT : 0u);
         if (sg__egress_head(t, h, target, host, is_absolute) < 0)
             return;
+    } else if (is_mf_zero && sg_str_eq(path, SG_STR("*"))) {
+        /* OPTIONS * asks about the server itself (RFC 9110 9.3.7): no route. */
+        answer_here(c, &lreq, false);
+        return;
     } else {
         /* Route (first match wins). */
         int32_t ri = sg_router_match(t->gen->router, host, path);
@@ -671,6 +752,10 @@ void sg__proxy_head(sg_conn_t *c)
         }
         t->route_idx = ri;
         t->ups_idx = (int32_t)cfg->routes[ri].upstream_idx;
+    }
+    if (is_mf_zero) {
+        answer_here(c, &lreq, is_egress);
+        return;
     }
     if (cfg->limits.body_bytes && h->has_content_length && h->content_length > cfg->limits.body_bytes) {
         sg__conn_error(c, 413, "request body too large", true);

@@ -393,6 +393,56 @@ Test(review3, max_forwards_checked_and_decremented)
     cr_assert(zero_ok && dec_ok);
 }
 
+/* The local answer in detail, TRACE, OPTIONS *, bad values, and methods
+ * that Max-Forwards does not apply to (RFC 9110 7.6.2 names only OPTIONS
+ * and TRACE). */
+Test(review3, max_forwards_local_answer_and_other_methods)
+{
+    int before = us_requests(up);
+    hc_response_t r;
+    cr_assert_eq(status_of("OPTIONS /public/mf HTTP/1.1\r\nHost: x\r\nMax-Forwards: 0\r\n\r\n", &r), 200);
+    char v[128];
+    cr_expect(hc_header(&r, "Allow", v, sizeof(v)), "no Allow:\n%s", r.head);
+    cr_expect(strstr(v, "OPTIONS") != NULL, "Allow: %s", v);
+    cr_expect(hc_header(&r, "Content-Length", v, sizeof(v)) && strcmp(v, "0") == 0, "%s", r.head);
+    cr_expect(hc_header(&r, "X-Trace-Id", v, sizeof(v)), "%s", r.head);
+    hc_response_free(&r);
+    cr_assert_eq(status_of("OPTIONS * HTTP/1.1\r\nHost: x\r\nMax-Forwards: 0\r\n\r\n", &r), 200);
+    cr_expect(hc_header(&r, "Allow", NULL, 0), "%s", r.head);
+    hc_response_free(&r);
+    /* TRACE at 0: swarmgate does not echo requests (cross-site tracing). */
+    cr_assert_eq(status_of("TRACE /public/mf HTTP/1.1\r\nHost: x\r\nMax-Forwards: 0\r\n\r\n", &r), 405);
+    cr_expect(hc_header(&r, "Allow", NULL, 0), "%s", r.head);
+    hc_response_free(&r);
+    cr_assert_eq(status_of("OPTIONS /public/mf HTTP/1.1\r\nHost: x\r\nMax-Forwards: 1x\r\n\r\n", &r), 400);
+    hc_response_free(&r);
+    cr_assert_eq(
+        status_of("OPTIONS /public/mf HTTP/1.1\r\nHost: x\r\nMax-Forwards: 3\r\nMax-Forwards: 3\r\n\r\n", &r), 400);
+    hc_response_free(&r);
+    cr_expect_eq(us_requests(up), before, "a request answered by the proxy reached the upstream");
+
+    static const struct {
+        const char *req, *want;
+    } fwd[] = {
+        {"TRACE /public/mf HTTP/1.1\r\nHost: x\r\nMax-Forwards: 3\r\n\r\n", "2"},
+        {"OPTIONS /public/mf HTTP/1.1\r\nHost: x\r\nMax-Forwards: 99999999999999999999\r\n\r\n", "2147483647"},
+        {"GET /public/mf HTTP/1.1\r\nHost: x\r\nMax-Forwards: 0\r\n\r\n", "0"},
+        {"GET /public/mf HTTP/1.1\r\nHost: x\r\nMax-Forwards: abc\r\n\r\n", "abc"},
+    };
+    for (size_t i = 0; i < sizeof(fwd) / sizeof(fwd[0]); i++) {
+        int seen = us_requests(up);
+        cr_assert_eq(status_of(fwd[i].req, &r), 200, "%s", fwd[i].req);
+        hc_response_free(&r);
+        cr_assert_eq(us_requests(up), seen + 1);
+        us_request_t q;
+        cr_assert(us_request(up, seen, &q));
+        char mf[32] = "";
+        cr_expect(us_header(q.head, "Max-Forwards", mf, sizeof(mf)));
+        cr_expect_str_eq(mf, fwd[i].want, "%s", fwd[i].req);
+        us_request_free(&q);
+    }
+}
+
 /* ---- 6. dot-segments and the route prefix --------------------------------------- */
 
 /* Routing matches the raw path (sg_router_match), but the origin resolves
