@@ -327,6 +327,57 @@ static bool max_forwards_parse(sg_str_t v, uint32_t *out)
     return true;
 }
 
+/* ---- dot-segments ---------------------------------------------------------------------- */
+
+/* Routes match the path as sent, but an origin resolves "." and ".."
+ * (RFC 3986 5.2.4), percent-encoded too: "/public/../private" would be
+ * routed as /public/ and served as /private. Such targets are refused
+ * (400) instead of normalized: clients normalize before sending (RFC 3986
+ * 6.2.2.3), so only crafted requests carry them. A segment ends at '/'
+ * and, as some origins read them, at a backslash, %2F and %5C; a ';' ends
+ * its name ("..;x" is ".." to servers with path parameters). */
+static size_t dot_unit(const char *p, const char *end)
+{
+    if (p < end && *p == '.')
+        return 1;
+    if (end - p >= 3 && p[0] == '%' && p[1] == '2' && (p[2] == 'e' || p[2] == 'E'))
+        return 3;
+    return 0;
+}
+
+static size_t seg_sep(const char *p, const char *end)
+{
+    if (*p == '/' || *p == '\\')
+        return 1;
+    if (end - p >= 3 && p[0] == '%' && ((p[1] == '2' && (p[2] == 'f' || p[2] == 'F')) ||
+                                        (p[1] == '5' && (p[2] == 'c' || p[2] == 'C'))))
+        return 3;
+    return 0;
+}
+
+static bool has_dot_segment(sg_str_t path)
+{
+    /* The common path has neither: one or two memchr and done. */
+    if (!memchr(path.p, '.', path.len) && !memchr(path.p, '%', path.len))
+        return false;
+    const char *p = path.p, *end = p + path.len;
+    while (p < end) {
+        /* p is at the start of a segment */
+        size_t n_dots = 0, k;
+        while (n_dots < 3 && (k = dot_unit(p, end)) != 0) {
+            p += k;
+            n_dots++;
+        }
+        if (n_dots >= 1 && n_dots <= 2 && (p == end || *p == ';' || seg_sep(p, end)))
+            return true;
+        while (p < end && !(k = seg_sep(p, end)))
+            p++;
+        if (p < end)
+            p += k;
+    }
+    return false;
+}
+
 /* ---- Host value ------------------------------------------------------------------------ */
 
 /* RFC 9112 3.2: a Host field (or absolute-form authority) that is not
@@ -658,6 +709,11 @@ void sg__proxy_head(sg_conn_t *c)
         path = SG_STR("/");
     copy_cstr(t->path, sizeof(t->path), path);
     copy_cstr(t->host, sizeof(t->host), host);
+    /* Egress has no route prefix to escape; its targets go on as sent. */
+    if (!is_egress && has_dot_segment(path)) {
+        sg__conn_error(c, 400, "dot-segment in the request path", true);
+        return;
+    }
 
     /* RFC 9112 3.2: exactly one Host in HTTP/1.1; 400 otherwise. */
     if (n_host > 1 || (n_host == 0 && h->version_minor >= 1 && !is_absolute && !is_connect)) {
