@@ -1250,6 +1250,43 @@ static void on_decoded(void *ud, const char *p, size_t n)
     }
 }
 
+/* RFC 9110 15.2: a proxy MUST forward 1xx responses (101 is the upgrade,
+ * handled as a final head) unless it asked for them itself. Expect is
+ * never forwarded and swarmgate answers 100-continue itself, so an
+ * upstream 100 for a request that carried one is dropped; any other 1xx
+ * (102, 103 Early Hints, a 100 nobody asked for) goes to the client with
+ * hop-by-hop fields, Content-Length and Transfer-Encoding removed and our
+ * X-Trace-Id, like a final head, and is written at once. Never to an
+ * HTTP/1.0 client, which cannot parse one (RFC 9110 15.2). The same
+ * back-pressure applies: an upstream flooding interim heads at a client
+ * that does not read is paused. Returns NULL, or why the client
+ * connection must be aborted (the caller does, once h is released). */
+static const char *forward_interim(sg_upconn_t *u, const sg_h1_head_t *h)
+{
+    sg_txn_t *t = u->txn;
+    sg_conn_t *c = t->conn;
+    sg_worker_t *w = c->w;
+    if (t->parser.head.version_minor == 0 || (h->status == 100 && (t->flags & SG_TXN_F_EXPECT)))
+        return NULL;
+    char *buf = sg__head_get(w);
+    if (!buf)
+        return "out of memory";
+    size_t len = 0;
+    if (sg__proxy_build_resphead(t->gen->cfg, h, t->trace.trace_id, false, false, buf, w->head_size, &len) < 0) {
+        sg__head_put(w, buf); /* too large for the client head: dropped, as before */
+        return NULL;
+    }
+    t->rec.resp_bytes += len;
+    uv_buf_t iov = uv_buf_init(buf, (unsigned)len);
+    if (sg__conn_write(c, &iov, 1, buf, SG_BK_HEAD) < 0)
+        return "client write failed";
+    if (client_paused(t)) {
+        u->flags |= SG_UPC_F_PAUSED;
+        sg__upconn_update_read(u);
+    }
+    return NULL;
+}
+
 /* Returns false when the loop must stop (txn finished or failed). */
 static bool resp_head_step(sg_upconn_t *u)
 {
@@ -1287,10 +1324,14 @@ static bool resp_head_step(sg_upconn_t *u)
     }
     const sg_h1_head_t *h = &u->parser.head;
     if (h->status >= 100 && h->status < 200 && h->status != 101) {
-        /* Interim responses: 100 was answered by us (Expect is not
-         * forwarded); others (102, 103) are dropped. */
-        sg__head_put(w, u->head);
+        /* Interim response; the final one follows on the same parse loop. */
+        const char *why = forward_interim(u, h);
+        sg__head_put(w, u->head); /* h dies here */
         u->head = NULL;
+        if (why) {
+            sg__conn_abort(c, why);
+            return false;
+        }
         return true;
     }
     if (h->status == 101 && !(t->flags & SG_TXN_F_UPGRADE)) {

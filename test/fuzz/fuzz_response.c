@@ -1,6 +1,6 @@
 /* Fuzzes the response path without sockets: upstream bytes -> head
- * scanner -> llhttp response parse (interim 1xx heads skipped as the proxy
- * does) -> the client head builder (sg__proxy_build_resphead) -> body
+ * scanner -> llhttp response parse (interim 1xx heads built for the client
+ * as the proxy does, then the next head) -> the client head builder (sg__proxy_build_resphead) -> body
  * framing, fed at once and in pieces, de-chunked for an HTTP/1.0 client.
  *
  * Input: byte 0 = options (HEAD request, HTTP/1.0 client, client wants
@@ -133,7 +133,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static sg_h1_header_t hdrs[64], hdrs2[64];
     FUZZ_CHECK(head_bytes <= sizeof(head) && max_hdrs <= SG_ARRAY_SIZE(hdrs));
 
-    /* Heads in a row, as resp_head_step: interim 1xx (not 101) are dropped. */
+    /* Heads in a row, as resp_head_step: interim 1xx (not 101) come first. */
     size_t off = 0;
     sg_h1_parser_t p, p2;
     size_t head_len = 0;
@@ -172,8 +172,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             sg_str_t v = p.head.headers[i].value;
             FUZZ_CHECK(!memchr(v.p, '\r', v.len) && !memchr(v.p, '\n', v.len) && !memchr(v.p, '\0', v.len));
         }
-        if (p.head.status >= 100 && p.head.status < 200 && p.head.status != 101)
+        if (p.head.status >= 100 && p.head.status < 200 && p.head.status != 101) {
+            /* Forwarded to an HTTP/1.1 client as its own head (proxy.c
+             * forward_interim): same checks, never Connection: close. */
+            static char iout[16384];
+            size_t ilen = 0, isize = head_bytes + max_hdrs * sizeof(sg_h1_header_t);
+            int ib = sg__proxy_build_resphead(cfg, &p.head, k_resp_tid, false, false, iout, isize, &ilen);
+            FUZZ_CHECK(ib == 0 || ib == -1);
+            if (ib == 0)
+                resp_check_client_head(cfg, &p.head, skip_body, false, false, iout, ilen);
             continue;
+        }
         break;
     }
     const sg_h1_head_t *h = &p.head;

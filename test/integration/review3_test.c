@@ -53,6 +53,13 @@ static const char *raw_answer(const char *path)
     if (strncmp(path, "/raw/103 ", 9) == 0)
         return "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
                "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+    if (strncmp(path, "/raw/1xxhop ", 12) == 0)
+        return "HTTP/1.1 102 Processing\r\n\r\n"
+               "HTTP/1.1 103 Early Hints\r\nConnection: x-hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n"
+               "X-Trace-Id: 11111111-2222-4333-8444-555555555555\r\nLink: </a.js>; rel=preload\r\n\r\n"
+               "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+    if (strncmp(path, "/raw/100 ", 9) == 0)
+        return "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
     if (strncmp(path, "/raw/204te ", 11) == 0)
         return "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n";
     if (strncmp(path, "/raw/204cl ", 11) == 0)
@@ -302,6 +309,81 @@ Test(review3, early_hints_103_forwarded_to_http11_client)
     cr_assert_eq(r.status, 200);
     cr_assert_str_eq(r.body, "hello");
     hc_response_free(&r);
+    hc_close(&c);
+}
+
+/* Several interim heads in a row, each rewritten like a final head
+ * (hop-by-hop fields gone, exactly our X-Trace-Id), then the final
+ * response, and the connection still serves the next request. */
+Test(review3, interim_heads_rewritten_then_final_keepalive)
+{
+    hc_conn_t c;
+    cr_assert_eq(hc_connect(&c, addr, 2000), 0);
+    cr_assert(hc_send_str(&c, "GET /raw/1xxhop HTTP/1.1\r\nHost: x\r\n\r\n", 2000));
+    hc_response_t r;
+    char tid[64] = "", v[128];
+    cr_assert_eq(hc_read_response_ex(&c, &r, false, true, 3000), HC_OK);
+    cr_assert_eq(r.status, 102);
+    cr_expect_eq(hc_header_count(&r, "X-Trace-Id"), 1);
+    cr_assert(hc_header(&r, "X-Trace-Id", tid, sizeof(tid)));
+    hc_response_free(&r);
+    cr_assert_eq(hc_read_response_ex(&c, &r, false, true, 3000), HC_OK);
+    cr_assert_eq(r.status, 103);
+    cr_expect(hc_header(&r, "Link", NULL, 0), "%s", r.head);
+    cr_expect_not(hc_header(&r, "X-Hop", NULL, 0), "field named by Connection forwarded:\n%s", r.head);
+    cr_expect_not(hc_header(&r, "Keep-Alive", NULL, 0), "%s", r.head);
+    cr_expect_not(hc_header(&r, "Connection", NULL, 0), "%s", r.head);
+    cr_expect_eq(hc_header_count(&r, "X-Trace-Id"), 1, "%s", r.head);
+    cr_expect(hc_header(&r, "X-Trace-Id", v, sizeof(v)) && strcmp(v, tid) == 0, "%s", r.head);
+    hc_response_free(&r);
+    cr_assert_eq(hc_read_response_ex(&c, &r, false, true, 3000), HC_OK);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.body, "hello");
+    cr_expect(hc_header(&r, "X-Trace-Id", v, sizeof(v)) && strcmp(v, tid) == 0);
+    hc_response_free(&r);
+    cr_assert(hc_send_str(&c, "GET /raw/x HTTP/1.1\r\nHost: x\r\n\r\n", 2000));
+    cr_assert_eq(hc_read_response_ex(&c, &r, false, true, 3000), HC_OK, "connection not reusable after 1xx");
+    cr_assert_eq(r.status, 200);
+    hc_response_free(&r);
+    hc_close(&c);
+}
+
+/* RFC 9110 15.2: no 1xx to an HTTP/1.0 client. */
+Test(review3, no_interim_heads_to_http10_client)
+{
+    hc_conn_t c;
+    cr_assert_eq(hc_connect(&c, addr, 2000), 0);
+    cr_assert(hc_send_str(&c, "GET /raw/1xxhop HTTP/1.0\r\nHost: x\r\n\r\n", 2000));
+    hc_response_t r;
+    cr_assert_eq(hc_read_response_ex(&c, &r, false, true, 3000), HC_OK);
+    cr_expect_eq(r.status, 200, "an HTTP/1.0 client got a %d", r.status);
+    hc_response_free(&r);
+    hc_close(&c);
+}
+
+/* The upstream's 100 answers an Expect swarmgate answered itself (and did
+ * not forward): the client sees one 100, swarmgate's. */
+Test(review3, upstream_100_after_expect_not_doubled)
+{
+    hc_conn_t c;
+    cr_assert_eq(hc_connect(&c, addr, 2000), 0);
+    cr_assert(hc_send_str(
+        &c, "POST /raw/100 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n", 2000));
+    hc_response_t r;
+    int n_100 = 0;
+    for (;;) {
+        cr_assert_eq(hc_read_response_ex(&c, &r, false, true, 3000), HC_OK);
+        int st = r.status;
+        hc_response_free(&r);
+        if (st == 100) {
+            if (++n_100 == 1)
+                cr_assert(hc_send_str(&c, "data", 2000));
+            continue;
+        }
+        cr_assert_eq(st, 200);
+        break;
+    }
+    cr_expect_eq(n_100, 1, "%d x 100 Continue", n_100);
     hc_close(&c);
 }
 
