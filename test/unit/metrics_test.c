@@ -512,7 +512,8 @@ Test(metrics, hooks_and_collectors, .timeout = 10)
     sg_metrics_t *m = sg_metrics_create(&t->cfg, 1);
     cr_assert_not_null(m);
     uint64_t spans = 10;
-    sg_metrics_hooks_t h = {fake_server_up, fake_exported, fake_dropped, &spans};
+    sg_metrics_hooks_t h = {
+        .server_up = fake_server_up, .spans_exported = fake_exported, .spans_dropped = fake_dropped, .ud = &spans};
     sg_metrics_set_hooks(m, &h);
     cr_assert_eq(sg_metrics_add_collector(m, collect_tickets, "open"), 0);
     sg_metrics_config_reload(sg_metrics_control_shard(m), true);
@@ -645,7 +646,7 @@ Test(metrics, full_render_passes_promtool, .timeout = 120)
     t->routes[3].name = "api \"v2\"\\beta\nx";
     sg_metrics_t *m = sg_metrics_create(&t->cfg, 4);
     cr_assert_not_null(m);
-    sg_metrics_hooks_t h = {up_all, NULL, NULL, NULL};
+    sg_metrics_hooks_t h = {.server_up = up_all};
     sg_metrics_set_hooks(m, &h);
     cr_assert_eq(sg_metrics_add_collector(m, collect_tickets, "in_progress"), 0);
     fill_traffic(m, t, 4);
