@@ -630,6 +630,13 @@ void sg_metrics_destroy(sg_metrics_t *m)
     free(m);
 }
 
+size_t sg__metrics_shard_bytes(const sg_metrics_t *m)
+{
+    const sg_errrate_t *er = &m->shards[0].er;
+    return m->n_slots * sizeof(uint64_t) + m->n_ex * sizeof(sg__exemplar_slot_t) +
+           (size_t)er->n_keys * er->n_slots * 3 * sizeof(uint64_t);
+}
+
 sg_metrics_shard_t *sg_metrics_worker_shard(sg_metrics_t *m, uint32_t worker_idx)
 {
     return worker_idx + 1 < m->n_shards ? &m->shards[worker_idx] : NULL;

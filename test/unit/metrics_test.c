@@ -1003,3 +1003,28 @@ Test(metrics, render_concurrent_with_intern, .timeout = 60)
     sg_metrics_destroy(m);
     free(t);
 }
+
+/* The memory docs/metrics.md gives for a label value, per shard, with the
+ * default buckets (18), exemplars on and a 5 m / 1 s error-rate window. */
+Test(metrics, label_value_memory_matches_docs, .timeout = 10)
+{
+    size_t bytes[3][3];
+    for (size_t nr = 1; nr <= 2; nr++)
+        for (size_t nu = 1; nu <= 2; nu++) {
+            test_cfg_t *t = make_cfg(nr, nu, NULL, 0);
+            sg_metrics_t *m = sg_metrics_create(&t->cfg, 1);
+            cr_assert_not_null(m);
+            bytes[nr][nu] = sg__metrics_shard_bytes(m);
+            sg_metrics_destroy(m);
+            free(t);
+        }
+    size_t per_route = bytes[2][1] - bytes[1][1], per_up = bytes[1][2] - bytes[1][1];
+    printf("per shard: a route label value %zu bytes, an upstream %zu, spare room %zu\n", per_route, per_up,
+           SG_METRICS_SPARE_LABELS * (per_route + per_up + sizeof(uint64_t)));
+    /* route: 10 methods x 51 codes counters + 10 x (18 + 2) histogram words
+     * + 10 x 19 exemplar slots of 64 bytes */
+    cr_assert_eq(per_route, 510 * 8 + 200 * 8 + 190 * 64);
+    /* upstream: (18 + 2) histogram words + 19 exemplars + 2 counters + an
+     * error-rate ring of 300 slots x 3 words */
+    cr_assert_eq(per_up, 20 * 8 + 19 * 64 + 2 * 8 + 300 * 24);
+}
