@@ -915,9 +915,12 @@ static void render_family(sg_metrics_t *m, sg_expose_t *x, enum fam f)
             const dimvals_t *dv = &m->dims[d->dims[k]];
             size_t i = rem % dv->n;
             rem /= dv->n;
+            if (i >= named[k] && i < dv->cap) {
+                is_unused = true; /* spare room not interned yet: names[i] may be being written */
+                break;
+            }
             vals[k] = dv->names[i];
             is_optional |= dv->is_optional[i];
-            is_unused |= i >= named[k] && i < dv->cap; /* spare room not interned yet */
         }
         if (is_unused)
             continue;
