@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #ifndef SG_VERSION
 #define SG_VERSION "unknown"
@@ -498,27 +499,31 @@ out:
     return rc;
 }
 
+/* Shard arrays are anonymous mappings: page-aligned (no false sharing
+ * between shards) and zero-filled by the kernel, so pages nobody writes,
+ * such as the spare label room a reload may never use, take no RSS. The
+ * slots are lock-free 64-bit atomics, for which all-zero bytes are the
+ * value 0 (as for static storage), so they are not initialized one by one
+ * (that would touch every page). */
+static void *zmap(size_t bytes)
+{
+    void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void zunmap(void *p, size_t bytes)
+{
+    if (p)
+        munmap(p, bytes ? bytes : 1);
+}
+
 static int shard_init(sg_metrics_t *m, sg_metrics_shard_t *s, const sg_config_t *cfg)
 {
     s->m = m;
-    size_t bytes = (m->n_slots * sizeof(uint64_t) + SG_CACHELINE - 1) / SG_CACHELINE * SG_CACHELINE;
-    s->v = aligned_alloc(SG_CACHELINE, bytes ? bytes : SG_CACHELINE);
-    if (!s->v)
+    if (!(s->v = zmap(m->n_slots * sizeof(uint64_t))))
         return -ENOMEM;
-    for (size_t i = 0; i < m->n_slots; i++)
-        atomic_init(&s->v[i], 0);
-    if (m->n_ex) {
-        s->ex = aligned_alloc(SG_CACHELINE, m->n_ex * sizeof(sg__exemplar_slot_t));
-        if (!s->ex)
-            return -ENOMEM;
-        for (size_t i = 0; i < m->n_ex; i++) {
-            atomic_init(&s->ex[i].seq, 0);
-            atomic_init(&s->ex[i].value_ns, 0);
-            atomic_init(&s->ex[i].ts_unix_ms, 0);
-            for (size_t k = 0; k < 5; k++)
-                atomic_init(&s->ex[i].id[k], 0);
-        }
-    }
+    if (m->n_ex && !(s->ex = zmap(m->n_ex * sizeof(sg__exemplar_slot_t))))
+        return -ENOMEM;
     return sg_errrate_init(&s->er, cfg->metrics.error_rate_window_ms, cfg->metrics.error_rate_resolution_ms,
                            1 + m->dims[D_UPSTREAM].n);
 }
@@ -614,8 +619,8 @@ void sg_metrics_destroy(sg_metrics_t *m)
         return;
     if (m->shards) {
         for (uint32_t i = 0; i < m->n_shards; i++) {
-            free((void *)m->shards[i].v);
-            free(m->shards[i].ex);
+            zunmap((void *)m->shards[i].v, m->n_slots * sizeof(uint64_t));
+            zunmap(m->shards[i].ex, m->n_ex * sizeof(sg__exemplar_slot_t));
             sg_errrate_destroy(&m->shards[i].er);
         }
         free(m->shards);
