@@ -11,7 +11,7 @@
  *
  * Label values are bounded (see docs/metrics.md):
  *   route    config route names, "none" (no route matched), "other" (an
- *            index the registry does not know, e.g. after a reload)
+ *            index the registry does not know)
  *   method   GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH OTHER
  *   code     exact for a fixed set of standard codes, else "1xx".."5xx";
  *            "000" when no status was sent, "other" outside 100..599
@@ -20,6 +20,14 @@
  * Gauges summed across workers (in flight, connections) are one signed
  * per-shard value each (two's complement in the uint64 slot), moved up and
  * down by the owner; the sum wraps back to the true total.
+ *
+ * Routes, upstreams and listeners a reload adds get their own label value:
+ * the registry reserves SG_METRICS_SPARE_LABELS extra values per dimension
+ * at creation, and the control thread interns new names
+ * (sg_metrics_intern) before it publishes the generation that uses them.
+ * A name once interned keeps its index and its series for the life of the
+ * process (counters never vanish or go back); when a dimension is full the
+ * new name counts as "other" until restart.
  *
  * Lifetime: created by main before the workers start (after the first
  * config load), destroyed after every thread that writes a shard has been
@@ -36,6 +44,23 @@
 typedef struct sg_metrics sg_metrics_t;
 typedef struct sg_metrics_shard sg_metrics_shard_t;
 
+/* Label values reserved per internable dimension beyond the start-up
+ * config's names (docs/metrics.md, "Label values added by a reload", gives
+ * the memory this costs per shard). */
+#define SG_METRICS_SPARE_LABELS 16
+
+/* Dimensions whose values come from the config and can grow by reload. */
+typedef enum sg_metrics_dim {
+    SG_METRICS_DIM_ROUTE = 0,
+    SG_METRICS_DIM_UPSTREAM,
+    SG_METRICS_DIM_LISTENER,
+    SG_METRICS_DIM__COUNT
+} sg_metrics_dim_t;
+
+/* One upstream server's state for swarm_upstream_server_up (see
+ * sg_metrics_hooks_t.each_server). Strings are borrowed for the call. */
+typedef void (*sg_metrics_server_cb)(void *ctx, const char *upstream, const char *server, bool is_up);
+
 /* Values owned by other modules, read at scrape time (control thread).
  * Any field may be NULL: then server_up series are not written and the
  * span counters read 0. */
@@ -45,6 +70,11 @@ typedef struct sg_metrics_hooks {
     uint64_t (*spans_exported)(void *ud);
     uint64_t (*spans_dropped)(void *ud);
     void *ud;
+    /* When set, replaces server_up: calls emit(ctx, ...) once per server
+     * of the config now in force (servers and upstreams a reload added
+     * included, removed ones gone: it is a gauge of current state). Called
+     * during a render, on the rendering thread. */
+    void (*each_server)(void *ud, sg_metrics_server_cb emit, void *ctx);
 } sg_metrics_hooks_t;
 
 /* Extra families for a scrape (Postgres gauges, health...). Called on the
@@ -56,6 +86,18 @@ typedef void (*sg_metrics_collect_cb)(sg_expose_t *x, void *ud);
  * Returns NULL on allocation failure. Main thread, at start-up. */
 sg_metrics_t *sg_metrics_create(const sg_config_t *cfg, uint32_t n_workers) SG_MUST_CHECK;
 void sg_metrics_destroy(sg_metrics_t *m);
+
+/* Label index of `name` in dimension dim for the hot-path calls below
+ * (sg_reqrec_t.route_idx / upstream_idx, listener_idx...): the index it
+ * already has (start-up config or an earlier reload), else a new one from
+ * the spare capacity, published (release) so a concurrent render shows it.
+ * Returns -ENOSPC when the dimension is full (the caller counts the name
+ * as "other"), -ENOMEM, or -EINVAL (NULL name or bad dim). Control thread
+ * only (or main before it starts); call it before publishing the indices
+ * to the workers. */
+int32_t sg_metrics_intern(sg_metrics_t *m, sg_metrics_dim_t dim, const char *name) SG_MUST_CHECK;
+/* How many names dimension dim can hold (start-up names + spare). */
+size_t sg_metrics_label_capacity(const sg_metrics_t *m, sg_metrics_dim_t dim);
 
 /* Shard of worker i (0 <= i < n_workers), and the control thread's. */
 sg_metrics_shard_t *sg_metrics_worker_shard(sg_metrics_t *m, uint32_t worker_idx);

@@ -52,12 +52,13 @@ typedef struct sg_rtgen {
     uint32_t id;                /* == cfg->generation (1 at start-up) */
     sg_config_t *cfg;           /* retained */
     sg_server_pub_t ***servers; /* [upstream][server] -> slot, cfg's indices */
-    /* Metric registry indices (the registry is built from the start-up
-     * config): route i / upstream i of cfg -> the start-up index with the
-     * same name, or INT32_MAX ("other") when the start-up config had none. */
+    /* Metric registry label indices: route i / upstream i / listener i of
+     * cfg -> the registry's index for its name (sg_metrics_intern, filled
+     * at commit, before publication), or INT32_MAX ("other") when the
+     * registry had no room left for a new name. */
     int32_t *route_metric;
     int32_t *upstream_metric;
-    int32_t *listener_metric; /* listener i -> start-up listener with the same name, or INT32_MAX */
+    int32_t *listener_metric;
     /* Listening sockets (src/net: worker.c). Listener i's bound address
      * ("ip:port", "[ip]:port") is laddr[i]; lfds[i * n_workers + w] is the
      * socket worker w takes when it adopts this generation (exchanged with

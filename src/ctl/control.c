@@ -10,18 +10,37 @@
 
 /* swarm_upstream_server_up: a server is up unless an active check says
  * down or passive health has it ejected right now. */
-static int server_up(void *ud, size_t u, size_t s)
+static bool slot_up(const sg_server_pub_t *p, uint64_t now_ms)
 {
-    sg_runtime_t *rt = ud;
-    /* The registry's upstreams are the start-up config's, and so is
-     * rt->servers; a server kept across reloads keeps its slot. */
-    const sg_config_t *cfg = rt->_boot ? rt->_boot->cfg : NULL;
-    if (!cfg || !rt->servers || u >= cfg->n_upstreams || s >= cfg->upstreams[u].n_servers)
-        return -1;
-    const sg_server_pub_t *p = &rt->servers[u][s];
     uint64_t until = atomic_load_explicit(&p->ejected_until_ms, memory_order_relaxed);
     bool down = atomic_load_explicit(&p->active_down, memory_order_relaxed);
-    return !down && (until == 0 || until <= sg_now_ms());
+    return !down && (until == 0 || until <= now_ms);
+}
+
+/* The servers of the generation in force, so upstreams and servers a
+ * reload added are listed and removed ones are not (a gauge of current
+ * state). rt->gen is read without a reference: a render runs inside one
+ * loop callback of the control thread (which alone frees generations) or
+ * of a worker (which holds back their reclamation until its next
+ * callback; see generation.c). */
+static void each_server(void *ud, sg_metrics_server_cb emit, void *ctx)
+{
+    sg_runtime_t *rt = ud;
+    const sg_rtgen_t *g = atomic_load_explicit(&rt->gen, memory_order_acquire);
+    if (!g || !g->servers)
+        return;
+    uint64_t now_ms = sg_now_ms();
+    for (size_t u = 0; u < g->cfg->n_upstreams; u++) {
+        const sg_upstream_conf_t *uc = &g->cfg->upstreams[u];
+        for (size_t s = 0; s < uc->n_servers; s++) {
+            const sg_hostport_t *hp = &uc->servers[s];
+            char text[300];
+            snprintf(text, sizeof(text), hp->is_ipv6_literal ? "[%s]:%u" : "%s:%u", hp->host ? hp->host : "",
+                     (unsigned)hp->port);
+            if (g->servers[u] && g->servers[u][s])
+                emit(ctx, uc->name, text, slot_up(g->servers[u][s], now_ms));
+        }
+    }
 }
 
 static uint64_t spans_exported(void *ud)
@@ -44,7 +63,7 @@ int sg_control_init(sg_control_t *c, sg_runtime_t *rt)
     c->admin.metrics = rt->metrics;
     if (rt->metrics) {
         sg_metrics_hooks_t hooks = {
-            .server_up = server_up, .spans_exported = spans_exported, .spans_dropped = spans_dropped, .ud = rt};
+            .each_server = each_server, .spans_exported = spans_exported, .spans_dropped = spans_dropped, .ud = rt};
         sg_metrics_set_hooks(rt->metrics, &hooks);
     }
     return 0;
@@ -191,8 +210,7 @@ void sg_control_on_reload(uv_loop_t *loop, void *ud, const sg_config_t *old_cfg,
         pg_end(c);
         pg_begin(c, loop, new_cfg);
         c->pg_restart_ms = sg_now_ms();
-        sg_log(SG_LOG_INFO, NULL, "postgres: settings changed, poller %s",
-               c->pg ? "restarted" : "stopped");
+        sg_log(SG_LOG_INFO, NULL, "postgres: settings changed, poller %s", c->pg ? "restarted" : "stopped");
     }
     if (old_cfg->fp_trace_export != new_cfg->fp_trace_export) {
         bool was_on = old_cfg->trace.export.format != SG_EXPORT_NONE;

@@ -15,6 +15,7 @@
  * RCU does). The control thread checks this on its tick. */
 #include "net/net_int.h"
 
+#include "sg/log.h"
 #include "sg/metrics.h"
 
 #include <errno.h>
@@ -119,7 +120,10 @@ static int32_t index_by_name(const char *name, const void *arr, size_t n, size_t
 }
 
 /* Builds the generation for cfg (retained). Boot: the slots are
- * rt->servers. Main at start-up or the control thread. */
+ * rt->servers. Main at start-up or the control thread. The metric index
+ * maps are filled by name against the start-up config here (the registry
+ * is built from it, in the same order); a reload's generation gets its
+ * final maps from map_metrics() at commit. */
 static sg_rtgen_t *rtgen_new(sg_runtime_t *rt, sg_config_t *cfg, bool is_boot)
 {
     sg_rtgen_t *g = calloc(1, sizeof(*g));
@@ -276,11 +280,67 @@ sg_rtgen_t *sg__runtime_prepare(sg_runtime_t *rt, sg_config_t *cfg, char *err, s
     return g;
 }
 
+/* Appends `what "name"` to the list of names that found no label room. */
+static void note_full(char *buf, size_t cap, size_t *len, size_t *n, const char *what, const char *name)
+{
+    (*n)++;
+    if (*len >= cap)
+        return;
+    int w = snprintf(buf + *len, cap - *len, "%s%s \"%s\"", *n > 1 ? ", " : "", what, name);
+    if (w > 0)
+        *len = SG_MIN(cap, *len + (size_t)w);
+}
+
+static int32_t intern_or_other(sg_metrics_t *m, sg_metrics_dim_t dim, const char *name, const char *what, char *buf,
+                               size_t cap, size_t *len, size_t *n)
+{
+    int32_t i = sg_metrics_intern(m, dim, name);
+    if (i >= 0)
+        return i;
+    note_full(buf, cap, len, n, what, name ? name : "");
+    return INT32_MAX; /* "other" */
+}
+
+/* Registry label indices for g's routes, upstreams and listeners: a name
+ * the registry knows (from the start-up config or an earlier reload) keeps
+ * its index and its series; a new one is interned into the registry's
+ * spare room. Runs on the control thread before g is published, so every
+ * index a worker reads from g is already visible to the renderer; the
+ * request path only reads these maps. Done at commit rather than in
+ * prepare so a reload refused later (a bind that fails) interns nothing.
+ * When the room is used up the name counts as "other", said once per
+ * reload in the log. */
+static void map_metrics(sg_runtime_t *rt, sg_rtgen_t *g)
+{
+    sg_metrics_t *m = rt->metrics;
+    const sg_config_t *cfg = g->cfg;
+    if (!m)
+        return; /* no registry (unit tests): the start-up maps stand */
+    char full[512];
+    size_t len = 0, n_full = 0;
+    full[0] = '\0';
+    for (size_t r = 0; r < cfg->n_routes; r++)
+        g->route_metric[r] =
+            intern_or_other(m, SG_METRICS_DIM_ROUTE, cfg->routes[r].name, "route", full, sizeof(full), &len, &n_full);
+    for (size_t u = 0; u < cfg->n_upstreams; u++)
+        g->upstream_metric[u] = intern_or_other(m, SG_METRICS_DIM_UPSTREAM, cfg->upstreams[u].name, "upstream", full,
+                                                sizeof(full), &len, &n_full);
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        g->listener_metric[i] = intern_or_other(m, SG_METRICS_DIM_LISTENER, cfg->listeners[i].name, "listener", full,
+                                                sizeof(full), &len, &n_full);
+    if (n_full)
+        sg_log(SG_LOG_WARN, NULL,
+               "metrics: no label room left for %zu new name(s) (%s; each dimension holds the start-up names + %d); "
+               "their requests count as \"other\" until restart",
+               n_full, full, SG_METRICS_SPARE_LABELS);
+}
+
 /* Control thread: publishes g (from sg__runtime_prepare) as rt->gen and
  * retires the current generation. Takes g's reference. */
 void sg__runtime_commit(sg_runtime_t *rt, sg_rtgen_t *g);
 void sg__runtime_commit(sg_runtime_t *rt, sg_rtgen_t *g)
 {
+    map_metrics(rt, g); /* before the release exchange below publishes g */
     sg_config_t *old_cfg = atomic_exchange_explicit(&rt->config, sg_config_retain(g->cfg), memory_order_acq_rel);
     sg_rtgen_t *old = atomic_exchange_explicit(&rt->gen, g, memory_order_acq_rel);
     /* old_cfg stays alive through old's reference until old is reaped. */

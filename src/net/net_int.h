@@ -322,6 +322,8 @@ enum {
     SG_TXN_F_TUN_UP_EOF = 1u << 15,   /* tunnel: the upstream sent FIN */
     SG_TXN_F_TUN_UP_SHUT = 1u << 16,  /* tunnel: FIN passed on to the upstream */
     SG_TXN_F_TUN_CLI_SHUT = 1u << 17, /* tunnel: FIN passed on to the client */
+    SG_TXN_F_REPLAY = 1u << 18,       /* sent on a reused pooled connection and may be sent again (t->uphead kept) */
+    SG_TXN_F_FRESH = 1u << 19,        /* take a new upstream connection, not a pooled one */
 };
 
 typedef enum sg_fail {
@@ -349,7 +351,7 @@ struct sg_txn {
     bool is_reportable; /* a status was sent or the head was parsed */
     bool has_trace;
 
-    char *uphead; /* serialized upstream request head (fl_head) until written */
+    char *uphead; /* serialized upstream request head (fl_head) until written (until answered: SG_TXN_F_REPLAY) */
     size_t uphead_len;
     char *head; /* request head (fl_head) while it is read and parsed */
     size_t head_len;

@@ -889,6 +889,45 @@ static void proxy_connect(sg_txn_t *t)
 
 static const char k_continue[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
+/* A pooled connection can be closed by its server at the moment a request
+ * goes out on it (the server's keep-alive timeout racing the reuse): the
+ * request then fails with a reset before any response byte, through no
+ * fault of the server. Such a request is sent once more, on a new
+ * connection to the same server, when sending it twice is harmless: an
+ * idempotent method (RFC 9110 9.2.2) without a body (RFC 9112 9.3.1), on a
+ * reverse route; nginx and Go's http.Transport do the same. Only requests
+ * that went out on a reused connection qualify: a fresh connection that
+ * fails says something about the server. */
+static bool is_replayable(const sg_txn_t *t, const sg_upconn_t *u)
+{
+    if (!(u->flags & SG_UPC_F_REUSED) || (t->flags & (SG_TXN_F_REQ_BODY | SG_TXN_F_FRESH | SG_TXN_F_EGRESS)) ||
+        t->ups_idx < 0)
+        return false;
+    switch (t->rec.method) {
+    case SG_METHOD_GET:
+    case SG_METHOD_HEAD:
+    case SG_METHOD_OPTIONS:
+    case SG_METHOD_TRACE:
+    case SG_METHOD_PUT:
+    case SG_METHOD_DELETE:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* The upstream answered: the request will not be sent again. The kept head
+ * goes back unless the write still holds it (then sg__txn_free returns it,
+ * after the connection's release closed or finished that write). */
+static void replay_done(sg_txn_t *t, sg_upconn_t *u)
+{
+    t->flags &= ~SG_TXN_F_REPLAY;
+    if (t->uphead && u->tcp.write_queue_size == 0) {
+        sg__head_put(t->conn->w, t->uphead);
+        t->uphead = NULL;
+    }
+}
+
 void sg__proxy_up_ready(sg_txn_t *t)
 {
     sg_upconn_t *u = t->up;
@@ -910,11 +949,20 @@ void sg__proxy_up_ready(sg_txn_t *t)
     }
     t->state = SG_TXN_SENT;
     uv_buf_t iov = uv_buf_init(t->uphead, (unsigned)t->uphead_len);
-    char *hold = t->uphead;
-    t->uphead = NULL;
     t->flags |= SG_TXN_F_SENT_ANY;
     t->rec.upstream_start_ns = sg_now_ns();
-    if (sg__upconn_write(u, &iov, 1, hold, SG_BK_HEAD) < 0) {
+    int wr;
+    if (is_replayable(t, u)) {
+        /* The head stays ours (the write does not own it) until the
+         * upstream answers: see sg__proxy_up_failed. */
+        t->flags |= SG_TXN_F_REPLAY;
+        wr = sg__upconn_write(u, &iov, 1, NULL, SG_BK_NONE);
+    } else {
+        char *hold = t->uphead;
+        t->uphead = NULL;
+        wr = sg__upconn_write(u, &iov, 1, hold, SG_BK_HEAD);
+    }
+    if (wr < 0) {
         sg__proxy_up_failed(t, SG_FAIL_RESET, "upstream write failed");
         return;
     }
@@ -937,6 +985,24 @@ void sg__proxy_up_failed(sg_txn_t *t, sg_fail_t kind, const char *why)
 {
     sg_conn_t *c = t->conn;
     sg_worker_t *w = c->w;
+    if (kind == SG_FAIL_RESET && (t->flags & SG_TXN_F_REPLAY) && t->uphead && t->up) {
+        /* A reused connection failed before any response byte: send the
+         * request again on a new connection (is_replayable). Not a server
+         * failure; closing the old connection cancels its write. */
+        sg_upconn_t *u = t->up;
+        t->up = NULL;
+        u->txn = NULL;
+        sg__upconn_release(u, false);
+        t->flags = (t->flags & ~SG_TXN_F_REPLAY) | SG_TXN_F_FRESH;
+        sg_obs_log(w->obs, SG_LOG_INFO, t->trace.trace_id,
+                   "upstream %s server %s: %s on a reused connection; sending the request again on a new one",
+                   t->srv->ups->conf->name, t->server, why);
+        t->state = SG_TXN_CONNECTING;
+        int r = sg__upconn_get(t, t->srv);
+        if (r >= 0)
+            return;
+        why = uv_strerror(r); /* our own resources (the socket is opened later): not the server's fault */
+    }
     if (t->up) {
         sg_upconn_t *u = t->up;
         t->up = NULL;
@@ -957,8 +1023,12 @@ void sg__proxy_up_failed(sg_txn_t *t, sg_fail_t kind, const char *why)
         sg__conn_abort(c, why);
         return;
     }
-    if (!(t->flags & SG_TXN_F_SENT_ANY) && t->n_tries < 2 && t->ups_idx >= 0) {
-        proxy_connect(t); /* one retry on another server: nothing was sent */
+    /* One retry on another server when nothing was sent, or when a request
+     * that may be sent again (after a stale pooled connection) could not
+     * even connect to its server. */
+    bool unsent = !(t->flags & SG_TXN_F_SENT_ANY) || ((t->flags & SG_TXN_F_FRESH) && kind == SG_FAIL_CONNECT);
+    if (unsent && t->n_tries < 2 && t->ups_idx >= 0) {
+        proxy_connect(t);
         return;
     }
     fail_status(t, kind, why);
@@ -1095,8 +1165,7 @@ static void tunnel_idle_expired(sg_txn_t *t)
     sg_worker_t *w = c->w;
     unsigned long long ms = (unsigned long long)tunnel_idle_ms(t);
     if (t->flags & SG_TXN_F_EGRESS)
-        sg_obs_log(w->obs, SG_LOG_INFO, t->trace.trace_id, "egress %s: tunnel idle for %llu ms, closed", t->server,
-                   ms);
+        sg_obs_log(w->obs, SG_LOG_INFO, t->trace.trace_id, "egress %s: tunnel idle for %llu ms, closed", t->server, ms);
     else
         sg_obs_log(w->obs, SG_LOG_INFO, t->trace.trace_id, "upstream %s server %s: tunnel idle for %llu ms, closed",
                    t->srv ? t->srv->ups->conf->name : "?", t->server, ms);
@@ -1500,6 +1569,8 @@ static void up_read_loop(sg_upconn_t *u, sg_txn_t *t);
 void sg__proxy_up_read(sg_upconn_t *u)
 {
     sg_txn_t *t = u->txn;
+    if (t && (t->flags & SG_TXN_F_REPLAY))
+        replay_done(t, u);
     up_read_loop(u, t);
     /* A head whose body has not arrived yet goes out alone now. */
     if (t && u->txn == t && t->resp_head)
@@ -1547,7 +1618,7 @@ void sg__proxy_up_eof(sg_upconn_t *u)
          * connection reused for this request has none yet. */
         sg__proxy_up_failed(t, u->head && u->head_len ? SG_FAIL_BAD_RESPONSE : SG_FAIL_RESET,
                             u->head && u->head_len ? "upstream closed inside the response head"
-                                        : "upstream closed before responding");
+                                                   : "upstream closed before responding");
         break;
     case SG_UPC_P_BODY:
         if (sg_h1_finish(&u->parser) == SG_H1_BODY_DONE) {

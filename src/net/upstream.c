@@ -440,7 +440,9 @@ static void on_connect(uv_connect_t *req, int status)
 int sg__upconn_get(sg_txn_t *t, sg_upserver_t *srv)
 {
     sg_worker_t *w = t->conn->w;
-    if (!sg_list_empty(&srv->idle) && !(t->flags & SG_TXN_F_CONNECT)) { /* a tunnel gets a fresh connection */
+    /* A tunnel gets a fresh connection, and so does a request sent again
+     * after a pooled connection failed it. */
+    if (!sg_list_empty(&srv->idle) && !(t->flags & (SG_TXN_F_CONNECT | SG_TXN_F_FRESH))) {
         /* Most recently used first: the warmest connection. */
         sg_upconn_t *u = sg_container_of(srv->idle.next, sg_upconn_t, link);
         sg_list_remove(&u->link);
@@ -504,8 +506,10 @@ void sg__upconn_release(sg_upconn_t *u, bool reusable)
         u->dbuf = NULL;
     }
     /* A retired generation's pools stay empty: its connections close. */
-    if (!reusable || u->state != SG_UPC_ACTIVE || srv->n_idle >= srv->ups->conf->keepalive || w->is_draining ||
-        w->is_stopping || !srv->ups->gen->is_current) {
+    /* Request bytes still queued (an upstream that answered before reading
+     * the whole request): not reusable, and closing cancels the write. */
+    if (!reusable || u->state != SG_UPC_ACTIVE || u->tcp.write_queue_size > 0 ||
+        srv->n_idle >= srv->ups->conf->keepalive || w->is_draining || w->is_stopping || !srv->ups->gen->is_current) {
         sg__upconn_close(u);
         return;
     }

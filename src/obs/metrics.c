@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #ifndef SG_VERSION
 #define SG_VERSION "unknown"
@@ -20,8 +21,17 @@
 
 enum dim { D_ROUTE = 0, D_METHOD, D_CODE, D_UPSTREAM, D_LISTENER, D_TRACE_SRC, D_RESULT, D_DEST, D_REFUSE, D__COUNT };
 
+/* Values 0 .. cap-1 are names (the start-up config's, then those a reload
+ * interned, up to cap); values cap .. n-1 are the fixed extras ("none",
+ * "other"). Only names below n_named exist yet: the renderer skips the
+ * others. n_named grows on the control thread (sg_metrics_intern) with a
+ * release store after names[] is written; readers load it with acquire
+ * (render) or relaxed (hot path: the index came with a generation
+ * published after the store). */
 typedef struct dimvals {
-    size_t n;
+    size_t n;   /* layout size: cap + extras */
+    size_t cap; /* names the dimension can hold */
+    _Atomic size_t n_named;
     const char **names;
     bool *is_optional; /* series using this value are written only when non-zero */
 } dimvals_t;
@@ -222,11 +232,11 @@ struct sg_metrics {
     size_t n_slots;
     size_t n_ex;
     uint8_t code_idx[1000];
-    size_t n_routes, n_upstreams, n_listeners; /* configured (without none/other) */
+    size_t n_boot_upstreams; /* rows of server_names */
     size_t n_egress_rules;
     uint32_t *egress_dest;      /* [rule] -> D_DEST value (rules with the same text share one) */
     size_t n_dests;             /* distinct rule texts (without none/other) */
-    const char ***server_names; /* [upstream][server] "host:port" */
+    const char ***server_names; /* [start-up upstream][server] "host:port" (server_up hook) */
     size_t *n_servers;
     bool has_exemplars;
     uint32_t n_shards; /* workers + 1 (control, last) */
@@ -354,12 +364,15 @@ static const char *code_name(size_t i)
     return i == CODE_NONE ? "000" : "other";
 }
 
-/* Fills a dimension: `n` given values (copied), then the extra ones. */
-static int dim_init(sg_metrics_t *m, enum dim d, const char *const *vals, size_t n, const char *const *extra,
-                    size_t n_extra, bool extra_optional)
+/* Fills a dimension: `n` given values (copied), room for `spare` more
+ * (sg_metrics_intern), then the extra ones. */
+static int dim_init(sg_metrics_t *m, enum dim d, const char *const *vals, size_t n, size_t spare,
+                    const char *const *extra, size_t n_extra, bool extra_optional)
 {
     dimvals_t *dv = &m->dims[d];
-    dv->n = n + n_extra;
+    dv->cap = n + spare;
+    dv->n = dv->cap + n_extra;
+    atomic_init(&dv->n_named, n);
     dv->names = sg_arena_zalloc(&m->arena, sizeof(*dv->names) * (dv->n ? dv->n : 1));
     dv->is_optional = sg_arena_zalloc(&m->arena, sizeof(*dv->is_optional) * (dv->n ? dv->n : 1));
     if (!dv->names || !dv->is_optional)
@@ -368,8 +381,8 @@ static int dim_init(sg_metrics_t *m, enum dim d, const char *const *vals, size_t
         if (!(dv->names[i] = sg_arena_strdup(&m->arena, vals[i] ? vals[i] : "")))
             return -ENOMEM;
     for (size_t i = 0; i < n_extra; i++) {
-        dv->names[n + i] = extra[i];
-        dv->is_optional[n + i] = extra_optional;
+        dv->names[dv->cap + i] = extra[i];
+        dv->is_optional[dv->cap + i] = extra_optional;
     }
     return 0;
 }
@@ -423,18 +436,18 @@ static int names_from_config(sg_metrics_t *m, const sg_config_t *cfg)
                 goto out;
         }
     static const char *const route_extra[] = {"none", "other"};
-    if ((rc = dim_init(m, D_ROUTE, tmp, nr, route_extra, 2, true)) != 0)
+    if ((rc = dim_init(m, D_ROUTE, tmp, nr, SG_METRICS_SPARE_LABELS, route_extra, 2, true)) != 0)
         goto out;
 
     for (size_t i = 0; i < nu; i++)
         tmp[i] = cfg->upstreams[i].name;
     static const char *const other[] = {"other"};
-    if ((rc = dim_init(m, D_UPSTREAM, tmp, nu, other, 1, true)) != 0)
+    if ((rc = dim_init(m, D_UPSTREAM, tmp, nu, SG_METRICS_SPARE_LABELS, other, 1, true)) != 0)
         goto out;
 
     for (size_t i = 0; i < nl; i++)
         tmp[i] = cfg->listeners[i].name;
-    if ((rc = dim_init(m, D_LISTENER, tmp, nl, other, 1, true)) != 0)
+    if ((rc = dim_init(m, D_LISTENER, tmp, nl, SG_METRICS_SPARE_LABELS, other, 1, true)) != 0)
         goto out;
 
     rc = -ENOMEM;
@@ -472,43 +485,45 @@ static int names_from_config(sg_metrics_t *m, const sg_config_t *cfg)
         m->egress_dest[i] = (uint32_t)k;
     }
     static const char *const dest_extra[] = {"none", "other"};
-    rc = dim_init(m, D_DEST, dn, nd, dest_extra, 2, true);
+    rc = dim_init(m, D_DEST, dn, nd, 0, dest_extra, 2, true);
     free(dn);
     if (rc != 0)
         goto out;
     rc = -ENOMEM;
     m->n_egress_rules = ne;
     m->n_dests = nd;
-    m->n_routes = nr;
-    m->n_upstreams = nu;
-    m->n_listeners = nl;
+    m->n_boot_upstreams = nu;
     rc = 0;
 out:
     free(tmp);
     return rc;
 }
 
+/* Shard arrays are anonymous mappings: page-aligned (no false sharing
+ * between shards) and zero-filled by the kernel, so pages nobody writes,
+ * such as the spare label room a reload may never use, take no RSS. The
+ * slots are lock-free 64-bit atomics, for which all-zero bytes are the
+ * value 0 (as for static storage), so they are not initialized one by one
+ * (that would touch every page). */
+static void *zmap(size_t bytes)
+{
+    void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void zunmap(void *p, size_t bytes)
+{
+    if (p)
+        munmap(p, bytes ? bytes : 1);
+}
+
 static int shard_init(sg_metrics_t *m, sg_metrics_shard_t *s, const sg_config_t *cfg)
 {
     s->m = m;
-    size_t bytes = (m->n_slots * sizeof(uint64_t) + SG_CACHELINE - 1) / SG_CACHELINE * SG_CACHELINE;
-    s->v = aligned_alloc(SG_CACHELINE, bytes ? bytes : SG_CACHELINE);
-    if (!s->v)
+    if (!(s->v = zmap(m->n_slots * sizeof(uint64_t))))
         return -ENOMEM;
-    for (size_t i = 0; i < m->n_slots; i++)
-        atomic_init(&s->v[i], 0);
-    if (m->n_ex) {
-        s->ex = aligned_alloc(SG_CACHELINE, m->n_ex * sizeof(sg__exemplar_slot_t));
-        if (!s->ex)
-            return -ENOMEM;
-        for (size_t i = 0; i < m->n_ex; i++) {
-            atomic_init(&s->ex[i].seq, 0);
-            atomic_init(&s->ex[i].value_ns, 0);
-            atomic_init(&s->ex[i].ts_unix_ms, 0);
-            for (size_t k = 0; k < 5; k++)
-                atomic_init(&s->ex[i].id[k], 0);
-        }
-    }
+    if (m->n_ex && !(s->ex = zmap(m->n_ex * sizeof(sg__exemplar_slot_t))))
+        return -ENOMEM;
     return sg_errrate_init(&s->er, cfg->metrics.error_rate_window_ms, cfg->metrics.error_rate_resolution_ms,
                            1 + m->dims[D_UPSTREAM].n);
 }
@@ -522,18 +537,19 @@ sg_metrics_t *sg_metrics_create(const sg_config_t *cfg, uint32_t n_workers)
     sg_arena_init(&m->arena, 16384);
     if (names_from_config(m, cfg) != 0)
         goto fail;
-    if (dim_init(m, D_METHOD, method_names, SG_METHOD__COUNT, NULL, 0, false) != 0)
+    if (dim_init(m, D_METHOD, method_names, SG_METHOD__COUNT, 0, NULL, 0, false) != 0)
         goto fail;
-    if (dim_init(m, D_TRACE_SRC, trace_src_names, SG_TRACE_SRC__COUNT, NULL, 0, false) != 0)
+    if (dim_init(m, D_TRACE_SRC, trace_src_names, SG_TRACE_SRC__COUNT, 0, NULL, 0, false) != 0)
         goto fail;
-    if (dim_init(m, D_RESULT, result_names, 2, NULL, 0, false) != 0)
+    if (dim_init(m, D_RESULT, result_names, 2, 0, NULL, 0, false) != 0)
         goto fail;
     const char *refuse_names[SG_EGRESS__COUNT];
     for (size_t i = 1; i < SG_EGRESS__COUNT; i++)
         refuse_names[i - 1] = sg_egress_verdict_name((sg_egress_verdict_t)i);
-    if (dim_init(m, D_REFUSE, refuse_names, SG_EGRESS__COUNT - 1, NULL, 0, false) != 0)
+    if (dim_init(m, D_REFUSE, refuse_names, SG_EGRESS__COUNT - 1, 0, NULL, 0, false) != 0)
         goto fail;
-    m->dims[D_CODE].n = N_CODES;
+    m->dims[D_CODE].n = m->dims[D_CODE].cap = N_CODES;
+    atomic_init(&m->dims[D_CODE].n_named, N_CODES);
     m->dims[D_CODE].names = sg_arena_zalloc(&m->arena, sizeof(char *) * N_CODES);
     m->dims[D_CODE].is_optional = sg_arena_zalloc(&m->arena, sizeof(bool) * N_CODES);
     if (!m->dims[D_CODE].names || !m->dims[D_CODE].is_optional)
@@ -603,8 +619,8 @@ void sg_metrics_destroy(sg_metrics_t *m)
         return;
     if (m->shards) {
         for (uint32_t i = 0; i < m->n_shards; i++) {
-            free((void *)m->shards[i].v);
-            free(m->shards[i].ex);
+            zunmap((void *)m->shards[i].v, m->n_slots * sizeof(uint64_t));
+            zunmap(m->shards[i].ex, m->n_ex * sizeof(sg__exemplar_slot_t));
             sg_errrate_destroy(&m->shards[i].er);
         }
         free(m->shards);
@@ -619,6 +635,13 @@ void sg_metrics_destroy(sg_metrics_t *m)
     free(m);
 }
 
+size_t sg__metrics_shard_bytes(const sg_metrics_t *m)
+{
+    const sg_errrate_t *er = &m->shards[0].er;
+    return m->n_slots * sizeof(uint64_t) + m->n_ex * sizeof(sg__exemplar_slot_t) +
+           (size_t)er->n_keys * er->n_slots * 3 * sizeof(uint64_t);
+}
+
 sg_metrics_shard_t *sg_metrics_worker_shard(sg_metrics_t *m, uint32_t worker_idx)
 {
     return worker_idx + 1 < m->n_shards ? &m->shards[worker_idx] : NULL;
@@ -627,6 +650,41 @@ sg_metrics_shard_t *sg_metrics_worker_shard(sg_metrics_t *m, uint32_t worker_idx
 sg_metrics_shard_t *sg_metrics_control_shard(sg_metrics_t *m)
 {
     return &m->shards[m->n_shards - 1];
+}
+
+static const enum dim internable[SG_METRICS_DIM__COUNT] = {
+    [SG_METRICS_DIM_ROUTE] = D_ROUTE,
+    [SG_METRICS_DIM_UPSTREAM] = D_UPSTREAM,
+    [SG_METRICS_DIM_LISTENER] = D_LISTENER,
+};
+
+int32_t sg_metrics_intern(sg_metrics_t *m, sg_metrics_dim_t dim, const char *name)
+{
+    if (!m || (unsigned)dim >= SG_METRICS_DIM__COUNT || !name)
+        return -EINVAL;
+    dimvals_t *dv = &m->dims[internable[dim]];
+    /* This thread is the only writer of n_named: relaxed is enough here. */
+    size_t n = atomic_load_explicit(&dv->n_named, memory_order_relaxed);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(dv->names[i], name) == 0)
+            return (int32_t)i; /* kept (or re-added) under its old series */
+    if (n >= dv->cap || n >= INT32_MAX)
+        return -ENOSPC;
+    /* The arena is touched only at creation and here (control thread);
+     * renders never allocate from it. */
+    const char *copy = sg_arena_strdup(&m->arena, name);
+    if (!copy)
+        return -ENOMEM;
+    dv->names[n] = copy;
+    /* Release: a render that sees n + 1 sees names[n]; a worker gets the
+     * index only through a generation published after this store. */
+    atomic_store_explicit(&dv->n_named, n + 1, memory_order_release);
+    return (int32_t)n;
+}
+
+size_t sg_metrics_label_capacity(const sg_metrics_t *m, sg_metrics_dim_t dim)
+{
+    return (unsigned)dim < SG_METRICS_DIM__COUNT ? m->dims[internable[dim]].cap : 0;
 }
 
 void sg_metrics_set_hooks(sg_metrics_t *m, const sg_metrics_hooks_t *hooks)
@@ -663,16 +721,30 @@ void sg_metrics_remove_collector(sg_metrics_t *m, sg_metrics_collect_cb cb, void
 
 /* ---- hot path ------------------------------------------------------------------ */
 
+/* An index the registry has published, else the dimension's first extra
+ * ("other" for upstreams and listeners). Relaxed: an index handed out by a
+ * generation was published before that generation (see dimvals_t). */
+static inline size_t named_or(const dimvals_t *dv, size_t i, size_t fallback)
+{
+    return i < atomic_load_explicit(&dv->n_named, memory_order_relaxed) ? i : fallback;
+}
+
 static inline size_t route_index(const sg_metrics_t *m, int32_t route_idx)
 {
+    const dimvals_t *dv = &m->dims[D_ROUTE];
     if (route_idx < 0)
-        return m->n_routes; /* "none" */
-    return (size_t)route_idx < m->n_routes ? (size_t)route_idx : m->n_routes + 1;
+        return dv->cap;                                  /* "none" */
+    return named_or(dv, (size_t)route_idx, dv->cap + 1); /* "other" */
 }
 
 static inline size_t upstream_index(const sg_metrics_t *m, size_t up)
 {
-    return up < m->n_upstreams ? up : m->n_upstreams; /* "other" */
+    return named_or(&m->dims[D_UPSTREAM], up, m->dims[D_UPSTREAM].cap); /* "other" */
+}
+
+static inline size_t listener_index(const sg_metrics_t *m, size_t l)
+{
+    return named_or(&m->dims[D_LISTENER], l, m->dims[D_LISTENER].cap); /* "other" */
 }
 
 static inline void observe(sg_metrics_shard_t *s, const fam_layout_t *L, size_t series, uint64_t v_ns,
@@ -725,15 +797,13 @@ static inline void gauge_move(_Atomic uint64_t *w, uint64_t delta)
 void sg_metrics_conn_open(sg_metrics_shard_t *s, size_t listener_idx)
 {
     const sg_metrics_t *m = s->m;
-    size_t l = listener_idx < m->n_listeners ? listener_idx : m->n_listeners;
-    gauge_move(&s->v[m->fam[F_CONNS].base + l], 1);
+    gauge_move(&s->v[m->fam[F_CONNS].base + listener_index(m, listener_idx)], 1);
 }
 
 void sg_metrics_conn_close(sg_metrics_shard_t *s, size_t listener_idx)
 {
     const sg_metrics_t *m = s->m;
-    size_t l = listener_idx < m->n_listeners ? listener_idx : m->n_listeners;
-    gauge_move(&s->v[m->fam[F_CONNS].base + l], UINT64_MAX);
+    gauge_move(&s->v[m->fam[F_CONNS].base + listener_index(m, listener_idx)], UINT64_MAX);
 }
 
 void sg_metrics_inflight_inc(sg_metrics_shard_t *s)
@@ -839,17 +909,26 @@ static void render_family(sg_metrics_t *m, sg_expose_t *x, enum fam f)
     const fam_layout_t *L = &m->fam[f];
     sg_expose_family(x, d->name, d->help, d->type);
     const char *vals[3] = {NULL, NULL, NULL};
+    size_t named[3] = {0, 0, 0};
+    for (size_t k = 0; k < d->n_dims; k++) /* names published so far (acquire: names[] written before) */
+        named[k] = atomic_load_explicit(&m->dims[d->dims[k]].n_named, memory_order_acquire);
     bool want_ex = L->has_ex && x->format == SG_EXPOSE_OPENMETRICS;
     for (size_t s = 0; s < L->n_series; s++) {
         size_t rem = s;
-        bool is_optional = false;
+        bool is_optional = false, is_unused = false;
         for (size_t k = d->n_dims; k-- > 0;) {
             const dimvals_t *dv = &m->dims[d->dims[k]];
             size_t i = rem % dv->n;
             rem /= dv->n;
+            if (i >= named[k] && i < dv->cap) {
+                is_unused = true; /* spare room not interned yet: names[i] may be being written */
+                break;
+            }
             vals[k] = dv->names[i];
             is_optional |= dv->is_optional[i];
         }
+        if (is_unused)
+            continue;
         const uint64_t *v = m->scratch + L->base + s * L->stride;
         bool skip_zero = (d->flags & FL_SKIP_ZERO) || is_optional;
         if (d->type == SG_METRIC_HISTOGRAM) {
@@ -884,30 +963,43 @@ static void render_error_rates(sg_metrics_t *m, sg_expose_t *x, uint64_t now_ms)
 
     sg_expose_family(x, "swarm_upstream_error_rate",
                      "Share of responses with a 5xx status over the rolling window, by upstream.", SG_METRIC_GAUGE);
-    for (size_t u = 0; u <= m->n_upstreams; u++) {
+    const dimvals_t *dv = &m->dims[D_UPSTREAM];
+    size_t named = atomic_load_explicit(&dv->n_named, memory_order_acquire);
+    for (size_t u = 0; u < dv->n; u++) {
+        if (u >= named && u < dv->cap)
+            continue; /* spare room not interned yet */
         sum = (sg_errrate_sum_t){0, 0};
         for (uint32_t i = 0; i < m->n_shards; i++)
             sg_errrate_collect(&m->shards[i].er, 1 + u, now_ms, &sum);
-        if (u == m->n_upstreams && sum.total == 0)
+        if (u >= dv->cap && sum.total == 0)
             continue; /* "other" only when used */
         const char *val[] = {m->dims[D_UPSTREAM].names[u]};
         sg_expose_sample(x, "swarm_upstream_error_rate", "", up_label, val, 1, sg_errrate_ratio(&sum));
     }
 }
 
+static const char *const server_up_labels[] = {"upstream", "server"};
+
+static void emit_server_up(void *ctx, const char *upstream, const char *server, bool is_up)
+{
+    const char *vals[] = {upstream ? upstream : "", server ? server : ""};
+    sg_expose_sample(ctx, "swarm_upstream_server_up", "", server_up_labels, vals, 2, is_up ? 1 : 0);
+}
+
 static void render_hooks(sg_metrics_t *m, sg_expose_t *x)
 {
-    static const char *const names[] = {"upstream", "server"};
     sg_expose_family(x, "swarm_upstream_server_up", "Whether an upstream server is in service (1) or not (0).",
                      SG_METRIC_GAUGE);
-    if (m->hooks.server_up)
-        for (size_t u = 0; u < m->n_upstreams; u++)
+    if (m->hooks.each_server)
+        m->hooks.each_server(m->hooks.ud, emit_server_up, x);
+    else if (m->hooks.server_up)
+        for (size_t u = 0; u < m->n_boot_upstreams; u++)
             for (size_t s = 0; s < m->n_servers[u]; s++) {
                 int up = m->hooks.server_up(m->hooks.ud, u, s);
                 if (up < 0)
                     continue;
                 const char *vals[] = {m->dims[D_UPSTREAM].names[u], m->server_names[u][s]};
-                sg_expose_sample(x, "swarm_upstream_server_up", "", names, vals, 2, up ? 1 : 0);
+                sg_expose_sample(x, "swarm_upstream_server_up", "", server_up_labels, vals, 2, up ? 1 : 0);
             }
 
     uint64_t exported = m->hooks.spans_exported ? m->hooks.spans_exported(m->hooks.ud) : 0;

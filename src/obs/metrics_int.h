@@ -30,4 +30,9 @@ void sg__exemplar_write(sg__exemplar_slot_t *e, const char *trace_id, uint64_t v
  * when the writer kept it busy through every retry. */
 bool sg__exemplar_read(const sg__exemplar_slot_t *e, char trace_id[37], uint64_t *value_ns, uint64_t *ts_unix_ms);
 
+/* Bytes of one shard's arrays (counters, exemplar slots, error-rate
+ * rings), before cache-line rounding: what each worker pays for the
+ * registry's layout, spare label room included (docs/metrics.md). */
+size_t sg__metrics_shard_bytes(const sg_metrics_t *m);
+
 #endif /* SG_OBS_METRICS_INT_H */

@@ -52,7 +52,8 @@ static pid_t g_pids[MAX_PIDS];
 static int g_npids;
 static char g_tmp[256];
 static const char *g_sg_bin;
-static int g_duration = 4;
+static int g_duration = 4; /* measured run, seconds */
+#define WARMUP_S 2         /* warm-up before each measured run: pools and caches filled */
 static int g_rounds = 3;
 static int g_idle_conns = 2000;
 static int g_ncpu;
@@ -372,18 +373,29 @@ static double parse_ms(const char *s)
     return v;
 }
 
-static wrk_result_t run_wrk(int port, const char *path, int conns, pid_t proxy_root)
+/* A trace id as the platform sends it (requests behind the platform carry
+ * one; without it swarmgate makes one per request with libuuid). */
+#define BENCH_TRACE_ID "X-Trace-Id: 4bf92f35-77b3-4da6-a3ce-929d0e0e4736"
+
+/* seconds: the run's length. with_id: requests carry X-Trace-Id.
+ * proxy_root > 0: the proxy's CPU time over the run is measured. */
+static wrk_result_t run_wrk(int port, const char *path, int conns, int seconds, bool with_id, pid_t proxy_root)
 {
     char url[128], c[16], d[16];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
     snprintf(c, sizeof(c), "%d", conns);
-    snprintf(d, sizeof(d), "%ds", g_duration);
+    snprintf(d, sizeof(d), "%ds", seconds);
     char out[512];
     snprintf(out, sizeof(out), "%s/wrk.out", g_tmp);
     unlink(out);
     tree_reading_t before = proxy_root > 0 ? read_tree(proxy_root) : (tree_reading_t){0};
     tree_reading_t origin_before = read_tree(g_origin_pid);
-    char *argv[] = {"wrk", "-t1", "-c", c, "-d", d, "--latency", "-H", "Host: bench", url, NULL};
+    char *argv[] = {"wrk", "-t1", "-c", c, "-d", d, "--latency", "-H", "Host: bench", url, NULL, NULL, NULL};
+    if (with_id) {
+        argv[9] = "-H";
+        argv[10] = BENCH_TRACE_ID;
+        argv[11] = url;
+    }
     pid_t pid = fork();
     if (pid == 0) {
         pin(0);
@@ -687,6 +699,7 @@ typedef struct scenario {
     int workers;
     bool with_bare;  /* also swarmgate with all observability off */
     bool with_quiet; /* also swarmgate without the Postgres poller and scrapes */
+    bool with_id;    /* requests carry X-Trace-Id (the platform's normal case) */
     cell_t cell[P__COUNT];
     double direct_rps;
 } scenario_t;
@@ -712,10 +725,10 @@ static void run_scenario(scenario_t *sc)
 {
     int list[P__COUNT];
     int nprox = contenders(sc, list);
-    printf("\n== %s: GET %s, %d connections, %d worker(s), %d rounds x %d s\n", sc->name, sc->path, sc->conns,
-           sc->workers, g_rounds, g_duration);
+    printf("\n== %s: GET %s%s, %d connections, %d worker(s), %d rounds x (%d s warm-up + %d s)\n", sc->name, sc->path,
+           sc->with_id ? " with X-Trace-Id" : "", sc->conns, sc->workers, g_rounds, WARMUP_S, g_duration);
     fflush(stdout);
-    wrk_result_t d = run_wrk(g_origin_port, sc->path, sc->conns, 0);
+    wrk_result_t d = run_wrk(g_origin_port, sc->path, sc->conns, g_duration, sc->with_id, 0);
     sc->direct_rps = d.rps;
     for (int round = 0; round < g_rounds; round++) {
         /* The order rotates from round to round, so that no contender
@@ -728,8 +741,8 @@ static void run_scenario(scenario_t *sc)
             bool scraping = r.admin_port > 0 && p != P_SWARMGATE_QUIET;
             if (scraping)
                 pthread_create(&th, NULL, scrape_loop, &scr);
-            run_wrk(r.port, sc->path, sc->conns, 0); /* warm-up, 1 run */
-            wrk_result_t w = run_wrk(r.port, sc->path, sc->conns, r.pid);
+            run_wrk(r.port, sc->path, sc->conns, WARMUP_S, sc->with_id, 0);
+            wrk_result_t w = run_wrk(r.port, sc->path, sc->conns, g_duration, sc->with_id, r.pid);
             if (scraping) {
                 scr.stop = true;
                 pthread_join(th, NULL);
@@ -900,6 +913,7 @@ int main(int argc, char **argv)
 
     scenario_t scs[] = {
         {.name = "small-64", .path = "/small", .conns = 64, .workers = 1, .with_bare = true, .with_quiet = true},
+        {.name = "small-64-id", .path = "/small", .conns = 64, .workers = 1, .with_id = true},
         {.name = "small-256", .path = "/small", .conns = 256, .workers = 1},
         {.name = "16k-64", .path = "/16k", .conns = 64, .workers = 1},
         {.name = "16k-256", .path = "/16k", .conns = 256, .workers = 1},
@@ -943,7 +957,7 @@ int main(int argc, char **argv)
         printf("\n== idle keep-alive connections: %d held open after one request each\n", g_idle_conns);
     for (int p = 0; p <= P_SWARMGATE && !g_no_idle; p++) {
         running_t r = start_proxy((proxy_t)p, 1);
-        run_wrk(r.port, "/small", 64, 0);
+        run_wrk(r.port, "/small", 64, WARMUP_S, false, 0);
         idle[p] = idle_conn_cost(r.port, r.pid, g_idle_conns);
         printf("  %-18s %8.0f B per idle connection\n", proxy_names[p], idle[p]);
         stop_pid(r.pid);

@@ -512,7 +512,8 @@ Test(metrics, hooks_and_collectors, .timeout = 10)
     sg_metrics_t *m = sg_metrics_create(&t->cfg, 1);
     cr_assert_not_null(m);
     uint64_t spans = 10;
-    sg_metrics_hooks_t h = {fake_server_up, fake_exported, fake_dropped, &spans};
+    sg_metrics_hooks_t h = {
+        .server_up = fake_server_up, .spans_exported = fake_exported, .spans_dropped = fake_dropped, .ud = &spans};
     sg_metrics_set_hooks(m, &h);
     cr_assert_eq(sg_metrics_add_collector(m, collect_tickets, "open"), 0);
     sg_metrics_config_reload(sg_metrics_control_shard(m), true);
@@ -645,7 +646,7 @@ Test(metrics, full_render_passes_promtool, .timeout = 120)
     t->routes[3].name = "api \"v2\"\\beta\nx";
     sg_metrics_t *m = sg_metrics_create(&t->cfg, 4);
     cr_assert_not_null(m);
-    sg_metrics_hooks_t h = {up_all, NULL, NULL, NULL};
+    sg_metrics_hooks_t h = {.server_up = up_all};
     sg_metrics_set_hooks(m, &h);
     cr_assert_eq(sg_metrics_add_collector(m, collect_tickets, "in_progress"), 0);
     fill_traffic(m, t, 4);
@@ -757,4 +758,273 @@ Test(metrics, every_family_documented, .timeout = 10)
     free(out);
     sg_metrics_destroy(m);
     free(t);
+}
+
+/* ---- label values added by a reload (sg_metrics_intern) ------------------------------ */
+
+/* Position of the first line starting with prefix, or -1. */
+static long line_pos(const char *text, const char *prefix)
+{
+    size_t pl = strlen(prefix);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, prefix, pl) == 0)
+            return (long)(p - text);
+    return -1;
+}
+
+Test(metrics, intern_gives_new_names_their_own_series, .timeout = 10)
+{
+    test_cfg_t *t = make_cfg(2, 1, NULL, 0);
+    sg_metrics_t *m = sg_metrics_create(&t->cfg, 1);
+    cr_assert_not_null(m);
+    sg_metrics_shard_t *s = sg_metrics_worker_shard(m, 0);
+    /* start-up names keep their index */
+    cr_assert_eq(sg_metrics_intern(m, SG_METRICS_DIM_ROUTE, "route1"), 1);
+    cr_assert_eq(sg_metrics_intern(m, SG_METRICS_DIM_UPSTREAM, "up0"), 0);
+    cr_assert_eq(sg_metrics_intern(m, SG_METRICS_DIM_LISTENER, "egress"), 1);
+    /* an index not interned yet counts as "other", never as a hidden series */
+    sg_reqrec_t r = req(2, SG_METHOD_GET, 200, 1000, NULL);
+    sg_metrics_record_request(s, &r);
+    char *out = render(m, SG_EXPOSE_TEXT, 0);
+    cr_assert_eq(value_of(out, "swarm_http_requests_total{route=\"other\",method=\"GET\",code=\"200\"}"), 1, "%s", out);
+    free(out);
+
+    int32_t ri = sg_metrics_intern(m, SG_METRICS_DIM_ROUTE, "fresh");
+    int32_t ui = sg_metrics_intern(m, SG_METRICS_DIM_UPSTREAM, "newup");
+    int32_t li = sg_metrics_intern(m, SG_METRICS_DIM_LISTENER, "side");
+    cr_assert_eq(ri, 2);
+    cr_assert_eq(ui, 1);
+    cr_assert_eq(li, 2);
+    cr_assert_eq(sg_metrics_intern(m, SG_METRICS_DIM_ROUTE, "fresh"), 2, "interned once");
+    cr_assert_eq(sg_metrics_intern(m, SG_METRICS_DIM_ROUTE, NULL), -EINVAL);
+    cr_assert_eq(sg_metrics_intern(m, (sg_metrics_dim_t)7, "x"), -EINVAL);
+
+    for (int i = 0; i < 3; i++) {
+        r = req(ri, SG_METHOD_POST, i ? 200 : 503, 1000, NULL);
+        r.upstream_idx = ui;
+        r.upstream_start_ns = r.start_ns;
+        r.upstream_head_ns = r.start_ns + 500;
+        sg_metrics_record_request(s, &r);
+    }
+    sg_metrics_upstream_connect_error(s, (size_t)ui);
+    sg_metrics_upstream_timeout(s, (size_t)ui);
+    sg_metrics_conn_open(s, (size_t)li);
+    out = render(m, SG_EXPOSE_TEXT, r.end_ns / 1000000 + 1);
+    cr_assert_eq(value_of(out, "swarm_http_requests_total{route=\"fresh\",method=\"POST\",code=\"200\"}"), 2, "%s",
+                 out);
+    cr_assert_eq(value_of(out, "swarm_http_requests_total{route=\"fresh\",method=\"POST\",code=\"503\"}"), 1);
+    cr_assert_eq(value_of(out, "swarm_http_request_duration_seconds_count{route=\"fresh\",method=\"POST\"}"), 3);
+    cr_assert_eq(value_of(out, "swarm_upstream_response_duration_seconds_count{upstream=\"newup\"}"), 3);
+    cr_assert_eq(value_of(out, "swarm_upstream_connect_errors_total{upstream=\"newup\"}"), 1);
+    cr_assert_eq(value_of(out, "swarm_upstream_timeouts_total{upstream=\"newup\"}"), 1);
+    cr_assert_float_eq(value_of(out, "swarm_upstream_error_rate{upstream=\"newup\"}"), 1.0 / 3, 1e-12);
+    cr_assert_eq(value_of(out, "swarm_http_connections_active{listener=\"side\"}"), 1);
+    /* the earlier "other" request stays where it was; nothing new went there */
+    cr_assert_eq(value_of(out, "swarm_http_requests_total{route=\"other\",method=\"GET\",code=\"200\"}"), 1);
+    cr_assert(!has_line_prefix(out, "swarm_upstream_response_duration_seconds_count{upstream=\"other\"}"));
+    cr_assert(!has_line_prefix(out, "swarm_upstream_error_rate{upstream=\"other\"}"));
+    cr_assert(!has_line_prefix(out, "swarm_http_connections_active{listener=\"other\"}"));
+    /* order: start-up names, then interned ones, then none/other */
+    long p_up0 = line_pos(out, "swarm_upstream_connect_errors_total{upstream=\"up0\"}");
+    long p_new = line_pos(out, "swarm_upstream_connect_errors_total{upstream=\"newup\"}");
+    cr_assert(p_up0 >= 0 && p_new > p_up0);
+    long p_fresh = line_pos(out, "swarm_http_requests_total{route=\"fresh\"");
+    long p_other = line_pos(out, "swarm_http_requests_total{route=\"other\"");
+    cr_assert(p_fresh >= 0 && p_other > p_fresh);
+    /* the spare room not interned yet writes nothing (no empty label values) */
+    cr_assert_null(strstr(out, "=\"\""), "%s", out);
+    free(out);
+    sg_metrics_destroy(m);
+    free(t);
+}
+
+Test(metrics, intern_full_dimension_counts_as_other, .timeout = 10)
+{
+    test_cfg_t *t = make_cfg(1, 1, NULL, 0);
+    sg_metrics_t *m = sg_metrics_create(&t->cfg, 1);
+    cr_assert_not_null(m);
+    cr_assert_eq(sg_metrics_label_capacity(m, SG_METRICS_DIM_ROUTE), 1 + SG_METRICS_SPARE_LABELS);
+    cr_assert_eq(sg_metrics_label_capacity(m, SG_METRICS_DIM_UPSTREAM), 1 + SG_METRICS_SPARE_LABELS);
+    cr_assert_eq(sg_metrics_label_capacity(m, SG_METRICS_DIM_LISTENER), 2 + SG_METRICS_SPARE_LABELS);
+    char name[32];
+    for (int i = 0; i < SG_METRICS_SPARE_LABELS; i++) {
+        snprintf(name, sizeof(name), "r%d", i);
+        cr_assert_eq(sg_metrics_intern(m, SG_METRICS_DIM_ROUTE, name), 1 + i);
+    }
+    cr_assert_eq(sg_metrics_intern(m, SG_METRICS_DIM_ROUTE, "one_too_many"), -ENOSPC);
+    /* a known name still resolves when the room is used up */
+    cr_assert_eq(sg_metrics_intern(m, SG_METRICS_DIM_ROUTE, "r3"), 4);
+    cr_assert_eq(sg_metrics_intern(m, SG_METRICS_DIM_ROUTE, "route0"), 0);
+    /* other dimensions have their own room */
+    cr_assert_eq(sg_metrics_intern(m, SG_METRICS_DIM_UPSTREAM, "one_too_many"), 1);
+
+    sg_metrics_shard_t *s = sg_metrics_worker_shard(m, 0);
+    sg_reqrec_t r = req(INT32_MAX, SG_METHOD_GET, 200, 1000, NULL); /* what generation.c maps a full name to */
+    sg_metrics_record_request(s, &r);
+    r = req(SG_METRICS_SPARE_LABELS, SG_METHOD_GET, 200, 1000, NULL); /* "r15", the last one in */
+    sg_metrics_record_request(s, &r);
+    char *out = render(m, SG_EXPOSE_TEXT, 0);
+    cr_assert_eq(value_of(out, "swarm_http_requests_total{route=\"other\",method=\"GET\",code=\"200\"}"), 1, "%s", out);
+    snprintf(name, sizeof(name), "r%d", SG_METRICS_SPARE_LABELS - 1);
+    char want[128];
+    snprintf(want, sizeof(want), "swarm_http_requests_total{route=\"%s\",method=\"GET\",code=\"200\"}", name);
+    cr_assert_eq(value_of(out, want), 1);
+    cr_assert_null(strstr(out, "one_too_many\",method"));
+    free(out);
+    sg_metrics_destroy(m);
+    free(t);
+}
+
+static void fake_each_server(void *ud, sg_metrics_server_cb emit, void *ctx)
+{
+    (void)ud;
+    emit(ctx, "up0", "127.0.0.1:3000", true);
+    emit(ctx, "added", "[::1]:4000", false);
+}
+
+Test(metrics, each_server_hook_lists_current_servers, .timeout = 10)
+{
+    test_cfg_t *t = make_cfg(1, 2, NULL, 0);
+    sg_metrics_t *m = sg_metrics_create(&t->cfg, 1);
+    cr_assert_not_null(m);
+    /* each_server wins over the start-up server_up hook */
+    sg_metrics_hooks_t h = {.server_up = up_all, .each_server = fake_each_server};
+    sg_metrics_set_hooks(m, &h);
+    char *out = render(m, SG_EXPOSE_TEXT, 0);
+    cr_assert_eq(value_of(out, "swarm_upstream_server_up{upstream=\"up0\",server=\"127.0.0.1:3000\"}"), 1, "%s", out);
+    cr_assert_eq(value_of(out, "swarm_upstream_server_up{upstream=\"added\",server=\"[::1]:4000\"}"), 0);
+    cr_assert(!has_line_prefix(out, "swarm_upstream_server_up{upstream=\"up1\""));
+    free(out);
+    sg_metrics_destroy(m);
+    free(t);
+}
+
+/* Interned names (quotes and backslashes included) go through promtool like
+ * the start-up ones, in both formats' structure. */
+Test(metrics, render_with_interned_names_passes_promtool, .timeout = 120)
+{
+    test_cfg_t *t = make_cfg(3, 2, NULL, 0);
+    sg_metrics_t *m = sg_metrics_create(&t->cfg, 2);
+    cr_assert_not_null(m);
+    sg_metrics_hooks_t h = {.each_server = fake_each_server};
+    sg_metrics_set_hooks(m, &h);
+    fill_traffic(m, t, 2);
+    static const char *const routes[] = {"added", "we \"quote\"\\x", "route1" /* known */};
+    static const char *const ups[] = {"added", "up1"};
+    int32_t ri[3], ui[2];
+    for (int i = 0; i < 3; i++)
+        cr_assert_geq(ri[i] = sg_metrics_intern(m, SG_METRICS_DIM_ROUTE, routes[i]), 0);
+    for (int i = 0; i < 2; i++)
+        cr_assert_geq(ui[i] = sg_metrics_intern(m, SG_METRICS_DIM_UPSTREAM, ups[i]), 0);
+    cr_assert_geq(sg_metrics_intern(m, SG_METRICS_DIM_LISTENER, "side"), 0);
+    sg_metrics_shard_t *s = sg_metrics_worker_shard(m, 1);
+    for (int i = 0; i < 3; i++) {
+        sg_trace_ctx_t tc = trace_with("00000009-0000-4000-8000-000000000009");
+        sg_reqrec_t r = req(ri[i], SG_METHOD_PUT, 502, 2000000, &tc);
+        r.upstream_idx = ui[i % 2];
+        r.upstream_start_ns = r.start_ns;
+        r.upstream_head_ns = r.start_ns + 1000000;
+        sg_metrics_record_request(s, &r);
+    }
+    char *text = render(m, SG_EXPOSE_TEXT, sg_now_ms());
+    cr_assert(strstr(text, "swarm_http_requests_total{route=\"we \\\"quote\\\"\\\\x\",method=\"PUT\",code=\"502\"} 1"),
+              "%s", text);
+    cr_assert_eq(value_of(text, "swarm_upstream_response_duration_seconds_count{upstream=\"added\"}"), 2);
+    char *report = NULL;
+    int st = promtool(text, &report);
+    bool only_allowed = true;
+    for (char *line = strtok(report, "\n"); line; line = strtok(NULL, "\n"))
+        if (!strstr(line, "swarm_tickets_total"))
+            only_allowed = false;
+    cr_assert(only_allowed && (st == 0 || st == 3), "promtool (exit %d) complains", st);
+    free(report);
+    free(text);
+    char *om = render(m, SG_EXPOSE_OPENMETRICS, sg_now_ms());
+    cr_assert(strstr(om, "swarm_http_request_duration_seconds_bucket{route=\"added\",method=\"PUT\",le=\"+Inf\"} 1"),
+              "%s", om);
+    free(om);
+    sg_metrics_destroy(m);
+    free(t);
+}
+
+/* A render running while the control thread interns sees each name either
+ * not yet or whole, never a half-published slot. */
+typedef struct intern_arg {
+    sg_metrics_t *m;
+    _Atomic bool done;
+    _Atomic int renders; /* the renderer's progress: one intern per render started */
+} intern_arg_t;
+
+static void *intern_main(void *p)
+{
+    intern_arg_t *a = p;
+    for (int i = 0; i < SG_METRICS_SPARE_LABELS; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "late%02d", i);
+        int32_t u = sg_metrics_intern(a->m, SG_METRICS_DIM_UPSTREAM, name);
+        if (u < 0)
+            break;
+        int seen = atomic_load(&a->renders);
+        while (atomic_load(&a->renders) == seen) /* let a render start before the next intern */
+            ;
+    }
+    atomic_store(&a->done, true);
+    return NULL;
+}
+
+Test(metrics, render_concurrent_with_intern, .timeout = 60)
+{
+    test_cfg_t *t = make_cfg(1, 1, NULL, 0);
+    sg_metrics_t *m = sg_metrics_create(&t->cfg, 1);
+    cr_assert_not_null(m);
+    intern_arg_t a = {.m = m};
+    atomic_init(&a.done, false);
+    atomic_init(&a.renders, 0);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, intern_main, &a), 0);
+    int last = 0, renders = 0;
+    for (bool done = false; !done; renders++) {
+        done = atomic_load(&a.done);
+        atomic_fetch_add(&a.renders, 1);
+        char *out = render(m, SG_EXPOSE_TEXT, 0);
+        int n = 0;
+        for (const char *p = out; (p = strstr(p, "swarm_upstream_timeouts_total{upstream=\"late")); p++) {
+            char want[64];
+            snprintf(want, sizeof(want), "swarm_upstream_timeouts_total{upstream=\"late%02d\"} 0", n);
+            cr_assert_eq(strncmp(p, want, strlen(want)), 0, "render %d: %.60s", renders, p);
+            n++;
+        }
+        cr_assert_geq(n, last, "a published name never disappears");
+        last = n;
+        free(out);
+    }
+    pthread_join(th, NULL);
+    cr_assert_eq(last, SG_METRICS_SPARE_LABELS);
+    sg_metrics_destroy(m);
+    free(t);
+}
+
+/* The memory docs/metrics.md gives for a label value, per shard, with the
+ * default buckets (18), exemplars on and a 5 m / 1 s error-rate window. */
+Test(metrics, label_value_memory_matches_docs, .timeout = 10)
+{
+    size_t bytes[3][3];
+    for (size_t nr = 1; nr <= 2; nr++)
+        for (size_t nu = 1; nu <= 2; nu++) {
+            test_cfg_t *t = make_cfg(nr, nu, NULL, 0);
+            sg_metrics_t *m = sg_metrics_create(&t->cfg, 1);
+            cr_assert_not_null(m);
+            bytes[nr][nu] = sg__metrics_shard_bytes(m);
+            sg_metrics_destroy(m);
+            free(t);
+        }
+    size_t per_route = bytes[2][1] - bytes[1][1], per_up = bytes[1][2] - bytes[1][1];
+    printf("per shard: a route label value %zu bytes, an upstream %zu, spare room %zu\n", per_route, per_up,
+           SG_METRICS_SPARE_LABELS * (per_route + per_up + sizeof(uint64_t)));
+    /* route: 10 methods x 51 codes counters + 10 x (18 + 2) histogram words
+     * + 10 x 19 exemplar slots of 64 bytes */
+    cr_assert_eq(per_route, 510 * 8 + 200 * 8 + 190 * 64);
+    /* upstream: (18 + 2) histogram words + 19 exemplars + 2 counters + an
+     * error-rate ring of 300 slots x 3 words */
+    cr_assert_eq(per_up, 20 * 8 + 19 * 64 + 2 * 8 + 300 * 24);
 }
