@@ -723,10 +723,9 @@ void sg__conn_local(sg_conn_t *c, sg_local_responder_cb cb, void *ud, const sg_l
     bool must_close = !(t->flags & SG_TXN_F_REQ_DONE) || !(t->flags & SG_TXN_F_CLIENT_KA) || w->drain_phase > 0;
     /* content_type "" (no content): no Content-Type line. */
     const char *ctype = resp.content_type ? resp.content_type : "application/json";
-    int n = snprintf(buf, head_room, "HTTP/1.1 %u %s\r\n%s%s%sContent-Length: %zu\r\n%s: %s\r\n%s%s\r\n",
-                     resp.status, sg_h1_reason_phrase(resp.status), ctype[0] ? "Content-Type: " : "", ctype,
-                     ctype[0] ? "\r\n" : "", blen, t->gen->cfg->trace.header,
-                     t->trace.trace_id, resp.extra_headers ? resp.extra_headers : "",
+    int n = snprintf(buf, head_room, "HTTP/1.1 %u %s\r\n%s%s%sContent-Length: %zu\r\n%s: %s\r\n%s%s\r\n", resp.status,
+                     sg_h1_reason_phrase(resp.status), ctype[0] ? "Content-Type: " : "", ctype, ctype[0] ? "\r\n" : "",
+                     blen, t->gen->cfg->trace.header, t->trace.trace_id, resp.extra_headers ? resp.extra_headers : "",
                      must_close ? "Connection: close\r\n" : "");
     if (n < 0 || (size_t)n >= head_room) {
         if (resp.ext_body && resp.ext_free)

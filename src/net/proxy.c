@@ -349,8 +349,8 @@ static size_t seg_sep(const char *p, const char *end)
 {
     if (*p == '/' || *p == '\\')
         return 1;
-    if (end - p >= 3 && p[0] == '%' && ((p[1] == '2' && (p[2] == 'f' || p[2] == 'F')) ||
-                                        (p[1] == '5' && (p[2] == 'c' || p[2] == 'C'))))
+    if (end - p >= 3 && p[0] == '%' &&
+        ((p[1] == '2' && (p[2] == 'f' || p[2] == 'F')) || (p[1] == '5' && (p[2] == 'c' || p[2] == 'C'))))
         return 3;
     return 0;
 }
@@ -393,6 +393,7 @@ static bool has_dot_segment(sg_str_t path)
 #define HC_V6 8u    /* inside "[...]": IPv6address, with an IPv4 tail */
 #define HC_RDXV (HC_REG | HC_DIGIT | HC_HEX | HC_V6)
 #define HC_RXV (HC_REG | HC_HEX | HC_V6)
+/* clang-format off */
 static const uint8_t k_host_chars[256] = {
     ['!'] = HC_REG, ['$'] = HC_REG, ['%'] = HC_REG, ['&'] = HC_REG,  ['\''] = HC_REG, ['('] = HC_REG, [')'] = HC_REG,
     ['*'] = HC_REG, ['+'] = HC_REG, [';'] = HC_REG, ['='] = HC_REG,  ['-'] = HC_REG,   ['_'] = HC_REG, ['~'] = HC_REG,
@@ -408,6 +409,7 @@ static const uint8_t k_host_chars[256] = {
     ['n'] = HC_REG, ['o'] = HC_REG, ['p'] = HC_REG, ['q'] = HC_REG, ['r'] = HC_REG, ['s'] = HC_REG, ['t'] = HC_REG,
     ['u'] = HC_REG, ['v'] = HC_REG, ['w'] = HC_REG, ['x'] = HC_REG, ['y'] = HC_REG, ['z'] = HC_REG,
 };
+/* clang-format on */
 
 static bool host_value_ok(sg_str_t v)
 {

@@ -263,8 +263,15 @@ Test(review3, invalid_host_value_is_400)
  * through, and reaches the upstream as Host unchanged. */
 Test(review3, valid_host_values_are_forwarded)
 {
-    static const char *const hosts[] = {"x",          "x:",          "Example.COM:8080", "127.0.0.1:80", "[::1]:8080",
-                                        "[::ffff:127.0.0.1]", "a%41b.example", "a_b-c~d.example", "xn--e1a.example."};
+    static const char *const hosts[] = {"x",
+                                        "x:",
+                                        "Example.COM:8080",
+                                        "127.0.0.1:80",
+                                        "[::1]:8080",
+                                        "[::ffff:127.0.0.1]",
+                                        "a%41b.example",
+                                        "a_b-c~d.example",
+                                        "xn--e1a.example."};
     for (size_t i = 0; i < sizeof(hosts) / sizeof(hosts[0]); i++) {
         char req[256];
         snprintf(req, sizeof(req), "GET /public/h HTTP/1.1\r\nHost: %s\r\n\r\n", hosts[i]);
@@ -367,8 +374,8 @@ Test(review3, upstream_100_after_expect_not_doubled)
 {
     hc_conn_t c;
     cr_assert_eq(hc_connect(&c, addr, 2000), 0);
-    cr_assert(hc_send_str(
-        &c, "POST /raw/100 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n", 2000));
+    cr_assert(hc_send_str(&c, "POST /raw/100 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n",
+                          2000));
     hc_response_t r;
     int n_100 = 0;
     for (;;) {
@@ -498,8 +505,8 @@ Test(review3, max_forwards_local_answer_and_other_methods)
     hc_response_free(&r);
     cr_assert_eq(status_of("OPTIONS /public/mf HTTP/1.1\r\nHost: x\r\nMax-Forwards: 1x\r\n\r\n", &r), 400);
     hc_response_free(&r);
-    cr_assert_eq(
-        status_of("OPTIONS /public/mf HTTP/1.1\r\nHost: x\r\nMax-Forwards: 3\r\nMax-Forwards: 3\r\n\r\n", &r), 400);
+    cr_assert_eq(status_of("OPTIONS /public/mf HTTP/1.1\r\nHost: x\r\nMax-Forwards: 3\r\nMax-Forwards: 3\r\n\r\n", &r),
+                 400);
     hc_response_free(&r);
     cr_expect_eq(us_requests(up), before, "a request answered by the proxy reached the upstream");
 
@@ -563,9 +570,9 @@ Test(review3, dot_segments_cannot_escape_the_route_prefix)
  * or percent signs go through. */
 Test(review3, dot_segment_shapes_400_and_lookalikes_pass)
 {
-    static const char *const bad[] = {"/public/..",           "/public/.",           "/public/%2e/x",
-                                      "/public/.%2E/private", "/public/..%2fprivate", "/public/..\\private",
-                                      "/public/..;x/private", "/public/a/../../x?q=1"};
+    static const char *const bad[] = {
+        "/public/..",           "/public/.",           "/public/%2e/x",        "/public/.%2E/private",
+        "/public/..%2fprivate", "/public/..\\private", "/public/..;x/private", "/public/a/../../x?q=1"};
     int before = us_requests(up);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char req[256];
@@ -578,8 +585,8 @@ Test(review3, dot_segment_shapes_400_and_lookalikes_pass)
         hc_response_free(&r);
     }
     cr_expect_eq(us_requests(up), before, "a dot-segment target reached the upstream");
-    static const char *const good[] = {"/public/...",      "/public/.well-known/x", "/public/a..b/c.",
-                                       "/public/%2e%2e%2e", "/public/x?p=/../..",   "/public/%41/.x"};
+    static const char *const good[] = {"/public/...",       "/public/.well-known/x", "/public/a..b/c.",
+                                       "/public/%2e%2e%2e", "/public/x?p=/../..",    "/public/%41/.x"};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         char req[256];
         snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", good[i]);
