@@ -54,6 +54,7 @@ typedef enum sg_metrics_dim {
     SG_METRICS_DIM_ROUTE = 0,
     SG_METRICS_DIM_UPSTREAM,
     SG_METRICS_DIM_LISTENER,
+    SG_METRICS_DIM_DEST, /* egress destination: an egress.allow rule's text */
     SG_METRICS_DIM__COUNT
 } sg_metrics_dim_t;
 
@@ -129,8 +130,9 @@ void sg_metrics_upstream_timeout(sg_metrics_shard_t *s, size_t upstream_idx);
  * swarm_egress_requests_total{destination,method,code} and, for a CONNECT
  * tunnel (rec->is_tunnel), swarm_egress_tunnels_total{destination} and
  * swarm_egress_tunnel_duration_seconds{destination} (end_ns - start_ns).
- * destination is the text of allow rule rec->egress_rule_idx ("none" when
- * negative). */
+ * destination is label rec->egress_dest_idx: the index of an allow rule's
+ * text (the start-up rules' distinct texts in order, then those interned
+ * with SG_METRICS_DIM_DEST); "none" when negative. */
 void sg_metrics_record_egress(sg_metrics_shard_t *s, const sg_reqrec_t *rec);
 /* swarm_egress_refused_total{reason}: reason is an sg_egress_verdict_t
  * (sg/egress.h) other than SG_EGRESS_OK. */

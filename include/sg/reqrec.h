@@ -43,11 +43,11 @@ typedef struct sg_reqrec {
     /* Borrowed from the request's config generation; NULL: look route_idx up. */
     const char *route_name;
     sg_method_t method;
-    uint16_t status;      /* sent to the client; 0 = connection closed before a status */
-    bool is_proxy_error;  /* status made by swarmgate (400, 404, 502, ...) */
-    bool is_tunnel;       /* CONNECT or upgrade */
-    uint64_t req_bytes;   /* request bytes received (head + body) */
-    uint64_t resp_bytes;  /* response bytes sent (head + body) */
+    uint16_t status;     /* sent to the client; 0 = connection closed before a status */
+    bool is_proxy_error; /* status made by swarmgate (400, 404, 502, ...) */
+    bool is_tunnel;      /* CONNECT or upgrade */
+    uint64_t req_bytes;  /* request bytes received (head + body) */
+    uint64_t resp_bytes; /* response bytes sent (head + body) */
 
     const sg_trace_ctx_t *trace; /* never NULL for a request that was parsed */
     bool sampled;
@@ -61,7 +61,7 @@ typedef struct sg_reqrec {
 
     /* Egress listener requests (forward proxy, CONNECT). */
     bool is_egress;
-    int32_t egress_rule_idx; /* egress.allow rule that allowed the destination, -1: none */
+    int32_t egress_dest_idx; /* destination label (the allowing egress.allow rule's text), -1: none */
 } sg_reqrec_t;
 
 #endif /* SG_REQREC_H */

@@ -31,7 +31,7 @@ typedef struct sg_worker_pub {
  * (passive) or the control thread (active checks); relaxed atomics. */
 typedef struct sg_server_pub {
     _Alignas(SG_CACHELINE) _Atomic uint64_t ejected_until_ms; /* monotonic ms; 0 = not ejected */
-    _Atomic bool active_down; /* active health check says down */
+    _Atomic bool active_down;                                 /* active health check says down */
     _Atomic uint32_t consecutive_fails;
 } sg_server_pub_t;
 
@@ -59,6 +59,7 @@ typedef struct sg_rtgen {
     int32_t *route_metric;
     int32_t *upstream_metric;
     int32_t *listener_metric;
+    int32_t *dest_metric; /* egress.allow rule i -> its destination label (its text) */
     /* Listening sockets (src/net: worker.c). Listener i's bound address
      * ("ip:port", "[ip]:port") is laddr[i]; lfds[i * n_workers + w] is the
      * socket worker w takes when it adopts this generation (exchanged with
@@ -78,13 +79,13 @@ typedef struct sg_runtime {
     _Atomic(sg_config_t *) config; /* current generation's config, retained (== gen->cfg) */
     _Atomic(sg_rtgen_t *) gen;     /* current generation (config + server slots) */
     uint32_t n_workers;
-    sg_worker_pub_t *workers;      /* n_workers */
-    sg_server_pub_t **servers;     /* [upstream][server] of the first config */
+    sg_worker_pub_t *workers;  /* n_workers */
+    sg_server_pub_t **servers; /* [upstream][server] of the first config */
     struct sg_metrics *metrics;
     uint64_t start_unix_ms;
-    _Atomic bool is_draining;      /* readiness fails; keep-alive stops */
-    _Atomic bool is_stopping;      /* listeners closed */
-    _Atomic bool pg_up;            /* last Postgres poll succeeded (control thread writes) */
+    _Atomic bool is_draining; /* readiness fails; keep-alive stops */
+    _Atomic bool is_stopping; /* listeners closed */
+    _Atomic bool pg_up;       /* last Postgres poll succeeded (control thread writes) */
     /* Private to src/net (generation.c): the start-up generation (never
      * retired), the slot registry and the retired generations waiting for
      * every worker to pass them. Control thread only after start-up. */

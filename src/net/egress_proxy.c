@@ -21,7 +21,6 @@
 #define EG_DNS_ADDRS 8  /* addresses kept per name */
 #define EG_MAX_DESTS 64 /* destinations with pooled connections per worker */
 
-
 typedef enum dns_state {
     DNS_FREE = 0,
     DNS_RESOLVING, /* uv_getaddrinfo in flight; txns wait in `waiters` */
@@ -334,24 +333,18 @@ void sg__egress_txn_free(sg_txn_t *t)
 
 /* ---- connect --------------------------------------------------------------------- */
 
-/* The metrics registry knows the start-up config's rules: map a rule of
- * this request's generation to it by text (INT32_MAX: "other"). */
+/* The destination label of a rule of this request's generation (its text,
+ * interned when the generation was built; -1: none). */
 static int32_t rule_metric(const sg_txn_t *t, int32_t rule)
 {
-    const sg_egress_conf_t *now = &t->gen->cfg->egress, *boot = &t->conn->w->boot_cfg->egress;
-    if (rule < 0 || now == boot)
-        return rule;
-    for (size_t k = 0; k < boot->n_allow; k++)
-        if (strcmp(boot->allow[k].text, now->allow[rule].text) == 0)
-            return (int32_t)k;
-    return INT32_MAX;
+    return rule < 0 ? -1 : t->gen->rg->dest_metric[rule];
 }
 
 static void connect_to(sg_txn_t *t, const struct sockaddr_storage *addr, int32_t rule)
 {
     sg_conn_t *c = t->conn;
     sg_worker_t *w = c->w;
-    t->rec.egress_rule_idx = rule_metric(t, rule);
+    t->rec.egress_dest_idx = rule_metric(t, rule);
     sg_egress_dest_t *d = dest_get(t->gen->egress, t->eg.target.host, t->eg.target.port, addr);
     if (!d) {
         fail_502(t, "out of memory", "internal");
@@ -513,7 +506,7 @@ void sg__egress_connect(sg_txn_t *t)
     sg_egress_verdict_t v = sg_egress_match_host(ec, tg->host, tg->port, &rule);
     if (v == SG_EGRESS_OK) {
         t->eg.name_rule = rule;
-        t->rec.egress_rule_idx = rule_metric(t, rule);
+        t->rec.egress_dest_idx = rule_metric(t, rule);
     } else {
         t->eg.name_verdict = v;
         if (!sg_egress_has_cidr_rule(ec, tg->port)) {

@@ -50,6 +50,7 @@ static void rtgen_free(sg_rtgen_t *g)
     free(g->lfds);
     free(g->laddr);
     free(g->listener_metric);
+    free(g->dest_metric);
     if (g->servers && g->cfg)
         for (size_t u = 0; u < g->cfg->n_upstreams; u++)
             free(g->servers[u]);
@@ -124,6 +125,25 @@ static int32_t index_by_name(const char *name, const void *arr, size_t n, size_t
  * maps are filled by name against the start-up config here (the registry
  * is built from it, in the same order); a reload's generation gets its
  * final maps from map_metrics() at commit. */
+/* The start-up registry's destination label of an allow rule's text: the
+ * index among the boot rules' distinct texts, in order (INT32_MAX: none
+ * there; map_metrics interns it at commit). */
+static int32_t dest_label(const sg_egress_conf_t *boot, const char *text)
+{
+    int32_t distinct = 0;
+    for (size_t k = 0; k < boot->n_allow; k++) {
+        size_t j = 0;
+        while (j < k && strcmp(boot->allow[j].text, boot->allow[k].text) != 0)
+            j++;
+        if (j < k)
+            continue; /* a repeat of an earlier text */
+        if (strcmp(boot->allow[k].text, text ? text : "") == 0)
+            return distinct;
+        distinct++;
+    }
+    return INT32_MAX;
+}
+
 static sg_rtgen_t *rtgen_new(sg_runtime_t *rt, sg_config_t *cfg, bool is_boot)
 {
     sg_rtgen_t *g = calloc(1, sizeof(*g));
@@ -138,9 +158,11 @@ static sg_rtgen_t *rtgen_new(sg_runtime_t *rt, sg_config_t *cfg, bool is_boot)
     size_t nl = cfg->n_listeners ? cfg->n_listeners : 1;
     g->n_lfd_workers = rt->n_workers;
     g->listener_metric = calloc(nl, sizeof(int32_t));
+    g->dest_metric = calloc(cfg->egress.n_allow ? cfg->egress.n_allow : 1, sizeof(int32_t));
     g->laddr = calloc(nl, sizeof(*g->laddr));
     g->lfds = malloc(nl * rt->n_workers * sizeof(*g->lfds));
-    if (!g->servers || !g->route_metric || !g->upstream_metric || !g->listener_metric || !g->laddr || !g->lfds)
+    if (!g->servers || !g->route_metric || !g->upstream_metric || !g->listener_metric || !g->dest_metric || !g->laddr ||
+        !g->lfds)
         goto fail;
     for (size_t i = 0; i < nl * rt->n_workers; i++)
         atomic_init(&g->lfds[i], -1);
@@ -168,6 +190,8 @@ static sg_rtgen_t *rtgen_new(sg_runtime_t *rt, sg_config_t *cfg, bool is_boot)
     for (size_t i = 0; i < cfg->n_listeners; i++)
         g->listener_metric[i] =
             index_by_name(cfg->listeners[i].name, boot->listeners, boot->n_listeners, sizeof(sg_listener_conf_t));
+    for (size_t i = 0; i < cfg->egress.n_allow; i++)
+        g->dest_metric[i] = dest_label(&boot->egress, cfg->egress.allow[i].text);
     return g;
 fail:
     rtgen_free(g);
@@ -328,6 +352,9 @@ static void map_metrics(sg_runtime_t *rt, sg_rtgen_t *g)
     for (size_t i = 0; i < cfg->n_listeners; i++)
         g->listener_metric[i] = intern_or_other(m, SG_METRICS_DIM_LISTENER, cfg->listeners[i].name, "listener", full,
                                                 sizeof(full), &len, &n_full);
+    for (size_t i = 0; i < cfg->egress.n_allow; i++)
+        g->dest_metric[i] = intern_or_other(m, SG_METRICS_DIM_DEST, cfg->egress.allow[i].text, "egress destination",
+                                            full, sizeof(full), &len, &n_full);
     if (n_full)
         sg_log(SG_LOG_WARN, NULL,
                "metrics: no label room left for %zu new name(s) (%s; each dimension holds the start-up names + %d); "

@@ -38,7 +38,7 @@ sg_txn_t *sg__txn_new(sg_conn_t *c)
     t->rec.upstream_idx = -1;
     t->rec.server_idx = -1;
     t->rec.method = SG_METHOD_OTHER;
-    t->rec.egress_rule_idx = -1;
+    t->rec.egress_dest_idx = -1;
     sg__conn_peer_text(c, t->peer_ip, t->peer);
     return t;
 }

@@ -232,10 +232,7 @@ struct sg_metrics {
     size_t n_slots;
     size_t n_ex;
     uint8_t code_idx[1000];
-    size_t n_boot_upstreams; /* rows of server_names */
-    size_t n_egress_rules;
-    uint32_t *egress_dest;      /* [rule] -> D_DEST value (rules with the same text share one) */
-    size_t n_dests;             /* distinct rule texts (without none/other) */
+    size_t n_boot_upstreams;    /* rows of server_names */
     const char ***server_names; /* [start-up upstream][server] "host:port" (server_up hook) */
     size_t *n_servers;
     bool has_exemplars;
@@ -466,14 +463,13 @@ static int names_from_config(sg_metrics_t *m, const sg_config_t *cfg)
                 goto out;
     }
     /* destination: the text of each egress.allow rule (bounded by the
-     * config); rules written the same way share one series. */
+     * config), in order; rules written the same way share one series
+     * (sg_metrics_dest_label gives a rule's index). Room for rules a reload
+     * adds, as for routes. */
     size_t ne = cfg->egress.n_allow;
     const char **dn = calloc(ne ? ne : 1, sizeof(*dn));
-    m->egress_dest = sg_arena_zalloc(&m->arena, sizeof(uint32_t) * (ne ? ne : 1));
-    if (!dn || !m->egress_dest) {
-        free(dn);
+    if (!dn)
         goto out;
-    }
     size_t nd = 0;
     for (size_t i = 0; i < ne; i++) {
         const char *text = cfg->egress.allow[i].text ? cfg->egress.allow[i].text : "";
@@ -482,16 +478,13 @@ static int names_from_config(sg_metrics_t *m, const sg_config_t *cfg)
             k++;
         if (k == nd)
             dn[nd++] = text;
-        m->egress_dest[i] = (uint32_t)k;
     }
     static const char *const dest_extra[] = {"none", "other"};
-    rc = dim_init(m, D_DEST, dn, nd, 0, dest_extra, 2, true);
+    rc = dim_init(m, D_DEST, dn, nd, SG_METRICS_SPARE_LABELS, dest_extra, 2, true);
     free(dn);
     if (rc != 0)
         goto out;
     rc = -ENOMEM;
-    m->n_egress_rules = ne;
-    m->n_dests = nd;
     m->n_boot_upstreams = nu;
     rc = 0;
 out:
@@ -656,6 +649,7 @@ static const enum dim internable[SG_METRICS_DIM__COUNT] = {
     [SG_METRICS_DIM_ROUTE] = D_ROUTE,
     [SG_METRICS_DIM_UPSTREAM] = D_UPSTREAM,
     [SG_METRICS_DIM_LISTENER] = D_LISTENER,
+    [SG_METRICS_DIM_DEST] = D_DEST,
 };
 
 int32_t sg_metrics_intern(sg_metrics_t *m, sg_metrics_dim_t dim, const char *name)
@@ -832,17 +826,18 @@ void sg_metrics_upstream_timeout(sg_metrics_shard_t *s, size_t upstream_idx)
     bump(&s->v[s->m->fam[F_TIMEOUT].base + upstream_index(s->m, upstream_idx)]);
 }
 
-static inline size_t dest_index(const sg_metrics_t *m, int32_t rule_idx)
+static inline size_t dest_index(const sg_metrics_t *m, int32_t dest_idx)
 {
-    if (rule_idx < 0)
-        return m->n_dests; /* "none" */
-    return (size_t)rule_idx < m->n_egress_rules ? m->egress_dest[rule_idx] : m->n_dests + 1;
+    const dimvals_t *dv = &m->dims[D_DEST];
+    if (dest_idx < 0)
+        return dv->cap;                                 /* "none" */
+    return named_or(dv, (size_t)dest_idx, dv->cap + 1); /* "other" */
 }
 
 void sg_metrics_record_egress(sg_metrics_shard_t *s, const sg_reqrec_t *rec)
 {
     const sg_metrics_t *m = s->m;
-    size_t d = dest_index(m, rec->egress_rule_idx);
+    size_t d = dest_index(m, rec->egress_dest_idx);
     size_t meth = (unsigned)rec->method < SG_METHOD__COUNT ? (size_t)rec->method : SG_METHOD_OTHER;
     size_t code = rec->status < 1000 ? m->code_idx[rec->status] : CODE_OTHER;
     bump(&s->v[m->fam[F_EG_REQ].base + (d * SG_METHOD__COUNT + meth) * N_CODES + code]);

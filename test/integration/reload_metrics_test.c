@@ -3,7 +3,8 @@
  * upstream socket) and a listener gives them their own label values
  * (route="added", upstream="fresh", listener="side"), nothing lands under
  * "other", the exposition still passes promtool; a reload that removes
- * them keeps their counters, unchanged; a reload past the registry's
+ * them keeps their counters, unchanged; an egress.allow entry a reload
+ * adds gets its own destination series; a reload past the registry's
  * spare room counts the extra name as "other" and says so in the log. */
 #include "support/gw_fixture.h"
 
@@ -252,6 +253,77 @@ Test(reload_metrics, added_route_upstream_listener_get_their_own_labels, .timeou
     char *err = sg_proc_stderr(&gw);
     cr_expect(!strstr(err, "no label room"), "no capacity warning: %s", err);
     free(err);
+    free(boot);
+    free(added);
+    gw_stop(&gw);
+    us_stop(a);
+    us_stop(b);
+}
+
+/* Egress: an allow entry a reload adds gets its own destination series. */
+static char *config_egress(unsigned port_a, unsigned port_b)
+{
+    char *s = NULL;
+    int n = port_b ? asprintf(&s,
+                              "workers: 2\n"
+                              "listeners: [{name: eg, address: \"127.0.0.1:0\", mode: egress}]\n"
+                              "admin: {address: \"127.0.0.1:0\"}\n"
+                              "log: {access: \"off\"}\n"
+                              "egress: {allow: [\"127.0.0.1:%u\", \"127.0.0.1:%u\"]}\n",
+                              port_a, port_b)
+                   : asprintf(&s,
+                              "workers: 2\n"
+                              "listeners: [{name: eg, address: \"127.0.0.1:0\", mode: egress}]\n"
+                              "admin: {address: \"127.0.0.1:0\"}\n"
+                              "log: {access: \"off\"}\n"
+                              "egress: {allow: [\"127.0.0.1:%u\"]}\n",
+                              port_a);
+    cr_assert(n > 0);
+    return s;
+}
+
+static int egress_get(sg_proc_t *gw, unsigned port)
+{
+    char raw[256];
+    snprintf(raw, sizeof(raw), "GET http://127.0.0.1:%u/x HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n", port, port);
+    hc_response_t r;
+    if (hc_request(sg_proc_addr(gw, "eg"), raw, &r, 5000) != HC_OK)
+        return -1;
+    int st = r.status;
+    hc_response_free(&r);
+    return st;
+}
+
+Test(reload_metrics, added_egress_allow_entry_gets_its_own_destination, .timeout = 60)
+{
+    us_server_t *a = us_start("A", false), *b = us_start("B", false);
+    cr_assert(a && b);
+    char *boot = config_egress(us_port(a), 0), *added = config_egress(us_port(a), us_port(b));
+    sg_proc_t gw;
+    cr_assert_eq(sg_proc_start(&gw, boot, 10000), 0);
+    cr_assert_eq(egress_get(&gw, us_port(a)), 200);
+    cr_assert_eq(egress_get(&gw, us_port(b)), 403, "not allowed before the reload");
+    reload_with(&gw, added);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(egress_get(&gw, us_port(b)), 200);
+    char series_b[160], series_a[160];
+    snprintf(series_b, sizeof(series_b),
+             "swarm_egress_requests_total{destination=\"127.0.0.1:%u\",method=\"GET\",code=\"200\"}", us_port(b));
+    snprintf(series_a, sizeof(series_a),
+             "swarm_egress_requests_total{destination=\"127.0.0.1:%u\",method=\"GET\",code=\"200\"}", us_port(a));
+    char *text = scrape_until(&gw, series_b, 3);
+    cr_expect_eq(value_in(text, series_b), 3, "%s", text);
+    cr_expect_eq(value_in(text, series_a), 1);
+    cr_expect(!has_prefix(text, "swarm_egress_requests_total{destination=\"other\""), "nothing counted as other");
+    expect_promtool_clean(text);
+    free(text);
+    /* Removed again: its counter stays. */
+    reload_with(&gw, boot);
+    cr_assert_eq(egress_get(&gw, us_port(a)), 200);
+    text = scrape_until(&gw, series_a, 2);
+    cr_expect_eq(value_in(text, series_a), 2, "%s", text);
+    cr_expect_eq(value_in(text, series_b), 3, "a removed entry keeps its counter");
+    free(text);
     free(boot);
     free(added);
     gw_stop(&gw);

@@ -377,15 +377,28 @@ Test(egress, metric_families, .timeout = 10)
     r.method = SG_METHOD_CONNECT;
     r.status = 200;
     r.is_tunnel = true;
-    r.egress_rule_idx = 0;
+    /* Destination labels: the rules' distinct texts in order (what a
+     * generation maps each rule to); rule 2 repeats rule 0's text. */
+    int32_t d0 = sg_metrics_intern(m, SG_METRICS_DIM_DEST, cfg->egress.allow[0].text);
+    int32_t d1 = sg_metrics_intern(m, SG_METRICS_DIM_DEST, cfg->egress.allow[1].text);
+    int32_t d2 = sg_metrics_intern(m, SG_METRICS_DIM_DEST, cfg->egress.allow[2].text);
+    cr_assert_eq(d0, 0);
+    cr_assert_eq(d1, 1);
+    cr_assert_eq(d2, 0, "same text, same series");
+    r.egress_dest_idx = d0;
     sg_metrics_record_egress(s0, &r);
-    r.egress_rule_idx = 2; /* same text as rule 0: same series */
+    r.egress_dest_idx = d2;
     sg_metrics_record_egress(s1, &r);
     r.is_tunnel = false;
     r.method = SG_METHOD_GET;
-    r.egress_rule_idx = 1;
+    r.egress_dest_idx = d1;
     sg_metrics_record_egress(s0, &r);
-    r.egress_rule_idx = -1;
+    /* A rule a reload added: its own series once interned. */
+    int32_t dn = sg_metrics_intern(m, SG_METRICS_DIM_DEST, "new.example.com:443");
+    cr_assert_eq(dn, 2);
+    r.egress_dest_idx = dn;
+    sg_metrics_record_egress(s1, &r);
+    r.egress_dest_idx = -1;
     r.status = 403;
     sg_metrics_record_egress(s0, &r);
     sg_metrics_egress_refused(s0, SG_EGRESS_LINK_LOCAL);
@@ -401,6 +414,9 @@ Test(egress, metric_families, .timeout = 10)
     cr_assert_eq(value_of(out, "swarm_egress_requests_total{destination=\"127.0.0.1\",method=\"GET\",code=\"200\"}"),
                  1);
     cr_assert_eq(value_of(out, "swarm_egress_requests_total{destination=\"none\",method=\"GET\",code=\"403\"}"), 1);
+    cr_assert_eq(
+        value_of(out, "swarm_egress_requests_total{destination=\"new.example.com:443\",method=\"GET\",code=\"200\"}"),
+        1);
     cr_assert_eq(value_of(out, "swarm_egress_tunnels_total{destination=\"api.example.com:443\"}"), 2);
     cr_assert_eq(value_of(out, "swarm_egress_tunnels_total{destination=\"127.0.0.1\"}"), 0);
     cr_assert(isnan(value_of(out, "swarm_egress_tunnels_total{destination=\"none\"}")), "none only when used");
