@@ -53,7 +53,8 @@ static int g_npids;
 static char g_tmp[256];
 static const char *g_sg_bin;
 static int g_duration = 4; /* measured run, seconds */
-#define WARMUP_S 2         /* warm-up before each measured run: pools and caches filled */
+#define WARMUP_S 1         /* warm-up before each measured run: pools and caches fill in milliseconds */
+#define DIRECT_S 2         /* the unproxied reference run of a scenario */
 static int g_rounds = 3;
 static int g_idle_conns = 2000;
 static int g_ncpu;
@@ -728,7 +729,7 @@ static void run_scenario(scenario_t *sc)
     printf("\n== %s: GET %s%s, %d connections, %d worker(s), %d rounds x (%d s warm-up + %d s)\n", sc->name, sc->path,
            sc->with_id ? " with X-Trace-Id" : "", sc->conns, sc->workers, g_rounds, WARMUP_S, g_duration);
     fflush(stdout);
-    wrk_result_t d = run_wrk(g_origin_port, sc->path, sc->conns, g_duration, sc->with_id, 0);
+    wrk_result_t d = run_wrk(g_origin_port, sc->path, sc->conns, DIRECT_S, sc->with_id, 0);
     sc->direct_rps = d.rps;
     for (int round = 0; round < g_rounds; round++) {
         /* The order rotates from round to round, so that no contender

@@ -1,7 +1,7 @@
 #!/bin/sh
 # make bench: Release build (with the test helpers), then the driver. Needs
 # nginx, haproxy, wrk and postgresql (make deps installs them). Bounded:
-# about 10 minutes.
+# about 8 minutes (12 with SG_BENCH_ALT).
 #   SG_BENCH_ARGS   more driver options, e.g. "--scenarios 16k-64 --rounds 9"
 #   SG_BENCH_ALT    one more swarmgate contender with this config line,
 #                   e.g. SG_BENCH_ALT="busy_poll: 50us" (in-run A/B)
