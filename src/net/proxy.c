@@ -895,15 +895,16 @@ static const char k_continue[] = "HTTP/1.1 100 Continue\r\n\r\n";
  * goes out on it (the server's keep-alive timeout racing the reuse): the
  * request then fails with a reset before any response byte, through no
  * fault of the server. Such a request is sent once more, on a new
- * connection to the same server, when sending it twice is harmless: an
- * idempotent method (RFC 9110 9.2.2) without a body (RFC 9112 9.3.1), on a
- * reverse route; nginx and Go's http.Transport do the same. Only requests
+ * connection to the same server (for egress: the same checked address),
+ * when sending it twice is harmless: an idempotent method (RFC 9110 9.2.2)
+ * without a body (RFC 9112 9.3.1); nginx and Go's http.Transport do the
+ * same. External servers close idle connections on their own schedule, so
+ * the egress pools meet this race more often than reverse ones. Only requests
  * that went out on a reused connection qualify: a fresh connection that
  * fails says something about the server. */
 static bool is_replayable(const sg_txn_t *t, const sg_upconn_t *u)
 {
-    if (!(u->flags & SG_UPC_F_REUSED) || (t->flags & (SG_TXN_F_REQ_BODY | SG_TXN_F_FRESH | SG_TXN_F_EGRESS)) ||
-        t->ups_idx < 0)
+    if (!(u->flags & SG_UPC_F_REUSED) || (t->flags & (SG_TXN_F_REQ_BODY | SG_TXN_F_FRESH)))
         return false;
     switch (t->rec.method) {
     case SG_METHOD_GET:

@@ -427,6 +427,39 @@ Test(faults, pooled_connection_closed_before_responding_is_retried_when_idempote
     ru_stop(u);
 }
 
+/* The same race on an egress listener: the pool to a destination is reused
+ * by the agents' next call; a GET is sent again on a new connection. */
+Test(faults, egress_pooled_connection_closed_before_responding_is_retried, .timeout = 30)
+{
+    raw_up_t *u = ru_start(M_CLOSE_SECOND);
+    sg_proc_t gw;
+    gw_start(&gw,
+             "workers: 1\n"
+             "listeners: [{name: eg, address: \"127.0.0.1:0\", mode: egress}]\n"
+             "admin: {enabled: false}\n"
+             "log: {access: \"off\"}\n"
+             "shutdown: {drain_delay: 0ms, drain_timeout: 2s}\n"
+             "egress: {allow: [\"127.0.0.1:%u\"]}\n",
+             u->port);
+    hc_conn_t c;
+    cr_assert_eq(hc_connect(&c, sg_proc_addr(&gw, "eg"), 2000), 0);
+    hc_response_t r;
+    for (int i = 0; i < 3; i++) {
+        char raw[160];
+        snprintf(raw, sizeof(raw), "GET http://127.0.0.1:%u/r%d HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n", u->port, i,
+                 u->port);
+        cr_assert(hc_send_str(&c, raw, 2000));
+        cr_assert_eq(hc_read_response(&c, &r, 3000), HC_OK, "request %d", i);
+        cr_expect_eq(r.status, 200, "request %d: %d %s", i, r.status, r.body);
+        hc_response_free(&r);
+    }
+    hc_close(&c);
+    cr_expect_eq(atomic_load(&u->n_conns), 3, "one new connection per retried request");
+    cr_expect(sg_proc_wait_stderr(&gw, "sending the request again on a new one", 2, 3000));
+    gw_stop(&gw);
+    ru_stop(u);
+}
+
 /* The same race while the server also stopped accepting (it is going away):
  * the request sent again cannot connect there and goes to the other server. */
 Test(faults, retried_request_that_cannot_reconnect_goes_to_another_server, .timeout = 30)
