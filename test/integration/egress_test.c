@@ -386,44 +386,6 @@ static bool wait_metric(const char *series, double want, int timeout_ms)
     }
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return calloc(1, 1);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)(n > 0 ? n : 0) + 1);
-    size_t got = n > 0 ? fread(b, 1, (size_t)n, f) : 0;
-    b[got] = '\0';
-    fclose(f);
-    return b;
-}
-
-/* The access-log line (stdout) holding `needle`, into line; waits for the flusher. */
-static bool access_line(const char *needle, char *line, size_t cap, int timeout_ms)
-{
-    long long deadline = mono_ms() + timeout_ms;
-    for (;;) {
-        char *s = slurp(gw.stdout_path);
-        char *p = strstr(s, needle);
-        if (p) {
-            char *b = p;
-            while (b > s && b[-1] != '\n')
-                b--;
-            char *e = strchr(p, '\n');
-            snprintf(line, cap, "%.*s", (int)(e ? e - b : (long)strlen(b)), b);
-            free(s);
-            return true;
-        }
-        free(s);
-        if (mono_ms() > deadline)
-            return false;
-        pace_ms(20);
-    }
-}
-
 /* CONNECT on a fresh connection; returns the response (head only). */
 static int do_connect(hc_conn_t *c, const char *target, const char *extra, hc_response_t *r)
 {
@@ -526,7 +488,7 @@ Test(egress, curl_http_is_stamped_pooled_and_logged)
     us_request_free(&q);
 
     char line[2048];
-    cr_assert(access_line(tid, line, sizeof(line), 5000), "no access-log line with %s", tid);
+    cr_assert(sg_proc_stdout_line(&gw, tid, line, sizeof(line), 5000), "no access-log line with %s", tid);
     cr_assert(strstr(line, "\"method\":\"GET\""), "%s", line);
     cr_assert(strstr(line, "\"path\":\"/gen\""), "%s", line);
     cr_assert(strstr(line, "\"status\":200"), "%s", line);
@@ -687,7 +649,7 @@ Test(egress, connect_tunnel_bytes_both_ways_closed_by_either_side)
     cr_assert_eq(metric(m, series), 2);
     free(m);
     char line[2048];
-    cr_assert(access_line(VALID_ID, line, sizeof(line), 5000));
+    cr_assert(sg_proc_stdout_line(&gw, VALID_ID, line, sizeof(line), 5000));
     cr_assert(strstr(line, "\"method\":\"CONNECT\""), "%s", line);
     cr_assert(strstr(line, "\"status\":200"), "%s", line);
     char want[64];

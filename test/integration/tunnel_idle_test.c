@@ -263,44 +263,6 @@ static void stop(void)
 
 TestSuite(tunnel_idle, .init = start, .fini = stop, .timeout = 60);
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return calloc(1, 1);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)(n > 0 ? n : 0) + 1);
-    size_t got = n > 0 ? fread(b, 1, (size_t)n, f) : 0;
-    b[got] = '\0';
-    fclose(f);
-    return b;
-}
-
-/* The access-log line (stdout) holding `needle`, into line; waits for the flusher. */
-static bool access_line(const char *needle, char *line, size_t cap, int timeout_ms)
-{
-    long long deadline = mono_ms() + timeout_ms;
-    for (;;) {
-        char *s = slurp(gw.stdout_path);
-        char *p = strstr(s, needle);
-        if (p) {
-            char *b = p;
-            while (b > s && b[-1] != '\n')
-                b--;
-            char *e = strchr(p, '\n');
-            snprintf(line, cap, "%.*s", (int)(e ? e - b : (long)strlen(b)), b);
-            free(s);
-            return true;
-        }
-        free(s);
-        if (mono_ms() > deadline)
-            return false;
-        pace_ms(20);
-    }
-}
-
 static double json_num(const char *line, const char *key)
 {
     const char *p = strstr(line, key);
@@ -381,7 +343,7 @@ Test(tunnel_idle, upgrade_idle_closes_both_sides_at_the_timeout)
     cr_expect(strstr(err, TID_IDLE), "the log line names the tunnel's trace id: %s", err);
     free(err);
     char line[2048];
-    cr_assert(access_line(TID_IDLE, line, sizeof(line), 3000), "no access-log line");
+    cr_assert(sg_proc_stdout_line(&gw, TID_IDLE, line, sizeof(line), 3000), "no access-log line");
     cr_expect(strstr(line, "\"status\":101"), "%s", line);
     cr_expect(strstr(line, "\"error\":\"tunnel idle timeout\""), "%s", line);
     double dur = json_num(line, "\"dur_ms\":");
@@ -457,7 +419,7 @@ Test(tunnel_idle, egress_connect_idle_closes_both_sides)
     snprintf(want, sizeof(want), "egress 127.0.0.1:%u: tunnel idle for %d ms, closed", dest->port, EGRESS_IDLE_MS);
     cr_assert(sg_proc_wait_stderr(&gw, want, 1, 3000), "no log line \"%s\"", want);
     char line[2048];
-    cr_assert(access_line(TID_EG, line, sizeof(line), 3000), "no access-log line");
+    cr_assert(sg_proc_stdout_line(&gw, TID_EG, line, sizeof(line), 3000), "no access-log line");
     cr_expect(strstr(line, "\"method\":\"CONNECT\""), "%s", line);
     cr_expect(strstr(line, "\"status\":200"), "%s", line);
     cr_expect(strstr(line, "\"error\":\"tunnel idle timeout\""), "%s", line);
@@ -477,8 +439,7 @@ Test(tunnel_idle, egress_connect_traffic_keeps_it_open)
     hc_conn_t c;
     cr_assert_eq(hc_connect(&c, eaddr, 2000), 0);
     char req[256];
-    snprintf(req, sizeof(req), "CONNECT 127.0.0.1:%u HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n", dest->port,
-             dest->port);
+    snprintf(req, sizeof(req), "CONNECT 127.0.0.1:%u HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n", dest->port, dest->port);
     cr_assert(hc_send_str(&c, req, 2000));
     hc_response_t r;
     cr_assert_eq(hc_read_response_ex(&c, &r, true, false, 3000), HC_OK);

@@ -1,4 +1,5 @@
 #include "support/obs_fixture.h"
+#include "support/proc.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -117,17 +118,7 @@ bool obs_wait_status(const char *addr, const char *path, int status, int timeout
 
 char *obs_slurp(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return calloc(1, 1);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)(n > 0 ? n : 0) + 1);
-    size_t got = n > 0 ? fread(b, 1, (size_t)n, f) : 0;
-    b[got] = '\0';
-    fclose(f);
-    return b;
+    return sg_proc_read_file(path);
 }
 
 char *obs_wait_line(const char *path, const char *needle, int timeout_ms)

@@ -31,7 +31,7 @@ static void nap(int ms)
     nanosleep(&ts, NULL);
 }
 
-static char *slurp(const char *path)
+char *sg_proc_read_file(const char *path)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -177,7 +177,7 @@ int sg_proc_run(const char *const *args, char *out, size_t cap, int timeout_ms)
         kill(pid, SIGKILL);
         waitpid(pid, &st, 0);
     }
-    char *s = slurp(path);
+    char *s = sg_proc_read_file(path);
     snprintf(out, cap, "%s", s);
     free(s);
     unlink(path);
@@ -225,7 +225,7 @@ int sg_proc_stop(sg_proc_t *p, int timeout_ms)
 
 char *sg_proc_stderr(const sg_proc_t *p)
 {
-    return slurp(p->stderr_path);
+    return sg_proc_read_file(p->stderr_path);
 }
 
 bool sg_proc_wait_stderr(const sg_proc_t *p, const char *needle, int count, int timeout_ms)
@@ -288,7 +288,7 @@ void sg_proc_cleanup(sg_proc_t *p)
 
 int sg_proc_edit_config(const sg_proc_t *p, const char *from, const char *to)
 {
-    char *text = slurp(p->cfg_path);
+    char *text = sg_proc_read_file(p->cfg_path);
     char *at = text ? strstr(text, from) : NULL;
     if (!at) {
         free(text);
@@ -306,4 +306,28 @@ int sg_proc_edit_config(const sg_proc_t *p, const char *from, const char *to)
     }
     free(text);
     return rc;
+}
+
+bool sg_proc_stdout_line(const sg_proc_t *p, const char *needle, char *line, size_t cap, int timeout_ms)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        char *s = sg_proc_read_file(p->stdout_path);
+        char *hit = strstr(s, needle);
+        if (hit) {
+            char *b = hit;
+            while (b > s && b[-1] != '\n')
+                b--;
+            char *e = strchr(hit, '\n');
+            snprintf(line, cap, "%.*s", (int)(e ? e - b : (long)strlen(b)), b);
+            free(s);
+            return true;
+        }
+        free(s);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 > timeout_ms)
+            return false;
+        nap(20);
+    }
 }

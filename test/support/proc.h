@@ -51,6 +51,11 @@ long sg_proc_status_kb(const sg_proc_t *p, const char *field);
  * a reload): the first `from` replaced by `to`. 0, or -1 when `from` is
  * not there or the file cannot be written. */
 int sg_proc_edit_config(const sg_proc_t *p, const char *from, const char *to);
+/* The whole file (malloc'ed, NUL-terminated; empty when it cannot be read). */
+char *sg_proc_read_file(const char *path);
+/* Waits (deadline) for a line of the process's stdout (the access log when
+ * it goes to stdout) holding `needle`; copies that line into line. */
+bool sg_proc_stdout_line(const sg_proc_t *p, const char *needle, char *line, size_t cap, int timeout_ms);
 /* Removes the temp dir. */
 void sg_proc_cleanup(sg_proc_t *p);
 /* Writes a file into the temp dir; returns its path in out. */
