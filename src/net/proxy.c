@@ -900,11 +900,16 @@ static const char k_continue[] = "HTTP/1.1 100 Continue\r\n\r\n";
  * without a body (RFC 9112 9.3.1); nginx and Go's http.Transport do the
  * same. External servers close idle connections on their own schedule, so
  * the egress pools meet this race more often than reverse ones. Only requests
- * that went out on a reused connection qualify: a fresh connection that
- * fails says something about the server. */
+ * that went out on a reused connection qualify: a request that fails on a
+ * connection opened for it says something about the server. When the new
+ * connection fails too before any response byte (a server going away
+ * still completes handshakes for a moment), the request goes to another
+ * server of the upstream, like a connect failure: at most three sends,
+ * the last two on fresh connections. The head is kept (t->uphead) from
+ * the first send until the upstream answers. */
 static bool is_replayable(const sg_txn_t *t, const sg_upconn_t *u)
 {
-    if (!(u->flags & SG_UPC_F_REUSED) || (t->flags & (SG_TXN_F_REQ_BODY | SG_TXN_F_FRESH)))
+    if (!((u->flags & SG_UPC_F_REUSED) || (t->flags & SG_TXN_F_FRESH)) || (t->flags & SG_TXN_F_REQ_BODY))
         return false;
     switch (t->rec.method) {
     case SG_METHOD_GET:
@@ -988,7 +993,7 @@ void sg__proxy_up_failed(sg_txn_t *t, sg_fail_t kind, const char *why)
 {
     sg_conn_t *c = t->conn;
     sg_worker_t *w = c->w;
-    if (kind == SG_FAIL_RESET && (t->flags & SG_TXN_F_REPLAY) && t->uphead && t->up) {
+    if (kind == SG_FAIL_RESET && (t->flags & SG_TXN_F_REPLAY) && !(t->flags & SG_TXN_F_FRESH) && t->uphead && t->up) {
         /* A reused connection failed before any response byte: send the
          * request again on a new connection (is_replayable). Not a server
          * failure; closing the old connection cancels its write. */
@@ -1027,9 +1032,11 @@ void sg__proxy_up_failed(sg_txn_t *t, sg_fail_t kind, const char *why)
         return;
     }
     /* One retry on another server when nothing was sent, or when a request
-     * that may be sent again (after a stale pooled connection) could not
-     * even connect to its server. */
-    bool unsent = !(t->flags & SG_TXN_F_SENT_ANY) || ((t->flags & SG_TXN_F_FRESH) && kind == SG_FAIL_CONNECT);
+     * that may be sent again (after a stale pooled connection) failed on
+     * its new connection too before any response byte: connect refused, or
+     * closed (its head is still kept). */
+    bool unsent = !(t->flags & SG_TXN_F_SENT_ANY) ||
+                  ((t->flags & SG_TXN_F_FRESH) && t->uphead && (kind == SG_FAIL_CONNECT || kind == SG_FAIL_RESET));
     if (unsent && t->n_tries < 2 && t->ups_idx >= 0) {
         proxy_connect(t);
         return;

@@ -47,6 +47,7 @@ typedef enum mode {
     M_EXTRA_RACE,         /* like M_EXTRA_LATER, on whichever connection answered last */
     M_TE_TAB,             /* "Transfer-Encoding: chunked<TAB>" (fuzz_response finding) */
     M_CLOSE_SECOND,       /* 1st request on a connection: CL 5 "hello"; 2nd: close, no byte */
+    M_CLOSE_ALL,          /* every request: close, no byte (a server going away) */
 } mode_t_;
 
 #define RU_MAX_CONNS 64
@@ -111,7 +112,7 @@ static void ru_serve(raw_up_t *u, int i)
         int nth = u->reqs[i]++;
         char out[256];
         int n;
-        if (u->mode == M_CLOSE_SECOND && nth > 0) {
+        if ((u->mode == M_CLOSE_SECOND && nth > 0) || u->mode == M_CLOSE_ALL) {
             ru_close(u, i, false);
             return;
         }
@@ -175,6 +176,8 @@ static void *ru_main(void *arg)
                 int x = u->mode == M_EXTRA_RACE ? u->last : 0;
                 if (cmd == 'x' && u->fds[x] >= 0)
                     ru_write(u->fds[x], FAKE_RESPONSE, sizeof(FAKE_RESPONSE) - 1);
+                if (cmd == 'c') /* from now on every request is closed unanswered */
+                    u->mode = M_CLOSE_ALL;
                 if (cmd == 'l' && u->lfd >= 0) { /* stop listening: new connections are refused */
                     close(u->lfd);
                     u->lfd = -1;
@@ -505,6 +508,61 @@ Test(faults, retried_request_that_cannot_reconnect_goes_to_another_server, .time
     cr_expect(sg_proc_wait_stderr(&gw, "sending the request again on a new one", 1, 3000));
     cr_expect(sg_proc_wait_stderr(&gw, "connection refused", 1, 3000));
     cr_expect_eq(atomic_load(&u->n_conns), 1);
+    gw_stop(&gw);
+    us_stop(b);
+    ru_stop(u);
+}
+
+/* A server going away that still accepts connections but closes them
+ * unanswered: the request sent again on a new connection fails there too,
+ * and goes to the other server. */
+Test(faults, retried_request_closed_again_goes_to_another_server, .timeout = 30)
+{
+    raw_up_t *u = ru_start(M_CLOSE_SECOND);
+    us_server_t *b = us_start("b", false);
+    cr_assert(b);
+    sg_proc_t gw;
+    gw_start(&gw,
+             "workers: 1\n"
+             "listeners: [{name: api, address: \"127.0.0.1:0\"}]\n"
+             "admin: {enabled: false}\n"
+             "log: {access: \"off\"}\n"
+             "shutdown: {drain_delay: 0ms, drain_timeout: 2s}\n"
+             "upstreams: {app: {servers: [\"127.0.0.1:%u\", \"127.0.0.1:%u\"], balance: round_robin}}\n"
+             "routes: [{upstream: app}]\n",
+             u->port, us_port(b));
+    const char *addr = sg_proc_addr(&gw, "api");
+    hc_conn_t c;
+    cr_assert_eq(hc_connect(&c, addr, 2000), 0);
+    hc_response_t r;
+    for (int i = 0; i < 2 && atomic_load(&u->n_requests) == 0; i++) {
+        cr_assert(hc_send_str(&c, "GET /warm HTTP/1.1\r\nHost: x\r\n\r\n", 2000));
+        cr_assert_eq(hc_read_response(&c, &r, 3000), HC_OK);
+        cr_assert_eq(r.status, 200);
+        hc_response_free(&r);
+    }
+    cr_assert_eq(atomic_load(&u->n_requests), 1);
+    ru_cmd(u, 'c');
+    for (int i = 0; i < 2; i++) {
+        cr_assert(hc_send_str(&c, "GET /after HTTP/1.1\r\nHost: x\r\n\r\n", 2000));
+        cr_assert_eq(hc_read_response(&c, &r, 3000), HC_OK);
+        cr_expect_eq(r.status, 200, "request %d: %d %s", i, r.status, r.body);
+        char who[16] = "";
+        cr_expect(hc_header(&r, "X-Upstream", who, sizeof(who)) && strcmp(who, "b") == 0, "request %d from '%s'", i,
+                  who);
+        hc_response_free(&r);
+    }
+    hc_close(&c);
+    cr_expect(sg_proc_wait_stderr(&gw, "sending the request again on a new one", 1, 3000));
+    cr_expect_eq(atomic_load(&u->n_conns), 2, "the pooled connection and one new one");
+    /* A POST is still never sent twice. */
+    cr_assert_eq(hc_connect(&c, addr, 2000), 0);
+    for (int i = 0; i < 2; i++) { /* one of the two goes to the closing server */
+        cr_assert(hc_send_str(&c, "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 2000));
+        cr_assert_eq(hc_read_response(&c, &r, 3000), HC_OK);
+        hc_response_free(&r);
+    }
+    hc_close(&c);
     gw_stop(&gw);
     us_stop(b);
     ru_stop(u);
