@@ -464,7 +464,7 @@ static int names_from_config(sg_metrics_t *m, const sg_config_t *cfg)
     }
     /* destination: the text of each egress.allow rule (bounded by the
      * config), in order; rules written the same way share one series
-     * (sg_metrics_dest_label gives a rule's index). Room for rules a reload
+     * (generation.c dest_label maps a rule to this order). Room for rules a reload
      * adds, as for routes. */
     size_t ne = cfg->egress.n_allow;
     const char **dn = calloc(ne ? ne : 1, sizeof(*dn));
