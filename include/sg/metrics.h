@@ -66,15 +66,13 @@ typedef void (*sg_metrics_server_cb)(void *ctx, const char *upstream, const char
  * Any field may be NULL: then server_up series are not written and the
  * span counters read 0. */
 typedef struct sg_metrics_hooks {
-    /* 1 = up, 0 = down, < 0 = unknown (series omitted). */
-    int (*server_up)(void *ud, size_t upstream_idx, size_t server_idx);
     uint64_t (*spans_exported)(void *ud);
     uint64_t (*spans_dropped)(void *ud);
     void *ud;
-    /* When set, replaces server_up: calls emit(ctx, ...) once per server
-     * of the config now in force (servers and upstreams a reload added
-     * included, removed ones gone: it is a gauge of current state). Called
-     * during a render, on the rendering thread. */
+    /* Calls emit(ctx, ...) once per server of the config now in force
+     * (servers and upstreams a reload added included, removed ones gone:
+     * it is a gauge of current state). Called during a render, on the
+     * rendering thread. */
     void (*each_server)(void *ud, sg_metrics_server_cb emit, void *ctx);
 } sg_metrics_hooks_t;
 

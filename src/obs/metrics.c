@@ -232,9 +232,6 @@ struct sg_metrics {
     size_t n_slots;
     size_t n_ex;
     uint8_t code_idx[1000];
-    size_t n_boot_upstreams;    /* rows of server_names */
-    const char ***server_names; /* [start-up upstream][server] "host:port" (server_up hook) */
-    size_t *n_servers;
     bool has_exemplars;
     uint32_t n_shards; /* workers + 1 (control, last) */
     sg_metrics_shard_t *shards;
@@ -404,17 +401,6 @@ static int buckets_init(sg_metrics_t *m, fam_layout_t *L, const sg_buckets_t *b)
     return 0;
 }
 
-static char *hostport_text(sg_arena_t *a, const sg_hostport_t *hp)
-{
-    char buf[300];
-    const char *h = hp->host ? hp->host : "";
-    if (hp->is_ipv6_literal)
-        snprintf(buf, sizeof(buf), "[%s]:%u", h, (unsigned)hp->port);
-    else
-        snprintf(buf, sizeof(buf), "%s:%u", h, (unsigned)hp->port);
-    return sg_arena_strdup(a, buf);
-}
-
 static int names_from_config(sg_metrics_t *m, const sg_config_t *cfg)
 {
     size_t nr = cfg->n_routes, nu = cfg->n_upstreams, nl = cfg->n_listeners;
@@ -447,21 +433,6 @@ static int names_from_config(sg_metrics_t *m, const sg_config_t *cfg)
     if ((rc = dim_init(m, D_LISTENER, tmp, nl, SG_METRICS_SPARE_LABELS, other, 1, true)) != 0)
         goto out;
 
-    rc = -ENOMEM;
-    m->server_names = sg_arena_zalloc(&m->arena, sizeof(*m->server_names) * (nu ? nu : 1));
-    m->n_servers = sg_arena_zalloc(&m->arena, sizeof(*m->n_servers) * (nu ? nu : 1));
-    if (!m->server_names || !m->n_servers)
-        goto out;
-    for (size_t u = 0; u < nu; u++) {
-        const sg_upstream_conf_t *uc = &cfg->upstreams[u];
-        m->n_servers[u] = uc->n_servers;
-        m->server_names[u] = sg_arena_zalloc(&m->arena, sizeof(char *) * (uc->n_servers ? uc->n_servers : 1));
-        if (!m->server_names[u])
-            goto out;
-        for (size_t s = 0; s < uc->n_servers; s++)
-            if (!(m->server_names[u][s] = hostport_text(&m->arena, &uc->servers[s])))
-                goto out;
-    }
     /* destination: the text of each egress.allow rule (bounded by the
      * config), in order; rules written the same way share one series
      * (generation.c dest_label maps a rule to this order). Room for rules a reload
@@ -485,7 +456,6 @@ static int names_from_config(sg_metrics_t *m, const sg_config_t *cfg)
     if (rc != 0)
         goto out;
     rc = -ENOMEM;
-    m->n_boot_upstreams = nu;
     rc = 0;
 out:
     free(tmp);
@@ -987,15 +957,6 @@ static void render_hooks(sg_metrics_t *m, sg_expose_t *x)
                      SG_METRIC_GAUGE);
     if (m->hooks.each_server)
         m->hooks.each_server(m->hooks.ud, emit_server_up, x);
-    else if (m->hooks.server_up)
-        for (size_t u = 0; u < m->n_boot_upstreams; u++)
-            for (size_t s = 0; s < m->n_servers[u]; s++) {
-                int up = m->hooks.server_up(m->hooks.ud, u, s);
-                if (up < 0)
-                    continue;
-                const char *vals[] = {m->dims[D_UPSTREAM].names[u], m->server_names[u][s]};
-                sg_expose_sample(x, "swarm_upstream_server_up", "", server_up_labels, vals, 2, up ? 1 : 0);
-            }
 
     uint64_t exported = m->hooks.spans_exported ? m->hooks.spans_exported(m->hooks.ud) : 0;
     uint64_t dropped = m->hooks.spans_dropped ? m->hooks.spans_dropped(m->hooks.ud) : 0;

@@ -482,20 +482,44 @@ Test(metrics, error_rates_rendered, .timeout = 10)
 
 /* ---- hooks, collectors, counters from other modules -------------------------------- */
 
-static int fake_server_up(void *ud, size_t u, size_t s)
+/* each_server over a test config's servers: up(u, s) is 1 = up, 0 =
+ * down, < 0 = not listed. */
+typedef struct servers_of {
+    const test_cfg_t *t;
+    int (*up)(size_t u, size_t s);
+    uint64_t spans; /* for fake_exported / fake_dropped */
+} servers_of_t;
+
+static void each_server_of(void *ud, sg_metrics_server_cb emit, void *ctx)
 {
-    (void)ud;
+    const servers_of_t *so = ud;
+    for (size_t u = 0; u < so->t->cfg.n_upstreams; u++) {
+        const sg_upstream_conf_t *uc = &so->t->cfg.upstreams[u];
+        for (size_t s = 0; s < uc->n_servers; s++) {
+            int up = so->up(u, s);
+            if (up < 0)
+                continue;
+            const sg_hostport_t *hp = &uc->servers[s];
+            char text[300];
+            snprintf(text, sizeof(text), hp->is_ipv6_literal ? "[%s]:%u" : "%s:%u", hp->host, (unsigned)hp->port);
+            emit(ctx, uc->name, text, up > 0);
+        }
+    }
+}
+
+static int fake_server_up(size_t u, size_t s)
+{
     return s == 1 ? 0 : (u == 0 && s == 2) ? -1 : 1;
 }
 
 static uint64_t fake_exported(void *ud)
 {
-    return *(uint64_t *)ud;
+    return ((const servers_of_t *)ud)->spans;
 }
 
 static uint64_t fake_dropped(void *ud)
 {
-    return *(uint64_t *)ud / 2;
+    return ((const servers_of_t *)ud)->spans / 2;
 }
 
 static void collect_tickets(sg_expose_t *x, void *ud)
@@ -511,9 +535,9 @@ Test(metrics, hooks_and_collectors, .timeout = 10)
     test_cfg_t *t = make_cfg(1, 2, NULL, 0);
     sg_metrics_t *m = sg_metrics_create(&t->cfg, 1);
     cr_assert_not_null(m);
-    uint64_t spans = 10;
+    servers_of_t so = {t, fake_server_up, 10};
     sg_metrics_hooks_t h = {
-        .server_up = fake_server_up, .spans_exported = fake_exported, .spans_dropped = fake_dropped, .ud = &spans};
+        .each_server = each_server_of, .spans_exported = fake_exported, .spans_dropped = fake_dropped, .ud = &so};
     sg_metrics_set_hooks(m, &h);
     cr_assert_eq(sg_metrics_add_collector(m, collect_tickets, "open"), 0);
     sg_metrics_config_reload(sg_metrics_control_shard(m), true);
@@ -627,9 +651,8 @@ static void fill_traffic(sg_metrics_t *m, test_cfg_t *t, uint32_t n_workers)
     }
 }
 
-static int up_all(void *ud, size_t u, size_t s)
+static int up_all(size_t u, size_t s)
 {
-    (void)ud;
     return (int)((u + s) % 2);
 }
 
@@ -646,7 +669,8 @@ Test(metrics, full_render_passes_promtool, .timeout = 120)
     t->routes[3].name = "api \"v2\"\\beta\nx";
     sg_metrics_t *m = sg_metrics_create(&t->cfg, 4);
     cr_assert_not_null(m);
-    sg_metrics_hooks_t h = {.server_up = up_all};
+    servers_of_t so = {t, up_all, 0};
+    sg_metrics_hooks_t h = {.each_server = each_server_of, .ud = &so};
     sg_metrics_set_hooks(m, &h);
     cr_assert_eq(sg_metrics_add_collector(m, collect_tickets, "in_progress"), 0);
     fill_traffic(m, t, 4);
@@ -887,8 +911,7 @@ Test(metrics, each_server_hook_lists_current_servers, .timeout = 10)
     test_cfg_t *t = make_cfg(1, 2, NULL, 0);
     sg_metrics_t *m = sg_metrics_create(&t->cfg, 1);
     cr_assert_not_null(m);
-    /* each_server wins over the start-up server_up hook */
-    sg_metrics_hooks_t h = {.server_up = up_all, .each_server = fake_each_server};
+    sg_metrics_hooks_t h = {.each_server = fake_each_server};
     sg_metrics_set_hooks(m, &h);
     char *out = render(m, SG_EXPOSE_TEXT, 0);
     cr_assert_eq(value_of(out, "swarm_upstream_server_up{upstream=\"up0\",server=\"127.0.0.1:3000\"}"), 1, "%s", out);
