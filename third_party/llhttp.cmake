@@ -23,5 +23,10 @@ add_library(llhttp STATIC
     "${LLHTTP_SOURCE_DIR}/llhttp.c")
 target_include_directories(llhttp SYSTEM PUBLIC "${LLHTTP_INCLUDE_DIR}")
 set_target_properties(llhttp PROPERTIES POSITION_INDEPENDENT_CODE ON C_STANDARD 11)
+# Strict mode (llhttp.c begins with `#if LLHTTP_STRICT_MODE`): the loose
+# machine skips any two bytes after chunk data, takes bare LF and other
+# framing that a backend may read differently (request smuggling). PUBLIC so
+# that src/net/http1.c can refuse to build against a loose parser.
+target_compile_definitions(llhttp PUBLIC LLHTTP_STRICT_MODE=1)
 # Third-party code: our warning flags do not apply to it.
 target_compile_options(llhttp PRIVATE -w)

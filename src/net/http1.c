@@ -4,6 +4,10 @@
 
 #include <llhttp.h>
 
+#if !defined(LLHTTP_STRICT_MODE) || !LLHTTP_STRICT_MODE
+#error "llhttp must be built with LLHTTP_STRICT_MODE=1 (third_party/llhttp.cmake): the loose machine lets smuggled framing through"
+#endif
+
 _Static_assert(sizeof(llhttp_t) <= SG_H1_LLHTTP_SIZE, "SG_H1_LLHTTP_SIZE too small for llhttp_t");
 _Static_assert(_Alignof(llhttp_t) <= 8, "llhttp_t alignment");
 
