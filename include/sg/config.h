@@ -219,6 +219,15 @@ typedef struct sg_log_conf {
     uint64_t flush_interval_ms; /* default 100ms */
 } sg_log_conf_t;
 
+/* limits.underscores_in_headers: what happens to request header fields
+ * whose name contains '_' (CGI/WSGI backends read X_A and X-A alike). */
+typedef enum sg_underscores {
+    SG_UNDERSCORES_DROP = 0, /* default: not forwarded, counted */
+    SG_UNDERSCORES_ALLOW,
+    SG_UNDERSCORES_REJECT, /* 400 */
+    SG_UNDERSCORES__COUNT
+} sg_underscores_t;
+
 typedef struct sg_limits_conf {
     uint32_t max_connections;        /* per worker, default 10000 */
     uint32_t request_line_bytes;     /* default 16k -> 414 */
@@ -231,6 +240,7 @@ typedef struct sg_limits_conf {
     uint64_t send_timeout_ms;        /* client not reading, default 60s */
     uint64_t tunnel_idle_timeout_ms; /* upgrade tunnel with no byte either way, default 1h */
     uint32_t buffer_bytes;           /* per-direction pending-write bound, default 256k */
+    sg_underscores_t underscores_in_headers; /* default drop */
 } sg_limits_conf_t;
 
 typedef struct sg_admin_conf {

@@ -902,6 +902,8 @@ static const char *const balances[] = {
     [SG_BALANCE_ROUND_ROBIN] = "round_robin", [SG_BALANCE_LEAST_IN_FLIGHT] = "least_in_flight"};
 static const char *const log_levels[] = {
     [SG_LOG_DEBUG] = "debug", [SG_LOG_INFO] = "info", [SG_LOG_WARN] = "warn", [SG_LOG_ERROR] = "error"};
+static const char *const underscore_modes[] = {
+    [SG_UNDERSCORES_DROP] = "drop", [SG_UNDERSCORES_ALLOW] = "allow", [SG_UNDERSCORES_REJECT] = "reject"};
 static const char *const log_formats[] = {
     [SG_LOG_FORMAT_AUTO] = "auto", [SG_LOG_FORMAT_TEXT] = "text", [SG_LOG_FORMAT_JSON] = "json"};
 /* Postgres queries give gauges or counters; histograms come only from the
@@ -1730,6 +1732,7 @@ static const field_t limits_fields[] = {
     DUR(sg_limits_conf_t, "send_timeout", send_timeout_ms, "60s", MS(1), DMAX),
     DUR(sg_limits_conf_t, "tunnel_idle_timeout", tunnel_idle_timeout_ms, "1h", MS(1), DMAX),
     SIZE32(sg_limits_conf_t, "buffer_bytes", buffer_bytes, "256k", KIB(16), MIB(1024)),
+    ENUM(sg_limits_conf_t, "underscores_in_headers", underscores_in_headers, "drop", underscore_modes),
 };
 static const schema_t limits_schema = {SCHEMA(limits_fields), 0, NULL, NULL, false, 0};
 
