@@ -60,7 +60,7 @@ typedef struct sg_upstream_conf {
     sg_hostport_t *servers;
     size_t n_servers;
     sg_balance_t balance;
-    uint32_t keepalive;            /* max idle pooled conns per worker, default 64 */
+    uint32_t keepalive;            /* max idle pooled conns per worker, default 100000 (no cap) */
     uint64_t keepalive_timeout_ms; /* idle pooled conn lifetime, default 60s */
     uint64_t connect_timeout_ms;   /* default 5s */
     uint64_t response_timeout_ms;  /* request sent -> response head, default 60s */
@@ -187,7 +187,7 @@ typedef struct sg_egress_conf {
     uint64_t dns_ttl_ms;       /* default 30s */
     /* Connections to destinations (plain-HTTP forwarding; CONNECT uses
      * connect_timeout and tunnel_idle_timeout only): */
-    uint32_t keepalive;            /* idle connections kept per destination, default 8 */
+    uint32_t keepalive;            /* idle connections kept per destination, default 100000 (no cap) */
     uint64_t keepalive_timeout_ms; /* default 30s */
     uint64_t connect_timeout_ms;   /* default 10s -> 504 */
     uint64_t response_timeout_ms;  /* request sent -> response head, default 300s -> 504 */

@@ -1075,7 +1075,11 @@ static const field_t upstream_fields[] = {
      .off = offsetof(sg_upstream_conf_t, servers),
      .count_off = offsetof(sg_upstream_conf_t, n_servers)},
     ENUM(sg_upstream_conf_t, "balance", balance, "round_robin", balances),
-    U32(sg_upstream_conf_t, "keepalive", keepalive, "64", 0, 100000),
+    /* No small fixed cap by default (#18): the pool keeps what recent load
+     * needed (idle connections are at most the peak in flight) and
+     * keepalive_timeout trims it; a 64 cap made a third of the requests at
+     * 256 clients open a new upstream connection. */
+    U32(sg_upstream_conf_t, "keepalive", keepalive, "100000", 0, 100000),
     DUR(sg_upstream_conf_t, "keepalive_timeout", keepalive_timeout_ms, "60s", MS(1), DMAX),
     DUR(sg_upstream_conf_t, "connect_timeout", connect_timeout_ms, "5s", MS(1), DMAX),
     DUR(sg_upstream_conf_t, "response_timeout", response_timeout_ms, "60s", MS(1), DMAX),
@@ -1698,7 +1702,7 @@ static const field_t egress_fields[] = {
     STR(sg_egress_conf_t, "auth_user", auth_user, NULL, F_NONEMPTY, NULL),
     STR(sg_egress_conf_t, "auth_password", auth_password, NULL, 0, NULL),
     DUR(sg_egress_conf_t, "dns_ttl", dns_ttl_ms, "30s", 0, SEC(86400)),
-    U32(sg_egress_conf_t, "keepalive", keepalive, "8", 0, 100000),
+    U32(sg_egress_conf_t, "keepalive", keepalive, "100000", 0, 100000), /* as upstreams (#18) */
     DUR(sg_egress_conf_t, "keepalive_timeout", keepalive_timeout_ms, "30s", MS(1), DMAX),
     DUR(sg_egress_conf_t, "connect_timeout", connect_timeout_ms, "10s", MS(1), DMAX),
     DUR(sg_egress_conf_t, "response_timeout", response_timeout_ms, "300s", MS(1), DMAX),
