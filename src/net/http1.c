@@ -302,28 +302,27 @@ static bool is_token(sg_str_t s)
  * coding, `chunked` twice or on two lines, or chunked not alone are each
  * read one way by one parser and another way by the next hop (an empty
  * TE is ignored by llhttp but taken as chunked by some servers). nginx
- * applies the same rule. Returns false when the head must be refused. */
-static bool te_is_chunked_only(const sg_h1_head_t *h, bool *has_te)
-{
-    size_t n = 0;
-    const sg_h1_header_t *te = sg_h1_find(h, SG_STR("transfer-encoding"), &n);
-    *has_te = n > 0;
-    return n == 0 || (n == 1 && sg_str_ieq(te->value, SG_STR("chunked")));
-}
+ * applies the same rule. RFC 9110 8.6: Content-Length = 1*DIGIT, one
+ * field. */
+typedef struct framing_fields {
+    uint32_t n_te, n_cl;
+    bool is_te_chunked; /* the (only) TE value is exactly "chunked" */
+    bool is_cl_digits;  /* the (first) Content-Length value is 1*DIGIT */
+} framing_fields_t;
 
-/* RFC 9110 8.6: Content-Length = 1*DIGIT, one field. */
-static bool cl_is_valid(const sg_h1_head_t *h)
+static void framing_field(framing_fields_t *f, sg_str_t name, sg_str_t v)
 {
-    size_t n = 0;
-    const sg_h1_header_t *cl = sg_h1_find(h, SG_STR("content-length"), &n);
-    if (n == 0)
-        return true;
-    if (n > 1 || cl->value.len == 0)
-        return false;
-    for (size_t i = 0; i < cl->value.len; i++)
-        if (cl->value.p[i] < '0' || cl->value.p[i] > '9')
-            return false;
-    return true;
+    /* Cheap first-byte filter: this runs for every field of every head. */
+    char c0 = (char)(name.len ? name.p[0] | 0x20 : 0);
+    if (c0 == 't' && name.len == 17 && sg_str_ieq(name, SG_STR("transfer-encoding"))) {
+        f->is_te_chunked = f->n_te++ == 0 && sg_str_ieq(v, SG_STR("chunked"));
+    } else if (c0 == 'c' && name.len == 14 && sg_str_ieq(name, SG_STR("content-length"))) {
+        if (f->n_cl++ == 0) {
+            f->is_cl_digits = v.len > 0;
+            for (size_t i = 0; i < v.len; i++)
+                f->is_cl_digits &= v.p[i] >= '0' && v.p[i] <= '9';
+        }
+    }
 }
 
 /* RFC 9112 3.2 and RFC 3986 2: a request-target is ASCII; other octets
@@ -375,7 +374,11 @@ static int on_headers_complete(llhttp_t *ll)
     h->has_te = (ll->flags & F_TRANSFER_ENCODING) != 0;
     if (p->kind == SG_H1_RESPONSE)
         h->status = ll->status_code;
+    framing_fields_t ff = {0};
     for (size_t i = 0; i < h->n_headers; i++) {
+        /* RFC 9112 5.1: no whitespace between field name and colon. */
+        if (!is_token(h->headers[i].name))
+            return refuse(p, 400, "invalid header field name");
         sg_str_t *v = &h->headers[i].value;
         if (!v->p)
             *v = sg_str_make(h->headers[i].name.p + h->headers[i].name.len, 0);
@@ -385,27 +388,19 @@ static int on_headers_complete(llhttp_t *ll)
             v->p++;
             v->len--;
         }
+        framing_field(&ff, h->headers[i].name, *v);
     }
     /* Framing (RFC 9112 6): llhttp and the next hop must agree on it.
      * Refused: 400, 502 for a response. */
-    bool has_te = false;
-    if (!te_is_chunked_only(h, &has_te) || has_te != h->is_chunked)
+    h->has_te = ff.n_te > 0;
+    if ((h->has_te && (ff.n_te > 1 || !ff.is_te_chunked)) || h->has_te != h->is_chunked)
         return refuse(p, 400, "unsupported Transfer-Encoding");
-    h->has_te = has_te;
-    if (has_te && sg_h1_find(h, SG_STR("content-length"), NULL))
+    if (h->has_te && ff.n_cl)
         return refuse(p, 400, "both Transfer-Encoding and Content-Length");
-    if (!cl_is_valid(h))
+    if (ff.n_cl > 1 || (ff.n_cl && !ff.is_cl_digits))
         return refuse(p, 400, "invalid Content-Length");
     if (p->kind == SG_H1_REQUEST && !target_is_ascii(h->target))
         return refuse(p, 400, "invalid request target");
-    for (size_t i = 0; i < h->n_headers; i++) {
-        if (!is_token(h->headers[i].name)) {
-            /* RFC 9112 5.1: no whitespace between field name and colon. */
-            p->_err_status = 400;
-            p->_err_reason = "invalid header field name";
-            return HPE_USER;
-        }
-    }
     p->_phase = PH_BODY;
     /* RFC 9110 6.4.1: responses to HEAD, 1xx, 204 and 304 have no content. */
     if (p->kind == SG_H1_RESPONSE && (p->_skip_body || h->status < 200 || h->status == 204 || h->status == 304))

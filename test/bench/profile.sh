@@ -9,6 +9,7 @@
 # (the platform's normal case) and without one (swarmgate makes the id).
 # Bounded: about a minute. Needs valgrind, nginx, curl (make deps).
 #   SG_PROFILE_N1 / SG_PROFILE_N2   request counts (default 300 / 1300)
+#   SG_PROFILE_KEEP=DIR             keep the callgrind files there (callgrind_annotate)
 set -eu
 BIN=${1:-build/release/swarmgate}
 N1=${SG_PROFILE_N1:-300}
@@ -73,6 +74,7 @@ YML
     kill -TERM "$SG_PID"
     wait "$SG_PID" || true
     SG_PID=""
+    [ -n "${SG_PROFILE_KEEP:-}" ] && mkdir -p "$SG_PROFILE_KEEP" && cp "$T/cg.out" "$SG_PROFILE_KEEP/callgrind.id$2.n$1"
     awk '/^(summary|totals):/ { print $2; exit }' "$T/cg.out"
 }
 
