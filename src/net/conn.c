@@ -345,8 +345,12 @@ static bool body_step(sg_conn_t *c)
             c->rbuf = NULL;
             c->rpos = c->rlen = 0;
         }
+        uint32_t n_req = c->n_requests;
         sg__proxy_body(t, buf, p, used); /* buf's ownership moves to the upstream write */
-        if (c->state == SG_CONN_CLOSED)
+        /* A synchronous upstream write failure answers 502 and ends t (its
+         * memory may already serve another request: compare the count, not
+         * only the pointer); nothing below may touch it then (#17). */
+        if (c->state == SG_CONN_CLOSED || c->txn != t || c->n_requests != n_req)
             return false;
     }
     if (r == SG_H1_BODY_DONE) {
