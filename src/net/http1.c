@@ -356,6 +356,8 @@ static bool status_line_ok(const char *b, size_t n)
     return b[9] >= '1' && b[9] <= '5';
 }
 
+static const llhttp_settings_t g_settings_body;
+
 static int on_headers_complete(llhttp_t *ll)
 {
     sg_h1_parser_t *p = self(ll);
@@ -402,6 +404,7 @@ static int on_headers_complete(llhttp_t *ll)
     if (p->kind == SG_H1_REQUEST && !target_is_ascii(h->target))
         return refuse(p, 400, "invalid request target");
     p->_phase = PH_BODY;
+    ll->settings = (void *)(uintptr_t)&g_settings_body;
     /* RFC 9110 6.4.1: responses to HEAD, 1xx, 204 and 304 have no content. */
     if (p->kind == SG_H1_RESPONSE && (p->_skip_body || h->status < 200 || h->status == 204 || h->status == 304))
         return h->status == 101 ? 0 : 1;
@@ -453,17 +456,16 @@ static int on_message_complete(llhttp_t *ll)
     return HPE_PAUSED; /* stop exactly at the message end */
 }
 
-static const llhttp_settings_t g_settings = {
-    .on_method = on_method,
-    .on_url = on_url,
-    .on_status = on_status,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_header_field_complete = on_header_field_complete,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
+/* Two tables: the head needs no per-field completion callback (the whole
+ * head is checked at on_headers_complete), trailers do; on_headers_complete
+ * switches to the second, so heads do not pay a call per field. */
+#define SG_H1_SETTINGS                                                                                                 \
+    .on_method = on_method, .on_url = on_url, .on_status = on_status, .on_header_field = on_header_field,           \
+    .on_header_value = on_header_value, .on_headers_complete = on_headers_complete, .on_body = on_body,             \
+    .on_message_complete = on_message_complete
+
+static const llhttp_settings_t g_settings = {SG_H1_SETTINGS};
+static const llhttp_settings_t g_settings_body = {SG_H1_SETTINGS, .on_header_field_complete = on_header_field_complete};
 
 static sg_method_t method_of(uint8_t m)
 {
