@@ -107,6 +107,8 @@ typedef struct sg_h1_parser {
     const char *_in_end;
     const char *_fr_pos; /* chunked: start of the framing bytes not yet checked */
     bool _fr_prev_cr;    /* chunked: the last framing byte was CR */
+    uint8_t _ext_state;  /* chunk extension value grammar state */
+    uint32_t _ext_len;   /* chunk extension name bytes so far */
     uint16_t _err_status;
     uint8_t _phase;
     bool _last_was_value;

@@ -234,6 +234,88 @@ static int trailer_value(sg_h1_parser_t *p, const char *at, size_t n)
     return trailer_bytes(p, n);
 }
 
+/* Chunk extensions (RFC 9112 7.1.1): chunk-ext-name = token, chunk-ext-val
+ * = token / quoted-string. The strict llhttp still takes an empty name
+ * (";;"), an empty value ("a=") and a token glued to a quoted string
+ * (b"c"); a next hop may split such a line elsewhere. Checked byte by byte
+ * (a span can be cut by the end of a read). */
+enum { EXT_START = 0, EXT_TOKEN, EXT_QUOTED, EXT_QUOTED_ESC, EXT_CLOSED };
+
+static int on_chunk_ext_name(llhttp_t *ll, const char *at, size_t n)
+{
+    sg_h1_parser_t *p = self(ll);
+    for (size_t i = 0; i < n; i++)
+        if (!is_tchar((unsigned char)at[i]))
+            return refuse(p, 400, "invalid chunk extension");
+    p->_ext_len += (uint32_t)n;
+    return 0;
+}
+
+static int on_chunk_ext_name_complete(llhttp_t *ll)
+{
+    sg_h1_parser_t *p = self(ll);
+    if (p->_ext_len == 0)
+        return refuse(p, 400, "empty chunk extension name");
+    p->_ext_len = 0;
+    p->_ext_state = EXT_START;
+    return 0;
+}
+
+static bool is_qdtext(unsigned char c)
+{
+    /* RFC 9110 5.6.4: HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text */
+    return c == '\t' || c == ' ' || c == 0x21 || (c >= 0x23 && c <= 0x5b) || (c >= 0x5d && c != 0x7f);
+}
+
+static int on_chunk_ext_value(llhttp_t *ll, const char *at, size_t n)
+{
+    sg_h1_parser_t *p = self(ll);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)at[i];
+        switch (p->_ext_state) {
+        case EXT_START:
+            p->_ext_state = c == '"' ? EXT_QUOTED : is_tchar(c) ? EXT_TOKEN : EXT_CLOSED + 1;
+            break;
+        case EXT_TOKEN:
+            if (!is_tchar(c))
+                p->_ext_state = EXT_CLOSED + 1;
+            break;
+        case EXT_QUOTED:
+            p->_ext_state = c == '\\'      ? EXT_QUOTED_ESC
+                            : c == '"'     ? EXT_CLOSED
+                            : is_qdtext(c) ? EXT_QUOTED
+                                           : EXT_CLOSED + 1;
+            break;
+        case EXT_QUOTED_ESC: /* quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text ) */
+            p->_ext_state = (c == '\t' || c >= 0x20) && c != 0x7f ? EXT_QUOTED : EXT_CLOSED + 1;
+            break;
+        default:
+            p->_ext_state = EXT_CLOSED + 1;
+        }
+        if (p->_ext_state > EXT_CLOSED)
+            return refuse(p, 400, "invalid chunk extension value");
+    }
+    return 0;
+}
+
+static int on_chunk_ext_value_complete(llhttp_t *ll)
+{
+    sg_h1_parser_t *p = self(ll);
+    if (p->_ext_state != EXT_TOKEN && p->_ext_state != EXT_CLOSED)
+        return refuse(p, 400, "invalid chunk extension value");
+    p->_ext_state = EXT_START;
+    return 0;
+}
+
+/* A chunk size is an unsigned 64-bit number to llhttp; a next hop reading
+ * it as signed (int64_t, Java's long) would see a negative size. */
+static int on_chunk_header(llhttp_t *ll)
+{
+    if (ll->content_length > (uint64_t)INT64_MAX)
+        return refuse(self(ll), 400, "chunk size too large");
+    return 0;
+}
+
 static int on_header_field(llhttp_t *ll, const char *at, size_t n)
 {
     sg_h1_parser_t *p = self(ll);
@@ -318,9 +400,15 @@ static void framing_field(framing_fields_t *f, sg_str_t name, sg_str_t v)
         f->is_te_chunked = f->n_te++ == 0 && sg_str_ieq(v, SG_STR("chunked"));
     } else if (c0 == 'c' && name.len == 14 && sg_str_ieq(name, SG_STR("content-length"))) {
         if (f->n_cl++ == 0) {
+            /* 1*DIGIT, and at most INT64_MAX: a next hop reading it as a
+             * signed 64-bit number must not see a negative length. */
+            uint64_t val = 0;
             f->is_cl_digits = v.len > 0;
-            for (size_t i = 0; i < v.len; i++)
-                f->is_cl_digits &= v.p[i] >= '0' && v.p[i] <= '9';
+            for (size_t i = 0; i < v.len && f->is_cl_digits; i++) {
+                unsigned d = (unsigned)(v.p[i] - '0');
+                f->is_cl_digits = d <= 9 && val <= ((uint64_t)INT64_MAX - d) / 10;
+                val = val * 10 + d;
+            }
         }
     }
 }
@@ -357,6 +445,21 @@ static bool status_line_ok(const char *b, size_t n)
 }
 
 static const llhttp_settings_t g_settings_body;
+
+/* RFC 9112 3: request-line = method SP request-target SP HTTP-version,
+ * single spaces. llhttp takes "GET  / HTTP/1.1"; a next hop may read the
+ * empty string between the two spaces as the target. */
+static bool request_line_ok(const char *b, size_t n, const sg_h1_head_t *h)
+{
+    const char *end = b + n;
+    while (b < end && (*b == '\r' || *b == '\n')) /* leading empty lines (scanner) */
+        b++;
+    const char *m = h->method_name.p, *t = h->target.p;
+    if (m != b || !t || t != m + h->method_name.len + 1 || m[h->method_name.len] != ' ')
+        return false;
+    const char *v = t + h->target.len;
+    return end - v >= 10 && v[0] == ' ' && memcmp(v + 1, "HTTP/", 5) == 0 && v[9] == '\r';
+}
 
 static int on_headers_complete(llhttp_t *ll)
 {
@@ -401,6 +504,11 @@ static int on_headers_complete(llhttp_t *ll)
         return refuse(p, 400, "both Transfer-Encoding and Content-Length");
     if (ff.n_cl > 1 || (ff.n_cl && !ff.is_cl_digits))
         return refuse(p, 400, "invalid Content-Length");
+    /* RFC 9112 6.1: a Transfer-Encoding in HTTP/1.0 means faulty framing. */
+    if (h->has_te && h->version_minor == 0)
+        return refuse(p, 400, "Transfer-Encoding in an HTTP/1.0 message");
+    if (p->kind == SG_H1_REQUEST && !request_line_ok(p->_buf, p->_buf_len, h))
+        return refuse(p, 400, "invalid request line");
     if (p->kind == SG_H1_REQUEST && !target_is_ascii(h->target))
         return refuse(p, 400, "invalid request target");
     p->_phase = PH_BODY;
@@ -460,12 +568,18 @@ static int on_message_complete(llhttp_t *ll)
  * head is checked at on_headers_complete), trailers do; on_headers_complete
  * switches to the second, so heads do not pay a call per field. */
 #define SG_H1_SETTINGS                                                                                                 \
-    .on_method = on_method, .on_url = on_url, .on_status = on_status, .on_header_field = on_header_field,           \
-    .on_header_value = on_header_value, .on_headers_complete = on_headers_complete, .on_body = on_body,             \
+    .on_method = on_method, .on_url = on_url, .on_status = on_status, .on_header_field = on_header_field,              \
+    .on_header_value = on_header_value, .on_headers_complete = on_headers_complete, .on_body = on_body,                \
     .on_message_complete = on_message_complete
 
 static const llhttp_settings_t g_settings = {SG_H1_SETTINGS};
-static const llhttp_settings_t g_settings_body = {SG_H1_SETTINGS, .on_header_field_complete = on_header_field_complete};
+static const llhttp_settings_t g_settings_body = {SG_H1_SETTINGS,
+                                                  .on_header_field_complete = on_header_field_complete,
+                                                  .on_chunk_extension_name = on_chunk_ext_name,
+                                                  .on_chunk_extension_name_complete = on_chunk_ext_name_complete,
+                                                  .on_chunk_extension_value = on_chunk_ext_value,
+                                                  .on_chunk_extension_value_complete = on_chunk_ext_value_complete,
+                                                  .on_chunk_header = on_chunk_header};
 
 static sg_method_t method_of(uint8_t m)
 {

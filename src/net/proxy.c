@@ -686,7 +686,26 @@ void sg__proxy_head(sg_conn_t *c)
     sg_str_t host = hh ? hh->value : SG_STR_NULL;
     sg_str_t target = h->target, path, query = SG_STR_NULL;
     bool is_absolute = false;
-    if (target.len >= 7 && (sg_str_ieq(sg_str_make(target.p, 7), SG_STR("http://")) ||
+    if (h->method == SG_METHOD_CONNECT) {
+        if (!is_egress) {
+            /* RFC 9110 15.5.6: a 405 lists the methods that are allowed. */
+            sg__conn_error_ex(c, 405, "CONNECT is not allowed on a reverse listener", NULL, k_reverse_allow, true);
+            return;
+        }
+        /* RFC 9112 3.2.3: CONNECT takes the authority form only; an
+         * origin-form or absolute-form CONNECT was routed like a GET. */
+        if (!target.len || target.p[0] == '/' || target.p[0] == '*' || memchr(target.p, '/', target.len)) {
+            sg__conn_error(c, 400, "CONNECT needs an authority-form target", true);
+            return;
+        }
+    }
+    if (h->method == SG_METHOD_CONNECT) {
+        /* Authority form; never a keep-alive request: after an error the
+         * client may already send tunnel bytes. */
+        host = path = target;
+        is_connect = true;
+        t->flags &= ~SG_TXN_F_CLIENT_KA;
+    } else if (target.len >= 7 && (sg_str_ieq(sg_str_make(target.p, 7), SG_STR("http://")) ||
                             (target.len >= 8 && sg_str_ieq(sg_str_make(target.p, 8), SG_STR("https://"))))) {
         /* Absolute form: the authority replaces Host (RFC 9112 3.2.2). */
         size_t skip = (target.p[4] == ':') ? 7 : 8;
@@ -704,17 +723,6 @@ void sg__proxy_head(sg_conn_t *c)
         path = target;
     } else if (sg_str_eq(target, SG_STR("*")) && h->method == SG_METHOD_OPTIONS) {
         path = target;
-    } else if (h->method == SG_METHOD_CONNECT) {
-        if (!is_egress) {
-            /* RFC 9110 15.5.6: a 405 lists the methods that are allowed. */
-            sg__conn_error_ex(c, 405, "CONNECT is not allowed on a reverse listener", NULL, k_reverse_allow, true);
-            return;
-        }
-        /* Authority form (RFC 9112 3.2.3); never a keep-alive request:
-         * after an error the client may already send tunnel bytes. */
-        host = path = target;
-        is_connect = true;
-        t->flags &= ~SG_TXN_F_CLIENT_KA;
     } else {
         sg__conn_error(c, 400, "invalid request target", true);
         return;
