@@ -71,12 +71,13 @@ typedef struct sg_h1_head {
     size_t n_headers;
     uint64_t content_length; /* valid when has_content_length */
     bool has_content_length;
-    bool is_chunked;    /* Transfer-Encoding with final chunked */
-    bool has_te;        /* any Transfer-Encoding header */
-    bool is_keep_alive; /* per version and Connection header */
-    bool is_upgrade;    /* request: Upgrade + Connection: upgrade (or CONNECT); response: 101 */
-    bool has_body;      /* a body follows the head (parser in body state) */
-    bool is_eof_body;   /* response body delimited by connection close */
+    bool is_chunked;              /* Transfer-Encoding with final chunked */
+    bool has_te;                  /* any Transfer-Encoding header */
+    bool is_keep_alive;           /* per version and Connection header */
+    bool is_upgrade;              /* request: Upgrade + Connection: upgrade (or CONNECT); response: 101 */
+    bool has_body;                /* a body follows the head (parser in body state) */
+    bool is_eof_body;             /* response body delimited by connection close */
+    uint32_t n_underscore_fields; /* fields whose name contains '_' (limits.underscores_in_headers) */
 } sg_h1_head_t;
 
 /* Called with decoded body bytes (chunk framing removed), if set. */

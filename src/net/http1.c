@@ -368,14 +368,18 @@ static bool is_tchar(unsigned char c)
     return k_tchar[c];
 }
 
-static bool is_token(sg_str_t s)
+/* RFC 9110 5.1: field-name = token; also says whether it has an '_'. */
+static bool is_field_name(sg_str_t s, bool *has_underscore)
 {
-    if (s.len == 0)
-        return false;
-    for (size_t i = 0; i < s.len; i++)
-        if (!is_tchar((unsigned char)s.p[i]))
+    bool us = false;
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.p[i];
+        if (!is_tchar(c))
             return false;
-    return true;
+        us |= c == '_';
+    }
+    *has_underscore = us;
+    return s.len > 0;
 }
 
 /* RFC 9112 6.1 and 6.3: the only transfer coding swarmgate frames by, and
@@ -482,7 +486,8 @@ static int on_headers_complete(llhttp_t *ll)
     framing_fields_t ff = {0};
     for (size_t i = 0; i < h->n_headers; i++) {
         /* RFC 9112 5.1: no whitespace between field name and colon. */
-        if (!is_token(h->headers[i].name))
+        bool has_us = false;
+        if (!is_field_name(h->headers[i].name, &has_us))
             return refuse(p, 400, "invalid header field name");
         sg_str_t *v = &h->headers[i].value;
         if (!v->p)
@@ -494,6 +499,7 @@ static int on_headers_complete(llhttp_t *ll)
             v->len--;
         }
         framing_field(&ff, h->headers[i].name, *v);
+        h->n_underscore_fields += has_us;
     }
     /* Framing (RFC 9112 6): llhttp and the next hop must agree on it.
      * Refused: 400, 502 for a response. */

@@ -518,7 +518,8 @@ int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size
          * field it did not use (RFC 9112 6.1, 6.3). */
         if (sg_str_ieq(n, SG_STR("transfer-encoding")) || sg_str_ieq(n, SG_STR("content-length")))
             continue;
-        if (cfg->limits.underscores_in_headers != SG_UNDERSCORES_ALLOW && sg_h1_name_has_underscore(n))
+        if (h->n_underscore_fields && cfg->limits.underscores_in_headers != SG_UNDERSCORES_ALLOW &&
+            sg_h1_name_has_underscore(n))
             continue;
         uint32_t mf;
         if (is_max_forwards_method(h->method) && sg_str_ieq(n, SG_STR("max-forwards")) && max_forwards_parse(v, &mf) &&
@@ -706,7 +707,7 @@ void sg__proxy_head(sg_conn_t *c)
         is_connect = true;
         t->flags &= ~SG_TXN_F_CLIENT_KA;
     } else if (target.len >= 7 && (sg_str_ieq(sg_str_make(target.p, 7), SG_STR("http://")) ||
-                            (target.len >= 8 && sg_str_ieq(sg_str_make(target.p, 8), SG_STR("https://"))))) {
+                                   (target.len >= 8 && sg_str_ieq(sg_str_make(target.p, 8), SG_STR("https://"))))) {
         /* Absolute form: the authority replaces Host (RFC 9112 3.2.2). */
         size_t skip = (target.p[4] == ':') ? 7 : 8;
         const char *a = target.p + skip, *end = target.p + target.len, *e = a;
@@ -762,16 +763,12 @@ void sg__proxy_head(sg_conn_t *c)
     /* Names with '_' are mapped onto the same CGI/WSGI variables as those
      * with '-' (X_Trace_Id = X-Trace-Id): dropped by default, like nginx's
      * underscores_in_headers off; counted; or refused (docs/security.md). */
-    if (cfg->limits.underscores_in_headers != SG_UNDERSCORES_ALLOW) {
-        uint64_t n_us = 0;
-        for (size_t i = 0; i < h->n_headers; i++)
-            n_us += sg_h1_name_has_underscore(h->headers[i].name);
-        if (n_us && cfg->limits.underscores_in_headers == SG_UNDERSCORES_REJECT) {
+    if (h->n_underscore_fields && cfg->limits.underscores_in_headers != SG_UNDERSCORES_ALLOW) {
+        if (cfg->limits.underscores_in_headers == SG_UNDERSCORES_REJECT) {
             sg__conn_error(c, 400, "underscore in a header field name", true);
             return;
         }
-        if (n_us)
-            sg_obs_header_fields_dropped(w->obs, l->idx, n_us);
+        sg_obs_header_fields_dropped(w->obs, l->idx, h->n_underscore_fields);
     }
     if (is_absolute && !host_value_ok(host)) {
         sg__conn_error(c, 400, "invalid absolute request target", true);
