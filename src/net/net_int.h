@@ -187,7 +187,7 @@ struct sg_worker {
 
     sg_freelist_t fl_conn, fl_txn, fl_upconn, fl_buf, fl_head, fl_wreq;
     uint64_t trim_released; /* freelists' released_bytes at the last malloc_trim (worker.c) */
-    uint64_t trim_ms;       /* monotonic ms of the last malloc_trim */
+    uint64_t trim_seen;     /* ... at the last tick */
     uint64_t n_trims;
     size_t head_size;  /* bytes of one fl_head object */
     size_t head_bytes; /* head text capacity; header slots follow */

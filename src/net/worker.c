@@ -303,29 +303,31 @@ static void heartbeat(sg_worker_t *w)
  * bursts (measured with test/soak/churn.c). malloc_trim(0) gives the free
  * pages of every arena back to the kernel (MADV_DONTNEED), so RSS returns
  * to what is live plus the freelists after each burst. Done from the tick
- * (never inside a request), at most once a second per thread, and only
- * after this thread gave back SG_TRIM_AFTER_BYTES since its last trim:
- * steady traffic within the caps never trims. */
+ * (never inside a request) once the burst is over: this thread gave back
+ * at least SG_TRIM_AFTER_BYTES since its last trim and nothing during the
+ * last tick (or SG_TRIM_FORCE_BYTES under churn that never stops). Steady
+ * traffic within the caps never trims. */
 #define SG_TRIM_AFTER_BYTES (1u << 20)
-#define SG_TRIM_EVERY_MS 1000u
+#define SG_TRIM_FORCE_BYTES (64u << 20)
 
-static void trim_maybe(sg_worker_t *w, uint64_t now_ms)
+static void trim_maybe(sg_worker_t *w)
 {
 #ifdef __GLIBC__
     const sg_freelist_t *fls[] = {&w->fl_conn, &w->fl_txn, &w->fl_upconn, &w->fl_buf, &w->fl_head, &w->fl_wreq};
     uint64_t released = 0;
     for (size_t i = 0; i < SG_ARRAY_SIZE(fls); i++)
         released += fls[i]->released_bytes;
-    if (released - w->trim_released < SG_TRIM_AFTER_BYTES || now_ms - w->trim_ms < SG_TRIM_EVERY_MS)
+    bool is_quiet = released == w->trim_seen;
+    w->trim_seen = released;
+    uint64_t pending = released - w->trim_released;
+    if (pending < SG_TRIM_AFTER_BYTES || (!is_quiet && pending < SG_TRIM_FORCE_BYTES))
         return;
     w->trim_released = released;
-    w->trim_ms = now_ms;
     w->n_trims++;
     malloc_trim(0);
     sg_obs_memory_trim(w->obs);
 #else
     SG_UNUSED(w);
-    SG_UNUSED(now_ms);
 #endif
 }
 
@@ -333,7 +335,7 @@ static void on_tick(uv_timer_t *t)
 {
     sg_worker_t *w = t->data;
     heartbeat(w);
-    trim_maybe(w, sg_now_ms());
+    trim_maybe(w);
     if (w->idx == SG_CTL_IDX)
         sg__runtime_reap(w->rt); /* retired generations every worker is past */
 }
