@@ -54,8 +54,9 @@ leakcheck: deps
 	SOAK_MODE=leak SOAK_SECONDS=$${SOAK_SECONDS:-90} $(BUILD_DEBUG)/sgsoak
 
 # Memory under connection churn (test/soak/churn.c): Release build, CHURN_CYCLES (30) cycles of
-# CHURN_CONNS (6000) idle connections opened and closed, VmRSS after each; fails when
-# CHURN_MAX_GROWTH_KB (default 4096) is exceeded between the warm-up and the second half.
+# CHURN_CONNS (6000) connections (each with a half-sent head; CHURN_REQUEST=0: idle) opened and
+# closed, VmRSS after each; fails when the last cycles stay CHURN_MAX_GROWTH_KB (default 4096)
+# above the warm-up. A shorter run (20 x 3000) is part of make test (ctest soak_churn).
 churn: deps
 	$(CMAKE) -S . -B $(BUILD_SOAK) -DCMAKE_BUILD_TYPE=Release -DSG_TESTS=ON >/dev/null
 	$(CMAKE) --build $(BUILD_SOAK) -j $(JOBS) --target sgchurn
