@@ -45,6 +45,44 @@ static double server_up(const char *admin, unsigned port)
     return v;
 }
 
+/* Two servers a and b (max_fails 1, fail_timeout 30s, plus opts). */
+typedef struct two {
+    us_server_t *a, *b;
+    sg_proc_t gw;
+    const char *api, *admin;
+} two_t;
+
+static void start_two(two_t *t, const char *opts)
+{
+    t->a = us_start("a", false);
+    t->b = us_start("b", false);
+    gw_start(&t->gw,
+             BASE "upstreams: {app: {servers: [\"127.0.0.1:%u\", \"127.0.0.1:%u\"], max_fails: 1,"
+                  " fail_timeout: 30s%s}}\n"
+                  "routes: [{upstream: app}]\n",
+             us_port(t->a), us_port(t->b), opts);
+    t->api = sg_proc_addr(&t->gw, "api");
+    t->admin = sg_proc_addr(&t->gw, "admin");
+}
+
+static void stop_two(two_t *t)
+{
+    gw_stop(&t->gw);
+    us_stop(t->a);
+    us_stop(t->b);
+}
+
+/* Server a is out (ejected, swarm_upstream_server_up 0): b takes every request. */
+static void expect_only_b(two_t *t)
+{
+    char name[32];
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(get(t->api, "/", name, sizeof(name)), 200);
+        cr_assert_str_eq(name, "b", "request %d went to the ejected server", i);
+    }
+    cr_assert_eq(server_up(t->admin, us_port(t->a)), 0);
+}
+
 /* The issue's case: the only server of a group, an endpoint that never
  * answers in time. Three 504s used to eject it: every other client got
  * 503 for fail_timeout. */
@@ -73,51 +111,25 @@ Test(passive_health, response_timeouts_do_not_eject, .timeout = 30)
 /* count_timeouts: true restores counting; the other server takes over. */
 Test(passive_health, count_timeouts_opts_in, .timeout = 30)
 {
-    us_server_t *a = us_start("a", false), *b = us_start("b", false);
-    sg_proc_t gw;
-    gw_start(&gw,
-             BASE "upstreams: {app: {servers: [\"127.0.0.1:%u\", \"127.0.0.1:%u\"], response_timeout: 200ms,"
-                  " max_fails: 1, fail_timeout: 30s, count_timeouts: true}}\n"
-                  "routes: [{upstream: app}]\n",
-             us_port(a), us_port(b));
-    const char *api = sg_proc_addr(&gw, "api"), *admin = sg_proc_addr(&gw, "admin");
+    two_t t;
+    start_two(&t, ", response_timeout: 200ms, count_timeouts: true");
     /* One worker, round-robin from the first server: this goes to a. */
-    cr_assert_eq(get(api, "/slow?ms=1500", NULL, 0), 504);
-    char name[32];
-    for (int i = 0; i < 4; i++) {
-        cr_assert_eq(get(api, "/", name, sizeof(name)), 200);
-        cr_assert_str_eq(name, "b", "request %d went to the ejected server", i);
-    }
-    cr_assert_eq(server_up(admin, us_port(a)), 0);
-    cr_assert(sg_proc_wait_stderr(&gw, "ejected for 30000 ms after 1 failures", 1, 3000));
-    gw_stop(&gw);
-    us_stop(a);
-    us_stop(b);
+    cr_assert_eq(get(t.api, "/slow?ms=1500", NULL, 0), 504);
+    expect_only_b(&t);
+    cr_assert(sg_proc_wait_stderr(&t.gw, "ejected for 30000 ms after 1 failures", 1, 3000));
+    stop_two(&t);
 }
 
 /* A broken response counts (it did not before): with another server
  * available the broken one is ejected. */
 Test(passive_health, broken_response_counts, .timeout = 30)
 {
-    us_server_t *a = us_start("a", false), *b = us_start("b", false);
-    sg_proc_t gw;
-    gw_start(&gw,
-             BASE "upstreams: {app: {servers: [\"127.0.0.1:%u\", \"127.0.0.1:%u\"], max_fails: 1,"
-                  " fail_timeout: 30s}}\n"
-                  "routes: [{upstream: app}]\n",
-             us_port(a), us_port(b));
-    const char *api = sg_proc_addr(&gw, "api"), *admin = sg_proc_addr(&gw, "admin");
-    cr_assert_eq(get(api, "/bad", NULL, 0), 502); /* to a: an invalid status line */
-    cr_assert_eq(us_requests(a), 1);
-    char name[32];
-    for (int i = 0; i < 4; i++) {
-        cr_assert_eq(get(api, "/", name, sizeof(name)), 200);
-        cr_assert_str_eq(name, "b", "request %d went to the ejected server", i);
-    }
-    cr_assert_eq(server_up(admin, us_port(a)), 0);
-    gw_stop(&gw);
-    us_stop(a);
-    us_stop(b);
+    two_t t;
+    start_two(&t, "");
+    cr_assert_eq(get(t.api, "/bad", NULL, 0), 502); /* to a: an invalid status line */
+    cr_assert_eq(us_requests(t.a), 1);
+    expect_only_b(&t);
+    stop_two(&t);
 }
 
 /* The last available server stays in: two dead servers, max_fails 1. The
