@@ -32,7 +32,6 @@ static void refuse(sg_listener_t *l)
     }
     memset(c, 0, sizeof(*c));
     c->w = w;
-    c->lst = l;
     uv_tcp_init(&w->loop, &c->tcp);
     c->tcp.data = c;
     if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp) == 0) {
