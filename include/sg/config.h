@@ -67,6 +67,7 @@ typedef struct sg_upstream_conf {
     uint64_t read_timeout_ms;      /* between two reads of a response body, default 300s */
     uint32_t max_fails;            /* consecutive failures that eject a server, default 3 */
     uint64_t fail_timeout_ms;      /* ejection cool-down, default 10s */
+    bool count_timeouts;           /* a response timeout counts toward max_fails, default false */
     sg_health_check_conf_t health_check;
 } sg_upstream_conf_t;
 

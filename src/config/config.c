@@ -1086,6 +1086,7 @@ static const field_t upstream_fields[] = {
     DUR(sg_upstream_conf_t, "read_timeout", read_timeout_ms, "300s", MS(1), DMAX),
     U32(sg_upstream_conf_t, "max_fails", max_fails, "3", 0, 1000),
     DUR(sg_upstream_conf_t, "fail_timeout", fail_timeout_ms, "10s", MS(1), DMAX),
+    BOOL(sg_upstream_conf_t, "count_timeouts", count_timeouts, "false"),
     OBJ(sg_upstream_conf_t, "health_check", health_check, health_schema),
 };
 static const schema_t upstream_schema = {

@@ -1037,6 +1037,7 @@ void sg__proxy_up_failed(sg_txn_t *t, sg_fail_t kind, const char *why)
 {
     sg_conn_t *c = t->conn;
     sg_worker_t *w = c->w;
+    bool is_ours = false;
     if (kind == SG_FAIL_RESET && (t->flags & SG_TXN_F_REPLAY) && !(t->flags & SG_TXN_F_FRESH) && t->uphead && t->up) {
         /* A reused connection failed before any response byte: send the
          * request again on a new connection (is_replayable). Not a server
@@ -1054,14 +1055,27 @@ void sg__proxy_up_failed(sg_txn_t *t, sg_fail_t kind, const char *why)
         if (r >= 0)
             return;
         why = uv_strerror(r); /* our own resources (the socket is opened later): not the server's fault */
+        is_ours = true;
     }
+    /* Passive health counts what says the server is broken: connect
+     * errors and timeouts, a close or reset before the response head on a
+     * connection opened for this request (on a reused one it is the
+     * keep-alive race), a broken head. A response timeout says the request
+     * is slow (a client can pick such requests on purpose) and counts only
+     * with count_timeouts (docs/routing.md). */
+    bool counts = !is_ours && !(t->flags & SG_TXN_F_RESP_HEAD);
+    if (kind == SG_FAIL_TIMEOUT)
+        counts = counts && ((t->up && t->up->state == SG_UPC_CONNECTING) ||
+                             (t->srv && t->srv->ups->conf->count_timeouts));
+    else if (kind == SG_FAIL_RESET)
+        counts = counts && !(t->up && (t->up->flags & SG_UPC_F_REUSED));
     if (t->up) {
         sg_upconn_t *u = t->up;
         t->up = NULL;
         u->txn = NULL;
         sg__upconn_release(u, false);
     }
-    if (t->srv_idx >= 0 && (kind == SG_FAIL_CONNECT || kind == SG_FAIL_TIMEOUT))
+    if (t->srv_idx >= 0 && counts)
         sg__server_fail(t->srv, sg_now_ms());
     if (kind == SG_FAIL_CONNECT)
         sg_obs_upstream_connect_error(w->obs, sg__wgen_ups_metric(t->gen, t->ups_idx));
