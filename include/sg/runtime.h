@@ -86,6 +86,7 @@ typedef struct sg_runtime {
     _Atomic bool is_draining; /* readiness fails; keep-alive stops */
     _Atomic bool is_stopping; /* listeners closed */
     _Atomic bool pg_up;       /* last Postgres poll succeeded (control thread writes) */
+    _Atomic uint32_t pg_failing; /* built-in queries failing, 1u << sg_pg_builtin_t (control thread writes) */
     /* Private to src/net (generation.c): the start-up generation (never
      * retired), the slot registry and the retired generations waiting for
      * every worker to pass them. Control thread only after start-up. */

@@ -34,18 +34,6 @@ static const char *pg_state_name(pg_state_t s)
 
 /* ---- messages ------------------------------------------------------------ */
 
-static void mask_secret(char *s, const char *secret)
-{
-    size_t n = secret ? strlen(secret) : 0;
-    if (n < 3) /* too short to mask without mangling the text */
-        return;
-    char *p;
-    while ((p = strstr(s, secret)) != NULL) {
-        memcpy(p, "****", 4);
-        memmove(p + 4, p + n, strlen(p + n) + 1);
-    }
-}
-
 static void pg_log(sg_pg_t *pg, sg_log_level_t level, const char *fmt, ...) SG_PRINTF(3, 4);
 
 static void pg_log(sg_pg_t *pg, sg_log_level_t level, const char *fmt, ...)
@@ -62,7 +50,7 @@ static void pg_log(sg_pg_t *pg, sg_log_level_t level, const char *fmt, ...)
     for (char *c = msg; *c; c++)
         if (*c == '\n' || *c == '\r' || *c == '\t')
             *c = ' ';
-    mask_secret(msg, pg->password);
+    sg__pg_mask_secret(msg, pg->password);
     if (level >= SG_LOG_WARN)
         snprintf(pg->last_error, sizeof(pg->last_error), "%s", msg);
     if (pg->log_cb)
@@ -162,6 +150,60 @@ static void set_state(sg_pg_t *pg, pg_state_t to)
     pg->state = to;
 }
 
+/* Leader role (postgres.leader_lock): legal changes, bit `to` in [from]. */
+static const unsigned pg_role_legal[PG_ROLE__COUNT] = {
+    [PG_ROLE_UNKNOWN] = 1u << PG_ROLE_LEADER | 1u << PG_ROLE_FOLLOWER,
+    [PG_ROLE_LEADER] = 1u << PG_ROLE_UNKNOWN, /* only by losing the session */
+    [PG_ROLE_FOLLOWER] = 1u << PG_ROLE_LEADER | 1u << PG_ROLE_UNKNOWN,
+};
+
+static void set_role(sg_pg_t *pg, pg_role_t to)
+{
+    if (pg->role == to)
+        return;
+    assert(pg_role_legal[pg->role] & (1u << to));
+    SG_UNUSED(pg_role_legal);
+    pg->role = to;
+}
+
+/* This instance runs the queries: it holds the lock, or there is none. */
+static bool is_polling(const sg_pg_t *pg)
+{
+    return !pg->leader_lock || pg->role == PG_ROLE_LEADER;
+}
+
+/* A follower exports no values and no query health: the leader does. */
+static void forget_results(sg_pg_t *pg)
+{
+    for (size_t i = 0; i < pg->n_queries; i++) {
+        pg_query_t *q = &pg->queries[i];
+        sg__pg_snap_free(q->snap, q->n_labels);
+        q->snap = NULL;
+        q->has_run = false;
+        q->is_ok = false;
+    }
+    /* Should it lead again, the histogram starts at the newest event: the
+     * events in between were the other leader's to observe. */
+    pg->has_cursor = false;
+}
+
+/* Records how a run ended. The log says it once per change (failing,
+ * recovered), not once per poll. */
+static void query_outcome(sg_pg_t *pg, pg_query_t *q, bool ok)
+{
+    if (q->kind == PG_Q_LOCK)
+        return;
+    if (ok && q->has_run && !q->is_ok)
+        pg_log(pg, SG_LOG_INFO, "postgres: query %s recovered", q->label);
+    else if (!ok && (!q->has_run || q->is_ok))
+        pg_log(pg, SG_LOG_WARN, "postgres: query %s failed: %s (logged again when it recovers)", q->label,
+               pg->query_msg);
+    else if (!ok)
+        pg_log(pg, SG_LOG_DEBUG, "postgres: query %s still failing: %s", q->label, pg->query_msg);
+    q->has_run = true;
+    q->is_ok = ok;
+}
+
 static void conn_drop(sg_pg_t *pg)
 {
     /* Stop watching before PQfinish closes the fd. */
@@ -174,6 +216,8 @@ static void conn_drop(sg_pg_t *pg)
     }
     uv_timer_stop(&pg->deadline_timer);
     pg->is_up = false;
+    /* The server drops a session lock with its session. */
+    set_role(pg, PG_ROLE_UNKNOWN);
     if (pg->running) {
         pg->running->is_running = false;
         pg->running = NULL;
@@ -216,6 +260,9 @@ static void on_deadline(uv_timer_t *t)
         q->timeouts++;
         pg->stats.query_errors++;
         pg->stats.query_timeouts++;
+        snprintf(pg->query_msg, sizeof(pg->query_msg), "no answer within %llums",
+                 (unsigned long long)(pg->stmt_timeout_ms + PG_DEADLINE_GRACE_MS));
+        query_outcome(pg, q, false);
         char what[256];
         snprintf(what, sizeof(what), "query %s got no answer within its deadline", q->label);
         char d[64];
@@ -238,6 +285,7 @@ static void connected(sg_pg_t *pg)
     }
     pg_log(pg, SG_LOG_INFO, "postgres: connected (server %d)", PQserverVersion(pg->conn));
     uint64_t now = uv_now(pg->loop);
+    pg->lock_q.next_due_ms = now;
     for (size_t i = 0; i < pg->n_queries; i++)
         pg->queries[i].next_due_ms = now;
     schedule_tick(pg);
@@ -383,13 +431,27 @@ static void enqueue(sg_pg_t *pg, pg_query_t *q)
     pg->run_tail = q;
 }
 
+/* What the tick schedules: the queries while polling, else (leader_lock)
+ * only the lock query, once per interval. */
+static size_t due_set(sg_pg_t *pg, pg_query_t **qs)
+{
+    if (is_polling(pg)) {
+        *qs = pg->queries;
+        return pg->n_queries;
+    }
+    *qs = &pg->lock_q;
+    return pg->lock_q.is_queued || pg->lock_q.is_running ? 0 : 1;
+}
+
 static void on_tick(uv_timer_t *t)
 {
     sg_pg_t *pg = t->data;
     uint64_t now = uv_now(pg->loop);
     if (pg->state == PG_READY) {
-        for (size_t i = 0; i < pg->n_queries; i++) {
-            pg_query_t *q = &pg->queries[i];
+        pg_query_t *qs;
+        size_t n = due_set(pg, &qs);
+        for (size_t i = 0; i < n; i++) {
+            pg_query_t *q = &qs[i];
             if (q->next_due_ms > now)
                 continue;
             q->next_due_ms = now + q->interval_ms;
@@ -408,13 +470,15 @@ static void on_tick(uv_timer_t *t)
 
 static void schedule_tick(sg_pg_t *pg)
 {
-    if (pg->state != PG_READY || !pg->n_queries) {
+    pg_query_t *qs;
+    size_t n = pg->state == PG_READY ? due_set(pg, &qs) : 0;
+    if (!n) {
         uv_timer_stop(&pg->tick_timer);
         return;
     }
     uint64_t now = uv_now(pg->loop), next = UINT64_MAX;
-    for (size_t i = 0; i < pg->n_queries; i++)
-        next = SG_MIN(next, pg->queries[i].next_due_ms);
+    for (size_t i = 0; i < n; i++)
+        next = SG_MIN(next, qs[i].next_due_ms);
     uv_timer_start(&pg->tick_timer, on_tick, next > now ? next - now : 0, 0);
 }
 
@@ -432,15 +496,14 @@ static void run_next(sg_pg_t *pg)
     pg->running = q;
     pg->query_failed = false;
     pg->query_timed_out = false;
+    pg->query_msg[0] = 0;
     q->started_ns = sg_now_ns();
 
-    const char *sql = q->sql;
+    const char *sql = sg__pg_first_sql(pg, q);
     const char *params[2];
     int n_params = 0;
     if (q->kind == PG_Q_TRANSITIONS) {
-        if (!pg->has_cursor) {
-            sql = pg->transitions_start_sql;
-        } else {
+        if (pg->has_cursor) {
             snprintf(pg->last_id_buf, sizeof(pg->last_id_buf), "%lld", (long long)pg->last_event_id);
             snprintf(pg->batch_buf, sizeof(pg->batch_buf), "%u", pg->batch);
             params[0] = pg->last_id_buf;
@@ -492,8 +555,10 @@ static void query_error(sg_pg_t *pg, pg_query_t *q, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(d, sizeof(d), fmt, ap);
     va_end(ap);
+    SG_UNUSED(q);
+    if (!pg->query_failed) /* the first error of a run says why */
+        snprintf(pg->query_msg, sizeof(pg->query_msg), "%s", d);
     pg->query_failed = true;
-    pg_log(pg, SG_LOG_WARN, "postgres: query %s failed: %s", q->label, d);
 }
 
 static bool find_series(const pg_snap_t *s, size_t n_labels, size_t upto, char **vals)
@@ -668,13 +733,40 @@ static void handle_transitions(sg_pg_t *pg, pg_query_t *q, PGresult *r)
         q->run_again = true;
 }
 
+/* pg_try_advisory_lock answered: this instance polls, or waits for the
+ * holder's session to end (asked again every interval). */
+static void handle_lock(sg_pg_t *pg, pg_query_t *q, PGresult *r)
+{
+    if (PQntuples(r) < 1 || PQnfields(r) < 1) {
+        query_error(pg, q, "the lock query returned no row");
+        return;
+    }
+    bool got = !strcmp(PQgetvalue(r, 0, 0), "t");
+    if (got) {
+        set_role(pg, PG_ROLE_LEADER);
+        pg_log(pg, SG_LOG_INFO, "postgres: leader lock taken (pg_try_advisory_lock(%lld)): this instance polls",
+               (long long)SG_PG_LEADER_LOCK_KEY);
+        uint64_t now = uv_now(pg->loop);
+        for (size_t i = 0; i < pg->n_queries; i++)
+            pg->queries[i].next_due_ms = now;
+    } else if (pg->role != PG_ROLE_FOLLOWER) {
+        set_role(pg, PG_ROLE_FOLLOWER);
+        forget_results(pg);
+        pg_log(pg, SG_LOG_INFO,
+               "postgres: another session holds the leader lock: this instance does not poll (asking every %llums)",
+               (unsigned long long)pg->interval_ms);
+    }
+}
+
 static void handle_result(sg_pg_t *pg, pg_query_t *q, PGresult *r)
 {
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_TUPLES_OK) {
         if (pg->query_failed)
             return;
-        if (q->kind == PG_Q_TRANSITIONS)
+        if (q->kind == PG_Q_LOCK)
+            handle_lock(pg, q, r);
+        else if (q->kind == PG_Q_TRANSITIONS)
             handle_transitions(pg, q, r);
         else
             handle_series(pg, q, r);
@@ -687,7 +779,12 @@ static void handle_result(sg_pg_t *pg, pg_query_t *q, PGresult *r)
     const char *sqlstate = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     if (sqlstate && !strcmp(sqlstate, "57014"))
         pg->query_timed_out = true; /* query_canceled: statement_timeout */
-    query_error(pg, q, "%s", PQresultErrorMessage(r));
+    /* The primary message names the missing relation or column. */
+    const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    if (primary)
+        query_error(pg, q, "%s (SQLSTATE %s)", primary, sqlstate ? sqlstate : "?");
+    else
+        query_error(pg, q, "%s", PQresultErrorMessage(r));
 }
 
 static void query_done(sg_pg_t *pg)
@@ -697,8 +794,14 @@ static void query_done(sg_pg_t *pg)
     q->is_running = false;
     uv_timer_stop(&pg->deadline_timer);
     double secs = (double)(sg_now_ns() - q->started_ns) / 1e9;
-    sg__pg_hist_observe(&q->duration, pg->db_bounds, pg->n_db_bounds, secs);
-    if (pg->query_failed) {
+    if (q->kind != PG_Q_LOCK)
+        sg__pg_hist_observe(&q->duration, pg->db_bounds, pg->n_db_bounds, secs);
+    query_outcome(pg, q, !pg->query_failed);
+    if (q->kind == PG_Q_LOCK) {
+        if (pg->query_failed) /* e.g. a pooler that refuses session locks: not the poller */
+            pg_log(pg, SG_LOG_WARN, "postgres: leader lock query failed: %s", pg->query_msg);
+        schedule_tick(pg); /* the leader's queries are due now */
+    } else if (pg->query_failed) {
         q->errors++;
         pg->stats.query_errors++;
         if (pg->query_timed_out) {
@@ -821,6 +924,22 @@ void sg_pg_stop(sg_pg_t *pg)
 bool sg_pg_is_up(const sg_pg_t *pg)
 {
     return pg && pg->is_up;
+}
+
+uint32_t sg_pg_failing_builtins(const sg_pg_t *pg)
+{
+    uint32_t mask = 0;
+    for (size_t i = 0; pg && i < pg->n_queries; i++) {
+        const pg_query_t *q = &pg->queries[i];
+        if (q->builtin >= 0 && q->has_run && !q->is_ok)
+            mask |= 1u << q->builtin;
+    }
+    return mask;
+}
+
+bool sg_pg_is_poller(const sg_pg_t *pg)
+{
+    return pg && is_polling(pg);
 }
 
 const char *sg_pg_last_error(const sg_pg_t *pg)

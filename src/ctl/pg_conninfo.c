@@ -9,6 +9,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+void sg__pg_mask_secret(char *s, const char *secret)
+{
+    size_t n = secret ? strlen(secret) : 0;
+    if (n < 3) /* too short to mask without mangling the text */
+        return;
+    char *p;
+    while ((p = strstr(s, secret)) != NULL) {
+        memcpy(p, "****", 4);
+        memmove(p + 4, p + n, strlen(p + n) + 1);
+    }
+}
+
 size_t sg_pg_mask_conninfo(const char *in, char *out, size_t outlen)
 {
     size_t o = 0;

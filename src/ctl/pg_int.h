@@ -33,9 +33,22 @@ typedef enum pg_state {
     PG_STATE__COUNT
 } pg_state_t;
 
+/* Poller role with postgres.leader_lock (a second state, beside the
+ * connection's, with its own checked table in pg.c): UNKNOWN until the
+ * lock query answered on this connection, then LEADER (this instance
+ * polls) or FOLLOWER (another session holds the lock; asked again every
+ * interval). Back to UNKNOWN whenever the connection drops. */
+typedef enum pg_role {
+    PG_ROLE_UNKNOWN = 0,
+    PG_ROLE_LEADER,
+    PG_ROLE_FOLLOWER,
+    PG_ROLE__COUNT
+} pg_role_t;
+
 typedef enum pg_kind {
     PG_Q_SERIES = 0,   /* gauge/counter family from rows */
     PG_Q_TRANSITIONS,  /* the transition histogram */
+    PG_Q_LOCK,         /* pg_try_advisory_lock (leader_lock); never rendered */
     PG_Q__COUNT
 } pg_kind_t;
 
@@ -71,6 +84,7 @@ typedef struct pg_query {
     const sg_zero_fill_t *zero_fill;
     size_t n_zero_fill;
     pg_kind_t kind;
+    int builtin;           /* sg_pg_builtin_t, or -1 for a query of the operator's own */
 
     uint64_t next_due_ms;
     bool is_queued;
@@ -83,6 +97,11 @@ typedef struct pg_query {
     pg_hist_t duration;
     uint64_t errors;
     uint64_t timeouts;
+    /* Health of the last run (swarm_db_query_up, readiness): has_run is
+     * false until a run ends on this poller's watch, and again after the
+     * instance stops being the poller. A change is logged once. */
+    bool has_run;
+    bool is_ok;
 } pg_query_t;
 
 struct sg_pg {
@@ -136,7 +155,11 @@ struct sg_pg {
     size_t n_pairs;
 
     bool is_up;
+    bool leader_lock;           /* postgres.leader_lock */
+    pg_role_t role;
+    pg_query_t lock_q;          /* kind PG_Q_LOCK, not in queries[] */
     bool query_failed;          /* current query produced an error result */
+    char query_msg[PG_MSG];     /* why it failed (libpq's primary message and SQLSTATE) */
     bool query_timed_out;
     double last_success_unix;
     char last_error[PG_MSG];
@@ -144,6 +167,8 @@ struct sg_pg {
 };
 
 /* pg_conninfo.c */
+/* Replaces every occurrence of secret in s by "****" (in place). */
+void sg__pg_mask_secret(char *s, const char *secret);
 int sg__pg_fail_msg(char *err, size_t errlen, const char *fmt, ...) SG_PRINTF(3, 4);
 /* Builds pg->kw/vals from the user's conninfo plus the session options
  * (read-only, statement_timeout); a host name gets a hostaddr slot filled
@@ -159,5 +184,9 @@ void sg__pg_snap_free(pg_snap_t *s, size_t n_labels);
 int sg__pg_setup(sg_pg_t *pg, const sg_pg_conf_t *conf, const sg_metrics_conf_t *mconf, char *err, size_t errlen);
 /* Frees what sg__pg_setup() malloc'ed outside the arena. */
 void sg__pg_free_queries(sg_pg_t *pg);
+/* Same as the public one, for a conf (-1 when the name is not built in). */
+int sg__pg_builtin_id(const char *name);
+/* The SQL a query runs first: the transition start query, else its sql. */
+const char *sg__pg_first_sql(const sg_pg_t *pg, const pg_query_t *q);
 
 #endif /* SG_CTL_PG_INT_H */

@@ -3,6 +3,7 @@
  * (docs/postgres.md). */
 #include "ctl/pg_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,39 @@ static const char transitions_sql[] =
     "WHERE q.ticket_id = e.ticket_id AND q.id < e.id ORDER BY q.id DESC LIMIT 1) p ON true "
     "WHERE e.id > $1::bigint ORDER BY e.id LIMIT $2::int";
 static const char transitions_start_sql[] = "SELECT COALESCE(max(id), 0) FROM ticket_events";
+#define PG_STR_(x) #x
+#define PG_STR(x) PG_STR_(x)
+/* Session-level: held until this connection ends, never waited for. */
+static const char lock_sql[] = "SELECT pg_try_advisory_lock(" PG_STR(SG_PG_LEADER_LOCK_KEY) ")";
+
+static const char *const builtin_names[SG_PG_BUILTIN__COUNT] = {
+    [SG_PG_Q_TICKETS_TOTAL] = "swarm_tickets_total",
+    [SG_PG_Q_TICKETS_STUCK] = "swarm_tickets_stuck",
+    [SG_PG_Q_TICKETS_PROCESSED] = "swarm_tickets_processed_total",
+    [SG_PG_Q_BREAKER_STATE] = "swarm_circuit_breaker_state",
+    [SG_PG_Q_BREAKER_CHANGED] = "swarm_circuit_breaker_state_changed_timestamp_seconds",
+    [SG_PG_Q_VM_ACTIVE] = "swarm_vm_active",
+    [SG_PG_Q_VM_MAX] = "swarm_vm_max",
+    [SG_PG_Q_TRANSITIONS] = "swarm_state_transition_duration_seconds",
+};
+
+const char *sg_pg_builtin_name(sg_pg_builtin_t id)
+{
+    return (unsigned)id < SG_PG_BUILTIN__COUNT ? builtin_names[id] : "?";
+}
+
+int sg__pg_builtin_id(const char *name)
+{
+    for (int i = 0; i < SG_PG_BUILTIN__COUNT; i++)
+        if (name && !strcmp(name, builtin_names[i]))
+            return i;
+    return -1;
+}
+
+const char *sg__pg_first_sql(const sg_pg_t *pg, const pg_query_t *q)
+{
+    return q->kind == PG_Q_TRANSITIONS && !pg->has_cursor ? pg->transitions_start_sql : q->sql;
+}
 
 /* ---- snapshots and histograms -------------------------------------------- */
 
@@ -85,6 +119,7 @@ static int add_query(sg_pg_t *pg, size_t *i, const sg_pg_query_conf_t *c, char *
             return sg__pg_fail_msg(err, errlen, "postgres.queries.%s: \"%s\" is not a valid label name", c->name,
                             c->labels[j]);
     q->kind = PG_Q_SERIES;
+    q->builtin = sg__pg_builtin_id(c->name);
     q->type = c->type;
     q->label = sg_arena_strdup(&pg->arena, c->name);
     size_t nl = strlen(c->name);
@@ -160,15 +195,22 @@ int sg__pg_setup(sg_pg_t *pg, const sg_pg_conf_t *conf, const sg_metrics_conf_t 
     if (sg__pg_build_params(pg, conf->conninfo, err, errlen) != 0)
         return -1;
 
-    /* Queries: the defaults for the reference schema, then the configured ones. */
-    size_t n_def = conf->default_queries ? 6 : 0;
+    pg->leader_lock = conf->leader_lock;
+    pg->lock_q.kind = PG_Q_LOCK;
+    pg->lock_q.builtin = -1;
+    pg->lock_q.name = pg->lock_q.label = "leader_lock";
+    pg->lock_q.sql = lock_sql;
+    pg->lock_q.interval_ms = pg->interval_ms;
+
+    /* Queries: the defaults for the reference schema (each replaced by a
+     * configured query of the same name, or switched off by one with
+     * enabled: false), then the operator's own. */
+    size_t n_def = conf->default_queries ? SG_PG_Q_TRANSITIONS : 0;
     size_t n_all = n_def + conf->n_queries + (conf->transitions.enabled ? 1 : 0);
     pg->queries = sg_arena_zalloc(&pg->arena, (n_all + 1) * sizeof(pg_query_t));
     pg->n_query_slots = n_all;
-    if (!pg->queries) {
-        sg__pg_fail_msg(err, errlen, "postgres: out of memory");
-        return -1;
-    }
+    if (!pg->queries)
+        return sg__pg_fail_msg(err, errlen, "postgres: out of memory");
     size_t i = 0;
     if (conf->default_queries) {
         char stuck_sql[512];
@@ -179,43 +221,80 @@ int sg__pg_setup(sg_pg_t *pg, const sg_pg_conf_t *conf, const sg_metrics_conf_t 
         sg_zero_fill_t zf_states = {"state", (const char **)ticket_states, SG_ARRAY_SIZE(ticket_states)};
         sg_zero_fill_t zf_stuck = {"state", (const char **)stuck_states, SG_ARRAY_SIZE(stuck_states)};
         sg_zero_fill_t zf_final = {"status", (const char **)final_states, SG_ARRAY_SIZE(final_states)};
-        const sg_pg_query_conf_t defs[] = {
-            {"swarm_tickets_total", "Tickets by state.", SG_METRIC_GAUGE,
-             "SELECT state, count(*)::float8 AS value FROM tickets GROUP BY state ORDER BY state", (const char **)lbl_state, 1,
-             "value", 0, &zf_states, 1},
-            {"swarm_tickets_stuck", "Tickets in a state longer than its limit (in_progress: postgres.stuck_after).",
-             SG_METRIC_GAUGE, stuck_sql, (const char **)lbl_state, 1, "value", 0, &zf_stuck, 1},
-            {"swarm_tickets_processed_total", "Tickets that reached a final status.", SG_METRIC_COUNTER,
-             "SELECT state AS status, count(*)::float8 AS value FROM tickets "
-             "WHERE state IN ('done', 'failed', 'cancelled') GROUP BY state ORDER BY state",
-             (const char **)lbl_status, 1, "value", 0, &zf_final, 1},
-            {"swarm_circuit_breaker_state", "Circuit breaker state: 0 closed, 1 open, 2 half-open.", SG_METRIC_GAUGE,
-             "SELECT agent, project, CASE state WHEN 'closed' THEN 0 WHEN 'open' THEN 1 WHEN 'half_open' THEN 2 "
-             "END::float8 AS value FROM circuit_breakers ORDER BY agent, project",
-             (const char **)lbl_breaker, 2, "value", 0, NULL, 0},
-            {"swarm_vm_active", "VMs counting against the pool (provisioning, idle, busy, draining).", SG_METRIC_GAUGE,
-             "SELECT count(*)::float8 AS value FROM vms WHERE state IN ('provisioning', 'idle', 'busy', 'draining')",
-             NULL, 0, "value", 0, NULL, 0},
-            {"swarm_vm_max", "Size of the VM pool.", SG_METRIC_GAUGE,
-             "SELECT COALESCE((SELECT max_size FROM vm_pool WHERE id = 1), 0)::float8 AS value", NULL, 0, "value", 0,
-             NULL, 0},
+        const sg_pg_query_conf_t defs[SG_PG_Q_TRANSITIONS] = {
+            [SG_PG_Q_TICKETS_TOTAL] = {.name = "swarm_tickets_total", .help = "Tickets by state.",
+                                       .type = SG_METRIC_GAUGE,
+                                       .sql = "SELECT state, count(*)::float8 AS value FROM tickets "
+                                              "GROUP BY state ORDER BY state",
+                                       .labels = (const char **)lbl_state, .n_labels = 1, .zero_fill = &zf_states,
+                                       .n_zero_fill = 1},
+            [SG_PG_Q_TICKETS_STUCK] = {.name = "swarm_tickets_stuck",
+                                       .help = "Tickets in a state longer than its limit "
+                                               "(in_progress: postgres.stuck_after).",
+                                       .type = SG_METRIC_GAUGE, .sql = stuck_sql, .labels = (const char **)lbl_state,
+                                       .n_labels = 1, .zero_fill = &zf_stuck, .n_zero_fill = 1},
+            /* Transitions into a final state in the append-only event log:
+             * reopening a ticket never lowers it (docs/postgres.md). */
+            [SG_PG_Q_TICKETS_PROCESSED] = {.name = "swarm_tickets_processed_total",
+                                           .help = "Transitions of tickets into a final status (ticket_events).",
+                                           .type = SG_METRIC_COUNTER,
+                                           .sql = "SELECT to_state AS status, count(*)::float8 AS value "
+                                                  "FROM ticket_events WHERE to_state IN ('done', 'failed', "
+                                                  "'cancelled') GROUP BY to_state ORDER BY to_state",
+                                           .labels = (const char **)lbl_status, .n_labels = 1,
+                                           .zero_fill = &zf_final, .n_zero_fill = 1},
+            [SG_PG_Q_BREAKER_STATE] = {.name = "swarm_circuit_breaker_state",
+                                       .help = "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
+                                       .type = SG_METRIC_GAUGE,
+                                       .sql = "SELECT agent, project, CASE state WHEN 'closed' THEN 0 WHEN 'open' "
+                                              "THEN 1 WHEN 'half_open' THEN 2 END::float8 AS value "
+                                              "FROM circuit_breakers ORDER BY agent, project",
+                                       .labels = (const char **)lbl_breaker, .n_labels = 2},
+            /* The database's clock: how long a breaker has been open does
+             * not depend on when swarmgate or Prometheus started. */
+            [SG_PG_Q_BREAKER_CHANGED] = {.name = "swarm_circuit_breaker_state_changed_timestamp_seconds",
+                                         .help = "Unix time of the breaker's last state change (database clock).",
+                                         .type = SG_METRIC_GAUGE,
+                                         .sql = "SELECT agent, project, EXTRACT(EPOCH FROM changed_at)::float8 AS "
+                                                "value FROM circuit_breakers ORDER BY agent, project",
+                                         .labels = (const char **)lbl_breaker, .n_labels = 2},
+            [SG_PG_Q_VM_ACTIVE] = {.name = "swarm_vm_active",
+                                   .help = "VMs counting against the pool (provisioning, idle, busy, draining).",
+                                   .type = SG_METRIC_GAUGE,
+                                   .sql = "SELECT count(*)::float8 AS value FROM vms "
+                                          "WHERE state IN ('provisioning', 'idle', 'busy', 'draining')"},
+            /* No pool row: no series (an unknown maximum is not 0). */
+            [SG_PG_Q_VM_MAX] = {.name = "swarm_vm_max", .help = "Size of the VM pool (absent when unknown).",
+                                .type = SG_METRIC_GAUGE,
+                                .sql = "SELECT max_size::float8 AS value FROM vm_pool WHERE id = 1"},
         };
-        for (size_t d = 0; d < SG_ARRAY_SIZE(defs); d++)
-            if (add_query(pg, &i, &defs[d], err, errlen) != 0)
+        for (size_t d = 0; d < SG_ARRAY_SIZE(defs); d++) {
+            const sg_pg_query_conf_t *use = &defs[d];
+            for (size_t c = 0; c < conf->n_queries; c++)
+                if (conf->queries[c].name && !strcmp(conf->queries[c].name, defs[d].name))
+                    use = &conf->queries[c];
+            if (use->is_disabled)
+                continue;
+            if (add_query(pg, &i, use, err, errlen) != 0)
                 return -1;
+        }
     }
     for (size_t c = 0; c < conf->n_queries; c++) {
+        const char *name = conf->queries[c].name ? conf->queries[c].name : "";
+        if (conf->default_queries && sg__pg_builtin_id(name) >= 0 && sg__pg_builtin_id(name) < SG_PG_Q_TRANSITIONS)
+            continue; /* replaced a default above */
+        if (conf->queries[c].is_disabled)
+            continue;
         for (size_t j = 0; j < i; j++)
-            if (!strcmp(pg->queries[j].label, conf->queries[c].name ? conf->queries[c].name : "")) {
-                sg__pg_fail_msg(err, errlen, "postgres.queries: %s is defined twice", conf->queries[c].name);
-                return -1;
-            }
+            if (!strcmp(pg->queries[j].label, name))
+                return sg__pg_fail_msg(err, errlen, "postgres.queries: %s is defined twice", name);
         if (add_query(pg, &i, &conf->queries[c], err, errlen) != 0)
             return -1;
     }
     if (conf->transitions.enabled) {
         pg_query_t *q = &pg->queries[i++];
         q->kind = PG_Q_TRANSITIONS;
+        q->builtin = SG_PG_Q_TRANSITIONS;
         q->name = "swarm_state_transition_duration_seconds";
         q->label = "swarm_state_transition_duration_seconds";
         q->help = "Time between a ticket's consecutive state events.";
@@ -224,10 +303,8 @@ int sg__pg_setup(sg_pg_t *pg, const sg_pg_conf_t *conf, const sg_metrics_conf_t 
         pg->transitions_start_sql = sg_arena_strdup(
             &pg->arena, conf->transitions_start_sql ? conf->transitions_start_sql : transitions_start_sql);
         q->interval_ms = pg->interval_ms;
-        if (!q->sql || !pg->transitions_start_sql || sg__pg_hist_init(&q->duration, pg->n_db_bounds) != 0) {
-            sg__pg_fail_msg(err, errlen, "postgres: out of memory");
-            return -1;
-        }
+        if (!q->sql || !pg->transitions_start_sql || sg__pg_hist_init(&q->duration, pg->n_db_bounds) != 0)
+            return sg__pg_fail_msg(err, errlen, "postgres: out of memory");
         pg->transitions = q;
     }
     pg->n_queries = i;

@@ -37,6 +37,16 @@ void sg_pg_collect(sg_expose_t *x, void *arg)
     for (size_t i = 0; i < pg->n_queries; i++)
         sg_expose_histogram(x, "swarm_db_query_duration_seconds", qname, &pg->queries[i].label, 1, pg->db_bounds,
                             pg->queries[i].duration.counts, pg->n_db_bounds, pg->queries[i].duration.sum);
+    sg_expose_family(x, "swarm_db_query_up", "1 when the last run of the query succeeded, 0 when it failed.",
+                     SG_METRIC_GAUGE);
+    for (size_t i = 0; i < pg->n_queries; i++)
+        if (pg->queries[i].has_run)
+            sg_expose_sample(x, "swarm_db_query_up", "", qname, &pg->queries[i].label, 1,
+                             pg->queries[i].is_ok ? 1 : 0);
+    sg_expose_family(x, "swarm_db_poller_leader",
+                     "1 when this instance polls Postgres (holds postgres.leader_lock, or the lock is off).",
+                     SG_METRIC_GAUGE);
+    sg_expose_sample(x, "swarm_db_poller_leader", "", NULL, NULL, 0, sg_pg_is_poller(pg) ? 1 : 0);
     sg_expose_family(x, "swarm_db_query_errors", "Failed Postgres poller queries (timeouts included).",
                      SG_METRIC_COUNTER);
     for (size_t i = 0; i < pg->n_queries; i++)

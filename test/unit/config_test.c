@@ -449,9 +449,15 @@ ParameterizedTestParameters(config, bad_input_exact_message)
         {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  queries:\n    - {name: agents, sql: x, labels: [a]}\n    - "
          "{name: agents, sql: y}",
          "t.yaml:5:14: postgres.queries[1].name: duplicate name \"agents\" (also used by item 0)"},
-        {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  queries:\n    - {name: swarm_tickets_total, sql: x}",
-         "t.yaml:4:14: postgres.queries[0].name: \"swarm_tickets_total\" is a default query: set "
-         "postgres.default_queries: false to replace it"},
+        {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  queries:\n    - {name: agents, enabled: false}",
+         "t.yaml:4:31: postgres.queries[0].enabled: only a built-in query can be switched off (\"agents\" is not "
+         "one); remove the query instead"},
+        {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  default_queries: false\n  queries:\n    - {name: "
+         "swarm_vm_max, enabled: false}",
+         "t.yaml:5:37: postgres.queries[0].enabled: default_queries is false: there is no built-in \"swarm_vm_max\" "
+         "to switch off"},
+        {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  queries:\n    - {name: swarm_vm_max}",
+         "t.yaml:4:7: postgres.queries[0].sql: missing required key"},
         {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  queries:\n    - {name: swarm_http_requests_total, sql: x}",
          "t.yaml:4:14: postgres.queries[0].name: \"swarm_http_requests_total\" is a metric swarmgate already exports"},
         {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  queries:\n    - name: agents\n      sql: x\n      labels: "
