@@ -143,11 +143,11 @@ int sg_pg_check_db(const sg_pg_conf_t *conf, FILE *out)
         n_checked++;
     }
     if (c.problems) {
-        fprintf(out, "postgres: %u problem(s) in %zu queries: the database does not fit the configured queries\n",
+        fprintf(out, "postgres: %u problem(s) in %zu statements: the database does not fit the configured queries\n",
                 c.problems, n_checked);
         rc = 2;
     } else {
-        fprintf(out, "postgres OK: %zu queries prepare against the database\n", n_checked);
+        fprintf(out, "postgres OK: %zu statements prepare against the database\n", n_checked);
         rc = 0;
     }
 out:

@@ -319,7 +319,7 @@ Test(pg_truth, schema_differs_example_from_the_docs_works)
     free(err);
 
     /* --check-db agrees. */
-    char dir[256], path[320], yaml[8192], out[8192];
+    char dir[256], path[320], yaml[16384], out[8192];
     snprintf(yaml, sizeof(yaml),
              "listeners: [{name: api, address: \"127.0.0.1:0\"}]\n"
              "upstreams: {app: {servers: [\"127.0.0.1:9\"]}}\n"
