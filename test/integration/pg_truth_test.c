@@ -71,13 +71,20 @@ static void start_gw(sg_proc_t *p, const char *pg_yaml, const char *const *env)
     }
 }
 
+/* One swarmgate polling `pg` with `opts` (", interval: 1s" ...) added to
+ * the postgres section; returns its admin address. */
+static const char *poll_db(sg_proc_t *p, const char *opts)
+{
+    char pgy[1024];
+    snprintf(pgy, sizeof(pgy), "postgres: {conninfo: \"%s\"%s}\n", sg_pgh_conninfo(pg), opts);
+    start_gw(p, pgy, NULL);
+    return sg_proc_addr(p, "admin");
+}
+
 static char *scrape(const char *admin)
 {
-    hc_response_t r;
-    cr_assert_eq(obs_get(admin, "/metrics", NULL, &r, 5000), HC_OK);
-    cr_assert_eq(r.status, 200);
-    char *text = strdup(r.body);
-    hc_response_free(&r);
+    char *text = obs_scrape_text(admin);
+    cr_assert_not_null(text, "GET /metrics on %s", admin);
     return text;
 }
 
@@ -106,15 +113,22 @@ static bool has_sample(const char *text, const char *prefix)
     return strstr(text, needle) != NULL;
 }
 
-/* Writes text into a fresh temp dir's file; the dir goes into dir. */
-static void write_temp(char *dir, size_t cap, const char *name, const char *text, char *path, size_t pcap)
+/* Writes a config (a proxy part, then pg_section) to dir/sg.yaml and runs
+ * `swarmgate --check-config --check-db` on it; returns the exit code. */
+static int check_db(const char *dir, const char *pg_section, char *out, size_t cap)
 {
-    cr_assert(obs_mkdtemp(dir, cap));
-    snprintf(path, pcap, "%s/%s", dir, name);
+    char path[320];
+    snprintf(path, sizeof(path), "%s/sg.yaml", dir);
     FILE *f = fopen(path, "w");
     cr_assert_not_null(f);
-    fputs(text, f);
+    fprintf(f,
+            "listeners: [{name: api, address: \"127.0.0.1:0\"}]\n"
+            "upstreams: {app: {servers: [\"127.0.0.1:9\"]}}\n"
+            "routes: [{name: all, upstream: app}]\n%s",
+            pg_section);
     fclose(f);
+    const char *args[] = {"--check-config", "--check-db", path, NULL};
+    return sg_proc_run(args, out, cap, 20000);
 }
 
 /* ---- item 1: a schema that differs is loud -------------------------------- */
@@ -124,10 +138,7 @@ Test(pg_truth, differing_schema_fails_queries_readiness_and_logs_once_per_change
     pg = sg_pgh_start();
     cr_assert(pg);
     cr_assert_eq(sg_pgh_exec(pg, status_schema), 0);
-    char pgy[1024];
-    snprintf(pgy, sizeof(pgy), "postgres: {conninfo: \"%s\", interval: 1s, required: true}\n", sg_pgh_conninfo(pg));
-    start_gw(&gw[0], pgy, NULL);
-    const char *admin = sg_proc_addr(&gw[0], "admin");
+    const char *admin = poll_db(&gw[0], ", interval: 1s, required: true");
 
     /* Connected, yet every built-in query fails: each says so. */
     double got = -1;
@@ -200,16 +211,10 @@ Test(pg_truth, check_db_names_each_missing_table_and_column)
     pg = sg_pgh_start();
     cr_assert(pg);
     cr_assert_eq(sg_pgh_exec(pg, status_schema), 0);
-    char dir[256], path[320], yaml[1024], out[16384];
-    snprintf(yaml, sizeof(yaml),
-             "listeners: [{name: api, address: \"127.0.0.1:0\"}]\n"
-             "upstreams: {app: {servers: [\"127.0.0.1:9\"]}}\n"
-             "routes: [{name: all, upstream: app}]\n"
-             "postgres: {conninfo: \"%s\", required: true}\n",
-             sg_pgh_conninfo(pg));
-    write_temp(dir, sizeof(dir), "sg.yaml", yaml, path, sizeof(path));
-    const char *args[] = {"--check-config", "--check-db", path, NULL};
-    int rc = sg_proc_run(args, out, sizeof(out), 20000);
+    char dir[256], yaml[1024], out[16384];
+    cr_assert(obs_mkdtemp(dir, sizeof(dir)));
+    snprintf(yaml, sizeof(yaml), "postgres: {conninfo: \"%s\", required: true}\n", sg_pgh_conninfo(pg));
+    int rc = check_db(dir, yaml, out, sizeof(out));
     cr_expect_eq(rc, 2, "exit %d:\n%s", rc, out);
     cr_expect(strstr(out, "query swarm_tickets_total: column \"state\" does not exist"), "%s", out);
     cr_expect(strstr(out, "query swarm_circuit_breaker_state: relation \"circuit_breakers\" does not exist"), "%s",
@@ -221,47 +226,27 @@ Test(pg_truth, check_db_names_each_missing_table_and_column)
 
     /* A query that prepares but lacks its label column is named too. */
     snprintf(yaml, sizeof(yaml),
-             "listeners: [{name: api, address: \"127.0.0.1:0\"}]\n"
-             "upstreams: {app: {servers: [\"127.0.0.1:9\"]}}\n"
-             "routes: [{name: all, upstream: app}]\n"
              "postgres:\n  conninfo: \"%s\"\n  default_queries: false\n  transitions: {enabled: false}\n"
              "  queries:\n    - {name: swarm_test_by_status, sql: \"SELECT status, count(*) AS value FROM tickets "
              "GROUP BY status\", labels: [state]}\n",
              sg_pgh_conninfo(pg));
-    FILE *f = fopen(path, "w");
-    fputs(yaml, f);
-    fclose(f);
-    rc = sg_proc_run(args, out, sizeof(out), 20000);
+    rc = check_db(dir, yaml, out, sizeof(out));
     cr_expect_eq(rc, 2, "exit %d:\n%s", rc, out);
     cr_expect(strstr(out, "query swarm_test_by_status: no column \"state\" in its result"), "%s", out);
 
     /* The reference schema: every query prepares, exit 0. */
     cr_assert_eq(sg_pgh_exec(pg, "DROP TABLE tickets"), 0);
     cr_assert_eq(sg_pgh_exec_file(pg, SG_SOURCE_DIR "/config/sql/schema.sql"), 0);
-    snprintf(yaml, sizeof(yaml),
-             "listeners: [{name: api, address: \"127.0.0.1:0\"}]\n"
-             "upstreams: {app: {servers: [\"127.0.0.1:9\"]}}\n"
-             "routes: [{name: all, upstream: app}]\n"
-             "postgres: {conninfo: \"%s\", required: true}\n",
-             sg_pgh_conninfo(pg));
-    f = fopen(path, "w");
-    fputs(yaml, f);
-    fclose(f);
-    rc = sg_proc_run(args, out, sizeof(out), 20000);
+    snprintf(yaml, sizeof(yaml), "postgres: {conninfo: \"%s\", required: true}\n", sg_pgh_conninfo(pg));
+    rc = check_db(dir, yaml, out, sizeof(out));
     cr_expect_eq(rc, 0, "exit %d:\n%s", rc, out);
     cr_expect(strstr(out, "postgres OK"), "%s", out);
 
     /* No database at all: 1 (cannot connect), not 2. */
     snprintf(yaml, sizeof(yaml),
-             "listeners: [{name: api, address: \"127.0.0.1:0\"}]\n"
-             "upstreams: {app: {servers: [\"127.0.0.1:9\"]}}\n"
-             "routes: [{name: all, upstream: app}]\n"
              "postgres: {conninfo: \"host=127.0.0.1 port=%u dbname=x user=x\", connect_timeout: 1s}\n",
              gw_dead_port());
-    f = fopen(path, "w");
-    fputs(yaml, f);
-    fclose(f);
-    rc = sg_proc_run(args, out, sizeof(out), 20000);
+    rc = check_db(dir, yaml, out, sizeof(out));
     cr_expect_eq(rc, 1, "exit %d:\n%s", rc, out);
     cr_expect(strstr(out, "cannot connect"), "%s", out);
     obs_rmdir(dir);
@@ -327,16 +312,10 @@ Test(pg_truth, schema_differs_example_from_the_docs_works)
     free(err);
 
     /* --check-db agrees. */
-    char dir[256], path[320], yaml[16384], out[8192];
-    snprintf(yaml, sizeof(yaml),
-             "listeners: [{name: api, address: \"127.0.0.1:0\"}]\n"
-             "upstreams: {app: {servers: [\"127.0.0.1:9\"]}}\n"
-             "routes: [{name: all, upstream: app}]\n%s",
-             section);
-    write_temp(dir, sizeof(dir), "sg.yaml", yaml, path, sizeof(path));
+    char dir[256], out[8192];
+    cr_assert(obs_mkdtemp(dir, sizeof(dir)));
     setenv("SWARM_PG_DSN", sg_pgh_conninfo(pg), 1);
-    const char *args[] = {"--check-config", "--check-db", path, NULL};
-    int rc = sg_proc_run(args, out, sizeof(out), 20000);
+    int rc = check_db(dir, section, out, sizeof(out));
     unsetenv("SWARM_PG_DSN");
     cr_expect_eq(rc, 0, "exit %d:\n%s", rc, out);
     obs_rmdir(dir);
@@ -348,10 +327,7 @@ Test(pg_truth, reopening_a_ticket_never_lowers_processed_total)
 {
     pg = sg_pgh_start_reference();
     cr_assert(pg);
-    char pgy[1024];
-    snprintf(pgy, sizeof(pgy), "postgres: {conninfo: \"%s\", interval: 1s}\n", sg_pgh_conninfo(pg));
-    start_gw(&gw[0], pgy, NULL);
-    const char *admin = sg_proc_addr(&gw[0], "admin");
+    const char *admin = poll_db(&gw[0], ", interval: 1s");
     double got = -1;
     cr_assert(obs_wait_metric_eq(admin, "swarm_tickets_processed_total{status=\"done\"}", 5, 10000, &got), "%g", got);
     cr_assert(obs_wait_metric_eq(admin, "swarm_tickets_total{state=\"done\"}", 5, 5000, &got), "%g", got);
@@ -379,10 +355,7 @@ Test(pg_truth, breaker_change_time_comes_from_the_database_and_unknown_vm_max_is
 {
     pg = sg_pgh_start_reference();
     cr_assert(pg);
-    char pgy[1024];
-    snprintf(pgy, sizeof(pgy), "postgres: {conninfo: \"%s\", interval: 1s}\n", sg_pgh_conninfo(pg));
-    start_gw(&gw[0], pgy, NULL);
-    const char *admin = sg_proc_addr(&gw[0], "admin");
+    const char *admin = poll_db(&gw[0], ", interval: 1s");
     double got = -1;
     cr_assert(obs_wait_metric_eq(admin, "swarm_vm_max", 8, 10000, &got), "%g", got);
 
@@ -437,12 +410,10 @@ Test(pg_truth, leader_lock_one_poller_and_take_over_within_an_interval)
 {
     pg = sg_pgh_start_reference();
     cr_assert(pg);
-    char pgy[1024];
-    snprintf(pgy, sizeof(pgy), "postgres: {conninfo: \"%s\", interval: 2s, required: true}\n", sg_pgh_conninfo(pg));
-    start_gw(&gw[0], pgy, NULL);
+    const char *admin[2];
+    admin[0] = poll_db(&gw[0], ", interval: 2s, required: true");
     cr_assert(sg_proc_wait_stderr(&gw[0], "leader lock taken", 1, 10000), "the first instance leads");
-    start_gw(&gw[1], pgy, NULL);
-    const char *admin[2] = {sg_proc_addr(&gw[0], "admin"), sg_proc_addr(&gw[1], "admin")};
+    admin[1] = poll_db(&gw[1], ", interval: 2s, required: true");
     cr_assert(sg_proc_wait_stderr(&gw[1], "another session holds the leader lock", 1, 10000));
 
     double got = -1;
