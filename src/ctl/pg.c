@@ -5,6 +5,15 @@
  * uv_poll_t), READY (connected; at most one query in flight). Every failure
  * goes through conn_fail(), which drops the connection and arms the back-off.
  *
+ * Leader role (postgres.leader_lock), a second checked table: UNKNOWN on
+ * every new connection, until pg_try_advisory_lock answers; LEADER polls,
+ * FOLLOWER only asks for the lock again every interval and exports nothing
+ * of the database. The lock is the session's, so losing the connection is
+ * the only way out of LEADER.
+ *
+ * Query health: each query keeps whether its last run succeeded (readiness,
+ * swarm_db_query_up); the log says it once per change.
+ *
  * Why not PQcancel: it opens a new connection synchronously. A statement is
  * bounded by the server's statement_timeout; if the server does not answer
  * at all (host gone, process stopped), a client deadline a little later
