@@ -87,6 +87,32 @@ Test(config, shipped_swarmgate_yaml_takes_env, .timeout = 10)
     unset_example_env();
 }
 
+/* Mapping onto another schema is configuration: a default query is
+ * replaced by name or switched off, and the transition start query, the
+ * back-off and the leader lock are keys. */
+Test(config, postgres_builtins_are_overridable, .timeout = 10)
+{
+    sg_config_t *cfg = load_ok("listeners: [{address: 127.0.0.1:0}]\n"
+                               "postgres:\n"
+                               "  conninfo: host=/tmp\n"
+                               "  leader_lock: false\n"
+                               "  reconnect_min: 100ms\n"
+                               "  reconnect_max: 5s\n"
+                               "  transitions_start_sql: SELECT 0\n"
+                               "  queries:\n"
+                               "    - {name: swarm_tickets_total, sql: SELECT 1 AS value}\n"
+                               "    - {name: swarm_tickets_processed_total, enabled: false}\n");
+    cr_assert_not(cfg->postgres.leader_lock);
+    cr_assert_eq(cfg->postgres.reconnect_min_ms, 100);
+    cr_assert_eq(cfg->postgres.reconnect_max_ms, 5000);
+    cr_assert_str_eq(cfg->postgres.transitions_start_sql, "SELECT 0");
+    cr_assert_eq(cfg->postgres.n_queries, 2);
+    cr_assert_not(cfg->postgres.queries[0].is_disabled);
+    cr_assert(cfg->postgres.queries[1].is_disabled);
+    cr_assert_null(cfg->postgres.queries[1].sql);
+    sg_config_free(cfg);
+}
+
 Test(config, every_example_loads, .timeout = 10)
 {
     unset_example_env();
@@ -224,6 +250,10 @@ Test(config, defaults_match_header, .timeout = 10)
     cr_assert(cfg->postgres.transitions.enabled);
     cr_assert_null(cfg->postgres.transitions.sql);
     cr_assert_eq(cfg->postgres.transitions.batch, 1000);
+    cr_assert_null(cfg->postgres.transitions_start_sql);
+    cr_assert_eq(cfg->postgres.reconnect_min_ms, 250);
+    cr_assert_eq(cfg->postgres.reconnect_max_ms, 30000);
+    cr_assert(cfg->postgres.leader_lock, "one poller per database by default");
     cr_assert_eq(cfg->egress.n_allow, 0);
     cr_assert_null(cfg->egress.auth_user);
     cr_assert_eq(cfg->egress.dns_ttl_ms, 30000);
