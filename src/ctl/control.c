@@ -101,6 +101,7 @@ static void on_pg_state(uv_timer_t *t)
         c->pg_restart_ms = 0;
     }
     atomic_store_explicit(&c->rt->pg_up, c->pg && sg_pg_is_up(c->pg), memory_order_relaxed);
+    atomic_store_explicit(&c->rt->pg_failing, c->pg ? sg_pg_failing_builtins(c->pg) : 0, memory_order_relaxed);
 }
 
 /* Proxy listeners with serve_metrics render on their worker: refresh the

@@ -62,6 +62,18 @@ int obs_count_lines(const char *text, const char *prefix)
     return count;
 }
 
+char *obs_scrape_text(const char *admin)
+{
+    hc_response_t r;
+    if (obs_get(admin, "/metrics", NULL, &r, 5000) != HC_OK || r.status != 200) {
+        hc_response_free(&r);
+        return NULL;
+    }
+    char *text = strdup(r.body);
+    hc_response_free(&r);
+    return text;
+}
+
 bool obs_scrape_value(const char *admin, const char *series, double *out)
 {
     hc_response_t r;

@@ -137,6 +137,7 @@ static sg_pg_harness_t *h;
 static uv_loop_t loop;
 static uv_timer_t check_timer;
 static sg_pg_t *poller;
+static sg_pg_t *poller2; /* a second instance (leader_lock) */
 static rec_t *rec;
 static sg_pg_conf_t conf;
 static sg_metrics_conf_t mconf;
@@ -191,6 +192,9 @@ static void teardown(void)
     if (poller)
         sg_pg_stop(poller);
     poller = NULL;
+    if (poller2)
+        sg_pg_stop(poller2);
+    poller2 = NULL;
     uv_close((uv_handle_t *)&check_timer, on_close_noop);
     uv_run(&loop, UV_RUN_DEFAULT);
     cr_assert_eq(uv_loop_close(&loop), 0, "handles left open on the loop");
@@ -380,7 +384,9 @@ Test(pg, values_follow_inserts_updates_and_deletes, .init = setup, .fini = teard
 static bool p_all_zero(void *arg)
 {
     (void)arg;
-    return val("swarm_tickets_total", "state=open") == 0 && val("swarm_tickets_total", "state=done") == 0;
+    /* Every family refreshed once (queries run one after another). */
+    return val("swarm_tickets_total", "state=open") == 0 && val("swarm_tickets_total", "state=done") == 0 &&
+           val("swarm_tickets_processed_total", "status=done") == 0 && val("swarm_vm_max", "") >= 0;
 }
 
 Test(pg, zero_fill_reports_every_state, .init = setup, .fini = teardown, .timeout = 60)
@@ -648,6 +654,57 @@ Test(pg, overlapping_refresh_is_skipped_and_counted, .init = setup, .fini = tear
     cr_assert(wait_for(p_skipped, NULL, 5000), "log:\n%s", logbuf);
     cr_expect_eq(val("swarm_db_query_errors_total", "query=swarm_test_sleepy"), 0);
     cr_expect_geq(stats().skipped, 2);
+}
+
+static bool p_polls(void *arg)
+{
+    return sg_pg_is_poller(arg);
+}
+
+static bool p_follows(void *arg)
+{
+    (void)arg;
+    return sg_pg_is_up(poller2) && strstr(logbuf, "another session holds the leader lock") != NULL;
+}
+
+static bool p_open_known(void *arg)
+{
+    (void)arg;
+    return has("swarm_tickets_total", "state=open");
+}
+
+/* postgres.leader_lock: of two pollers on one database only the lock's
+ * holder runs queries; the other exports no values, fails no query, and
+ * takes over within an interval once the holder's session ends. */
+Test(pg, leader_lock_lets_one_poller_run_and_hands_over, .init = setup, .fini = teardown, .timeout = 60)
+{
+    conf.leader_lock = true;
+    conf.interval_ms = 300;
+    start_pg();
+    cr_assert(wait_for(p_polls, poller, 10000), "log:\n%s", logbuf);
+    char err[512];
+    poller2 = sg_pg_start(&loop, &conf, &mconf, on_log, NULL, err, sizeof(err));
+    cr_assert_not_null(poller2, "%s", err);
+    cr_assert(wait_for(p_follows, NULL, 10000), "log:\n%s", logbuf);
+    cr_assert(wait_for(p_open_known, NULL, 5000), "the leader exports values");
+    /* A few intervals: the follower still runs nothing but the lock query. */
+    uint64_t until = uv_hrtime() + 1000000000u;
+    cr_assert_not(wait_for(p_polls, poller2, 1000));
+    cr_assert_geq(uv_hrtime(), until);
+    sg_pg_stats_t st;
+    sg_pg_get_stats(poller2, &st);
+    cr_expect_eq(st.queries_ok, 0, "the follower ran %llu queries", (unsigned long long)st.queries_ok);
+    cr_expect_eq(sg_pg_failing_builtins(poller2), 0);
+
+    /* The leader stops (its session ends): the follower takes over. */
+    sg_pg_stop(poller);
+    poller = poller2;
+    poller2 = NULL;
+    uint64_t t0 = uv_hrtime();
+    cr_assert(wait_for(p_polls, poller, 5000), "no take-over; log:\n%s", logbuf);
+    uint64_t ms = (uv_hrtime() - t0) / 1000000u;
+    cr_expect_leq(ms, conf.interval_ms + 2000, "take-over after %llu ms", (unsigned long long)ms);
+    cr_assert(wait_for(p_open_known, NULL, 5000), "the new leader exports values; log:\n%s", logbuf);
 }
 
 Test(pg, password_never_appears_in_messages, .init = setup, .fini = teardown, .timeout = 60)
