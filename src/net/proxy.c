@@ -11,6 +11,7 @@
 #include "net/net_int.h"
 #include "sg/health.h"
 
+#include <assert.h>
 #include <stdio.h>
 
 const char *sg__txn_state_name(sg_txn_state_t s)
@@ -95,9 +96,23 @@ void sg__txn_free(sg_txn_t *t)
     }
     if (t->eg.dns || t->eg.dest)
         sg__egress_txn_free(t);
-    sg_wgen_t *g = t->gen;
-    sg_freelist_put(&w->fl_txn, t);
-    sg__wgen_unref(g); /* last: its upstream connection went back above */
+    /* Everything it held went back above; the struct itself (and its
+     * generation reference) waits for the end of the loop turn. */
+    assert(!(t->flags & SG_TXN_F_FREED)); /* ended once */
+    t->flags |= SG_TXN_F_FREED;
+    t->_next_dead = w->txn_graveyard;
+    w->txn_graveyard = t;
+}
+
+void sg__txn_reap(sg_worker_t *w)
+{
+    while (w->txn_graveyard) {
+        sg_txn_t *t = w->txn_graveyard;
+        w->txn_graveyard = t->_next_dead;
+        sg_wgen_t *g = t->gen;
+        sg_freelist_put(&w->fl_txn, t);
+        sg__wgen_unref(g); /* last: its upstream connection went back in sg__txn_free */
+    }
 }
 
 void sg__txn_abort(sg_txn_t *t)

@@ -343,6 +343,7 @@ static void on_tick(uv_timer_t *t)
 static void on_prepare(uv_prepare_t *p)
 {
     heartbeat(p->data);
+    sg__txn_reap(p->data);
 }
 
 static void start_listeners(sg_worker_t *w)
@@ -525,6 +526,7 @@ static void *worker_main(void *arg)
     if (is_ctl && s->opts.control_start)
         s->opts.control_start(&w->loop, s->opts.control_ud);
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    sg__txn_reap(w); /* ended in the last turn, after the prepare handle closed */
     int r = uv_loop_close(&w->loop);
     if (r != 0) {
         if (is_ctl)
