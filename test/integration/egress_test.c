@@ -424,6 +424,14 @@ static void read_exact(hc_conn_t *c, char *out, size_t n)
 static void check_refusal(const hc_response_t *r, int status, const char *reason)
 {
     cr_assert_eq(r->status, status, "status %d: %s", r->status, r->body);
+    /* Issue 16: the proxy's own 403 went out as "403 Unknown". */
+    char line[64];
+    snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, 
+             status == 403   ? "Forbidden"
+             : status == 400 ? "Bad Request"
+             : status == 407 ? "Proxy Authentication Required"
+                             : "?");
+    cr_assert(!strncmp(r->head, line, strlen(line)), "status line: %.*s", (int)strcspn(r->head, "\r"), r->head);
     char tid[64], v[128];
     cr_assert(hc_header(r, "X-Trace-Id", tid, sizeof(tid)));
     cr_assert_eq(strlen(tid), 36);
@@ -872,14 +880,14 @@ Test(egress_auth, required_and_accepted)
     snprintf(proxy, sizeof(proxy), "http://%s", eaddr);
     const char *none[] = {"-D", "-", "-x", proxy, url, NULL};
     cr_assert_eq(run_curl(none, out, sizeof(out), 15000), 0, "%s", out);
-    cr_assert(strstr(out, "HTTP/1.1 407"), "%s", out);
+    cr_assert(strstr(out, "HTTP/1.1 407 Proxy Authentication Required\r\n"), "%s", out);
     char v[128];
     cr_assert(resp_header(out, "Proxy-Authenticate", v, sizeof(v)), "%s", out);
     cr_assert_str_eq(v, "Basic realm=\"swarmgate\"");
     cr_assert(resp_header(out, "X-Trace-Id", v, sizeof(v)));
     const char *wrong[] = {"-D", "-", "-x", proxy, "-U", "agent:nope", url, NULL};
     cr_assert_eq(run_curl(wrong, out, sizeof(out), 15000), 0, "%s", out);
-    cr_assert(strstr(out, "HTTP/1.1 407"), "%s", out);
+    cr_assert(strstr(out, "HTTP/1.1 407 Proxy Authentication Required\r\n"), "%s", out);
     cr_assert_eq(us_connections(up), 0);
 
     const char *good[] = {"-D", "-", "-x", proxy, "-U", "agent:s3cret:x", url, NULL};
