@@ -4,6 +4,7 @@
  * sleep (its CPU time stops growing), and a reload turns it off (one sleep
  * or more per request again). The worker thread is found by its name
  * (sg-worker-0) under /proc/PID/task. */
+#include "support/gw_fixture.h"
 #include "support/http_client.h"
 #include "support/proc.h"
 #include "support/upstream_server.h"
@@ -36,7 +37,7 @@ static void start(void)
              "routes: [{match: {prefix: /}, upstream: app}]\n"
              "shutdown: {drain_delay: 0ms, drain_timeout: 2s}\n",
              us_port(up));
-    cr_assert_eq(sg_proc_start(&gw, yaml, 10000), 0, "start failed: %s", sg_proc_stderr(&gw));
+    gw_start(&gw, "%s", yaml);
 }
 
 static void stop(void)

@@ -801,12 +801,7 @@ static int classify_line(const char *line)
 static void check_stderr(void)
 {
     char *err = sg_proc_stderr(&S.gw);
-    static const char *const k_san[] = {"ERROR: LeakSanitizer", "ERROR: AddressSanitizer",
-                                        "runtime error:", "SUMMARY: AddressSanitizer",
-                                        "SUMMARY: UndefinedBehaviorSanitizer"};
-    for (size_t i = 0; i < sizeof(k_san) / sizeof(k_san[0]); i++)
-        for (const char *q = strstr(err, k_san[i]); q; q = strstr(q + 1, k_san[i]))
-            S.sanitizer_reports++;
+    S.sanitizer_reports += sg_proc_sanitizer_reports(err);
     if (S.sanitizer_reports) {
         const char *first = strstr(err, "==ERROR");
         if (!first)

@@ -28,6 +28,7 @@ void gw_stop(sg_proc_t *p)
     int st = sg_proc_stop(p, 10000);
     char *err = sg_proc_stderr(p);
     cr_expect_eq(st, 0, "exit status %d, stderr:\n%s", st, err);
+    cr_expect_eq(sg_proc_sanitizer_reports(err), 0, "sanitizer report, stderr:\n%s", err);
     free(err);
     sg_proc_cleanup(p);
 }

@@ -11,7 +11,8 @@
 
 /* Formats yaml_fmt (printf) and starts the gateway; asserts on failure. */
 void gw_start(sg_proc_t *p, const char *yaml_fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Stops it and expects exit status 0 (prints stderr otherwise); cleans up. */
+/* Stops it and expects exit status 0 and no sanitizer report in its stderr
+ * (prints stderr otherwise); cleans up. */
 void gw_stop(sg_proc_t *p);
 /* A pattern buffer: byte i = (i * 7 + i / 251) & 0xff (no short period). */
 char *gw_pattern(size_t n);

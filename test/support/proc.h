@@ -56,7 +56,13 @@ char *sg_proc_read_file(const char *path);
 /* Waits (deadline) for a line of the process's stdout (the access log when
  * it goes to stdout) holding `needle`; copies that line into line. */
 bool sg_proc_stdout_line(const sg_proc_t *p, const char *needle, char *line, size_t cap, int timeout_ms);
-/* Removes the temp dir. */
+/* Number of sanitizer reports (ASan, LeakSanitizer, UBSan "runtime error:",
+ * ThreadSanitizer) in text. */
+int sg_proc_sanitizer_reports(const char *text);
+/* Stops the process if it still runs, then removes the temp dir. A
+ * sanitizer report in the process's stderr is copied to the test's own
+ * stderr first, where the ctest FAIL_REGULAR_EXPRESSION (test/CMakeLists.txt)
+ * fails the suite: a child's report is never lost with its temp dir. */
 void sg_proc_cleanup(sg_proc_t *p);
 /* Writes a file into the temp dir; returns its path in out. */
 int sg_proc_write_file(const sg_proc_t *p, const char *name, const char *text, char *out, size_t cap);
