@@ -583,20 +583,6 @@ Test(reload, listener_bind_failure_changes_nothing, .timeout = 40)
     finish(&gw, a, b);
 }
 
-static int fd_count(const sg_proc_t *gw)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)gw->pid);
-    DIR *d = opendir(path);
-    if (!d)
-        return -1;
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d)) != NULL;)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
 /* Reloads back to back (workers adopt asynchronously, so some skip
  * generations): no socket is leaked or left listening, the last config's
  * listeners serve. Only local answers (/health/live): pooled upstream
@@ -614,11 +600,11 @@ Test(reload, rapid_listener_reloads_leak_no_socket, .timeout = 60)
     cr_assert_eq(get_status(sg_proc_addr(&gw, "api"), "/health/live"), 200);
     /* Base: the fewest descriptors over half a second (the start-up probe's
      * and the request's connections close asynchronously). */
-    int base = fd_count(&gw);
+    int base = sg_proc_count_fds(gw.pid);
     for (int i = 0; i < 10; i++) {
         struct timespec ts = {0, 50 * 1000 * 1000};
         nanosleep(&ts, NULL);
-        int n = fd_count(&gw);
+        int n = sg_proc_count_fds(gw.pid);
         base = n < base ? n : base;
     }
     cr_assert(base > 0);
@@ -647,11 +633,11 @@ Test(reload, rapid_listener_reloads_leak_no_socket, .timeout = 60)
             cr_expect(becomes_refused(seen[k], 5000), "%s still accepts", seen[k]);
     /* Retired generations close what no worker took on the next reap. */
     long long deadline = mono_ms() + 5000;
-    int n = fd_count(&gw);
+    int n = sg_proc_count_fds(gw.pid);
     while (n > base && mono_ms() < deadline) {
         struct timespec ts = {0, 50 * 1000 * 1000};
         nanosleep(&ts, NULL);
-        n = fd_count(&gw);
+        n = sg_proc_count_fds(gw.pid);
     }
     cr_expect_eq(n, base, "descriptors: %d at start, %d after 20 listener reloads", base, n);
     cr_expect_eq(metric(&gw, "swarm_config_reload_total{result=\"success\"}"), 20);

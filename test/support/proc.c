@@ -265,6 +265,45 @@ bool sg_proc_wait_stderr(const sg_proc_t *p, const char *needle, int count, int 
     return false;
 }
 
+int sg_proc_count_fds(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+bool sg_proc_wait_fds(pid_t pid, int want, int timeout_ms)
+{
+    long long deadline = now_ms() + timeout_ms;
+    for (;;) {
+        if (sg_proc_count_fds(pid) == want)
+            return true;
+        if (now_ms() >= deadline)
+            return false;
+        nap(5);
+    }
+}
+
+int sg_proc_stable_fds(pid_t pid, int timeout_ms)
+{
+    int last = sg_proc_count_fds(pid), same = 0;
+    long long deadline = now_ms() + timeout_ms;
+    while (same < 10 && now_ms() < deadline) {
+        nap(20); /* sampling interval */
+        int n = sg_proc_count_fds(pid);
+        same = n == last ? same + 1 : 0;
+        last = n;
+    }
+    return same == 10 ? last : -1;
+}
+
 long sg_proc_status_kb(const sg_proc_t *p, const char *field)
 {
     char path[64];

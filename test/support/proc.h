@@ -45,6 +45,13 @@ int sg_proc_stop(sg_proc_t *p, int timeout_ms);
 char *sg_proc_stderr(const sg_proc_t *p);
 /* Waits until `needle` occurs at least `count` times in stderr. */
 bool sg_proc_wait_stderr(const sg_proc_t *p, const char *needle, int count, int timeout_ms);
+/* Open descriptors of a process (/proc/PID/fd), -1 if it is gone. */
+int sg_proc_count_fds(pid_t pid);
+/* Waits until the process has exactly `want` descriptors open. */
+bool sg_proc_wait_fds(pid_t pid, int want, int timeout_ms);
+/* The descriptor count once it stopped changing (10 equal samples 20 ms
+ * apart), -1 when it does not settle within timeout_ms. */
+int sg_proc_stable_fds(pid_t pid, int timeout_ms);
 /* A /proc/PID/status field in kB (VmRSS, VmHWM), -1 if unavailable. */
 long sg_proc_status_kb(const sg_proc_t *p, const char *field);
 /* Rewrites the config file the binary was started with (atomically, for
