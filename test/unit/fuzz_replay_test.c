@@ -11,14 +11,13 @@
 
 #include "sg/expose.h"
 #include "sg/http1.h"
+#include "support/dirwalk.h"
 
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define N_TARGETS (sizeof(k_fuzz_targets) / sizeof(k_fuzz_targets[0]))
 
@@ -27,57 +26,56 @@ static void corpus_dir(char *out, size_t cap, const char *kind, const char *targ
     snprintf(out, cap, "%s/test/fuzz/%s/%s", SG_SOURCE_DIR, kind, target);
 }
 
-/* Regular files in dir (not dot files), counted apart from the replay;
- * -1 when the directory does not exist. */
+static void count_file(const char *path, const char *name, bool is_dir, void *arg)
+{
+    (void)path;
+    (void)name;
+    *(long *)arg += !is_dir;
+}
+
+/* Files in dir (not dot files), counted apart from the replay; -1 when the
+ * directory does not exist. */
 static long count_files(const char *dir)
 {
-    DIR *d = opendir(dir);
-    if (!d)
-        return -1;
     long n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        char path[1024];
-        struct stat st;
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        n += e->d_name[0] != '.' && stat(path, &st) == 0 && S_ISREG(st.st_mode);
-    }
-    closedir(d);
-    return n;
+    return sg_dirwalk(dir, count_file, &n) < 0 ? -1 : n;
+}
+
+typedef struct replay {
+    const char *kind, *target;
+    sg_fuzz_entry_t fn;
+    size_t n;
+} replay_t;
+
+static void replay_file(const char *path, const char *name, bool is_dir, void *arg)
+{
+    replay_t *rp = arg;
+    if (is_dir)
+        return;
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s", path);
+    cr_assert_eq(fseek(f, 0, SEEK_END), 0);
+    long len = ftell(f);
+    cr_assert_geq(len, 0);
+    rewind(f);
+    /* An exact-size heap copy: ASan sees any read past the input. */
+    uint8_t *buf = malloc(len ? (size_t)len : 1);
+    cr_assert_not_null(buf);
+    cr_assert_eq(fread(buf, 1, (size_t)len, f), (size_t)len, "%s", path);
+    fclose(f);
+    fprintf(stderr, "replay %s/%s/%s\n", rp->kind, rp->target, name);
+    (void)rp->fn(buf, (size_t)len); /* a broken invariant aborts inside */
+    free(buf);
+    rp->n++;
 }
 
 static size_t replay_dir(const char *kind, const char *target, sg_fuzz_entry_t fn)
 {
     char dir[512];
     corpus_dir(dir, sizeof(dir), kind, target);
-    DIR *d = opendir(dir);
-    if (!d)
-        return 0;
-    size_t n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        char path[1024];
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        FILE *f = fopen(path, "rb");
-        cr_assert_not_null(f, "%s", path);
-        cr_assert_eq(fseek(f, 0, SEEK_END), 0);
-        long len = ftell(f);
-        cr_assert_geq(len, 0);
-        rewind(f);
-        /* An exact-size heap copy: ASan sees any read past the input. */
-        uint8_t *buf = malloc(len ? (size_t)len : 1);
-        cr_assert_not_null(buf);
-        cr_assert_eq(fread(buf, 1, (size_t)len, f), (size_t)len, "%s", path);
-        fclose(f);
-        fprintf(stderr, "replay %s/%s/%s\n", kind, target, e->d_name);
-        (void)fn(buf, (size_t)len); /* a broken invariant aborts inside */
-        free(buf);
-        n++;
-    }
-    closedir(d);
-    return n;
+    replay_t rp = {kind, target, fn, 0};
+    (void)sg_dirwalk(dir, replay_file, &rp);
+    return rp.n;
 }
 
 /* Parameters are copied to the test's process: an index into the table,
@@ -107,6 +105,24 @@ ParameterizedTest(size_t *i, fuzz_replay, target, .timeout = 60)
     }
 }
 
+typedef struct corpus_check {
+    bool is_regressions;
+    long n_regressions;
+} corpus_check_t;
+
+static void check_corpus_dir(const char *path, const char *name, bool is_dir, void *arg)
+{
+    corpus_check_t *cc = arg;
+    bool known = false;
+    for (size_t i = 0; i < N_TARGETS; i++)
+        known = known || !strcmp(k_fuzz_targets[i].name, name);
+    cr_expect(is_dir && known, "%s: no test/fuzz/fuzz_%s.c replays it", path, name);
+    if (cc->is_regressions && is_dir) {
+        long n = count_files(path);
+        cc->n_regressions += n > 0 ? n : 0;
+    }
+}
+
 /* Every corpus directory belongs to a fuzz target (a regression input in a
  * directory no target reads would never be replayed), and the table is
  * what test/fuzz holds. */
@@ -114,30 +130,15 @@ Test(fuzz_replay, every_corpus_dir_has_a_target, .timeout = 10)
 {
     cr_assert_geq(N_TARGETS, 5, "the generated table lists %zu fuzz targets", N_TARGETS);
     static const char *const kinds[] = {"seeds", "regressions"};
-    long n_regressions = 0;
+    corpus_check_t cc = {false, 0};
     for (size_t k = 0; k < 2; k++) {
         char dir[512];
         snprintf(dir, sizeof(dir), "%s/test/fuzz/%s", SG_SOURCE_DIR, kinds[k]);
-        DIR *d = opendir(dir);
-        cr_assert_not_null(d, "%s", dir);
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (e->d_name[0] == '.')
-                continue;
-            bool known = false;
-            for (size_t i = 0; i < N_TARGETS; i++)
-                known = known || !strcmp(k_fuzz_targets[i].name, e->d_name);
-            cr_expect(known, "%s/%s: no test/fuzz/fuzz_%s.c replays it", dir, e->d_name, e->d_name);
-            if (k == 1) {
-                char sub[1024];
-                snprintf(sub, sizeof(sub), "%s/%s", dir, e->d_name);
-                n_regressions += count_files(sub) > 0 ? count_files(sub) : 0;
-            }
-        }
-        closedir(d);
+        cc.is_regressions = k == 1;
+        cr_assert_geq(sg_dirwalk(dir, check_corpus_dir, &cc), 0, "%s", dir);
     }
     /* The findings this file has a readable test for are on disk. */
-    cr_assert_geq(n_regressions, 2);
+    cr_assert_geq(cc.n_regressions, 2);
 }
 
 /* ---- one test per finding ---------------------------------------------------- */

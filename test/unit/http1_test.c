@@ -1,12 +1,11 @@
 #include "sg/http1.h"
+#include "support/dirwalk.h"
 
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <ctype.h>
-#include <dirent.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 static const sg_h1_limits_t LIM = {.start_line_bytes = 1024, .header_bytes = 4096, .header_count = 16};
 
@@ -394,43 +393,37 @@ static void emitted_in_line(const char *line, bool seen[600])
     }
 }
 
-static void emitted_in_dir(const char *dir, bool seen[600], int *n_files)
+typedef struct emitted {
+    bool seen[600];
+    int n_files;
+} emitted_t;
+
+static void emitted_in_entry(const char *path, const char *name, bool is_dir, void *arg)
 {
-    DIR *d = opendir(dir);
-    cr_assert_not_null(d, "%s", dir);
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        char path[1024];
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        struct stat st;
-        cr_assert_eq(stat(path, &st), 0, "%s", path);
-        if (S_ISDIR(st.st_mode)) {
-            emitted_in_dir(path, seen, n_files);
-            continue;
-        }
-        size_t len = strlen(e->d_name);
-        if (len < 3 || strcmp(e->d_name + len - 2, ".c"))
-            continue;
-        FILE *f = fopen(path, "r");
-        cr_assert_not_null(f, "%s", path);
-        char line[1024];
-        while (fgets(line, sizeof(line), f))
-            emitted_in_line(line, seen);
-        fclose(f);
-        (*n_files)++;
+    emitted_t *em = arg;
+    size_t len = strlen(name);
+    if (is_dir) {
+        cr_assert_geq(sg_dirwalk(path, emitted_in_entry, em), 0, "%s", path);
+        return;
     }
-    closedir(d);
+    if (len < 3 || strcmp(name + len - 2, ".c"))
+        return;
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s", path);
+    char line[1024];
+    while (fgets(line, sizeof(line), f))
+        emitted_in_line(line, em->seen);
+    fclose(f);
+    em->n_files++;
 }
 
 /* Issue 16: the proxy's own 403 and 407 went out as "403 Unknown". */
 Test(http1, no_emitted_status_is_unknown, .timeout = 10)
 {
-    bool seen[600] = {false};
-    int n_files = 0;
-    emitted_in_dir(SG_SOURCE_DIR "/src", seen, &n_files);
-    cr_assert_gt(n_files, 20);
+    static emitted_t em;
+    cr_assert_geq(sg_dirwalk(SG_SOURCE_DIR "/src", emitted_in_entry, &em), 0);
+    bool *seen = em.seen;
+    cr_assert_gt(em.n_files, 20);
     /* The scan is not dead: the statuses known to be made in src/ are found. */
     const int known[] = {400, 403, 404, 405, 407, 408, 413, 414, 417, 431, 500, 502, 503, 504};
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
