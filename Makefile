@@ -6,7 +6,7 @@ BUILD_BENCH   ?= build/bench
 JOBS          ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE         ?= cmake
 
-.PHONY: all deps build build-debug test demo bench fuzz tsan soak leakcheck clean install package
+.PHONY: all deps build build-debug test demo bench bench-profile fuzz tsan soak leakcheck clean install package
 
 all: build
 
@@ -32,6 +32,10 @@ bench: deps
 	$(CMAKE) -S . -B $(BUILD_BENCH) -DCMAKE_BUILD_TYPE=Release -DSG_TESTS=ON >/dev/null
 	$(CMAKE) --build $(BUILD_BENCH) -j $(JOBS) --target swarmgate sgbench
 	sh test/bench/bench.sh $(BUILD_BENCH)/swarmgate
+
+# Instructions per request under callgrind (test/bench/profile.sh): immune to this machine's noise.
+bench-profile: build
+	sh test/bench/profile.sh $(BUILD_RELEASE)/swarmgate
 
 fuzz: deps
 	sh test/fuzz/run.sh

@@ -135,6 +135,8 @@ void sg_metrics_record_egress(sg_metrics_shard_t *s, const sg_reqrec_t *rec);
 /* swarm_egress_refused_total{reason}: reason is an sg_egress_verdict_t
  * (sg/egress.h) other than SG_EGRESS_OK. */
 void sg_metrics_egress_refused(sg_metrics_shard_t *s, unsigned reason);
+/* swarm_http_header_fields_dropped_total{listener} += n. */
+void sg_metrics_header_fields_dropped(sg_metrics_shard_t *s, size_t listener_idx, uint64_t n);
 /* swarm_config_reload_total{result="success"|"failure"} (control shard). */
 void sg_metrics_config_reload(sg_metrics_shard_t *s, bool is_success);
 

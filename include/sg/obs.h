@@ -29,6 +29,7 @@ void sg_obs_upstream_connect_error(sg_obs_worker_t *o, int32_t upstream_idx);
 void sg_obs_upstream_timeout(sg_obs_worker_t *o, int32_t upstream_idx);
 /* An egress destination refused (reason: sg_egress_verdict_t, sg/egress.h). */
 void sg_obs_egress_refused(sg_obs_worker_t *o, unsigned reason);
+void sg_obs_header_fields_dropped(sg_obs_worker_t *o, int32_t listener_idx, uint64_t n);
 /* A config reload finished (control thread: swarm_config_reload_total). */
 void sg_obs_config_reload(sg_obs_worker_t *o, bool is_success);
 /* The sampler's decision for a trace this hop starts. */

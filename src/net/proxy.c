@@ -459,17 +459,21 @@ int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size
     sg_str_t host = in->host, path = in->path, query = in->query;
     outbuf_t o = {out, 0, cap, false};
 
-    char rpath[4096];
-    size_t plen = path.len;
-    if (route)
-        plen = sg_router_rewrite_path(route, path, rpath, sizeof(rpath));
-    else if (plen < sizeof(rpath))
-        memcpy(rpath, path.p, plen);
-    if (plen >= sizeof(rpath))
-        return -414;
     out_str(&o, h->method_name);
     out_put(&o, " ", 1);
-    out_put(&o, rpath, plen);
+    if (route && !o.is_full) {
+        /* The rewritten path goes straight into the head: any target that
+         * fits the request-line limit is forwarded (RFC 9112 3: at least
+         * 8000 octets), not only what a fixed scratch buffer held. */
+        size_t room = o.cap - o.len;
+        size_t plen = sg_router_rewrite_path(route, path, o.p + o.len, room);
+        if (plen >= room)
+            o.is_full = true;
+        else
+            o.len += plen;
+    } else {
+        out_str(&o, path);
+    }
     if (query.p) {
         out_put(&o, "?", 1);
         out_str(&o, query);
@@ -509,6 +513,12 @@ int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size
             continue;
         }
         if (is_hop_by_hop(n) || is_trace_header(cfg, n) || is_named_by_connection(&ct, n))
+            continue;
+        /* Framing goes on as swarmgate framed the body (below), never as a
+         * field it did not use (RFC 9112 6.1, 6.3). */
+        if (sg_str_ieq(n, SG_STR("transfer-encoding")) || sg_str_ieq(n, SG_STR("content-length")))
+            continue;
+        if (cfg->limits.underscores_in_headers != SG_UNDERSCORES_ALLOW && sg_h1_name_has_underscore(n))
             continue;
         uint32_t mf;
         if (is_max_forwards_method(h->method) && sg_str_ieq(n, SG_STR("max-forwards")) && max_forwards_parse(v, &mf) &&
@@ -555,6 +565,13 @@ int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size
         if (up)
             out_header(&o, SG_STR("Upgrade"), up->value);
     }
+    if (h->is_chunked) {
+        out_cstr(&o, "Transfer-Encoding: chunked\r\n");
+    } else if (h->has_content_length) {
+        out_cstr(&o, "Content-Length: ");
+        out_uint(&o, h->content_length);
+        out_put(&o, "\r\n", 2);
+    }
     const sg_trace_ctx_t *tr = in->trace;
     out_header(&o, sg_str_cstr(cfg->trace.header), sg_str_cstr(tr->trace_id));
     if (cfg->trace.traceparent && tr->traceparent[0])
@@ -568,7 +585,7 @@ int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size
     return 0;
 }
 
-/* Serializes the upstream request head into t->uphead. Returns 0, -414 or -431. */
+/* Serializes the upstream request head into t->uphead. Returns 0, -431 or -500. */
 static int build_upstream_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t host, sg_str_t path, sg_str_t query)
 {
     sg_conn_t *c = t->conn;
@@ -728,6 +745,26 @@ void sg__proxy_head(sg_conn_t *c)
         sg__conn_error(c, 400, "invalid Host header", true);
         return;
     }
+    /* An empty Host names no host (nginx refuses it too); a reverse
+     * listener would otherwise route by the upstream's own address. */
+    if (hh && hh->value.len == 0 && !is_absolute && !is_egress) {
+        sg__conn_error(c, 400, "empty Host header", true);
+        return;
+    }
+    /* Names with '_' are mapped onto the same CGI/WSGI variables as those
+     * with '-' (X_Trace_Id = X-Trace-Id): dropped by default, like nginx's
+     * underscores_in_headers off; counted; or refused (docs/security.md). */
+    if (cfg->limits.underscores_in_headers != SG_UNDERSCORES_ALLOW) {
+        uint64_t n_us = 0;
+        for (size_t i = 0; i < h->n_headers; i++)
+            n_us += sg_h1_name_has_underscore(h->headers[i].name);
+        if (n_us && cfg->limits.underscores_in_headers == SG_UNDERSCORES_REJECT) {
+            sg__conn_error(c, 400, "underscore in a header field name", true);
+            return;
+        }
+        if (n_us)
+            sg_obs_header_fields_dropped(w->obs, l->idx, n_us);
+    }
     if (is_absolute && !host_value_ok(host)) {
         sg__conn_error(c, 400, "invalid absolute request target", true);
         return;
@@ -792,15 +829,17 @@ void sg__proxy_head(sg_conn_t *c)
         sg__conn_local(c, l->health_cb, l->health_ud, &lreq);
         return;
     }
+    if (sg_str_eq(path, SG_STR("*"))) {
+        /* OPTIONS * asks about the server itself (RFC 9110 9.3.7): the
+         * proxy answers 200 with Allow on either listener; no route. */
+        answer_here(c, &lreq, is_egress);
+        return;
+    }
     if (is_egress) {
         /* Forward proxy: no route; a destination instead of a server. */
         t->flags |= SG_TXN_F_EGRESS | (is_connect ? SG_TXN_F_CONNECT : 0u);
         if (sg__egress_head(t, h, target, host, is_absolute) < 0)
             return;
-    } else if (is_mf_zero && sg_str_eq(path, SG_STR("*"))) {
-        /* OPTIONS * asks about the server itself (RFC 9110 9.3.7): no route. */
-        answer_here(c, &lreq, false);
-        return;
     } else {
         /* Route (first match wins). */
         int32_t ri = sg_router_match(t->gen->router, host, path);
@@ -834,7 +873,7 @@ void sg__proxy_head(sg_conn_t *c)
         t->head = NULL;
     }
     if (r < 0) {
-        sg__conn_error(c, -r, r == -414 ? "rewritten path too long" : "request head too large for upstream", true);
+        sg__conn_error(c, -r, "request head too large for upstream", true);
         return;
     }
     if (is_egress)
@@ -1394,6 +1433,7 @@ static bool resp_head_step(sg_upconn_t *u)
     if (r == SG_H1_SCAN_MORE)
         return true;
     sg_h1_parser_init(&u->parser, SG_H1_RESPONSE);
+    u->parser.max_trailer_bytes = t->gen->cfg->limits.header_bytes;
     r = sg_h1_parse_head(&u->parser, u->head, u->head_len, (sg_h1_header_t *)(void *)(u->head + w->head_bytes),
                          w->head_max_hdrs, (t->flags & SG_TXN_F_HEAD_REQ) != 0);
     if (r < 0) {

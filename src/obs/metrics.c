@@ -82,6 +82,7 @@ enum fam {
     F_EG_TUNNELS,
     F_EG_TUNNEL_DUR,
     F_EG_REFUSED,
+    F_HDR_DROPPED,
     F__COUNT
 };
 
@@ -194,6 +195,14 @@ static const desc_t descs[F__COUNT] = {
                       1,
                       {D_REFUSE},
                       {"reason"}},
+    [F_HDR_DROPPED] = {"swarm_http_header_fields_dropped_total",
+                       "Request header fields not forwarded because their name contains an underscore "
+                       "(limits.underscores_in_headers: drop), by listener.",
+                       SG_METRIC_COUNTER,
+                       0,
+                       1,
+                       {D_LISTENER},
+                       {"listener"}},
 };
 
 /* Default buckets (seconds) when the config gives none: 0.5 ms .. 300 s. */
@@ -816,6 +825,13 @@ void sg_metrics_record_egress(sg_metrics_shard_t *s, const sg_reqrec_t *rec)
         uint64_t dur = rec->end_ns > rec->start_ns ? rec->end_ns - rec->start_ns : 0;
         observe(s, &m->fam[F_EG_TUNNEL_DUR], d, dur, rec, (rec->start_unix_ns + dur) / 1000000u);
     }
+}
+
+void sg_metrics_header_fields_dropped(sg_metrics_shard_t *s, size_t listener_idx, uint64_t n)
+{
+    const sg_metrics_t *m = s->m;
+    _Atomic uint64_t *v = &s->v[m->fam[F_HDR_DROPPED].base + listener_index(m, listener_idx)];
+    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + n, memory_order_relaxed);
 }
 
 void sg_metrics_egress_refused(sg_metrics_shard_t *s, unsigned reason)

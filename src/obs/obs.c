@@ -138,6 +138,12 @@ void sg_obs_egress_refused(sg_obs_worker_t *o, unsigned reason)
         sg_metrics_egress_refused(o->shard, reason);
 }
 
+void sg_obs_header_fields_dropped(sg_obs_worker_t *o, int32_t listener_idx, uint64_t n)
+{
+    if (o->shard && listener_idx >= 0)
+        sg_metrics_header_fields_dropped(o->shard, (size_t)listener_idx, n);
+}
+
 void sg_obs_config_reload(sg_obs_worker_t *o, bool is_success)
 {
     if (o->shard)
