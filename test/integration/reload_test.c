@@ -226,11 +226,15 @@ Test(reload, twenty_reloads_under_keepalive_load, .timeout = 60)
     us_server_t *a = us_start("A", false), *b = us_start("B", false);
     char *to_a = config_text(us_port(a), us_port(b), "A", NULL);
     char *to_b = config_text(us_port(a), us_port(b), "B", NULL);
-    sg_proc_t gw;
+    /* Static, like the load's state: a failed assertion leaves this frame
+     * while the load thread still reads them (it was a UBSan report). */
+    static sg_proc_t gw;
     cr_assert_eq(sg_proc_start(&gw, to_a, 10000), 0);
     expect_routed(&gw, a, "A", 0);
 
-    load_t l = {.addr = sg_proc_addr(&gw, "api")};
+    static load_t l;
+    memset(&l, 0, sizeof(l));
+    l.addr = sg_proc_addr(&gw, "api");
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, load_main, &l), 0);
     for (int i = 1; i <= 20; i++) {
