@@ -448,11 +448,14 @@ static void report(sg_worker_t *w)
 {
     fprintf(stderr,
             "swarmgate: pools worker=%u conn_grows=%llu txn_grows=%llu upconn_grows=%llu buf_grows=%llu "
-            "head_grows=%llu wreq_grows=%llu requests=%llu conns=%u\n",
+            "head_grows=%llu wreq_grows=%llu requests=%llu conns=%u in_use=%llu/%llu/%llu/%llu/%llu/%llu\n",
             w->idx, (unsigned long long)w->fl_conn.grows, (unsigned long long)w->fl_txn.grows,
             (unsigned long long)w->fl_upconn.grows, (unsigned long long)w->fl_buf.grows,
             (unsigned long long)w->fl_head.grows, (unsigned long long)w->fl_wreq.grows,
-            (unsigned long long)w->n_requests, w->n_conns);
+            (unsigned long long)w->n_requests, w->n_conns, (unsigned long long)w->fl_conn.in_use,
+            (unsigned long long)w->fl_txn.in_use, (unsigned long long)w->fl_upconn.in_use,
+            (unsigned long long)w->fl_buf.in_use, (unsigned long long)w->fl_head.in_use,
+            (unsigned long long)w->fl_wreq.in_use);
     fflush(stderr);
 }
 

@@ -594,6 +594,14 @@ Test(trace_e2e, reload_moves_span_export_to_a_new_collector)
         }
     }
     cr_expect(found, "span of the request after the reload at the new collector");
+    /* The old exporter had time to send anything it still held: one more
+     * request reached the new collector (a whole export interval, batch_delay
+     * 20ms, ran after the snapshot), then ten more intervals passed. */
+    size_t new_posts2 = sg_collector_count(col2);
+    cr_assert_eq(send_req("/a/after2", NULL, &r, tid), 200);
+    hc_response_free(&r);
+    cr_expect(sg_collector_wait(col2, new_posts2 + 1, 5000), "the new collector got the next span too");
+    cr_expect(!sg_collector_wait(col, old_posts + 1, 10 * 20), "the old collector got nothing more");
     cr_expect_eq(sg_collector_count(col), old_posts, "the old collector got nothing more");
     stop_clean();
     sg_collector_stop(col2);

@@ -384,9 +384,12 @@ Test(pg, values_follow_inserts_updates_and_deletes, .init = setup, .fini = teard
 static bool p_all_zero(void *arg)
 {
     (void)arg;
-    /* Every family refreshed once (queries run one after another). */
+    /* Every query of the check below has reported (its own refresh may come
+     * after the tickets'; val() is -1 for a series not there yet). */
     return val("swarm_tickets_total", "state=open") == 0 && val("swarm_tickets_total", "state=done") == 0 &&
-           val("swarm_tickets_processed_total", "status=done") == 0 && val("swarm_vm_max", "") >= 0;
+           has("swarm_tickets_stuck", "state=in_progress") && has("swarm_tickets_processed_total", "status=done") &&
+           has("swarm_tickets_processed_total", "status=failed") &&
+           has("swarm_tickets_processed_total", "status=cancelled") && val("swarm_vm_max", "") >= 0;
 }
 
 Test(pg, zero_fill_reports_every_state, .init = setup, .fini = teardown, .timeout = 60)
@@ -402,9 +405,12 @@ Test(pg, zero_fill_reports_every_state, .init = setup, .fini = teardown, .timeou
         cr_expect_eq(val("swarm_tickets_total", l), 0, "%s", l);
     }
     cr_expect_eq(val("swarm_tickets_stuck", "state=in_progress"), 0);
-    cr_expect_eq(val("swarm_tickets_processed_total", "status=done"), 0);
-    cr_expect_eq(val("swarm_tickets_processed_total", "status=failed"), 0);
-    cr_expect_eq(val("swarm_tickets_processed_total", "status=cancelled"), 0);
+    cr_expect_eq(val("swarm_tickets_processed_total", "status=done"), 0, "%g",
+                 val("swarm_tickets_processed_total", "status=done"));
+    cr_expect_eq(val("swarm_tickets_processed_total", "status=failed"), 0, "%g",
+                 val("swarm_tickets_processed_total", "status=failed"));
+    cr_expect_eq(val("swarm_tickets_processed_total", "status=cancelled"), 0, "%g",
+                 val("swarm_tickets_processed_total", "status=cancelled"));
 }
 
 Test(pg, label_values_are_reported_exactly, .init = setup, .fini = teardown, .timeout = 60)
@@ -826,4 +832,63 @@ ParameterizedTest(mask_case_t *c, pg, mask_conninfo, .timeout = 5)
     char small[8];
     sg_pg_mask_conninfo(c->in, small, sizeof(small));
     cr_expect_lt(strlen(small), sizeof(small));
+}
+
+/* ---- staleness and the libpq environment --------------------------------- */
+
+static bool p_tickets_gone(void *arg)
+{
+    (void)arg;
+    return !has("swarm_tickets_total", "state=open");
+}
+
+/* stale_after: series whose last refresh is older than it are left out of
+ * the scrape, even while the connection is still up (a frozen server: the
+ * statement deadline, 2 s + grace, has not passed yet). */
+Test(pg, stale_series_are_dropped_after_stale_after, .init = setup, .fini = teardown, .timeout = 60)
+{
+    conf.stale_after_ms = 1000; /* interval 200 ms */
+    start_pg();
+    wait_up();
+    uint64_t t_pause = uv_hrtime();
+    cr_assert_eq(sg_pgh_pause(h), 0);
+    bool gone = wait_for(p_tickets_gone, NULL, 10000);
+    uint64_t gone_ms = (uv_hrtime() - t_pause) / 1000000u;
+    double up = val("swarm_db_up", "");
+    cr_assert_eq(sg_pgh_resume(h), 0);
+    cr_assert(gone, "tickets still reported %llu ms into the freeze; log:\n%s", (unsigned long long)gone_ms, logbuf);
+    /* The last refresh ended at most an interval (and a query) before the
+     * pause: not dropped before stale_after - interval, and dropped soon
+     * after stale_after. */
+    cr_assert_geq(gone_ms, conf.stale_after_ms - conf.interval_ms, "dropped %llu ms into the freeze",
+                  (unsigned long long)gone_ms);
+    cr_assert_lt(gone_ms, conf.stale_after_ms + 1000, "dropped %llu ms into the freeze", (unsigned long long)gone_ms);
+    cr_assert_eq(up, 1, "dropped for staleness, not because the connection went down");
+    /* Back with fresh values once the server answers again. */
+    wait_up();
+}
+
+/* With no host or hostaddr in conninfo, libpq takes PGHOST (a name is
+ * resolved by the poller, without blocking) or PGHOSTADDR. */
+Test(pg, pghost_fills_a_missing_host, .init = setup, .fini = teardown, .timeout = 60)
+{
+    char ci[512];
+    snprintf(ci, sizeof(ci), "port=%u dbname=swarm user=postgres password=%s", (unsigned)sg_pgh_port(h),
+             sg_pgh_password(h));
+    conf.conninfo = ci;
+    /* Each Criterion test runs in its own process: the environment is ours. */
+    unsetenv("PGHOSTADDR");
+    cr_assert_eq(setenv("PGHOST", "localhost", 1), 0);
+    start_pg();
+    wait_up();
+    cr_expect_eq(val("swarm_vm_max", ""), 8);
+    sg_pg_stop(poller);
+    poller = NULL;
+    /* PGHOSTADDR wins over PGHOST's name, which is then never looked up
+     * (it could not be: .invalid never resolves, RFC 6761). */
+    cr_assert_eq(setenv("PGHOST", "no-such-host.invalid", 1), 0);
+    cr_assert_eq(setenv("PGHOSTADDR", "127.0.0.1", 1), 0);
+    start_pg();
+    wait_up();
+    cr_expect_eq(val("swarm_vm_max", ""), 8);
 }

@@ -215,6 +215,40 @@ Test(spans, hostile_strings_stay_valid_json, .timeout = 30)
     cr_assert_eq(sg_test_json_count(mem, b.len, "evil"), 0);
 }
 
+/* Each encoder, at every buffer size: whole spans only (valid JSON, as
+ * many span ids as it says), a count that never drops as the buffer grows,
+ * 0 only when not even the envelope fits (overflow), some sizes that hold
+ * part of the batch, and a large buffer that holds all of it. */
+typedef size_t (*span_encoder_t)(sg_buf_t *, const sg_span_t *, size_t, const char *);
+
+static void check_cuts(span_encoder_t enc, const char *id_key, const sg_span_t *sp, size_t n_sp)
+{
+    static char mem[1 << 16];
+    size_t prev = 0, n_partial = 0, n_empty = 0;
+    for (size_t cap = 0; cap < 12000; cap += 97) {
+        sg_buf_t b;
+        sg_buf_init(&b, mem, cap);
+        size_t n = enc(&b, sp, n_sp, "s");
+        cr_assert_leq(b.len, cap);
+        cr_assert_geq(n, prev, "cap %zu holds %zu spans, a smaller one held %zu", cap, n, prev);
+        prev = n;
+        if (n == 0 && b.is_overflow) {
+            n_empty++;
+            continue;
+        }
+        cr_assert(sg_test_json_valid(mem, b.len, NULL, 0), "cap %zu", cap);
+        cr_assert_eq(sg_test_json_count(mem, b.len, id_key), (long)n, "cap %zu", cap);
+        n_partial += n > 0 && n < n_sp;
+    }
+    cr_assert_gt(n_empty, 0, "cap 0 cannot hold the envelope");
+    cr_assert_gt(n_partial, 0, "no buffer size gave a partial batch");
+    sg_buf_t b;
+    sg_buf_init(&b, mem, sizeof(mem));
+    cr_assert_eq(enc(&b, sp, n_sp, "s"), n_sp, "%zu bytes hold the whole batch", sizeof(mem));
+    cr_assert(sg_test_json_valid(mem, b.len, NULL, 0));
+    cr_assert_eq(sg_test_json_count(mem, b.len, id_key), (long)n_sp);
+}
+
 Test(spans, encoder_cuts_to_whole_spans, .timeout = 30)
 {
     sg_span_t sp[20];
@@ -222,23 +256,8 @@ Test(spans, encoder_cuts_to_whole_spans, .timeout = 30)
         sg_reqrec_t r = make_rec(200, i % 2);
         sg_span_from_rec(&sp[i], &r, "x");
     }
-    static char mem[1 << 16];
-    for (size_t cap = 0; cap < 12000; cap += 97) {
-        sg_buf_t b;
-        sg_buf_init(&b, mem, cap);
-        size_t n = sg_spans_encode_otlp(&b, sp, 20, "s");
-        cr_assert_leq(b.len, cap);
-        if (n == 0 && b.is_overflow)
-            continue;
-        cr_assert(sg_test_json_valid(mem, b.len, NULL, 0), "cap %zu", cap);
-        cr_assert_eq(sg_test_json_count(mem, b.len, "spanId"), (long)n);
-        sg_buf_init(&b, mem, cap);
-        n = sg_spans_encode_zipkin(&b, sp, 20, "s");
-        if (n == 0 && b.is_overflow)
-            continue;
-        cr_assert(sg_test_json_valid(mem, b.len, NULL, 0), "cap %zu", cap);
-        cr_assert_eq(sg_test_json_count(mem, b.len, "id"), (long)n);
-    }
+    check_cuts(sg_spans_encode_otlp, "spanId", sp, 20);
+    check_cuts(sg_spans_encode_zipkin, "id", sp, 20);
 }
 
 Test(spans, worst_case_span_fits_json_max, .timeout = 30)
