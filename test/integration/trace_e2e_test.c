@@ -385,19 +385,30 @@ Test(trace_e2e, proxy_errors_carry_the_id)
         {"GET /dead HTTP/1.1\r\nHost: t\r\n%s\r\n", 502, true},
         {"GET /slow?ms=1500 HTTP/1.1\r\nHost: t\r\n%s\r\n", 504, true},
         {"GET /a/x HTTP/1.1\r\n%s\r\n", 400, true}, /* no Host */
-        /* Content-Length and Transfer-Encoding (smuggling): refused by the
-         * HTTP parser before the trace headers are read, so a new id. */
+        /* Refused before the head was parsed, but the X-Trace-Id line was
+         * read whole: the client's id is reused (issue #16 item 4).
+         * Content-Length and Transfer-Encoding (smuggling): */
         {"POST /a/x HTTP/1.1\r\nHost: t\r\n%sContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400,
-         false},
+         true},
+        /* a malformed field line after it (space before the colon): */
+        {"GET /a/x HTTP/1.1\r\nHost: t\r\n%sBad : x\r\n\r\n", 400, true},
+        /* obs-fold after it: its value goes on, so it was not read as sent */
+        {"GET /a/x HTTP/1.1\r\nHost: t\r\n%s more\r\n\r\n", 400, false},
+        /* 414: nothing of the header block was read */
+        {"GET /a/%.17000d HTTP/1.1\r\nHost: t\r\n%s\r\n", 414, false},
     };
     for (int with_id = 0; with_id < 2; with_id++) {
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-            char id[40], hdr[64], raw[512];
+            static char raw[18000];
+            char id[40], hdr[64];
             snprintf(id, sizeof(id), "4bf92f35-77b3-4da6-a3ce-929d0e0e47%02zu", i);
             snprintf(hdr, sizeof(hdr), "X-Trace-Id: %s\r\n", id);
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
-            snprintf(raw, sizeof(raw), cases[i].raw, with_id ? hdr : "");
+            if (cases[i].status == 414)
+                snprintf(raw, sizeof(raw), cases[i].raw, 0, with_id ? hdr : "");
+            else
+                snprintf(raw, sizeof(raw), cases[i].raw, with_id ? hdr : "");
 #pragma GCC diagnostic pop
             hc_response_t r;
             cr_assert_eq(hc_request(api, raw, &r, 3000), HC_OK, "case %zu", i);
@@ -405,6 +416,39 @@ Test(trace_e2e, proxy_errors_carry_the_id)
             hc_response_free(&r);
         }
     }
+    stop_clean();
+}
+
+/* 431 (too many fields, a header block over limits.header_bytes): the
+ * X-Trace-Id line came before the limit was hit, so the answer carries it;
+ * an X-Trace-Id line cut off by the limit is not reused. */
+Test(trace_e2e, header_too_large_reuses_a_read_id)
+{
+    boot(NULL);
+    static char raw[80000];
+    hc_response_t r;
+    /* too many fields (limits.header_count: 100) */
+    size_t n = (size_t)snprintf(raw, sizeof(raw), "GET /a/x HTTP/1.1\r\nHost: t\r\nX-Trace-Id: " ID_A "\r\n");
+    for (int i = 0; i < 150; i++)
+        n += (size_t)snprintf(raw + n, sizeof(raw) - n, "X-Filler-%d: y\r\n", i);
+    snprintf(raw + n, sizeof(raw) - n, "\r\n");
+    cr_assert_eq(hc_request(api, raw, &r, 3000), HC_OK);
+    check_error(&r, 431, ID_A);
+    hc_response_free(&r);
+    /* over limits.header_bytes (64k): the id line first, then a large one */
+    char big[70000];
+    memset(big, 'y', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    snprintf(raw, sizeof(raw), "GET /a/x HTTP/1.1\r\nHost: t\r\nX-Trace-Id: " ID_B "\r\nX-Big: %s\r\n\r\n", big);
+    cr_assert_eq(hc_request(api, raw, &r, 3000), HC_OK);
+    check_error(&r, 431, ID_B);
+    hc_response_free(&r);
+    /* the id's own line is the one over the limit: not read whole */
+    snprintf(raw, sizeof(raw), "GET /a/x HTTP/1.1\r\nHost: t\r\nX-Big: %.65500s\r\nX-Trace-Id: " ID_A "\r\n\r\n",
+             big);
+    cr_assert_eq(hc_request(api, raw, &r, 3000), HC_OK);
+    check_error(&r, 431, NULL);
+    hc_response_free(&r);
     stop_clean();
 }
 
