@@ -282,8 +282,10 @@ Test(metrics_e2e, openmetrics_negotiated_with_exemplars)
     cr_assert_eq(obs_count_lines(t, "# EOF"), 1);
     /* Counter families are named without _total in OpenMetrics. */
     cr_assert_eq(obs_count_lines(t, "# TYPE swarm_http_requests counter"), 1);
-    char ex[96];
-    snprintf(ex, sizeof(ex), "# {trace_id=\"%s\"}", tid);
+    /* 32 lower-case hex, as the exported spans carry it (issue #16 item 4) */
+    char ex[96], hex[33];
+    obs_uuid_hex(tid, hex);
+    snprintf(ex, sizeof(ex), "# {trace_id=\"%s\"}", hex);
     const char *hit = strstr(t, ex);
     cr_assert(hit, "an exemplar carries the request's trace id %s:\n%s", tid, t);
     const char *line = hit;

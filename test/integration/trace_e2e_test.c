@@ -164,6 +164,8 @@ Test(trace_e2e, absent_id_generated_same_both_ways)
     char v[64];
     json_field(line, "span_id", v, sizeof(v));
     cr_assert_str_eq(v, parent, "parent-id upstream = this hop's span id");
+    json_field(line, "trace_id_hex", v, sizeof(v));
+    cr_assert_str_eq(v, want_hex, "the access log has the spans' form of the id too");
     cr_assert_eq(sg_test_json_count(line, strlen(line), "parent_span_id"), 0, "a restart has no parent");
     expect_source("generated", 1);
     free(line);
