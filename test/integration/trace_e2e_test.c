@@ -582,13 +582,161 @@ Test(trace_e2e, otlp_span_carries_the_id_and_parent)
     cr_assert(sg_test_json_get(span, strlen(span), "spanId", 0, v, sizeof(v)) > 0);
     cr_assert_str_eq(v, sid, "span id = the access log's span_id");
     cr_assert(sg_test_json_get(span, strlen(span), "name", 0, v, sizeof(v)) > 0);
-    cr_assert_str_eq(v, "GET app");
+    cr_assert_str_eq(v, "GET", "semconv: no route template, the method alone");
     free(line);
     cr_assert_eq(sg_test_json_count(span2, strlen(span2), "parentSpanId"), 0, "a root span has no parent: %s", span2);
     free(span);
     free(span2);
     double exported = 0;
-    cr_assert(obs_wait_metric_ge(admin, "swarm_spans_exported_total", 2, 5000, &exported), "exported %g", exported);
+    cr_assert(obs_wait_metric_ge(admin, "swarm_spans_exported_total{reason=\"sampled\"}", 2, 5000, &exported),
+              "exported %g", exported);
+    stop_clean();
+}
+
+/* An OTLP attribute's value object ({"stringValue":...}) in a span's text,
+ * or "" when absent. */
+static void span_attr(const char *span, const char *key, char *out, size_t cap)
+{
+    out[0] = '\0';
+    size_t len = strlen(span);
+    long n = sg_test_json_count(span, len, "key");
+    for (int i = 0; i < n; i++) {
+        char k[96];
+        if (sg_test_json_get(span, len, "key", i, k, sizeof(k)) > 0 && !strcmp(k, key)) {
+            cr_assert(sg_test_json_get(span, len, "value", i, out, cap) > 0);
+            return;
+        }
+    }
+}
+
+static bool is_lower_hex(const char *s, size_t n)
+{
+    if (strlen(s) != n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
+/* One span against the OTLP/JSON mapping (protobuf JSON: lower-case hex
+ * ids, fixed64 times as decimal strings, enums as numbers, int64 attribute
+ * values as strings). */
+static void check_otlp_span(const char *span)
+{
+    size_t len = strlen(span);
+    char v[256], err[128];
+    cr_assert(sg_test_json_valid(span, len, err, sizeof(err)), "%s: %s", err, span);
+    cr_assert(sg_test_json_get(span, len, "traceId", 0, v, sizeof(v)) > 0 && is_lower_hex(v, 32), "%s", span);
+    cr_assert(sg_test_json_get(span, len, "spanId", 0, v, sizeof(v)) > 0 && is_lower_hex(v, 16), "%s", span);
+    if (sg_test_json_count(span, len, "parentSpanId") > 0)
+        cr_assert(sg_test_json_get(span, len, "parentSpanId", 0, v, sizeof(v)) > 0 && is_lower_hex(v, 16));
+    cr_assert(strstr(span, "\"kind\":2,"), "kind is the enum number (SPAN_KIND_SERVER): %s", span);
+    cr_assert(strstr(span, "\"startTimeUnixNano\":\"") && strstr(span, "\"endTimeUnixNano\":\""),
+              "times are strings: %s", span);
+    cr_assert(sg_test_json_get(span, len, "startTimeUnixNano", 0, v, sizeof(v)) > 0 && strlen(v) == 19, "%s", v);
+    for (const char *p = strstr(span, "\"intValue\":"); p; p = strstr(p + 1, "\"intValue\":"))
+        cr_assert_eq(p[11], '"', "intValue is a string: %.40s", p);
+    if (strstr(span, "\"status\":"))
+        cr_assert(strstr(span, "\"status\":{\"code\":2"), "status code is the enum number: %s", span);
+    span_attr(span, "http.route", v, sizeof(v));
+    cr_assert_str_eq(v, "", "no http.route without a path template: %s", span);
+}
+
+/* Issue #16 item 5 through the binary: OTel HTTP server span rules, tail
+ * sampling (sample 0: only errors and slow requests, and a caller's
+ * sampled trace), counted by reason, one kept connection to the collector. */
+Test(trace_e2e, spans_by_otel_rules_with_tail_sampling)
+{
+    col = sg_collector_start();
+    cr_assert(col);
+    char url[96], yaml[256];
+    snprintf(yaml, sizeof(yaml),
+             "trace: {export: {otlp_http: \"%s\", batch_delay: 20ms, timeout: 2s, sample: 0.0, slow: 100ms}}\n",
+             sg_collector_url(col, "/v1/traces", url, sizeof(url)));
+    boot(yaml);
+    hc_response_t r;
+    char t_ok[64], t_404[64], t_502[64], t_slow[64], t_tp[64];
+    cr_assert_eq(send_req("/a/fast", NULL, &r, t_ok), 200);
+    hc_response_free(&r);
+    us_request_t q;
+    upstream_req(1, &q);
+    char hex[33], parent[17], flags[3];
+    upstream_traceparent(&q, hex, parent, flags);
+    cr_assert_str_eq(flags, "02", "head decision (sample 0) sent upstream: not sampled");
+    us_request_free(&q);
+    cr_assert_eq(send_req("/nothing", NULL, &r, t_404), 404);
+    hc_response_free(&r);
+    cr_assert_eq(send_req("/dead", NULL, &r, t_502), 502);
+    hc_response_free(&r);
+    cr_assert_eq(send_req("/slow?ms=200", NULL, &r, t_slow), 200);
+    hc_response_free(&r);
+    cr_assert_eq(send_req("/a/tp",
+                          "traceparent: 00-" HEX_B "-" PARENT "-01\r\ntracestate: congo=t61rcWkgMzE,rojo=1\r\n", &r,
+                          t_tp),
+                 200);
+    hc_response_free(&r);
+
+    double got = 0;
+    cr_assert(obs_wait_metric_eq(admin, "swarm_spans_exported_total{reason=\"error\"}", 2, 10000, &got), "%g", got);
+    cr_assert(obs_wait_metric_eq(admin, "swarm_spans_exported_total{reason=\"slow\"}", 1, 5000, &got), "%g", got);
+    cr_assert(obs_wait_metric_eq(admin, "swarm_spans_exported_total{reason=\"sampled\"}", 1, 5000, &got), "%g", got);
+
+    char h[33];
+    obs_uuid_hex(t_ok, h);
+    char *span = find_span(h);
+    cr_assert_null(span, "a fast 200 of an unsampled trace is not exported");
+    char v[256];
+
+    obs_uuid_hex(t_404, h);
+    span = find_span(h);
+    cr_assert(span, "a proxy-made 404 is exported");
+    check_otlp_span(span);
+    cr_assert_null(strstr(span, "\"status\""), "4xx server span: status unset: %s", span);
+    span_attr(span, "error.type", v, sizeof(v));
+    cr_assert_str_eq(v, "");
+    span_attr(span, "url.scheme", v, sizeof(v));
+    cr_assert_str_eq(v, "{\"stringValue\":\"http\"}");
+    span_attr(span, "server.address", v, sizeof(v));
+    cr_assert_str_eq(v, "{\"stringValue\":\"t\"}", "the Host header: %s", span);
+    span_attr(span, "server.port", v, sizeof(v));
+    cr_assert_str_eq(v, "{\"intValue\":\"80\"}", "no port in Host: the scheme's");
+    free(span);
+
+    obs_uuid_hex(t_502, h);
+    span = find_span(h);
+    cr_assert(span);
+    check_otlp_span(span);
+    cr_assert(strstr(span, "\"status\":{\"code\":2"), "%s", span);
+    span_attr(span, "error.type", v, sizeof(v));
+    cr_assert(!strcmp(v, "{\"stringValue\":\"connection_refused\"}") || !strcmp(v, "{\"stringValue\":\"502\"}"),
+              "error.type is low-cardinality: %s", v);
+    span_attr(span, "swarmgate.route", v, sizeof(v));
+    cr_assert_str_eq(v, "{\"stringValue\":\"dead\"}");
+    cr_assert(sg_test_json_get(span, strlen(span), "name", 0, v, sizeof(v)) > 0);
+    cr_assert_str_eq(v, "GET");
+    free(span);
+
+    obs_uuid_hex(t_slow, h);
+    span = find_span(h);
+    cr_assert(span, "a slow request is exported");
+    check_otlp_span(span);
+    cr_assert_null(strstr(span, "\"status\""));
+    free(span);
+
+    span = find_span(HEX_B);
+    cr_assert(span, "the caller's sampled trace is exported");
+    check_otlp_span(span);
+    cr_assert(sg_test_json_get(span, strlen(span), "traceState", 0, v, sizeof(v)) > 0, "%s", span);
+    cr_assert_str_eq(v, "congo=t61rcWkgMzE,rojo=1");
+    free(span);
+
+    size_t posts = sg_collector_count(col);
+    for (size_t i = 0; i < posts; i++) {
+        char *conn = sg_collector_header(col, i, "Connection");
+        cr_assert_null(conn, "POST %zu asks to close: %s", i, conn ? conn : "");
+    }
+    cr_assert_eq(sg_collector_connections(col), 1, "%zu POSTs on one kept connection", posts);
     stop_clean();
 }
 
@@ -669,9 +817,14 @@ Test(trace_e2e, collector_down_proxy_unaffected_spans_dropped)
             break;
     }
     cr_assert_gt(dropped, 0, "swarm_spans_dropped_total after %d requests", n);
-    double exported = -1;
-    cr_assert(obs_scrape_value(admin, "swarm_spans_exported_total", &exported));
-    cr_assert_eq(exported, 0);
+    static const char *const reasons[] = {"error", "slow", "sampled"};
+    for (int i = 0; i < 3; i++) {
+        char series[96];
+        snprintf(series, sizeof(series), "swarm_spans_exported_total{reason=\"%s\"}", reasons[i]);
+        double exported = -1;
+        cr_assert(obs_scrape_value(admin, series, &exported), "%s", series);
+        cr_assert_eq(exported, 0, "%s", series);
+    }
     stop_clean();
 }
 
