@@ -199,6 +199,16 @@ static int hex_digit(char c)
     return -1;
 }
 
+/* Up to _left body bytes of `avail` are skipped; then on to `next`. */
+static size_t take(sg__spans_resp_t *r, size_t avail, uint8_t next)
+{
+    size_t k = (size_t)SG_MIN((uint64_t)avail, r->_left);
+    r->_left -= k;
+    if (r->_left == 0)
+        r->_phase = next;
+    return k;
+}
+
 int sg__spans_resp_feed(sg__spans_resp_t *r, const char *p, size_t n, size_t *used, int64_t now_unix_s)
 {
     size_t i = 0;
@@ -217,14 +227,9 @@ int sg__spans_resp_feed(sg__spans_resp_t *r, const char *p, size_t n, size_t *us
                     return -1;
             }
             break;
-        case PH_LENGTH: {
-            size_t k = (size_t)SG_MIN((uint64_t)(n - i), r->_left);
-            i += k;
-            r->_left -= k;
-            if (r->_left == 0)
-                r->_phase = PH_DONE;
+        case PH_LENGTH:
+            i += take(r, n - i, PH_DONE);
             break;
-        }
         case PH_CHUNK_SIZE: {
             int d = hex_digit(c);
             i++;
@@ -258,14 +263,9 @@ int sg__spans_resp_feed(sg__spans_resp_t *r, const char *p, size_t n, size_t *us
                 r->_phase = PH_CHUNK_DATA;
             }
             break;
-        case PH_CHUNK_DATA: {
-            size_t k = (size_t)SG_MIN((uint64_t)(n - i), r->_left);
-            i += k;
-            r->_left -= k;
-            if (r->_left == 0)
-                r->_phase = PH_CHUNK_CR;
+        case PH_CHUNK_DATA:
+            i += take(r, n - i, PH_CHUNK_CR);
             break;
-        }
         case PH_CHUNK_CR:
             i++;
             if (c == '\r')

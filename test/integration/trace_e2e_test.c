@@ -740,6 +740,60 @@ Test(trace_e2e, spans_by_otel_rules_with_tail_sampling)
     stop_clean();
 }
 
+/* A CONNECT span (egress listener) names its target as server.address and
+ * server.port; it has no url.path (main sent the authority as the path). */
+Test(trace_e2e, connect_span_has_the_target_not_a_path)
+{
+    up = us_start("u1", false);
+    col = sg_collector_start();
+    cr_assert(up && col);
+    char url[96];
+    gw_start(&gw,
+             "workers: 1\n"
+             "listeners: [{name: egress, address: \"127.0.0.1:0\", mode: egress}]\n"
+             "admin: {address: \"127.0.0.1:0\"}\n"
+             "egress: {allow: [\"127.0.0.1:%u\"]}\n"
+             "trace: {export: {otlp_http: \"%s\", batch_delay: 20ms, timeout: 2s}}\n"
+             "shutdown: {drain_delay: 0ms, drain_timeout: 2s}\n",
+             us_port(up), sg_collector_url(col, "/v1/traces", url, sizeof(url)));
+    const char *eg = sg_proc_addr(&gw, "egress");
+    admin = sg_proc_addr(&gw, "admin");
+    cr_assert(eg && admin);
+    cr_assert(obs_wait_status(admin, "/health/ready", 200, 10000), "gateway ready");
+    hc_conn_t c;
+    cr_assert_eq(hc_connect(&c, eg, 3000), 0);
+    char req[256];
+    snprintf(req, sizeof(req), "CONNECT 127.0.0.1:%u HTTP/1.1\r\nHost: 127.0.0.1:%u\r\nX-Trace-Id: " ID_A "\r\n\r\n",
+             us_port(up), us_port(up));
+    cr_assert(hc_send_str(&c, req, 3000));
+    hc_response_t r;
+    cr_assert_eq(hc_read_response_ex(&c, &r, true, false, 5000), HC_OK);
+    cr_assert_eq(r.status, 200, "tunnel: %s", r.head);
+    hc_response_free(&r);
+    hc_close(&c); /* the span is made when the tunnel closes */
+
+    char *span = NULL;
+    long long deadline = obs_now_ms() + 10000;
+    while (!span && obs_now_ms() < deadline) {
+        sg_collector_wait(col, sg_collector_count(col) + 1, 200);
+        span = find_span(HEX_A);
+    }
+    cr_assert(span, "the CONNECT span was exported");
+    check_otlp_span(span);
+    char v[128], want[64];
+    span_attr(span, "http.request.method", v, sizeof(v));
+    cr_assert_str_eq(v, "{\"stringValue\":\"CONNECT\"}");
+    span_attr(span, "url.path", v, sizeof(v));
+    cr_assert_str_eq(v, "", "no url.path on a CONNECT span: %s", span);
+    span_attr(span, "server.address", v, sizeof(v));
+    cr_assert_str_eq(v, "{\"stringValue\":\"127.0.0.1\"}");
+    span_attr(span, "server.port", v, sizeof(v));
+    snprintf(want, sizeof(want), "{\"intValue\":\"%u\"}", us_port(up));
+    cr_assert_str_eq(v, want);
+    free(span);
+    stop_clean();
+}
+
 /* A reload that changes trace.export (the collector's URL) restarts the
  * exporter: spans of requests after it go to the new collector only. */
 Test(trace_e2e, reload_moves_span_export_to_a_new_collector)

@@ -273,12 +273,17 @@ void sg_collector_stall_next(sg_collector_t *c, int n)
     pthread_mutex_unlock(&c->mu);
 }
 
-size_t sg_collector_count(sg_collector_t *c)
+static size_t locked_size(sg_collector_t *c, const size_t *field)
 {
     pthread_mutex_lock(&c->mu);
-    size_t n = c->n_reqs;
+    size_t n = *field;
     pthread_mutex_unlock(&c->mu);
     return n;
+}
+
+size_t sg_collector_count(sg_collector_t *c)
+{
+    return locked_size(c, &c->n_reqs);
 }
 
 bool sg_collector_wait(sg_collector_t *c, size_t n, int timeout_ms)
@@ -362,16 +367,13 @@ void sg_collector_answer_next(sg_collector_t *c, int n, int status, const char *
 void sg_collector_set_chunked(sg_collector_t *c, bool is_chunked)
 {
     pthread_mutex_lock(&c->mu);
-    c->is_chunked = is_chunked;
+    c->is_chunked = is_chunked; /* read by the serving thread under mu */
     pthread_mutex_unlock(&c->mu);
 }
 
 size_t sg_collector_connections(sg_collector_t *c)
 {
-    pthread_mutex_lock(&c->mu);
-    size_t n = c->n_conns;
-    pthread_mutex_unlock(&c->mu);
-    return n;
+    return locked_size(c, &c->n_conns);
 }
 
 long long sg_collector_time_ms(sg_collector_t *c, size_t i)
