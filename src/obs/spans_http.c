@@ -21,8 +21,8 @@ enum {
     PH_CHUNK_DATA, /* _left bytes of chunk data */
     PH_CHUNK_CR,   /* CRLF after chunk data */
     PH_CHUNK_LF,
-    PH_TRAILER,    /* trailer fields up to an empty line */
-    PH_EOF,        /* body delimited by the close */
+    PH_TRAILER, /* trailer fields up to an empty line */
+    PH_EOF,     /* body delimited by the close */
     PH_DONE,
 };
 

@@ -12,9 +12,9 @@
  * delimited by Content-Length, chunked coding, or the close. Pure code:
  * no I/O, no allocation. Owner: the exporter that embeds it. */
 typedef struct sg__spans_resp {
-    unsigned status;          /* final status (1xx skipped); 0 until the head is read */
-    bool is_keep_alive;       /* the connection may carry the next request */
-    uint64_t retry_after_ms;  /* Retry-After (delta-seconds or HTTP-date); 0 = none */
+    unsigned status;         /* final status (1xx skipped); 0 until the head is read */
+    bool is_keep_alive;      /* the connection may carry the next request */
+    uint64_t retry_after_ms; /* Retry-After (delta-seconds or HTTP-date); 0 = none */
     /* private */
     uint8_t _phase;
     bool _has_digit;

@@ -33,11 +33,11 @@ struct sg_collector {
     size_t n_reqs;
     int fail_next;
     int stall_next;
-    int answer_next;       /* the next answer_next requests get answer_status */
+    int answer_next; /* the next answer_next requests get answer_status */
     int answer_status;
     char answer_extra[256]; /* header lines, "Name: value\r\n" each */
-    bool is_chunked;       /* 200s with a chunked body */
-    size_t n_conns;        /* connections accepted */
+    bool is_chunked;        /* 200s with a chunked body */
+    size_t n_conns;         /* connections accepted */
     long long times_ms[MAX_REQS];
     int stalled[MAX_STALLED];
     size_t n_stalled;
@@ -140,19 +140,24 @@ static void serve(sg_collector_t *c, int fd)
         }
         if (!stall && !fail && c->answer_next > 0) {
             c->answer_next--;
-            snprintf(resp, sizeof(resp), "HTTP/1.1 %d Answer\r\nContent-Type: application/json\r\n%s"
-                     "Content-Length: 2\r\n\r\n{}", c->answer_status, c->answer_extra);
+            snprintf(resp, sizeof(resp),
+                     "HTTP/1.1 %d Answer\r\nContent-Type: application/json\r\n%s"
+                     "Content-Length: 2\r\n\r\n{}",
+                     c->answer_status, c->answer_extra);
             close_after = strcasestr(c->answer_extra, "connection: close") != NULL;
         } else if (fail) {
             /* 503: retryable under OTLP/HTTP (429, 502, 503, 504) */
-            snprintf(resp, sizeof(resp), "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                                         "Content-Length: 2\r\n\r\n{}");
+            snprintf(resp, sizeof(resp),
+                     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                     "Content-Length: 2\r\n\r\n{}");
         } else if (c->is_chunked) {
-            snprintf(resp, sizeof(resp), "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                                         "Transfer-Encoding: chunked\r\n\r\n1;x=y\r\n{\r\n1\r\n}\r\n0\r\nT: 1\r\n\r\n");
+            snprintf(resp, sizeof(resp),
+                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n1;x=y\r\n{\r\n1\r\n}\r\n0\r\nT: 1\r\n\r\n");
         } else {
-            snprintf(resp, sizeof(resp), "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                                         "Content-Length: 2\r\n\r\n{}");
+            snprintf(resp, sizeof(resp),
+                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     "Content-Length: 2\r\n\r\n{}");
         }
         if (c->n_reqs < MAX_REQS) {
             c->times_ms[c->n_reqs] = now_ms();
