@@ -105,6 +105,7 @@ typedef struct sg_trace_conf {
         uint32_t queue_size;       /* per worker, default 8192 */
         uint64_t timeout_ms;       /* default 10s */
         const char *service_name;  /* default "swarmgate" */
+        uint64_t slow_ms;          /* spans of longer requests always exported, default 1s */
     } export;
 } sg_trace_conf_t;
 

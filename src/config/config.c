@@ -1200,6 +1200,7 @@ typedef struct trace_export_conf {
     uint32_t queue_size;
     uint64_t timeout_ms;
     const char *service_name;
+    uint64_t slow_ms;
 } trace_export_conf_t;
 _Static_assert(sizeof(trace_export_conf_t) == sizeof(((sg_trace_conf_t *)0)->export), "export layout");
 _Static_assert(offsetof(trace_export_conf_t, service_name) ==
@@ -1274,6 +1275,7 @@ static const field_t export_fields[] = {
     U32(trace_export_conf_t, "queue_size", queue_size, "8192", 1, 1000000),
     DUR(trace_export_conf_t, "timeout", timeout_ms, "10s", MS(1), SEC(3600)),
     STR(trace_export_conf_t, "service_name", service_name, "swarmgate", F_NONEMPTY, NULL),
+    DUR(trace_export_conf_t, "slow", slow_ms, "1s", 0, SEC(3600)),
 };
 static const schema_t export_schema = {SCHEMA(export_fields), 0, NULL, NULL, false, 0};
 

@@ -43,10 +43,10 @@ static void each_server(void *ud, sg_metrics_server_cb emit, void *ctx)
     }
 }
 
-static uint64_t spans_exported(void *ud)
+static uint64_t spans_exported(void *ud, size_t reason)
 {
     SG_UNUSED(ud);
-    return sg_spans_exported_total();
+    return sg_spans_exported_reason((sg_span_reason_t)reason);
 }
 
 static uint64_t spans_dropped(void *ud)

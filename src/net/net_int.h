@@ -608,6 +608,18 @@ const char *sg__txn_state_name(sg_txn_state_t s);
 /* Collects the trace header values of a parsed request head (configured id
  * header, traceparent, tracestate, the highest-ranked accepted alias). */
 void sg__proxy_trace_in(const sg_config_t *cfg, const sg_h1_head_t *h, sg_trace_in_t *in);
+/* head_trace.c: the trace-header field lines (configured id header,
+ * traceparent, tracestate, accepted aliases) of a raw request head that was
+ * not parsed whole: only lines received whole (LF-terminated) after the
+ * start line, up to the first line that is not a well-formed field line
+ * (a folded line drops the one it continues). At most cap; *is_full when
+ * more were there. Slices point into raw. */
+size_t sg__head_trace_fields(const sg_config_t *cfg, const char *raw, size_t len, sg_h1_header_t *out, size_t cap,
+                             bool *is_full);
+/* Resolves t->trace (and counts it) from what t->head holds, for a
+ * proxy-made error before the head was parsed: the client's valid id when
+ * its line was read, else a new one. Worker thread. */
+void sg__head_trace_resolve(sg_txn_t *t);
 typedef struct sg_uphead_in {
     const sg_config_t *cfg;
     int32_t route_idx; /* matched route (index into cfg->routes); -1: egress (no route, path kept) */
