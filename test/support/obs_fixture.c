@@ -72,6 +72,8 @@ char *obs_scrape_text(const char *admin)
     char *text = strdup(r.body);
     hc_response_free(&r);
     return text;
+}
+
 double obs_sum_lines(const char *text, const char *prefix, int *n)
 {
     size_t pl = strlen(prefix);
