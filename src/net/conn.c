@@ -311,6 +311,7 @@ static int head_step(sg_conn_t *c)
     sg_h1_parser_init(&t->parser, SG_H1_REQUEST);
     t->parser.max_body = t->gen->cfg->limits.body_bytes;
     t->parser.max_trailer_bytes = t->gen->cfg->limits.header_bytes;
+    t->parser.max_trailer_count = t->gen->cfg->limits.header_count;
     r = sg_h1_parse_head(&t->parser, t->head, t->head_len, (sg_h1_header_t *)(void *)(t->head + w->head_bytes),
                          w->head_max_hdrs, false);
     if (r < 0) {

@@ -187,7 +187,7 @@ static int trailer_bytes(sg_h1_parser_t *p, size_t n)
 static int trailer_field(sg_h1_parser_t *p, const char *at, size_t n)
 {
     if (p->_last_was_value || p->_tr_count == 0) {
-        if (++p->_tr_count > p->_max_headers)
+        if (++p->_tr_count > (p->max_trailer_count ? p->max_trailer_count : p->_max_headers))
             return refuse(p, 431, "too many trailer fields");
         p->_tr_name_len = 0;
         p->_last_was_value = false;
@@ -313,6 +313,9 @@ static int on_chunk_header(llhttp_t *ll)
 {
     if (ll->content_length > (uint64_t)INT64_MAX)
         return refuse(self(ll), 400, "chunk size too large");
+    /* llhttp calls this at the end of the size line, before framing_ok()
+     * reaches that line's LF: it knows whether trailers follow. */
+    self(ll)->_fr_is_last_chunk = ll->content_length == 0;
     return 0;
 }
 
@@ -531,6 +534,10 @@ static int on_headers_complete(llhttp_t *ll)
  * strict llhttp still takes a bare LF at the end of the trailer section
  * and after the last chunk ("0\r\n\n"); a next hop may not. Returns
  * false on a violation. */
+/* Where the framing stream is: a chunk-size line, the CRLF after chunk
+ * data, or the trailer section (after the last chunk's size line). */
+enum { FR_SIZE_LINE = 0, FR_AFTER_DATA, FR_TRAILERS };
+
 static bool framing_ok(sg_h1_parser_t *p, const char *from, const char *to)
 {
     for (const unsigned char *c = (const unsigned char *)from; c < (const unsigned char *)to; c++) {
@@ -538,7 +545,19 @@ static bool framing_ok(sg_h1_parser_t *p, const char *from, const char *to)
             return false;
         if ((*c < 0x20 && *c != '\t' && *c != '\r' && *c != '\n') || *c == 0x7f)
             return false;
+        /* A size line cannot end in ';': the strict llhttp takes "5;" and
+         * "5;x=y;" with no extension name after the last ';' (found by
+         * fuzz_diff_request; RFC 9112 7.1.1 wants a token there). */
+        if (p->_fr_where == FR_SIZE_LINE && *c == '\r' && p->_fr_prev == ';')
+            return false;
+        if (*c == '\n') {
+            if (p->_fr_where == FR_SIZE_LINE)
+                p->_fr_where = p->_fr_is_last_chunk ? FR_TRAILERS : FR_AFTER_DATA;
+            else if (p->_fr_where == FR_AFTER_DATA)
+                p->_fr_where = FR_SIZE_LINE;
+        }
         p->_fr_prev_cr = *c == '\r';
+        p->_fr_prev = *c;
     }
     return true;
 }
@@ -641,12 +660,13 @@ int sg_h1_parse_head(sg_h1_parser_t *p, const char *buf, size_t len, sg_h1_heade
     sg_h1_body_cb cb = p->on_body;
     void *ud = p->ud;
     uint64_t max_body = p->max_body;
-    uint32_t max_trailer_bytes = p->max_trailer_bytes;
+    uint32_t max_trailer_bytes = p->max_trailer_bytes, max_trailer_count = p->max_trailer_count;
     sg_h1_parser_init(p, p->kind);
     p->on_body = cb;
     p->ud = ud;
     p->max_body = max_body;
     p->max_trailer_bytes = max_trailer_bytes;
+    p->max_trailer_count = max_trailer_count;
     p->head.kind = p->kind;
     p->head.headers = headers;
     p->_max_headers = max_headers;

@@ -1468,6 +1468,7 @@ static bool resp_head_step(sg_upconn_t *u)
         return true;
     sg_h1_parser_init(&u->parser, SG_H1_RESPONSE);
     u->parser.max_trailer_bytes = t->gen->cfg->limits.header_bytes;
+    u->parser.max_trailer_count = t->gen->cfg->limits.header_count;
     r = sg_h1_parse_head(&u->parser, u->head, u->head_len, (sg_h1_header_t *)(void *)(u->head + w->head_bytes),
                          w->head_max_hdrs, (t->flags & SG_TXN_F_HEAD_REQ) != 0);
     if (r < 0) {
