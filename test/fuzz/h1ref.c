@@ -158,6 +158,9 @@ static int h1ref_request_line(h1ref_cur_t *c, h1ref_msg_t *m)
     }
     m->method = h1ref_mk(c, s, c->i);
     c->i++;
+    NEED(c);
+    if (c->p[c->i] == ' ') /* RFC 9112 3: each element separated by a single SP */
+        return h1ref_fail(c, H1REF_E_EXTRA_SP, c->i);
     s = c->i;
     for (;;) {
         NEED(c);
@@ -172,6 +175,9 @@ static int h1ref_request_line(h1ref_cur_t *c, h1ref_msg_t *m)
     }
     m->target = h1ref_mk(c, s, c->i);
     c->i++;
+    NEED(c);
+    if (c->p[c->i] == ' ')
+        return h1ref_fail(c, H1REF_E_EXTRA_SP, c->i);
     int r = h1ref_version(c, &m->version_minor);
     return r != R_OK ? r : h1ref_crlf(c);
 }
@@ -187,6 +193,9 @@ static int h1ref_status_line(h1ref_cur_t *c, h1ref_msg_t *m)
     if (c->p[c->i] != ' ')
         return h1ref_fail(c, H1REF_E_VERSION, c->i);
     c->i++;
+    NEED(c);
+    if (c->p[c->i] == ' ') /* RFC 9112 4: a single SP */
+        return h1ref_fail(c, H1REF_E_EXTRA_SP, c->i);
     int st = 0;
     for (int k = 0; k < 3; k++) {
         NEED(c);
@@ -630,7 +639,7 @@ void h1ref_parse_response(h1ref_out_t *o, const char *p, size_t n, bool is_head,
 const char *h1ref_err_name(h1ref_err_t e)
 {
     static const char *const names[] = {
-        "ok",          "line_end",   "method",      "target",         "target_8bit", "version",
+        "ok",          "line_end",   "method",      "extra_sp",    "target",         "target_8bit", "version",
         "status",      "reason",     "ws_line",     "field_name",     "field_value", "te_empty",
         "te_coding",   "te_cl",      "te_http10",   "cl",             "chunk_size",  "chunk_ext",
         "chunk_data_end", "trailer", "trailer_limit", "capacity",

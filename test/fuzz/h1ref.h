@@ -63,6 +63,7 @@ typedef enum h1ref_err {
     H1REF_OK = 0,
     H1REF_E_LINE_END,   /* CR not followed by LF, or a bare LF */
     H1REF_E_METHOD,     /* not a token followed by SP */
+    H1REF_E_EXTRA_SP,   /* more than one SP between start-line elements */
     H1REF_E_TARGET,     /* empty, or a byte that is not VCHAR */
     H1REF_E_TARGET_8BIT, /* a byte >= 0x80 in the request-target */
     H1REF_E_VERSION,    /* not "HTTP/1." DIGIT */
