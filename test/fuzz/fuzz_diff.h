@@ -109,6 +109,8 @@ static bool diff_TEMP_lead_is_fixing(diff_kind_t kind, bool is_response, const h
     /* found by these targets, reported (regressions/diff_*) */
     case H1REF_E_EXTRA_SP: /* diff_request/start_line_double_sp */
         return true;
+    case H1REF_E_CHUNK_EXT: /* diff_request/chunk_ext_empty_name, diff_response/chunk_ext_token_quote */
+        return true;
     case H1REF_E_TE_HTTP10: /* diff_response/http10_te */
         return is_response;
     default:
