@@ -372,12 +372,12 @@ static int h1ref_framing(h1ref_cur_t *c, h1ref_msg_t *m, bool is_request, bool i
     if (has_te) {
         size_t n_cod, n_chunked;
         bool is_last_chunked, is_all_known;
-        if (m->version_minor == 0)
-            return h1ref_fail(c, H1REF_E_TE_HTTP10, at);
         if (!h1ref_te_codings(o, m, &n_cod, &n_chunked, &is_last_chunked, &is_all_known))
             return h1ref_fail(c, H1REF_E_TE_CODING, at);
         if (n_cod == 0)
             return h1ref_fail(c, H1REF_E_TE_EMPTY, at);
+        if (m->version_minor == 0)
+            return h1ref_fail(c, H1REF_E_TE_HTTP10, at);
         if (has_cl)
             return h1ref_fail(c, H1REF_E_TE_CL, at);
         if (is_request) {
