@@ -2,8 +2,8 @@
  *
  * Included by the differential fuzz targets (one translation unit each;
  * test/unit/fuzz_replay_test.c includes both targets, hence the guard).
- * Each parse step returns R_OK, R_MORE (the input ended inside a valid
- * message) or R_ERR (o->err and o->err_off set). */
+ * Each parse step returns H1R_OK, H1R_MORE (the input ended inside a valid
+ * message) or H1R_ERR (o->err and o->err_off set). */
 #ifndef SG_H1REF_C
 #define SG_H1REF_C
 
@@ -11,7 +11,7 @@
 
 #include <string.h>
 
-enum { R_OK = 0, R_MORE = 1, R_ERR = -1 };
+enum { H1R_OK = 0, H1R_MORE = 1, H1R_ERR = -1 };
 
 typedef struct h1ref_cur {
     const unsigned char *p;
@@ -23,14 +23,14 @@ typedef struct h1ref_cur {
 #define NEED(c)                                                                                                        \
     do {                                                                                                               \
         if ((c)->i >= (c)->n)                                                                                          \
-            return R_MORE;                                                                                             \
+            return H1R_MORE;                                                                                             \
     } while (0)
 
 static int h1ref_fail(h1ref_cur_t *c, h1ref_err_t e, size_t off)
 {
     c->o->err = e;
     c->o->err_off = off;
-    return R_ERR;
+    return H1R_ERR;
 }
 
 /* RFC 9110 5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" /
@@ -98,7 +98,7 @@ static int h1ref_crlf(h1ref_cur_t *c)
     if (c->p[c->i] != '\n')
         return h1ref_fail(c, H1REF_E_LINE_END, c->i);
     c->i++;
-    return R_OK;
+    return H1R_OK;
 }
 
 static void h1ref_body_put(h1ref_out_t *o, h1ref_msg_t *m, const unsigned char *p, size_t n)
@@ -126,7 +126,7 @@ static int h1ref_version(h1ref_cur_t *c, int *minor)
         return h1ref_fail(c, H1REF_E_VERSION, c->i);
     *minor = c->p[c->i] - '0';
     c->i++;
-    return R_OK;
+    return H1R_OK;
 }
 
 /* RFC 9112 2.2: a recipient SHOULD ignore at least one empty line (CRLF)
@@ -136,9 +136,9 @@ static int h1ref_skip_empty_lines(h1ref_cur_t *c)
     for (;;) {
         NEED(c);
         if (c->p[c->i] != '\r')
-            return c->p[c->i] == '\n' ? h1ref_fail(c, H1REF_E_LINE_END, c->i) : R_OK;
+            return c->p[c->i] == '\n' ? h1ref_fail(c, H1REF_E_LINE_END, c->i) : H1R_OK;
         int r = h1ref_crlf(c);
-        if (r != R_OK)
+        if (r != H1R_OK)
             return r;
     }
 }
@@ -179,7 +179,7 @@ static int h1ref_request_line(h1ref_cur_t *c, h1ref_msg_t *m)
     if (c->p[c->i] == ' ')
         return h1ref_fail(c, H1REF_E_EXTRA_SP, c->i);
     int r = h1ref_version(c, &m->version_minor);
-    return r != R_OK ? r : h1ref_crlf(c);
+    return r != H1R_OK ? r : h1ref_crlf(c);
 }
 
 /* status-line = HTTP-version SP status-code SP [ reason-phrase ] CRLF
@@ -187,7 +187,7 @@ static int h1ref_request_line(h1ref_cur_t *c, h1ref_msg_t *m)
 static int h1ref_status_line(h1ref_cur_t *c, h1ref_msg_t *m)
 {
     int r = h1ref_version(c, &m->version_minor);
-    if (r != R_OK)
+    if (r != H1R_OK)
         return r;
     NEED(c);
     if (c->p[c->i] != ' ')
@@ -244,7 +244,7 @@ static int h1ref_fields(h1ref_cur_t *c, bool is_trailer, size_t *first, size_t *
         unsigned char ch = c->p[c->i];
         if (ch == '\r' || ch == '\n') {
             int r = h1ref_crlf(c);
-            if (r == R_ERR && is_trailer)
+            if (r == H1R_ERR && is_trailer)
                 o->err = H1REF_E_TRAILER;
             return r;
         }
@@ -270,8 +270,8 @@ static int h1ref_fields(h1ref_cur_t *c, bool is_trailer, size_t *first, size_t *
         }
         size_t ve = c->i;
         int r = h1ref_crlf(c);
-        if (r != R_OK) {
-            if (r == R_ERR && is_trailer)
+        if (r != H1R_OK) {
+            if (r == H1R_ERR && is_trailer)
                 o->err = H1REF_E_TRAILER;
             return r;
         }
@@ -368,7 +368,7 @@ static int h1ref_framing(h1ref_cur_t *c, h1ref_msg_t *m, bool is_request, bool i
     }
     m->framing = H1REF_NONE;
     if (is_bodiless)
-        return R_OK;
+        return H1R_OK;
     if (has_te) {
         size_t n_cod, n_chunked;
         bool is_last_chunked, is_all_known;
@@ -385,21 +385,21 @@ static int h1ref_framing(h1ref_cur_t *c, h1ref_msg_t *m, bool is_request, bool i
             if (n_cod != 1 || !is_last_chunked)
                 return h1ref_fail(c, H1REF_E_TE_CODING, at);
             m->framing = H1REF_CHUNKED;
-            return R_OK;
+            return H1R_OK;
         }
         /* RFC 9112 7: chunked at most once, and then last. */
         if (!is_all_known || n_chunked > 1 || (n_chunked == 1 && !is_last_chunked))
             return h1ref_fail(c, H1REF_E_TE_CODING, at);
         m->framing = is_last_chunked ? H1REF_CHUNKED : H1REF_CLOSE;
-        return R_OK;
+        return H1R_OK;
     }
     if (has_cl) {
         m->framing = H1REF_LENGTH;
         m->content_length = cl;
-        return R_OK;
+        return H1R_OK;
     }
     m->framing = is_request ? H1REF_NONE : H1REF_CLOSE;
-    return R_OK;
+    return H1R_OK;
 }
 
 /* OWS at c->i; *seen says whether there was any. */
@@ -409,7 +409,7 @@ static int h1ref_ows(h1ref_cur_t *c, bool *seen)
     for (;;) {
         NEED(c);
         if (c->p[c->i] != ' ' && c->p[c->i] != '\t')
-            return R_OK;
+            return H1R_OK;
         *seen = true;
         c->i++;
     }
@@ -422,7 +422,7 @@ static int h1ref_chunk_ext(h1ref_cur_t *c)
     for (;;) {
         bool ws;
         int r = h1ref_ows(c, &ws);
-        if (r != R_OK)
+        if (r != H1R_OK)
             return r;
         unsigned char ch = c->p[c->i];
         if (ch == '\r' && !ws)
@@ -430,7 +430,7 @@ static int h1ref_chunk_ext(h1ref_cur_t *c)
         if (ch != ';')
             return h1ref_fail(c, H1REF_E_CHUNK_EXT, c->i);
         c->i++;
-        if ((r = h1ref_ows(c, &ws)) != R_OK)
+        if ((r = h1ref_ows(c, &ws)) != H1R_OK)
             return r;
         size_t s = c->i;
         while (c->i < c->n && h1ref_tchar(c->p[c->i]))
@@ -439,14 +439,14 @@ static int h1ref_chunk_ext(h1ref_cur_t *c)
         if (c->i == s)
             return h1ref_fail(c, H1REF_E_CHUNK_EXT, c->i);
         size_t save = c->i;
-        if ((r = h1ref_ows(c, &ws)) != R_OK)
+        if ((r = h1ref_ows(c, &ws)) != H1R_OK)
             return r;
         if (c->p[c->i] != '=') {
             c->i = save; /* the OWS belongs to the next extension's BWS */
             continue;
         }
         c->i++;
-        if ((r = h1ref_ows(c, &ws)) != R_OK)
+        if ((r = h1ref_ows(c, &ws)) != H1R_OK)
             return r;
         if (c->p[c->i] == '"') {
             /* quoted-string = DQUOTE *( qdtext / quoted-pair ) DQUOTE */
@@ -505,7 +505,7 @@ static int h1ref_chunked(h1ref_cur_t *c, h1ref_msg_t *m)
         if (ch != '\r' && ch != ';' && ch != ' ' && ch != '\t')
             return h1ref_fail(c, H1REF_E_CHUNK_SIZE, c->i);
         int r = h1ref_chunk_ext(c);
-        if (r != R_OK)
+        if (r != H1R_OK)
             return r;
         if (size == 0)
             return h1ref_fields(c, true, &m->trailer0, &m->n_trailers);
@@ -513,7 +513,7 @@ static int h1ref_chunked(h1ref_cur_t *c, h1ref_msg_t *m)
         if (avail < size) {
             h1ref_body_put(c->o, m, c->p + c->i, avail);
             c->i = c->n;
-            return R_MORE;
+            return H1R_MORE;
         }
         h1ref_body_put(c->o, m, c->p + c->i, (size_t)size);
         c->i += (size_t)size;
@@ -537,27 +537,27 @@ static int h1ref_body(h1ref_cur_t *c, h1ref_msg_t *m, bool is_eof)
         if (avail < m->content_length) {
             h1ref_body_put(c->o, m, c->p + c->i, avail);
             c->i = c->n;
-            return R_MORE;
+            return H1R_MORE;
         }
         h1ref_body_put(c->o, m, c->p + c->i, (size_t)m->content_length);
         c->i += (size_t)m->content_length;
-        return R_OK;
+        return H1R_OK;
     }
     case H1REF_CHUNKED:
         return h1ref_chunked(c, m);
     case H1REF_CLOSE:
         h1ref_body_put(c->o, m, c->p + c->i, c->n - c->i);
         c->i = c->n;
-        return is_eof ? R_OK : R_MORE;
+        return is_eof ? H1R_OK : H1R_MORE;
     default:
-        return R_OK;
+        return H1R_OK;
     }
 }
 
 static void h1ref_finish(h1ref_cur_t *c, int r)
 {
     h1ref_out_t *o = c->o;
-    o->state = r == R_MORE ? H1REF_PARTIAL : r == R_ERR ? H1REF_ERROR : H1REF_END;
+    o->state = r == H1R_MORE ? H1REF_PARTIAL : r == H1R_ERR ? H1REF_ERROR : H1REF_END;
 }
 
 void h1ref_init(h1ref_out_t *o, char *body, size_t body_cap)
@@ -570,23 +570,23 @@ void h1ref_init(h1ref_out_t *o, char *body, size_t body_cap)
 static int h1ref_head(h1ref_cur_t *c, h1ref_msg_t *m, bool is_request)
 {
     int r = h1ref_skip_empty_lines(c);
-    if (r != R_OK)
+    if (r != H1R_OK)
         return r;
     m->start = c->i;
     r = is_request ? h1ref_request_line(c, m) : h1ref_status_line(c, m);
-    if (r != R_OK)
+    if (r != H1R_OK)
         return r;
     r = h1ref_fields(c, false, &m->field0, &m->n_fields);
-    if (r != R_OK)
+    if (r != H1R_OK)
         return r;
     m->head_end = c->i;
-    return R_OK;
+    return H1R_OK;
 }
 
 void h1ref_parse_requests(h1ref_out_t *o, const char *p, size_t n, const h1ref_limits_t *lim)
 {
     h1ref_cur_t c = {(const unsigned char *)p, n, 0, o, lim};
-    int r = R_OK;
+    int r = H1R_OK;
     while (c.i < n) {
         if (o->n_msgs == H1REF_MAX_MSGS) {
             o->is_truncated = true;
@@ -594,11 +594,11 @@ void h1ref_parse_requests(h1ref_out_t *o, const char *p, size_t n, const h1ref_l
         }
         h1ref_msg_t *m = &o->msg[o->n_msgs];
         memset(m, 0, sizeof(*m));
-        if ((r = h1ref_head(&c, m, true)) != R_OK)
+        if ((r = h1ref_head(&c, m, true)) != H1R_OK)
             break;
-        if ((r = h1ref_framing(&c, m, true, false)) != R_OK)
+        if ((r = h1ref_framing(&c, m, true, false)) != H1R_OK)
             break;
-        if ((r = h1ref_body(&c, m, false)) != R_OK)
+        if ((r = h1ref_body(&c, m, false)) != H1R_OK)
             break;
         m->end = c.i;
         o->n_msgs++;
@@ -610,7 +610,7 @@ void h1ref_parse_response(h1ref_out_t *o, const char *p, size_t n, bool is_head,
                           const h1ref_limits_t *lim)
 {
     h1ref_cur_t c = {(const unsigned char *)p, n, 0, o, lim};
-    int r = R_OK;
+    int r = H1R_OK;
     for (;;) {
         if (o->n_msgs == H1REF_MAX_MSGS) {
             o->is_truncated = true;
@@ -618,15 +618,15 @@ void h1ref_parse_response(h1ref_out_t *o, const char *p, size_t n, bool is_head,
         }
         h1ref_msg_t *m = &o->msg[o->n_msgs];
         memset(m, 0, sizeof(*m));
-        if ((r = h1ref_head(&c, m, false)) != R_OK)
+        if ((r = h1ref_head(&c, m, false)) != H1R_OK)
             break;
         bool is_interim = m->status < 200 && m->status != 101;
         /* RFC 9112 6.3 rule 1: HEAD, 1xx (101: the connection changes
          * protocol after the head), 204 and 304 have no body. */
         bool is_bodiless = is_head || m->status < 200 || m->status == 204 || m->status == 304;
-        if ((r = h1ref_framing(&c, m, false, is_bodiless)) != R_OK)
+        if ((r = h1ref_framing(&c, m, false, is_bodiless)) != H1R_OK)
             break;
-        if ((r = h1ref_body(&c, m, is_eof)) != R_OK)
+        if ((r = h1ref_body(&c, m, is_eof)) != H1R_OK)
             break;
         m->end = c.i;
         o->n_msgs++;

@@ -22,6 +22,12 @@
 #define LLVMFuzzerTestOneInput sg_fuzz_trace_one
 #include "../fuzz/fuzz_trace.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput sg_fuzz_diff_request_one
+#include "../fuzz/fuzz_diff_request.c"
+#undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput sg_fuzz_diff_response_one
+#include "../fuzz/fuzz_diff_response.c"
+#undef LLVMFuzzerTestOneInput
 
 #include "sg/expose.h"
 
@@ -97,6 +103,19 @@ Test(fuzz_replay, config, .timeout = 60)
 Test(fuzz_replay, trace, .timeout = 60)
 {
     replay("trace", sg_fuzz_trace_one);
+}
+
+/* The differential targets (issue #15): their regressions fail until the
+ * leniencies they record are fixed in src/net (the libFuzzer-only
+ * allow-list in test/fuzz/fuzz_diff.h does not apply here). */
+Test(fuzz_replay, diff_request, .timeout = 60)
+{
+    replay("diff_request", sg_fuzz_diff_request_one);
+}
+
+Test(fuzz_replay, diff_response, .timeout = 60)
+{
+    replay("diff_response", sg_fuzz_diff_response_one);
 }
 
 /* ---- one test per finding ---------------------------------------------------- */
