@@ -21,13 +21,16 @@
  *      body bytes it sent on) is accepted by the reference with the same
  *      boundaries, status, version, fields and decoded body.
  *
- * The client is HTTP/1.1 (no de-chunking), sent no Expect and asked for no
- * upgrade (an upstream 101 is a 502 here, as in proxy.c). Bytes after the
- * final response are dropped by swarmgate (the connection is not reused)
- * and not read by the reference.
+ * The client sent no Expect and asked for no upgrade (an upstream 101 is a
+ * 502 here, as in proxy.c). An HTTP/1.0 client gets no interim response
+ * and a chunked body de-chunked (SG_TXN_F_DECODE: the decoded bytes go
+ * out, the close ends the body). Bytes after the final response are
+ * dropped by swarmgate (the connection is not reused) and not read by the
+ * reference.
  *
  * Input: byte 0 = options (bit 0: the request was HEAD, bit 1: the client
- * asked to close, bits 4-7: read size 1 + 11*k), the rest = upstream bytes. */
+ * asked to close, bit 2: the client is HTTP/1.0, bits 4-7: read size
+ * 1 + 11*k), the rest = upstream bytes. */
 #include "fuzz_diff.h"
 #include "net/net_int.h"
 #include "sg/config.h"
@@ -81,6 +84,7 @@ static struct {
     dresp_msg_t msg[DRESP_MAX_MSGS];
     size_t n_msgs;
     bool will_close;
+    bool is_decode;
     char out[DRESP_OUT_MAX];
     size_t out_len;
     char body[DRESP_IN_MAX];
@@ -106,7 +110,7 @@ static void dresp_out_put(const char *p, size_t n)
     g_dresp.out_len += n;
 }
 
-static void dresp_run(const char *in, size_t n, bool is_head, bool client_close, size_t piece)
+static void dresp_run(const char *in, size_t n, bool is_head, bool client_close, bool client_10, size_t piece)
 {
     const sg_config_t *cfg = dresp_cfg();
     const sg_limits_conf_t *lim = &cfg->limits;
@@ -134,13 +138,21 @@ static void dresp_run(const char *in, size_t n, bool is_head, bool client_close,
         bool is_interim = h->status >= 100 && h->status < 200 && h->status != 101;
         if (h->status == 101)
             return; /* no upgrade was asked: 502 */
-        /* resp_head_step's decisions (client HTTP/1.1, no decode) */
-        bool will_close = client_close;
+        /* resp_head_step's decisions: an HTTP/1.0 client is never kept alive */
+        bool will_close = client_close || client_10;
+        bool decode = false;
         if (!is_interim && h->has_body && h->is_eof_body)
             will_close = true;
+        if (!is_interim && h->has_body && h->is_chunked && client_10) {
+            decode = true;
+            will_close = true;
+        }
         size_t blen = 0;
-        /* forward_interim: an interim head is never Connection: close */
-        int b = sg__proxy_build_resphead(cfg, h, k_dresp_tid, false, is_interim ? false : will_close, built,
+        /* forward_interim: an interim head is never Connection: close, and
+         * never goes to an HTTP/1.0 client */
+        int b = -1;
+        if (!is_interim || !client_10)
+            b = sg__proxy_build_resphead(cfg, h, k_dresp_tid, decode, is_interim ? false : will_close, built,
                                          head_size, &blen);
         if (b != 0 && !is_interim)
             return; /* 502: response head too large */
@@ -162,17 +174,21 @@ static void dresp_run(const char *in, size_t n, bool is_head, bool client_close,
             continue;
         }
         g_dresp.will_close = will_close;
+        g_dresp.is_decode = decode;
         if (h->has_body) {
             p.on_body = dresp_on_body;
             p.ud = m;
             int r = SG_H1_BODY_MORE;
             while (pos < n) {
-                size_t k = SG_MIN(piece, n - pos), used = 0;
+                size_t k = SG_MIN(piece, n - pos), used = 0, before = g_dresp.body_len;
                 r = sg_h1_parse_body(&p, in + pos, k, &used);
                 if (r < 0)
                     return; /* "invalid response body from upstream": the client connection is aborted */
                 FUZZ_CHECK(used <= k);
-                dresp_out_put(in + pos, used);
+                if (decode) /* resp_body_step: the decoded bytes of this read */
+                    dresp_out_put(g_dresp.body + before, g_dresp.body_len - before);
+                else
+                    dresp_out_put(in + pos, used);
                 pos += used;
                 m->fwd_end = pos;
                 if (r == SG_H1_BODY_DONE)
@@ -275,7 +291,8 @@ static bool dresp_check_client(size_t i, size_t j, bool is_head, const char *in,
         DRESP_CHECK(diff_body_eq(g_dresp.body + m->body0, m->body_len, r, cm), DIFF_FORWARDED, i,
                     "client: decoded body differs");
         const h1ref_msg_t *rm = &g_dresp.rin.msg[i];
-        DRESP_CHECK(diff_trailers_eq(r, cm, &g_dresp.rin, rm), DIFF_FORWARDED, i, "client: trailers differ");
+        if (!g_dresp.is_decode) /* de-chunking drops them */
+            DRESP_CHECK(diff_trailers_eq(r, cm, &g_dresp.rin, rm), DIFF_FORWARDED, i, "client: trailers differ");
     }
     return true;
 }
@@ -287,12 +304,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t opt = data[0];
     bool is_head = (opt & 1) != 0;
     bool client_close = (opt & 2) != 0;
+    bool client_10 = (opt & 4) != 0;
     size_t piece = 1u + (size_t)(opt >> 4) * 11u;
     const char *in = (const char *)data + 1;
     size_t n = size - 1;
     g_dresp.n_msgs = g_dresp.out_len = g_dresp.body_len = 0;
-    g_dresp.will_close = false;
-    dresp_run(in, n, is_head, client_close, piece);
+    g_dresp.will_close = g_dresp.is_decode = false;
+    dresp_run(in, n, is_head, client_close, client_10, piece);
 
     const sg_limits_conf_t *lim = &dresp_cfg()->limits;
     const h1ref_limits_t rl = {lim->header_count, lim->header_bytes};
