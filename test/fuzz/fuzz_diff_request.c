@@ -20,7 +20,8 @@
  *      body bytes it forwarded) is accepted by the reference with the same
  *      boundaries, method, target, version, fields and decoded body.
  *      Where swarmgate is stricter (refuses what the reference takes), fine.
- * Policy: no header name with '_' goes upstream.
+ * Policy: no header name with '_' goes upstream; no CONNECT goes upstream
+ * from a reverse listener.
  *
  * Sequencing, as conn.c: one request at a time; the next one is read only
  * after a keep-alive HTTP/1.1 request (is_keep_alive, minor >= 1) that is
@@ -369,6 +370,10 @@ static bool dreq_check_upstream(size_t i, const char *in, size_t n)
     DREQ_CHECK(diff_eq_cstr(m->target, m->target_len, um->target), DIFF_FORWARDED, i,
                "upstream: target is not the rewritten one");
     DREQ_CHECK(um->version_minor == 1, DIFF_FORWARDED, i, "upstream: not HTTP/1.1");
+    /* proxy.c answers CONNECT on a reverse listener with 405: an upstream
+     * that takes it makes its connection a tunnel after a 2xx (RFC 9112
+     * 6.3 rule 2), which swarmgate would read as a response and pool. */
+    DREQ_CHECK(!h1ref_ieq(um->method, "connect"), DIFF_CONNECT, i, "upstream: CONNECT forwarded by a reverse listener");
     /* The fields as built: swarmgate's own parser on the head it built. */
     sg_h1_parser_t p;
     sg_h1_parser_init(&p, SG_H1_REQUEST);

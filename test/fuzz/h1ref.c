@@ -66,6 +66,7 @@ static bool h1ref_hex(unsigned char ch, unsigned *v)
     return true;
 }
 
+/* lit: lower case */
 static bool h1ref_ieq(h1ref_str_t s, const char *lit)
 {
     size_t n = strlen(lit);
@@ -357,8 +358,10 @@ static int h1ref_framing(h1ref_cur_t *c, h1ref_msg_t *m, bool is_request, bool i
             return h1ref_fail(c, H1REF_E_CL, at);
         for (size_t j = 0; j < f->value.len; j++) {
             unsigned char ch = (unsigned char)f->value.p[j];
-            if (ch < '0' || ch > '9' || v > (UINT64_MAX - 9) / 10)
+            if (ch < '0' || ch > '9')
                 return h1ref_fail(c, H1REF_E_CL, at);
+            if (v > ((uint64_t)INT64_MAX - (ch - '0')) / 10)
+                return h1ref_fail(c, H1REF_E_TOO_LARGE, at);
             v = v * 10 + (ch - '0');
         }
         if (has_cl && v != cl)
@@ -494,8 +497,8 @@ static int h1ref_chunked(h1ref_cur_t *c, h1ref_msg_t *m)
             unsigned v;
             if (!h1ref_hex(c->p[c->i], &v))
                 break;
-            if (size > (UINT64_MAX >> 4))
-                return h1ref_fail(c, H1REF_E_CHUNK_SIZE, c->i);
+            if (size > ((uint64_t)INT64_MAX >> 4))
+                return h1ref_fail(c, H1REF_E_TOO_LARGE, c->i);
             size = (size << 4) | v;
             c->i++;
         }
@@ -641,7 +644,7 @@ const char *h1ref_err_name(h1ref_err_t e)
     static const char *const names[] = {
         "ok",          "line_end",   "method",      "extra_sp",    "target",         "target_8bit", "version",
         "status",      "reason",     "ws_line",     "field_name",     "field_value", "te_empty",
-        "te_coding",   "te_cl",      "te_http10",   "cl",             "chunk_size",  "chunk_ext",
+        "te_coding",   "te_cl",      "te_http10",   "cl",  "too_large",    "chunk_size",  "chunk_ext",
         "chunk_data_end", "trailer", "trailer_limit", "capacity",
     };
     _Static_assert(sizeof(names) / sizeof(names[0]) == H1REF_E__COUNT, "h1ref_err_name table");

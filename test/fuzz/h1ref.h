@@ -27,7 +27,10 @@
  *    "chunked"; a response's must be known codings (chunked, gzip, deflate,
  *    compress, x-gzip, x-compress) with chunked, if present, once and last;
  *    otherwise the response is read until close. Identical repeated
- *    Content-Length fields are taken (RFC 9110 8.6), a list is not.
+ *    Content-Length fields are taken (RFC 9110 8.6), a list is not. A
+ *    Content-Length or chunk-size above 2^63-1 is refused (RFC 9110 8.6:
+ *    recipients must prevent integer overflow; a signed 64-bit reader
+ *    downstream would read such a size as negative).
  *  - Responses to HEAD, 1xx, 204 and 304 end with their head, whatever
  *    their framing fields say (RFC 9112 6.3 rule 1).
  *  - Trailer fields follow the field-line grammar and the limits given
@@ -76,7 +79,8 @@ typedef enum h1ref_err {
     H1REF_E_TE_CODING,  /* see the file comment */
     H1REF_E_TE_CL,      /* Transfer-Encoding and Content-Length */
     H1REF_E_TE_HTTP10,  /* Transfer-Encoding in an HTTP/1.0 message */
-    H1REF_E_CL,         /* Content-Length not 1*DIGIT, too large, or values differ */
+    H1REF_E_CL,         /* Content-Length not 1*DIGIT, or values differ */
+    H1REF_E_TOO_LARGE,  /* Content-Length or chunk-size above 2^63-1 */
     H1REF_E_CHUNK_SIZE,
     H1REF_E_CHUNK_EXT,
     H1REF_E_CHUNK_DATA_END, /* chunk data not followed by exactly CRLF */
