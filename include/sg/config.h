@@ -60,13 +60,14 @@ typedef struct sg_upstream_conf {
     sg_hostport_t *servers;
     size_t n_servers;
     sg_balance_t balance;
-    uint32_t keepalive;            /* max idle pooled conns per worker, default 64 */
+    uint32_t keepalive;            /* max idle pooled conns per worker, default 100000 (no cap) */
     uint64_t keepalive_timeout_ms; /* idle pooled conn lifetime, default 60s */
     uint64_t connect_timeout_ms;   /* default 5s */
     uint64_t response_timeout_ms;  /* request sent -> response head, default 60s */
     uint64_t read_timeout_ms;      /* between two reads of a response body, default 300s */
     uint32_t max_fails;            /* consecutive failures that eject a server, default 3 */
     uint64_t fail_timeout_ms;      /* ejection cool-down, default 10s */
+    bool count_timeouts;           /* a response timeout counts toward max_fails, default false */
     sg_health_check_conf_t health_check;
 } sg_upstream_conf_t;
 
@@ -187,7 +188,7 @@ typedef struct sg_egress_conf {
     uint64_t dns_ttl_ms;       /* default 30s */
     /* Connections to destinations (plain-HTTP forwarding; CONNECT uses
      * connect_timeout and tunnel_idle_timeout only): */
-    uint32_t keepalive;            /* idle connections kept per destination, default 8 */
+    uint32_t keepalive;            /* idle connections kept per destination, default 100000 (no cap) */
     uint64_t keepalive_timeout_ms; /* default 30s */
     uint64_t connect_timeout_ms;   /* default 10s -> 504 */
     uint64_t response_timeout_ms;  /* request sent -> response head, default 300s -> 504 */
@@ -219,6 +220,15 @@ typedef struct sg_log_conf {
     uint64_t flush_interval_ms; /* default 100ms */
 } sg_log_conf_t;
 
+/* limits.underscores_in_headers: what happens to request header fields
+ * whose name contains '_' (CGI/WSGI backends read X_A and X-A alike). */
+typedef enum sg_underscores {
+    SG_UNDERSCORES_DROP = 0, /* default: not forwarded, counted */
+    SG_UNDERSCORES_ALLOW,
+    SG_UNDERSCORES_REJECT, /* 400 */
+    SG_UNDERSCORES__COUNT
+} sg_underscores_t;
+
 typedef struct sg_limits_conf {
     uint32_t max_connections;        /* per worker, default 10000 */
     uint32_t request_line_bytes;     /* default 16k -> 414 */
@@ -231,6 +241,7 @@ typedef struct sg_limits_conf {
     uint64_t send_timeout_ms;        /* client not reading, default 60s */
     uint64_t tunnel_idle_timeout_ms; /* upgrade tunnel with no byte either way, default 1h */
     uint32_t buffer_bytes;           /* per-direction pending-write bound, default 256k */
+    sg_underscores_t underscores_in_headers; /* default drop */
 } sg_limits_conf_t;
 
 typedef struct sg_admin_conf {

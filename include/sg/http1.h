@@ -41,6 +41,8 @@ typedef struct sg_h1_scan {
     uint32_t n_lines;   /* header lines completed */
     uint8_t _state;
     bool is_in_start;
+    bool has_sp;         /* the start line has had its first SP ... */
+    uint32_t method_len; /* ... at this offset (a method overflow is 400, a long target 414) */
 } sg_h1_scan_t;
 
 enum {
@@ -69,18 +71,20 @@ typedef struct sg_h1_head {
     size_t n_headers;
     uint64_t content_length; /* valid when has_content_length */
     bool has_content_length;
-    bool is_chunked;    /* Transfer-Encoding with final chunked */
-    bool has_te;        /* any Transfer-Encoding header */
-    bool is_keep_alive; /* per version and Connection header */
-    bool is_upgrade;    /* request: Upgrade + Connection: upgrade (or CONNECT); response: 101 */
-    bool has_body;      /* a body follows the head (parser in body state) */
-    bool is_eof_body;   /* response body delimited by connection close */
+    bool is_chunked;              /* Transfer-Encoding with final chunked */
+    bool has_te;                  /* any Transfer-Encoding header */
+    bool is_keep_alive;           /* per version and Connection header */
+    bool is_upgrade;              /* request: Upgrade + Connection: upgrade (or CONNECT); response: 101 */
+    bool has_body;                /* a body follows the head (parser in body state) */
+    bool is_eof_body;             /* response body delimited by connection close */
+    uint32_t n_underscore_fields; /* fields whose name contains '_' (limits.underscores_in_headers) */
 } sg_h1_head_t;
 
 /* Called with decoded body bytes (chunk framing removed), if set. */
 typedef void (*sg_h1_body_cb)(void *ud, const char *p, size_t n);
 
 #define SG_H1_LLHTTP_SIZE 96
+#define SG_H1_TRAILER_BYTES_DEFAULT 8192u
 
 typedef struct sg_h1_parser {
     _Alignas(8) unsigned char _ll[SG_H1_LLHTTP_SIZE]; /* llhttp_t */
@@ -90,8 +94,22 @@ typedef struct sg_h1_parser {
     uint64_t body_bytes;   /* decoded body bytes seen */
     sg_h1_body_cb on_body; /* optional */
     void *ud;
+    uint32_t max_trailer_bytes; /* trailer section bytes, 0 = SG_H1_TRAILER_BYTES_DEFAULT; over -> 431 */
     /* private */
-    size_t _max_headers;
+    size_t _max_headers; /* header lines; trailer lines likewise */
+    const char *_buf;    /* the head being parsed (sg_h1_parse_head only) */
+    size_t _buf_len;
+    uint32_t _tr_bytes;    /* trailer section bytes so far */
+    uint32_t _tr_count;    /* trailer lines so far */
+    uint32_t _tr_name_len; /* current trailer name length */
+    char _tr_name[24];     /* its first bytes (long enough for every forbidden name) */
+    bool _tr_span_at_end;  /* the last trailer value span reached the end of its input */
+    const char *_in_start; /* the input of the current sg_h1_parse_body() call */
+    const char *_in_end;
+    const char *_fr_pos; /* chunked: start of the framing bytes not yet checked */
+    bool _fr_prev_cr;    /* chunked: the last framing byte was CR */
+    uint8_t _ext_state;  /* chunk extension value grammar state */
+    uint32_t _ext_len;   /* chunk extension name bytes so far */
     uint16_t _err_status;
     uint8_t _phase;
     bool _last_was_value;
@@ -131,6 +149,8 @@ const char *sg_h1_error_reason(const sg_h1_parser_t *p);
 const sg_h1_header_t *sg_h1_find(const sg_h1_head_t *h, sg_str_t name, size_t *count);
 /* True when a comma-separated header value list contains token (case-insensitive). */
 bool sg_h1_list_has(sg_str_t value, sg_str_t token);
+/* True when a field name contains '_' (limits.underscores_in_headers). */
+bool sg_h1_name_has_underscore(sg_str_t name);
 const char *sg_h1_reason_phrase(int status);
 
 #endif /* SG_HTTP1_H */

@@ -6,8 +6,8 @@
 
 #include "sg/common.h"
 
-#define SG_TRACE_ID_LEN 36   /* canonical UUID text */
-#define SG_TRACE_HEX_LEN 32  /* trace-id in traceparent */
+#define SG_TRACE_ID_LEN 36  /* canonical UUID text */
+#define SG_TRACE_HEX_LEN 32 /* trace-id in traceparent */
 #define SG_SPAN_ID_LEN 16
 #define SG_TRACEPARENT_LEN 55
 #define SG_TRACE_MAX_VALUES 8 /* header lines kept per header; more = invalid */
@@ -24,7 +24,12 @@ typedef enum sg_trace_source {
 /* Parses a canonical UUID (8-4-4-4-12 hex, any case, not all zeros).
  * On success writes the lower-cased form + NUL into out[37] and returns 0. */
 int sg_trace_id_parse(sg_str_t in, char out[SG_TRACE_ID_LEN + 1]) SG_MUST_CHECK;
-/* New random UUIDv4 (libuuid), lower case, into out[37]. */
+/* Times the per-thread id buffer was refilled by getrandom(), all
+ * threads (one refill per 32 new ids per thread). For tests and profiles. */
+uint64_t sg_trace_id_refills(void);
+/* New random UUIDv4 into out[37], lower case: 122 bits from the calling
+ * thread's getrandom() buffer, version and variant per RFC 9562 5.4,
+ * formatted by libuuid. Any thread; no lock; one system call per 32 ids. */
 void sg_trace_id_generate(char out[SG_TRACE_ID_LEN + 1]);
 /* New random non-zero 64-bit span id as 16 lower-hex chars + NUL. */
 void sg_span_id_generate(char out[SG_SPAN_ID_LEN + 1]);
@@ -48,8 +53,8 @@ bool sg_tracestate_valid(sg_str_t in);
 
 /* Header values of one request, as the parser saw them (each line apart). */
 typedef struct sg_trace_in {
-    sg_str_t xtid[SG_TRACE_MAX_VALUES]; /* configured id header (X-Trace-Id) */
-    size_t n_xtid;                      /* may exceed SG_TRACE_MAX_VALUES: then invalid */
+    sg_str_t xtid[SG_TRACE_MAX_VALUES];  /* configured id header (X-Trace-Id) */
+    size_t n_xtid;                       /* may exceed SG_TRACE_MAX_VALUES: then invalid */
     sg_str_t alias[SG_TRACE_MAX_VALUES]; /* first accepted alias header found (e.g. X-Request-Id) */
     size_t n_alias;
     sg_str_t traceparent[SG_TRACE_MAX_VALUES];
@@ -60,15 +65,15 @@ typedef struct sg_trace_in {
 
 /* What one hop decided. Everything is inline: no pointers into the request. */
 typedef struct sg_trace_ctx {
-    char trace_id[SG_TRACE_ID_LEN + 1];          /* X-Trace-Id to send both ways */
-    char span_id[SG_SPAN_ID_LEN + 1];            /* this hop's span */
-    char parent_span_id[SG_SPAN_ID_LEN + 1];     /* "" when restarted */
-    char traceparent[SG_TRACEPARENT_LEN + 1];    /* value to send upstream */
+    char trace_id[SG_TRACE_ID_LEN + 1];       /* X-Trace-Id to send both ways */
+    char span_id[SG_SPAN_ID_LEN + 1];         /* this hop's span */
+    char parent_span_id[SG_SPAN_ID_LEN + 1];  /* "" when restarted */
+    char traceparent[SG_TRACEPARENT_LEN + 1]; /* value to send upstream */
     uint8_t flags;
     sg_trace_source_t source;
-    bool had_invalid;  /* an incoming id/traceparent/tracestate was rejected */
-    bool conflict;     /* valid X-Trace-Id and traceparent disagreed */
-    char tracestate[SG_TRACESTATE_MAX + 1];      /* to forward; "" = none */
+    bool had_invalid;                       /* an incoming id/traceparent/tracestate was rejected */
+    bool conflict;                          /* valid X-Trace-Id and traceparent disagreed */
+    char tracestate[SG_TRACESTATE_MAX + 1]; /* to forward; "" = none */
     size_t tracestate_len;
 } sg_trace_ctx_t;
 

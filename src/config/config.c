@@ -902,6 +902,8 @@ static const char *const balances[] = {
     [SG_BALANCE_ROUND_ROBIN] = "round_robin", [SG_BALANCE_LEAST_IN_FLIGHT] = "least_in_flight"};
 static const char *const log_levels[] = {
     [SG_LOG_DEBUG] = "debug", [SG_LOG_INFO] = "info", [SG_LOG_WARN] = "warn", [SG_LOG_ERROR] = "error"};
+static const char *const underscore_modes[] = {
+    [SG_UNDERSCORES_DROP] = "drop", [SG_UNDERSCORES_ALLOW] = "allow", [SG_UNDERSCORES_REJECT] = "reject"};
 static const char *const log_formats[] = {
     [SG_LOG_FORMAT_AUTO] = "auto", [SG_LOG_FORMAT_TEXT] = "text", [SG_LOG_FORMAT_JSON] = "json"};
 /* Postgres queries give gauges or counters; histograms come only from the
@@ -1073,13 +1075,18 @@ static const field_t upstream_fields[] = {
      .off = offsetof(sg_upstream_conf_t, servers),
      .count_off = offsetof(sg_upstream_conf_t, n_servers)},
     ENUM(sg_upstream_conf_t, "balance", balance, "round_robin", balances),
-    U32(sg_upstream_conf_t, "keepalive", keepalive, "64", 0, 100000),
+    /* No small fixed cap by default (#18): the pool keeps what recent load
+     * needed (idle connections are at most the peak in flight) and
+     * keepalive_timeout trims it; a 64 cap made a third of the requests at
+     * 256 clients open a new upstream connection. */
+    U32(sg_upstream_conf_t, "keepalive", keepalive, "100000", 0, 100000),
     DUR(sg_upstream_conf_t, "keepalive_timeout", keepalive_timeout_ms, "60s", MS(1), DMAX),
     DUR(sg_upstream_conf_t, "connect_timeout", connect_timeout_ms, "5s", MS(1), DMAX),
     DUR(sg_upstream_conf_t, "response_timeout", response_timeout_ms, "60s", MS(1), DMAX),
     DUR(sg_upstream_conf_t, "read_timeout", read_timeout_ms, "300s", MS(1), DMAX),
     U32(sg_upstream_conf_t, "max_fails", max_fails, "3", 0, 1000),
     DUR(sg_upstream_conf_t, "fail_timeout", fail_timeout_ms, "10s", MS(1), DMAX),
+    BOOL(sg_upstream_conf_t, "count_timeouts", count_timeouts, "false"),
     OBJ(sg_upstream_conf_t, "health_check", health_check, health_schema),
 };
 static const schema_t upstream_schema = {
@@ -1696,7 +1703,7 @@ static const field_t egress_fields[] = {
     STR(sg_egress_conf_t, "auth_user", auth_user, NULL, F_NONEMPTY, NULL),
     STR(sg_egress_conf_t, "auth_password", auth_password, NULL, 0, NULL),
     DUR(sg_egress_conf_t, "dns_ttl", dns_ttl_ms, "30s", 0, SEC(86400)),
-    U32(sg_egress_conf_t, "keepalive", keepalive, "8", 0, 100000),
+    U32(sg_egress_conf_t, "keepalive", keepalive, "100000", 0, 100000), /* as upstreams (#18) */
     DUR(sg_egress_conf_t, "keepalive_timeout", keepalive_timeout_ms, "30s", MS(1), DMAX),
     DUR(sg_egress_conf_t, "connect_timeout", connect_timeout_ms, "10s", MS(1), DMAX),
     DUR(sg_egress_conf_t, "response_timeout", response_timeout_ms, "300s", MS(1), DMAX),
@@ -1730,6 +1737,7 @@ static const field_t limits_fields[] = {
     DUR(sg_limits_conf_t, "send_timeout", send_timeout_ms, "60s", MS(1), DMAX),
     DUR(sg_limits_conf_t, "tunnel_idle_timeout", tunnel_idle_timeout_ms, "1h", MS(1), DMAX),
     SIZE32(sg_limits_conf_t, "buffer_bytes", buffer_bytes, "256k", KIB(16), MIB(1024)),
+    ENUM(sg_limits_conf_t, "underscores_in_headers", underscores_in_headers, "drop", underscore_modes),
 };
 static const schema_t limits_schema = {SCHEMA(limits_fields), 0, NULL, NULL, false, 0};
 

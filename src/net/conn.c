@@ -299,6 +299,7 @@ static int head_step(sg_conn_t *c)
     conn_timer_stop(c);
     sg_h1_parser_init(&t->parser, SG_H1_REQUEST);
     t->parser.max_body = t->gen->cfg->limits.body_bytes;
+    t->parser.max_trailer_bytes = t->gen->cfg->limits.header_bytes;
     r = sg_h1_parse_head(&t->parser, t->head, t->head_len, (sg_h1_header_t *)(void *)(t->head + w->head_bytes),
                          w->head_max_hdrs, false);
     if (r < 0) {
@@ -344,8 +345,12 @@ static bool body_step(sg_conn_t *c)
             c->rbuf = NULL;
             c->rpos = c->rlen = 0;
         }
+        uint32_t n_req = c->n_requests;
         sg__proxy_body(t, buf, p, used); /* buf's ownership moves to the upstream write */
-        if (c->state == SG_CONN_CLOSED)
+        /* A synchronous upstream write failure answers 502 and ends t (its
+         * memory may already serve another request: compare the count, not
+         * only the pointer); nothing below may touch it then (#17). */
+        if (c->state == SG_CONN_CLOSED || c->txn != t || c->n_requests != n_req)
             return false;
     }
     if (r == SG_H1_BODY_DONE) {

@@ -5,7 +5,8 @@
 #include <llhttp.h>
 
 #if !defined(LLHTTP_STRICT_MODE) || !LLHTTP_STRICT_MODE
-#error "llhttp must be built with LLHTTP_STRICT_MODE=1 (third_party/llhttp.cmake): the loose machine lets smuggled framing through"
+#error                                                                                                                 \
+    "llhttp must be built with LLHTTP_STRICT_MODE=1 (third_party/llhttp.cmake): the loose machine lets smuggled framing through"
 #endif
 
 _Static_assert(sizeof(llhttp_t) <= SG_H1_LLHTTP_SIZE, "SG_H1_LLHTTP_SIZE too small for llhttp_t");
@@ -30,12 +31,9 @@ enum { BC_TEXT = 0, BC_WS, BC_CR, BC_BAD };
 
 static const uint8_t k_byte_class[256] = {
     /* 0x00-0x1f: control bytes are refused, except HTAB (whitespace) and CR */
-    BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD,
-    BC_BAD, BC_WS,  BC_BAD, BC_BAD, BC_BAD, BC_CR,  BC_BAD, BC_BAD,
-    BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD,
-    BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD,
-    [' '] = BC_WS,
-    [0x7f] = BC_BAD,
+    BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD,        BC_WS,           BC_BAD, BC_BAD,
+    BC_BAD, BC_CR,  BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD,        BC_BAD,          BC_BAD, BC_BAD,
+    BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, [' '] = BC_WS, [0x7f] = BC_BAD,
     /* everything else (visible ASCII, bytes >= 0x80): BC_TEXT */
 };
 
@@ -82,8 +80,17 @@ int sg_h1_scan_feed(sg_h1_scan_t *s, const sg_h1_limits_t *lim, const char *p, s
             s->line_len += (uint32_t)run;
             s->len += (uint32_t)run;
             if (s->is_in_start) {
+                /* The method is not the URI (RFC 9112 3): a start line that
+                 * overflows before its first SP is a bad request, not 414. */
+                if (!s->has_sp) {
+                    const unsigned char *sp = memchr(u + start, ' ', run);
+                    if (sp) {
+                        s->has_sp = true;
+                        s->method_len = s->line_len - run + (uint32_t)(sp - (u + start));
+                    }
+                }
                 if (s->line_len > lim->start_line_bytes)
-                    return -414;
+                    return s->has_sp && s->method_len < lim->start_line_bytes ? -414 : -400;
             } else if (s->len - s->start_len > lim->header_bytes) {
                 return -431;
             }
@@ -145,11 +152,177 @@ static int on_status(llhttp_t *ll, const char *at, size_t n)
     return 0;
 }
 
+static int refuse(sg_h1_parser_t *p, uint16_t status, const char *why)
+{
+    p->_err_status = status;
+    p->_err_reason = why;
+    return HPE_USER;
+}
+
+static bool is_tchar(unsigned char c);
+
+/* Trailer fields (RFC 9112 7.1.2) go on raw with the chunked body, so they
+ * are held to the same grammar and limits as header fields here: token
+ * names, field values of VCHAR / obs-text / SP / HTAB (no obs-fold, no
+ * bare CR or LF: llhttp passes a fold on inside the value), at most
+ * _max_headers lines and max_trailer_bytes bytes. Fields that frame,
+ * route or govern the connection are never allowed in a trailer (RFC 9110
+ * 6.5.1): a next hop that merges trailers into the head would otherwise
+ * read a second Content-Length or Host that swarmgate never saw. */
+static const char *const k_trailer_forbidden[] = {
+    "content-length", "transfer-encoding", "host",   "connection",       "keep-alive",   "te",
+    "trailer",        "upgrade",           "expect", "proxy-connection", "content-type", "content-encoding",
+    "content-range",
+};
+
+static int trailer_bytes(sg_h1_parser_t *p, size_t n)
+{
+    p->_tr_bytes += n;
+    uint32_t cap = p->max_trailer_bytes ? p->max_trailer_bytes : SG_H1_TRAILER_BYTES_DEFAULT;
+    if (p->_tr_bytes > cap)
+        return refuse(p, 431, "trailer section too large");
+    return 0;
+}
+
+static int trailer_field(sg_h1_parser_t *p, const char *at, size_t n)
+{
+    if (p->_last_was_value || p->_tr_count == 0) {
+        if (++p->_tr_count > p->_max_headers)
+            return refuse(p, 431, "too many trailer fields");
+        p->_tr_name_len = 0;
+        p->_last_was_value = false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!is_tchar((unsigned char)at[i]))
+            return refuse(p, 400, "invalid trailer field name");
+        if (p->_tr_name_len < sizeof(p->_tr_name))
+            p->_tr_name[p->_tr_name_len] = at[i];
+        p->_tr_name_len++;
+    }
+    return trailer_bytes(p, n);
+}
+
+static int on_header_field_complete(llhttp_t *ll)
+{
+    sg_h1_parser_t *p = self(ll);
+    if (p->_phase != PH_BODY)
+        return 0;
+    if (p->_tr_name_len == 0)
+        return refuse(p, 400, "empty trailer field name");
+    for (size_t i = 0; i < sizeof(k_trailer_forbidden) / sizeof(k_trailer_forbidden[0]); i++)
+        if (p->_tr_name_len <= sizeof(p->_tr_name) &&
+            sg_str_ieq(sg_str_make(p->_tr_name, p->_tr_name_len), sg_str_cstr(k_trailer_forbidden[i])))
+            return refuse(p, 400, "field not allowed in a trailer");
+    return 0;
+}
+
+static int trailer_value(sg_h1_parser_t *p, const char *at, size_t n)
+{
+    /* llhttp hands an obs-fold on as a second span of the same value
+     * ("y", then " z"). A value is legitimately in two spans only when the
+     * input ended between them: the first span reached the end of its
+     * buffer and the next starts at the start of the next one. */
+    if (p->_last_was_value && !(p->_tr_span_at_end && at == p->_in_start))
+        return refuse(p, 400, "obs-fold in a trailer field");
+    p->_tr_span_at_end = at + n == p->_in_end;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)at[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return refuse(p, 400, "invalid trailer field value");
+    }
+    p->_last_was_value = true;
+    return trailer_bytes(p, n);
+}
+
+/* Chunk extensions (RFC 9112 7.1.1): chunk-ext-name = token, chunk-ext-val
+ * = token / quoted-string. The strict llhttp still takes an empty name
+ * (";;"), an empty value ("a=") and a token glued to a quoted string
+ * (b"c"); a next hop may split such a line elsewhere. Checked byte by byte
+ * (a span can be cut by the end of a read). */
+enum { EXT_START = 0, EXT_TOKEN, EXT_QUOTED, EXT_QUOTED_ESC, EXT_CLOSED };
+
+static int on_chunk_ext_name(llhttp_t *ll, const char *at, size_t n)
+{
+    sg_h1_parser_t *p = self(ll);
+    for (size_t i = 0; i < n; i++)
+        if (!is_tchar((unsigned char)at[i]))
+            return refuse(p, 400, "invalid chunk extension");
+    p->_ext_len += (uint32_t)n;
+    return 0;
+}
+
+static int on_chunk_ext_name_complete(llhttp_t *ll)
+{
+    sg_h1_parser_t *p = self(ll);
+    if (p->_ext_len == 0)
+        return refuse(p, 400, "empty chunk extension name");
+    p->_ext_len = 0;
+    p->_ext_state = EXT_START;
+    return 0;
+}
+
+static bool is_qdtext(unsigned char c)
+{
+    /* RFC 9110 5.6.4: HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text */
+    return c == '\t' || c == ' ' || c == 0x21 || (c >= 0x23 && c <= 0x5b) || (c >= 0x5d && c != 0x7f);
+}
+
+static int on_chunk_ext_value(llhttp_t *ll, const char *at, size_t n)
+{
+    sg_h1_parser_t *p = self(ll);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)at[i];
+        switch (p->_ext_state) {
+        case EXT_START:
+            p->_ext_state = c == '"' ? EXT_QUOTED : is_tchar(c) ? EXT_TOKEN : EXT_CLOSED + 1;
+            break;
+        case EXT_TOKEN:
+            if (!is_tchar(c))
+                p->_ext_state = EXT_CLOSED + 1;
+            break;
+        case EXT_QUOTED:
+            p->_ext_state = c == '\\'      ? EXT_QUOTED_ESC
+                            : c == '"'     ? EXT_CLOSED
+                            : is_qdtext(c) ? EXT_QUOTED
+                                           : EXT_CLOSED + 1;
+            break;
+        case EXT_QUOTED_ESC: /* quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text ) */
+            p->_ext_state = (c == '\t' || c >= 0x20) && c != 0x7f ? EXT_QUOTED : EXT_CLOSED + 1;
+            break;
+        default:
+            p->_ext_state = EXT_CLOSED + 1;
+        }
+        if (p->_ext_state > EXT_CLOSED)
+            return refuse(p, 400, "invalid chunk extension value");
+    }
+    return 0;
+}
+
+static int on_chunk_ext_value_complete(llhttp_t *ll)
+{
+    sg_h1_parser_t *p = self(ll);
+    if (p->_ext_state != EXT_TOKEN && p->_ext_state != EXT_CLOSED)
+        return refuse(p, 400, "invalid chunk extension value");
+    p->_ext_state = EXT_START;
+    return 0;
+}
+
+/* A chunk size is an unsigned 64-bit number to llhttp; a next hop reading
+ * it as signed (int64_t, Java's long) would see a negative size. */
+static int on_chunk_header(llhttp_t *ll)
+{
+    if (ll->content_length > (uint64_t)INT64_MAX)
+        return refuse(self(ll), 400, "chunk size too large");
+    return 0;
+}
+
 static int on_header_field(llhttp_t *ll, const char *at, size_t n)
 {
     sg_h1_parser_t *p = self(ll);
+    if (p->_phase == PH_BODY)
+        return trailer_field(p, at, n);
     if (p->_phase != PH_HEAD)
-        return 0; /* trailers: forwarded raw, not interpreted */
+        return 0;
     if (p->_last_was_value || p->head.n_headers == 0) {
         if (p->head.n_headers >= p->_max_headers) {
             p->_err_status = 431;
@@ -169,6 +342,8 @@ static int on_header_field(llhttp_t *ll, const char *at, size_t n)
 static int on_header_value(llhttp_t *ll, const char *at, size_t n)
 {
     sg_h1_parser_t *p = self(ll);
+    if (p->_phase == PH_BODY)
+        return trailer_value(p, at, n);
     if (p->_phase != PH_HEAD || p->head.n_headers == 0)
         return 0;
     extend(&p->head.headers[p->head.n_headers - 1].value, at, n);
@@ -179,14 +354,13 @@ static int on_header_value(llhttp_t *ll, const char *at, size_t n)
 /* RFC 9110 5.6.2 tchar, as a table (this runs for every header name). */
 static const bool k_tchar[256] = {
     ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1,
-    ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1,
-    ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1,
-    ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1,
-    ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1,
-    ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+    ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1, ['0'] = 1,  ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
+    ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, ['A'] = 1,  ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,
+    ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1,  ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1,
+    ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,  ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1,
+    ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1,  ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1,
+    ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1,  ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1,
+    ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1,  ['z'] = 1,
 };
 
 static bool is_tchar(unsigned char c)
@@ -194,41 +368,101 @@ static bool is_tchar(unsigned char c)
     return k_tchar[c];
 }
 
-static bool is_token(sg_str_t s)
+/* RFC 9110 5.1: field-name = token; also says whether it has an '_'. */
+static bool is_field_name(sg_str_t s, bool *has_underscore)
 {
-    if (s.len == 0)
-        return false;
-    for (size_t i = 0; i < s.len; i++)
-        if (!is_tchar((unsigned char)s.p[i]))
+    bool us = false;
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.p[i];
+        if (!is_tchar(c))
+            return false;
+        us |= c == '_';
+    }
+    *has_underscore = us;
+    return s.len > 0;
+}
+
+/* RFC 9112 6.1 and 6.3: the only transfer coding swarmgate frames by, and
+ * so the only one it lets through in either direction, is one `chunked`
+ * on one Transfer-Encoding line. An empty field, `identity`, another
+ * coding, `chunked` twice or on two lines, or chunked not alone are each
+ * read one way by one parser and another way by the next hop (an empty
+ * TE is ignored by llhttp but taken as chunked by some servers). nginx
+ * applies the same rule. RFC 9110 8.6: Content-Length = 1*DIGIT, one
+ * field. */
+typedef struct framing_fields {
+    uint32_t n_te, n_cl;
+    bool is_te_chunked; /* the (only) TE value is exactly "chunked" */
+    bool is_cl_digits;  /* the (first) Content-Length value is 1*DIGIT */
+} framing_fields_t;
+
+static void framing_field(framing_fields_t *f, sg_str_t name, sg_str_t v)
+{
+    /* Cheap first-byte filter: this runs for every field of every head. */
+    char c0 = (char)(name.len ? name.p[0] | 0x20 : 0);
+    if (c0 == 't' && name.len == 17 && sg_str_ieq(name, SG_STR("transfer-encoding"))) {
+        f->is_te_chunked = f->n_te++ == 0 && sg_str_ieq(v, SG_STR("chunked"));
+    } else if (c0 == 'c' && name.len == 14 && sg_str_ieq(name, SG_STR("content-length"))) {
+        if (f->n_cl++ == 0) {
+            /* 1*DIGIT, and at most INT64_MAX: a next hop reading it as a
+             * signed 64-bit number must not see a negative length. */
+            uint64_t val = 0;
+            f->is_cl_digits = v.len > 0;
+            for (size_t i = 0; i < v.len && f->is_cl_digits; i++) {
+                unsigned d = (unsigned)(v.p[i] - '0');
+                f->is_cl_digits = d <= 9 && val <= ((uint64_t)INT64_MAX - d) / 10;
+                val = val * 10 + d;
+            }
+        }
+    }
+}
+
+/* RFC 9112 3.2 and RFC 3986 2: a request-target is ASCII; other octets
+ * travel percent-encoded. Raw bytes >= 0x80 (UTF-8, overlong forms) and
+ * DEL are refused: a backend may decode them into something the route
+ * check never saw. */
+static bool target_is_ascii(sg_str_t t)
+{
+    for (size_t i = 0; i < t.len; i++)
+        if ((unsigned char)t.p[i] >= 0x7f)
             return false;
     return true;
 }
 
-/* True when the last transfer coding over all Transfer-Encoding lines, as
- * the next hop reads the trimmed values we forward, is "chunked". */
-static bool te_last_is_chunked(const sg_h1_head_t *h)
+/* RFC 9112 4: status-line = HTTP-version SP 3DIGIT SP [reason]. llhttp
+ * reads "099" as 99 and "0200" as 200; a status is exactly three digits,
+ * 100-599 (RFC 9110 15). */
+static bool status_line_ok(const char *b, size_t n)
 {
-    sg_str_t last = SG_STR_NULL;
-    for (size_t i = 0; i < h->n_headers; i++) {
-        if (!sg_str_ieq(h->headers[i].name, SG_STR("transfer-encoding")))
-            continue;
-        sg_str_t v = h->headers[i].value;
-        size_t k = 0;
-        while (k < v.len) {
-            size_t s = k;
-            while (k < v.len && v.p[k] != ',')
-                k++;
-            size_t e = k;
-            while (s < e && (v.p[s] == ' ' || v.p[s] == '\t'))
-                s++;
-            while (e > s && (v.p[e - 1] == ' ' || v.p[e - 1] == '\t'))
-                e--;
-            if (e > s)
-                last = sg_str_make(v.p + s, e - s);
-            k++;
-        }
+    while (n && (*b == '\r' || *b == '\n')) { /* leading empty lines (scanner) */
+        b++;
+        n--;
     }
-    return last.p && sg_str_ieq(last, SG_STR("chunked"));
+    if (n < 13 || b[8] != ' ')
+        return false;
+    for (int i = 9; i < 12; i++)
+        if (b[i] < '0' || b[i] > '9')
+            return false;
+    if (b[12] != ' ' && b[12] != '\r')
+        return false;
+    return b[9] >= '1' && b[9] <= '5';
+}
+
+static const llhttp_settings_t g_settings_body;
+
+/* RFC 9112 3: request-line = method SP request-target SP HTTP-version,
+ * single spaces. llhttp takes "GET  / HTTP/1.1"; a next hop may read the
+ * empty string between the two spaces as the target. */
+static bool request_line_ok(const char *b, size_t n, const sg_h1_head_t *h)
+{
+    const char *end = b + n;
+    while (b < end && (*b == '\r' || *b == '\n')) /* leading empty lines (scanner) */
+        b++;
+    const char *m = h->method_name.p, *t = h->target.p;
+    if (m != b || !t || t != m + h->method_name.len + 1 || m[h->method_name.len] != ' ')
+        return false;
+    const char *v = t + h->target.len;
+    return end - v >= 10 && v[0] == ' ' && memcmp(v + 1, "HTTP/", 5) == 0 && v[9] == '\r';
 }
 
 static int on_headers_complete(llhttp_t *ll)
@@ -236,14 +470,25 @@ static int on_headers_complete(llhttp_t *ll)
     sg_h1_parser_t *p = self(ll);
     sg_h1_head_t *h = &p->head;
     h->version_major = ll->http_major;
-    h->version_minor = ll->http_minor;
+    /* RFC 9110 2.5: a higher minor version of HTTP/1 is handled as the
+     * highest one we support; llhttp is told to accept it (below). */
+    h->version_minor = ll->http_minor > 1 ? 1 : ll->http_minor;
+    if (ll->http_major != 1)
+        return refuse(p, p->kind == SG_H1_REQUEST ? 505 : 400, "unsupported HTTP version");
+    if (p->kind == SG_H1_RESPONSE && !status_line_ok(p->_buf, p->_buf_len))
+        return refuse(p, 400, "invalid status line");
     h->has_content_length = (ll->flags & F_CONTENT_LENGTH) != 0;
     h->content_length = h->has_content_length ? ll->content_length : 0;
     h->is_chunked = (ll->flags & F_CHUNKED) != 0;
     h->has_te = (ll->flags & F_TRANSFER_ENCODING) != 0;
     if (p->kind == SG_H1_RESPONSE)
         h->status = ll->status_code;
+    framing_fields_t ff = {0};
     for (size_t i = 0; i < h->n_headers; i++) {
+        /* RFC 9112 5.1: no whitespace between field name and colon. */
+        bool has_us = false;
+        if (!is_field_name(h->headers[i].name, &has_us))
+            return refuse(p, 400, "invalid header field name");
         sg_str_t *v = &h->headers[i].value;
         if (!v->p)
             *v = sg_str_make(h->headers[i].name.p + h->headers[i].name.len, 0);
@@ -253,36 +498,59 @@ static int on_headers_complete(llhttp_t *ll)
             v->p++;
             v->len--;
         }
+        framing_field(&ff, h->headers[i].name, *v);
+        h->n_underscore_fields += has_us;
     }
-    if (h->has_te && te_last_is_chunked(h) != h->is_chunked) {
-        /* RFC 9112 6.1/6.3: llhttp and the next hop must agree on the
-         * framing. llhttp does not take "chunked<TAB>" as chunked (a
-         * response is then read until close) while the trimmed value we
-         * forward says chunked: the client would frame the body another
-         * way (found by test/fuzz/fuzz_response.c). Refused: 400, 502 for
-         * a response. */
-        p->_err_status = 400;
-        p->_err_reason = "ambiguous Transfer-Encoding";
-        return HPE_USER;
-    }
-    for (size_t i = 0; i < h->n_headers; i++) {
-        if (!is_token(h->headers[i].name)) {
-            /* RFC 9112 5.1: no whitespace between field name and colon. */
-            p->_err_status = 400;
-            p->_err_reason = "invalid header field name";
-            return HPE_USER;
-        }
-    }
+    /* Framing (RFC 9112 6): llhttp and the next hop must agree on it.
+     * Refused: 400, 502 for a response. */
+    h->has_te = ff.n_te > 0;
+    if ((h->has_te && (ff.n_te > 1 || !ff.is_te_chunked)) || h->has_te != h->is_chunked)
+        return refuse(p, 400, "unsupported Transfer-Encoding");
+    if (h->has_te && ff.n_cl)
+        return refuse(p, 400, "both Transfer-Encoding and Content-Length");
+    if (ff.n_cl > 1 || (ff.n_cl && !ff.is_cl_digits))
+        return refuse(p, 400, "invalid Content-Length");
+    /* RFC 9112 6.1: a Transfer-Encoding in HTTP/1.0 means faulty framing. */
+    if (h->has_te && h->version_minor == 0)
+        return refuse(p, 400, "Transfer-Encoding in an HTTP/1.0 message");
+    if (p->kind == SG_H1_REQUEST && !request_line_ok(p->_buf, p->_buf_len, h))
+        return refuse(p, 400, "invalid request line");
+    if (p->kind == SG_H1_REQUEST && !target_is_ascii(h->target))
+        return refuse(p, 400, "invalid request target");
     p->_phase = PH_BODY;
+    ll->settings = (void *)(uintptr_t)&g_settings_body;
     /* RFC 9110 6.4.1: responses to HEAD, 1xx, 204 and 304 have no content. */
     if (p->kind == SG_H1_RESPONSE && (p->_skip_body || h->status < 200 || h->status == 204 || h->status == 304))
         return h->status == 101 ? 0 : 1;
     return 0;
 }
 
+/* The bytes of a chunked body that are not chunk data (sizes, extensions,
+ * line ends, trailers) are checked here as one stream, across reads:
+ * every line ends with CRLF, and no control byte but HTAB appears. The
+ * strict llhttp still takes a bare LF at the end of the trailer section
+ * and after the last chunk ("0\r\n\n"); a next hop may not. Returns
+ * false on a violation. */
+static bool framing_ok(sg_h1_parser_t *p, const char *from, const char *to)
+{
+    for (const unsigned char *c = (const unsigned char *)from; c < (const unsigned char *)to; c++) {
+        if (p->_fr_prev_cr ? *c != '\n' : *c == '\n')
+            return false;
+        if ((*c < 0x20 && *c != '\t' && *c != '\r' && *c != '\n') || *c == 0x7f)
+            return false;
+        p->_fr_prev_cr = *c == '\r';
+    }
+    return true;
+}
+
 static int on_body(llhttp_t *ll, const char *at, size_t n)
 {
     sg_h1_parser_t *p = self(ll);
+    if (p->head.is_chunked) {
+        if (!framing_ok(p, p->_fr_pos, at))
+            return refuse(p, 400, "invalid chunked framing");
+        p->_fr_pos = at + n;
+    }
     p->body_bytes += n;
     if (p->max_body && p->body_bytes > p->max_body) {
         p->_err_status = 413;
@@ -302,16 +570,22 @@ static int on_message_complete(llhttp_t *ll)
     return HPE_PAUSED; /* stop exactly at the message end */
 }
 
-static const llhttp_settings_t g_settings = {
-    .on_method = on_method,
-    .on_url = on_url,
-    .on_status = on_status,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
+/* Two tables: the head needs no per-field completion callback (the whole
+ * head is checked at on_headers_complete), trailers do; on_headers_complete
+ * switches to the second, so heads do not pay a call per field. */
+#define SG_H1_SETTINGS                                                                                                 \
+    .on_method = on_method, .on_url = on_url, .on_status = on_status, .on_header_field = on_header_field,              \
+    .on_header_value = on_header_value, .on_headers_complete = on_headers_complete, .on_body = on_body,                \
+    .on_message_complete = on_message_complete
+
+static const llhttp_settings_t g_settings = {SG_H1_SETTINGS};
+static const llhttp_settings_t g_settings_body = {SG_H1_SETTINGS,
+                                                  .on_header_field_complete = on_header_field_complete,
+                                                  .on_chunk_extension_name = on_chunk_ext_name,
+                                                  .on_chunk_extension_name_complete = on_chunk_ext_name_complete,
+                                                  .on_chunk_extension_value = on_chunk_ext_value,
+                                                  .on_chunk_extension_value_complete = on_chunk_ext_value_complete,
+                                                  .on_chunk_header = on_chunk_header};
 
 static sg_method_t method_of(uint8_t m)
 {
@@ -350,7 +624,9 @@ void sg_h1_parser_init(sg_h1_parser_t *p, sg_h1_kind_t kind)
 static int fail(sg_h1_parser_t *p, llhttp_errno_t err)
 {
     p->_phase = PH_ERROR;
-    if (err == HPE_USER && p->_err_status)
+    /* One of our callbacks refused (llhttp reports HPE_USER for a data
+     * callback, HPE_CB_HEADERS_COMPLETE for on_headers_complete). */
+    if (p->_err_status && p->_err_reason)
         return -(int)p->_err_status;
     p->_err_status = 400;
     p->_err_reason = llhttp_get_error_reason(LL(p));
@@ -365,15 +641,22 @@ int sg_h1_parse_head(sg_h1_parser_t *p, const char *buf, size_t len, sg_h1_heade
     sg_h1_body_cb cb = p->on_body;
     void *ud = p->ud;
     uint64_t max_body = p->max_body;
+    uint32_t max_trailer_bytes = p->max_trailer_bytes;
     sg_h1_parser_init(p, p->kind);
     p->on_body = cb;
     p->ud = ud;
     p->max_body = max_body;
+    p->max_trailer_bytes = max_trailer_bytes;
     p->head.kind = p->kind;
     p->head.headers = headers;
     p->_max_headers = max_headers;
     p->_skip_body = skip_body;
+    p->_buf = buf;
+    p->_buf_len = len;
     llhttp_t *ll = LL(p);
+    /* Any HTTP/1.x version is parsed; on_headers_complete refuses another
+     * major version and handles 1.2+ as 1.1 (RFC 9110 2.5). */
+    ll->lenient_flags |= LENIENT_VERSION;
     llhttp_errno_t err = llhttp_execute(ll, buf, len);
     sg_h1_head_t *h = &p->head;
     if (err == HPE_OK || err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
@@ -400,12 +683,7 @@ int sg_h1_parse_head(sg_h1_parser_t *p, const char *buf, size_t len, sg_h1_heade
             llhttp_resume(ll);
         else if (err == HPE_PAUSED_UPGRADE)
             llhttp_resume_after_upgrade(ll);
-        if (h->version_major != 1) {
-            p->_err_reason = "unsupported HTTP version";
-            p->_phase = PH_ERROR;
-            p->_err_status = 400;
-            return -400;
-        }
+        p->_buf = NULL;
         return 0;
     }
     return fail(p, err);
@@ -420,13 +698,22 @@ int sg_h1_parse_body(sg_h1_parser_t *p, const char *buf, size_t len, size_t *use
     if (p->_phase != PH_BODY)
         return -400;
     llhttp_t *ll = LL(p);
+    p->_in_start = buf;
+    p->_in_end = buf + len;
+    p->_fr_pos = buf;
     llhttp_errno_t err = llhttp_execute(ll, buf, len);
+    const char *end = err == HPE_OK ? buf + len : llhttp_get_error_pos(ll);
+    if ((err == HPE_OK || err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) && p->head.is_chunked &&
+        !framing_ok(p, p->_fr_pos, end)) {
+        refuse(p, 400, "invalid chunked framing");
+        return fail(p, HPE_USER);
+    }
     if (err == HPE_OK) {
         *used = len;
         return SG_H1_BODY_MORE;
     }
     if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
-        *used = (size_t)(llhttp_get_error_pos(ll) - buf);
+        *used = (size_t)(end - buf);
         return SG_H1_BODY_DONE;
     }
     return fail(p, err);
@@ -477,6 +764,11 @@ const sg_h1_header_t *sg_h1_find(const sg_h1_head_t *h, sg_str_t name, size_t *c
     if (count)
         *count = n;
     return first;
+}
+
+bool sg_h1_name_has_underscore(sg_str_t name)
+{
+    return name.len && memchr(name.p, '_', name.len) != NULL;
 }
 
 bool sg_h1_list_has(sg_str_t v, sg_str_t token)

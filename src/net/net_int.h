@@ -186,6 +186,9 @@ struct sg_worker {
     sg_obs_worker_t *obs;
 
     sg_freelist_t fl_conn, fl_txn, fl_upconn, fl_buf, fl_head, fl_wreq;
+    uint64_t trim_released; /* freelists' released_bytes at the last malloc_trim (worker.c) */
+    uint64_t trim_seen;     /* ... at the last tick */
+    uint64_t n_trims;
     size_t head_size;  /* bytes of one fl_head object */
     size_t head_bytes; /* head text capacity; header slots follow */
     size_t head_max_hdrs;
@@ -481,6 +484,9 @@ int sg__write_ext(sg_worker_t *w, uv_stream_t *s, const uv_buf_t *iov, unsigned 
                   void (*ext_free)(void *, const char *), void *ext_ud, sg_wreq_cb cb, void *owner) SG_MUST_CHECK;
 void sg__worker_conn_gone(sg_worker_t *w);
 bool sg__worker_can_accept(const sg_worker_t *w);
+/* The descriptor cap (runtime client_conn_cap over all workers, or
+ * admin_conn_cap for the control thread) is reached: refuse, do not wait. */
+bool sg__worker_over_conn_cap(const sg_worker_t *w);
 
 /* ---- timeq.c ----------------------------------------------------------- */
 void sg__tq_init(sg_worker_t *w);

@@ -459,17 +459,21 @@ int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size
     sg_str_t host = in->host, path = in->path, query = in->query;
     outbuf_t o = {out, 0, cap, false};
 
-    char rpath[4096];
-    size_t plen = path.len;
-    if (route)
-        plen = sg_router_rewrite_path(route, path, rpath, sizeof(rpath));
-    else if (plen < sizeof(rpath))
-        memcpy(rpath, path.p, plen);
-    if (plen >= sizeof(rpath))
-        return -414;
     out_str(&o, h->method_name);
     out_put(&o, " ", 1);
-    out_put(&o, rpath, plen);
+    if (route && !o.is_full) {
+        /* The rewritten path goes straight into the head: any target that
+         * fits the request-line limit is forwarded (RFC 9112 3: at least
+         * 8000 octets), not only what a fixed scratch buffer held. */
+        size_t room = o.cap - o.len;
+        size_t plen = sg_router_rewrite_path(route, path, o.p + o.len, room);
+        if (plen >= room)
+            o.is_full = true;
+        else
+            o.len += plen;
+    } else {
+        out_str(&o, path);
+    }
     if (query.p) {
         out_put(&o, "?", 1);
         out_str(&o, query);
@@ -509,6 +513,13 @@ int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size
             continue;
         }
         if (is_hop_by_hop(n) || is_trace_header(cfg, n) || is_named_by_connection(&ct, n))
+            continue;
+        /* Framing goes on as swarmgate framed the body (below), never as a
+         * field it did not use (RFC 9112 6.1, 6.3). */
+        if (sg_str_ieq(n, SG_STR("transfer-encoding")) || sg_str_ieq(n, SG_STR("content-length")))
+            continue;
+        if (h->n_underscore_fields && cfg->limits.underscores_in_headers != SG_UNDERSCORES_ALLOW &&
+            sg_h1_name_has_underscore(n))
             continue;
         uint32_t mf;
         if (is_max_forwards_method(h->method) && sg_str_ieq(n, SG_STR("max-forwards")) && max_forwards_parse(v, &mf) &&
@@ -555,6 +566,13 @@ int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size
         if (up)
             out_header(&o, SG_STR("Upgrade"), up->value);
     }
+    if (h->is_chunked) {
+        out_cstr(&o, "Transfer-Encoding: chunked\r\n");
+    } else if (h->has_content_length) {
+        out_cstr(&o, "Content-Length: ");
+        out_uint(&o, h->content_length);
+        out_put(&o, "\r\n", 2);
+    }
     const sg_trace_ctx_t *tr = in->trace;
     out_header(&o, sg_str_cstr(cfg->trace.header), sg_str_cstr(tr->trace_id));
     if (cfg->trace.traceparent && tr->traceparent[0])
@@ -568,7 +586,7 @@ int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size
     return 0;
 }
 
-/* Serializes the upstream request head into t->uphead. Returns 0, -414 or -431. */
+/* Serializes the upstream request head into t->uphead. Returns 0, -431 or -500. */
 static int build_upstream_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t host, sg_str_t path, sg_str_t query)
 {
     sg_conn_t *c = t->conn;
@@ -669,8 +687,27 @@ void sg__proxy_head(sg_conn_t *c)
     sg_str_t host = hh ? hh->value : SG_STR_NULL;
     sg_str_t target = h->target, path, query = SG_STR_NULL;
     bool is_absolute = false;
-    if (target.len >= 7 && (sg_str_ieq(sg_str_make(target.p, 7), SG_STR("http://")) ||
-                            (target.len >= 8 && sg_str_ieq(sg_str_make(target.p, 8), SG_STR("https://"))))) {
+    if (h->method == SG_METHOD_CONNECT) {
+        if (!is_egress) {
+            /* RFC 9110 15.5.6: a 405 lists the methods that are allowed. */
+            sg__conn_error_ex(c, 405, "CONNECT is not allowed on a reverse listener", NULL, k_reverse_allow, true);
+            return;
+        }
+        /* RFC 9112 3.2.3: CONNECT takes the authority form only; an
+         * origin-form or absolute-form CONNECT was routed like a GET. */
+        if (!target.len || target.p[0] == '/' || target.p[0] == '*' || memchr(target.p, '/', target.len)) {
+            sg__conn_error(c, 400, "CONNECT needs an authority-form target", true);
+            return;
+        }
+    }
+    if (h->method == SG_METHOD_CONNECT) {
+        /* Authority form; never a keep-alive request: after an error the
+         * client may already send tunnel bytes. */
+        host = path = target;
+        is_connect = true;
+        t->flags &= ~SG_TXN_F_CLIENT_KA;
+    } else if (target.len >= 7 && (sg_str_ieq(sg_str_make(target.p, 7), SG_STR("http://")) ||
+                                   (target.len >= 8 && sg_str_ieq(sg_str_make(target.p, 8), SG_STR("https://"))))) {
         /* Absolute form: the authority replaces Host (RFC 9112 3.2.2). */
         size_t skip = (target.p[4] == ':') ? 7 : 8;
         const char *a = target.p + skip, *end = target.p + target.len, *e = a;
@@ -687,17 +724,6 @@ void sg__proxy_head(sg_conn_t *c)
         path = target;
     } else if (sg_str_eq(target, SG_STR("*")) && h->method == SG_METHOD_OPTIONS) {
         path = target;
-    } else if (h->method == SG_METHOD_CONNECT) {
-        if (!is_egress) {
-            /* RFC 9110 15.5.6: a 405 lists the methods that are allowed. */
-            sg__conn_error_ex(c, 405, "CONNECT is not allowed on a reverse listener", NULL, k_reverse_allow, true);
-            return;
-        }
-        /* Authority form (RFC 9112 3.2.3); never a keep-alive request:
-         * after an error the client may already send tunnel bytes. */
-        host = path = target;
-        is_connect = true;
-        t->flags &= ~SG_TXN_F_CLIENT_KA;
     } else {
         sg__conn_error(c, 400, "invalid request target", true);
         return;
@@ -727,6 +753,22 @@ void sg__proxy_head(sg_conn_t *c)
     if (hh && !host_value_ok(hh->value)) {
         sg__conn_error(c, 400, "invalid Host header", true);
         return;
+    }
+    /* An empty Host names no host (nginx refuses it too); a reverse
+     * listener would otherwise route by the upstream's own address. */
+    if (hh && hh->value.len == 0 && !is_absolute && !is_egress) {
+        sg__conn_error(c, 400, "empty Host header", true);
+        return;
+    }
+    /* Names with '_' are mapped onto the same CGI/WSGI variables as those
+     * with '-' (X_Trace_Id = X-Trace-Id): dropped by default, like nginx's
+     * underscores_in_headers off; counted; or refused (docs/security.md). */
+    if (h->n_underscore_fields && cfg->limits.underscores_in_headers != SG_UNDERSCORES_ALLOW) {
+        if (cfg->limits.underscores_in_headers == SG_UNDERSCORES_REJECT) {
+            sg__conn_error(c, 400, "underscore in a header field name", true);
+            return;
+        }
+        sg_obs_header_fields_dropped(w->obs, l->idx, h->n_underscore_fields);
     }
     if (is_absolute && !host_value_ok(host)) {
         sg__conn_error(c, 400, "invalid absolute request target", true);
@@ -792,15 +834,17 @@ void sg__proxy_head(sg_conn_t *c)
         sg__conn_local(c, l->health_cb, l->health_ud, &lreq);
         return;
     }
+    if (sg_str_eq(path, SG_STR("*"))) {
+        /* OPTIONS * asks about the server itself (RFC 9110 9.3.7): the
+         * proxy answers 200 with Allow on either listener; no route. */
+        answer_here(c, &lreq, is_egress);
+        return;
+    }
     if (is_egress) {
         /* Forward proxy: no route; a destination instead of a server. */
         t->flags |= SG_TXN_F_EGRESS | (is_connect ? SG_TXN_F_CONNECT : 0u);
         if (sg__egress_head(t, h, target, host, is_absolute) < 0)
             return;
-    } else if (is_mf_zero && sg_str_eq(path, SG_STR("*"))) {
-        /* OPTIONS * asks about the server itself (RFC 9110 9.3.7): no route. */
-        answer_here(c, &lreq, false);
-        return;
     } else {
         /* Route (first match wins). */
         int32_t ri = sg_router_match(t->gen->router, host, path);
@@ -834,7 +878,7 @@ void sg__proxy_head(sg_conn_t *c)
         t->head = NULL;
     }
     if (r < 0) {
-        sg__conn_error(c, -r, r == -414 ? "rewritten path too long" : "request head too large for upstream", true);
+        sg__conn_error(c, -r, "request head too large for upstream", true);
         return;
     }
     if (is_egress)
@@ -993,6 +1037,7 @@ void sg__proxy_up_failed(sg_txn_t *t, sg_fail_t kind, const char *why)
 {
     sg_conn_t *c = t->conn;
     sg_worker_t *w = c->w;
+    bool is_ours = false;
     if (kind == SG_FAIL_RESET && (t->flags & SG_TXN_F_REPLAY) && !(t->flags & SG_TXN_F_FRESH) && t->uphead && t->up) {
         /* A reused connection failed before any response byte: send the
          * request again on a new connection (is_replayable). Not a server
@@ -1010,14 +1055,27 @@ void sg__proxy_up_failed(sg_txn_t *t, sg_fail_t kind, const char *why)
         if (r >= 0)
             return;
         why = uv_strerror(r); /* our own resources (the socket is opened later): not the server's fault */
+        is_ours = true;
     }
+    /* Passive health counts what says the server is broken: connect
+     * errors and timeouts, a close or reset before the response head on a
+     * connection opened for this request (on a reused one it is the
+     * keep-alive race), a broken head. A response timeout says the request
+     * is slow (a client can pick such requests on purpose) and counts only
+     * with count_timeouts (docs/routing.md). */
+    bool counts = !is_ours && !(t->flags & SG_TXN_F_RESP_HEAD);
+    if (kind == SG_FAIL_TIMEOUT)
+        counts = counts && ((t->up && t->up->state == SG_UPC_CONNECTING) ||
+                             (t->srv && t->srv->ups->conf->count_timeouts));
+    else if (kind == SG_FAIL_RESET)
+        counts = counts && !(t->up && (t->up->flags & SG_UPC_F_REUSED));
     if (t->up) {
         sg_upconn_t *u = t->up;
         t->up = NULL;
         u->txn = NULL;
         sg__upconn_release(u, false);
     }
-    if (t->srv_idx >= 0 && (kind == SG_FAIL_CONNECT || kind == SG_FAIL_TIMEOUT))
+    if (t->srv_idx >= 0 && counts)
         sg__server_fail(t->srv, sg_now_ms());
     if (kind == SG_FAIL_CONNECT)
         sg_obs_upstream_connect_error(w->obs, sg__wgen_ups_metric(t->gen, t->ups_idx));
@@ -1394,6 +1452,7 @@ static bool resp_head_step(sg_upconn_t *u)
     if (r == SG_H1_SCAN_MORE)
         return true;
     sg_h1_parser_init(&u->parser, SG_H1_RESPONSE);
+    u->parser.max_trailer_bytes = t->gen->cfg->limits.header_bytes;
     r = sg_h1_parse_head(&u->parser, u->head, u->head_len, (sg_h1_header_t *)(void *)(u->head + w->head_bytes),
                          w->head_max_hdrs, (t->flags & SG_TXN_F_HEAD_REQ) != 0);
     if (r < 0) {

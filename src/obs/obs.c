@@ -101,6 +101,18 @@ void sg_obs_conn_close(sg_obs_worker_t *o, int32_t listener_idx)
         sg_metrics_conn_close(o->shard, (size_t)listener_idx);
 }
 
+void sg_obs_conn_refused(sg_obs_worker_t *o, int32_t listener_idx, unsigned reason)
+{
+    if (o->shard)
+        sg_metrics_conn_refused(o->shard, listener_idx, (sg_conn_refused_t)reason);
+}
+
+void sg_obs_memory_trim(sg_obs_worker_t *o)
+{
+    if (o->shard)
+        sg_metrics_memory_trim(o->shard);
+}
+
 void sg_obs_inflight(sg_obs_worker_t *o, int delta)
 {
     /* The control thread serves only the admin listener: a scrape must not
@@ -136,6 +148,12 @@ void sg_obs_egress_refused(sg_obs_worker_t *o, unsigned reason)
 {
     if (o->shard)
         sg_metrics_egress_refused(o->shard, reason);
+}
+
+void sg_obs_header_fields_dropped(sg_obs_worker_t *o, int32_t listener_idx, uint64_t n)
+{
+    if (o->shard && listener_idx >= 0)
+        sg_metrics_header_fields_dropped(o->shard, (size_t)listener_idx, n);
 }
 
 void sg_obs_config_reload(sg_obs_worker_t *o, bool is_success)

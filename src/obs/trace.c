@@ -1,14 +1,16 @@
 /* Trace context rules (DESIGN.md section 4, W3C Trace Context Level 2).
  *
  * Pure functions over the header values the parser collected. The only
- * state is the random source: libuuid for new trace ids (UUIDv4) and a
- * per-thread splitmix64 generator, seeded from getrandom, for span ids (one
- * per request: no system call on the hot path). */
+ * state is the random source: a per-thread getrandom() buffer for new trace
+ * ids (UUIDv4, formatted by libuuid) and a per-thread splitmix64 generator,
+ * seeded from getrandom, for span ids (one per request: no system call on
+ * the hot path). */
 #include "sg/trace.h"
 
 #include <uuid/uuid.h>
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/random.h>
@@ -75,24 +77,55 @@ int sg_trace_id_parse(sg_str_t in, char out[SG_TRACE_ID_LEN + 1])
 
 static uint64_t span_next(void);
 
-/* New trace ids come from libuuid (uuid_generate_random: the kernel's
- * CSPRNG), as the platform's contract says. It is the costliest step of a
- * request that arrives without an id (a getrandom() plus libc reseeding per
- * call; docs/performance.md has the profile); requests that carry the
- * platform's X-Trace-Id never pay it. */
+/* New trace ids (#18): UUIDv4 whose 122 random bits come from a per-thread
+ * buffer filled by getrandom() (the kernel's CSPRNG), SG_TRACE_ID_BATCH ids
+ * per system call; libuuid formats them. uuid_generate_random() made 6
+ * system calls and reseeded libc's random() for every id (about 9,500
+ * instructions; docs/performance.md). Each worker thread has its own
+ * buffer: no lock, and a forked child would refill on its first id only if
+ * it were threaded the same way (swarmgate never forks after start). */
+#define SG_TRACE_ID_BATCH 32u
+static _Thread_local unsigned char id_pool[SG_TRACE_ID_BATCH * 16];
+static _Thread_local unsigned id_pool_left;
+static _Atomic uint64_t id_pool_refills;
+
+static void id_pool_refill(void)
+{
+    size_t got = 0;
+    while (got < sizeof(id_pool)) {
+        ssize_t n = getrandom(id_pool + got, sizeof(id_pool) - got, 0);
+        if (n > 0)
+            got += (size_t)n;
+        else if (n < 0 && errno != EINTR)
+            break;
+    }
+    if (got < sizeof(id_pool)) {
+        /* getrandom cannot fail on Linux >= 3.17 once the pool is ready;
+         * libuuid's own source fills what is missing. */
+        for (size_t i = got / 16; i < SG_TRACE_ID_BATCH; i++)
+            uuid_generate_random(id_pool + i * 16);
+    }
+    id_pool_left = SG_TRACE_ID_BATCH;
+    atomic_fetch_add_explicit(&id_pool_refills, 1, memory_order_relaxed);
+}
+
+uint64_t sg_trace_id_refills(void)
+{
+    return atomic_load_explicit(&id_pool_refills, memory_order_relaxed);
+}
+
 void sg_trace_id_generate(char out[SG_TRACE_ID_LEN + 1])
 {
-    uuid_t u;
-    uuid_generate_random(u);
-    /* libuuid sets version 4 and the RFC variant; never all zeros. */
-    size_t j = 0;
-    for (size_t i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            out[j++] = '-';
-        out[j++] = hex_lower[u[i] >> 4];
-        out[j++] = hex_lower[u[i] & 0xf];
-    }
-    out[SG_TRACE_ID_LEN] = '\0';
+    if (SG_UNLIKELY(id_pool_left == 0))
+        id_pool_refill();
+    unsigned char *u = id_pool + (size_t)(--id_pool_left) * 16;
+    /* RFC 9562 5.4: version 4 in the high nibble of octet 6, variant 10 in
+     * the two high bits of octet 8; 122 random bits remain, so the id is
+     * never all zeros. */
+    u[6] = (unsigned char)((u[6] & 0x0f) | 0x40);
+    u[8] = (unsigned char)((u[8] & 0x3f) | 0x80);
+    uuid_unparse_lower(u, out);
+    memset(u, 0, 16); /* an id is used once */
 }
 
 void sg_trace_id_to_hex(const char uuid[SG_TRACE_ID_LEN], char hex[SG_TRACE_HEX_LEN + 1])

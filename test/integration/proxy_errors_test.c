@@ -92,7 +92,6 @@ ParameterizedTestParameters(proxy_errors, smuggling_shapes_get_400)
         {"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n"},
         {"GET / HTTP/1.1\r\n\r\n"},
         {"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n"},
-        {"GET / HTTP/9.1\r\nHost: x\r\n\r\n"},
         {"GET\t/ HTTP/1.1\r\nHost: x\r\n\r\n"},
         {"G\x01T / HTTP/1.1\r\nHost: x\r\n\r\n"},
     };

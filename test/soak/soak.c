@@ -789,7 +789,8 @@ static int classify_line(const char *line)
             return CAUSE_RESET;
         return CAUSE_OTHER;
     }
-    if (strstr(line, "\"msg\":\"upstream app: server 127.0.0.1:") && strstr(line, " ejected for "))
+    if (strstr(line, "\"msg\":\"upstream app: server 127.0.0.1:") &&
+        (strstr(line, " ejected for ") || strstr(line, " kept in service after "))) /* the other one is out */
         return CAUSE_EJECT;
     if (strstr(line, "\"msg\":\"postgres: query "))
         return CAUSE_PGQUERY;

@@ -119,7 +119,12 @@ int sg_proc_start_env(sg_proc_t *p, const char *yaml, const char *const *env, in
             dup2(ofd, 1);
         for (const char *const *e = env; e && *e; e++)
             putenv((char *)(uintptr_t)*e);
-        execl(SG_BINARY, SG_BINARY, "--config", p->cfg_path, "--ports-file", p->ports_path, (char *)NULL);
+        /* SG_TEST_BINARY: another build of the binary (sgchurn runs one
+         * without sanitizers from the ASan test tree). */
+        const char *bin = getenv("SG_TEST_BINARY");
+        if (!bin || !*bin)
+            bin = SG_BINARY;
+        execl(bin, bin, "--config", p->cfg_path, "--ports-file", p->ports_path, (char *)NULL);
         _exit(127);
     }
     p->pid = pid;

@@ -1,8 +1,9 @@
 /* Runs the real swarmgate binary for integration tests: writes a YAML
- * config into a fresh temp dir, starts SG_BINARY --config FILE --ports-file
- * FILE with stdout/stderr captured to files, waits (deadline) until the
- * ports file lists every listener and the first one accepts a connection,
- * and stops it by PID (SIGTERM, then SIGKILL after the deadline). */
+ * config into a fresh temp dir, starts SG_BINARY (or $SG_TEST_BINARY when
+ * set) --config FILE --ports-file FILE with stdout/stderr captured to
+ * files, waits (deadline) until the ports file lists every listener and the
+ * first one accepts a connection, and stops it by PID (SIGTERM, then
+ * SIGKILL after the deadline). */
 #ifndef SG_TEST_PROC_H
 #define SG_TEST_PROC_H
 

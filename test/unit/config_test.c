@@ -170,7 +170,7 @@ Test(config, defaults_match_header, .timeout = 10)
     cr_assert_eq(cfg->admin.liveness_stale_ms, 10000);
     const sg_upstream_conf_t *u = &cfg->upstreams[0];
     cr_assert_eq(u->balance, SG_BALANCE_ROUND_ROBIN);
-    cr_assert_eq(u->keepalive, 64);
+    cr_assert_eq(u->keepalive, 100000);
     cr_assert_eq(u->keepalive_timeout_ms, 60000);
     cr_assert_eq(u->connect_timeout_ms, 5000);
     cr_assert_eq(u->response_timeout_ms, 60000);
@@ -227,7 +227,7 @@ Test(config, defaults_match_header, .timeout = 10)
     cr_assert_eq(cfg->egress.n_allow, 0);
     cr_assert_null(cfg->egress.auth_user);
     cr_assert_eq(cfg->egress.dns_ttl_ms, 30000);
-    cr_assert_eq(cfg->egress.keepalive, 8);
+    cr_assert_eq(cfg->egress.keepalive, 100000);
     cr_assert_eq(cfg->egress.keepalive_timeout_ms, 30000);
     cr_assert_eq(cfg->egress.connect_timeout_ms, 10000);
     cr_assert_eq(cfg->egress.response_timeout_ms, 300000);
