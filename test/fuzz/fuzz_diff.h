@@ -77,6 +77,7 @@ typedef enum diff_kind {
  * swarmgate received, msg_idx the message compared. */
 static bool diff_TEMP_lead_is_fixing(diff_kind_t kind, bool is_response, const h1ref_out_t *ref, size_t msg_idx)
 {
+    (void)is_response;
 #ifdef SG_FUZZ_REPLAY
     (void)kind;
     (void)is_response;
@@ -91,33 +92,18 @@ static bool diff_TEMP_lead_is_fixing(diff_kind_t kind, bool is_response, const h
     }
     if (strict)
         return false;
-    if (kind == DIFF_UNDERSCORE)
-        return true; /* known: header names with underscores (policy: dropped by default) */
-    if (kind == DIFF_CONNECT)
-        return true; /* found, reported: diff_request/connect_origin_form */
+    /* Fixed on main (merged here, 2026-12-07): empty or non-chunked
+     * Transfer-Encoding, trailer grammar, status 100-599, underscores,
+     * extra SP in start lines, CONNECT, TE in HTTP/1.0, sizes above
+     * INT64_MAX, chunk extensions. Those inputs in regressions/diff_* pass
+     * now and are no longer listed. */
+    (void)kind;
     if (ref->state != H1REF_ERROR || ref->n_msgs != msg_idx)
         return false; /* the reference read this message without error: not one of these */
     switch (ref->err) {
-    /* known, the lead's list */
-    case H1REF_E_TE_EMPTY:      /* empty Transfer-Encoding ignored for framing but forwarded */
-    case H1REF_E_TE_CODING:     /* identity, unknown codings, repeated chunked, chunked not alone */
-    case H1REF_E_TRAILER:       /* trailer fields not held to the field-line grammar */
-    case H1REF_E_TRAILER_LIMIT: /* nor to the head limits */
+    case H1REF_E_TRAILER_LIMIT: /* reported: 25 trailer lines pass where a head takes 24
+                                 * (diff_request/trailer_over_limits) */
         return true;
-    case H1REF_E_TE_CL:  /* responses: empty TE + CL, "identity, chunked" + CL */
-    case H1REF_E_STATUS: /* status not exactly 3 digits 100-599 ("099") */
-        return is_response;
-    case H1REF_E_TARGET_8BIT: /* raw non-ASCII bytes in the request-target */
-        return !is_response;
-    /* found by these targets, reported (regressions/diff_*) */
-    case H1REF_E_EXTRA_SP: /* diff_request/start_line_double_sp, diff_response/status_line_double_sp */
-        return true;
-    case H1REF_E_CHUNK_EXT: /* diff_request/chunk_ext_empty_name, diff_response/chunk_ext_token_quote */
-        return true;
-    case H1REF_E_TOO_LARGE: /* diff_request/cl_over_int64, diff_response/chunk_size_over_int64 */
-        return true;
-    case H1REF_E_TE_HTTP10: /* diff_response/http10_te */
-        return is_response;
     default:
         return false;
     }
