@@ -53,6 +53,16 @@ static bool diff_trailers_eq(const h1ref_out_t *a, const h1ref_msg_t *ma, const 
     return true;
 }
 
+/* swarmgate checks some things when a line ends (the chunk-size value and
+ * chunk extensions, in llhttp's callbacks at CRLF) where the reference
+ * stops at the first byte that cannot be: bytes of a line still open when
+ * the input ends (or the read is refused) may have gone on. A reference
+ * error at err_off is such a case when no LF follows it in p[err_off..end). */
+static bool diff_err_in_open_line(const char *p, size_t err_off, size_t end)
+{
+    return err_off >= end || memchr(p + err_off, '\n', end - err_off) == NULL;
+}
+
 static bool diff_body_eq(const char *sg_body, size_t sg_len, const h1ref_out_t *r, const h1ref_msg_t *m)
 {
     return sg_len == m->body_len && (sg_len == 0 || memcmp(sg_body, r->body + m->body0, sg_len) == 0);
@@ -103,6 +113,9 @@ static bool diff_TEMP_lead_is_fixing(diff_kind_t kind, bool is_response, const h
     switch (ref->err) {
     case H1REF_E_TRAILER_LIMIT: /* reported: 25 trailer lines pass where a head takes 24
                                  * (diff_request/trailer_over_limits) */
+        return true;
+    case H1REF_E_CHUNK_EXT: /* reported: an empty extension name at the end of the line ("5;" CRLF, "5;a=b;" CRLF)
+                             * passes: llhttp calls no name callback for it (regressions chunk_ext_trailing_semicolon) */
         return true;
     default:
         return false;

@@ -340,16 +340,14 @@ static bool dreq_check_client(size_t i, const char *in, size_t n)
         /* Swarmgate went on reading (and forwarding) the body up to
          * fwd_end, or wants more; the reference ended the message. */
         DREQ_CHECK(rm->end > m->fwd_end, DIFF_CLIENT, i, "reference ends the message inside what swarmgate forwarded");
-    } else if (!m->is_refused) {
-        /* The input ended inside the message: all swarmgate took is a valid prefix. */
-        DREQ_CHECK(r->state != H1REF_ERROR || r->err_off >= m->fwd_end, DIFF_CLIENT, i,
+    } else {
+        /* The input ended inside the message, or swarmgate refused the
+         * body after forwarding part of it (then the upstream connection is
+         * closed, not pooled: sg__txn_free). What it forwarded is a valid
+         * prefix, but for a line it had not finished checking. */
+        DREQ_CHECK(r->state != H1REF_ERROR || diff_err_in_open_line(in, r->err_off, m->fwd_end), DIFF_CLIENT, i,
                    "reference refuses bytes swarmgate forwarded");
     }
-    /* A body swarmgate refused after forwarding part of it (a chunk-size
-     * line is checked at its end, a trailer limit when it is passed) is no
-     * accepted message: the upstream connection is closed, not pooled
-     * (sg__txn_free releases it as not reusable). What must hold is that
-     * no message ended inside the forwarded bytes (above, and (a)). */
     DREQ_CHECK(rm->head_end == m->head_end, DIFF_CLIENT, i, "head ends elsewhere for the reference");
     const sg_h1_head_t *h = &m->head;
     DREQ_CHECK(diff_eq(h->method_name, rm->method), DIFF_CLIENT, i, "method differs");
@@ -374,7 +372,8 @@ static bool dreq_check_upstream(size_t i, const char *in, size_t n)
         DREQ_CHECK(i < r->n_msgs, DIFF_FORWARDED, i, "upstream: the reference does not read the message forwarded");
         DREQ_CHECK(um->end == m->up_end, DIFF_FORWARDED, i, "upstream: message ends elsewhere for the reference");
     } else {
-        DREQ_CHECK(r->n_msgs == i && (r->state == H1REF_PARTIAL || (m->is_refused && r->state == H1REF_ERROR)),
+        DREQ_CHECK(r->n_msgs == i && (r->state == H1REF_PARTIAL ||
+                                      (r->state == H1REF_ERROR && diff_err_in_open_line(g_dreq.up, r->err_off, g_dreq.up_len))),
                    DIFF_FORWARDED, i, "upstream: a message cut short is not a valid prefix for the reference");
     }
     DREQ_CHECK(um->start == m->up_start && um->head_end == m->up_head_end, DIFF_FORWARDED, i,
