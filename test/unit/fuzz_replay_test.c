@@ -8,6 +8,7 @@
  * invariants: a broken one aborts, which fails the test (an entry always
  * returns 0). Also holds one readable regression test per fuzz finding. */
 #include "fuzz_targets.h"
+#include "../fuzz/h1ref.c" /* the reference reader of the differential targets, tested below */
 
 #include "sg/expose.h"
 #include "sg/http1.h"
@@ -139,6 +140,73 @@ Test(fuzz_replay, every_corpus_dir_has_a_target, .timeout = 10)
     }
     /* The findings this file has a readable test for are on disk. */
     cr_assert_geq(cc.n_regressions, 2);
+}
+
+/* The strict reference reader of the differential targets (test/fuzz/h1ref.c)
+ * on hand-written messages: what it must take, and where it must stop. */
+Test(fuzz_h1ref, reads_and_refuses, .timeout = 10)
+{
+    static const struct {
+        bool is_response, is_head;
+        const char *in;
+        h1ref_state_t state;
+        size_t n_msgs;
+        h1ref_err_t err;
+        const char *body; /* of the last complete message */
+    } v[] = {
+        {false, false, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", H1REF_END, 1, H1REF_OK, ""},
+        {false, false, "\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n", H1REF_END, 2, H1REF_OK, ""},
+        {false, false, "POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET", H1REF_PARTIAL, 1, H1REF_OK, "abc"},
+        {false, false, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       "3;a=b;c=\"d e\"\r\nabc\r\n0\r\nT: 1\r\n\r\n", H1REF_END, 1, H1REF_OK, "abc"},
+        {false, false, "GET / HTTP/1.2\r\n\r\n", H1REF_END, 1, H1REF_OK, ""},
+        {false, false, "GET /  HTTP/1.1\r\n\r\n", H1REF_ERROR, 0, H1REF_E_EXTRA_SP, NULL},
+        {false, false, "GET / HTTP/2.0\r\n\r\n", H1REF_ERROR, 0, H1REF_E_VERSION, NULL},
+        {false, false, "GET /\x80 HTTP/1.1\r\n\r\n", H1REF_ERROR, 0, H1REF_E_TARGET_8BIT, NULL},
+        {false, false, "GET / HTTP/1.1\r\nA : b\r\n\r\n", H1REF_ERROR, 0, H1REF_E_FIELD_NAME, NULL},
+        {false, false, "GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n", H1REF_ERROR, 0, H1REF_E_WS_LINE, NULL},
+        {false, false, "GET / HTTP/1.1\nA: b\r\n\r\n", H1REF_ERROR, 0, H1REF_E_LINE_END, NULL},
+        {false, false, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", H1REF_ERROR, 0,
+         H1REF_E_TE_CL, NULL},
+        {false, false, "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", H1REF_ERROR, 0, H1REF_E_TE_CODING, NULL},
+        {false, false, "POST / HTTP/1.1\r\nTransfer-Encoding: ,\r\n\r\n", H1REF_ERROR, 0, H1REF_E_TE_EMPTY, NULL},
+        {false, false, "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", H1REF_ERROR, 0, H1REF_E_TE_HTTP10, NULL},
+        {false, false, "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", H1REF_ERROR, 0, H1REF_E_CL, NULL},
+        {false, false, "POST / HTTP/1.1\r\nContent-Length: 9223372036854775808\r\n\r\n", H1REF_ERROR, 0,
+         H1REF_E_TOO_LARGE, NULL},
+        {false, false, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n", H1REF_ERROR, 0,
+         H1REF_E_CHUNK_DATA_END, NULL},
+        {false, false, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3 \r\nabc\r\n0\r\n\r\n", H1REF_ERROR, 0,
+         H1REF_E_CHUNK_EXT, NULL},
+        {false, false, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nA b: c\r\n\r\n", H1REF_ERROR, 0,
+         H1REF_E_TRAILER, NULL},
+        {true, false, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi", H1REF_END, 2,
+         H1REF_OK, "hi"},
+        {true, false, "HTTP/1.1 200 OK\r\n\r\nuntil close", H1REF_END, 1, H1REF_OK, "until close"},
+        {true, false, "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nzz", H1REF_END, 1, H1REF_OK, "zz"},
+        {true, true, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", H1REF_END, 1, H1REF_OK, ""},
+        {true, false, "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n", H1REF_END, 1, H1REF_OK, ""},
+        {true, false, "HTTP/1.1 099 X\r\n\r\n", H1REF_ERROR, 0, H1REF_E_STATUS, NULL},
+        {true, false, "HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\n", H1REF_ERROR, 0, H1REF_E_TE_CODING, NULL},
+    };
+    static char body[512];
+    static h1ref_out_t o;
+    const h1ref_limits_t lim = {24, 4096};
+    for (size_t i = 0; i < SG_ARRAY_SIZE(v); i++) {
+        h1ref_init(&o, body, sizeof(body));
+        if (v[i].is_response)
+            h1ref_parse_response(&o, v[i].in, strlen(v[i].in), v[i].is_head, true, &lim);
+        else
+            h1ref_parse_requests(&o, v[i].in, strlen(v[i].in), &lim);
+        cr_assert_eq(o.state, v[i].state, "%zu: %s", i, v[i].in);
+        cr_assert_eq(o.n_msgs, v[i].n_msgs, "%zu: %s", i, v[i].in);
+        cr_assert_eq(o.err, v[i].err, "%zu: %s (%s)", i, v[i].in, h1ref_err_name(o.err));
+        if (v[i].body) {
+            const h1ref_msg_t *m = &o.msg[o.n_msgs - 1];
+            cr_assert_eq(m->body_len, strlen(v[i].body), "%zu", i);
+            cr_assert_eq(memcmp(o.body + m->body0, v[i].body, m->body_len), 0, "%zu", i);
+        }
+    }
 }
 
 /* ---- one test per finding ---------------------------------------------------- */
