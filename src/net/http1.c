@@ -175,20 +175,30 @@ static const char *const k_trailer_forbidden[] = {
     "content-range",
 };
 
+/* The limits are checked when a name or a value is complete, never in a
+ * span callback: llhttp hands spans on at the end of every read, so a
+ * check there would fire at a place that depends on how the bytes arrived
+ * (before or after an error llhttp finds later in the same token), and
+ * the answer would not be the same for the same bytes (fuzz_request). */
+static int trailer_limits(sg_h1_parser_t *p)
+{
+    if (p->_tr_count > (p->max_trailer_count ? p->max_trailer_count : p->_max_headers))
+        return refuse(p, 431, "too many trailer fields");
+    if (p->_tr_bytes > (p->max_trailer_bytes ? p->max_trailer_bytes : SG_H1_TRAILER_BYTES_DEFAULT))
+        return refuse(p, 431, "trailer section too large");
+    return 0;
+}
+
 static int trailer_bytes(sg_h1_parser_t *p, size_t n)
 {
-    p->_tr_bytes += n;
-    uint32_t cap = p->max_trailer_bytes ? p->max_trailer_bytes : SG_H1_TRAILER_BYTES_DEFAULT;
-    if (p->_tr_bytes > cap)
-        return refuse(p, 431, "trailer section too large");
+    p->_tr_bytes += (uint32_t)n;
     return 0;
 }
 
 static int trailer_field(sg_h1_parser_t *p, const char *at, size_t n)
 {
     if (p->_last_was_value || p->_tr_count == 0) {
-        if (++p->_tr_count > (p->max_trailer_count ? p->max_trailer_count : p->_max_headers))
-            return refuse(p, 431, "too many trailer fields");
+        p->_tr_count++;
         p->_tr_name_len = 0;
         p->_last_was_value = false;
     }
@@ -209,11 +219,19 @@ static int on_header_field_complete(llhttp_t *ll)
         return 0;
     if (p->_tr_name_len == 0)
         return refuse(p, 400, "empty trailer field name");
+    if (trailer_limits(p))
+        return HPE_USER;
     for (size_t i = 0; i < sizeof(k_trailer_forbidden) / sizeof(k_trailer_forbidden[0]); i++)
         if (p->_tr_name_len <= sizeof(p->_tr_name) &&
             sg_str_ieq(sg_str_make(p->_tr_name, p->_tr_name_len), sg_str_cstr(k_trailer_forbidden[i])))
             return refuse(p, 400, "field not allowed in a trailer");
     return 0;
+}
+
+static int on_header_value_complete(llhttp_t *ll)
+{
+    sg_h1_parser_t *p = self(ll);
+    return p->_phase == PH_BODY && trailer_limits(p) ? HPE_USER : 0;
 }
 
 static int trailer_value(sg_h1_parser_t *p, const char *at, size_t n)
@@ -606,6 +624,7 @@ static int on_message_complete(llhttp_t *ll)
 static const llhttp_settings_t g_settings = {SG_H1_SETTINGS};
 static const llhttp_settings_t g_settings_body = {SG_H1_SETTINGS,
                                                   .on_header_field_complete = on_header_field_complete,
+                                                  .on_header_value_complete = on_header_value_complete,
                                                   .on_chunk_extension_name = on_chunk_ext_name,
                                                   .on_chunk_extension_name_complete = on_chunk_ext_name_complete,
                                                   .on_chunk_extension_value = on_chunk_ext_value,
