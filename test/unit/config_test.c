@@ -842,6 +842,20 @@ Test(config, section_fingerprints_follow_content_not_layout, .timeout = 10)
     sg_config_free(none);
 }
 
+Test(config, shipped_config_listens_on_loopback_only, .timeout = 10)
+{
+    /* A first `swarmgate --config config/swarmgate.yaml` opens nothing to the network (the egress
+     * listener is a forward proxy); docs/configuration.md says how to listen on all interfaces. */
+    unset_example_env();
+    sg_config_t *cfg = NULL;
+    char err[512] = "";
+    cr_assert_eq(sg_config_load(SG_SOURCE_DIR "/config/swarmgate.yaml", &cfg, err, sizeof(err)), 0, "%s", err);
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        cr_expect_str_eq(cfg->listeners[i].addr.host, "127.0.0.1", "listeners[%zu]", i);
+    cr_expect_str_eq(cfg->admin.addr.host, "127.0.0.1");
+    sg_config_free(cfg);
+}
+
 /* ---- every error of a load (--check-config) ---- */
 
 static sg_config_errors_t g_errs; /* 26 KiB */
