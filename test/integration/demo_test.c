@@ -86,51 +86,44 @@ static void exec_demo(void)
     _exit(127);
 }
 
-/* Reads fd into g_out until EOF and the child's exit; returns its exit code (-1 at the deadline). */
+/* One read of fd appended to g_out: >0 bytes read, 0 at EOF (a pty says EIO once the child side is closed), -1 when
+ * nothing came within wait_ms. */
+static ssize_t read_into(int fd, size_t *len, int wait_ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, wait_ms) <= 0)
+        return -1;
+    char buf[8192];
+    ssize_t r = read(fd, buf, sizeof(buf));
+    if (r <= 0)
+        return r < 0 && errno != EIO ? -1 : 0;
+    size_t keep = SG_MIN((size_t)r, OUT_CAP - *len);
+    memcpy(g_out + *len, buf, keep);
+    *len += keep;
+    g_out[*len] = '\0';
+    return r;
+}
+
+/* Reads fd into g_out until the child exits and its output is drained; returns its exit code (-1 at the deadline). */
 static int collect(int fd)
 {
     size_t len = 0;
     long long deadline = obs_now_ms() + DEMO_DEADLINE_MS;
-    int code = -1;
-    for (;;) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        int n = poll(&p, 1, 200);
-        if (n > 0) {
-            char buf[8192];
-            ssize_t r = read(fd, buf, sizeof(buf));
-            if (r > 0) {
-                size_t keep = SG_MIN((size_t)r, OUT_CAP - len);
-                memcpy(g_out + len, buf, keep);
-                len += keep;
-                g_out[len] = '\0';
-                continue;
-            }
-            if (r == 0 || errno == EIO) /* EOF; a pty says EIO once the child side is closed */
-                fd = -1;
-        }
+    bool open = true;
+    while (obs_now_ms() <= deadline) {
+        if (open && read_into(fd, &len, 200) == 0)
+            open = false;
+        else if (!open)
+            usleep(50000); /* output closed, waiting for the exit with a deadline */
         int st;
         if (waitpid(g_pid, &st, WNOHANG) == g_pid) {
-            code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
             g_pid = -1;
-            if (fd < 0)
-                break;
-            /* drain what is left */
-            while ((n = poll(&p, 1, 100)) > 0) {
-                char buf[8192];
-                ssize_t r = read(fd, buf, sizeof(buf));
-                if (r <= 0)
-                    break;
-                size_t keep = SG_MIN((size_t)r, OUT_CAP - len);
-                memcpy(g_out + len, buf, keep);
-                len += keep;
-                g_out[len] = '\0';
-            }
-            break;
+            while (open && read_into(fd, &len, 100) > 0)
+                ;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
         }
-        if (obs_now_ms() > deadline)
-            break;
     }
-    return code;
+    return -1;
 }
 
 Test(demo, psql_never_pages_in_a_small_terminal)
