@@ -55,7 +55,8 @@ $AS_PG "$PGBIN/pg_ctl" -D "$TMP/pg" -l "$TMP/pg.log" -w \
 PSQL="psql -X -P pager=off -h $TMP -p $PG_PORT -U postgres"
 $PSQL -q -c "CREATE DATABASE swarm" >/dev/null
 for f in "$ROOT/config/sql/schema.sql" "$ROOT/config/sql/sample_data.sql"; do
-    [ -f "$f" ] && $PSQL -q -v ON_ERROR_STOP=1 -d swarm -f "$f" >/dev/null
+    # -q hides results; client_min_messages hides the NOTICEs of idempotent statements (IF NOT EXISTS).
+    [ -f "$f" ] && PGOPTIONS="-c client_min_messages=warning" $PSQL -q -v ON_ERROR_STOP=1 -d swarm -f "$f" >/dev/null
 done
 $PSQL -d swarm -c "SELECT state, count(*) FROM tickets GROUP BY state ORDER BY 1" 2>/dev/null || true
 
