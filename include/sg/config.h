@@ -60,13 +60,14 @@ typedef struct sg_upstream_conf {
     sg_hostport_t *servers;
     size_t n_servers;
     sg_balance_t balance;
-    uint32_t keepalive;            /* max idle pooled conns per worker, default 64 */
+    uint32_t keepalive;            /* max idle pooled conns per worker, default 100000 (no cap) */
     uint64_t keepalive_timeout_ms; /* idle pooled conn lifetime, default 60s */
     uint64_t connect_timeout_ms;   /* default 5s */
     uint64_t response_timeout_ms;  /* request sent -> response head, default 60s */
     uint64_t read_timeout_ms;      /* between two reads of a response body, default 300s */
     uint32_t max_fails;            /* consecutive failures that eject a server, default 3 */
     uint64_t fail_timeout_ms;      /* ejection cool-down, default 10s */
+    bool count_timeouts;           /* a response timeout counts toward max_fails, default false */
     sg_health_check_conf_t health_check;
 } sg_upstream_conf_t;
 
@@ -104,6 +105,7 @@ typedef struct sg_trace_conf {
         uint32_t queue_size;       /* per worker, default 8192 */
         uint64_t timeout_ms;       /* default 10s */
         const char *service_name;  /* default "swarmgate" */
+        uint64_t slow_ms;          /* spans of longer requests always exported, default 1s */
     } export;
 } sg_trace_conf_t;
 
@@ -146,6 +148,7 @@ typedef struct sg_pg_query_conf {
     uint64_t interval_ms;  /* 0 = postgres.interval */
     sg_zero_fill_t *zero_fill;
     size_t n_zero_fill;
+    bool is_disabled;      /* YAML `enabled: false`: a built-in query switched off (sql not needed) */
 } sg_pg_query_conf_t;
 
 typedef struct sg_pg_conf {
@@ -156,7 +159,8 @@ typedef struct sg_pg_conf {
     uint64_t connect_timeout_ms;   /* default 5s */
     uint64_t stale_after_ms;       /* drop values older than this, default 3 x interval */
     uint64_t stuck_after_ms;       /* in_progress longer than this is stuck, default 1h */
-    bool default_queries;          /* add the reference-schema queries, default true */
+    bool default_queries;          /* add the reference-schema queries, default true; a query in
+                                      `queries` with a built-in name replaces that default */
     sg_pg_query_conf_t *queries;
     size_t n_queries;
     struct {
@@ -168,6 +172,8 @@ typedef struct sg_pg_conf {
     const char *transitions_start_sql; /* NULL = reference schema: the current max event id */
     uint64_t reconnect_min_ms;     /* first back-off after a failure, default 250ms */
     uint64_t reconnect_max_ms;     /* back-off cap, default 30s */
+    bool leader_lock;              /* only the holder of a session advisory lock polls (YAML default true;
+                                      false in a zeroed C struct) */
 } sg_pg_conf_t;
 
 typedef struct sg_egress_rule {
@@ -187,7 +193,7 @@ typedef struct sg_egress_conf {
     uint64_t dns_ttl_ms;       /* default 30s */
     /* Connections to destinations (plain-HTTP forwarding; CONNECT uses
      * connect_timeout and tunnel_idle_timeout only): */
-    uint32_t keepalive;            /* idle connections kept per destination, default 8 */
+    uint32_t keepalive;            /* idle connections kept per destination, default 100000 (no cap) */
     uint64_t keepalive_timeout_ms; /* default 30s */
     uint64_t connect_timeout_ms;   /* default 10s -> 504 */
     uint64_t response_timeout_ms;  /* request sent -> response head, default 300s -> 504 */

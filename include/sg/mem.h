@@ -37,6 +37,7 @@ typedef struct sg_freelist {
     size_t n_free;
     uint64_t grows;
     uint64_t in_use;
+    uint64_t released_bytes; /* objects given back to malloc (past max_free), in bytes */
 } sg_freelist_t;
 
 void sg_freelist_init(sg_freelist_t *fl, size_t obj_size, size_t max_free);

@@ -66,7 +66,7 @@ typedef void (*sg_metrics_server_cb)(void *ctx, const char *upstream, const char
  * Any field may be NULL: then server_up series are not written and the
  * span counters read 0. */
 typedef struct sg_metrics_hooks {
-    uint64_t (*spans_exported)(void *ud);
+    uint64_t (*spans_exported)(void *ud, size_t reason); /* sg_span_reason_t */
     uint64_t (*spans_dropped)(void *ud);
     void *ud;
     /* Calls emit(ctx, ...) once per server of the config now in force
@@ -137,6 +137,19 @@ void sg_metrics_record_egress(sg_metrics_shard_t *s, const sg_reqrec_t *rec);
 void sg_metrics_egress_refused(sg_metrics_shard_t *s, unsigned reason);
 /* swarm_http_header_fields_dropped_total{listener} += n. */
 void sg_metrics_header_fields_dropped(sg_metrics_shard_t *s, size_t listener_idx, uint64_t n);
+/* Why a client connection was closed at accept. */
+typedef enum sg_conn_refused {
+    SG_CONN_REFUSED_LIMIT = 0,    /* the connection cap (RLIMIT_NOFILE less a reserve) */
+    SG_CONN_REFUSED_ACCEPT_ERROR, /* accept() failed (EMFILE, ENFILE...) */
+    SG_CONN_REFUSED__COUNT
+} sg_conn_refused_t;
+/* swarm_connections_refused_total{listener,reason}: listener_idx as for
+ * conn_open, or negative for the admin listener (label "admin"). */
+void sg_metrics_conn_refused(sg_metrics_shard_t *s, int32_t listener_idx, sg_conn_refused_t reason);
+/* swarm_memory_trims_total: the shard's thread called malloc_trim. */
+void sg_metrics_memory_trim(sg_metrics_shard_t *s);
+/* swarm_connections_limit (written when non-zero). Main, before the workers start. */
+void sg_metrics_set_conn_limit(sg_metrics_t *m, uint64_t limit);
 /* swarm_config_reload_total{result="success"|"failure"} (control shard). */
 void sg_metrics_config_reload(sg_metrics_shard_t *s, bool is_success);
 

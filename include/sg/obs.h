@@ -23,6 +23,11 @@ void sg_obs_worker_free(sg_obs_worker_t *o);
 void sg_obs_request_done(sg_obs_worker_t *o, const sg_reqrec_t *rec);
 void sg_obs_conn_open(sg_obs_worker_t *o, int32_t listener_idx);
 void sg_obs_conn_close(sg_obs_worker_t *o, int32_t listener_idx);
+/* A client connection closed at accept (admin listener: listener_idx < 0);
+ * reason is an sg_conn_refused_t (sg/metrics.h). */
+void sg_obs_conn_refused(sg_obs_worker_t *o, int32_t listener_idx, unsigned reason);
+/* This thread gave free heap pages back (malloc_trim). */
+void sg_obs_memory_trim(sg_obs_worker_t *o);
 void sg_obs_inflight(sg_obs_worker_t *o, int delta);
 void sg_obs_trace_resolved(sg_obs_worker_t *o, const sg_trace_ctx_t *t);
 void sg_obs_upstream_connect_error(sg_obs_worker_t *o, int32_t upstream_idx);

@@ -86,6 +86,13 @@ typedef struct sg_runtime {
     _Atomic bool is_draining; /* readiness fails; keep-alive stops */
     _Atomic bool is_stopping; /* listeners closed */
     _Atomic bool pg_up;       /* last Postgres poll succeeded (control thread writes) */
+    /* Connection caps from RLIMIT_NOFILE, set by sg_server_start before any
+     * thread runs (0: no cap). client_conn_cap bounds the client
+     * connections of all workers together (their pub.connections summed);
+     * admin_conn_cap the admin listener's. See src/net/worker.c. */
+    uint32_t client_conn_cap;
+    uint32_t admin_conn_cap;
+    _Atomic uint32_t pg_failing; /* built-in queries failing, 1u << sg_pg_builtin_t (control thread writes) */
     /* Private to src/net (generation.c): the start-up generation (never
      * retired), the slot registry and the retired generations waiting for
      * every worker to pass them. Control thread only after start-up. */

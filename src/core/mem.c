@@ -108,6 +108,7 @@ void sg_freelist_init(sg_freelist_t *fl, size_t obj_size, size_t max_free)
     fl->n_free = 0;
     fl->grows = 0;
     fl->in_use = 0;
+    fl->released_bytes = 0;
 }
 
 void sg_freelist_destroy(sg_freelist_t *fl)
@@ -153,5 +154,6 @@ void sg_freelist_put(sg_freelist_t *fl, void *obj)
         return;
     }
 #endif
+    fl->released_bytes += fl->obj_size;
     free(obj);
 }

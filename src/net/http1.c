@@ -187,7 +187,7 @@ static int trailer_bytes(sg_h1_parser_t *p, size_t n)
 static int trailer_field(sg_h1_parser_t *p, const char *at, size_t n)
 {
     if (p->_last_was_value || p->_tr_count == 0) {
-        if (++p->_tr_count > p->_max_headers)
+        if (++p->_tr_count > (p->max_trailer_count ? p->max_trailer_count : p->_max_headers))
             return refuse(p, 431, "too many trailer fields");
         p->_tr_name_len = 0;
         p->_last_was_value = false;
@@ -224,6 +224,7 @@ static int trailer_value(sg_h1_parser_t *p, const char *at, size_t n)
      * buffer and the next starts at the start of the next one. */
     if (p->_last_was_value && !(p->_tr_span_at_end && at == p->_in_start))
         return refuse(p, 400, "obs-fold in a trailer field");
+
     p->_tr_span_at_end = at + n == p->_in_end;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)at[i];
@@ -232,6 +233,91 @@ static int trailer_value(sg_h1_parser_t *p, const char *at, size_t n)
     }
     p->_last_was_value = true;
     return trailer_bytes(p, n);
+}
+
+/* Chunk extensions (RFC 9112 7.1.1): chunk-ext-name = token, chunk-ext-val
+ * = token / quoted-string. The strict llhttp still takes an empty name
+ * (";;"), an empty value ("a=") and a token glued to a quoted string
+ * (b"c"); a next hop may split such a line elsewhere. Checked byte by byte
+ * (a span can be cut by the end of a read). */
+enum { EXT_START = 0, EXT_TOKEN, EXT_QUOTED, EXT_QUOTED_ESC, EXT_CLOSED };
+
+static int on_chunk_ext_name(llhttp_t *ll, const char *at, size_t n)
+{
+    sg_h1_parser_t *p = self(ll);
+    for (size_t i = 0; i < n; i++)
+        if (!is_tchar((unsigned char)at[i]))
+            return refuse(p, 400, "invalid chunk extension");
+    p->_ext_len += (uint32_t)n;
+    return 0;
+}
+
+static int on_chunk_ext_name_complete(llhttp_t *ll)
+{
+    sg_h1_parser_t *p = self(ll);
+    if (p->_ext_len == 0)
+        return refuse(p, 400, "empty chunk extension name");
+    p->_ext_len = 0;
+    p->_ext_state = EXT_START;
+    return 0;
+}
+
+static bool is_qdtext(unsigned char c)
+{
+    /* RFC 9110 5.6.4: HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text */
+    return c == '\t' || c == ' ' || c == 0x21 || (c >= 0x23 && c <= 0x5b) || (c >= 0x5d && c != 0x7f);
+}
+
+static int on_chunk_ext_value(llhttp_t *ll, const char *at, size_t n)
+{
+    sg_h1_parser_t *p = self(ll);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)at[i];
+        switch (p->_ext_state) {
+        case EXT_START:
+            p->_ext_state = c == '"' ? EXT_QUOTED : is_tchar(c) ? EXT_TOKEN : EXT_CLOSED + 1;
+            break;
+        case EXT_TOKEN:
+            if (!is_tchar(c))
+                p->_ext_state = EXT_CLOSED + 1;
+            break;
+        case EXT_QUOTED:
+            p->_ext_state = c == '\\'      ? EXT_QUOTED_ESC
+                            : c == '"'     ? EXT_CLOSED
+                            : is_qdtext(c) ? EXT_QUOTED
+                                           : EXT_CLOSED + 1;
+            break;
+        case EXT_QUOTED_ESC: /* quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text ) */
+            p->_ext_state = (c == '\t' || c >= 0x20) && c != 0x7f ? EXT_QUOTED : EXT_CLOSED + 1;
+            break;
+        default:
+            p->_ext_state = EXT_CLOSED + 1;
+        }
+        if (p->_ext_state > EXT_CLOSED)
+            return refuse(p, 400, "invalid chunk extension value");
+    }
+    return 0;
+}
+
+static int on_chunk_ext_value_complete(llhttp_t *ll)
+{
+    sg_h1_parser_t *p = self(ll);
+    if (p->_ext_state != EXT_TOKEN && p->_ext_state != EXT_CLOSED)
+        return refuse(p, 400, "invalid chunk extension value");
+    p->_ext_state = EXT_START;
+    return 0;
+}
+
+/* A chunk size is an unsigned 64-bit number to llhttp; a next hop reading
+ * it as signed (int64_t, Java's long) would see a negative size. */
+static int on_chunk_header(llhttp_t *ll)
+{
+    if (ll->content_length > (uint64_t)INT64_MAX)
+        return refuse(self(ll), 400, "chunk size too large");
+    /* llhttp calls this at the end of the size line, before framing_ok()
+     * reaches that line's LF: it knows whether trailers follow. */
+    self(ll)->_fr_is_last_chunk = ll->content_length == 0;
+    return 0;
 }
 
 static int on_header_field(llhttp_t *ll, const char *at, size_t n)
@@ -286,14 +372,18 @@ static bool is_tchar(unsigned char c)
     return k_tchar[c];
 }
 
-static bool is_token(sg_str_t s)
+/* RFC 9110 5.1: field-name = token; also says whether it has an '_'. */
+static bool is_field_name(sg_str_t s, bool *has_underscore)
 {
-    if (s.len == 0)
-        return false;
-    for (size_t i = 0; i < s.len; i++)
-        if (!is_tchar((unsigned char)s.p[i]))
+    bool us = false;
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.p[i];
+        if (!is_tchar(c))
             return false;
-    return true;
+        us |= c == '_';
+    }
+    *has_underscore = us;
+    return s.len > 0;
 }
 
 /* RFC 9112 6.1 and 6.3: the only transfer coding swarmgate frames by, and
@@ -302,28 +392,33 @@ static bool is_token(sg_str_t s)
  * coding, `chunked` twice or on two lines, or chunked not alone are each
  * read one way by one parser and another way by the next hop (an empty
  * TE is ignored by llhttp but taken as chunked by some servers). nginx
- * applies the same rule. Returns false when the head must be refused. */
-static bool te_is_chunked_only(const sg_h1_head_t *h, bool *has_te)
-{
-    size_t n = 0;
-    const sg_h1_header_t *te = sg_h1_find(h, SG_STR("transfer-encoding"), &n);
-    *has_te = n > 0;
-    return n == 0 || (n == 1 && sg_str_ieq(te->value, SG_STR("chunked")));
-}
+ * applies the same rule. RFC 9110 8.6: Content-Length = 1*DIGIT, one
+ * field. */
+typedef struct framing_fields {
+    uint32_t n_te, n_cl;
+    bool is_te_chunked; /* the (only) TE value is exactly "chunked" */
+    bool is_cl_digits;  /* the (first) Content-Length value is 1*DIGIT */
+} framing_fields_t;
 
-/* RFC 9110 8.6: Content-Length = 1*DIGIT, one field. */
-static bool cl_is_valid(const sg_h1_head_t *h)
+static void framing_field(framing_fields_t *f, sg_str_t name, sg_str_t v)
 {
-    size_t n = 0;
-    const sg_h1_header_t *cl = sg_h1_find(h, SG_STR("content-length"), &n);
-    if (n == 0)
-        return true;
-    if (n > 1 || cl->value.len == 0)
-        return false;
-    for (size_t i = 0; i < cl->value.len; i++)
-        if (cl->value.p[i] < '0' || cl->value.p[i] > '9')
-            return false;
-    return true;
+    /* Cheap first-byte filter: this runs for every field of every head. */
+    char c0 = (char)(name.len ? name.p[0] | 0x20 : 0);
+    if (c0 == 't' && name.len == 17 && sg_str_ieq(name, SG_STR("transfer-encoding"))) {
+        f->is_te_chunked = f->n_te++ == 0 && sg_str_ieq(v, SG_STR("chunked"));
+    } else if (c0 == 'c' && name.len == 14 && sg_str_ieq(name, SG_STR("content-length"))) {
+        if (f->n_cl++ == 0) {
+            /* 1*DIGIT, and at most INT64_MAX: a next hop reading it as a
+             * signed 64-bit number must not see a negative length. */
+            uint64_t val = 0;
+            f->is_cl_digits = v.len > 0;
+            for (size_t i = 0; i < v.len && f->is_cl_digits; i++) {
+                unsigned d = (unsigned)(v.p[i] - '0');
+                f->is_cl_digits = d <= 9 && val <= ((uint64_t)INT64_MAX - d) / 10;
+                val = val * 10 + d;
+            }
+        }
+    }
 }
 
 /* RFC 9112 3.2 and RFC 3986 2: a request-target is ASCII; other octets
@@ -357,6 +452,23 @@ static bool status_line_ok(const char *b, size_t n)
     return b[9] >= '1' && b[9] <= '5';
 }
 
+static const llhttp_settings_t g_settings_body;
+
+/* RFC 9112 3: request-line = method SP request-target SP HTTP-version,
+ * single spaces. llhttp takes "GET  / HTTP/1.1"; a next hop may read the
+ * empty string between the two spaces as the target. */
+static bool request_line_ok(const char *b, size_t n, const sg_h1_head_t *h)
+{
+    const char *end = b + n;
+    while (b < end && (*b == '\r' || *b == '\n')) /* leading empty lines (scanner) */
+        b++;
+    const char *m = h->method_name.p, *t = h->target.p;
+    if (m != b || !t || t != m + h->method_name.len + 1 || m[h->method_name.len] != ' ')
+        return false;
+    const char *v = t + h->target.len;
+    return end - v >= 10 && v[0] == ' ' && memcmp(v + 1, "HTTP/", 5) == 0 && v[9] == '\r';
+}
+
 static int on_headers_complete(llhttp_t *ll)
 {
     sg_h1_parser_t *p = self(ll);
@@ -375,7 +487,12 @@ static int on_headers_complete(llhttp_t *ll)
     h->has_te = (ll->flags & F_TRANSFER_ENCODING) != 0;
     if (p->kind == SG_H1_RESPONSE)
         h->status = ll->status_code;
+    framing_fields_t ff = {0};
     for (size_t i = 0; i < h->n_headers; i++) {
+        /* RFC 9112 5.1: no whitespace between field name and colon. */
+        bool has_us = false;
+        if (!is_field_name(h->headers[i].name, &has_us))
+            return refuse(p, 400, "invalid header field name");
         sg_str_t *v = &h->headers[i].value;
         if (!v->p)
             *v = sg_str_make(h->headers[i].name.p + h->headers[i].name.len, 0);
@@ -385,28 +502,27 @@ static int on_headers_complete(llhttp_t *ll)
             v->p++;
             v->len--;
         }
+        framing_field(&ff, h->headers[i].name, *v);
+        h->n_underscore_fields += has_us;
     }
     /* Framing (RFC 9112 6): llhttp and the next hop must agree on it.
      * Refused: 400, 502 for a response. */
-    bool has_te = false;
-    if (!te_is_chunked_only(h, &has_te) || has_te != h->is_chunked)
+    h->has_te = ff.n_te > 0;
+    if ((h->has_te && (ff.n_te > 1 || !ff.is_te_chunked)) || h->has_te != h->is_chunked)
         return refuse(p, 400, "unsupported Transfer-Encoding");
-    h->has_te = has_te;
-    if (has_te && sg_h1_find(h, SG_STR("content-length"), NULL))
+    if (h->has_te && ff.n_cl)
         return refuse(p, 400, "both Transfer-Encoding and Content-Length");
-    if (!cl_is_valid(h))
+    if (ff.n_cl > 1 || (ff.n_cl && !ff.is_cl_digits))
         return refuse(p, 400, "invalid Content-Length");
+    /* RFC 9112 6.1: a Transfer-Encoding in HTTP/1.0 means faulty framing. */
+    if (h->has_te && h->version_minor == 0)
+        return refuse(p, 400, "Transfer-Encoding in an HTTP/1.0 message");
+    if (p->kind == SG_H1_REQUEST && !request_line_ok(p->_buf, p->_buf_len, h))
+        return refuse(p, 400, "invalid request line");
     if (p->kind == SG_H1_REQUEST && !target_is_ascii(h->target))
         return refuse(p, 400, "invalid request target");
-    for (size_t i = 0; i < h->n_headers; i++) {
-        if (!is_token(h->headers[i].name)) {
-            /* RFC 9112 5.1: no whitespace between field name and colon. */
-            p->_err_status = 400;
-            p->_err_reason = "invalid header field name";
-            return HPE_USER;
-        }
-    }
     p->_phase = PH_BODY;
+    ll->settings = (void *)(uintptr_t)&g_settings_body;
     /* RFC 9110 6.4.1: responses to HEAD, 1xx, 204 and 304 have no content. */
     if (p->kind == SG_H1_RESPONSE && (p->_skip_body || h->status < 200 || h->status == 204 || h->status == 304))
         return h->status == 101 ? 0 : 1;
@@ -419,6 +535,10 @@ static int on_headers_complete(llhttp_t *ll)
  * strict llhttp still takes a bare LF at the end of the trailer section
  * and after the last chunk ("0\r\n\n"); a next hop may not. Returns
  * false on a violation. */
+/* Where the framing stream is: a chunk-size line, the CRLF after chunk
+ * data, or the trailer section (after the last chunk's size line). */
+enum { FR_SIZE_LINE = 0, FR_AFTER_DATA, FR_TRAILERS };
+
 static bool framing_ok(sg_h1_parser_t *p, const char *from, const char *to)
 {
     for (const unsigned char *c = (const unsigned char *)from; c < (const unsigned char *)to; c++) {
@@ -426,7 +546,24 @@ static bool framing_ok(sg_h1_parser_t *p, const char *from, const char *to)
             return false;
         if ((*c < 0x20 && *c != '\t' && *c != '\r' && *c != '\n') || *c == 0x7f)
             return false;
+        /* A size line cannot end in ';': the strict llhttp takes "5;" and
+         * "5;x=y;" with no extension name after the last ';' (found by
+         * fuzz_diff_request; RFC 9112 7.1.1 wants a token there). */
+        if (p->_fr_where == FR_SIZE_LINE && *c == '\r' && p->_fr_prev == ';')
+            return false;
+        /* A trailer line that starts with SP or HTAB is obs-fold, whatever
+         * llhttp's value spans say (after an empty value, "A:\r\n b", it
+         * reports just "b"; found by fuzz_diff_request). */
+        if (p->_fr_where == FR_TRAILERS && p->_fr_prev == '\n' && (*c == ' ' || *c == '\t'))
+            return false;
+        if (*c == '\n') {
+            if (p->_fr_where == FR_SIZE_LINE)
+                p->_fr_where = p->_fr_is_last_chunk ? FR_TRAILERS : FR_AFTER_DATA;
+            else if (p->_fr_where == FR_AFTER_DATA)
+                p->_fr_where = FR_SIZE_LINE;
+        }
         p->_fr_prev_cr = *c == '\r';
+        p->_fr_prev = *c;
     }
     return true;
 }
@@ -458,17 +595,22 @@ static int on_message_complete(llhttp_t *ll)
     return HPE_PAUSED; /* stop exactly at the message end */
 }
 
-static const llhttp_settings_t g_settings = {
-    .on_method = on_method,
-    .on_url = on_url,
-    .on_status = on_status,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_header_field_complete = on_header_field_complete,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
+/* Two tables: the head needs no per-field completion callback (the whole
+ * head is checked at on_headers_complete), trailers do; on_headers_complete
+ * switches to the second, so heads do not pay a call per field. */
+#define SG_H1_SETTINGS                                                                                                 \
+    .on_method = on_method, .on_url = on_url, .on_status = on_status, .on_header_field = on_header_field,              \
+    .on_header_value = on_header_value, .on_headers_complete = on_headers_complete, .on_body = on_body,                \
+    .on_message_complete = on_message_complete
+
+static const llhttp_settings_t g_settings = {SG_H1_SETTINGS};
+static const llhttp_settings_t g_settings_body = {SG_H1_SETTINGS,
+                                                  .on_header_field_complete = on_header_field_complete,
+                                                  .on_chunk_extension_name = on_chunk_ext_name,
+                                                  .on_chunk_extension_name_complete = on_chunk_ext_name_complete,
+                                                  .on_chunk_extension_value = on_chunk_ext_value,
+                                                  .on_chunk_extension_value_complete = on_chunk_ext_value_complete,
+                                                  .on_chunk_header = on_chunk_header};
 
 static sg_method_t method_of(uint8_t m)
 {
@@ -524,12 +666,13 @@ int sg_h1_parse_head(sg_h1_parser_t *p, const char *buf, size_t len, sg_h1_heade
     sg_h1_body_cb cb = p->on_body;
     void *ud = p->ud;
     uint64_t max_body = p->max_body;
-    uint32_t max_trailer_bytes = p->max_trailer_bytes;
+    uint32_t max_trailer_bytes = p->max_trailer_bytes, max_trailer_count = p->max_trailer_count;
     sg_h1_parser_init(p, p->kind);
     p->on_body = cb;
     p->ud = ud;
     p->max_body = max_body;
     p->max_trailer_bytes = max_trailer_bytes;
+    p->max_trailer_count = max_trailer_count;
     p->head.kind = p->kind;
     p->head.headers = headers;
     p->_max_headers = max_headers;
@@ -672,6 +815,10 @@ bool sg_h1_list_has(sg_str_t v, sg_str_t token)
     return false;
 }
 
+/* The IANA HTTP Status Code Registry (RFC 9110 section 15 and the RFCs it
+ * lists): the proxy's own answers (400-505, the egress 403/407, admin,
+ * limits) and an upstream status line with an empty reason both get their
+ * registered phrase; only an unregistered code is "Unknown". */
 const char *sg_h1_reason_phrase(int status)
 {
     switch (status) {
@@ -679,30 +826,106 @@ const char *sg_h1_reason_phrase(int status)
         return "Continue";
     case 101:
         return "Switching Protocols";
+    case 102:
+        return "Processing";
+    case 103:
+        return "Early Hints";
     case 200:
         return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 203:
+        return "Non-Authoritative Information";
     case 204:
         return "No Content";
+    case 205:
+        return "Reset Content";
+    case 206:
+        return "Partial Content";
+    case 207:
+        return "Multi-Status";
+    case 208:
+        return "Already Reported";
+    case 226:
+        return "IM Used";
+    case 300:
+        return "Multiple Choices";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
     case 304:
         return "Not Modified";
+    case 305:
+        return "Use Proxy";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 402:
+        return "Payment Required";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 406:
+        return "Not Acceptable";
+    case 407:
+        return "Proxy Authentication Required";
     case 408:
         return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 411:
+        return "Length Required";
+    case 412:
+        return "Precondition Failed";
     case 413:
         return "Content Too Large";
     case 414:
         return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 416:
+        return "Range Not Satisfiable";
     case 417:
         return "Expectation Failed";
+    case 421:
+        return "Misdirected Request";
+    case 422:
+        return "Unprocessable Content";
+    case 423:
+        return "Locked";
+    case 424:
+        return "Failed Dependency";
+    case 425:
+        return "Too Early";
+    case 426:
+        return "Upgrade Required";
+    case 428:
+        return "Precondition Required";
+    case 429:
+        return "Too Many Requests";
     case 431:
         return "Request Header Fields Too Large";
+    case 451:
+        return "Unavailable For Legal Reasons";
     case 500:
         return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
     case 502:
         return "Bad Gateway";
     case 503:
@@ -711,6 +934,16 @@ const char *sg_h1_reason_phrase(int status)
         return "Gateway Timeout";
     case 505:
         return "HTTP Version Not Supported";
+    case 506:
+        return "Variant Also Negotiates";
+    case 507:
+        return "Insufficient Storage";
+    case 508:
+        return "Loop Detected";
+    case 510:
+        return "Not Extended";
+    case 511:
+        return "Network Authentication Required";
     default:
         return "Unknown";
     }

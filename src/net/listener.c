@@ -1,13 +1,76 @@
-/* Listening sockets of one worker: accept with a connection limit. The
+/* Listening sockets of one worker: accept with a connection limit
+ * (limits.max_connections: wait in the backlog) and the descriptor cap
+ * (refused at once, see worker.c set_conn_caps). The
  * socket itself was bound (SO_REUSEPORT) and put into listening state
  * before the worker took it (worker.c: at start-up, or by the control
  * thread for a reload that adds or moves a listener). */
 #include "net/net_int.h"
+#include "sg/metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+static void on_refused_closed(uv_handle_t *h)
+{
+    sg_conn_t *c = h->data;
+    sg_freelist_put(&c->w->fl_conn, c);
+}
+
+/* The descriptor cap is reached (sg__worker_over_conn_cap): the connection
+ * libuv accepted for l is reset at once (SO_LINGER 0: RST, no TIME_WAIT),
+ * so its client learns now instead of waiting in the backlog, and counted.
+ * The pooled conn object only carries the handle until it is closed. */
+static void refuse(sg_listener_t *l)
+{
+    sg_worker_t *w = l->w;
+    sg_conn_t *c = sg_freelist_get(&w->fl_conn);
+    if (!c) {
+        l->pending_accepts++; /* out of memory: libuv keeps it queued; retried at the next close */
+        return;
+    }
+    memset(c, 0, sizeof(*c));
+    c->w = w;
+    uv_tcp_init(&w->loop, &c->tcp);
+    c->tcp.data = c;
+    if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp) == 0) {
+        uv_os_fd_t fd;
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+            (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    }
+    uv_close((uv_handle_t *)&c->tcp, on_refused_closed);
+    sg_obs_conn_refused(w->obs, l->idx, SG_CONN_REFUSED_LIMIT);
+    static _Thread_local uint64_t last_ms;
+    uint64_t now = sg_now_ms();
+    if (now - last_ms >= 1000) { /* at most once a second per thread */
+        last_ms = now;
+        const sg_runtime_t *rt = w->rt;
+        sg_obs_log(w->obs, SG_LOG_WARN, NULL,
+                   "listener %s: connection cap reached (%u %s connections): refusing new connections",
+                   l->conf->name, l->idx < 0 ? rt->admin_conn_cap : rt->client_conn_cap,
+                   l->idx < 0 ? "admin" : "client");
+    }
+}
+
+/* One connection libuv holds for l: refused at the cap, left queued while
+ * the worker is at max_connections (or draining), else served. */
+static void accept_one(sg_listener_t *l)
+{
+    sg_worker_t *w = l->w;
+    if (!sg__worker_can_accept(w)) {
+        /* Not calling uv_accept() makes libuv stop polling this socket until
+         * we do (uv__server_io): the kernel backlog holds the rest. */
+        l->pending_accepts++;
+        return;
+    }
+    if (sg__worker_over_conn_cap(w)) {
+        refuse(l);
+        return;
+    }
+    sg__conn_accepted(l);
+}
 
 static void on_connection(uv_stream_t *server, int status)
 {
@@ -16,6 +79,7 @@ static void on_connection(uv_stream_t *server, int status)
     if (status < 0) {
         /* EMFILE/ENFILE: libuv already dropped the queued connection with
          * its reserve descriptor; we keep running. Logged at most 1/s. */
+        sg_obs_conn_refused(w->obs, l->idx, SG_CONN_REFUSED_ACCEPT_ERROR);
         static _Thread_local uint64_t last_ms;
         uint64_t now = sg_now_ms();
         if (now - last_ms >= 1000) {
@@ -24,13 +88,7 @@ static void on_connection(uv_stream_t *server, int status)
         }
         return;
     }
-    if (!sg__worker_can_accept(w)) {
-        /* Not calling uv_accept() makes libuv stop polling this socket until
-         * we do (uv__server_io): the kernel backlog holds the rest. */
-        l->pending_accepts++;
-        return;
-    }
-    sg__conn_accepted(l);
+    accept_one(l);
 }
 
 sg_listener_t *sg__listener_new(sg_worker_t *w, int fd, const char *addr)
@@ -122,7 +180,7 @@ void sg__listener_resume(sg_worker_t *w)
         sg_listener_t *l = w->listeners[i];
         if (l->pending_accepts && !l->is_closed && sg__worker_can_accept(w)) {
             l->pending_accepts = 0;
-            sg__conn_accepted(l);
+            accept_one(l);
         }
     }
 }

@@ -11,6 +11,7 @@
 #include "net/net_int.h"
 #include "sg/health.h"
 
+#include <assert.h>
 #include <stdio.h>
 
 const char *sg__txn_state_name(sg_txn_state_t s)
@@ -95,9 +96,23 @@ void sg__txn_free(sg_txn_t *t)
     }
     if (t->eg.dns || t->eg.dest)
         sg__egress_txn_free(t);
-    sg_wgen_t *g = t->gen;
-    sg_freelist_put(&w->fl_txn, t);
-    sg__wgen_unref(g); /* last: its upstream connection went back above */
+    /* Everything it held went back above; the struct itself (and its
+     * generation reference) waits for the end of the loop turn. */
+    assert(!(t->flags & SG_TXN_F_FREED)); /* ended once */
+    t->flags |= SG_TXN_F_FREED;
+    t->_next_dead = w->txn_graveyard;
+    w->txn_graveyard = t;
+}
+
+void sg__txn_reap(sg_worker_t *w)
+{
+    while (w->txn_graveyard) {
+        sg_txn_t *t = w->txn_graveyard;
+        w->txn_graveyard = t->_next_dead;
+        sg_wgen_t *g = t->gen;
+        sg_freelist_put(&w->fl_txn, t);
+        sg__wgen_unref(g); /* last: its upstream connection went back in sg__txn_free */
+    }
 }
 
 void sg__txn_abort(sg_txn_t *t)
@@ -518,7 +533,8 @@ int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size
          * field it did not use (RFC 9112 6.1, 6.3). */
         if (sg_str_ieq(n, SG_STR("transfer-encoding")) || sg_str_ieq(n, SG_STR("content-length")))
             continue;
-        if (cfg->limits.underscores_in_headers != SG_UNDERSCORES_ALLOW && sg_h1_name_has_underscore(n))
+        if (h->n_underscore_fields && cfg->limits.underscores_in_headers != SG_UNDERSCORES_ALLOW &&
+            sg_h1_name_has_underscore(n))
             continue;
         uint32_t mf;
         if (is_max_forwards_method(h->method) && sg_str_ieq(n, SG_STR("max-forwards")) && max_forwards_parse(v, &mf) &&
@@ -686,8 +702,27 @@ void sg__proxy_head(sg_conn_t *c)
     sg_str_t host = hh ? hh->value : SG_STR_NULL;
     sg_str_t target = h->target, path, query = SG_STR_NULL;
     bool is_absolute = false;
-    if (target.len >= 7 && (sg_str_ieq(sg_str_make(target.p, 7), SG_STR("http://")) ||
-                            (target.len >= 8 && sg_str_ieq(sg_str_make(target.p, 8), SG_STR("https://"))))) {
+    if (h->method == SG_METHOD_CONNECT) {
+        if (!is_egress) {
+            /* RFC 9110 15.5.6: a 405 lists the methods that are allowed. */
+            sg__conn_error_ex(c, 405, "CONNECT is not allowed on a reverse listener", NULL, k_reverse_allow, true);
+            return;
+        }
+        /* RFC 9112 3.2.3: CONNECT takes the authority form only; an
+         * origin-form or absolute-form CONNECT was routed like a GET. */
+        if (!target.len || target.p[0] == '/' || target.p[0] == '*' || memchr(target.p, '/', target.len)) {
+            sg__conn_error(c, 400, "CONNECT needs an authority-form target", true);
+            return;
+        }
+    }
+    if (h->method == SG_METHOD_CONNECT) {
+        /* Authority form; never a keep-alive request: after an error the
+         * client may already send tunnel bytes. */
+        host = path = target;
+        is_connect = true;
+        t->flags &= ~SG_TXN_F_CLIENT_KA;
+    } else if (target.len >= 7 && (sg_str_ieq(sg_str_make(target.p, 7), SG_STR("http://")) ||
+                                   (target.len >= 8 && sg_str_ieq(sg_str_make(target.p, 8), SG_STR("https://"))))) {
         /* Absolute form: the authority replaces Host (RFC 9112 3.2.2). */
         size_t skip = (target.p[4] == ':') ? 7 : 8;
         const char *a = target.p + skip, *end = target.p + target.len, *e = a;
@@ -704,17 +739,6 @@ void sg__proxy_head(sg_conn_t *c)
         path = target;
     } else if (sg_str_eq(target, SG_STR("*")) && h->method == SG_METHOD_OPTIONS) {
         path = target;
-    } else if (h->method == SG_METHOD_CONNECT) {
-        if (!is_egress) {
-            /* RFC 9110 15.5.6: a 405 lists the methods that are allowed. */
-            sg__conn_error_ex(c, 405, "CONNECT is not allowed on a reverse listener", NULL, k_reverse_allow, true);
-            return;
-        }
-        /* Authority form (RFC 9112 3.2.3); never a keep-alive request:
-         * after an error the client may already send tunnel bytes. */
-        host = path = target;
-        is_connect = true;
-        t->flags &= ~SG_TXN_F_CLIENT_KA;
     } else {
         sg__conn_error(c, 400, "invalid request target", true);
         return;
@@ -754,16 +778,12 @@ void sg__proxy_head(sg_conn_t *c)
     /* Names with '_' are mapped onto the same CGI/WSGI variables as those
      * with '-' (X_Trace_Id = X-Trace-Id): dropped by default, like nginx's
      * underscores_in_headers off; counted; or refused (docs/security.md). */
-    if (cfg->limits.underscores_in_headers != SG_UNDERSCORES_ALLOW) {
-        uint64_t n_us = 0;
-        for (size_t i = 0; i < h->n_headers; i++)
-            n_us += sg_h1_name_has_underscore(h->headers[i].name);
-        if (n_us && cfg->limits.underscores_in_headers == SG_UNDERSCORES_REJECT) {
+    if (h->n_underscore_fields && cfg->limits.underscores_in_headers != SG_UNDERSCORES_ALLOW) {
+        if (cfg->limits.underscores_in_headers == SG_UNDERSCORES_REJECT) {
             sg__conn_error(c, 400, "underscore in a header field name", true);
             return;
         }
-        if (n_us)
-            sg_obs_header_fields_dropped(w->obs, l->idx, n_us);
+        sg_obs_header_fields_dropped(w->obs, l->idx, h->n_underscore_fields);
     }
     if (is_absolute && !host_value_ok(host)) {
         sg__conn_error(c, 400, "invalid absolute request target", true);
@@ -1032,6 +1052,7 @@ void sg__proxy_up_failed(sg_txn_t *t, sg_fail_t kind, const char *why)
 {
     sg_conn_t *c = t->conn;
     sg_worker_t *w = c->w;
+    bool is_ours = false;
     if (kind == SG_FAIL_RESET && (t->flags & SG_TXN_F_REPLAY) && !(t->flags & SG_TXN_F_FRESH) && t->uphead && t->up) {
         /* A reused connection failed before any response byte: send the
          * request again on a new connection (is_replayable). Not a server
@@ -1049,14 +1070,27 @@ void sg__proxy_up_failed(sg_txn_t *t, sg_fail_t kind, const char *why)
         if (r >= 0)
             return;
         why = uv_strerror(r); /* our own resources (the socket is opened later): not the server's fault */
+        is_ours = true;
     }
+    /* Passive health counts what says the server is broken: connect
+     * errors and timeouts, a close or reset before the response head on a
+     * connection opened for this request (on a reused one it is the
+     * keep-alive race), a broken head. A response timeout says the request
+     * is slow (a client can pick such requests on purpose) and counts only
+     * with count_timeouts (docs/routing.md). */
+    bool counts = !is_ours && !(t->flags & SG_TXN_F_RESP_HEAD);
+    if (kind == SG_FAIL_TIMEOUT)
+        counts = counts && ((t->up && t->up->state == SG_UPC_CONNECTING) ||
+                             (t->srv && t->srv->ups->conf->count_timeouts));
+    else if (kind == SG_FAIL_RESET)
+        counts = counts && !(t->up && (t->up->flags & SG_UPC_F_REUSED));
     if (t->up) {
         sg_upconn_t *u = t->up;
         t->up = NULL;
         u->txn = NULL;
         sg__upconn_release(u, false);
     }
-    if (t->srv_idx >= 0 && (kind == SG_FAIL_CONNECT || kind == SG_FAIL_TIMEOUT))
+    if (t->srv_idx >= 0 && counts)
         sg__server_fail(t->srv, sg_now_ms());
     if (kind == SG_FAIL_CONNECT)
         sg_obs_upstream_connect_error(w->obs, sg__wgen_ups_metric(t->gen, t->ups_idx));
@@ -1434,6 +1468,7 @@ static bool resp_head_step(sg_upconn_t *u)
         return true;
     sg_h1_parser_init(&u->parser, SG_H1_RESPONSE);
     u->parser.max_trailer_bytes = t->gen->cfg->limits.header_bytes;
+    u->parser.max_trailer_count = t->gen->cfg->limits.header_count;
     r = sg_h1_parse_head(&u->parser, u->head, u->head_len, (sg_h1_header_t *)(void *)(u->head + w->head_bytes),
                          w->head_max_hdrs, (t->flags & SG_TXN_F_HEAD_REQ) != 0);
     if (r < 0) {

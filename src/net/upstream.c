@@ -1,8 +1,8 @@
 /* Upstream groups of one worker: name resolution (uv_getaddrinfo, never
  * blocking), balancing (round-robin, least-in-flight), per-server
  * keep-alive pools, connect, timers and passive health (consecutive
- * connect failures/timeouts eject a server for fail_timeout; shared by all
- * workers through runtime servers[][] atomics). */
+ * failures eject a server for fail_timeout, never the last available one of
+ * its group; shared by all workers through runtime servers[][] atomics). */
 #include "net/net_int.h"
 
 #include <netinet/tcp.h>
@@ -139,15 +139,55 @@ static bool is_healthy(const sg_upserver_t *s, uint64_t now_ms)
     return !atomic_load_explicit(&s->pub->active_down, memory_order_relaxed);
 }
 
+/* Another server of s's group can take requests now: in service for every
+ * worker (shared slots) and resolved for this one. Sequentially consistent
+ * loads: see sg__server_fail. */
+static bool others_available(const sg_upserver_t *s, uint64_t now_ms)
+{
+    const sg_upstream_t *u = s->ups;
+    for (size_t k = 0; k < u->n_servers; k++) {
+        const sg_upserver_t *o = &u->servers[k];
+        if (o == s || !o->is_resolved)
+            continue;
+        uint64_t until = atomic_load(&o->pub->ejected_until_ms);
+        if ((!until || until <= now_ms) && !atomic_load(&o->pub->active_down))
+            return true;
+    }
+    return false;
+}
+
+/* Passive health: a failure of s (the caller decides which failures count,
+ * proxy.c). max_fails consecutive ones eject it for fail_timeout, except
+ * when no other server of the group is available: like nginx, passive
+ * checks never take out the last server (a client could otherwise turn
+ * three bad requests into a group-wide 503 for fail_timeout, again and
+ * again). Workers share the slots: two of them may eject the last two
+ * servers at the same moment. Each stores its ejection, then looks at the
+ * others (all sequentially consistent), so at least one of them sees the
+ * other's ejection and takes its own back. */
 void sg__server_fail(sg_upserver_t *s, uint64_t now_ms)
 {
     const sg_upstream_conf_t *uc = s->ups->conf;
     uint32_t f = atomic_fetch_add_explicit(&s->pub->consecutive_fails, 1u, memory_order_relaxed) + 1u;
-    if (uc->max_fails && f >= uc->max_fails) {
-        atomic_store_explicit(&s->pub->ejected_until_ms, now_ms + uc->fail_timeout_ms, memory_order_relaxed);
+    if (!uc->max_fails || f < uc->max_fails)
+        return;
+    uint64_t until = now_ms + uc->fail_timeout_ms;
+    bool ejected = false;
+    if (others_available(s, now_ms)) {
+        atomic_store(&s->pub->ejected_until_ms, until);
+        ejected = others_available(s, now_ms);
+        if (!ejected) /* the other one went at the same time: this one stays */
+            atomic_compare_exchange_strong(&s->pub->ejected_until_ms, &until, 0u);
+    }
+    if (ejected) {
         atomic_store_explicit(&s->pub->consecutive_fails, 0u, memory_order_relaxed);
         sg_obs_log(s->ups->w->obs, SG_LOG_WARN, NULL, "upstream %s: server %s ejected for %llu ms after %u failures",
                    uc->name, s->name, (unsigned long long)uc->fail_timeout_ms, f);
+    } else if (f == uc->max_fails) {
+        /* The count keeps going (a response resets it): logged once per run of failures. */
+        sg_obs_log(s->ups->w->obs, SG_LOG_WARN, NULL,
+                   "upstream %s: server %s kept in service after %u failures: no other server of the group is available",
+                   uc->name, s->name, f);
     }
 }
 

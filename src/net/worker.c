@@ -4,11 +4,15 @@
 
 #include "net/net_int.h"
 #include "sg/log.h"
+#include "sg/metrics.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -254,6 +258,22 @@ int sg__write_ext(sg_worker_t *w, uv_stream_t *s, const uv_buf_t *iov, unsigned 
                     ext_ud, cb, owner);
 }
 
+bool sg__worker_over_conn_cap(const sg_worker_t *w)
+{
+    const sg_runtime_t *rt = w->rt;
+    if (w->idx == SG_CTL_IDX)
+        return rt->admin_conn_cap && w->n_conns >= rt->admin_conn_cap;
+    if (!rt->client_conn_cap)
+        return false;
+    /* Every worker's own count (relaxed: each publishes it at accept and
+     * close). Workers accepting at the same moment can pass the cap by at
+     * most one connection each; the reserve covers that. */
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < rt->n_workers; i++)
+        n += atomic_load_explicit(&rt->workers[i].connections, memory_order_relaxed);
+    return n >= rt->client_conn_cap;
+}
+
 bool sg__worker_can_accept(const sg_worker_t *w)
 {
     return !w->is_draining && w->n_conns < w->gen->cfg->limits.max_connections;
@@ -273,10 +293,49 @@ static void heartbeat(sg_worker_t *w)
     atomic_store_explicit(&w->pub->heartbeat_ms, sg_now_ms(), memory_order_relaxed);
 }
 
+/* Memory under connection churn (issue #15, item 9; docs/operations.md,
+ * "Memory under connection churn"). A burst of connections takes pooled
+ * objects (head buffers of ~82 KiB, 16 KiB read buffers, conns, txns) past
+ * the freelists' caps; when it ends the surplus goes back to malloc. glibc
+ * keeps those chunks in the worker's arena with the pages they touched, and
+ * the next burst carves its objects at other offsets of the same free
+ * space, touching new pages: RSS grew by megabytes per burst for dozens of
+ * bursts (measured with test/soak/churn.c). malloc_trim(0) gives the free
+ * pages of every arena back to the kernel (MADV_DONTNEED), so RSS returns
+ * to what is live plus the freelists after each burst. Done from the tick
+ * (never inside a request) once the burst is over: this thread gave back
+ * at least SG_TRIM_AFTER_BYTES since its last trim and nothing during the
+ * last tick (or SG_TRIM_FORCE_BYTES under churn that never stops). Steady
+ * traffic within the caps never trims. */
+#define SG_TRIM_AFTER_BYTES (1u << 20)
+#define SG_TRIM_FORCE_BYTES (64u << 20)
+
+static void trim_maybe(sg_worker_t *w)
+{
+#ifdef __GLIBC__
+    const sg_freelist_t *fls[] = {&w->fl_conn, &w->fl_txn, &w->fl_upconn, &w->fl_buf, &w->fl_head, &w->fl_wreq};
+    uint64_t released = 0;
+    for (size_t i = 0; i < SG_ARRAY_SIZE(fls); i++)
+        released += fls[i]->released_bytes;
+    bool is_quiet = released == w->trim_seen;
+    w->trim_seen = released;
+    uint64_t pending = released - w->trim_released;
+    if (pending < SG_TRIM_AFTER_BYTES || (!is_quiet && pending < SG_TRIM_FORCE_BYTES))
+        return;
+    w->trim_released = released;
+    w->n_trims++;
+    malloc_trim(0);
+    sg_obs_memory_trim(w->obs);
+#else
+    SG_UNUSED(w);
+#endif
+}
+
 static void on_tick(uv_timer_t *t)
 {
     sg_worker_t *w = t->data;
     heartbeat(w);
+    trim_maybe(w);
     if (w->idx == SG_CTL_IDX)
         sg__runtime_reap(w->rt); /* retired generations every worker is past */
 }
@@ -284,6 +343,7 @@ static void on_tick(uv_timer_t *t)
 static void on_prepare(uv_prepare_t *p)
 {
     heartbeat(p->data);
+    sg__txn_reap(p->data);
 }
 
 static void start_listeners(sg_worker_t *w)
@@ -388,11 +448,14 @@ static void report(sg_worker_t *w)
 {
     fprintf(stderr,
             "swarmgate: pools worker=%u conn_grows=%llu txn_grows=%llu upconn_grows=%llu buf_grows=%llu "
-            "head_grows=%llu wreq_grows=%llu requests=%llu conns=%u\n",
+            "head_grows=%llu wreq_grows=%llu requests=%llu conns=%u in_use=%llu/%llu/%llu/%llu/%llu/%llu\n",
             w->idx, (unsigned long long)w->fl_conn.grows, (unsigned long long)w->fl_txn.grows,
             (unsigned long long)w->fl_upconn.grows, (unsigned long long)w->fl_buf.grows,
             (unsigned long long)w->fl_head.grows, (unsigned long long)w->fl_wreq.grows,
-            (unsigned long long)w->n_requests, w->n_conns);
+            (unsigned long long)w->n_requests, w->n_conns, (unsigned long long)w->fl_conn.in_use,
+            (unsigned long long)w->fl_txn.in_use, (unsigned long long)w->fl_upconn.in_use,
+            (unsigned long long)w->fl_buf.in_use, (unsigned long long)w->fl_head.in_use,
+            (unsigned long long)w->fl_wreq.in_use);
     fflush(stderr);
 }
 
@@ -466,6 +529,7 @@ static void *worker_main(void *arg)
     if (is_ctl && s->opts.control_start)
         s->opts.control_start(&w->loop, s->opts.control_ud);
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    sg__txn_reap(w); /* ended in the last turn, after the prepare handle closed */
     int r = uv_loop_close(&w->loop);
     if (r != 0) {
         if (is_ctl)
@@ -679,6 +743,71 @@ static int write_ports_file(sg_server_t *s, const sg_rtgen_t *g, const char *pat
     return rename(tmp, path);
 }
 
+/* ---- descriptor budget --------------------------------------------------------- */
+
+/* Descriptors open in this process now (/proc/self/fd less the one that
+ * reads it); -1 when /proc cannot be read. */
+static long fds_in_use(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    long n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1;
+}
+
+/* Connection caps from RLIMIT_NOFILE (issue #15, item 8): ~20,300 idle
+ * connections from one host used to take every descriptor of a process
+ * with a limit of 20,000, so new requests hung or were reset and the admin
+ * listener's /health/live was reset too (an orchestrator kills such a
+ * process). Computed once every socket, loop and log file of the start is
+ * open (they are `in_use`):
+ *   spare  = limit - in_use
+ *   admin  = spare / 64, within 4..128: the admin listener's own cap
+ *   other  = admin + 64 (Postgres, span export, DNS, log reopen, /proc
+ *            reads) + one per listener socket (a reload binds new ones
+ *            before closing old ones) + one per actively checked server,
+ *            at most spare / 4
+ *   client = (spare - other) / 2, at least 1
+ * Half of what is left goes to upstream connections: a client connection
+ * with a request in flight holds one (HAProxy sizes maxconn from the same
+ * rule). Idle clients alone therefore cannot take the descriptors that
+ * requests, the admin listener or a reload need. Called by
+ * sg_server_start before any thread runs; the caps never change (the
+ * limit is read at start only). */
+static void set_conn_caps(sg_runtime_t *rt, const sg_config_t *cfg, uint32_t n_workers)
+{
+    struct rlimit rl;
+    long in_use = fds_in_use();
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || in_use < 0)
+        return; /* no cap: as before */
+    uint64_t limit = rl.rlim_cur;
+    uint64_t spare = limit > (uint64_t)in_use ? limit - (uint64_t)in_use : 0;
+    uint64_t admin = SG_MIN(SG_MAX(spare / 64, (uint64_t)4), (uint64_t)128);
+    uint64_t other = admin + 64 + (uint64_t)cfg->n_listeners * n_workers;
+    for (size_t i = 0; i < cfg->n_upstreams; i++)
+        if (cfg->upstreams[i].health_check.enabled)
+            other += cfg->upstreams[i].n_servers;
+    other = SG_MIN(other, spare / 4);
+    uint64_t client = spare > other ? (spare - other) / 2 : 0;
+    client = SG_MIN(SG_MAX(client, (uint64_t)1), (uint64_t)UINT32_MAX);
+    rt->client_conn_cap = (uint32_t)client;
+    rt->admin_conn_cap = (uint32_t)admin;
+    if (rt->metrics)
+        sg_metrics_set_conn_limit(rt->metrics, client);
+    sg_log(SG_LOG_INFO, NULL,
+           "connections: at most %llu client connections at once (RLIMIT_NOFILE %llu, %ld descriptors in use at "
+           "start, %llu kept for the admin listener (at most %llu connections), files and reloads, half of the "
+           "rest for upstream connections)",
+           (unsigned long long)client, (unsigned long long)limit, in_use, (unsigned long long)other,
+           (unsigned long long)admin);
+}
+
 int sg_server_start(sg_runtime_t *rt, sg_config_t *cfg, const sg_server_opts_t *opts, sg_server_t **out, char *err,
                     size_t errlen)
 {
@@ -737,6 +866,7 @@ int sg_server_start(sg_runtime_t *rt, sg_config_t *cfg, const sg_server_opts_t *
         snprintf(err, errlen, "control thread: %s", uv_strerror(cr));
         goto fail;
     }
+    set_conn_caps(rt, cfg, s->n_workers);
     atomic_store(&s->n_running, s->n_workers + 1u);
     if (pthread_create(&s->ctl->thread, NULL, worker_main, s->ctl) != 0) {
         snprintf(err, errlen, "cannot start the control thread");

@@ -5,6 +5,7 @@
 #include "sg/errrate.h"
 #include "sg/procstat.h"
 #include "sg/runtime.h"
+#include "sg/spans.h"
 
 #include <errno.h>
 #include <math.h>
@@ -19,7 +20,19 @@
 
 /* ---- label dimensions --------------------------------------------------- */
 
-enum dim { D_ROUTE = 0, D_METHOD, D_CODE, D_UPSTREAM, D_LISTENER, D_TRACE_SRC, D_RESULT, D_DEST, D_REFUSE, D__COUNT };
+enum dim {
+    D_ROUTE = 0,
+    D_METHOD,
+    D_CODE,
+    D_UPSTREAM,
+    D_LISTENER,
+    D_TRACE_SRC,
+    D_RESULT,
+    D_DEST,
+    D_REFUSE,
+    D_CONN_REFUSE,
+    D__COUNT
+};
 
 /* Values 0 .. cap-1 are names (the start-up config's, then those a reload
  * interned, up to cap); values cap .. n-1 are the fixed extras ("none",
@@ -52,6 +65,11 @@ static const char *const trace_src_names[SG_TRACE_SRC__COUNT] = {
 
 static const char *const result_names[2] = {"success", "failure"};
 
+static const char *const conn_refuse_names[SG_CONN_REFUSED__COUNT] = {
+    [SG_CONN_REFUSED_LIMIT] = "limit",
+    [SG_CONN_REFUSED_ACCEPT_ERROR] = "accept_error",
+};
+
 /* Status codes kept exact (RFC 9110 and common extensions); any other
  * status is folded into its class so the code label stays bounded. */
 static const char *const known_codes[] = {
@@ -83,6 +101,8 @@ enum fam {
     F_EG_TUNNEL_DUR,
     F_EG_REFUSED,
     F_HDR_DROPPED,
+    F_CONN_REFUSED,
+    F_TRIMS,
     F__COUNT
 };
 
@@ -203,6 +223,21 @@ static const desc_t descs[F__COUNT] = {
                        1,
                        {D_LISTENER},
                        {"listener"}},
+    [F_CONN_REFUSED] = {"swarm_connections_refused_total",
+                        "Client connections closed at accept, by listener and reason (limit: the connection cap "
+                        "derived from RLIMIT_NOFILE; accept_error: accept failed, e.g. no descriptor left).",
+                        SG_METRIC_COUNTER,
+                        FL_SKIP_ZERO,
+                        2,
+                        {D_LISTENER, D_CONN_REFUSE},
+                        {"listener", "reason"}},
+    [F_TRIMS] = {"swarm_memory_trims_total",
+                 "Times a thread gave free heap pages back to the kernel (malloc_trim) after a burst of connections.",
+                 SG_METRIC_COUNTER,
+                 0,
+                 0,
+                 {0},
+                 {NULL}},
 };
 
 /* Default buckets (seconds) when the config gives none: 0.5 ms .. 300 s. */
@@ -258,6 +293,7 @@ struct sg_metrics {
     size_t snap_len[SG_EXPOSE_FORMAT__COUNT];
     sg_expose_exemplar_t *ex_scratch;
     double start_time_s;
+    _Atomic uint64_t conn_limit; /* swarm_connections_limit; 0 = not set (no gauge) */
 };
 
 /* ---- small helpers ------------------------------------------------------------ */
@@ -439,7 +475,9 @@ static int names_from_config(sg_metrics_t *m, const sg_config_t *cfg)
 
     for (size_t i = 0; i < nl; i++)
         tmp[i] = cfg->listeners[i].name;
-    if ((rc = dim_init(m, D_LISTENER, tmp, nl, SG_METRICS_SPARE_LABELS, other, 1, true)) != 0)
+    /* Extras: "other", then "admin" (the admin listener, index -1 on the hot path). */
+    static const char *const listener_extra[] = {"other", "admin"};
+    if ((rc = dim_init(m, D_LISTENER, tmp, nl, SG_METRICS_SPARE_LABELS, listener_extra, 2, true)) != 0)
         goto out;
 
     /* destination: the text of each egress.allow rule (bounded by the
@@ -519,6 +557,8 @@ sg_metrics_t *sg_metrics_create(const sg_config_t *cfg, uint32_t n_workers)
     for (size_t i = 1; i < SG_EGRESS__COUNT; i++)
         refuse_names[i - 1] = sg_egress_verdict_name((sg_egress_verdict_t)i);
     if (dim_init(m, D_REFUSE, refuse_names, SG_EGRESS__COUNT - 1, 0, NULL, 0, false) != 0)
+        goto fail;
+    if (dim_init(m, D_CONN_REFUSE, conn_refuse_names, SG_CONN_REFUSED__COUNT, 0, NULL, 0, false) != 0)
         goto fail;
     m->dims[D_CODE].n = m->dims[D_CODE].cap = N_CODES;
     atomic_init(&m->dims[D_CODE].n_named, N_CODES);
@@ -841,6 +881,25 @@ void sg_metrics_egress_refused(sg_metrics_shard_t *s, unsigned reason)
     bump(&s->v[s->m->fam[F_EG_REFUSED].base + (reason - 1)]);
 }
 
+void sg_metrics_conn_refused(sg_metrics_shard_t *s, int32_t listener_idx, sg_conn_refused_t reason)
+{
+    const sg_metrics_t *m = s->m;
+    if ((unsigned)reason >= SG_CONN_REFUSED__COUNT)
+        return;
+    size_t l = listener_idx < 0 ? m->dims[D_LISTENER].cap + 1 : listener_index(m, (size_t)listener_idx);
+    bump(&s->v[m->fam[F_CONN_REFUSED].base + l * SG_CONN_REFUSED__COUNT + (size_t)reason]);
+}
+
+void sg_metrics_memory_trim(sg_metrics_shard_t *s)
+{
+    bump(&s->v[s->m->fam[F_TRIMS].base]);
+}
+
+void sg_metrics_set_conn_limit(sg_metrics_t *m, uint64_t limit)
+{
+    atomic_store_explicit(&m->conn_limit, limit, memory_order_relaxed);
+}
+
 void sg_metrics_config_reload(sg_metrics_shard_t *s, bool is_success)
 {
     bump(&s->v[s->m->fam[F_RELOAD].base + (is_success ? 0 : 1)]);
@@ -974,10 +1033,16 @@ static void render_hooks(sg_metrics_t *m, sg_expose_t *x)
     if (m->hooks.each_server)
         m->hooks.each_server(m->hooks.ud, emit_server_up, x);
 
-    uint64_t exported = m->hooks.spans_exported ? m->hooks.spans_exported(m->hooks.ud) : 0;
     uint64_t dropped = m->hooks.spans_dropped ? m->hooks.spans_dropped(m->hooks.ud) : 0;
-    sg_expose_family(x, "swarm_spans_exported_total", "Spans accepted by the span collector.", SG_METRIC_COUNTER);
-    sg_expose_sample(x, "swarm_spans_exported_total", "", NULL, NULL, 0, (double)exported);
+    sg_expose_family(x, "swarm_spans_exported_total",
+                     "Spans accepted by the span collector, by why they were exported (error, slow, sampled).",
+                     SG_METRIC_COUNTER);
+    static const char *const reason_label[] = {"reason"};
+    for (size_t r = 0; r < SG_SPAN_REASON__COUNT; r++) {
+        const char *v[] = {sg_span_reason_name((sg_span_reason_t)r)};
+        uint64_t n = m->hooks.spans_exported ? m->hooks.spans_exported(m->hooks.ud, r) : 0;
+        sg_expose_sample(x, "swarm_spans_exported_total", "", reason_label, v, 1, (double)n);
+    }
     sg_expose_family(x, "swarm_spans_dropped_total", "Spans dropped (queue full, export failed or timed out).",
                      SG_METRIC_COUNTER);
     sg_expose_sample(x, "swarm_spans_dropped_total", "", NULL, NULL, 0, (double)dropped);
@@ -1038,6 +1103,15 @@ static void render_registry(sg_metrics_t *m, sg_expose_t *x, uint64_t now_ms)
         render_family(m, x, (enum fam)f);
     render_error_rates(m, x, now_ms);
     render_hooks(m, x);
+
+    uint64_t limit = atomic_load_explicit(&m->conn_limit, memory_order_relaxed);
+    if (limit) {
+        sg_expose_family(x, "swarm_connections_limit",
+                         "Client connections the process accepts at once (all workers and listeners), computed at "
+                         "start from RLIMIT_NOFILE; more are refused.",
+                         SG_METRIC_GAUGE);
+        sg_expose_sample(x, "swarm_connections_limit", "", NULL, NULL, 0, (double)limit);
+    }
 
     static const char *const vname[] = {"version"};
     static const char *const vval[] = {SG_VERSION};

@@ -84,7 +84,7 @@ void sg_obs_request_done(sg_obs_worker_t *o, const sg_reqrec_t *rec)
         const char *rn = rec->route_name ? rec->route_name : route_name(o, rec->route_idx);
         if (o->has_access_log && o->ring)
             sg_log_access(o->ring, rec, rn);
-        if (o->spans && rec->sampled)
+        if (o->spans) /* tail sampling: sg_spans_export_reason() */
             sg_spans_record(o->spans, rec, rn);
     }
 }
@@ -99,6 +99,18 @@ void sg_obs_conn_close(sg_obs_worker_t *o, int32_t listener_idx)
 {
     if (o->shard && listener_idx >= 0)
         sg_metrics_conn_close(o->shard, (size_t)listener_idx);
+}
+
+void sg_obs_conn_refused(sg_obs_worker_t *o, int32_t listener_idx, unsigned reason)
+{
+    if (o->shard)
+        sg_metrics_conn_refused(o->shard, listener_idx, (sg_conn_refused_t)reason);
+}
+
+void sg_obs_memory_trim(sg_obs_worker_t *o)
+{
+    if (o->shard)
+        sg_metrics_memory_trim(o->shard);
 }
 
 void sg_obs_inflight(sg_obs_worker_t *o, int delta)

@@ -25,7 +25,7 @@ for f in "$ROOT"/test/fuzz/fuzz_*.c; do
         [ -d "$ROOT/test/fuzz/$d/$name" ] && cp -n "$ROOT/test/fuzz/$d/$name"/* "$corpus"/ 2>/dev/null || true
     done
     dict=""
-    case $name in request | response) dict="-dict=$ROOT/test/fuzz/http.dict" ;; esac
+    case $name in request | response | diff_request | diff_response) dict="-dict=$ROOT/test/fuzz/http.dict" ;; esac
     echo "fuzz: $name for ${SECS}s"
     # shellcheck disable=SC2086
     if ! "$B/test/fuzz/$n" $dict -max_total_time="$SECS" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \

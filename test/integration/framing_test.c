@@ -100,6 +100,15 @@ ParameterizedTestParameters(framing, request_refused)
         {"GET / HTTP/1.1\r\nHost:\r\n\r\n", 400},
         {"GET / HTTP/1.1\r\nHost: \r\n\r\n", 400},
         {"GET / HTTP/9.1\r\nHost: x\r\n\r\n", 505},
+        /* found by the differential fuzz targets (test/fuzz/regressions/diff_*) */
+        {"GET  / HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+        {"GET /  HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+        {"CONNECT /x HTTP/1.1\r\nHost: x\r\n\r\n", 405},
+        {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;;x=y\r\nhello\r\n0\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b\"c\"\r\nhello\r\n0\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;a=\r\nhello\r\n0\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n8000000000000000\r\nhello\r\n0\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 9223372036854775808\r\n\r\nhello", 400},
     };
     return cr_make_param_array(struct req_case, cases, sizeof(cases) / sizeof(cases[0]));
 }
@@ -179,7 +188,7 @@ static us_request_t forwarded(const char *raw, int want_status)
 Test(framing, forwarded_framing_is_the_one_used)
 {
     us_request_t q = forwarded("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n"
-                               "3;ext=1\r\nabc\r\n0\r\nX-Sum: 1\r\n\r\n",
+                               "3;q=\"a b\"\r\nabc\r\n0\r\nX-Sum: 1\r\n\r\n",
                                200);
     cr_assert_eq(us_header_count(q.head, "Transfer-Encoding"), 1, "%s", q.head);
     cr_assert_eq(us_header_count(q.head, "Content-Length"), 0, "%s", q.head);
@@ -290,6 +299,10 @@ ParameterizedTestParameters(framing_resp, response_refused)
         {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n2\r\nok\r\n0\r\n\r\n", false},
         {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokXY0\r\n\r\n", true},
         {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX: a\r\n b\r\n\r\n", true},
+        {"HTTP/1.1  200 OK\r\nContent-Length: 0\r\n\r\n", false},
+        {"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", false},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;a=b\"c\"\r\nok\r\n0\r\n\r\n", true},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n8000000000000000\r\nok\r\n0\r\n\r\n", true},
     };
     return cr_make_param_array(struct resp_case, cases, sizeof(cases) / sizeof(cases[0]));
 }
