@@ -47,6 +47,16 @@ static void teardown(void)
 
 TestSuite(demo_trace, .fini = teardown, .timeout = 120);
 
+/* The upstream's log for a failure message (static: message arguments are evaluated on success too). */
+static const char *up_log_text(void)
+{
+    static char text[16384];
+    char *s = obs_slurp(up_log);
+    snprintf(text, sizeof(text), "%s", s ? s : "");
+    free(s);
+    return text;
+}
+
 /* Starts demo_upstream on an ephemeral port; returns the port. */
 static unsigned start_upstream(const char *conninfo)
 {
@@ -61,7 +71,7 @@ static unsigned start_upstream(const char *conninfo)
     }
     cr_assert(up_pid > 0);
     char *line = obs_wait_line(up_log, "listening on 127.0.0.1:", 10000);
-    cr_assert(line, "demo_upstream did not start:\n%s", obs_slurp(up_log));
+    cr_assert(line, "demo_upstream did not start:\n%s", up_log_text());
     unsigned port = (unsigned)atoi(strstr(line, "127.0.0.1:") + 10);
     free(line);
     cr_assert(port > 0);
@@ -162,7 +172,7 @@ Test(demo_trace, one_trace_id_from_access_log_to_ticket_events_span_and_exemplar
 
     /* 4. The platform's own log line. */
     char *ul = obs_wait_line(up_log, "trace_id=" TID " POST /api/tickets -> 201", 5000);
-    cr_assert(ul, "demo_upstream log:\n%s", obs_slurp(up_log));
+    cr_assert(ul, "demo_upstream log:\n%s", up_log_text());
     free(ul);
 
     /* 5. The span, exported to the demo's collector. */
