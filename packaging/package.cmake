@@ -57,6 +57,10 @@ set(CPACK_SET_DESTDIR ON)
 set(CPACK_INSTALL_PREFIX "/usr")
 set(CPACK_PACKAGING_INSTALL_PREFIX "/usr")
 set(CPACK_STRIP_FILES ON)
+# Written into CPack*Config.cmake escaped, so these regexes' backslashes
+# (and the description's quotes) arrive as written, without "Invalid escape
+# sequence" warnings.
+set(CPACK_VERBATIM_VARIABLES ON)
 set(CPACK_SOURCE_IGNORE_FILES "/\\.git/" "/\\.git$" "/build/" "/\\.cache/" "~$")
 
 set(CPACK_DEBIAN_PACKAGE_NAME "swarmgate")

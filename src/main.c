@@ -116,8 +116,12 @@ int main(int argc, char **argv)
         return 2;
     char err[1024];
     sg_config_t *cfg = NULL;
-    if (sg_config_load(o.config, &cfg, err, sizeof(err)) != 0) {
-        fprintf(stderr, "swarmgate: %s\n", err);
+    static sg_config_errors_t errs; /* 26 KiB: not on the stack */
+    if (sg_config_load_all(o.config, &cfg, &errs) != 0) {
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "swarmgate: %s\n", errs.msg[i].text);
+        if (errs.n_total > errs.n)
+            fprintf(stderr, "swarmgate: %s: %zu more errors not shown\n", o.config, errs.n_total - errs.n);
         return 2;
     }
     if (o.check_only) {

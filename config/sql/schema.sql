@@ -33,10 +33,14 @@ CREATE TABLE IF NOT EXISTS ticket_events (
     ticket_id  bigint      NOT NULL REFERENCES tickets(id) ON DELETE CASCADE,
     from_state text,                -- NULL for the event that created the ticket
     to_state   text        NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now()
+    created_at timestamptz NOT NULL DEFAULT now(),
+    trace_id   UUID                 -- the X-Trace-Id of the request that made the change
 );
+-- Databases made before the column (trace_id_migration.sql does the same).
+ALTER TABLE ticket_events ADD COLUMN IF NOT EXISTS trace_id UUID;
 -- The transition query looks up a ticket's previous event.
 CREATE INDEX IF NOT EXISTS idx_ticket_events_ticket ON ticket_events(ticket_id, id);
+CREATE INDEX IF NOT EXISTS idx_ticket_events_trace_id ON ticket_events(trace_id);
 -- swarm_tickets_processed_total counts the transitions into a final state
 -- (an index-only count; the log is append-only, see docs/postgres.md).
 CREATE INDEX IF NOT EXISTS idx_ticket_events_final ON ticket_events(to_state)
@@ -45,6 +49,9 @@ CREATE INDEX IF NOT EXISTS idx_ticket_events_final ON ticket_events(to_state)
 -- Keeps state_changed_at/updated_at current and writes ticket_events, so the
 -- platform only has to UPDATE tickets SET state = ... . An explicit
 -- state_changed_at in the same statement wins (used to load history).
+-- An event's trace_id is the request's X-Trace-Id when the platform names it
+-- for the transaction (SELECT set_config('swarm.trace_id', '<uuid>', true)),
+-- else the ticket's own trace_id.
 CREATE OR REPLACE FUNCTION swarm_tickets_touch() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -65,11 +72,13 @@ CREATE OR REPLACE FUNCTION swarm_tickets_event() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO ticket_events (ticket_id, from_state, to_state, created_at)
-        VALUES (NEW.id, NULL, NEW.state, NEW.state_changed_at);
+        INSERT INTO ticket_events (ticket_id, from_state, to_state, created_at, trace_id)
+        VALUES (NEW.id, NULL, NEW.state, NEW.state_changed_at,
+                COALESCE(NULLIF(current_setting('swarm.trace_id', true), '')::uuid, NEW.trace_id));
     ELSIF NEW.state IS DISTINCT FROM OLD.state THEN
-        INSERT INTO ticket_events (ticket_id, from_state, to_state, created_at)
-        VALUES (NEW.id, OLD.state, NEW.state, NEW.state_changed_at);
+        INSERT INTO ticket_events (ticket_id, from_state, to_state, created_at, trace_id)
+        VALUES (NEW.id, OLD.state, NEW.state, NEW.state_changed_at,
+                COALESCE(NULLIF(current_setting('swarm.trace_id', true), '')::uuid, NEW.trace_id));
     END IF;
     RETURN NULL;
 END

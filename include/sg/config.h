@@ -301,6 +301,31 @@ int sg_config_load_string(const char *name, const char *yaml, size_t len, sg_con
                           size_t errlen) SG_MUST_CHECK;
 void sg_config_free(sg_config_t *cfg);
 
+/* Every error of one load, for --check-config. A load goes on past an error
+ * to the next key, list item and section, so each wrong key is reported
+ * once; a check that relates several keys (a route's upstream name, two
+ * listeners on one address) runs only when those keys parsed cleanly, so one
+ * mistake does not come back as several. A YAML syntax error ends the load.
+ * Messages are sorted by line and column; the first SG_CONFIG_MAX_ERRORS are
+ * kept and n_total counts them all. */
+#define SG_CONFIG_MAX_ERRORS 50
+#define SG_CONFIG_ERROR_LEN 512
+typedef struct sg_config_errors {
+    size_t n;       /* messages in msg[] */
+    size_t n_total; /* errors found, kept or not */
+    struct {
+        uint32_t line, col;
+        char text[SG_CONFIG_ERROR_LEN]; /* "file:line:col: key.path: what was expected" */
+    } msg[SG_CONFIG_MAX_ERRORS];
+} sg_config_errors_t;
+
+/* sg_config_load() and sg_config_load_string() that fill *errs (reset
+ * first) with every error; returns 0 (errs->n == 0) or -1 (errs->n >= 1).
+ * Any thread. errs is about 26 KiB: allocate it, or make it static. */
+int sg_config_load_all(const char *path, sg_config_t **out, sg_config_errors_t *errs) SG_MUST_CHECK;
+int sg_config_load_string_all(const char *name, const char *yaml, size_t len, sg_config_t **out,
+                              sg_config_errors_t *errs) SG_MUST_CHECK;
+
 /* Generations shared between threads. */
 sg_config_t *sg_config_retain(sg_config_t *cfg);
 void sg_config_release(sg_config_t *cfg);

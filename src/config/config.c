@@ -38,8 +38,10 @@ typedef struct ctx {
     const char *file;
     sg_config_t *cfg;
     const sg__cnode_t *root;
-    char *err;
+    char *err; /* the first error (sg_config_load's one message) */
     size_t errlen;
+    sg_config_errors_t *errs; /* every error, or NULL */
+    size_t n_errs;            /* errors so far: a section with new ones skips its cross-key checks */
     char path[ERR_PATH_MAX];
     size_t plen;
 } ctx_t;
@@ -52,16 +54,34 @@ static loc_t node_loc(const sg__cnode_t *n, loc_t fallback)
     return l;
 }
 
+/* Records one finished message: the first goes to err as well. */
+static void note(ctx_t *c, uint32_t line, uint32_t col, const char *text)
+{
+    if (c->n_errs++ == 0 && c->err != text)
+        snprintf(c->err, c->errlen, "%s", text);
+    sg_config_errors_t *e = c->errs;
+    if (!e)
+        return;
+    e->n_total++;
+    if (e->n < SG_CONFIG_MAX_ERRORS) {
+        e->msg[e->n].line = line;
+        e->msg[e->n].col = col;
+        snprintf(e->msg[e->n].text, sizeof(e->msg[e->n].text), "%s", text);
+        e->n++;
+    }
+}
+
 static int fail(ctx_t *c, loc_t at, const char *fmt, ...) SG_PRINTF(3, 4);
 static int fail(ctx_t *c, loc_t at, const char *fmt, ...)
 {
-    char msg[400];
+    char msg[400], text[ERR_PATH_MAX + 512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    snprintf(c->err, c->errlen, "%s:%u:%u: %s: %s", c->file, at.line ? at.line : 1, at.col ? at.col : 1,
-             c->plen ? c->path : "(root)", msg);
+    uint32_t line = at.line ? at.line : 1, col = at.col ? at.col : 1;
+    snprintf(text, sizeof(text), "%s:%u:%u: %s: %s", c->file, line, col, c->plen ? c->path : "(root)", msg);
+    note(c, line, col, text);
     return -1;
 }
 
@@ -591,17 +611,20 @@ static int set_strlist(ctx_t *c, const sg__cnode_t *n, const field_t *f, void *b
     const char **arr = cnt ? sg_arena_zalloc(&c->cfg->arena, cnt * sizeof(*arr)) : NULL;
     if (cnt && !arr)
         return fail(c, node_loc(n, (loc_t){0, 0}), "out of memory");
+    size_t errs_before = c->n_errs;
     for (size_t i = 0; i < cnt; i++) {
         size_t old = n->kind == SG__CNODE_SEQ ? path_idx(c, i) : c->plen;
         const char *s;
-        if (get_scalar(c, items[i], "a string", &s) < 0)
-            return -1;
-        const char *why = f->check ? f->check(s) : (*s ? NULL : "expected a non-empty string");
-        if (why)
-            return bad_value(c, items[i], s, strncmp(why, "expected ", 9) == 0 ? why + 9 : why);
-        arr[i] = s;
+        if (get_scalar(c, items[i], "a string", &s) == 0) {
+            const char *why = f->check ? f->check(s) : (*s ? NULL : "expected a non-empty string");
+            if (why)
+                bad_value(c, items[i], s, strncmp(why, "expected ", 9) == 0 ? why + 9 : why);
+            arr[i] = s;
+        }
         path_pop(c, old);
     }
+    if (c->n_errs > errs_before)
+        return -1;
     *(const char ***)(void *)((char *)base + f->off) = arr;
     *(size_t *)(void *)((char *)base + f->count_off) = cnt;
     return 0;
@@ -621,16 +644,20 @@ static int set_addrlist(ctx_t *c, const sg__cnode_t *n, const field_t *f, void *
     field_t one = *f;
     one.type = FT_ADDR;
     one.off = 0;
+    size_t errs_before = c->n_errs;
     for (size_t i = 0; i < cnt; i++) {
         size_t old = n->kind == SG__CNODE_SEQ ? path_idx(c, i) : c->plen;
         const char *s;
-        if (get_scalar(c, items[i], "host:port", &s) < 0 || set_scalar(c, items[i], s, &one, &arr[i]) < 0)
-            return -1;
-        for (size_t j = 0; j < i; j++)
-            if (arr[j].port == arr[i].port && strcasecmp(arr[j].host, arr[i].host) == 0)
-                return fail(c, node_loc(items[i], (loc_t){0, 0}), "duplicate server (also at index %zu)", j);
+        if (get_scalar(c, items[i], "host:port", &s) == 0 && set_scalar(c, items[i], s, &one, &arr[i]) == 0)
+            for (size_t j = 0; j < i; j++)
+                if (arr[j].host && arr[j].port == arr[i].port && strcasecmp(arr[j].host, arr[i].host) == 0) {
+                    fail(c, node_loc(items[i], (loc_t){0, 0}), "duplicate server (also at index %zu)", j);
+                    break;
+                }
         path_pop(c, old);
     }
+    if (c->n_errs > errs_before)
+        return -1;
     *(sg_hostport_t **)(void *)((char *)base + f->off) = arr;
     *(size_t *)(void *)((char *)base + f->count_off) = cnt;
     return 0;
@@ -673,9 +700,9 @@ static int check_unique_names(ctx_t *c, const sg__cnode_t *n, const schema_t *s,
 {
     for (size_t i = 1; i < cnt; i++) {
         const char *ni = *(const char **)(void *)(arr + i * s->elem_size + s->name_off);
-        for (size_t j = 0; j < i; j++) {
+        for (size_t j = 0; ni && j < i; j++) {
             const char *nj = *(const char **)(void *)(arr + j * s->elem_size + s->name_off);
-            if (strcmp(ni, nj) == 0) {
+            if (nj && strcmp(ni, nj) == 0) {
                 size_t old = path_idx(c, i);
                 const sg__cpair_t *np = sg__cnode_get(n->items[i], "name");
                 loc_t at = np ? (loc_t){np->val->line, np->val->col} : node_loc(n->items[i], (loc_t){0, 0});
@@ -699,19 +726,20 @@ static int set_list(ctx_t *c, const sg__cnode_t *n, const field_t *f, void *base
     char *arr = cnt ? sg_arena_zalloc(&c->cfg->arena, cnt * s->elem_size) : NULL;
     if (cnt && !arr)
         return fail(c, node_loc(n, (loc_t){0, 0}), "out of memory");
+    size_t errs_before = c->n_errs;
     for (size_t i = 0; i < cnt; i++) {
         size_t old = path_idx(c, i);
         void *elem = arr + i * s->elem_size;
-        if (apply_defaults(c, s, elem) < 0 ||
-            parse_obj(c, n->items[i], node_loc(n->items[i], (loc_t){0, 0}), s, elem, i) < 0)
+        if (apply_defaults(c, s, elem) < 0)
             return -1;
+        parse_obj(c, n->items[i], node_loc(n->items[i], (loc_t){0, 0}), s, elem, i); /* on to the next item */
         path_pop(c, old);
     }
-    if (s->has_name && check_unique_names(c, n, s, arr, cnt) < 0)
-        return -1;
+    if (s->has_name)
+        check_unique_names(c, n, s, arr, cnt);
     *(void **)(void *)((char *)base + f->off) = arr;
     *(size_t *)(void *)((char *)base + f->count_off) = cnt;
-    return 0;
+    return c->n_errs > errs_before ? -1 : 0;
 }
 
 static int set_map(ctx_t *c, const sg__cnode_t *n, const field_t *f, void *base)
@@ -723,28 +751,31 @@ static int set_map(ctx_t *c, const sg__cnode_t *n, const field_t *f, void *base)
     char *arr = cnt ? sg_arena_zalloc(&c->cfg->arena, cnt * s->elem_size) : NULL;
     if (cnt && !arr)
         return fail(c, node_loc(n, (loc_t){0, 0}), "out of memory");
+    size_t errs_before = c->n_errs;
     for (size_t i = 0; i < cnt; i++) {
         const sg__cpair_t *p = &n->pairs[i];
         size_t old = path_key(c, p->key);
         loc_t kat = {p->key_line, p->key_col};
-        const char *why = check_name(p->key);
-        if (why) {
-            char q[96];
-            return fail(c, kat, "%s, got %s", why, quoted(p->key, q, sizeof(q)));
-        }
         void *elem = arr + i * s->elem_size;
+        /* Named even when the name is refused, so routes naming it are not also wrong. */
         const char *name = sg_arena_strdup(&c->cfg->arena, p->key); /* keys live in the parse arena */
         if (!name)
             return fail(c, kat, "out of memory");
         *(const char **)(void *)((char *)elem + s->name_off) = name;
+        const char *why = check_name(p->key);
+        if (why) {
+            char q[96];
+            fail(c, kat, "%s, got %s", why, quoted(p->key, q, sizeof(q)));
+        }
         const sg__cnode_t *v = sg__cnode_is_null(p->val) ? NULL : p->val;
-        if (apply_defaults(c, s, elem) < 0 || parse_obj(c, v, kat, s, elem, i) < 0)
+        if (apply_defaults(c, s, elem) < 0)
             return -1;
+        parse_obj(c, v, kat, s, elem, i); /* on to the next entry */
         path_pop(c, old);
     }
     *(void **)(void *)((char *)base + f->off) = arr;
     *(size_t *)(void *)((char *)base + f->count_off) = cnt;
-    return 0;
+    return c->n_errs > errs_before ? -1 : 0;
 }
 
 static int set_field(ctx_t *c, const sg__cnode_t *n, const field_t *f, void *base)
@@ -821,7 +852,7 @@ static size_t edit_distance(const char *a, const char *b)
     return row[lb];
 }
 
-static int unknown_key(ctx_t *c, const sg__cpair_t *p, const schema_t *s)
+static int unknown_key(ctx_t *c, const sg__cpair_t *p, const schema_t *s, size_t *suggested)
 {
     const char *best = NULL;
     size_t bd = SG_MAX(strlen(p->key) / 3, 1) + 1; /* suggest only close names */
@@ -830,6 +861,7 @@ static int unknown_key(ctx_t *c, const sg__cpair_t *p, const schema_t *s)
         if (d < bd && d <= 2) {
             bd = d;
             best = s->fields[i].key;
+            *suggested = i;
         }
     }
     size_t old = path_key(c, p->key);
@@ -850,13 +882,18 @@ static int parse_obj(ctx_t *c, const sg__cnode_t *n, loc_t at, const schema_t *s
         n = NULL;
     if (n && n->kind != SG__CNODE_MAP)
         return fail(c, at, "expected a mapping, got %s", kind_name(n));
+    /* Every unknown key is reported, then every known one is parsed; a key
+     * that an unknown one was probably meant to be is not also "missing". */
+    size_t errs_before = c->n_errs;
+    uint64_t meant = 0;
     if (n) {
         for (size_t i = 0; i < n->n_pairs; i++) {
             size_t j = 0;
             while (j < s->n_fields && strcmp(s->fields[j].key, n->pairs[i].key) != 0)
                 j++;
-            if (j == s->n_fields)
-                return unknown_key(c, &n->pairs[i], s);
+            size_t sug = SIZE_MAX;
+            if (j == s->n_fields && unknown_key(c, &n->pairs[i], s, &sug) < 0 && sug < 64)
+                meant |= 1ull << sug;
         }
     }
     if (n && s->init && s->init(c, n, at, base, idx) < 0)
@@ -868,18 +905,21 @@ static int parse_obj(ctx_t *c, const sg__cnode_t *n, loc_t at, const schema_t *s
         if (!p || sg__cnode_is_null(p->val)) {
             if (f->flags & F_REQ) {
                 if (p)
-                    return fail(c, node_loc(p->val, at), "a value is required here");
-                return fail(c, at, "missing required key");
+                    fail(c, node_loc(p->val, at), "a value is required here");
+                else if (!(i < 64 && (meant >> i) & 1))
+                    fail(c, at, "missing required key");
+            } else if (f->type == FT_OBJ) {
+                /* An absent section still gets its checks and derived defaults. */
+                parse_obj(c, NULL, p ? (loc_t){p->key_line, p->key_col} : at, f->sub, (char *)base + f->off, 0);
             }
-            /* An absent section still gets its checks and derived defaults. */
-            if (f->type == FT_OBJ &&
-                parse_obj(c, NULL, p ? (loc_t){p->key_line, p->key_col} : at, f->sub, (char *)base + f->off, 0) < 0)
-                return -1;
-        } else if (set_field(c, p->val, f, base) < 0) {
-            return -1;
+        } else {
+            set_field(c, p->val, f, base);
         }
         path_pop(c, old);
     }
+    /* Checks across keys need every key of the section parsed. */
+    if (c->n_errs > errs_before)
+        return -1;
     if (s->done && s->done(c, n, at, base, idx) < 0)
         return -1;
     return 0;
@@ -1978,7 +2018,24 @@ static uint64_t section_fp(const sg__cnode_t *n)
     return n ? node_fp(0xcbf29ce484222325ull, n, 0) : 0;
 }
 
-int sg_config_load_string(const char *name, const char *yaml, size_t len, sg_config_t **out, char *err, size_t errlen)
+/* The messages of errs in file order (stable: equal places keep the order found). */
+static void sort_errors(sg_config_errors_t *e)
+{
+    for (size_t i = 1; i < e->n; i++)
+        for (size_t j = i; j > 0; j--) {
+            uint64_t a = (uint64_t)e->msg[j - 1].line << 32 | e->msg[j - 1].col;
+            uint64_t b = (uint64_t)e->msg[j].line << 32 | e->msg[j].col;
+            if (a <= b)
+                break;
+            char tmp[sizeof(e->msg[0])];
+            memcpy(tmp, &e->msg[j], sizeof(tmp));
+            memcpy(&e->msg[j], &e->msg[j - 1], sizeof(tmp));
+            memcpy(&e->msg[j - 1], tmp, sizeof(tmp));
+        }
+}
+
+static int load_string(const char *name, const char *yaml, size_t len, sg_config_t **out, char *err, size_t errlen,
+                       sg_config_errors_t *errs)
 {
     char dummy[8];
     if (!err || errlen == 0) {
@@ -1987,19 +2044,23 @@ int sg_config_load_string(const char *name, const char *yaml, size_t len, sg_con
     }
     err[0] = '\0';
     *out = NULL;
+    ctx_t c = {.file = name, .err = err, .errlen = errlen, .errs = errs};
     sg_config_t *cfg = calloc(1, sizeof(*cfg));
     if (!cfg) {
         snprintf(err, errlen, "%s:1:1: (root): out of memory", name);
+        note(&c, 1, 1, err);
         return -1;
     }
+    c.cfg = cfg;
     sg_arena_init(&cfg->arena, 16384);
     atomic_init(&cfg->refcount, 1);
     sg_arena_t tmp;
     sg_arena_init(&tmp, 65536);
     sg__cnode_t *root = NULL;
-    ctx_t c = {.file = name, .cfg = cfg, .err = err, .errlen = errlen};
-    if (sg__config_yaml_parse(&tmp, name, yaml, len, &root, err, errlen) < 0)
+    if (sg__config_yaml_parse(&tmp, name, yaml, len, &root, err, errlen) < 0) {
+        note(&c, 0, 0, err); /* a syntax error ends the load: it is the only one */
         goto fail;
+    }
     c.root = root;
     cfg->path = sg_arena_strdup(&cfg->arena, name);
     if (!cfg->path) {
@@ -2010,7 +2071,8 @@ int sg_config_load_string(const char *name, const char *yaml, size_t len, sg_con
         fail(&c, node_loc(root, (loc_t){1, 1}), "expected a mapping of settings, got %s", kind_name(root));
         goto fail;
     }
-    if (apply_defaults(&c, &top_schema, cfg) < 0 || parse_obj(&c, root, (loc_t){1, 1}, &top_schema, cfg, 0) < 0)
+    if (apply_defaults(&c, &top_schema, cfg) < 0 || parse_obj(&c, root, (loc_t){1, 1}, &top_schema, cfg, 0) < 0 ||
+        c.n_errs > 0)
         goto fail;
     cfg->fp_postgres = section_fp(map_get(root, "postgres"));
     cfg->fp_trace_export = section_fp(map_get(map_get(root, "trace"), "export"));
@@ -2020,10 +2082,25 @@ int sg_config_load_string(const char *name, const char *yaml, size_t len, sg_con
 fail:
     sg_arena_destroy(&tmp);
     sg_config_free(cfg);
+    if (errs)
+        sort_errors(errs);
     return -1;
 }
 
-int sg_config_load(const char *path, sg_config_t **out, char *err, size_t errlen)
+int sg_config_load_string(const char *name, const char *yaml, size_t len, sg_config_t **out, char *err, size_t errlen)
+{
+    return load_string(name, yaml, len, out, err, errlen, NULL);
+}
+
+int sg_config_load_string_all(const char *name, const char *yaml, size_t len, sg_config_t **out,
+                              sg_config_errors_t *errs)
+{
+    char err[SG_CONFIG_ERROR_LEN];
+    errs->n = errs->n_total = 0;
+    return load_string(name, yaml, len, out, err, sizeof(err), errs);
+}
+
+static int load_file(const char *path, sg_config_t **out, char *err, size_t errlen, sg_config_errors_t *errs)
 {
     char dummy[8];
     if (!err || errlen == 0) {
@@ -2063,13 +2140,31 @@ int sg_config_load(const char *path, sg_config_t **out, char *err, size_t errlen
             break;
         }
     }
-    rc = sg_config_load_string(path, buf, len, out, err, errlen);
+    rc = load_string(path, buf, len, out, err, errlen, errs);
     goto done;
 oom:
     snprintf(err, errlen, "%s: out of memory", path);
 done:
     free(buf);
     fclose(f);
+    return rc;
+}
+
+int sg_config_load(const char *path, sg_config_t **out, char *err, size_t errlen)
+{
+    return load_file(path, out, err, errlen, NULL);
+}
+
+int sg_config_load_all(const char *path, sg_config_t **out, sg_config_errors_t *errs)
+{
+    char err[SG_CONFIG_ERROR_LEN];
+    errs->n = errs->n_total = 0;
+    int rc = load_file(path, out, err, sizeof(err), errs);
+    if (rc < 0 && errs->n_total == 0) { /* the file itself (cannot open, too large): one message */
+        errs->n_total = errs->n = 1;
+        errs->msg[0].line = errs->msg[0].col = 0;
+        snprintf(errs->msg[0].text, sizeof(errs->msg[0].text), "%s", err);
+    }
     return rc;
 }
 

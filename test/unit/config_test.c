@@ -877,3 +877,115 @@ Test(config, section_fingerprints_follow_content_not_layout, .timeout = 10)
     sg_config_free(e);
     sg_config_free(none);
 }
+
+Test(config, shipped_config_listens_on_loopback_only, .timeout = 10)
+{
+    /* A first `swarmgate --config config/swarmgate.yaml` opens nothing to the network (the egress
+     * listener is a forward proxy); docs/configuration.md says how to listen on all interfaces. */
+    unset_example_env();
+    sg_config_t *cfg = NULL;
+    char err[512] = "";
+    cr_assert_eq(sg_config_load(SG_SOURCE_DIR "/config/swarmgate.yaml", &cfg, err, sizeof(err)), 0, "%s", err);
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        cr_expect_str_eq(cfg->listeners[i].addr.host, "127.0.0.1", "listeners[%zu]", i);
+    cr_expect_str_eq(cfg->admin.addr.host, "127.0.0.1");
+    sg_config_free(cfg);
+}
+
+/* ---- every error of a load (--check-config) ---- */
+
+static sg_config_errors_t g_errs; /* 26 KiB */
+
+static void load_fails_all(const char *yaml)
+{
+    sg_config_t *cfg = (sg_config_t *)(uintptr_t)1;
+    int rc = sg_config_load_string_all("t.yaml", yaml, strlen(yaml), &cfg, &g_errs);
+    cr_assert_eq(rc, -1, "should fail: %s", yaml);
+    cr_assert_null(cfg);
+}
+
+Test(config, every_error_is_reported_in_file_order, .timeout = 10)
+{
+    static const char yaml[] = "workers: lots\n"                                   /* 1 */
+                               "listeners:\n"                                      /* 2 */
+                               "  - {address: 127.0.0.1:0, mode: sideways}\n"      /* 3 */
+                               "  - {adress: 127.0.0.1:1}\n"                       /* 4 */
+                               "upstreams:\n"                                      /* 5 */
+                               "  platform: {servers: [127.0.0.1:3002], keepalive: -1}\n" /* 6 */
+                               "routes:\n"                                         /* 7 */
+                               "  - {match: {prefix: /api/}, upstream: platfrom}\n" /* 8 */
+                               "trace: {header: 'X Trace'}\n"                      /* 9 */
+                               "shutdown: {drain_delay: soon}\n";                  /* 10 */
+    load_fails_all(yaml);
+    const char *want[] = {
+        "t.yaml:1:10: workers: expected auto or a number from 1 to 256, got \"lots\"",
+        "t.yaml:3:34: listeners[0].mode: expected one of reverse, egress, got \"sideways\"",
+        "t.yaml:4:6: listeners[1].adress: unknown key (did you mean \"address\"?)",
+        "t.yaml:6:52: upstreams.platform.keepalive: expected an integer from 0 to 100000, got \"-1\"",
+        "t.yaml:8:40: routes[0].upstream: no upstream named \"platfrom\" in upstreams",
+        "t.yaml:9:17: trace.header: expected an HTTP header name",
+        "t.yaml:10:25: shutdown.drain_delay: expected a duration",
+    };
+    size_t nw = sizeof(want) / sizeof(want[0]);
+    for (size_t i = 0; i < g_errs.n; i++)
+        cr_log_info("%s", g_errs.msg[i].text);
+    cr_assert_eq(g_errs.n, nw, "got %zu errors", g_errs.n);
+    cr_assert_eq(g_errs.n_total, nw);
+    for (size_t i = 0; i < nw; i++)
+        cr_expect(strncmp(g_errs.msg[i].text, want[i], strlen(want[i])) == 0, "error %zu: %s\nwant: %s", i,
+                  g_errs.msg[i].text, want[i]);
+}
+
+Test(config, single_error_api_keeps_the_first_error, .timeout = 10)
+{
+    /* sg_config_load_string's one message is the first error found, as before. */
+    load_fails(L0 "trace: {header: 'X Trace'}\nshutdown: {drain_delay: soon, bogus: 1}\n",
+               "t.yaml:2:17: trace.header: expected an HTTP header name (RFC 9110 token characters), got \"X Trace\"");
+}
+
+Test(config, a_misspelt_required_key_is_one_error, .timeout = 10)
+{
+    load_fails_all("listeners: [{adress: 127.0.0.1:0}]\n");
+    cr_assert_eq(g_errs.n, 1, "%s", g_errs.n > 1 ? g_errs.msg[1].text : "");
+    cr_assert_str_eq(g_errs.msg[0].text, "t.yaml:1:14: listeners[0].adress: unknown key (did you mean \"address\"?)");
+}
+
+Test(config, a_broken_section_skips_its_cross_key_checks, .timeout = 10)
+{
+    /* The route's bad prefix is reported; its upstream name is checked only when the route is otherwise valid,
+     * and two broken listeners on one address report their own errors, not the clash. */
+    load_fails_all("listeners:\n  - {address: 127.0.0.1:8080, backlog: 0}\n  - {address: 127.0.0.1:8080}\n"
+                   "routes: [{match: {prefix: api}, upstream: nothere}]\n");
+    for (size_t i = 0; i < g_errs.n; i++)
+        cr_log_info("%s", g_errs.msg[i].text);
+    cr_assert_eq(g_errs.n, 2);
+    cr_expect(strstr(g_errs.msg[0].text, "listeners[0].backlog") != NULL, "%s", g_errs.msg[0].text);
+    cr_expect(strstr(g_errs.msg[1].text, "routes[0].match.prefix") != NULL, "%s", g_errs.msg[1].text);
+}
+
+Test(config, errors_are_bounded, .timeout = 10)
+{
+    static char yaml[16384];
+    size_t o = (size_t)snprintf(yaml, sizeof(yaml), L0 "upstreams:\n");
+    for (int i = 0; i < 80; i++)
+        o += (size_t)snprintf(yaml + o, sizeof(yaml) - o, "  u%d: {servers: [127.0.0.1:1], keepalive: x}\n", i);
+    load_fails_all(yaml);
+    cr_assert_eq(g_errs.n, SG_CONFIG_MAX_ERRORS);
+    cr_assert_eq(g_errs.n_total, 80);
+    cr_assert(strstr(g_errs.msg[0].text, "t.yaml:3:") == g_errs.msg[0].text, "%s", g_errs.msg[0].text);
+}
+
+Test(config, a_file_that_cannot_be_read_is_one_error, .timeout = 10)
+{
+    sg_config_t *cfg = NULL;
+    cr_assert_eq(sg_config_load_all("/nonexistent/sg.yaml", &cfg, &g_errs), -1);
+    cr_assert_eq(g_errs.n, 1);
+    cr_assert(strstr(g_errs.msg[0].text, "/nonexistent/sg.yaml: cannot open") != NULL, "%s", g_errs.msg[0].text);
+}
+
+Test(config, a_syntax_error_is_the_only_error, .timeout = 10)
+{
+    load_fails_all("workers: [1\nlisteners: x\n");
+    cr_assert_eq(g_errs.n, 1);
+    cr_assert(strstr(g_errs.msg[0].text, "(syntax)") != NULL, "%s", g_errs.msg[0].text);
+}
