@@ -195,8 +195,24 @@ static int trailer_bytes(sg_h1_parser_t *p, size_t n)
     return 0;
 }
 
+static bool framing_ok(sg_h1_parser_t *p, const char *from, const char *to);
+
+/* The framing bytes before a trailer span are checked when the span
+ * arrives, not only at the end of the read: a fold or a bare LF earlier in
+ * the trailer section must be refused before a limit later in it, however
+ * the bytes were split (fuzz_request). */
+static int trailer_framing(sg_h1_parser_t *p, const char *at)
+{
+    if (at < p->_fr_pos || !framing_ok(p, p->_fr_pos, at))
+        return refuse(p, 400, "invalid chunked framing");
+    p->_fr_pos = at;
+    return 0;
+}
+
 static int trailer_field(sg_h1_parser_t *p, const char *at, size_t n)
 {
+    if (trailer_framing(p, at))
+        return HPE_USER;
     if (p->_last_was_value || p->_tr_count == 0) {
         p->_tr_count++;
         p->_tr_name_len = 0;
@@ -236,6 +252,8 @@ static int on_header_value_complete(llhttp_t *ll)
 
 static int trailer_value(sg_h1_parser_t *p, const char *at, size_t n)
 {
+    if (trailer_framing(p, at))
+        return HPE_USER;
     /* llhttp hands an obs-fold on as a second span of the same value
      * ("y", then " z"). A value is legitimately in two spans only when the
      * input ended between them: the first span reached the end of its
