@@ -112,6 +112,7 @@ typedef struct sg_h1_parser {
     uint8_t _fr_where;      /* chunked: FR_SIZE_LINE, FR_AFTER_DATA or FR_TRAILERS */
     uint8_t _fr_prev;       /* chunked: the last framing byte */
     bool _fr_is_last_chunk; /* chunked: the size line just read was 0 */
+    bool _fr_in_quote;      /* chunked: inside a quoted extension value of a size line */
     uint8_t _ext_state;     /* chunk extension value grammar state */
     uint32_t _ext_len;      /* chunk extension name bytes so far */
     uint16_t _err_status;

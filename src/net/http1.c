@@ -585,14 +585,22 @@ static bool framing_ok(sg_h1_parser_t *p, const char *from, const char *to)
         /* A size line cannot end in ';': the strict llhttp takes "5;" and
          * "5;x=y;" with no extension name after the last ';' (found by
          * fuzz_diff_request; RFC 9112 7.1.1 wants a token there). */
-        if (p->_fr_where == FR_SIZE_LINE && *c == '\r' && p->_fr_prev == ';')
-            return false;
+        /* ... nor hold an empty extension name anywhere: after a value,
+         * llhttp skips ";;" without a name callback ("0;a=b;;e"; found by
+         * fuzz_diff_request). Quoted values may hold both. */
+        if (p->_fr_where == FR_SIZE_LINE) {
+            if (*c == '"')
+                p->_fr_in_quote = !p->_fr_in_quote;
+            else if (!p->_fr_in_quote && p->_fr_prev == ';' && (*c == '\r' || *c == ';' || *c == '='))
+                return false;
+        }
         /* A trailer line that starts with SP or HTAB is obs-fold, whatever
          * llhttp's value spans say (after an empty value, "A:\r\n b", it
          * reports just "b"; found by fuzz_diff_request). */
         if (p->_fr_where == FR_TRAILERS && p->_fr_prev == '\n' && (*c == ' ' || *c == '\t'))
             return false;
         if (*c == '\n') {
+            p->_fr_in_quote = false;
             if (p->_fr_where == FR_SIZE_LINE)
                 p->_fr_where = p->_fr_is_last_chunk ? FR_TRAILERS : FR_AFTER_DATA;
             else if (p->_fr_where == FR_AFTER_DATA)

@@ -565,6 +565,8 @@ ParameterizedTestParameters(http1, strict_request_messages)
         {"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-Checksum: abc\r\nX-B: \r\n\r\n", 0},
         {"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=\"q\"\r\nabc\r\n0\r\n\r\n", 0},
         {"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;\r\nabc\r\n0\r\n\r\n", 400},
+        {"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0;a=b;;e\r\n\r\n", 400},
+        {"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;a=\";;\"\r\nabc\r\n0\r\n\r\n", 0},
         {"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y;\r\nabc\r\n0\r\n\r\n", 400},
         {"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0;\r\n\r\n", 400},
         {"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab;\r\n0\r\nX: a;\r\n\r\n", 0},
