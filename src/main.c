@@ -4,6 +4,7 @@
 #include "sg/control.h"
 #include "sg/log.h"
 #include "sg/metrics.h"
+#include "sg/pg.h"
 #include "sg/runtime.h"
 #include "sg/worker.h"
 
@@ -14,11 +15,14 @@
 #include <uv.h>
 
 static const char usage[] = "usage: swarmgate --config FILE [--ports-file FILE]\n"
-                            "       swarmgate --check-config [--config] FILE\n"
+                            "       swarmgate --check-config [--check-db] [--config] FILE\n"
                             "       swarmgate --version | --help\n"
                             "\n"
                             "  -c, --config FILE     configuration file (YAML)\n"
                             "      --check-config    load and validate the config, then exit\n"
+                            "      --check-db        with --check-config: connect to postgres.conninfo and\n"
+                            "                        prepare every configured query (exit 2 naming each\n"
+                            "                        missing table or column, 1 when unreachable)\n"
                             "      --ports-file FILE write \"<listener> <address>\" lines once bound\n"
                             "  -v, --version         print the version\n"
                             "  -h, --help            this text\n"
@@ -31,6 +35,7 @@ typedef struct opts {
     const char *config;
     const char *ports_file;
     bool check_only;
+    bool check_db;
 } opts_t;
 
 typedef struct main_state {
@@ -53,6 +58,11 @@ static int parse_args(int argc, char **argv, opts_t *o)
         } else if (!strcmp(a, "--check-config")) {
             o->check_only = true;
             /* `--check-config FILE` is the same as `--check-config --config FILE`. */
+            if (!o->config && i + 1 < argc && argv[i + 1][0] != '-')
+                o->config = argv[++i];
+        } else if (!strcmp(a, "--check-db")) {
+            o->check_only = true;
+            o->check_db = true;
             if (!o->config && i + 1 < argc && argv[i + 1][0] != '-')
                 o->config = argv[++i];
         } else if ((!strcmp(a, "--config") || !strcmp(a, "-c")) && i + 1 < argc) {
@@ -112,8 +122,13 @@ int main(int argc, char **argv)
     }
     if (o.check_only) {
         printf("config OK: %s\n", o.config);
+        int rc = 0;
+        if (o.check_db) {
+            fflush(stdout);
+            rc = sg_pg_check_db(&cfg->postgres, stdout);
+        }
         sg_config_free(cfg);
-        return 0;
+        return rc;
     }
     signal(SIGPIPE, SIG_IGN);
 

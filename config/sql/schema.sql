@@ -37,6 +37,10 @@ CREATE TABLE IF NOT EXISTS ticket_events (
 );
 -- The transition query looks up a ticket's previous event.
 CREATE INDEX IF NOT EXISTS idx_ticket_events_ticket ON ticket_events(ticket_id, id);
+-- swarm_tickets_processed_total counts the transitions into a final state
+-- (an index-only count; the log is append-only, see docs/postgres.md).
+CREATE INDEX IF NOT EXISTS idx_ticket_events_final ON ticket_events(to_state)
+    WHERE to_state IN ('done', 'failed', 'cancelled');
 
 -- Keeps state_changed_at/updated_at current and writes ticket_events, so the
 -- platform only has to UPDATE tickets SET state = ... . An explicit

@@ -105,6 +105,7 @@ typedef struct sg_trace_conf {
         uint32_t queue_size;       /* per worker, default 8192 */
         uint64_t timeout_ms;       /* default 10s */
         const char *service_name;  /* default "swarmgate" */
+        uint64_t slow_ms;          /* spans of longer requests always exported, default 1s */
     } export;
 } sg_trace_conf_t;
 
@@ -147,6 +148,7 @@ typedef struct sg_pg_query_conf {
     uint64_t interval_ms;  /* 0 = postgres.interval */
     sg_zero_fill_t *zero_fill;
     size_t n_zero_fill;
+    bool is_disabled;      /* YAML `enabled: false`: a built-in query switched off (sql not needed) */
 } sg_pg_query_conf_t;
 
 typedef struct sg_pg_conf {
@@ -157,7 +159,8 @@ typedef struct sg_pg_conf {
     uint64_t connect_timeout_ms;   /* default 5s */
     uint64_t stale_after_ms;       /* drop values older than this, default 3 x interval */
     uint64_t stuck_after_ms;       /* in_progress longer than this is stuck, default 1h */
-    bool default_queries;          /* add the reference-schema queries, default true */
+    bool default_queries;          /* add the reference-schema queries, default true; a query in
+                                      `queries` with a built-in name replaces that default */
     sg_pg_query_conf_t *queries;
     size_t n_queries;
     struct {
@@ -169,6 +172,8 @@ typedef struct sg_pg_conf {
     const char *transitions_start_sql; /* NULL = reference schema: the current max event id */
     uint64_t reconnect_min_ms;     /* first back-off after a failure, default 250ms */
     uint64_t reconnect_max_ms;     /* back-off cap, default 30s */
+    bool leader_lock;              /* only the holder of a session advisory lock polls (YAML default true;
+                                      false in a zeroed C struct) */
 } sg_pg_conf_t;
 
 typedef struct sg_egress_rule {

@@ -44,7 +44,8 @@ sg_expose_format_t sg_expose_negotiate(sg_str_t accept);
 /* One exemplar (OpenMetrics only; ignored in text format). */
 typedef struct sg_expose_exemplar {
     bool is_set;
-    char trace_id[37];   /* NUL-terminated, rendered as {trace_id="..."} */
+    char trace_id[37];   /* NUL-terminated UUID (or 32 hex), rendered as
+                            {trace_id="<32 lower-case hex>"}, the spans' form */
     double value;        /* the observation, in the family's unit */
     uint64_t ts_unix_ms; /* when it was observed; 0 = no timestamp */
 } sg_expose_exemplar_t;

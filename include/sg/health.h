@@ -15,7 +15,8 @@ typedef struct sg_health_inputs {
     uint64_t stale_ms;     /* a worker not ticking this long is stuck */
     bool pg_enabled;       /* postgres.conninfo set */
     bool pg_required;      /* postgres.required */
-    bool pg_up;            /* last poll succeeded */
+    bool pg_up;            /* connected to Postgres */
+    uint32_t pg_failing;   /* built-in queries whose last run failed, 1u << sg_pg_builtin_t */
 } sg_health_inputs_t;
 
 typedef enum sg_health_kind {

@@ -95,6 +95,7 @@ typedef struct sg_h1_parser {
     sg_h1_body_cb on_body; /* optional */
     void *ud;
     uint32_t max_trailer_bytes; /* trailer section bytes, 0 = SG_H1_TRAILER_BYTES_DEFAULT; over -> 431 */
+    uint32_t max_trailer_count; /* trailer lines, 0 = the header storage size; over -> 431 */
     /* private */
     size_t _max_headers; /* header lines; trailer lines likewise */
     const char *_buf;    /* the head being parsed (sg_h1_parse_head only) */
@@ -106,10 +107,13 @@ typedef struct sg_h1_parser {
     bool _tr_span_at_end;  /* the last trailer value span reached the end of its input */
     const char *_in_start; /* the input of the current sg_h1_parse_body() call */
     const char *_in_end;
-    const char *_fr_pos; /* chunked: start of the framing bytes not yet checked */
-    bool _fr_prev_cr;    /* chunked: the last framing byte was CR */
-    uint8_t _ext_state;  /* chunk extension value grammar state */
-    uint32_t _ext_len;   /* chunk extension name bytes so far */
+    const char *_fr_pos;    /* chunked: start of the framing bytes not yet checked */
+    bool _fr_prev_cr;       /* chunked: the last framing byte was CR */
+    uint8_t _fr_where;      /* chunked: FR_SIZE_LINE, FR_AFTER_DATA or FR_TRAILERS */
+    uint8_t _fr_prev;       /* chunked: the last framing byte */
+    bool _fr_is_last_chunk; /* chunked: the size line just read was 0 */
+    uint8_t _ext_state;     /* chunk extension value grammar state */
+    uint32_t _ext_len;      /* chunk extension name bytes so far */
     uint16_t _err_status;
     uint8_t _phase;
     bool _last_was_value;

@@ -66,7 +66,7 @@ typedef void (*sg_metrics_server_cb)(void *ctx, const char *upstream, const char
  * Any field may be NULL: then server_up series are not written and the
  * span counters read 0. */
 typedef struct sg_metrics_hooks {
-    uint64_t (*spans_exported)(void *ud);
+    uint64_t (*spans_exported)(void *ud, size_t reason); /* sg_span_reason_t */
     uint64_t (*spans_dropped)(void *ud);
     void *ud;
     /* Calls emit(ctx, ...) once per server of the config now in force

@@ -18,9 +18,29 @@
 #include "sg/config.h"
 #include "sg/expose.h"
 
+#include <stdio.h>
 #include <uv.h>
 
 typedef struct sg_pg sg_pg_t;
+
+/* The built-in queries: the platform's families (DESIGN.md section 5),
+ * whether they run the reference-schema SQL or an override with the same
+ * name. Readiness (postgres.required) fails while one of them fails. */
+typedef enum sg_pg_builtin {
+    SG_PG_Q_TICKETS_TOTAL = 0,
+    SG_PG_Q_TICKETS_STUCK,
+    SG_PG_Q_TICKETS_PROCESSED,
+    SG_PG_Q_BREAKER_STATE,
+    SG_PG_Q_BREAKER_CHANGED,
+    SG_PG_Q_VM_ACTIVE,
+    SG_PG_Q_VM_MAX,
+    SG_PG_Q_TRANSITIONS,
+    SG_PG_BUILTIN__COUNT
+} sg_pg_builtin_t;
+
+/* The session advisory lock of postgres.leader_lock: one poller per
+ * database (docs/scaling.md). */
+#define SG_PG_LEADER_LOCK_KEY 8320225980679938420 /* "swarmgat" as a big-endian int8 */
 
 /* Receives each log line (already masked, no trailing newline). */
 typedef void (*sg_pg_log_cb)(void *arg, sg_log_level_t level, const char *msg);
@@ -49,6 +69,22 @@ void sg_pg_stop(sg_pg_t *pg);
 
 /* Connected (readiness input). Control thread only. */
 bool sg_pg_is_up(const sg_pg_t *pg);
+/* Built-in queries whose last run failed, bit (1u << sg_pg_builtin_t).
+ * A query that has not run since this instance became the poller (or that
+ * a non-leader does not run) is not failing. Control thread only. */
+uint32_t sg_pg_failing_builtins(const sg_pg_t *pg);
+/* This instance polls: it holds the leader lock, or leader_lock is off. */
+bool sg_pg_is_poller(const sg_pg_t *pg);
+/* The metric name of a built-in query ("swarm_tickets_total"); any thread. */
+const char *sg_pg_builtin_name(sg_pg_builtin_t id);
+
+/* --check-db: connects (blocking, for the command line), prepares every
+ * query conf would run (defaults, overrides, transitions and its start
+ * query) and checks that each result has its label and value columns.
+ * Writes one line per problem to out, naming the query and what is missing
+ * (libpq's message: relation or column). Returns 0 when all prepare, 1 when
+ * the database cannot be reached, 2 when a query does not fit it. */
+int sg_pg_check_db(const sg_pg_conf_t *conf, FILE *out);
 /* The last error message (masked), "" when none. Valid until the next loop turn. */
 const char *sg_pg_last_error(const sg_pg_t *pg);
 void sg_pg_get_stats(const sg_pg_t *pg, sg_pg_stats_t *out);

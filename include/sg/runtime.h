@@ -92,6 +92,7 @@ typedef struct sg_runtime {
      * admin_conn_cap the admin listener's. See src/net/worker.c. */
     uint32_t client_conn_cap;
     uint32_t admin_conn_cap;
+    _Atomic uint32_t pg_failing; /* built-in queries failing, 1u << sg_pg_builtin_t (control thread writes) */
     /* Private to src/net (generation.c): the start-up generation (never
      * retired), the slot registry and the retired generations waiting for
      * every worker to pass them. Control thread only after start-up. */

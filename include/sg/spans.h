@@ -6,9 +6,11 @@
  * blocks, never allocates; full -> dropped and counted). The exporter, on
  * the control thread's loop, drains every queue each batch_delay (or as
  * soon as batch_size spans wait), encodes one body and POSTs it with a
- * small non-blocking HTTP/1.1 client. Failures (connect, timeout, 408, 429,
- * 5xx) are retried with capped exponential back-off; a batch that still
- * fails, or gets another 4xx, is dropped and counted. */
+ * small non-blocking HTTP/1.1 client over one kept connection. Failures
+ * (connect, timeout, and the OTLP/HTTP retryable codes 429, 502, 503, 504)
+ * are retried with capped exponential back-off, honouring Retry-After; a
+ * batch that still fails, or gets any other error status, is dropped and
+ * counted. */
 #ifndef SG_SPANS_H
 #define SG_SPANS_H
 
@@ -24,8 +26,20 @@
 #define SG_SPAN_HOST_MAX 96
 #define SG_SPAN_ADDR_MAX 48
 #define SG_SPAN_ERROR_MAX 64
+#define SG_SPAN_ERROR_TYPE_MAX 24
 /* Upper bound of one encoded span (every string escaped at worst). */
 #define SG_SPAN_JSON_MAX 6144
+
+/* Why a span is exported (swarm_spans_exported_total{reason}): every error
+ * and every slow request, the rest by the head sampling decision. */
+typedef enum sg_span_reason {
+    SG_SPAN_REASON_ERROR = 0, /* 5xx, a proxy-made error, no response, a broken exchange */
+    SG_SPAN_REASON_SLOW,      /* longer than trace.export.slow */
+    SG_SPAN_REASON_SAMPLED,   /* the head decision (traceparent sampled flag) */
+    SG_SPAN_REASON__COUNT
+} sg_span_reason_t;
+
+const char *sg_span_reason_name(sg_span_reason_t r);
 
 /* A finished span. Everything inline (strings cut to their field size):
  * no pointer into request memory, so it can cross threads. */
@@ -38,14 +52,25 @@ typedef struct sg_span {
     sg_method_t method;
     uint16_t status;      /* 0 = no response was sent */
     uint16_t client_port; /* 0 = unknown */
-    bool is_error;        /* 5xx or a proxy-made error: span status ERROR */
-    char route[SG_SPAN_ROUTE_MAX];        /* route name, "" = none */
+    uint16_t server_port; /* Host's port, else the scheme's (80); CONNECT: the target's */
+    bool is_error;        /* span status ERROR: 5xx, no response, or an exchange that broke */
+    bool is_connect;      /* CONNECT: no url.path/url.scheme, server.* is the target */
+    uint8_t reason;       /* sg_span_reason_t */
+    char route[SG_SPAN_ROUTE_MAX];        /* route name (swarmgate.route), "" = none */
     char path[SG_SPAN_PATH_MAX];
     char host[SG_SPAN_HOST_MAX];          /* Host without its port */
     char client_ip[SG_SPAN_ADDR_MAX];
     char upstream[SG_SPAN_ADDR_MAX];      /* upstream server "ip:port", "" = none */
-    char error[SG_SPAN_ERROR_MAX];        /* rec->error, "" = none */
+    char error[SG_SPAN_ERROR_MAX];        /* rec->error, free text (status message), "" = none */
+    char error_type[SG_SPAN_ERROR_TYPE_MAX]; /* error.type, low-cardinality, "" = none */
+    char tracestate[SG_TRACESTATE_MAX + 1];  /* W3C tracestate sent on, "" = none */
 } sg_span_t;
+
+/* error.type (OpenTelemetry semantic conventions): a fixed, low-cardinality
+ * value for a span with status ERROR: "timeout", "connection_refused",
+ * "connection_reset", "client_closed", "no_healthy_upstream", else the
+ * status code ("502"), else "_OTHER". NULL when the span is no error. */
+const char *sg_span_error_type(uint16_t status, const char *error, bool is_error, char buf[8]);
 
 /* Fills a span from a finished request (route_name may be NULL). */
 void sg_span_from_rec(sg_span_t *out, const sg_reqrec_t *rec, const char *route_name);
@@ -66,6 +91,9 @@ size_t sg_spans_encode_zipkin(sg_buf_t *b, const sg_span_t *spans, size_t n, con
 /* Ratio (0..1) of new traces (restarts) to mark sampled. Default 1.0.
  * Set at start-up or reload; read by any thread. */
 void sg_spans_set_sample_ratio(double ratio);
+/* Spans of requests longer than this are exported whatever the sampler
+ * said (trace.export.slow, default 1 s). Set at start-up or reload. */
+void sg_spans_set_slow_ms(uint64_t ms);
 /* The sampler's decision for a trace swarmgate starts: pass it to
  * sg_trace_resolve(). Continued traces follow their parent's flag. Any
  * thread; no lock, no system call. */
@@ -83,8 +111,13 @@ sg_span_queue_t *sg_span_queue_new(uint32_t capacity) SG_MUST_CHECK;
 void sg_span_queue_free(sg_span_queue_t *q);
 /* Owning thread only. Copies `span`; false (and counted) when full. */
 bool sg_span_queue_push(sg_span_queue_t *q, const sg_span_t *span);
-/* Owning thread only. When rec->sampled, writes the span for `rec` straight
- * into the next slot (no copy); false when not sampled or full. */
+/* Tail sampling: the reason to export the span of `rec` (errors, requests
+ * over the slow threshold, then the head decision rec->sampled), or -1
+ * when it is not exported. Any thread. */
+int sg_spans_export_reason(const sg_reqrec_t *rec);
+/* Owning thread only. When sg_spans_export_reason() gives a reason, writes
+ * the span for `rec` straight into the next slot (no copy); false when not
+ * exported or full. */
 bool sg_spans_record(sg_span_queue_t *q, const sg_reqrec_t *rec, const char *route_name);
 /* Spans this queue dropped because it was full. */
 uint64_t sg_span_queue_dropped(const sg_span_queue_t *q);
@@ -117,9 +150,10 @@ int sg_spans_exporter_start(uv_loop_t *loop, const sg_trace_conf_t *conf, const 
  * has run its close callbacks. The loop thread only. */
 void sg_spans_exporter_stop(sg_spans_exporter_t *ex);
 
-/* Counters for swarm_spans_exported_total / swarm_spans_dropped_total:
+/* Counters for swarm_spans_exported_total{reason} / swarm_spans_dropped_total:
  * process-wide, any thread. Dropped = queue full + batches given up. */
-uint64_t sg_spans_exported_total(void);
+uint64_t sg_spans_exported_total(void); /* all reasons */
+uint64_t sg_spans_exported_reason(sg_span_reason_t r);
 uint64_t sg_spans_dropped_total(void);
 
 #endif /* SG_SPANS_H */

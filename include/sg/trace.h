@@ -48,7 +48,8 @@ typedef struct sg_traceparent {
  * Level 2 as DESIGN.md section 4 restricts it. 0 on valid, -1 otherwise. */
 int sg_traceparent_parse(sg_str_t in, sg_traceparent_t *out) SG_MUST_CHECK;
 /* Validates a combined tracestate (lines joined with ','): list-member
- * grammar, <= 32 non-empty members, key rules incl. vendor form. */
+ * grammar, <= 32 non-empty members (duplicated keys allowed), keys per the
+ * W3C suite's grammar (up to 256 characters, "@" anywhere after the first). */
 bool sg_tracestate_valid(sg_str_t in);
 
 /* Header values of one request, as the parser saw them (each line apart). */

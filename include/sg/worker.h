@@ -81,7 +81,8 @@ int sg_server_reload(sg_server_t *s, uint32_t *gen_out, char *err, size_t errlen
 void sg_server_request_reload(sg_server_t *s);
 /* Each worker prints its pool counters on stderr:
  * "swarmgate: pools worker=I conn_grows=.. txn_grows=.. upconn_grows=..
- *  buf_grows=.. head_grows=.. wreq_grows=.. requests=.." */
+ *  buf_grows=.. head_grows=.. wreq_grows=.. requests=.. conns=..
+ *  in_use=conn/txn/upconn/buf/head/wreq" (objects out of each freelist). */
 void sg_server_report(sg_server_t *s);
 /* Waits for every worker thread and frees the server. */
 void sg_server_join(sg_server_t *s);

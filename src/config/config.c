@@ -1200,6 +1200,7 @@ typedef struct trace_export_conf {
     uint32_t queue_size;
     uint64_t timeout_ms;
     const char *service_name;
+    uint64_t slow_ms;
 } trace_export_conf_t;
 _Static_assert(sizeof(trace_export_conf_t) == sizeof(((sg_trace_conf_t *)0)->export), "export layout");
 _Static_assert(offsetof(trace_export_conf_t, service_name) ==
@@ -1274,6 +1275,7 @@ static const field_t export_fields[] = {
     U32(trace_export_conf_t, "queue_size", queue_size, "8192", 1, 1000000),
     DUR(trace_export_conf_t, "timeout", timeout_ms, "10s", MS(1), SEC(3600)),
     STR(trace_export_conf_t, "service_name", service_name, "swarmgate", F_NONEMPTY, NULL),
+    DUR(trace_export_conf_t, "slow", slow_ms, "1s", 0, SEC(3600)),
 };
 static const schema_t export_schema = {SCHEMA(export_fields), 0, NULL, NULL, false, 0};
 
@@ -1331,6 +1333,11 @@ static const char *const builtin_metrics[] = {
     "swarm_db_query_duration_seconds",
     "swarm_db_query_errors_total",
     "swarm_db_last_success_timestamp_seconds",
+    "swarm_db_query_up",
+    "swarm_db_query_timeouts_total",
+    "swarm_db_refresh_skipped_total",
+    "swarm_db_connect_errors_total",
+    "swarm_db_poller_leader",
     "swarm_error_rate",
     "swarm_upstream_error_rate",
     "swarm_http_requests_total",
@@ -1346,9 +1353,16 @@ static const char *const builtin_metrics[] = {
     "swarm_spans_dropped_total",
     "swarmgate_build_info",
 };
+/* The default queries' names: a configured query with one of these names
+ * replaces that default (docs/postgres.md, "Your schema differs"). */
 static const char *const default_query_metrics[] = {
-    "swarm_tickets_total",         "swarm_tickets_stuck", "swarm_tickets_processed_total",
-    "swarm_circuit_breaker_state", "swarm_vm_active",     "swarm_vm_max",
+    "swarm_tickets_total",
+    "swarm_tickets_stuck",
+    "swarm_tickets_processed_total",
+    "swarm_circuit_breaker_state",
+    "swarm_circuit_breaker_state_changed_timestamp_seconds",
+    "swarm_vm_active",
+    "swarm_vm_max",
 };
 
 static const field_t zero_fill_fields[] = {
@@ -1357,11 +1371,49 @@ static const field_t zero_fill_fields[] = {
 };
 static const schema_t zero_fill_schema = {SCHEMA(zero_fill_fields), sizeof(sg_zero_fill_t), NULL, NULL, false, 0};
 
+static bool is_default_query(const char *name)
+{
+    for (size_t j = 0; j < SG_ARRAY_SIZE(default_query_metrics); j++)
+        if (strcmp(name, default_query_metrics[j]) == 0)
+            return true;
+    return false;
+}
+
+/* `enabled: false` switches a built-in query off (C field is_disabled, so
+ * that a zeroed struct is an enabled query). */
+static int query_enabled(ctx_t *c, const sg__cnode_t *n, void *base, const field_t *f)
+{
+    SG_UNUSED(f);
+    sg_pg_query_conf_t *q = base;
+    const char *s;
+    bool b;
+    if (get_scalar(c, n, "true or false", &s) < 0)
+        return -1;
+    if (parse_bool(s, &b) < 0)
+        return bad_value(c, n, s, "true or false");
+    q->is_disabled = !b;
+    return 0;
+}
+
 static int query_done(ctx_t *c, const sg__cnode_t *n, loc_t at, void *obj, size_t idx)
 {
     sg_pg_query_conf_t *q = obj;
     size_t old;
     int rc = 0;
+    if (q->is_disabled && !is_default_query(q->name)) {
+        old = path_key(c, "enabled");
+        rc = fail(c, key_loc(n, "enabled", at),
+                  "only a built-in query can be switched off (\"%s\" is not one); remove the query instead", q->name);
+        path_pop(c, old);
+        return rc;
+    }
+    if (!q->is_disabled && !q->sql) {
+        old = path_key(c, "sql");
+        const sg__cpair_t *sp = sg__cnode_get(n, "sql");
+        rc = sp ? fail(c, node_loc(sp->val, at), "a value is required here") : fail(c, at, "missing required key");
+        path_pop(c, old);
+        return rc;
+    }
     const sg__cpair_t *lp = sg__cnode_get(n, "labels");
     for (size_t i = 1; i < q->n_labels; i++)
         for (size_t j = 0; j < i; j++)
@@ -1412,7 +1464,8 @@ static const field_t query_fields[] = {
     STR(sg_pg_query_conf_t, "name", name, NULL, F_REQ, check_metric_name),
     STR(sg_pg_query_conf_t, "help", help, NULL, 0, NULL),
     ENUM(sg_pg_query_conf_t, "type", type, "gauge", pg_metric_types),
-    STR(sg_pg_query_conf_t, "sql", sql, NULL, F_REQ, check_nonblank),
+    STR(sg_pg_query_conf_t, "sql", sql, NULL, 0, check_nonblank),
+    CUSTOM("enabled", query_enabled, 0, NULL),
     STRLIST(sg_pg_query_conf_t, "labels", labels, n_labels, 0, check_label_name),
     STR(sg_pg_query_conf_t, "value", value, "value", 0, check_column),
     DUR(sg_pg_query_conf_t, "interval", interval_ms, "0", 0, SEC(86400)),
@@ -1450,23 +1503,21 @@ static int pg_done(ctx_t *c, const sg__cnode_t *n, loc_t at, void *obj, size_t i
     }
     if (pg->stale_after_ms == 0)
         pg->stale_after_ms = pg->interval_ms * 3;
-    if (pg->default_queries) {
-        const sg__cpair_t *qp = sg__cnode_get(n, "queries");
-        for (size_t i = 0; i < pg->n_queries; i++)
-            for (size_t j = 0; j < SG_ARRAY_SIZE(default_query_metrics); j++)
-                if (strcmp(pg->queries[i].name, default_query_metrics[j]) == 0) {
-                    old = path_key(c, "queries");
-                    size_t o2 = path_idx(c, i);
-                    size_t o3 = path_key(c, "name");
-                    rc = fail(c, key_loc(qp->val->items[i], "name", at),
-                              "\"%s\" is a default query: set postgres.default_queries: false to replace it",
-                              pg->queries[i].name);
-                    path_pop(c, o3);
-                    path_pop(c, o2);
-                    path_pop(c, old);
-                    return rc;
-                }
-    }
+    /* A query named like a default replaces it, so it must be one: with
+     * default_queries off there is nothing to switch off. */
+    const sg__cpair_t *qp = sg__cnode_get(n, "queries");
+    for (size_t i = 0; i < pg->n_queries; i++)
+        if (pg->queries[i].is_disabled && !pg->default_queries) {
+            old = path_key(c, "queries");
+            size_t o2 = path_idx(c, i);
+            size_t o3 = path_key(c, "enabled");
+            rc = fail(c, key_loc(qp->val->items[i], "enabled", at),
+                      "default_queries is false: there is no built-in \"%s\" to switch off", pg->queries[i].name);
+            path_pop(c, o3);
+            path_pop(c, o2);
+            path_pop(c, old);
+            return rc;
+        }
     return 0;
 }
 
@@ -1481,6 +1532,10 @@ static const field_t pg_fields[] = {
     BOOL(sg_pg_conf_t, "default_queries", default_queries, "true"),
     LIST(sg_pg_conf_t, "queries", queries, n_queries, query_schema),
     OBJ(sg_pg_conf_t, "transitions", transitions, transitions_schema),
+    STR(sg_pg_conf_t, "transitions_start_sql", transitions_start_sql, NULL, 0, check_nonblank),
+    DUR(sg_pg_conf_t, "reconnect_min", reconnect_min_ms, "250ms", MS(10), SEC(3600)),
+    DUR(sg_pg_conf_t, "reconnect_max", reconnect_max_ms, "30s", MS(10), SEC(3600)),
+    BOOL(sg_pg_conf_t, "leader_lock", leader_lock, "true"),
 };
 static const schema_t pg_schema = {SCHEMA(pg_fields), 0, NULL, pg_done, false, 0};
 

@@ -76,6 +76,7 @@ void sg_admin_health(sg_admin_t *a, int kind, sg_local_resp_t *resp)
         .pg_enabled = cfg->postgres.conninfo != NULL,
         .pg_required = cfg->postgres.required,
         .pg_up = atomic_load_explicit(&a->rt->pg_up, memory_order_relaxed),
+        .pg_failing = atomic_load_explicit(&a->rt->pg_failing, memory_order_relaxed),
     };
     size_t len = 0;
     resp->status = (uint16_t)sg_health_render(a->rt, &in, (sg_health_kind_t)kind, resp->body, resp->body_cap, &len);

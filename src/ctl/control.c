@@ -43,10 +43,10 @@ static void each_server(void *ud, sg_metrics_server_cb emit, void *ctx)
     }
 }
 
-static uint64_t spans_exported(void *ud)
+static uint64_t spans_exported(void *ud, size_t reason)
 {
     SG_UNUSED(ud);
-    return sg_spans_exported_total();
+    return sg_spans_exported_reason((sg_span_reason_t)reason);
 }
 
 static uint64_t spans_dropped(void *ud)
@@ -101,6 +101,7 @@ static void on_pg_state(uv_timer_t *t)
         c->pg_restart_ms = 0;
     }
     atomic_store_explicit(&c->rt->pg_up, c->pg && sg_pg_is_up(c->pg), memory_order_relaxed);
+    atomic_store_explicit(&c->rt->pg_failing, c->pg ? sg_pg_failing_builtins(c->pg) : 0, memory_order_relaxed);
 }
 
 /* Proxy listeners with serve_metrics render on their worker: refresh the

@@ -1,5 +1,7 @@
 #include "sg/health.h"
 
+#include "sg/pg.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -96,13 +98,21 @@ static bool render_ready(const sg_runtime_t *rt, const sg_health_inputs_t *in, o
     for (uint32_t i = 0; i < rt->n_workers; i++)
         listening = listening && atomic_load_explicit(&rt->workers[i].is_listening, memory_order_relaxed);
     bool draining = atomic_load_explicit(&rt->is_draining, memory_order_relaxed);
-    bool pg_ok = !in->pg_enabled || !in->pg_required || in->pg_up;
+    /* Required: connected, and every built-in query's last run succeeded
+     * (a schema that does not fit is as bad as no database). */
+    bool pg_conn_ok = !in->pg_enabled || !in->pg_required || in->pg_up;
+    bool pg_queries_ok = !in->pg_enabled || !in->pg_required || !in->pg_failing;
+    bool pg_ok = pg_conn_ok && pg_queries_ok;
 
     put(o, "{\"checks\":[{\"name\":\"listening\",\"ok\":%s}", listening ? "true" : "false");
     put(o, ",{\"name\":\"draining\",\"ok\":%s}", draining ? "false" : "true");
     if (in->pg_enabled)
-        put(o, ",{\"name\":\"postgres\",\"ok\":%s,\"up\":%s,\"required\":%s}", pg_ok ? "true" : "false",
+        put(o, ",{\"name\":\"postgres\",\"ok\":%s,\"up\":%s,\"required\":%s}", pg_conn_ok ? "true" : "false",
             in->pg_up ? "true" : "false", in->pg_required ? "true" : "false");
+    for (unsigned b = 0; in->pg_enabled && b < SG_PG_BUILTIN__COUNT; b++)
+        if (in->pg_failing & (1u << b))
+            put(o, ",{\"name\":\"postgres:%s\",\"ok\":%s,\"last_run_ok\":false,\"required\":%s}",
+                sg_pg_builtin_name(b), in->pg_required ? "false" : "true", in->pg_required ? "true" : "false");
     bool ups_ok = true;
     size_t n_up = cfg ? cfg->n_upstreams : 0;
     for (size_t u = 0; u < n_up; u++) {
@@ -131,8 +141,13 @@ static bool render_ready(const sg_runtime_t *rt, const sg_health_inputs_t *in, o
             FAIL("listening");
         if (draining)
             FAIL("draining");
-        if (!pg_ok)
+        if (!pg_conn_ok)
             FAIL("postgres");
+        for (unsigned b = 0; !pg_queries_ok && b < SG_PG_BUILTIN__COUNT; b++)
+            if (in->pg_failing & (1u << b)) {
+                put(o, "%s\"postgres:%s\"", first ? "" : ",", sg_pg_builtin_name(b));
+                first = false;
+            }
         for (size_t u = 0; u < n_up; u++) {
             const sg_upstream_conf_t *uc = &cfg->upstreams[u];
             bool any = false;

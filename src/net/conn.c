@@ -264,6 +264,15 @@ static bool begin_request(sg_conn_t *c)
     return true;
 }
 
+/* Bytes of a head that is refused are kept as far as they fit, so the
+ * error can reuse an X-Trace-Id line that was received whole. */
+static void head_keep(sg_txn_t *t, sg_worker_t *w, const char *p, size_t n)
+{
+    size_t k = SG_MIN(n, w->head_bytes - t->head_len);
+    memcpy(t->head + t->head_len, p, k);
+    t->head_len += k;
+}
+
 static int head_step(sg_conn_t *c)
 {
     sg_worker_t *w = c->w;
@@ -283,10 +292,12 @@ static int head_step(sg_conn_t *c)
         const char *why = r == -414   ? "request line too long"
                           : r == -431 ? "request header too large"
                                       : "malformed request head";
+        head_keep(t, w, c->rbuf + c->rpos, avail); /* for the error's trace id */
         sg__conn_error(c, -r, why, true);
         return -1;
     }
     if (t->head_len + used > w->head_bytes) {
+        head_keep(t, w, c->rbuf + c->rpos, used);
         sg__conn_error(c, 431, "request header too large", true);
         return -1;
     }
@@ -300,6 +311,7 @@ static int head_step(sg_conn_t *c)
     sg_h1_parser_init(&t->parser, SG_H1_REQUEST);
     t->parser.max_body = t->gen->cfg->limits.body_bytes;
     t->parser.max_trailer_bytes = t->gen->cfg->limits.header_bytes;
+    t->parser.max_trailer_count = t->gen->cfg->limits.header_count;
     r = sg_h1_parse_head(&t->parser, t->head, t->head_len, (sg_h1_header_t *)(void *)(t->head + w->head_bytes),
                          w->head_max_hdrs, false);
     if (r < 0) {
@@ -654,11 +666,8 @@ void sg__conn_error_ex(sg_conn_t *c, int status, const char *error, const char *
         u->txn = NULL;
         sg__upconn_release(u, false);
     }
-    if (!t->has_trace) {
-        sg_trace_id_generate(t->trace.trace_id);
-        t->trace.source = SG_TRACE_SRC_GENERATED;
-        t->has_trace = true;
-    }
+    if (!t->has_trace)
+        sg__head_trace_resolve(t); /* the client's id when its line was read */
     if (!(t->flags & SG_TXN_F_REQ_DONE) || !(t->flags & SG_TXN_F_CLIENT_KA) || w->drain_phase > 0)
         must_close = true;
     char *buf = sg__buf_get(w);

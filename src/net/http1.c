@@ -187,7 +187,7 @@ static int trailer_bytes(sg_h1_parser_t *p, size_t n)
 static int trailer_field(sg_h1_parser_t *p, const char *at, size_t n)
 {
     if (p->_last_was_value || p->_tr_count == 0) {
-        if (++p->_tr_count > p->_max_headers)
+        if (++p->_tr_count > (p->max_trailer_count ? p->max_trailer_count : p->_max_headers))
             return refuse(p, 431, "too many trailer fields");
         p->_tr_name_len = 0;
         p->_last_was_value = false;
@@ -224,6 +224,7 @@ static int trailer_value(sg_h1_parser_t *p, const char *at, size_t n)
      * buffer and the next starts at the start of the next one. */
     if (p->_last_was_value && !(p->_tr_span_at_end && at == p->_in_start))
         return refuse(p, 400, "obs-fold in a trailer field");
+
     p->_tr_span_at_end = at + n == p->_in_end;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)at[i];
@@ -313,6 +314,9 @@ static int on_chunk_header(llhttp_t *ll)
 {
     if (ll->content_length > (uint64_t)INT64_MAX)
         return refuse(self(ll), 400, "chunk size too large");
+    /* llhttp calls this at the end of the size line, before framing_ok()
+     * reaches that line's LF: it knows whether trailers follow. */
+    self(ll)->_fr_is_last_chunk = ll->content_length == 0;
     return 0;
 }
 
@@ -531,6 +535,10 @@ static int on_headers_complete(llhttp_t *ll)
  * strict llhttp still takes a bare LF at the end of the trailer section
  * and after the last chunk ("0\r\n\n"); a next hop may not. Returns
  * false on a violation. */
+/* Where the framing stream is: a chunk-size line, the CRLF after chunk
+ * data, or the trailer section (after the last chunk's size line). */
+enum { FR_SIZE_LINE = 0, FR_AFTER_DATA, FR_TRAILERS };
+
 static bool framing_ok(sg_h1_parser_t *p, const char *from, const char *to)
 {
     for (const unsigned char *c = (const unsigned char *)from; c < (const unsigned char *)to; c++) {
@@ -538,7 +546,24 @@ static bool framing_ok(sg_h1_parser_t *p, const char *from, const char *to)
             return false;
         if ((*c < 0x20 && *c != '\t' && *c != '\r' && *c != '\n') || *c == 0x7f)
             return false;
+        /* A size line cannot end in ';': the strict llhttp takes "5;" and
+         * "5;x=y;" with no extension name after the last ';' (found by
+         * fuzz_diff_request; RFC 9112 7.1.1 wants a token there). */
+        if (p->_fr_where == FR_SIZE_LINE && *c == '\r' && p->_fr_prev == ';')
+            return false;
+        /* A trailer line that starts with SP or HTAB is obs-fold, whatever
+         * llhttp's value spans say (after an empty value, "A:\r\n b", it
+         * reports just "b"; found by fuzz_diff_request). */
+        if (p->_fr_where == FR_TRAILERS && p->_fr_prev == '\n' && (*c == ' ' || *c == '\t'))
+            return false;
+        if (*c == '\n') {
+            if (p->_fr_where == FR_SIZE_LINE)
+                p->_fr_where = p->_fr_is_last_chunk ? FR_TRAILERS : FR_AFTER_DATA;
+            else if (p->_fr_where == FR_AFTER_DATA)
+                p->_fr_where = FR_SIZE_LINE;
+        }
         p->_fr_prev_cr = *c == '\r';
+        p->_fr_prev = *c;
     }
     return true;
 }
@@ -641,12 +666,13 @@ int sg_h1_parse_head(sg_h1_parser_t *p, const char *buf, size_t len, sg_h1_heade
     sg_h1_body_cb cb = p->on_body;
     void *ud = p->ud;
     uint64_t max_body = p->max_body;
-    uint32_t max_trailer_bytes = p->max_trailer_bytes;
+    uint32_t max_trailer_bytes = p->max_trailer_bytes, max_trailer_count = p->max_trailer_count;
     sg_h1_parser_init(p, p->kind);
     p->on_body = cb;
     p->ud = ud;
     p->max_body = max_body;
     p->max_trailer_bytes = max_trailer_bytes;
+    p->max_trailer_count = max_trailer_count;
     p->head.kind = p->kind;
     p->head.headers = headers;
     p->_max_headers = max_headers;
@@ -789,6 +815,10 @@ bool sg_h1_list_has(sg_str_t v, sg_str_t token)
     return false;
 }
 
+/* The IANA HTTP Status Code Registry (RFC 9110 section 15 and the RFCs it
+ * lists): the proxy's own answers (400-505, the egress 403/407, admin,
+ * limits) and an upstream status line with an empty reason both get their
+ * registered phrase; only an unregistered code is "Unknown". */
 const char *sg_h1_reason_phrase(int status)
 {
     switch (status) {
@@ -796,30 +826,106 @@ const char *sg_h1_reason_phrase(int status)
         return "Continue";
     case 101:
         return "Switching Protocols";
+    case 102:
+        return "Processing";
+    case 103:
+        return "Early Hints";
     case 200:
         return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 203:
+        return "Non-Authoritative Information";
     case 204:
         return "No Content";
+    case 205:
+        return "Reset Content";
+    case 206:
+        return "Partial Content";
+    case 207:
+        return "Multi-Status";
+    case 208:
+        return "Already Reported";
+    case 226:
+        return "IM Used";
+    case 300:
+        return "Multiple Choices";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
     case 304:
         return "Not Modified";
+    case 305:
+        return "Use Proxy";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 402:
+        return "Payment Required";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 406:
+        return "Not Acceptable";
+    case 407:
+        return "Proxy Authentication Required";
     case 408:
         return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 411:
+        return "Length Required";
+    case 412:
+        return "Precondition Failed";
     case 413:
         return "Content Too Large";
     case 414:
         return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 416:
+        return "Range Not Satisfiable";
     case 417:
         return "Expectation Failed";
+    case 421:
+        return "Misdirected Request";
+    case 422:
+        return "Unprocessable Content";
+    case 423:
+        return "Locked";
+    case 424:
+        return "Failed Dependency";
+    case 425:
+        return "Too Early";
+    case 426:
+        return "Upgrade Required";
+    case 428:
+        return "Precondition Required";
+    case 429:
+        return "Too Many Requests";
     case 431:
         return "Request Header Fields Too Large";
+    case 451:
+        return "Unavailable For Legal Reasons";
     case 500:
         return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
     case 502:
         return "Bad Gateway";
     case 503:
@@ -828,6 +934,16 @@ const char *sg_h1_reason_phrase(int status)
         return "Gateway Timeout";
     case 505:
         return "HTTP Version Not Supported";
+    case 506:
+        return "Variant Also Negotiates";
+    case 507:
+        return "Insufficient Storage";
+    case 508:
+        return "Loop Detected";
+    case 510:
+        return "Not Extended";
+    case 511:
+        return "Network Authentication Required";
     default:
         return "Unknown";
     }

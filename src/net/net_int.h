@@ -134,7 +134,7 @@ enum {
     SG_WORKER_CMD_DRAIN = 1u << 0,
     SG_WORKER_CMD_REPORT = 1u << 1,
     SG_WORKER_CMD_DRAIN_NOW = 1u << 2,
-    SG_WORKER_CMD_FORCE = 1u << 5, /* second drain request: close everything now */
+    SG_WORKER_CMD_FORCE = 1u << 5,  /* second drain request: close everything now */
     SG_WORKER_CMD_STOP = 1u << 3,   /* control thread: every worker is gone */
     SG_WORKER_CMD_RELOAD = 1u << 4, /* worker: adopt rt->gen; control thread: reload the config file */
 };
@@ -168,8 +168,8 @@ typedef struct sg_busypoll {
     uv_idle_t idle;
     uint64_t last_io_ns; /* uv_hrtime() of the last read */
     uint64_t max_ns;     /* spin while reads come closer than this; 0 = never */
-    bool is_spinning; /* idle handle open and started */
-    bool is_closing;  /* idle handle closing: no new spin until its close callback */
+    bool is_spinning;    /* idle handle open and started */
+    bool is_closing;     /* idle handle closing: no new spin until its close callback */
 } sg_busypoll_t;
 
 /* A worker thread's world. Owner: sg_server_t; freed by the server after
@@ -205,6 +205,11 @@ struct sg_worker {
     sg_timeq_t tq;
     uv_timer_t tick;
     uv_prepare_t prepare;
+    /* Transactions ended during this loop turn (sg__txn_free): their memory
+     * goes back to fl_txn from on_prepare, when no callback is on the stack,
+     * so a frame below the one that ended a transaction never holds a freed
+     * pointer (Redis' freeClientAsync, h2o's delayed free). */
+    sg_txn_t *txn_graveyard;
     uv_async_t async;
     _Atomic unsigned cmd;
     uv_timer_t drain_timer;
@@ -271,8 +276,8 @@ struct sg_conn {
     sg_link_t link;
     sg_worker_t *w;
     sg_listener_t *lst; /* referenced until the connection is freed */
-    sg_txn_t *txn; /* current request (one at a time: pipelined requests wait in rbuf) */
-    char *rbuf;    /* SG_BUF_SIZE, lent by alloc_cb; NULL when nothing pending */
+    sg_txn_t *txn;      /* current request (one at a time: pipelined requests wait in rbuf) */
+    char *rbuf;         /* SG_BUF_SIZE, lent by alloc_cb; NULL when nothing pending */
     uint32_t rpos, rlen;
     sg_conn_state_t state;
     uint32_t flags;
@@ -327,6 +332,7 @@ enum {
     SG_TXN_F_TUN_CLI_SHUT = 1u << 17, /* tunnel: FIN passed on to the client */
     SG_TXN_F_REPLAY = 1u << 18,       /* sent on a reused pooled connection and may be sent again (t->uphead kept) */
     SG_TXN_F_FRESH = 1u << 19,        /* take a new upstream connection, not a pooled one */
+    SG_TXN_F_FREED = 1u << 20,        /* ended: on w->txn_graveyard until the loop turn ends */
 };
 
 typedef enum sg_fail {
@@ -340,7 +346,8 @@ typedef enum sg_fail {
 /* One request/response. Owner: its conn (c->txn); freed by sg__txn_free. */
 struct sg_txn {
     sg_conn_t *conn;
-    sg_wgen_t *gen; /* the generation it started with (a reference) */
+    sg_txn_t *_next_dead; /* w->txn_graveyard link once SG_TXN_F_FREED */
+    sg_wgen_t *gen;       /* the generation it started with (a reference) */
     sg_upconn_t *up;
     sg_txn_state_t state;
     uint32_t flags;
@@ -580,6 +587,9 @@ void sg__proxy_tunnel_touch(sg_txn_t *t);
 /* Client went away or the conn closes with the txn alive. */
 void sg__txn_abort(sg_txn_t *t);
 void sg__txn_free(sg_txn_t *t);
+/* Returns the transactions ended since the last call to fl_txn (on_prepare,
+ * and once when the loop has stopped). */
+void sg__txn_reap(sg_worker_t *w);
 sg_txn_t *sg__txn_new(sg_conn_t *c);
 /* Client write queue drained: maybe resume the upstream. */
 void sg__proxy_client_drained(sg_txn_t *t);
@@ -598,6 +608,18 @@ const char *sg__txn_state_name(sg_txn_state_t s);
 /* Collects the trace header values of a parsed request head (configured id
  * header, traceparent, tracestate, the highest-ranked accepted alias). */
 void sg__proxy_trace_in(const sg_config_t *cfg, const sg_h1_head_t *h, sg_trace_in_t *in);
+/* head_trace.c: the trace-header field lines (configured id header,
+ * traceparent, tracestate, accepted aliases) of a raw request head that was
+ * not parsed whole: only lines received whole (LF-terminated) after the
+ * start line, up to the first line that is not a well-formed field line
+ * (a folded line drops the one it continues). At most cap; *is_full when
+ * more were there. Slices point into raw. */
+size_t sg__head_trace_fields(const sg_config_t *cfg, const char *raw, size_t len, sg_h1_header_t *out, size_t cap,
+                             bool *is_full);
+/* Resolves t->trace (and counts it) from what t->head holds, for a
+ * proxy-made error before the head was parsed: the client's valid id when
+ * its line was read, else a new one. Worker thread. */
+void sg__head_trace_resolve(sg_txn_t *t);
 typedef struct sg_uphead_in {
     const sg_config_t *cfg;
     int32_t route_idx; /* matched route (index into cfg->routes); -1: egress (no route, path kept) */

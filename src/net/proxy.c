@@ -11,6 +11,7 @@
 #include "net/net_int.h"
 #include "sg/health.h"
 
+#include <assert.h>
 #include <stdio.h>
 
 const char *sg__txn_state_name(sg_txn_state_t s)
@@ -95,9 +96,23 @@ void sg__txn_free(sg_txn_t *t)
     }
     if (t->eg.dns || t->eg.dest)
         sg__egress_txn_free(t);
-    sg_wgen_t *g = t->gen;
-    sg_freelist_put(&w->fl_txn, t);
-    sg__wgen_unref(g); /* last: its upstream connection went back above */
+    /* Everything it held went back above; the struct itself (and its
+     * generation reference) waits for the end of the loop turn. */
+    assert(!(t->flags & SG_TXN_F_FREED)); /* ended once */
+    t->flags |= SG_TXN_F_FREED;
+    t->_next_dead = w->txn_graveyard;
+    w->txn_graveyard = t;
+}
+
+void sg__txn_reap(sg_worker_t *w)
+{
+    while (w->txn_graveyard) {
+        sg_txn_t *t = w->txn_graveyard;
+        w->txn_graveyard = t->_next_dead;
+        sg_wgen_t *g = t->gen;
+        sg_freelist_put(&w->fl_txn, t);
+        sg__wgen_unref(g); /* last: its upstream connection went back in sg__txn_free */
+    }
 }
 
 void sg__txn_abort(sg_txn_t *t)
@@ -1453,6 +1468,7 @@ static bool resp_head_step(sg_upconn_t *u)
         return true;
     sg_h1_parser_init(&u->parser, SG_H1_RESPONSE);
     u->parser.max_trailer_bytes = t->gen->cfg->limits.header_bytes;
+    u->parser.max_trailer_count = t->gen->cfg->limits.header_count;
     r = sg_h1_parse_head(&u->parser, u->head, u->head_len, (sg_h1_header_t *)(void *)(u->head + w->head_bytes),
                          w->head_max_hdrs, (t->flags & SG_TXN_F_HEAD_REQ) != 0);
     if (r < 0) {

@@ -343,6 +343,7 @@ static void on_tick(uv_timer_t *t)
 static void on_prepare(uv_prepare_t *p)
 {
     heartbeat(p->data);
+    sg__txn_reap(p->data);
 }
 
 static void start_listeners(sg_worker_t *w)
@@ -447,11 +448,14 @@ static void report(sg_worker_t *w)
 {
     fprintf(stderr,
             "swarmgate: pools worker=%u conn_grows=%llu txn_grows=%llu upconn_grows=%llu buf_grows=%llu "
-            "head_grows=%llu wreq_grows=%llu requests=%llu conns=%u\n",
+            "head_grows=%llu wreq_grows=%llu requests=%llu conns=%u in_use=%llu/%llu/%llu/%llu/%llu/%llu\n",
             w->idx, (unsigned long long)w->fl_conn.grows, (unsigned long long)w->fl_txn.grows,
             (unsigned long long)w->fl_upconn.grows, (unsigned long long)w->fl_buf.grows,
             (unsigned long long)w->fl_head.grows, (unsigned long long)w->fl_wreq.grows,
-            (unsigned long long)w->n_requests, w->n_conns);
+            (unsigned long long)w->n_requests, w->n_conns, (unsigned long long)w->fl_conn.in_use,
+            (unsigned long long)w->fl_txn.in_use, (unsigned long long)w->fl_upconn.in_use,
+            (unsigned long long)w->fl_buf.in_use, (unsigned long long)w->fl_head.in_use,
+            (unsigned long long)w->fl_wreq.in_use);
     fflush(stderr);
 }
 
@@ -525,6 +529,7 @@ static void *worker_main(void *arg)
     if (is_ctl && s->opts.control_start)
         s->opts.control_start(&w->loop, s->opts.control_ud);
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    sg__txn_reap(w); /* ended in the last turn, after the prepare handle closed */
     int r = uv_loop_close(&w->loop);
     if (r != 0) {
         if (is_ctl)

@@ -364,10 +364,34 @@ void sg_expose_sample(sg_expose_t *x, const char *name, const char *suffix, cons
     put_char(x, '\n');
 }
 
+/* The trace id as the 32 lower-case hex digits exported spans carry (the
+ * W3C/OTLP form): a UUID's dashes are dropped, so an exemplar opens its
+ * trace in Jaeger or Tempo (issue #16 item 4). Anything else is written
+ * as it is. */
+static void put_exemplar_trace_id(sg_expose_t *x, const char *id)
+{
+    char hex[33];
+    size_t n = 0, len = strlen(id);
+    for (size_t i = 0; i < len && n < 32; i++) {
+        char c = id[i];
+        if (c == '-' && (i == 8 || i == 13 || i == 18 || i == 23))
+            continue;
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+            break;
+        hex[n++] = (char)(c >= 'A' && c <= 'F' ? c - 'A' + 'a' : c);
+    }
+    if (n == 32 && (len == 32 || len == 36)) {
+        hex[32] = '\0';
+        put_label_value(x, hex);
+    } else {
+        put_label_value(x, id);
+    }
+}
+
 static void put_exemplar(sg_expose_t *x, const sg_expose_exemplar_t *ex)
 {
     put_str(x, " # {trace_id=\"");
-    put_label_value(x, ex->trace_id);
+    put_exemplar_trace_id(x, ex->trace_id);
     put_str(x, "\"} ");
     put_double(x, ex->value);
     if (ex->ts_unix_ms) {

@@ -476,6 +476,13 @@ void sg_log_access(sg_log_ring_t *ring, const sg_reqrec_t *rec, const char *rout
     sg_buf_putc(&b, '"');
     if (rec->trace) {
         put_id(&b, ",\"trace_id\":", 12, rec->trace->trace_id, sizeof(rec->trace->trace_id));
+        if (strnlen(rec->trace->trace_id, sizeof(rec->trace->trace_id)) == SG_TRACE_ID_LEN) {
+            /* The same id as the spans and exemplars carry it (32 lower-case
+             * hex), so a log line links to its trace (docs/tracing.md). */
+            char hex[SG_TRACE_HEX_LEN + 1];
+            sg_trace_id_to_hex(rec->trace->trace_id, hex);
+            put_id(&b, ",\"trace_id_hex\":", 16, hex, sizeof(hex));
+        }
         put_id(&b, ",\"span_id\":", 11, rec->trace->span_id, sizeof(rec->trace->span_id));
         put_id(&b, ",\"parent_span_id\":", 18, rec->trace->parent_span_id, sizeof(rec->trace->parent_span_id));
     }

@@ -5,6 +5,7 @@
 #include "sg/errrate.h"
 #include "sg/procstat.h"
 #include "sg/runtime.h"
+#include "sg/spans.h"
 
 #include <errno.h>
 #include <math.h>
@@ -1032,10 +1033,16 @@ static void render_hooks(sg_metrics_t *m, sg_expose_t *x)
     if (m->hooks.each_server)
         m->hooks.each_server(m->hooks.ud, emit_server_up, x);
 
-    uint64_t exported = m->hooks.spans_exported ? m->hooks.spans_exported(m->hooks.ud) : 0;
     uint64_t dropped = m->hooks.spans_dropped ? m->hooks.spans_dropped(m->hooks.ud) : 0;
-    sg_expose_family(x, "swarm_spans_exported_total", "Spans accepted by the span collector.", SG_METRIC_COUNTER);
-    sg_expose_sample(x, "swarm_spans_exported_total", "", NULL, NULL, 0, (double)exported);
+    sg_expose_family(x, "swarm_spans_exported_total",
+                     "Spans accepted by the span collector, by why they were exported (error, slow, sampled).",
+                     SG_METRIC_COUNTER);
+    static const char *const reason_label[] = {"reason"};
+    for (size_t r = 0; r < SG_SPAN_REASON__COUNT; r++) {
+        const char *v[] = {sg_span_reason_name((sg_span_reason_t)r)};
+        uint64_t n = m->hooks.spans_exported ? m->hooks.spans_exported(m->hooks.ud, r) : 0;
+        sg_expose_sample(x, "swarm_spans_exported_total", "", reason_label, v, 1, (double)n);
+    }
     sg_expose_family(x, "swarm_spans_dropped_total", "Spans dropped (queue full, export failed or timed out).",
                      SG_METRIC_COUNTER);
     sg_expose_sample(x, "swarm_spans_dropped_total", "", NULL, NULL, 0, (double)dropped);

@@ -84,7 +84,7 @@ void sg_obs_request_done(sg_obs_worker_t *o, const sg_reqrec_t *rec)
         const char *rn = rec->route_name ? rec->route_name : route_name(o, rec->route_idx);
         if (o->has_access_log && o->ring)
             sg_log_access(o->ring, rec, rn);
-        if (o->spans && rec->sampled)
+        if (o->spans) /* tail sampling: sg_spans_export_reason() */
             sg_spans_record(o->spans, rec, rn);
     }
 }

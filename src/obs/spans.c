@@ -2,12 +2,14 @@
  * control-thread exporter (include/sg/spans.h).
  *
  * The exporter is a small state machine in the style of h2o's
- * lib/common/http1client.c: one batch at a time, one TCP connection per
- * attempt ("Connection: close"), every libuv handle embedded in the
- * exporter, which is freed only from the last close callback. */
+ * lib/common/http1client.c: one batch at a time over one kept HTTP/1.1
+ * connection (a new one only after the collector or an error closed it),
+ * every libuv handle embedded in the exporter, which is freed only from the
+ * last close callback. */
 #include "sg/spans.h"
 
 #include "sg/runtime.h"
+#include "obs/spans_int.h"
 #include "sg/trace.h"
 
 #include <errno.h>
@@ -65,13 +67,53 @@ static sg_str_t strip_port(sg_str_t s, uint16_t *port)
     return host;
 }
 
+const char *sg_span_reason_name(sg_span_reason_t r)
+{
+    static const char *const names[SG_SPAN_REASON__COUNT] = {
+        [SG_SPAN_REASON_ERROR] = "error",
+        [SG_SPAN_REASON_SLOW] = "slow",
+        [SG_SPAN_REASON_SAMPLED] = "sampled",
+    };
+    return (unsigned)r < SG_SPAN_REASON__COUNT ? names[r] : "unknown";
+}
+
+static bool has_word(const char *s, const char *w)
+{
+    return s && strcasestr(s, w) != NULL;
+}
+
+const char *sg_span_error_type(uint16_t status, const char *error, bool is_error, char buf[8])
+{
+    if (!is_error)
+        return NULL;
+    /* The reasons swarmgate writes are free text (uv_strerror, its own
+     * messages): only a fixed set of kinds goes on the span. */
+    if (has_word(error, "timeout") || has_word(error, "timed out"))
+        return "timeout";
+    if (has_word(error, "refused"))
+        return "connection_refused";
+    if (has_word(error, "no healthy"))
+        return "no_healthy_upstream";
+    if (error && strncmp(error, "client ", 7) == 0)
+        return "client_closed";
+    if (has_word(error, "reset") || has_word(error, "closed") || has_word(error, "broken pipe"))
+        return "connection_reset";
+    if (status >= 400 && status <= 599) {
+        snprintf(buf, 8, "%u", (unsigned)status);
+        return buf;
+    }
+    return "_OTHER";
+}
+
 void sg_span_from_rec(sg_span_t *out, const sg_reqrec_t *rec, const char *route_name)
 {
     const sg_trace_ctx_t *t = rec->trace;
+    out->tracestate[0] = '\0';
     if (t) {
         sg_trace_id_to_hex(t->trace_id, out->trace_hex);
         memcpy(out->span_id, t->span_id, sizeof(out->span_id));
         memcpy(out->parent_span_id, t->parent_span_id, sizeof(out->parent_span_id));
+        copy_cut(out->tracestate, sizeof(out->tracestate), t->tracestate, t->tracestate_len);
     } else {
         memset(out->trace_hex, '0', SG_TRACE_HEX_LEN);
         out->trace_hex[SG_TRACE_HEX_LEN] = '\0';
@@ -82,16 +124,26 @@ void sg_span_from_rec(sg_span_t *out, const sg_reqrec_t *rec, const char *route_
     out->end_unix_ns = rec->start_unix_ns + (rec->end_ns > rec->start_ns ? rec->end_ns - rec->start_ns : 0);
     out->method = rec->method;
     out->status = rec->status;
-    out->is_error = rec->is_proxy_error || rec->status >= 500 || rec->status == 0 || rec->error != NULL;
+    /* HTTP semantic conventions (server spans): ERROR for 5xx, and for an
+     * exchange that failed otherwise (no response, broken after the head);
+     * 1xx-4xx, proxy-made 4xx included, leave the status unset. */
+    out->is_error = rec->status >= 500 || rec->status == 0 || (rec->error != NULL && !rec->is_proxy_error);
+    int reason = sg_spans_export_reason(rec);
+    out->reason = (uint8_t)(reason >= 0 ? reason : SG_SPAN_REASON_SAMPLED);
+    out->is_connect = rec->method == SG_METHOD_CONNECT;
     copy_cut(out->route, sizeof(out->route), route_name, route_name ? strlen(route_name) : 0);
     copy_cut(out->path, sizeof(out->path), rec->path.p, rec->path.len);
-    uint16_t port;
-    sg_str_t h = strip_port(rec->host, &port);
+    sg_str_t h = strip_port(rec->host, &out->server_port);
+    if (!out->server_port && !out->is_connect)
+        out->server_port = 80; /* the http scheme's default (RFC 9110 4.2.1) */
     copy_cut(out->host, sizeof(out->host), h.p, h.len);
     sg_str_t c = strip_port(rec->client_addr, &out->client_port);
     copy_cut(out->client_ip, sizeof(out->client_ip), c.p, c.len);
     copy_cut(out->upstream, sizeof(out->upstream), rec->server_addr.p, rec->server_addr.len);
     copy_cut(out->error, sizeof(out->error), rec->error, rec->error ? strlen(rec->error) : 0);
+    char code[8];
+    const char *et = sg_span_error_type(rec->status, rec->error, out->is_error, code);
+    copy_cut(out->error_type, sizeof(out->error_type), et, et ? strlen(et) : 0);
 }
 
 /* ---- encoders ---------------------------------------------------------- */
@@ -102,19 +154,12 @@ static void put_str(sg_buf_t *b, const char *s)
 }
 
 /* OTel semantic conventions: span name "{method} {http.route}", or the
- * method alone without a route. */
+ * method alone without a route template. Routes match path prefixes and
+ * have no template, so the name is the method (the route's name is the
+ * swarmgate.route attribute). */
 static void put_span_name(sg_buf_t *b, const sg_span_t *s)
 {
-    char name[16 + SG_SPAN_ROUTE_MAX];
-    const char *m = sg_method_name(s->method);
-    size_t ml = strlen(m), rl = strlen(s->route);
-    memcpy(name, m, ml);
-    if (rl) {
-        name[ml] = ' ';
-        memcpy(name + ml + 1, s->route, rl);
-        ml += rl + 1;
-    }
-    sg_buf_put_json_str(b, name, ml, SIZE_MAX);
+    put_str(b, sg_method_name(s->method));
 }
 
 static void otlp_attr_str(sg_buf_t *b, bool *first, const char *key, const char *val)
@@ -156,33 +201,46 @@ static void otlp_span(sg_buf_t *b, const sg_span_t *s)
     }
     SG_BUF_LIT(b, ",\"name\":");
     put_span_name(b, s);
+    if (s->tracestate[0]) {
+        SG_BUF_LIT(b, ",\"traceState\":");
+        put_str(b, s->tracestate);
+    }
+    /* OTLP/JSON (protobuf JSON mapping): enums as numbers (SPAN_KIND_SERVER
+     * = 2), fixed64 times as decimal strings */
     SG_BUF_LIT(b, ",\"kind\":2,\"startTimeUnixNano\":\"");
     sg_buf_put_u64(b, s->start_unix_ns);
     SG_BUF_LIT(b, "\",\"endTimeUnixNano\":\"");
     sg_buf_put_u64(b, s->end_unix_ns);
     SG_BUF_LIT(b, "\",\"attributes\":[");
     bool first = true;
+    /* HTTP server span attributes (semantic conventions 1.2x, stable) */
     otlp_attr_str(b, &first, "http.request.method", sg_method_name(s->method));
-    otlp_attr_str(b, &first, "url.path", s->path);
-    if (s->route[0])
-        otlp_attr_str(b, &first, "http.route", s->route);
+    if (!s->is_connect) {
+        otlp_attr_str(b, &first, "url.scheme", "http");
+        otlp_attr_str(b, &first, "url.path", s->path);
+    }
     if (s->status)
         otlp_attr_int(b, &first, "http.response.status_code", s->status);
     if (s->host[0])
         otlp_attr_str(b, &first, "server.address", s->host);
+    if (s->server_port)
+        otlp_attr_int(b, &first, "server.port", s->server_port);
     if (s->client_ip[0]) {
         otlp_attr_str(b, &first, "client.address", s->client_ip);
         otlp_attr_str(b, &first, "network.peer.address", s->client_ip);
     }
     if (s->client_port)
         otlp_attr_int(b, &first, "network.peer.port", s->client_port);
+    if (s->error_type[0])
+        otlp_attr_str(b, &first, "error.type", s->error_type);
+    /* http.route is a path template; a route name is swarmgate's own */
+    if (s->route[0])
+        otlp_attr_str(b, &first, "swarmgate.route", s->route);
     if (s->upstream[0])
         otlp_attr_str(b, &first, "swarmgate.upstream.address", s->upstream);
-    if (s->error[0])
-        otlp_attr_str(b, &first, "error.type", s->error);
     sg_buf_putc(b, ']');
     if (s->is_error) {
-        /* STATUS_CODE_ERROR = 2 */
+        /* STATUS_CODE_ERROR = 2; the message is the free-text reason */
         SG_BUF_LIT(b, ",\"status\":{\"code\":2");
         if (s->error[0]) {
             SG_BUF_LIT(b, ",\"message\":");
@@ -227,21 +285,31 @@ static void zipkin_span(sg_buf_t *b, const sg_span_t *s, const char *service)
     put_str(b, service);
     SG_BUF_LIT(b, "},\"tags\":{");
     bool first = true;
-    char num[8] = "error";
+    char num[8] = "error", port[8];
     zipkin_tag(b, &first, "http.method", sg_method_name(s->method));
-    zipkin_tag(b, &first, "http.path", s->path);
-    if (s->route[0])
-        zipkin_tag(b, &first, "http.route", s->route);
+    if (!s->is_connect) {
+        zipkin_tag(b, &first, "url.scheme", "http");
+        zipkin_tag(b, &first, "http.path", s->path);
+    }
     if (s->status) {
         snprintf(num, sizeof(num), "%u", (unsigned)s->status);
         zipkin_tag(b, &first, "http.status_code", num);
     }
     if (s->host[0])
         zipkin_tag(b, &first, "server.address", s->host);
+    if (s->server_port) {
+        snprintf(port, sizeof(port), "%u", (unsigned)s->server_port);
+        zipkin_tag(b, &first, "server.port", port);
+    }
     if (s->client_ip[0])
         zipkin_tag(b, &first, "client.address", s->client_ip);
+    if (s->route[0])
+        zipkin_tag(b, &first, "swarmgate.route", s->route);
     if (s->upstream[0])
         zipkin_tag(b, &first, "swarmgate.upstream.address", s->upstream);
+    if (s->error_type[0])
+        zipkin_tag(b, &first, "error.type", s->error_type);
+    /* Zipkin marks a failed span with the "error" tag */
     if (s->is_error)
         zipkin_tag(b, &first, "error", s->error[0] ? s->error : num);
     SG_BUF_LIT(b, "}}");
@@ -326,6 +394,25 @@ void sg_spans_set_sample_ratio(double ratio)
     }
 }
 
+static _Atomic uint64_t slow_ns = 1000000000ull;
+
+void sg_spans_set_slow_ms(uint64_t ms)
+{
+    atomic_store(&slow_ns, ms * 1000000ull);
+}
+
+int sg_spans_export_reason(const sg_reqrec_t *rec)
+{
+    /* Tail sampling: what matters is always exported, whatever the head
+     * decision (which stays what the traceparent sent upstream says). */
+    if (rec->is_proxy_error || rec->status >= 500 || rec->status == 0 || rec->error)
+        return SG_SPAN_REASON_ERROR;
+    uint64_t dur = rec->end_ns > rec->start_ns ? rec->end_ns - rec->start_ns : 0;
+    if (dur > atomic_load_explicit(&slow_ns, memory_order_relaxed))
+        return SG_SPAN_REASON_SLOW;
+    return rec->sampled ? SG_SPAN_REASON_SAMPLED : -1;
+}
+
 bool sg_spans_sample_new(void)
 {
     if (atomic_load_explicit(&sample_all, memory_order_relaxed))
@@ -362,7 +449,7 @@ struct sg_span_queue {
 static struct {
     pthread_mutex_t mu;
     sg_span_queue_t *queues;
-    _Atomic uint64_t exported;
+    _Atomic uint64_t exported[SG_SPAN_REASON__COUNT];
     _Atomic uint64_t dropped; /* batches given up + freed queues */
 } reg = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
@@ -446,7 +533,7 @@ bool sg_span_queue_push(sg_span_queue_t *q, const sg_span_t *span)
 
 bool sg_spans_record(sg_span_queue_t *q, const sg_reqrec_t *rec, const char *route_name)
 {
-    if (!rec->sampled)
+    if (sg_spans_export_reason(rec) < 0)
         return false;
     uint64_t head;
     sg_span_t *slot = queue_reserve(q, &head);
@@ -462,9 +549,17 @@ uint64_t sg_span_queue_dropped(const sg_span_queue_t *q)
     return atomic_load_explicit(&q->dropped, memory_order_relaxed);
 }
 
+uint64_t sg_spans_exported_reason(sg_span_reason_t r)
+{
+    return (unsigned)r < SG_SPAN_REASON__COUNT ? atomic_load_explicit(&reg.exported[r], memory_order_relaxed) : 0;
+}
+
 uint64_t sg_spans_exported_total(void)
 {
-    return atomic_load_explicit(&reg.exported, memory_order_relaxed);
+    uint64_t n = 0;
+    for (int r = 0; r < SG_SPAN_REASON__COUNT; r++)
+        n += sg_spans_exported_reason((sg_span_reason_t)r);
+    return n;
 }
 
 uint64_t sg_spans_dropped_total(void)
@@ -507,10 +602,10 @@ static size_t drain_queues(sg_span_t *out, size_t max)
 /* ---- exporter ---------------------------------------------------------- */
 
 typedef enum ex_state {
-    EX_IDLE = 0,  /* no batch */
+    EX_IDLE = 0,  /* no batch; the kept connection (if any) is read for a close */
     EX_RESOLVING, /* uv_getaddrinfo in flight */
     EX_CONNECTING,
-    EX_SENDING,   /* request written, reading the status line */
+    EX_SENDING,   /* request written, reading the response */
     EX_CLOSING,   /* tcp handle closing; result decided */
     EX_BACKOFF,   /* waiting before the next attempt */
     EX_STATE__COUNT
@@ -518,9 +613,11 @@ typedef enum ex_state {
 
 typedef enum ex_result {
     RES_OK = 0,
-    RES_RETRY, /* connect/timeout/reset/408/429/5xx */
-    RES_FATAL, /* other status: the collector refuses the batch */
+    RES_RETRY, /* connect/timeout/reset, 429/502/503/504 (OTLP/HTTP "retryable") */
+    RES_FATAL, /* any other status: the collector refuses the batch */
     RES_NEXT_ADDR, /* connect failed: try the next resolved address now */
+    RES_STALE,     /* a kept connection closed before any response byte: same attempt, new connection */
+    RES_NONE,      /* the idle connection closed: no attempt to act on */
 } ex_result_t;
 
 /* Owner: the control thread that started it; freed in the last close
@@ -529,7 +626,7 @@ struct sg_spans_exporter {
     uv_loop_t *loop;
     uv_timer_t tick;   /* queue poll */
     uv_timer_t timer;  /* request timeout or back-off */
-    uv_tcp_t tcp;      /* one per attempt */
+    uv_tcp_t tcp;      /* the connection to the collector, kept between POSTs */
     uv_connect_t connect_req;
     uv_write_t write_req;
     uv_getaddrinfo_t gai;
@@ -539,6 +636,9 @@ struct sg_spans_exporter {
     bool is_gai_pending;
     bool is_stopping;
     bool is_tcp_open;
+    bool is_connected;  /* tcp open and connected: a POST can go at once */
+    bool is_reused;     /* this attempt went on a connection a previous POST used */
+    bool is_keep;       /* the finished exchange leaves the connection reusable */
 
     sg_export_format_t format;
     char host[256];
@@ -556,6 +656,7 @@ struct sg_spans_exporter {
     bool has_addr;
     uint32_t attempt;
     uint64_t last_batch_ms;
+    uint64_t retry_after_ms; /* the last retryable answer's Retry-After */
 
     sg_span_t *batch;
     size_t n_batch; /* spans held (the body's first, then carried ones) */
@@ -564,8 +665,8 @@ struct sg_spans_exporter {
     size_t body_cap, body_len;
     char head[1024];
     size_t head_len;
-    char resp[512];
-    size_t resp_len;
+    char rbuf[4096];
+    sg__spans_resp_t resp;
 };
 
 static void start_attempt(sg_spans_exporter_t *ex);
@@ -587,10 +688,17 @@ static void on_handle_closed(uv_handle_t *h)
     maybe_free(ex);
 }
 
+/* Retry-After is honoured up to this (a collector's hint, not an order to
+ * hold spans for hours; the queues keep filling meanwhile). */
+#define RETRY_AFTER_MAX_MS 300000u
+
 static uint64_t backoff_ms(const sg_spans_exporter_t *ex)
 {
-    /* min * 2^(attempt-1), capped, with +-25% jitter so a fleet of
-     * proxies does not retry in step */
+    /* OTLP/HTTP: exponential back-off with jitter, and the server's
+     * Retry-After when it gave one. min * 2^(attempt-1), capped, +-25%
+     * jitter so a fleet of proxies does not retry in step. */
+    if (ex->retry_after_ms)
+        return SG_MIN(ex->retry_after_ms, (uint64_t)RETRY_AFTER_MAX_MS);
     uint64_t d = ex->opts.backoff_min_ms;
     for (uint32_t i = 1; i < ex->attempt && d < ex->opts.backoff_max_ms; i++)
         d *= 2;
@@ -613,13 +721,19 @@ static void on_backoff(uv_timer_t *t)
  * in the body moves to the front for the next POST. */
 static void batch_consume(sg_spans_exporter_t *ex, bool is_exported)
 {
-    atomic_fetch_add(is_exported ? &reg.exported : &reg.dropped, ex->n_sent);
+    if (is_exported) {
+        for (size_t i = 0; i < ex->n_sent; i++)
+            atomic_fetch_add_explicit(&reg.exported[ex->batch[i].reason % SG_SPAN_REASON__COUNT], 1,
+                                      memory_order_relaxed);
+    } else {
+        atomic_fetch_add(&reg.dropped, ex->n_sent);
+    }
     memmove(ex->batch, ex->batch + ex->n_sent, (ex->n_batch - ex->n_sent) * sizeof(sg_span_t));
     ex->n_batch -= ex->n_sent;
     ex->n_sent = 0;
 }
 
-/* The attempt is over and the TCP handle (if any) is closed: act on it. */
+/* The attempt is over (its connection kept or closed): act on it. */
 static void attempt_done(sg_spans_exporter_t *ex)
 {
     if (ex->is_stopping)
@@ -642,6 +756,7 @@ static void on_tcp_closed(uv_handle_t *h)
 {
     sg_spans_exporter_t *ex = h->data;
     ex->is_tcp_open = false;
+    ex->is_connected = false;
     ex->handles_open--;
     if (ex->is_stopping) {
         if (ex->state == EX_CLOSING && ex->result == RES_OK) {
@@ -650,11 +765,19 @@ static void on_tcp_closed(uv_handle_t *h)
         maybe_free(ex);
         return;
     }
-    if (ex->result == RES_NEXT_ADDR) {
+    if (ex->result == RES_NONE)
+        return; /* the idle connection went away; the next POST opens another */
+    if (ex->result == RES_NEXT_ADDR || ex->result == RES_STALE) {
         connect_now(ex); /* same attempt, same timeout */
         return;
     }
     attempt_done(ex);
+}
+
+static void close_tcp(sg_spans_exporter_t *ex)
+{
+    uv_read_stop((uv_stream_t *)&ex->tcp);
+    uv_close((uv_handle_t *)&ex->tcp, on_tcp_closed);
 }
 
 static void finish(sg_spans_exporter_t *ex, ex_result_t res)
@@ -668,10 +791,13 @@ static void finish(sg_spans_exporter_t *ex, ex_result_t res)
     uv_timer_stop(&ex->timer);
     if (res == RES_RETRY && ex->state <= EX_CONNECTING)
         ex->has_addr = false; /* could not connect: resolve again, the collector may have moved */
-    if (ex->is_tcp_open) {
+    if (ex->is_tcp_open && ex->is_keep && ex->is_connected && res != RES_STALE) {
+        /* the response was read to its end: the connection stays for the
+         * next POST, read meanwhile only to notice the collector closing it */
+        attempt_done(ex); /* on_read keeps reading: a close while idle is seen */
+    } else if (ex->is_tcp_open) {
         ex->state = EX_CLOSING;
-        uv_read_stop((uv_stream_t *)&ex->tcp);
-        uv_close((uv_handle_t *)&ex->tcp, on_tcp_closed);
+        close_tcp(ex);
     } else {
         attempt_done(ex);
     }
@@ -679,55 +805,72 @@ static void finish(sg_spans_exporter_t *ex, ex_result_t res)
 
 static void on_timeout(uv_timer_t *t)
 {
-    finish(t->data, RES_RETRY);
+    sg_spans_exporter_t *ex = t->data;
+    ex->is_keep = false;
+    ex->retry_after_ms = 0;
+    finish(ex, RES_RETRY);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     sg_spans_exporter_t *ex = h->data;
     SG_UNUSED(suggested);
-    buf->base = ex->resp + ex->resp_len;
-    buf->len = sizeof(ex->resp) - 1 - ex->resp_len;
+    buf->base = ex->rbuf;
+    buf->len = sizeof(ex->rbuf);
+}
+
+/* OTLP/HTTP (Failures, Retryable Response Codes): 429, 502, 503 and 504
+ * are retried; any other error status drops the batch. */
+static ex_result_t result_of(unsigned code)
+{
+    if (code >= 200 && code < 300)
+        return RES_OK;
+    if (code == 429 || code == 502 || code == 503 || code == 504)
+        return RES_RETRY;
+    return RES_FATAL;
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     sg_spans_exporter_t *ex = s->data;
     SG_UNUSED(buf);
-    if (ex->state != EX_SENDING)
+    if (ex->is_stopping || ex->state == EX_CLOSING || nread == 0)
         return;
+    if (ex->state != EX_SENDING) {
+        /* idle (or backing off) on a kept connection: the collector closed
+         * it, or sent what nobody asked for. Either way it is done. */
+        ex->result = RES_NONE;
+        ex->is_connected = false;
+        close_tcp(ex);
+        return;
+    }
+    ex->is_keep = false;
+    ex->retry_after_ms = 0;
     if (nread < 0) {
-        finish(ex, RES_RETRY);
-        return;
-    }
-    ex->resp_len += (size_t)nread;
-    ex->resp[ex->resp_len] = '\0';
-    const char *eol = memchr(ex->resp, '\n', ex->resp_len);
-    if (!eol) {
-        if (ex->resp_len >= sizeof(ex->resp) - 1)
-            finish(ex, RES_RETRY);
-        return;
-    }
-    /* RFC 9112 section 4: HTTP-version SP status-code SP [reason] */
-    unsigned code = 0;
-    if (ex->resp_len < 12 || memcmp(ex->resp, "HTTP/1.", 7) != 0 || ex->resp[8] != ' ') {
-        finish(ex, RES_RETRY);
-        return;
-    }
-    for (int i = 9; i < 12; i++) {
-        char c = ex->resp[i];
-        if (c < '0' || c > '9') {
-            finish(ex, RES_RETRY);
+        if (nread == UV_EOF && sg__spans_resp_eof(&ex->resp) == SG__SPANS_RESP_DONE) {
+            finish(ex, result_of(ex->resp.status));
             return;
         }
-        code = code * 10 + (unsigned)(c - '0');
+        /* A kept connection the collector closed as we sent: one more try
+         * on a new connection, not counted as an attempt. */
+        bool is_stale = ex->is_reused && !sg__spans_resp_started(&ex->resp);
+        finish(ex, is_stale ? RES_STALE : RES_RETRY);
+        return;
     }
-    if (code >= 200 && code < 300)
-        finish(ex, RES_OK);
-    else if (code == 408 || code == 429 || code >= 500)
+    size_t used = 0;
+    int r = sg__spans_resp_feed(&ex->resp, ex->rbuf, (size_t)nread, &used, (int64_t)time(NULL));
+    if (r < 0) {
         finish(ex, RES_RETRY);
-    else
-        finish(ex, RES_FATAL);
+        return;
+    }
+    if (r == SG__SPANS_RESP_MORE)
+        return;
+    ex_result_t res = result_of(ex->resp.status);
+    /* bytes after the response were never asked for: do not reuse */
+    ex->is_keep = ex->resp.is_keep_alive && used == (size_t)nread;
+    if (res == RES_RETRY)
+        ex->retry_after_ms = ex->resp.retry_after_ms;
+    finish(ex, res);
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -735,8 +878,27 @@ static void on_write(uv_write_t *req, int status)
     sg_spans_exporter_t *ex = req->data;
     if (ex->state != EX_SENDING)
         return;
-    if (status < 0)
-        finish(ex, RES_RETRY);
+    if (status < 0) {
+        ex->is_keep = false;
+        bool is_stale = ex->is_reused && !sg__spans_resp_started(&ex->resp);
+        finish(ex, is_stale ? RES_STALE : RES_RETRY);
+    }
+}
+
+/* Writes the request on the connected handle and reads the response. */
+static void send_request(sg_spans_exporter_t *ex)
+{
+    ex->state = EX_SENDING;
+    ex->is_keep = false;
+    sg__spans_resp_init(&ex->resp);
+    uv_buf_t bufs[2] = {uv_buf_init(ex->head, (unsigned)ex->head_len), uv_buf_init(ex->body, (unsigned)ex->body_len)};
+    ex->write_req.data = ex;
+    uv_read_stop((uv_stream_t *)&ex->tcp);
+    int rc = uv_write(&ex->write_req, (uv_stream_t *)&ex->tcp, bufs, 2, on_write);
+    if (rc == 0)
+        rc = uv_read_start((uv_stream_t *)&ex->tcp, on_alloc, on_read);
+    if (rc != 0)
+        finish(ex, ex->is_reused ? RES_STALE : RES_RETRY);
 }
 
 static void on_connect(uv_connect_t *req, int status)
@@ -755,15 +917,9 @@ static void on_connect(uv_connect_t *req, int status)
         finish(ex, RES_RETRY);
         return;
     }
-    ex->state = EX_SENDING;
-    ex->resp_len = 0;
-    uv_buf_t bufs[2] = {uv_buf_init(ex->head, (unsigned)ex->head_len), uv_buf_init(ex->body, (unsigned)ex->body_len)};
-    ex->write_req.data = ex;
-    int rc = uv_write(&ex->write_req, (uv_stream_t *)&ex->tcp, bufs, 2, on_write);
-    if (rc == 0)
-        rc = uv_read_start((uv_stream_t *)&ex->tcp, on_alloc, on_read);
-    if (rc != 0)
-        finish(ex, RES_RETRY);
+    ex->is_connected = true;
+    ex->is_reused = false;
+    send_request(ex);
 }
 
 static void connect_now(sg_spans_exporter_t *ex)
@@ -775,6 +931,7 @@ static void connect_now(sg_spans_exporter_t *ex)
     }
     ex->tcp.data = ex;
     ex->is_tcp_open = true;
+    ex->is_connected = false;
     ex->handles_open++;
     ex->state = EX_CONNECTING;
     ex->connect_req.data = ex;
@@ -824,7 +981,13 @@ static void start_attempt(sg_spans_exporter_t *ex)
 {
     ex->attempt++;
     ex->result = RES_RETRY;
+    ex->retry_after_ms = 0;
     uv_timer_start(&ex->timer, on_timeout, ex->timeout_ms, 0);
+    if (ex->is_connected) {
+        ex->is_reused = true; /* HTTP/1.1 keep-alive: one connection for every POST */
+        send_request(ex);
+        return;
+    }
     if (ex->has_addr) {
         ex->addr_idx = 0;
         connect_now(ex);
@@ -864,13 +1027,13 @@ static void send_batch(sg_spans_exporter_t *ex)
     }
     ex->n_sent = n; /* the rest is carried to the next POST */
     ex->body_len = b.len;
+    /* No "Connection: close": the connection is kept for the next POST. */
     int hl = snprintf(ex->head, sizeof(ex->head),
                       "POST %s HTTP/1.1\r\n"
                       "Host: %s%s%s:%s\r\n"
                       "User-Agent: swarmgate/" SG_VERSION "\r\n"
                       "Content-Type: application/json\r\n"
                       "Content-Length: %zu\r\n"
-                      "Connection: close\r\n"
                       "\r\n",
                       ex->path, strchr(ex->host, ':') ? "[" : "", ex->host, strchr(ex->host, ':') ? "]" : "",
                       ex->port_str, ex->body_len);
@@ -1008,6 +1171,7 @@ int sg_spans_exporter_start(uv_loop_t *loop, const sg_trace_conf_t *conf, const 
     ex->timer.data = ex;
     ex->handles_open++;
     sg_spans_set_sample_ratio(conf->export.sample);
+    sg_spans_set_slow_ms(conf->export.slow_ms);
     ex->last_batch_ms = uv_now(loop);
     uv_timer_start(&ex->tick, on_tick, ex->opts.tick_ms, ex->opts.tick_ms);
     *out = ex;

@@ -628,16 +628,13 @@ static running_t start_proxy(proxy_t p, int workers)
                      sg_pgh_conninfo(g_pg));
         r.admin_port = pick_port();
         /* 10 routes x 5 upstreams, as a realistic registry for /metrics.
-         * Idle upstream pools (here and nginx's keepalive) hold more
-         * connections than the highest concurrency, as HAProxy's does by
-         * default: a pool smaller than the number of requests in flight
-         * closes and reopens an upstream connection for the excess
-         * (a third of all requests at 256 connections with 128). */
+         * swarmgate runs at its defaults (#18): its pools keep what recent
+         * load needed, as HAProxy's do; nginx needs keepalive set. */
         char routes[2048] = "", ups[2048] = "";
         size_t rl = 0, ul = 0;
         for (int u = 0; u < 5; u++)
             ul += (size_t)snprintf(ups + ul, sizeof(ups) - ul,
-                                   "  up%d: {servers: [\"127.0.0.1:%d\"], keepalive: 1024}\n", u, g_origin_port);
+                                   "  up%d: {servers: [\"127.0.0.1:%d\"]}\n", u, g_origin_port);
         for (int i = 0; i < 9; i++)
             rl += (size_t)snprintf(routes + rl, sizeof(routes) - rl,
                                    "  - {name: r%d, match: {prefix: /r%d/}, upstream: up%d}\n", i, i, i % 5);

@@ -214,6 +214,7 @@ static void dreq_run(const char *in, size_t n, size_t piece)
         sg_h1_parser_init(&p, SG_H1_REQUEST);
         p.max_body = lim->body_bytes;
         p.max_trailer_bytes = lim->header_bytes; /* head_step */
+        p.max_trailer_count = lim->header_count;
         /* head_step copies the head into t->head; the same bytes */
         if (sg_h1_parse_head(&p, in + pos, head_len, m->hdrs, max_hdrs, false) != 0)
             return;

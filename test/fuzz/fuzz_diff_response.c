@@ -134,6 +134,7 @@ static void dresp_run(const char *in, size_t n, bool is_head, bool client_close,
         sg_h1_parser_t p;
         sg_h1_parser_init(&p, SG_H1_RESPONSE);
         p.max_trailer_bytes = lim->header_bytes; /* resp_head_step */
+        p.max_trailer_count = lim->header_count;
         if (sg_h1_parse_head(&p, in + pos, head_len, m->hdrs, max_hdrs, is_head) != 0)
             return; /* 502 */
         const sg_h1_head_t *h = &p.head;

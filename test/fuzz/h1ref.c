@@ -563,7 +563,7 @@ static void h1ref_finish(h1ref_cur_t *c, int r)
     o->state = r == H1R_MORE ? H1REF_PARTIAL : r == H1R_ERR ? H1REF_ERROR : H1REF_END;
 }
 
-void h1ref_init(h1ref_out_t *o, char *body, size_t body_cap)
+H1REF_API void h1ref_init(h1ref_out_t *o, char *body, size_t body_cap)
 {
     memset(o, 0, sizeof(*o));
     o->body = body;
@@ -586,7 +586,7 @@ static int h1ref_head(h1ref_cur_t *c, h1ref_msg_t *m, bool is_request)
     return H1R_OK;
 }
 
-void h1ref_parse_requests(h1ref_out_t *o, const char *p, size_t n, const h1ref_limits_t *lim)
+H1REF_API void h1ref_parse_requests(h1ref_out_t *o, const char *p, size_t n, const h1ref_limits_t *lim)
 {
     h1ref_cur_t c = {(const unsigned char *)p, n, 0, o, lim};
     int r = H1R_OK;
@@ -609,7 +609,7 @@ void h1ref_parse_requests(h1ref_out_t *o, const char *p, size_t n, const h1ref_l
     h1ref_finish(&c, r);
 }
 
-void h1ref_parse_response(h1ref_out_t *o, const char *p, size_t n, bool is_head, bool is_eof,
+H1REF_API void h1ref_parse_response(h1ref_out_t *o, const char *p, size_t n, bool is_head, bool is_eof,
                           const h1ref_limits_t *lim)
 {
     h1ref_cur_t c = {(const unsigned char *)p, n, 0, o, lim};
@@ -639,7 +639,7 @@ void h1ref_parse_response(h1ref_out_t *o, const char *p, size_t n, bool is_head,
     h1ref_finish(&c, r);
 }
 
-const char *h1ref_err_name(h1ref_err_t e)
+H1REF_API const char *h1ref_err_name(h1ref_err_t e)
 {
     static const char *const names[] = {
         "ok",          "line_end",   "method",      "extra_sp",    "target",         "target_8bit", "version",

@@ -41,6 +41,13 @@
 #ifndef SG_H1REF_H
 #define SG_H1REF_H
 
+/* The reader is compiled into each target that uses it (fuzz_diff.h and
+ * the replay test include h1ref.c): one private copy per translation unit,
+ * unused parts allowed. */
+#ifndef H1REF_API
+#define H1REF_API static __attribute__((unused))
+#endif
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -136,15 +143,15 @@ typedef struct h1ref_out {
                      * head as a whole (framing fields), the LF that ends the head */
 } h1ref_out_t;
 
-void h1ref_init(h1ref_out_t *o, char *body, size_t body_cap);
+H1REF_API void h1ref_init(h1ref_out_t *o, char *body, size_t body_cap);
 /* Reads requests back to back until the input ends (or H1REF_MAX_MSGS). */
-void h1ref_parse_requests(h1ref_out_t *o, const char *p, size_t n, const h1ref_limits_t *lim);
+H1REF_API void h1ref_parse_requests(h1ref_out_t *o, const char *p, size_t n, const h1ref_limits_t *lim);
 /* Reads the answer to one request: interim 1xx responses (not 101), each
  * a message of its own, then the final response. is_head: the request was
  * HEAD. is_eof: the connection closed after the last byte (ends a body read
  * until close). Bytes after the final response are not read. */
-void h1ref_parse_response(h1ref_out_t *o, const char *p, size_t n, bool is_head, bool is_eof,
+H1REF_API void h1ref_parse_response(h1ref_out_t *o, const char *p, size_t n, bool is_head, bool is_eof,
                           const h1ref_limits_t *lim);
-const char *h1ref_err_name(h1ref_err_t e);
+H1REF_API const char *h1ref_err_name(h1ref_err_t e);
 
 #endif /* SG_H1REF_H */

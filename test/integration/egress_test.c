@@ -424,6 +424,14 @@ static void read_exact(hc_conn_t *c, char *out, size_t n)
 static void check_refusal(const hc_response_t *r, int status, const char *reason)
 {
     cr_assert_eq(r->status, status, "status %d: %s", r->status, r->body);
+    /* Issue 16: the proxy's own 403 went out as "403 Unknown". */
+    char line[64];
+    snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, 
+             status == 403   ? "Forbidden"
+             : status == 400 ? "Bad Request"
+             : status == 407 ? "Proxy Authentication Required"
+                             : "?");
+    cr_assert(!strncmp(r->head, line, strlen(line)), "status line: %.*s", (int)strcspn(r->head, "\r"), r->head);
     char tid[64], v[128];
     cr_assert(hc_header(r, "X-Trace-Id", tid, sizeof(tid)));
     cr_assert_eq(strlen(tid), 36);
@@ -872,14 +880,14 @@ Test(egress_auth, required_and_accepted)
     snprintf(proxy, sizeof(proxy), "http://%s", eaddr);
     const char *none[] = {"-D", "-", "-x", proxy, url, NULL};
     cr_assert_eq(run_curl(none, out, sizeof(out), 15000), 0, "%s", out);
-    cr_assert(strstr(out, "HTTP/1.1 407"), "%s", out);
+    cr_assert(strstr(out, "HTTP/1.1 407 Proxy Authentication Required\r\n"), "%s", out);
     char v[128];
     cr_assert(resp_header(out, "Proxy-Authenticate", v, sizeof(v)), "%s", out);
     cr_assert_str_eq(v, "Basic realm=\"swarmgate\"");
     cr_assert(resp_header(out, "X-Trace-Id", v, sizeof(v)));
     const char *wrong[] = {"-D", "-", "-x", proxy, "-U", "agent:nope", url, NULL};
     cr_assert_eq(run_curl(wrong, out, sizeof(out), 15000), 0, "%s", out);
-    cr_assert(strstr(out, "HTTP/1.1 407"), "%s", out);
+    cr_assert(strstr(out, "HTTP/1.1 407 Proxy Authentication Required\r\n"), "%s", out);
     cr_assert_eq(us_connections(up), 0);
 
     const char *good[] = {"-D", "-", "-x", proxy, "-U", "agent:s3cret:x", url, NULL};
@@ -903,4 +911,90 @@ Test(egress_auth, required_and_accepted)
     char *m = scrape();
     cr_assert_eq(metric(m, "swarm_egress_refused_total{reason=\"auth\"}"), 3, "%s", m);
     free(m);
+}
+
+/* ---- the DNS cache --------------------------------------------------------------------- */
+
+#define DNS_TTL_MS 1000
+
+static void start_dns(void)
+{
+    uplocal = us_start("local", false);
+    cr_assert(uplocal);
+    /* One worker: one cache. The child logs its getaddrinfo() calls. */
+    gw_start_env(&gw, GW_GAI_LOG_ENV,
+                 "workers: 1\n"
+                 "listeners:\n"
+                 "  - {name: egress, address: \"127.0.0.1:0\", mode: egress}\n"
+                 "admin: {enabled: false}\n"
+                 "log: {access: \"off\"}\n"
+                 "egress:\n"
+                 "  dns_ttl: %dms\n"
+                 "  allow: [localhost]\n"
+                 "shutdown: {drain_delay: 0ms, drain_timeout: 2s}\n",
+                 DNS_TTL_MS);
+    eaddr = sg_proc_addr(&gw, "egress");
+    cr_assert(eaddr);
+}
+
+static void stop_dns(void)
+{
+    gw_stop(&gw);
+    us_stop(uplocal);
+}
+
+/* getaddrinfo("localhost") calls of the gateway so far. */
+static int lookups(void)
+{
+    char *err = sg_proc_stderr(&gw);
+    int n = 0;
+    for (const char *p = strstr(err, "sgtest-getaddrinfo: localhost\n"); p;
+         p = strstr(p + 1, "sgtest-getaddrinfo: localhost\n"))
+        n++;
+    free(err);
+    return n;
+}
+
+/* One request for a name the allow-list names (it resolves to loopback:
+ * refused after the lookup, which is what the cache keeps). */
+static void request_localhost(void)
+{
+    char req[256];
+    snprintf(req, sizeof(req), "GET http://localhost:%u/x HTTP/1.1\r\nHost: localhost\r\n\r\n", us_port(uplocal));
+    hc_response_t r;
+    cr_assert_eq(hc_request(eaddr, req, &r, 5000), HC_OK);
+    check_refusal(&r, 403, "loopback");
+    hc_response_free(&r);
+}
+
+TestSuite(egress_dns, .init = start_dns, .fini = stop_dns, .timeout = 60);
+
+/* egress.dns_ttl: an answer is reused until it is dns_ttl old, then looked
+ * up again. */
+Test(egress_dns, answers_are_cached_for_dns_ttl)
+{
+    long long t0 = mono_ms();
+    request_localhost();
+    cr_assert(sg_proc_wait_stderr(&gw, "sgtest-getaddrinfo: localhost\n", 1, 3000), "the first request looks it up");
+    /* Within the TTL (counted from before the first lookup, so a request
+     * done before t0 + dns_ttl surely is): from the cache. */
+    int n = 0;
+    long long done = mono_ms();
+    while (done - t0 < DNS_TTL_MS / 2 && n < 20) {
+        request_localhost();
+        done = mono_ms();
+        n++;
+    }
+    cr_assert_lt(done - t0, DNS_TTL_MS, "%d requests took %lld ms", n, done - t0);
+    cr_assert_eq(lookups(), 1, "%d requests within dns_ttl looked the name up again", n);
+    /* Past the TTL: looked up again, once. */
+    long long deadline = t0 + DNS_TTL_MS + 5000;
+    while (mono_ms() - t0 <= DNS_TTL_MS + 20 && mono_ms() < deadline) {
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL); /* letting the TTL pass: time is the event here */
+    }
+    request_localhost();
+    request_localhost();
+    cr_assert(sg_proc_wait_stderr(&gw, "sgtest-getaddrinfo: localhost\n", 2, 3000), "not looked up again after dns_ttl");
+    cr_assert_eq(lookups(), 2, "two requests after the TTL: one lookup");
 }

@@ -44,7 +44,7 @@ typedef enum mode {
     M_EXTRA_LATER,        /* 1st response: CL 5 + 5 bytes; the fake response when the test says so */
     M_HANG_AFTER_HEAD,    /* CL 100 + 10 bytes, then silence */
     M_HANG_CHUNKED,       /* chunked, one chunk, then silence */
-    M_EXTRA_RACE,         /* like M_EXTRA_LATER, on whichever connection answered last */
+    M_EXTRA_RACE,         /* body = the request's path; the fake response on whichever connection answered last */
     M_TE_TAB,             /* "Transfer-Encoding: chunked<TAB>" (fuzz_response finding) */
     M_CLOSE_SECOND,       /* 1st request on a connection: CL 5 "hello"; 2nd: close, no byte */
     M_CLOSE_ALL,          /* every request: close, no byte (a server going away) */
@@ -106,6 +106,12 @@ static void ru_serve(raw_up_t *u, int i)
             }
             return;
         }
+        char path[64] = "";
+        const char *sp = memchr(u->buf[i], ' ', head_len);
+        if (sp) {
+            size_t pl = strcspn(sp + 1, " \r\n");
+            snprintf(path, sizeof(path), "%.*s", (int)(pl < sizeof(path) ? pl : sizeof(path) - 1), sp + 1);
+        }
         memmove(u->buf[i], u->buf[i] + head_len, u->len[i] - head_len);
         u->len[i] -= head_len;
         atomic_fetch_add(&u->n_requests, 1);
@@ -120,10 +126,12 @@ static void ru_serve(raw_up_t *u, int i)
         case M_CLOSE_SECOND:
             n = snprintf(out, sizeof(out), "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
             break;
+        case M_EXTRA_RACE: /* the body names the request: a response given to another one shows */
+            n = snprintf(out, sizeof(out), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", strlen(path), path);
+            break;
         case M_EXTRA_AT_ONCE:
         case M_EXTRA_LATER:
-        case M_EXTRA_RACE:
-            if (nth == 0 && (u->serial[i] == 0 || u->mode == M_EXTRA_RACE))
+            if (nth == 0 && u->serial[i] == 0)
                 n = snprintf(out, sizeof(out), "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello%s",
                              u->mode == M_EXTRA_AT_ONCE ? FAKE_RESPONSE : "");
             else
@@ -359,9 +367,14 @@ static void two_requests(const char *addr, raw_up_t *u, bool extra_later)
     cr_assert(!strstr(r.body, "SMUGGL"), "cross-talk: the first upstream's extra bytes answered request 2");
     cr_assert_str_eq(r.body, "ok-B", "request 2 answered by %s", r.body);
     hc_response_free(&r);
-    /* Nothing else is waiting on the client connection. */
-    char b[64];
-    cr_assert_eq(hc_read_some(&c, b, sizeof(b), 200), -1, "bytes after the second response");
+    /* Nothing else was sent on the client connection: bytes after the
+     * second response would be read as the third one's head. */
+    cr_assert(hc_send_str(&c, "GET /three HTTP/1.1\r\nHost: x\r\n\r\n", 2000));
+    e = hc_read_response(&c, &r, 3000);
+    cr_assert_eq(e, HC_OK, "third response: %d", e);
+    cr_assert_eq(r.status, 200);
+    cr_assert(!strncmp(r.body, "ok-", 3) && r.body_len == 4, "request 3 answered by %s", r.body);
+    hc_response_free(&r);
     hc_close(&c);
     cr_assert_eq(atomic_load(&u->n_conns), 2, "the tainted upstream connection was reused");
 }
@@ -626,14 +639,16 @@ Test(faults, upstream_hangs_after_head_chunked, .timeout = 30)
     hang_case(M_HANG_CHUNKED, 5);
 }
 
-/* The stray bytes race the next request: sent right after the client's
- * request, they may reach the proxy before it leased the pooled connection
- * (closed as idle), after it leased it but before it wrote the request
- * (upstream.c: failed, 502), or after the request was written (then they
- * are indistinguishable from a response, as for any HTTP/1.1 client).
- * Whatever the order: one complete answer per request, no hang, no crash,
- * nothing extra on the client connection. */
-Test(faults, extra_bytes_racing_connection_reuse, .timeout = 60)
+/* What the requests of race_trials() got. */
+typedef struct race_counts {
+    int n502, n_early, n_smuggled, n_own, n_foreign;
+} race_counts_t;
+
+/* `trials` rounds of GET /one, GET /two on one client connection; after
+ * each /two the upstream writes a whole stray response (SMUGGL) on the
+ * connection that answered last. Every answer is classified; anything but
+ * 200 or 502, or a body that is none of the three, fails. */
+static race_counts_t race_trials(int trials)
 {
     raw_up_t *u = ru_start(M_EXTRA_RACE);
     sg_proc_t gw;
@@ -641,8 +656,8 @@ Test(faults, extra_bytes_racing_connection_reuse, .timeout = 60)
     const char *addr = sg_proc_addr(&gw, "api");
     hc_conn_t c;
     cr_assert_eq(hc_connect(&c, addr, 2000), 0);
-    int n502 = 0, n_early = 0, n_smuggled = 0;
-    for (int trial = 0; trial < 300; trial++) {
+    race_counts_t n = {0};
+    for (int trial = 0; trial < trials; trial++) {
         const char *paths[] = {"/one", "/two"};
         for (int k = 0; k < 2; k++) {
             char req[64];
@@ -654,22 +669,72 @@ Test(faults, extra_bytes_racing_connection_reuse, .timeout = 60)
             cr_assert_eq(hc_read_response(&c, &r, 3000), HC_OK, "trial %d %s", trial, paths[k]);
             cr_assert(r.status == 200 || r.status == 502, "trial %d: status %d", trial, r.status);
             if (r.status == 502) {
-                n502++;
-                n_early += strstr(r.body, "upstream sent bytes before the request") != NULL;
+                n.n502++;
+                n.n_early += strstr(r.body, "upstream sent bytes before the request") != NULL;
+            } else if (!strcmp(r.body, "SMUGGL")) {
+                n.n_smuggled++;
+            } else if (!strcmp(r.body, paths[k])) {
+                n.n_own++;
+            } else {
+                cr_assert(!strcmp(r.body, paths[1 - k]), "trial %d %s: body \"%s\"", trial, paths[k], r.body);
+                n.n_foreign++;
             }
-            n_smuggled += strstr(r.body, "SMUGGL") != NULL;
             hc_response_free(&r);
         }
     }
-    char b[64];
-    cr_assert_eq(hc_read_some(&c, b, sizeof(b), 100), -1, "bytes after the last response");
-    cr_log_info("of 600 requests: %d got 502 (%d for bytes before the request), %d took stray bytes written after "
-                "the request",
-                n502, n_early, n_smuggled);
+    /* Nothing extra on the client connection: bytes after the last answer
+     * would be read as the head of this one's. */
+    cr_assert(hc_send_str(&c, "GET /one HTTP/1.1\r\nHost: x\r\n\r\n", 2000));
+    hc_response_t last;
+    cr_assert_eq(hc_read_response(&c, &last, 3000), HC_OK, "the answer after the last trial");
+    cr_assert(last.status == 502 || (last.status == 200 && (!strcmp(last.body, "/one") || !strcmp(last.body, "/two") ||
+                                                             !strcmp(last.body, "SMUGGL"))),
+              "after the last trial: %d %s", last.status, last.body);
+    hc_response_free(&last);
+    cr_log_info("of %d requests: %d got 502 (%d for bytes before the request), %d took the stray response, %d their "
+                "own answer, %d an earlier request's late answer",
+                2 * trials, n.n502, n.n_early, n.n_smuggled, n.n_own, n.n_foreign);
     hc_close(&c);
     cr_assert_eq(kill(gw.pid, 0), 0);
     gw_stop(&gw);
     ru_stop(u);
+    return n;
+}
+
+/* The stray bytes race the next request: sent right after the client's
+ * request, they may reach the proxy before it leased the pooled connection
+ * (closed as idle), after it leased it but before it wrote the request
+ * (upstream.c: failed, 502), or after the request was written (then they
+ * are indistinguishable from a response, as for any HTTP/1.1 client).
+ * Whatever the order: one complete answer per request (200 or 502, a body
+ * that is one of the upstream's), no hang, no crash, nothing extra on the
+ * client connection, and the stray response taken at most once per write. */
+Test(faults, extra_bytes_racing_connection_reuse, .timeout = 60)
+{
+    const int trials = 300;
+    race_counts_t n = race_trials(trials);
+    cr_assert_eq(n.n502 + n.n_smuggled + n.n_own + n.n_foreign, 2 * trials);
+    cr_assert_leq(n.n_smuggled, trials, "%d answers from %d stray writes", n.n_smuggled, trials);
+    cr_assert_geq(n.n_own, trials / 4, "%d of %d requests got their own answer", n.n_own, 2 * trials);
+}
+
+/* Stricter, and failing on main (found by issue #20, left for the smuggling
+ * work in proxy.c/upstream.c): once the stray response has taken a
+ * request's place, that request's real answer arrives on a pooled
+ * connection with no request outstanding. It is there (the upstream wrote
+ * it at once) long before the client's next request leases the connection,
+ * yet the proxy sends the next request on it and passes the late answer on
+ * as that request's response: about 200 of 600 requests get the previous
+ * request's answer, and the connection stays shifted by one. Bytes on an
+ * idle pooled connection must close it (checked at lease time too). Runs
+ * with SG_TEST_KNOWN_BUGS=1 until the fix, then unconditionally. */
+Test(faults, late_answer_never_answers_a_later_request, .timeout = 60)
+{
+    if (!getenv("SG_TEST_KNOWN_BUGS"))
+        cr_skip_test();
+    race_counts_t n = race_trials(300);
+    cr_assert_eq(n.n_foreign, 0, "%d requests got an earlier request's answer (%d stray responses taken)",
+                 n.n_foreign, n.n_smuggled);
 }
 
 /* An upstream head that llhttp and the client would frame differently is a

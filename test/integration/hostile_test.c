@@ -36,34 +36,12 @@ static void nap_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-static int count_fds(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(path);
-    int n = 0;
-    struct dirent *e;
-    while (d && (e = readdir(d)))
-        n += e->d_name[0] != '.';
-    if (d)
-        closedir(d);
-    return n;
-}
-
-/* The descriptor count once it stopped changing (10 equal samples 20 ms
- * apart, within 5 s). */
+/* The proxy's descriptor count once it stopped changing. */
 static int stable_fds(pid_t pid)
 {
-    int last = count_fds(pid), same = 0;
-    long long deadline = mono_ms() + 5000;
-    while (same < 10 && mono_ms() < deadline) {
-        nap_ms(20); /* sampling interval */
-        int n = count_fds(pid);
-        same = n == last ? same + 1 : 0;
-        last = n;
-    }
-    cr_assert_eq(same, 10, "descriptor count of the proxy does not settle");
-    return last;
+    int n = sg_proc_stable_fds(pid, 5000);
+    cr_assert_geq(n, 0, "descriptor count of the proxy does not settle");
+    return n;
 }
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -248,15 +226,15 @@ Test(hostile, slow_reader_cut_by_send_timeout, .timeout = 30)
     cr_assert(us_wait_requests(up, 1, 3000));
     /* Client + upstream connection open while the response is stuck... */
     long long deadline = t0 + 8000;
-    while (count_fds(gw.pid) < base_fds + 2 && mono_ms() < deadline)
+    while (sg_proc_count_fds(gw.pid) < base_fds + 2 && mono_ms() < deadline)
         nap_ms(10); /* polling */
-    cr_assert_geq(count_fds(gw.pid), base_fds + 2, "the stuck request holds no connections?");
+    cr_assert_geq(sg_proc_count_fds(gw.pid), base_fds + 2, "the stuck request holds no connections?");
     /* ...and both closed once no write completed for send_timeout. */
-    while (count_fds(gw.pid) > base_fds && mono_ms() < deadline)
+    while (sg_proc_count_fds(gw.pid) > base_fds && mono_ms() < deadline)
         nap_ms(10); /* polling */
     long long dt = mono_ms() - t0;
-    cr_assert_leq(count_fds(gw.pid), base_fds, "a client that does not read still holds %d descriptors after %lld ms",
-                  count_fds(gw.pid) - base_fds, dt);
+    cr_assert_leq(sg_proc_count_fds(gw.pid), base_fds, "a client that does not read still holds %d descriptors after %lld ms",
+                  sg_proc_count_fds(gw.pid) - base_fds, dt);
     cr_assert_geq(dt, 900, "cut after %lld ms with send_timeout 1s", dt);
     /* (The client would still read what the kernel holds for it, then EOF.) */
     hc_close(&c);
@@ -308,11 +286,14 @@ Test(hostile, flood_5000_connections_over_limit, .timeout = 90)
         cr_assert(r == 0 || errno == EINPROGRESS || errno == EAGAIN, "connect %d: %s", i, strerror(errno));
         opened++;
     }
-    /* Keep-alive requests: every served connection keeps its slot. */
+    /* Keep-alive requests: every served connection keeps its slot. The
+     * first LIMIT accepted are all served (wait for that, with a deadline
+     * far above what it takes on a loaded machine); then, for a sweep of
+     * every socket and a further 300 ms, nobody beyond LIMIT is. */
     static const char req[] = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
     int max_fds = 0, n_answered = 0;
-    long long t0 = mono_ms();
-    while (mono_ms() - t0 < 4000) {
+    long long deadline = mono_ms() + 30000, settle_until = 0;
+    for (;;) {
         for (int i = 0; i < N; i++) {
             if (!sent_req[i] && send(fds[i], req, sizeof(req) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) == sizeof(req) - 1)
                 sent_req[i] = true;
@@ -325,17 +306,18 @@ Test(hostile, flood_5000_connections_over_limit, .timeout = 90)
                 }
             }
         }
-        int nf = count_fds(gw.pid);
+        int nf = sg_proc_count_fds(gw.pid);
         cr_assert_gt(nf, 0, "proxy died under the flood");
         if (nf > max_fds)
             max_fds = nf;
-        if (n_answered >= LIMIT)
+        if (n_answered >= LIMIT && !settle_until)
+            settle_until = mono_ms() + 300;
+        if ((settle_until && mono_ms() >= settle_until) || mono_ms() >= deadline)
             break;
         nap_ms(10); /* polling interval */
     }
     cr_log_info("flood: %d served at once, peak %d descriptors over the base", n_answered, max_fds - base_fds);
-    cr_assert_geq(n_answered, LIMIT / 2, "only %d of the first %d connections were served", n_answered, LIMIT);
-    cr_assert_leq(n_answered, LIMIT, "%d connections served at once with max_connections %d", n_answered, LIMIT);
+    cr_assert_eq(n_answered, LIMIT, "%d connections served at once with max_connections %d", n_answered, LIMIT);
     cr_assert_leq(max_fds - base_fds, LIMIT + 16, "proxy held %d fds over its base", max_fds - base_fds);
     for (int i = 0; i < N; i++)
         close(fds[i]);
@@ -367,7 +349,7 @@ Test(hostile, emfile_from_small_rlimit_recovers, .timeout = 60)
              us_port(up));
     cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
     const char *addr = sg_proc_addr(&gw, "api");
-    int used = count_fds(gw.pid);
+    int used = sg_proc_count_fds(gw.pid);
     cr_assert_lt(used, 48, "binary started with %d fds", used);
     expect_served(addr, "/", 200, 3000);
 
@@ -382,18 +364,29 @@ Test(hostile, emfile_from_small_rlimit_recovers, .timeout = 60)
     cr_assert_gt(n, 48);
     for (int i = 0; i < n; i++)
         hc_send_str(&c[i], "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 500);
-    int ok = 0, bad_gateway = 0;
+    int ok = 0, bad_gateway = 0, dropped = 0;
     for (int i = 0; i < n; i++) {
         hc_response_t r;
-        if (hc_read_response(&c[i], &r, 300) == HC_OK) {
+        int e = hc_read_response(&c[i], &r, 300);
+        if (e == HC_OK) {
             ok += r.status == 200;
             bad_gateway += r.status == 502;
             cr_assert(r.status == 200 || r.status == 502, "status %d under EMFILE", r.status);
         }
+        dropped += e == HC_CLOSED;
         hc_response_free(&r);
     }
     cr_assert_gt(ok + bad_gateway, 0, "nothing served under EMFILE");
     cr_assert_eq(kill(gw.pid, 0), 0, "proxy died at EMFILE");
+    /* The EMFILE paths ran: at accept (more clients than descriptors: libuv's
+     * reserve descriptor accepts and closes them, unanswered) and, for each
+     * 502, proxy.c's upstream connection (proxy_lifecycle emfile_survived
+     * makes both certain, one by one). */
+    cr_log_info("under EMFILE: %d answered 200, %d 502, %d dropped unanswered", ok, bad_gateway, dropped);
+    cr_assert_gt(dropped, 0, "no connection was dropped at accept");
+    if (bad_gateway)
+        cr_assert(sg_proc_wait_stderr(&gw, "cannot open a connection: too many open files", 1, 3000),
+                  "%d 502s without proxy.c's EMFILE warning", bad_gateway);
     for (int i = 0; i < n; i++)
         hc_close(&c[i]);
     /* Recovered: the connections that waited for an fd are gone, new ones work. */

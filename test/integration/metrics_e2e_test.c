@@ -282,21 +282,34 @@ Test(metrics_e2e, openmetrics_negotiated_with_exemplars)
     cr_assert_eq(obs_count_lines(t, "# EOF"), 1);
     /* Counter families are named without _total in OpenMetrics. */
     cr_assert_eq(obs_count_lines(t, "# TYPE swarm_http_requests counter"), 1);
-    char ex[96];
-    snprintf(ex, sizeof(ex), "# {trace_id=\"%s\"}", tid);
-    const char *hit = strstr(t, ex);
-    cr_assert(hit, "an exemplar carries the request's trace id %s:\n%s", tid, t);
-    const char *line = hit;
-    while (line > t && line[-1] != '\n')
-        line--;
-    const char *bk = strstr(line, "_bucket{");
-    cr_assert(bk && bk < hit, "exemplar on a bucket line: %.*s", (int)(strchr(hit, '\n') - line), line);
-    /* The exemplar value is the observation in seconds. */
-    double v = strtod(hit + strlen(ex), NULL);
-    if (!strncmp(line, "swarm_http_request_duration_seconds_bucket{route=\"slow\"", 56))
-        cr_assert_geq(v, 0.030, "request exemplar %g s >= the 30 ms wait", v);
-    else
-        cr_assert_gt(v, 0.0);
+    /* The request-duration histogram of route "slow" carries an exemplar
+     * with the request's trace id as the exported spans carry it: 32
+     * lower-case hex digits (#16 item 4), and the observation in seconds. */
+    static const char k_slow_bucket[] = "swarm_http_request_duration_seconds_bucket{route=\"slow\"";
+    static const char k_exemplar[] = "# {trace_id=\"";
+    char hex[33];
+    obs_uuid_hex(tid, hex);
+    int n_exemplars = 0;
+    for (const char *line = t; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        const char *eol = strchr(line, '\n');
+        int len = (int)(eol ? eol - line : (long)strlen(line));
+        if (strncmp(line, k_slow_bucket, strlen(k_slow_bucket)) != 0)
+            continue;
+        const char *ex = strstr(line, k_exemplar);
+        if (!ex || ex > line + len)
+            continue;
+        n_exemplars++;
+        const char *id = ex + strlen(k_exemplar);
+        size_t id_len = strcspn(id, "\"");
+        cr_assert(id_len == 32 && !strncmp(id, hex, 32),
+                  "the exemplar names the request %s: %.*s", tid, len, line);
+        const char *after = strstr(id, "} ");
+        cr_assert(after && after < line + len, "exemplar value: %.*s", len, line);
+        double v = strtod(after + 2, NULL);
+        cr_assert_geq(v, 0.030, "request exemplar %g s >= the 30 ms wait: %.*s", v, len, line);
+        cr_assert_lt(v, 5.0, "request exemplar %g s: %.*s", v, len, line);
+    }
+    cr_assert_eq(n_exemplars, 1, "one exemplar on route slow's request-duration buckets (one request):\n%s", t);
     free(t);
     /* A q=0 clause is never chosen. */
     free(scrape("application/openmetrics-text;q=0, text/plain", ct, sizeof(ct)));

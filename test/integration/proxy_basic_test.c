@@ -1,6 +1,7 @@
 /* Reverse proxy basics against the real binary and real loopback upstreams:
  * forwarding, keep-alive on both sides, pipelining, routing, header rewrite,
  * trace ids, HEAD/204/304, bodies. */
+#include "support/gw_fixture.h"
 #include "support/http_client.h"
 #include "support/proc.h"
 #include "support/upstream_server.h"
@@ -37,7 +38,7 @@ static void start(void)
              "  - {name: gen, match: {prefix: /gen}, upstream: app}\n"
              "shutdown: {drain_delay: 0ms, drain_timeout: 2s}\n",
              us_port(up));
-    cr_assert_eq(sg_proc_start(&gw, yaml, 10000), 0, "start failed: %s", sg_proc_stderr(&gw));
+    gw_start(&gw, "%s", yaml);
     addr = sg_proc_addr(&gw, "api");
     cr_assert(addr);
 }

@@ -42,9 +42,11 @@ static void stop(void)
 TestSuite(proxy_errors, .init = start, .fini = stop, .timeout = 30);
 
 /* Sends raw bytes, expects `status` with a JSON body naming the trace id,
- * and (when must_close) the connection closed after it. */
+ * (when must_close) the connection closed after it, and no connection nor
+ * request at the upstream (the proxy would connect before answering). */
 static void expect_error(const void *raw, size_t n, int status, bool must_close)
 {
+    int conns0 = us_connections(up), reqs0 = us_requests(up);
     hc_conn_t c;
     cr_assert_eq(hc_connect(&c, addr, 2000), 0);
     cr_assert(hc_send(&c, raw, n, 2000));
@@ -60,6 +62,8 @@ static void expect_error(const void *raw, size_t n, int status, bool must_close)
     cr_assert_str_eq(ct, "application/json");
     if (must_close)
         cr_assert(hc_wait_closed(&c, 3000), "connection left open after %d", status);
+    cr_assert_eq(us_connections(up), conns0, "the upstream saw a connection for a %d", status);
+    cr_assert_eq(us_requests(up), reqs0, "the upstream saw the request of a %d", status);
     hc_response_free(&r);
     hc_close(&c);
 }

@@ -164,6 +164,8 @@ Test(trace_e2e, absent_id_generated_same_both_ways)
     char v[64];
     json_field(line, "span_id", v, sizeof(v));
     cr_assert_str_eq(v, parent, "parent-id upstream = this hop's span id");
+    json_field(line, "trace_id_hex", v, sizeof(v));
+    cr_assert_str_eq(v, want_hex, "the access log has the spans' form of the id too");
     cr_assert_eq(sg_test_json_count(line, strlen(line), "parent_span_id"), 0, "a restart has no parent");
     expect_source("generated", 1);
     free(line);
@@ -385,19 +387,30 @@ Test(trace_e2e, proxy_errors_carry_the_id)
         {"GET /dead HTTP/1.1\r\nHost: t\r\n%s\r\n", 502, true},
         {"GET /slow?ms=1500 HTTP/1.1\r\nHost: t\r\n%s\r\n", 504, true},
         {"GET /a/x HTTP/1.1\r\n%s\r\n", 400, true}, /* no Host */
-        /* Content-Length and Transfer-Encoding (smuggling): refused by the
-         * HTTP parser before the trace headers are read, so a new id. */
+        /* Refused before the head was parsed, but the X-Trace-Id line was
+         * read whole: the client's id is reused (issue #16 item 4).
+         * Content-Length and Transfer-Encoding (smuggling): */
         {"POST /a/x HTTP/1.1\r\nHost: t\r\n%sContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400,
-         false},
+         true},
+        /* a malformed field line after it (space before the colon): */
+        {"GET /a/x HTTP/1.1\r\nHost: t\r\n%sBad : x\r\n\r\n", 400, true},
+        /* obs-fold after it: its value goes on, so it was not read as sent */
+        {"GET /a/x HTTP/1.1\r\nHost: t\r\n%s more\r\n\r\n", 400, false},
+        /* 414: nothing of the header block was read */
+        {"GET /a/%.17000d HTTP/1.1\r\nHost: t\r\n%s\r\n", 414, false},
     };
     for (int with_id = 0; with_id < 2; with_id++) {
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-            char id[40], hdr[64], raw[512];
+            static char raw[18000];
+            char id[40], hdr[64];
             snprintf(id, sizeof(id), "4bf92f35-77b3-4da6-a3ce-929d0e0e47%02zu", i);
             snprintf(hdr, sizeof(hdr), "X-Trace-Id: %s\r\n", id);
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
-            snprintf(raw, sizeof(raw), cases[i].raw, with_id ? hdr : "");
+            if (cases[i].status == 414)
+                snprintf(raw, sizeof(raw), cases[i].raw, 0, with_id ? hdr : "");
+            else
+                snprintf(raw, sizeof(raw), cases[i].raw, with_id ? hdr : "");
 #pragma GCC diagnostic pop
             hc_response_t r;
             cr_assert_eq(hc_request(api, raw, &r, 3000), HC_OK, "case %zu", i);
@@ -405,6 +418,39 @@ Test(trace_e2e, proxy_errors_carry_the_id)
             hc_response_free(&r);
         }
     }
+    stop_clean();
+}
+
+/* 431 (too many fields, a header block over limits.header_bytes): the
+ * X-Trace-Id line came before the limit was hit, so the answer carries it;
+ * an X-Trace-Id line cut off by the limit is not reused. */
+Test(trace_e2e, header_too_large_reuses_a_read_id)
+{
+    boot(NULL);
+    static char raw[80000];
+    hc_response_t r;
+    /* too many fields (limits.header_count: 100) */
+    size_t n = (size_t)snprintf(raw, sizeof(raw), "GET /a/x HTTP/1.1\r\nHost: t\r\nX-Trace-Id: " ID_A "\r\n");
+    for (int i = 0; i < 150; i++)
+        n += (size_t)snprintf(raw + n, sizeof(raw) - n, "X-Filler-%d: y\r\n", i);
+    snprintf(raw + n, sizeof(raw) - n, "\r\n");
+    cr_assert_eq(hc_request(api, raw, &r, 3000), HC_OK);
+    check_error(&r, 431, ID_A);
+    hc_response_free(&r);
+    /* over limits.header_bytes (64k): the id line first, then a large one */
+    char big[70000];
+    memset(big, 'y', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    snprintf(raw, sizeof(raw), "GET /a/x HTTP/1.1\r\nHost: t\r\nX-Trace-Id: " ID_B "\r\nX-Big: %s\r\n\r\n", big);
+    cr_assert_eq(hc_request(api, raw, &r, 3000), HC_OK);
+    check_error(&r, 431, ID_B);
+    hc_response_free(&r);
+    /* the id's own line is the one over the limit: not read whole */
+    snprintf(raw, sizeof(raw), "GET /a/x HTTP/1.1\r\nHost: t\r\nX-Big: %.65500s\r\nX-Trace-Id: " ID_A "\r\n\r\n",
+             big);
+    cr_assert_eq(hc_request(api, raw, &r, 3000), HC_OK);
+    check_error(&r, 431, NULL);
+    hc_response_free(&r);
     stop_clean();
 }
 
@@ -536,13 +582,215 @@ Test(trace_e2e, otlp_span_carries_the_id_and_parent)
     cr_assert(sg_test_json_get(span, strlen(span), "spanId", 0, v, sizeof(v)) > 0);
     cr_assert_str_eq(v, sid, "span id = the access log's span_id");
     cr_assert(sg_test_json_get(span, strlen(span), "name", 0, v, sizeof(v)) > 0);
-    cr_assert_str_eq(v, "GET app");
+    cr_assert_str_eq(v, "GET", "semconv: no route template, the method alone");
     free(line);
     cr_assert_eq(sg_test_json_count(span2, strlen(span2), "parentSpanId"), 0, "a root span has no parent: %s", span2);
     free(span);
     free(span2);
     double exported = 0;
-    cr_assert(obs_wait_metric_ge(admin, "swarm_spans_exported_total", 2, 5000, &exported), "exported %g", exported);
+    cr_assert(obs_wait_metric_ge(admin, "swarm_spans_exported_total{reason=\"sampled\"}", 2, 5000, &exported),
+              "exported %g", exported);
+    stop_clean();
+}
+
+/* An OTLP attribute's value object ({"stringValue":...}) in a span's text,
+ * or "" when absent. */
+static void span_attr(const char *span, const char *key, char *out, size_t cap)
+{
+    out[0] = '\0';
+    size_t len = strlen(span);
+    long n = sg_test_json_count(span, len, "key");
+    for (int i = 0; i < n; i++) {
+        char k[96];
+        if (sg_test_json_get(span, len, "key", i, k, sizeof(k)) > 0 && !strcmp(k, key)) {
+            cr_assert(sg_test_json_get(span, len, "value", i, out, cap) > 0);
+            return;
+        }
+    }
+}
+
+static bool is_lower_hex(const char *s, size_t n)
+{
+    if (strlen(s) != n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
+/* One span against the OTLP/JSON mapping (protobuf JSON: lower-case hex
+ * ids, fixed64 times as decimal strings, enums as numbers, int64 attribute
+ * values as strings). */
+static void check_otlp_span(const char *span)
+{
+    size_t len = strlen(span);
+    char v[256], err[128];
+    cr_assert(sg_test_json_valid(span, len, err, sizeof(err)), "%s: %s", err, span);
+    cr_assert(sg_test_json_get(span, len, "traceId", 0, v, sizeof(v)) > 0 && is_lower_hex(v, 32), "%s", span);
+    cr_assert(sg_test_json_get(span, len, "spanId", 0, v, sizeof(v)) > 0 && is_lower_hex(v, 16), "%s", span);
+    if (sg_test_json_count(span, len, "parentSpanId") > 0)
+        cr_assert(sg_test_json_get(span, len, "parentSpanId", 0, v, sizeof(v)) > 0 && is_lower_hex(v, 16));
+    cr_assert(strstr(span, "\"kind\":2,"), "kind is the enum number (SPAN_KIND_SERVER): %s", span);
+    cr_assert(strstr(span, "\"startTimeUnixNano\":\"") && strstr(span, "\"endTimeUnixNano\":\""),
+              "times are strings: %s", span);
+    cr_assert(sg_test_json_get(span, len, "startTimeUnixNano", 0, v, sizeof(v)) > 0 && strlen(v) == 19, "%s", v);
+    for (const char *p = strstr(span, "\"intValue\":"); p; p = strstr(p + 1, "\"intValue\":"))
+        cr_assert_eq(p[11], '"', "intValue is a string: %.40s", p);
+    if (strstr(span, "\"status\":"))
+        cr_assert(strstr(span, "\"status\":{\"code\":2"), "status code is the enum number: %s", span);
+    span_attr(span, "http.route", v, sizeof(v));
+    cr_assert_str_eq(v, "", "no http.route without a path template: %s", span);
+}
+
+/* Issue #16 item 5 through the binary: OTel HTTP server span rules, tail
+ * sampling (sample 0: only errors and slow requests, and a caller's
+ * sampled trace), counted by reason, one kept connection to the collector. */
+Test(trace_e2e, spans_by_otel_rules_with_tail_sampling)
+{
+    col = sg_collector_start();
+    cr_assert(col);
+    char url[96], yaml[256];
+    snprintf(yaml, sizeof(yaml),
+             "trace: {export: {otlp_http: \"%s\", batch_delay: 20ms, timeout: 2s, sample: 0.0, slow: 100ms}}\n",
+             sg_collector_url(col, "/v1/traces", url, sizeof(url)));
+    boot(yaml);
+    hc_response_t r;
+    char t_ok[64], t_404[64], t_502[64], t_slow[64], t_tp[64];
+    cr_assert_eq(send_req("/a/fast", NULL, &r, t_ok), 200);
+    hc_response_free(&r);
+    us_request_t q;
+    upstream_req(1, &q);
+    char hex[33], parent[17], flags[3];
+    upstream_traceparent(&q, hex, parent, flags);
+    cr_assert_str_eq(flags, "02", "head decision (sample 0) sent upstream: not sampled");
+    us_request_free(&q);
+    cr_assert_eq(send_req("/nothing", NULL, &r, t_404), 404);
+    hc_response_free(&r);
+    cr_assert_eq(send_req("/dead", NULL, &r, t_502), 502);
+    hc_response_free(&r);
+    cr_assert_eq(send_req("/slow?ms=200", NULL, &r, t_slow), 200);
+    hc_response_free(&r);
+    cr_assert_eq(send_req("/a/tp",
+                          "traceparent: 00-" HEX_B "-" PARENT "-01\r\ntracestate: congo=t61rcWkgMzE,rojo=1\r\n", &r,
+                          t_tp),
+                 200);
+    hc_response_free(&r);
+
+    double got = 0;
+    cr_assert(obs_wait_metric_eq(admin, "swarm_spans_exported_total{reason=\"error\"}", 2, 10000, &got), "%g", got);
+    cr_assert(obs_wait_metric_eq(admin, "swarm_spans_exported_total{reason=\"slow\"}", 1, 5000, &got), "%g", got);
+    cr_assert(obs_wait_metric_eq(admin, "swarm_spans_exported_total{reason=\"sampled\"}", 1, 5000, &got), "%g", got);
+
+    char h[33];
+    obs_uuid_hex(t_ok, h);
+    char *span = find_span(h);
+    cr_assert_null(span, "a fast 200 of an unsampled trace is not exported");
+    char v[256];
+
+    obs_uuid_hex(t_404, h);
+    span = find_span(h);
+    cr_assert(span, "a proxy-made 404 is exported");
+    check_otlp_span(span);
+    cr_assert_null(strstr(span, "\"status\""), "4xx server span: status unset: %s", span);
+    span_attr(span, "error.type", v, sizeof(v));
+    cr_assert_str_eq(v, "");
+    span_attr(span, "url.scheme", v, sizeof(v));
+    cr_assert_str_eq(v, "{\"stringValue\":\"http\"}");
+    span_attr(span, "server.address", v, sizeof(v));
+    cr_assert_str_eq(v, "{\"stringValue\":\"t\"}", "the Host header: %s", span);
+    span_attr(span, "server.port", v, sizeof(v));
+    cr_assert_str_eq(v, "{\"intValue\":\"80\"}", "no port in Host: the scheme's");
+    free(span);
+
+    obs_uuid_hex(t_502, h);
+    span = find_span(h);
+    cr_assert(span);
+    check_otlp_span(span);
+    cr_assert(strstr(span, "\"status\":{\"code\":2"), "%s", span);
+    span_attr(span, "error.type", v, sizeof(v));
+    cr_assert(!strcmp(v, "{\"stringValue\":\"connection_refused\"}") || !strcmp(v, "{\"stringValue\":\"502\"}"),
+              "error.type is low-cardinality: %s", v);
+    span_attr(span, "swarmgate.route", v, sizeof(v));
+    cr_assert_str_eq(v, "{\"stringValue\":\"dead\"}");
+    cr_assert(sg_test_json_get(span, strlen(span), "name", 0, v, sizeof(v)) > 0);
+    cr_assert_str_eq(v, "GET");
+    free(span);
+
+    obs_uuid_hex(t_slow, h);
+    span = find_span(h);
+    cr_assert(span, "a slow request is exported");
+    check_otlp_span(span);
+    cr_assert_null(strstr(span, "\"status\""));
+    free(span);
+
+    span = find_span(HEX_B);
+    cr_assert(span, "the caller's sampled trace is exported");
+    check_otlp_span(span);
+    cr_assert(sg_test_json_get(span, strlen(span), "traceState", 0, v, sizeof(v)) > 0, "%s", span);
+    cr_assert_str_eq(v, "congo=t61rcWkgMzE,rojo=1");
+    free(span);
+
+    size_t posts = sg_collector_count(col);
+    for (size_t i = 0; i < posts; i++) {
+        char *conn = sg_collector_header(col, i, "Connection");
+        cr_assert_null(conn, "POST %zu asks to close: %s", i, conn ? conn : "");
+    }
+    cr_assert_eq(sg_collector_connections(col), 1, "%zu POSTs on one kept connection", posts);
+    stop_clean();
+}
+
+/* A CONNECT span (egress listener) names its target as server.address and
+ * server.port; it has no url.path (main sent the authority as the path). */
+Test(trace_e2e, connect_span_has_the_target_not_a_path)
+{
+    up = us_start("u1", false);
+    col = sg_collector_start();
+    cr_assert(up && col);
+    char url[96];
+    gw_start(&gw,
+             "workers: 1\n"
+             "listeners: [{name: egress, address: \"127.0.0.1:0\", mode: egress}]\n"
+             "admin: {address: \"127.0.0.1:0\"}\n"
+             "egress: {allow: [\"127.0.0.1:%u\"]}\n"
+             "trace: {export: {otlp_http: \"%s\", batch_delay: 20ms, timeout: 2s}}\n"
+             "shutdown: {drain_delay: 0ms, drain_timeout: 2s}\n",
+             us_port(up), sg_collector_url(col, "/v1/traces", url, sizeof(url)));
+    const char *eg = sg_proc_addr(&gw, "egress");
+    admin = sg_proc_addr(&gw, "admin");
+    cr_assert(eg && admin);
+    cr_assert(obs_wait_status(admin, "/health/ready", 200, 10000), "gateway ready");
+    hc_conn_t c;
+    cr_assert_eq(hc_connect(&c, eg, 3000), 0);
+    char req[256];
+    snprintf(req, sizeof(req), "CONNECT 127.0.0.1:%u HTTP/1.1\r\nHost: 127.0.0.1:%u\r\nX-Trace-Id: " ID_A "\r\n\r\n",
+             us_port(up), us_port(up));
+    cr_assert(hc_send_str(&c, req, 3000));
+    hc_response_t r;
+    cr_assert_eq(hc_read_response_ex(&c, &r, true, false, 5000), HC_OK);
+    cr_assert_eq(r.status, 200, "tunnel: %s", r.head);
+    hc_response_free(&r);
+    hc_close(&c); /* the span is made when the tunnel closes */
+
+    char *span = NULL;
+    long long deadline = obs_now_ms() + 10000;
+    while (!span && obs_now_ms() < deadline) {
+        sg_collector_wait(col, sg_collector_count(col) + 1, 200);
+        span = find_span(HEX_A);
+    }
+    cr_assert(span, "the CONNECT span was exported");
+    check_otlp_span(span);
+    char v[128], want[64];
+    span_attr(span, "http.request.method", v, sizeof(v));
+    cr_assert_str_eq(v, "{\"stringValue\":\"CONNECT\"}");
+    span_attr(span, "url.path", v, sizeof(v));
+    cr_assert_str_eq(v, "", "no url.path on a CONNECT span: %s", span);
+    span_attr(span, "server.address", v, sizeof(v));
+    cr_assert_str_eq(v, "{\"stringValue\":\"127.0.0.1\"}");
+    span_attr(span, "server.port", v, sizeof(v));
+    snprintf(want, sizeof(want), "{\"intValue\":\"%u\"}", us_port(up));
+    cr_assert_str_eq(v, want);
+    free(span);
     stop_clean();
 }
 
@@ -594,6 +842,14 @@ Test(trace_e2e, reload_moves_span_export_to_a_new_collector)
         }
     }
     cr_expect(found, "span of the request after the reload at the new collector");
+    /* The old exporter had time to send anything it still held: one more
+     * request reached the new collector (a whole export interval, batch_delay
+     * 20ms, ran after the snapshot), then ten more intervals passed. */
+    size_t new_posts2 = sg_collector_count(col2);
+    cr_assert_eq(send_req("/a/after2", NULL, &r, tid), 200);
+    hc_response_free(&r);
+    cr_expect(sg_collector_wait(col2, new_posts2 + 1, 5000), "the new collector got the next span too");
+    cr_expect(!sg_collector_wait(col, old_posts + 1, 10 * 20), "the old collector got nothing more");
     cr_expect_eq(sg_collector_count(col), old_posts, "the old collector got nothing more");
     stop_clean();
     sg_collector_stop(col2);
@@ -623,9 +879,14 @@ Test(trace_e2e, collector_down_proxy_unaffected_spans_dropped)
             break;
     }
     cr_assert_gt(dropped, 0, "swarm_spans_dropped_total after %d requests", n);
-    double exported = -1;
-    cr_assert(obs_scrape_value(admin, "swarm_spans_exported_total", &exported));
-    cr_assert_eq(exported, 0);
+    static const char *const reasons[] = {"error", "slow", "sampled"};
+    for (int i = 0; i < 3; i++) {
+        char series[96];
+        snprintf(series, sizeof(series), "swarm_spans_exported_total{reason=\"%s\"}", reasons[i]);
+        double exported = -1;
+        cr_assert(obs_scrape_value(admin, series, &exported), "%s", series);
+        cr_assert_eq(exported, 0, "%s", series);
+    }
     stop_clean();
 }
 

@@ -283,22 +283,6 @@ static int env_int(const char *name, int dflt, int lo, int hi)
     return (int)x;
 }
 
-static int count_fds(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(path);
-    if (!d)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
-}
-
 /* Established TCP connections whose local port is `port` (the server side
  * of connections to an upstream), from /proc/net/tcp. */
 static int count_established(uint16_t port)
@@ -625,7 +609,7 @@ static sample_t *take_sample(const char *phase, bool print)
     memset(s, 0, sizeof(*s));
     s->t = now_s();
     s->rss_kb = sg_proc_status_kb(&S.gw, "VmRSS");
-    s->fds = count_fds(S.gw.pid);
+    s->fds = sg_proc_count_fds(S.gw.pid);
     snprintf(s->phase, sizeof(s->phase), "%s", phase);
     count_access_log();
     if (!scrape(&s->m))
@@ -802,12 +786,7 @@ static int classify_line(const char *line)
 static void check_stderr(void)
 {
     char *err = sg_proc_stderr(&S.gw);
-    static const char *const k_san[] = {"ERROR: LeakSanitizer", "ERROR: AddressSanitizer",
-                                        "runtime error:", "SUMMARY: AddressSanitizer",
-                                        "SUMMARY: UndefinedBehaviorSanitizer"};
-    for (size_t i = 0; i < sizeof(k_san) / sizeof(k_san[0]); i++)
-        for (const char *q = strstr(err, k_san[i]); q; q = strstr(q + 1, k_san[i]))
-            S.sanitizer_reports++;
+    S.sanitizer_reports += sg_proc_sanitizer_reports(err);
     if (S.sanitizer_reports) {
         const char *first = strstr(err, "==ERROR");
         if (!first)
@@ -969,7 +948,7 @@ static void run_cycle(int k, int load_s)
     long long deadline = obs_now_ms() + UP_KEEPALIVE_MS + 8000;
     int fds = -1;
     do {
-        fds = count_fds(S.gw.pid);
+        fds = sg_proc_count_fds(S.gw.pid);
         if (fds == S.baseline_fds)
             break;
         nap(100);
@@ -1200,10 +1179,10 @@ int main(int argc, char **argv)
     }
     /* Baseline: the fewest descriptors seen over a second once ready (probe
      * connections from the wait above are being closed meanwhile). */
-    S.baseline_fds = count_fds(S.gw.pid);
+    S.baseline_fds = sg_proc_count_fds(S.gw.pid);
     for (int i = 0; i < 10; i++) {
         nap(100);
-        int n = count_fds(S.gw.pid);
+        int n = sg_proc_count_fds(S.gw.pid);
         if (n >= 0 && n < S.baseline_fds)
             S.baseline_fds = n;
     }

@@ -33,6 +33,12 @@ struct sg_collector {
     size_t n_reqs;
     int fail_next;
     int stall_next;
+    int answer_next; /* the next answer_next requests get answer_status */
+    int answer_status;
+    char answer_extra[256]; /* header lines, "Name: value\r\n" each */
+    bool is_chunked;        /* 200s with a chunked body */
+    size_t n_conns;         /* connections accepted */
+    long long times_ms[MAX_REQS];
     int stalled[MAX_STALLED];
     size_t n_stalled;
 };
@@ -109,6 +115,13 @@ static void write_all(int fd, const char *s, size_t n)
     }
 }
 
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void serve(sg_collector_t *c, int fd)
 {
     for (;;) {
@@ -116,7 +129,8 @@ static void serve(sg_collector_t *c, int fd)
         if (read_request(c, fd, &r) != 1)
             break;
         pthread_mutex_lock(&c->mu);
-        bool stall = false, fail = false;
+        bool stall = false, fail = false, close_after = false;
+        char resp[512];
         if (c->stall_next > 0) {
             c->stall_next--;
             stall = true;
@@ -124,9 +138,31 @@ static void serve(sg_collector_t *c, int fd)
             c->fail_next--;
             fail = true;
         }
-        if (c->n_reqs < MAX_REQS)
+        if (!stall && !fail && c->answer_next > 0) {
+            c->answer_next--;
+            snprintf(resp, sizeof(resp),
+                     "HTTP/1.1 %d Answer\r\nContent-Type: application/json\r\n%s"
+                     "Content-Length: 2\r\n\r\n{}",
+                     c->answer_status, c->answer_extra);
+            close_after = strcasestr(c->answer_extra, "connection: close") != NULL;
+        } else if (fail) {
+            /* 503: retryable under OTLP/HTTP (429, 502, 503, 504) */
+            snprintf(resp, sizeof(resp),
+                     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                     "Content-Length: 2\r\n\r\n{}");
+        } else if (c->is_chunked) {
+            snprintf(resp, sizeof(resp),
+                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n1;x=y\r\n{\r\n1\r\n}\r\n0\r\nT: 1\r\n\r\n");
+        } else {
+            snprintf(resp, sizeof(resp),
+                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     "Content-Length: 2\r\n\r\n{}");
+        }
+        if (c->n_reqs < MAX_REQS) {
+            c->times_ms[c->n_reqs] = now_ms();
             c->reqs[c->n_reqs++] = r;
-        else {
+        } else {
             free(r.head);
             free(r.body);
         }
@@ -138,12 +174,8 @@ static void serve(sg_collector_t *c, int fd)
         }
         pthread_cond_broadcast(&c->cv);
         pthread_mutex_unlock(&c->mu);
-        const char *resp = fail ? "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
-                                  "Content-Length: 2\r\nConnection: close\r\n\r\n{}"
-                                : "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                                  "Content-Length: 2\r\n\r\n{}";
         write_all(fd, resp, strlen(resp));
-        if (fail)
+        if (close_after)
             break;
     }
     close(fd);
@@ -164,6 +196,9 @@ static void *run(void *arg)
         int fd = accept(c->lfd, NULL, NULL);
         if (fd < 0)
             continue;
+        pthread_mutex_lock(&c->mu);
+        c->n_conns++;
+        pthread_mutex_unlock(&c->mu);
         serve(c, fd); /* one connection at a time is enough for tests */
     }
     return NULL;
@@ -243,12 +278,17 @@ void sg_collector_stall_next(sg_collector_t *c, int n)
     pthread_mutex_unlock(&c->mu);
 }
 
-size_t sg_collector_count(sg_collector_t *c)
+static size_t locked_size(sg_collector_t *c, const size_t *field)
 {
     pthread_mutex_lock(&c->mu);
-    size_t n = c->n_reqs;
+    size_t n = *field;
     pthread_mutex_unlock(&c->mu);
     return n;
+}
+
+size_t sg_collector_count(sg_collector_t *c)
+{
+    return locked_size(c, &c->n_reqs);
 }
 
 bool sg_collector_wait(sg_collector_t *c, size_t n, int timeout_ms)
@@ -318,4 +358,33 @@ char *sg_collector_header(sg_collector_t *c, size_t i, const char *name)
     }
     pthread_mutex_unlock(&c->mu);
     return out;
+}
+
+void sg_collector_answer_next(sg_collector_t *c, int n, int status, const char *extra_headers)
+{
+    pthread_mutex_lock(&c->mu);
+    c->answer_next = n;
+    c->answer_status = status;
+    snprintf(c->answer_extra, sizeof(c->answer_extra), "%s", extra_headers ? extra_headers : "");
+    pthread_mutex_unlock(&c->mu);
+}
+
+void sg_collector_set_chunked(sg_collector_t *c, bool is_chunked)
+{
+    pthread_mutex_lock(&c->mu);
+    c->is_chunked = is_chunked; /* read by the serving thread under mu */
+    pthread_mutex_unlock(&c->mu);
+}
+
+size_t sg_collector_connections(sg_collector_t *c)
+{
+    return locked_size(c, &c->n_conns);
+}
+
+long long sg_collector_time_ms(sg_collector_t *c, size_t i)
+{
+    pthread_mutex_lock(&c->mu);
+    long long t = i < c->n_reqs && i < MAX_REQS ? c->times_ms[i] : -1;
+    pthread_mutex_unlock(&c->mu);
+    return t;
 }

@@ -10,17 +10,30 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-void gw_start(sg_proc_t *p, const char *yaml_fmt, ...)
+static void start_v(sg_proc_t *p, const char *const *env, const char *yaml_fmt, va_list ap)
 {
     char yaml[8192];
-    va_list ap;
-    va_start(ap, yaml_fmt);
     vsnprintf(yaml, sizeof(yaml), yaml_fmt, ap);
-    va_end(ap);
-    if (sg_proc_start(p, yaml, 15000) != 0) {
+    if (sg_proc_start_env(p, yaml, env, 15000) != 0) {
         char *err = sg_proc_stderr(p);
         cr_assert_fail("gateway did not start:\n%s\nconfig:\n%s", err, yaml);
     }
+}
+
+void gw_start(sg_proc_t *p, const char *yaml_fmt, ...)
+{
+    va_list ap;
+    va_start(ap, yaml_fmt);
+    start_v(p, NULL, yaml_fmt, ap);
+    va_end(ap);
+}
+
+void gw_start_env(sg_proc_t *p, const char *const *env, const char *yaml_fmt, ...)
+{
+    va_list ap;
+    va_start(ap, yaml_fmt);
+    start_v(p, env, yaml_fmt, ap);
+    va_end(ap);
 }
 
 void gw_stop(sg_proc_t *p)
@@ -28,6 +41,7 @@ void gw_stop(sg_proc_t *p)
     int st = sg_proc_stop(p, 10000);
     char *err = sg_proc_stderr(p);
     cr_expect_eq(st, 0, "exit status %d, stderr:\n%s", st, err);
+    cr_expect_eq(sg_proc_sanitizer_reports(err), 0, "sanitizer report, stderr:\n%s", err);
     free(err);
     sg_proc_cleanup(p);
 }
@@ -63,11 +77,15 @@ char *gw_chunked(const char *body, size_t n, size_t chunk, size_t *out_len)
 
 unsigned gw_dead_port(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    /* Bound and never listening: a connect is refused (RST). The socket
+     * stays open for the life of the test process, so no other process can
+     * take the port in the meantime (a closed one could be reused by any
+     * bind to port 0). CLOEXEC: the gateway under test does not inherit it. */
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(fd, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bind(fd, (struct sockaddr *)&a, sizeof(a));
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     socklen_t l = sizeof(a);
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    close(fd); /* bound then closed without listen: connections are refused */
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &l), 0);
     return ntohs(a.sin_port);
 }

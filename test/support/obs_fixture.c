@@ -62,6 +62,51 @@ int obs_count_lines(const char *text, const char *prefix)
     return count;
 }
 
+char *obs_scrape_text(const char *admin)
+{
+    hc_response_t r;
+    if (obs_get(admin, "/metrics", NULL, &r, 5000) != HC_OK || r.status != 200) {
+        hc_response_free(&r);
+        return NULL;
+    }
+    char *text = strdup(r.body);
+    hc_response_free(&r);
+    return text;
+}
+
+double obs_sum_lines(const char *text, const char *prefix, int *n)
+{
+    size_t pl = strlen(prefix);
+    double sum = 0;
+    int count = 0;
+    for (const char *p = text; p && *p;) {
+        const char *eol = strchr(p, '\n');
+        if (strncmp(p, prefix, pl) == 0) {
+            /* name{labels} value: the labels end at the first '}' outside a
+             * quoted value. */
+            const char *q = p;
+            bool quoted = false;
+            while (*q && q != eol && (quoted || (*q != ' ' && *q != '}'))) {
+                if (*q == '\\' && quoted && q[1])
+                    q++;
+                else if (*q == '"')
+                    quoted = !quoted;
+                q++;
+            }
+            if (*q == '}')
+                q++;
+            if (*q == ' ') {
+                sum += strtod(q + 1, NULL);
+                count++;
+            }
+        }
+        p = eol ? eol + 1 : NULL;
+    }
+    if (n)
+        *n = count;
+    return sum;
+}
+
 bool obs_scrape_value(const char *admin, const char *series, double *out)
 {
     hc_response_t r;

@@ -20,6 +20,12 @@ int obs_get(const char *addr, const char *path, const char *extra, hc_response_t
 bool obs_metric(const char *text, const char *series, double *out);
 /* Count of samples (lines) that start with `prefix`. */
 int obs_count_lines(const char *text, const char *prefix);
+/* Scrapes admin /metrics (text format): the body (malloc'ed), NULL when
+ * the GET fails or is not a 200. */
+char *obs_scrape_text(const char *admin);
+/* Sum of the values of the samples (lines) that start with `prefix`; their
+ * number in *n (may be NULL). */
+double obs_sum_lines(const char *text, const char *prefix, int *n);
 /* Scrapes admin /metrics (text format) and reads one sample. */
 bool obs_scrape_value(const char *admin, const char *series, double *out);
 /* Waits until the sample exists and is >= min; its last value in *got. */

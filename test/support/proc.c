@@ -56,6 +56,26 @@ int sg_proc_write_file(const sg_proc_t *p, const char *name, const char *text, c
     return fclose(f);
 }
 
+int sg_proc_sanitizer_reports(const char *text)
+{
+    /* One marker per report: the first line of each kind. */
+    static const char *const k_markers[] = {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                                            "WARNING: ThreadSanitizer"};
+    int n = 0;
+    for (size_t i = 0; i < sizeof(k_markers) / sizeof(k_markers[0]); i++)
+        for (const char *q = strstr(text, k_markers[i]); q; q = strstr(q + 1, k_markers[i]))
+            n++;
+    return n;
+}
+
+/* The child's stderr goes to a file the test may never read: a report in
+ * it is written where ctest looks (test/CMakeLists.txt). */
+static void forward_sanitizer_reports(const char *what, const char *text)
+{
+    if (sg_proc_sanitizer_reports(text) > 0)
+        fprintf(stderr, "sgtest: %s: sanitizer report from the swarmgate child:\n%s\n", what, text);
+}
+
 static bool read_ports(sg_proc_t *p)
 {
     FILE *f = fopen(p->ports_path, "r");
@@ -183,6 +203,7 @@ int sg_proc_run(const char *const *args, char *out, size_t cap, int timeout_ms)
         waitpid(pid, &st, 0);
     }
     char *s = sg_proc_read_file(path);
+    forward_sanitizer_reports(args[0] ? args[0] : "run", s);
     snprintf(out, cap, "%s", s);
     free(s);
     unlink(path);
@@ -249,6 +270,45 @@ bool sg_proc_wait_stderr(const sg_proc_t *p, const char *needle, int count, int 
     return false;
 }
 
+int sg_proc_count_fds(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+bool sg_proc_wait_fds(pid_t pid, int want, int timeout_ms)
+{
+    long long deadline = now_ms() + timeout_ms;
+    for (;;) {
+        if (sg_proc_count_fds(pid) == want)
+            return true;
+        if (now_ms() >= deadline)
+            return false;
+        nap(5);
+    }
+}
+
+int sg_proc_stable_fds(pid_t pid, int timeout_ms)
+{
+    int last = sg_proc_count_fds(pid), same = 0;
+    long long deadline = now_ms() + timeout_ms;
+    while (same < 10 && now_ms() < deadline) {
+        nap(20); /* sampling interval */
+        int n = sg_proc_count_fds(pid);
+        same = n == last ? same + 1 : 0;
+        last = n;
+    }
+    return same == 10 ? last : -1;
+}
+
 long sg_proc_status_kb(const sg_proc_t *p, const char *field)
 {
     char path[64];
@@ -275,6 +335,9 @@ void sg_proc_cleanup(sg_proc_t *p)
         sg_proc_stop(p, 3000);
     if (!p->dir[0])
         return;
+    char *err = sg_proc_read_file(p->stderr_path);
+    forward_sanitizer_reports(p->dir, err);
+    free(err);
     DIR *d = opendir(p->dir);
     if (d) {
         struct dirent *e;

@@ -46,6 +46,13 @@ int sg_proc_stop(sg_proc_t *p, int timeout_ms);
 char *sg_proc_stderr(const sg_proc_t *p);
 /* Waits until `needle` occurs at least `count` times in stderr. */
 bool sg_proc_wait_stderr(const sg_proc_t *p, const char *needle, int count, int timeout_ms);
+/* Open descriptors of a process (/proc/PID/fd), -1 if it is gone. */
+int sg_proc_count_fds(pid_t pid);
+/* Waits until the process has exactly `want` descriptors open. */
+bool sg_proc_wait_fds(pid_t pid, int want, int timeout_ms);
+/* The descriptor count once it stopped changing (10 equal samples 20 ms
+ * apart), -1 when it does not settle within timeout_ms. */
+int sg_proc_stable_fds(pid_t pid, int timeout_ms);
 /* A /proc/PID/status field in kB (VmRSS, VmHWM), -1 if unavailable. */
 long sg_proc_status_kb(const sg_proc_t *p, const char *field);
 /* Rewrites the config file the binary was started with (atomically, for
@@ -57,7 +64,13 @@ char *sg_proc_read_file(const char *path);
 /* Waits (deadline) for a line of the process's stdout (the access log when
  * it goes to stdout) holding `needle`; copies that line into line. */
 bool sg_proc_stdout_line(const sg_proc_t *p, const char *needle, char *line, size_t cap, int timeout_ms);
-/* Removes the temp dir. */
+/* Number of sanitizer reports (ASan, LeakSanitizer, UBSan "runtime error:",
+ * ThreadSanitizer) in text. */
+int sg_proc_sanitizer_reports(const char *text);
+/* Stops the process if it still runs, then removes the temp dir. A
+ * sanitizer report in the process's stderr is copied to the test's own
+ * stderr first, where the ctest FAIL_REGULAR_EXPRESSION (test/CMakeLists.txt)
+ * fails the suite: a child's report is never lost with its temp dir. */
 void sg_proc_cleanup(sg_proc_t *p);
 /* Writes a file into the temp dir; returns its path in out. */
 int sg_proc_write_file(const sg_proc_t *p, const char *name, const char *text, char *out, size_t cap);

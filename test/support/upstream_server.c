@@ -38,8 +38,8 @@ struct us_server {
     pthread_cond_t cv;
     us_conn_t *conns[US_MAX_CONNS];
     int n_conns;
-    us_request_t reqs[US_MAX_REQS];
-    int n_reqs;
+    us_request_t reqs[US_MAX_REQS]; /* the last US_MAX_REQS: request i in reqs[i % US_MAX_REQS] */
+    int n_reqs;                     /* every request received */
     int releases;
 };
 
@@ -223,16 +223,16 @@ static char *read_line(us_conn_t *c)
 static void record(us_server_t *s, us_conn_t *c, const char *head, size_t hl, uint64_t body_len, char *body)
 {
     pthread_mutex_lock(&s->mu);
-    if (s->n_reqs < US_MAX_REQS) {
-        us_request_t *r = &s->reqs[s->n_reqs++];
-        r->head = strndup(head, hl);
-        r->head_len = hl;
-        r->body_len = body_len;
-        r->body = body;
-        r->conn_id = c->id;
-    } else {
-        free(body);
-    }
+    /* A long load must not stop the recording (a test then looks for its
+     * latest request in vain): the oldest record makes room. */
+    us_request_t *r = &s->reqs[s->n_reqs++ % US_MAX_REQS];
+    free(r->head);
+    free(r->body);
+    r->head = strndup(head, hl);
+    r->head_len = hl;
+    r->body_len = body_len;
+    r->body = body;
+    r->conn_id = c->id;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
 }
@@ -542,7 +542,7 @@ void us_stop(us_server_t *s)
         free(s->conns[i]->buf);
         free(s->conns[i]);
     }
-    for (int i = 0; i < s->n_reqs; i++) {
+    for (int i = 0; i < US_MAX_REQS; i++) {
         free(s->reqs[i].head);
         free(s->reqs[i].body);
     }
@@ -571,8 +571,8 @@ bool us_request(us_server_t *s, int i, us_request_t *out)
 {
     bool ok = false;
     pthread_mutex_lock(&s->mu);
-    if (i >= 0 && i < s->n_reqs) {
-        us_request_t *r = &s->reqs[i];
+    if (i >= 0 && i < s->n_reqs && i >= s->n_reqs - US_MAX_REQS) {
+        us_request_t *r = &s->reqs[i % US_MAX_REQS];
         out->head = strdup(r->head);
         out->head_len = r->head_len;
         out->body_len = r->body_len;

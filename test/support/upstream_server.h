@@ -47,7 +47,8 @@ void us_stop(us_server_t *s);
 
 int us_connections(us_server_t *s); /* accepted so far */
 int us_requests(us_server_t *s);    /* complete requests so far */
-/* Copy of request i (0-based); caller frees with us_request_free. false if none. */
+/* Copy of request i (0-based); caller frees with us_request_free. false if
+ * none, or when it is older than the last 4096 (only those are kept). */
 bool us_request(us_server_t *s, int i, us_request_t *out);
 void us_request_free(us_request_t *r);
 /* Waits until at least n requests were received (deadline ms). */

@@ -31,7 +31,7 @@ Test(alerts, rules_pass_promtool_check, .timeout = 60)
 {
     int rc = run("promtool check rules " PROM_DIR "/alerts.yml 2>&1", out, sizeof(out));
     cr_assert_eq(rc, 0, "%s", out);
-    cr_expect_neq(strstr(out, "SUCCESS: 5 rules found"), NULL, "%s", out);
+    cr_expect_neq(strstr(out, "SUCCESS: 6 rules found"), NULL, "%s", out);
 }
 
 Test(alerts, alert_unit_tests_pass, .timeout = 60)
@@ -57,6 +57,42 @@ Test(alerts, alert_unit_tests_catch_a_broken_rule, .timeout = 60)
     cr_assert_eq(system(cmd), 0);
     cr_expect_neq(rc, 0, "a broken rule passed the tests:\n%s", out);
     cr_expect_neq(strstr(out, "SwarmVMPoolExhausted"), NULL, "%s", out);
+}
+
+/* The new rules are what the tests pin down: each loosened rule fails
+ * alerts_test.yml (the breaker back on a `for` over the gauge, an unknown
+ * VM maximum read as 0, a failing query without its alert). */
+static void expect_broken_rule_fails(const char *sed_expr, const char *alert)
+{
+    char dir[] = "/tmp/sg-alerts-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "cp " PROM_DIR "/alerts_test.yml %s/ && sed -e '%s' " PROM_DIR
+             "/alerts.yml > %s/alerts.yml && cd %s && promtool test rules alerts_test.yml 2>&1",
+             dir, sed_expr, dir, dir);
+    int rc = run(cmd, out, sizeof(out));
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+    cr_expect_neq(rc, 0, "a broken %s passed the tests:\n%s", alert, out);
+    cr_expect_neq(strstr(out, alert), NULL, "%s", out);
+}
+
+Test(alerts, breaker_rule_uses_the_database_clock, .timeout = 60)
+{
+    expect_broken_rule_fails("s/(time() - swarm_circuit_breaker_state_changed_timestamp_seconds > 600)/"
+                             "swarm_circuit_breaker_state_changed_timestamp_seconds/",
+                             "SwarmCircuitBreakerOpen");
+}
+
+Test(alerts, vm_rule_needs_a_known_maximum, .timeout = 60)
+{
+    expect_broken_rule_fails("s/ and swarm_vm_max > 0//", "SwarmVMPoolExhausted");
+}
+
+Test(alerts, query_failing_rule_is_tested, .timeout = 60)
+{
+    expect_broken_rule_fails("s/swarm_db_query_up == 0/swarm_db_query_up == 2/", "SwarmDatabaseQueryFailing");
 }
 
 Test(alerts, prometheus_config_passes_promtool_check, .timeout = 60)
@@ -270,4 +306,72 @@ Test(alerts, prometheus_config_scrapes_the_admin_listener, .timeout = 10)
     cr_expect_neq(strstr(y, "127.0.0.1:9464"), NULL);
     cr_expect_neq(strstr(y, "metrics_path: /metrics"), NULL);
     cr_expect_neq(strstr(y, "alerts.yml"), NULL);
+}
+
+/* The dashboard's "processed" panel over counter samples: a reopened
+ * ticket does not move swarm_tickets_processed_total (it counts
+ * transitions into a final state), so the panel counts the one ticket
+ * finished in the hour once; the samples main exported (6 -> 5 on a
+ * reopen, 5 -> 6 when done again) read as a counter reset and the panel
+ * showed 6 tickets processed in an hour where one was. */
+Test(alerts, dashboard_processed_panel_counts_a_reopened_ticket_once, .timeout = 60)
+{
+    const char *json = slurp(DASHBOARD);
+    static char exprs[64][1024];
+    size_t n = dashboard_exprs(json, exprs, 64);
+    const char *expr = NULL;
+    for (size_t j = 0; j < n && !expr; j++)
+        if (strstr(exprs[j], "swarm_tickets_processed_total"))
+            expr = exprs[j];
+    cr_assert_not_null(expr, "no dashboard panel uses swarm_tickets_processed_total");
+    char e[2048];
+    substitute(expr, e, sizeof(e));
+
+    char dir[] = "/tmp/sg-dash-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof(path), "%s/rules.yml", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "groups:\n  - name: dashboard\n    rules:\n      - record: dashboard:processed\n        expr: |\n"
+               "          %s\n", e);
+    fclose(f);
+    snprintf(path, sizeof(path), "%s/test.yml", dir);
+    f = fopen(path, "w");
+    cr_assert_not_null(f);
+    /* 1m samples; the [1h] window at 60m holds 0m..60m exactly (promtool
+     * 2.x: inclusive ends), so increase() is last - first plus resets. A
+     * ticket is reopened at 20m and done again at 40m. */
+    fputs("rule_files: [rules.yml]\n"
+          "evaluation_interval: 1m\n"
+          "tests:\n"
+          "  - interval: 1m\n"
+          "    input_series:\n"
+          "      - series: 'swarm_tickets_processed_total{status=\"done\", instance=\"sg:9464\", job=\"swarmgate\"}'\n"
+          "        values: '6x39 7x30'\n"
+          "      - series: 'swarm_tickets_processed_total{status=\"failed\", instance=\"sg:9464\", job=\"swarmgate\"}'\n"
+          "        values: '2x70'\n"
+          "    promql_expr_test:\n"
+          "      - expr: dashboard:processed\n"
+          "        eval_time: 60m\n"
+          "        exp_samples:\n"
+          "          - {labels: 'dashboard:processed{status=\"done\"}', value: 1}\n"
+          "          - {labels: 'dashboard:processed{status=\"failed\"}', value: 0}\n"
+          "  - interval: 1m\n"
+          "    input_series:\n"
+          "      - series: 'swarm_tickets_processed_total{status=\"done\", instance=\"sg:9464\", job=\"swarmgate\"}'\n"
+          "        values: '6x19 5x20 6x30'\n"
+          "    promql_expr_test:\n"
+          "      - expr: dashboard:processed\n"
+          "        eval_time: 60m\n"
+          "        exp_samples:\n"
+          "          - {labels: 'dashboard:processed{status=\"done\"}', value: 6}\n",
+          f);
+    fclose(f);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "cd %s && promtool test rules test.yml 2>&1", dir);
+    int rc = run(cmd, out, sizeof(out));
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(rc, 0, "%s", out);
 }

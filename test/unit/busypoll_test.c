@@ -63,8 +63,9 @@ Test(busypoll, isolated_read_does_not_spin)
 
 Test(busypoll, close_reads_spin_until_quiet_then_close)
 {
-    /* 20 ms: many loop turns even on a slow sanitizer build. */
-    sg__busypoll_set(w, 20000);
+    /* 100 ms: many loop turns even on a slow sanitizer build, and two calls
+     * in a row stay "close" even if the test is preempted between them. */
+    sg__busypoll_set(w, 100000);
     sg__busypoll_io(w);
     sg__busypoll_io(w); /* right after: dense traffic */
     cr_assert(w->busypoll.is_spinning);
@@ -76,7 +77,7 @@ Test(busypoll, close_reads_spin_until_quiet_then_close)
     cr_assert_not(w->busypoll.is_spinning);
     cr_assert_not(w->busypoll.is_closing, "close callback ran");
     cr_assert_gt(n_checks, 1, "the loop went round while spinning (%d polls)", n_checks);
-    cr_assert_geq(spun, 20u * 1000u * 1000u, "spun for the window after the last read: %llu ns",
+    cr_assert_geq(spun, 100u * 1000u * 1000u, "spun for the window after the last read: %llu ns",
                   (unsigned long long)spun);
     cr_assert_lt(spun, 2000u * 1000u * 1000u, "and ended: %llu ns", (unsigned long long)spun);
     /* And it starts again with the next two close reads. */
@@ -88,9 +89,11 @@ Test(busypoll, close_reads_spin_until_quiet_then_close)
     cr_assert_not(w->busypoll.is_spinning);
 }
 
+/* Windows of 200 ms below: a preempted test thread (2 cores shared by
+ * several builds) must not end a spin between two of its own calls. */
 Test(busypoll, reads_while_spinning_extend_the_spin)
 {
-    sg__busypoll_set(w, 50);
+    sg__busypoll_set(w, 200000);
     sg__busypoll_io(w);
     sg__busypoll_io(w);
     cr_assert(w->busypoll.is_spinning);
@@ -106,7 +109,7 @@ Test(busypoll, reads_while_spinning_extend_the_spin)
 
 Test(busypoll, stopping_worker_stops_spinning)
 {
-    sg__busypoll_set(w, 50);
+    sg__busypoll_set(w, 200000);
     sg__busypoll_io(w);
     sg__busypoll_io(w);
     cr_assert(w->busypoll.is_spinning);

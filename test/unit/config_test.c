@@ -87,6 +87,32 @@ Test(config, shipped_swarmgate_yaml_takes_env, .timeout = 10)
     unset_example_env();
 }
 
+/* Mapping onto another schema is configuration: a default query is
+ * replaced by name or switched off, and the transition start query, the
+ * back-off and the leader lock are keys. */
+Test(config, postgres_builtins_are_overridable, .timeout = 10)
+{
+    sg_config_t *cfg = load_ok("listeners: [{address: 127.0.0.1:0}]\n"
+                               "postgres:\n"
+                               "  conninfo: host=/tmp\n"
+                               "  leader_lock: false\n"
+                               "  reconnect_min: 100ms\n"
+                               "  reconnect_max: 5s\n"
+                               "  transitions_start_sql: SELECT 0\n"
+                               "  queries:\n"
+                               "    - {name: swarm_tickets_total, sql: SELECT 1 AS value}\n"
+                               "    - {name: swarm_tickets_processed_total, enabled: false}\n");
+    cr_assert_not(cfg->postgres.leader_lock);
+    cr_assert_eq(cfg->postgres.reconnect_min_ms, 100);
+    cr_assert_eq(cfg->postgres.reconnect_max_ms, 5000);
+    cr_assert_str_eq(cfg->postgres.transitions_start_sql, "SELECT 0");
+    cr_assert_eq(cfg->postgres.n_queries, 2);
+    cr_assert_not(cfg->postgres.queries[0].is_disabled);
+    cr_assert(cfg->postgres.queries[1].is_disabled);
+    cr_assert_null(cfg->postgres.queries[1].sql);
+    sg_config_free(cfg);
+}
+
 Test(config, every_example_loads, .timeout = 10)
 {
     unset_example_env();
@@ -224,6 +250,10 @@ Test(config, defaults_match_header, .timeout = 10)
     cr_assert(cfg->postgres.transitions.enabled);
     cr_assert_null(cfg->postgres.transitions.sql);
     cr_assert_eq(cfg->postgres.transitions.batch, 1000);
+    cr_assert_null(cfg->postgres.transitions_start_sql);
+    cr_assert_eq(cfg->postgres.reconnect_min_ms, 250);
+    cr_assert_eq(cfg->postgres.reconnect_max_ms, 30000);
+    cr_assert(cfg->postgres.leader_lock, "one poller per database by default");
     cr_assert_eq(cfg->egress.n_allow, 0);
     cr_assert_null(cfg->egress.auth_user);
     cr_assert_eq(cfg->egress.dns_ttl_ms, 30000);
@@ -449,9 +479,15 @@ ParameterizedTestParameters(config, bad_input_exact_message)
         {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  queries:\n    - {name: agents, sql: x, labels: [a]}\n    - "
          "{name: agents, sql: y}",
          "t.yaml:5:14: postgres.queries[1].name: duplicate name \"agents\" (also used by item 0)"},
-        {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  queries:\n    - {name: swarm_tickets_total, sql: x}",
-         "t.yaml:4:14: postgres.queries[0].name: \"swarm_tickets_total\" is a default query: set "
-         "postgres.default_queries: false to replace it"},
+        {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  queries:\n    - {name: agents, enabled: false}",
+         "t.yaml:4:31: postgres.queries[0].enabled: only a built-in query can be switched off (\"agents\" is not "
+         "one); remove the query instead"},
+        {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  default_queries: false\n  queries:\n    - {name: "
+         "swarm_vm_max, enabled: false}",
+         "t.yaml:5:37: postgres.queries[0].enabled: default_queries is false: there is no built-in \"swarm_vm_max\" "
+         "to switch off"},
+        {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  queries:\n    - {name: swarm_vm_max}",
+         "t.yaml:4:7: postgres.queries[0].sql: missing required key"},
         {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  queries:\n    - {name: swarm_http_requests_total, sql: x}",
          "t.yaml:4:14: postgres.queries[0].name: \"swarm_http_requests_total\" is a metric swarmgate already exports"},
         {"listeners: [{address: 127.0.0.1:0}]\npostgres:\n  queries:\n    - name: agents\n      sql: x\n      labels: "

@@ -234,7 +234,7 @@ Test(expose, histogram_openmetrics_with_exemplar, .timeout = 5)
     cr_assert_eq(rc, 0);
     char *s = out_str(&x);
     cr_assert_str_eq(s, "# HELP h help\n# TYPE h histogram\n"
-                        "h_bucket{le=\"0.5\"} 1 # {trace_id=\"0af7651e-6b3c-4a7e-8f6c-1e1d2a3b4c5d\"} 0.25 "
+                        "h_bucket{le=\"0.5\"} 1 # {trace_id=\"0af7651e6b3c4a7e8f6c1e1d2a3b4c5d\"} 0.25 "
                         "1700000000.023\n"
                         "h_bucket{le=\"1.0\"} 1\n"
                         "h_bucket{le=\"+Inf\"} 1\n"

@@ -1,121 +1,145 @@
 /* Replays every file of test/fuzz/seeds/<target>/ and
  * test/fuzz/regressions/<target>/ through the fuzz targets' own entry
- * functions (the fuzz sources are compiled in here with SG_FUZZ_REPLAY, each
- * LLVMFuzzerTestOneInput renamed), so `make test` re-checks every input the
- * long `make fuzz` runs were seeded with or found a bug with. A broken
- * invariant aborts, which fails the test. Also holds one readable
- * regression test per fuzz finding. */
-#define SG_FUZZ_REPLAY 1
-
-#define LLVMFuzzerTestOneInput sg_fuzz_request_one
-#include "../fuzz/fuzz_request.c"
-#undef LLVMFuzzerTestOneInput
-#define LLVMFuzzerTestOneInput sg_fuzz_response_one
-#include "../fuzz/fuzz_response.c"
-#undef LLVMFuzzerTestOneInput
-#define LLVMFuzzerTestOneInput sg_fuzz_metrics_one
-#include "../fuzz/fuzz_metrics.c"
-#undef LLVMFuzzerTestOneInput
-#define LLVMFuzzerTestOneInput sg_fuzz_config_one
-#include "../fuzz/fuzz_config.c"
-#undef LLVMFuzzerTestOneInput
-#define LLVMFuzzerTestOneInput sg_fuzz_trace_one
-#include "../fuzz/fuzz_trace.c"
-#undef LLVMFuzzerTestOneInput
-#define LLVMFuzzerTestOneInput sg_fuzz_diff_request_one
-#include "../fuzz/fuzz_diff_request.c"
-#undef LLVMFuzzerTestOneInput
-#define LLVMFuzzerTestOneInput sg_fuzz_diff_response_one
-#include "../fuzz/fuzz_diff_response.c"
-#undef LLVMFuzzerTestOneInput
+ * functions, so `make test` re-checks every input the long `make fuzz` runs
+ * were seeded with or found a bug with. The targets are every
+ * test/fuzz/fuzz_<name>.c: test/CMakeLists.txt compiles each with
+ * SG_FUZZ_REPLAY and its LLVMFuzzerTestOneInput renamed, and lists them in
+ * the generated fuzz_targets.h. The checks are the targets' own FUZZ_CHECK
+ * invariants: a broken one aborts, which fails the test (an entry always
+ * returns 0). Also holds one readable regression test per fuzz finding. */
+#include "fuzz_targets.h"
+#include "../fuzz/h1ref.c" /* the reference reader of the differential targets, tested below */
 
 #include "sg/expose.h"
+#include "sg/http1.h"
+#include "support/dirwalk.h"
 
 #include <criterion/criterion.h>
-#include <dirent.h>
+#include <criterion/parameterized.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef int (*fuzz_entry_t)(const uint8_t *, size_t);
+#define N_TARGETS (sizeof(k_fuzz_targets) / sizeof(k_fuzz_targets[0]))
 
-static size_t replay_dir(const char *kind, const char *target, fuzz_entry_t fn)
+static void corpus_dir(char *out, size_t cap, const char *kind, const char *target)
+{
+    snprintf(out, cap, "%s/test/fuzz/%s/%s", SG_SOURCE_DIR, kind, target);
+}
+
+static void count_file(const char *path, const char *name, bool is_dir, void *arg)
+{
+    (void)path;
+    (void)name;
+    *(long *)arg += !is_dir;
+}
+
+/* Files in dir (not dot files), counted apart from the replay; -1 when the
+ * directory does not exist. */
+static long count_files(const char *dir)
+{
+    long n = 0;
+    return sg_dirwalk(dir, count_file, &n) < 0 ? -1 : n;
+}
+
+typedef struct replay {
+    const char *kind, *target;
+    sg_fuzz_entry_t fn;
+    size_t n;
+} replay_t;
+
+static void replay_file(const char *path, const char *name, bool is_dir, void *arg)
+{
+    replay_t *rp = arg;
+    if (is_dir)
+        return;
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s", path);
+    cr_assert_eq(fseek(f, 0, SEEK_END), 0);
+    long len = ftell(f);
+    cr_assert_geq(len, 0);
+    rewind(f);
+    /* An exact-size heap copy: ASan sees any read past the input. */
+    uint8_t *buf = malloc(len ? (size_t)len : 1);
+    cr_assert_not_null(buf);
+    cr_assert_eq(fread(buf, 1, (size_t)len, f), (size_t)len, "%s", path);
+    fclose(f);
+    fprintf(stderr, "replay %s/%s/%s\n", rp->kind, rp->target, name);
+    (void)rp->fn(buf, (size_t)len); /* a broken invariant aborts inside */
+    free(buf);
+    rp->n++;
+}
+
+static size_t replay_dir(const char *kind, const char *target, sg_fuzz_entry_t fn)
 {
     char dir[512];
-    snprintf(dir, sizeof(dir), "%s/test/fuzz/%s/%s", SG_SOURCE_DIR, kind, target);
-    DIR *d = opendir(dir);
-    if (!d)
-        return 0;
-    size_t n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        char path[1024];
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        FILE *f = fopen(path, "rb");
-        cr_assert_not_null(f, "%s", path);
-        cr_assert_eq(fseek(f, 0, SEEK_END), 0);
-        long len = ftell(f);
-        cr_assert_geq(len, 0);
-        rewind(f);
-        /* An exact-size heap copy: ASan sees any read past the input. */
-        uint8_t *buf = malloc(len ? (size_t)len : 1);
-        cr_assert_not_null(buf);
-        cr_assert_eq(fread(buf, 1, (size_t)len, f), (size_t)len, "%s", path);
-        fclose(f);
-        fprintf(stderr, "replay %s/%s/%s\n", kind, target, e->d_name);
-        cr_assert_eq(fn(buf, (size_t)len), 0, "%s", path);
-        free(buf);
-        n++;
+    corpus_dir(dir, sizeof(dir), kind, target);
+    replay_t rp = {kind, target, fn, 0};
+    (void)sg_dirwalk(dir, replay_file, &rp);
+    return rp.n;
+}
+
+/* Parameters are copied to the test's process: an index into the table,
+ * not pointers. */
+ParameterizedTestParameters(fuzz_replay, target)
+{
+    static size_t idx[N_TARGETS];
+    for (size_t i = 0; i < N_TARGETS; i++)
+        idx[i] = i;
+    return cr_make_param_array(size_t, idx, N_TARGETS);
+}
+
+ParameterizedTest(size_t *i, fuzz_replay, target, .timeout = 60)
+{
+    cr_assert_lt(*i, N_TARGETS);
+    const struct sg_fuzz_target *t = &k_fuzz_targets[*i];
+    static const char *const kinds[] = {"seeds", "regressions"};
+    for (size_t k = 0; k < 2; k++) {
+        char dir[512];
+        corpus_dir(dir, sizeof(dir), kinds[k], t->name);
+        long present = count_files(dir);
+        size_t replayed = replay_dir(kinds[k], t->name, t->fn);
+        if (k == 0)
+            cr_assert_gt(present, 0, "no seeds for fuzz target %s in %s", t->name, dir);
+        cr_assert_geq((long)replayed, present, "%s: %zu of %ld inputs replayed", dir, replayed, present);
+        cr_log_info("%s/%s: %zu inputs", kinds[k], t->name, replayed);
     }
-    closedir(d);
-    return n;
 }
 
-static void replay(const char *target, fuzz_entry_t fn)
+typedef struct corpus_check {
+    bool is_regressions;
+    long n_regressions;
+} corpus_check_t;
+
+static void check_corpus_dir(const char *path, const char *name, bool is_dir, void *arg)
 {
-    size_t n = replay_dir("seeds", target, fn);
-    cr_assert_gt(n, 0, "no seeds for fuzz target %s", target);
-    replay_dir("regressions", target, fn);
+    corpus_check_t *cc = arg;
+    bool known = false;
+    for (size_t i = 0; i < N_TARGETS; i++)
+        known = known || !strcmp(k_fuzz_targets[i].name, name);
+    cr_expect(is_dir && known, "%s: no test/fuzz/fuzz_%s.c replays it", path, name);
+    if (cc->is_regressions && is_dir) {
+        long n = count_files(path);
+        cc->n_regressions += n > 0 ? n : 0;
+    }
 }
 
-Test(fuzz_replay, request, .timeout = 60)
+/* Every corpus directory belongs to a fuzz target (a regression input in a
+ * directory no target reads would never be replayed), and the table is
+ * what test/fuzz holds. */
+Test(fuzz_replay, every_corpus_dir_has_a_target, .timeout = 10)
 {
-    replay("request", sg_fuzz_request_one);
-}
-
-Test(fuzz_replay, response, .timeout = 60)
-{
-    replay("response", sg_fuzz_response_one);
-}
-
-Test(fuzz_replay, metrics, .timeout = 60)
-{
-    replay("metrics", sg_fuzz_metrics_one);
-}
-
-Test(fuzz_replay, config, .timeout = 60)
-{
-    replay("config", sg_fuzz_config_one);
-}
-
-Test(fuzz_replay, trace, .timeout = 60)
-{
-    replay("trace", sg_fuzz_trace_one);
-}
-
-/* The differential targets (issue #15): their regressions fail until the
- * leniencies they record are fixed in src/net (the libFuzzer-only
- * allow-list in test/fuzz/fuzz_diff.h does not apply here). */
-Test(fuzz_replay, diff_request, .timeout = 60)
-{
-    replay("diff_request", sg_fuzz_diff_request_one);
-}
-
-Test(fuzz_replay, diff_response, .timeout = 60)
-{
-    replay("diff_response", sg_fuzz_diff_response_one);
+    cr_assert_geq(N_TARGETS, 5, "the generated table lists %zu fuzz targets", N_TARGETS);
+    static const char *const kinds[] = {"seeds", "regressions"};
+    corpus_check_t cc = {false, 0};
+    for (size_t k = 0; k < 2; k++) {
+        char dir[512];
+        snprintf(dir, sizeof(dir), "%s/test/fuzz/%s", SG_SOURCE_DIR, kinds[k]);
+        cc.is_regressions = k == 1;
+        cr_assert_geq(sg_dirwalk(dir, check_corpus_dir, &cc), 0, "%s", dir);
+    }
+    /* The findings this file has a readable test for are on disk. */
+    cr_assert_geq(cc.n_regressions, 2);
 }
 
 /* The strict reference reader of the differential targets (test/fuzz/h1ref.c)

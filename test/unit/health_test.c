@@ -1,4 +1,5 @@
 #include "sg/health.h"
+#include "sg/pg.h"
 
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
@@ -99,6 +100,24 @@ Test(health, postgres_counts_only_when_required)
     cr_assert_eq(sg_health_render(&rt, &in, SG_HEALTH_READY, body, sizeof(body), &len), 503);
     cr_assert(strstr(body, "\"failing\":[\"postgres\"]"), "%s", body);
     in.pg_up = true;
+    cr_assert_eq(sg_health_render(&rt, &in, SG_HEALTH_READY, body, sizeof(body), &len), 200);
+}
+
+/* A built-in query that fails is as bad as no database when Postgres is
+ * required; it is shown, but not failing, when it is not. */
+Test(health, failing_builtin_query_is_unready_only_when_required)
+{
+    sg_health_inputs_t in = inputs();
+    in.pg_enabled = true;
+    in.pg_up = true;
+    in.pg_failing = 1u << SG_PG_Q_TICKETS_TOTAL | 1u << SG_PG_Q_VM_MAX;
+    cr_assert_eq(sg_health_render(&rt, &in, SG_HEALTH_READY, body, sizeof(body), &len), 200, "%s", body);
+    cr_assert(strstr(body, "{\"name\":\"postgres:swarm_vm_max\",\"ok\":true,\"last_run_ok\":false,\"required\":false}"), "%s", body);
+    in.pg_required = true;
+    cr_assert_eq(sg_health_render(&rt, &in, SG_HEALTH_READY, body, sizeof(body), &len), 503);
+    cr_assert(strstr(body, "\"failing\":[\"postgres:swarm_tickets_total\",\"postgres:swarm_vm_max\"]"), "%s", body);
+    cr_assert(strstr(body, "{\"name\":\"postgres\",\"ok\":true,\"up\":true"), "%s", body);
+    in.pg_failing = 0;
     cr_assert_eq(sg_health_render(&rt, &in, SG_HEALTH_READY, body, sizeof(body), &len), 200);
 }
 

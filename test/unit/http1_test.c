@@ -1,8 +1,11 @@
 #include "sg/http1.h"
+#include "support/dirwalk.h"
 
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <ctype.h>
 #include <stdio.h>
+#include <string.h>
 
 static const sg_h1_limits_t LIM = {.start_line_bytes = 1024, .header_bytes = 4096, .header_count = 16};
 
@@ -276,6 +279,175 @@ Test(http1, list_has, .timeout = 5)
     cr_assert(sg_h1_list_has(SG_STR(" close "), SG_STR("close")));
 }
 
+/* ---- reason phrases ---------------------------------------------------------- */
+
+/* The IANA registry (RFC 9110 section 15 and the later RFCs it lists). */
+static const struct {
+    int status;
+    const char *phrase;
+} k_registered[] = {
+    {100, "Continue"},
+    {101, "Switching Protocols"},
+    {102, "Processing"},
+    {103, "Early Hints"},
+    {200, "OK"},
+    {201, "Created"},
+    {202, "Accepted"},
+    {203, "Non-Authoritative Information"},
+    {204, "No Content"},
+    {205, "Reset Content"},
+    {206, "Partial Content"},
+    {207, "Multi-Status"},
+    {208, "Already Reported"},
+    {226, "IM Used"},
+    {300, "Multiple Choices"},
+    {301, "Moved Permanently"},
+    {302, "Found"},
+    {303, "See Other"},
+    {304, "Not Modified"},
+    {305, "Use Proxy"},
+    {307, "Temporary Redirect"},
+    {308, "Permanent Redirect"},
+    {400, "Bad Request"},
+    {401, "Unauthorized"},
+    {402, "Payment Required"},
+    {403, "Forbidden"},
+    {404, "Not Found"},
+    {405, "Method Not Allowed"},
+    {406, "Not Acceptable"},
+    {407, "Proxy Authentication Required"},
+    {408, "Request Timeout"},
+    {409, "Conflict"},
+    {410, "Gone"},
+    {411, "Length Required"},
+    {412, "Precondition Failed"},
+    {413, "Content Too Large"},
+    {414, "URI Too Long"},
+    {415, "Unsupported Media Type"},
+    {416, "Range Not Satisfiable"},
+    {417, "Expectation Failed"},
+    {421, "Misdirected Request"},
+    {422, "Unprocessable Content"},
+    {423, "Locked"},
+    {424, "Failed Dependency"},
+    {425, "Too Early"},
+    {426, "Upgrade Required"},
+    {428, "Precondition Required"},
+    {429, "Too Many Requests"},
+    {431, "Request Header Fields Too Large"},
+    {451, "Unavailable For Legal Reasons"},
+    {500, "Internal Server Error"},
+    {501, "Not Implemented"},
+    {502, "Bad Gateway"},
+    {503, "Service Unavailable"},
+    {504, "Gateway Timeout"},
+    {505, "HTTP Version Not Supported"},
+    {506, "Variant Also Negotiates"},
+    {507, "Insufficient Storage"},
+    {508, "Loop Detected"},
+    {510, "Not Extended"},
+    {511, "Network Authentication Required"},
+};
+
+Test(http1, reason_phrase_for_every_registered_status, .timeout = 5)
+{
+    for (size_t i = 0; i < sizeof(k_registered) / sizeof(k_registered[0]); i++)
+        cr_expect_str_eq(sg_h1_reason_phrase(k_registered[i].status), k_registered[i].phrase, "status %d",
+                         k_registered[i].status);
+    const int unregistered[] = {0, 99, 199, 299, 306, 418, 499, 509, 599, 600, 1000, -404};
+    for (size_t i = 0; i < sizeof(unregistered) / sizeof(unregistered[0]); i++)
+        cr_expect_str_eq(sg_h1_reason_phrase(unregistered[i]), "Unknown", "status %d", unregistered[i]);
+}
+
+/* Every status literal the sources can emit: a number 100-599 on a line
+ * that makes a status (sg__conn_error*, answer*, a `status` or
+ * `_err_status` assignment or test) or a -4xx/-5xx anywhere (a status
+ * returned as a negative number), not a range bound (`< 100`, `<= 599`)
+ * nor a class (`/ 100`). */
+static void emitted_in_line(const char *line, bool seen[600])
+{
+    /* -4xx/-5xx: a status returned the errno way (http1.c's scanner and
+     * parser, conn.c), on any line. */
+    bool keyword =
+        strstr(line, "_error(") || strstr(line, "_error_ex(") || strstr(line, "answer") || strstr(line, "status");
+    const char *s = line;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    if (s[0] == '*' || (s[0] == '/' && s[1] == '*'))
+        return; /* a comment line */
+    for (const char *p = line; *p; p++) {
+        if (p[0] < '1' || p[0] > '5' || !isdigit((unsigned char)p[1]) || !isdigit((unsigned char)p[2]))
+            continue;
+        bool left = p == line || !(isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == '.');
+        bool right = !(isalnum((unsigned char)p[3]) || p[3] == '_' || p[3] == '.');
+        if (!left || !right) {
+            while (isalnum((unsigned char)p[1]) || p[1] == '_')
+                p++;
+            continue;
+        }
+        bool negative = p > line && p[-1] == '-' && (p[0] == '4' || p[0] == '5');
+        if (!keyword && !negative) {
+            p += 2;
+            continue;
+        }
+        const char *b = p;
+        while (b > line && (b[-1] == ' ' || b[-1] == '-'))
+            b--;
+        bool bound = b > line && (b[-1] == '<' || b[-1] == '>' || b[-1] == '/' ||
+                                  (b[-1] == '=' && b - 1 > line && (b[-2] == '<' || b[-2] == '>')));
+        if (!bound)
+            seen[(p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0')] = true;
+        p += 2;
+    }
+}
+
+typedef struct emitted {
+    bool seen[600];
+    int n_files;
+} emitted_t;
+
+static void emitted_in_entry(const char *path, const char *name, bool is_dir, void *arg)
+{
+    emitted_t *em = arg;
+    size_t len = strlen(name);
+    if (is_dir) {
+        cr_assert_geq(sg_dirwalk(path, emitted_in_entry, em), 0, "%s", path);
+        return;
+    }
+    if (len < 3 || strcmp(name + len - 2, ".c"))
+        return;
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s", path);
+    char line[1024];
+    while (fgets(line, sizeof(line), f))
+        emitted_in_line(line, em->seen);
+    fclose(f);
+    em->n_files++;
+}
+
+/* Issue 16: the proxy's own 403 and 407 went out as "403 Unknown". */
+Test(http1, no_emitted_status_is_unknown, .timeout = 10)
+{
+    static emitted_t em;
+    cr_assert_geq(sg_dirwalk(SG_SOURCE_DIR "/src", emitted_in_entry, &em), 0);
+    bool *seen = em.seen;
+    cr_assert_gt(em.n_files, 20);
+    /* The scan is not dead: the statuses known to be made in src/ are found. */
+    const int known[] = {400, 403, 404, 405, 407, 408, 413, 414, 417, 431, 500, 502, 503, 504};
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        cr_expect(seen[known[i]], "the scan of src/ missed status %d", known[i]);
+    int n = 0;
+    for (int s = 100; s < 600; s++) {
+        if (!seen[s])
+            continue;
+        n++;
+        cr_expect_str_neq(sg_h1_reason_phrase(s), "Unknown", "status %d is made in src/ and has no reason phrase", s);
+    }
+    cr_log_info("%d distinct statuses made in src/", n);
+    cr_assert_str_eq(sg_h1_reason_phrase(403), "Forbidden");
+    cr_assert_str_eq(sg_h1_reason_phrase(407), "Proxy Authentication Required");
+}
+
 /* ---- #15: strict framing, whole messages (head + body), both directions ---- */
 
 /* Runs a whole message through the scanner, the head parser and the body
@@ -379,6 +551,8 @@ ParameterizedTestParameters(http1, strict_request_messages)
         /* trailers: the head's grammar and limits */
         {"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: y\r\n z\r\n\r\n", 400},
         {"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX Y: z\r\n\r\n", 400},
+        {"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nA:\r\n b\r\n\r\n", 400},
+        {"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nA:\r\n\tb\r\n\r\n", 400},
         {"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n: z\r\n\r\n", 400},
         {"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX : z\r\n\r\n", 400},
         {"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: a\x01z\r\n\r\n", 400},
@@ -389,7 +563,12 @@ ParameterizedTestParameters(http1, strict_request_messages)
          400},
         {"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nHost: evil\r\n\r\n", 400},
         {"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-Checksum: abc\r\nX-B: \r\n\r\n", 0},
-        {"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=\"q\";e2\r\nabc\r\n0\r\n\r\n", 0},
+        {"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=\"q\"\r\nabc\r\n0\r\n\r\n", 0},
+        {"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;\r\nabc\r\n0\r\n\r\n", 400},
+        {"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y;\r\nabc\r\n0\r\n\r\n", 400},
+        {"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0;\r\n\r\n", 400},
+        {"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab;\r\n0\r\nX: a;\r\n\r\n", 0},
+        {"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n;;;\r\n0\r\nX: a;\r\n\r\n", 0},
         /* request line */
         {"GET /caf\xC3\xA9 HTTP/1.1\r\nHost: x\r\n\r\n", 400},
         {"GET /\xC0\xAF HTTP/1.1\r\nHost: x\r\n\r\n", 400},

@@ -148,6 +148,7 @@ Test(log, access_line_is_json_with_all_fields)
     assert_valid_json_line(s, len - 1);
     assert_field(s, len - 1, "ts", "2024-05-01T12:34:56.789Z");
     assert_field(s, len - 1, "trace_id", "4bf92f35-77b3-4da6-a3ce-929d0e0e4736");
+    assert_field(s, len - 1, "trace_id_hex", "4bf92f3577b34da6a3ce929d0e0e4736"); /* spans' form */
     assert_field(s, len - 1, "span_id", "a2fb4a1d1a96d312");
     assert_field(s, len - 1, "parent_span_id", "00f067aa0ba902b7");
     assert_field(s, len - 1, "client", "127.0.0.1:54321");

@@ -419,7 +419,7 @@ Test(metrics, exemplars_in_openmetrics_only, .timeout = 10)
 
     char *om = render(m, SG_EXPOSE_OPENMETRICS, 0);
     cr_assert(strstr(om, "swarm_http_request_duration_seconds_bucket{route=\"route0\",method=\"GET\",le=\"0.3\"} 2 "
-                         "# {trace_id=\"22222222-2222-4222-8222-222222222222\"} 0.2 1700000005.200\n"),
+                         "# {trace_id=\"22222222222242228222222222222222\"} 0.2 1700000005.200\n"),
               "%s", om);
     cr_assert(strstr(om, "le=\"1.0\"} 2\n"), "no exemplar where nothing fell");
     size_t len = strlen(om);
@@ -512,9 +512,9 @@ static int fake_server_up(size_t u, size_t s)
     return s == 1 ? 0 : (u == 0 && s == 2) ? -1 : 1;
 }
 
-static uint64_t fake_exported(void *ud)
+static uint64_t fake_exported(void *ud, size_t reason)
 {
-    return ((const servers_of_t *)ud)->spans;
+    return ((const servers_of_t *)ud)->spans + reason; /* reason: error 0, slow 1, sampled 2 */
 }
 
 static uint64_t fake_dropped(void *ud)
@@ -551,7 +551,9 @@ Test(metrics, hooks_and_collectors, .timeout = 10)
     cr_assert_eq(value_of(out, "swarm_upstream_server_up{upstream=\"up0\",server=\"127.0.0.1:3001\"}"), 0);
     cr_assert(!has_line_prefix(out, "swarm_upstream_server_up{upstream=\"up0\",server=\"[::1]:3002\"}"));
     cr_assert_eq(value_of(out, "swarm_upstream_server_up{upstream=\"up1\",server=\"[::1]:3012\"}"), 1);
-    cr_assert_eq(value_of(out, "swarm_spans_exported_total"), 10);
+    cr_assert_eq(value_of(out, "swarm_spans_exported_total{reason=\"error\"}"), 10);
+    cr_assert_eq(value_of(out, "swarm_spans_exported_total{reason=\"slow\"}"), 11);
+    cr_assert_eq(value_of(out, "swarm_spans_exported_total{reason=\"sampled\"}"), 12);
     cr_assert_eq(value_of(out, "swarm_spans_dropped_total"), 5);
     cr_assert_eq(value_of(out, "swarm_config_reload_total{result=\"success\"}"), 1);
     cr_assert_eq(value_of(out, "swarm_config_reload_total{result=\"failure\"}"), 2);

@@ -137,6 +137,7 @@ static sg_pg_harness_t *h;
 static uv_loop_t loop;
 static uv_timer_t check_timer;
 static sg_pg_t *poller;
+static sg_pg_t *poller2; /* a second instance (leader_lock) */
 static rec_t *rec;
 static sg_pg_conf_t conf;
 static sg_metrics_conf_t mconf;
@@ -191,6 +192,9 @@ static void teardown(void)
     if (poller)
         sg_pg_stop(poller);
     poller = NULL;
+    if (poller2)
+        sg_pg_stop(poller2);
+    poller2 = NULL;
     uv_close((uv_handle_t *)&check_timer, on_close_noop);
     uv_run(&loop, UV_RUN_DEFAULT);
     cr_assert_eq(uv_loop_close(&loop), 0, "handles left open on the loop");
@@ -380,7 +384,12 @@ Test(pg, values_follow_inserts_updates_and_deletes, .init = setup, .fini = teard
 static bool p_all_zero(void *arg)
 {
     (void)arg;
-    return val("swarm_tickets_total", "state=open") == 0 && val("swarm_tickets_total", "state=done") == 0;
+    /* Every query of the check below has reported (its own refresh may come
+     * after the tickets'; val() is -1 for a series not there yet). */
+    return val("swarm_tickets_total", "state=open") == 0 && val("swarm_tickets_total", "state=done") == 0 &&
+           has("swarm_tickets_stuck", "state=in_progress") && has("swarm_tickets_processed_total", "status=done") &&
+           has("swarm_tickets_processed_total", "status=failed") &&
+           has("swarm_tickets_processed_total", "status=cancelled") && val("swarm_vm_max", "") >= 0;
 }
 
 Test(pg, zero_fill_reports_every_state, .init = setup, .fini = teardown, .timeout = 60)
@@ -396,9 +405,12 @@ Test(pg, zero_fill_reports_every_state, .init = setup, .fini = teardown, .timeou
         cr_expect_eq(val("swarm_tickets_total", l), 0, "%s", l);
     }
     cr_expect_eq(val("swarm_tickets_stuck", "state=in_progress"), 0);
-    cr_expect_eq(val("swarm_tickets_processed_total", "status=done"), 0);
-    cr_expect_eq(val("swarm_tickets_processed_total", "status=failed"), 0);
-    cr_expect_eq(val("swarm_tickets_processed_total", "status=cancelled"), 0);
+    cr_expect_eq(val("swarm_tickets_processed_total", "status=done"), 0, "%g",
+                 val("swarm_tickets_processed_total", "status=done"));
+    cr_expect_eq(val("swarm_tickets_processed_total", "status=failed"), 0, "%g",
+                 val("swarm_tickets_processed_total", "status=failed"));
+    cr_expect_eq(val("swarm_tickets_processed_total", "status=cancelled"), 0, "%g",
+                 val("swarm_tickets_processed_total", "status=cancelled"));
 }
 
 Test(pg, label_values_are_reported_exactly, .init = setup, .fini = teardown, .timeout = 60)
@@ -650,6 +662,57 @@ Test(pg, overlapping_refresh_is_skipped_and_counted, .init = setup, .fini = tear
     cr_expect_geq(stats().skipped, 2);
 }
 
+static bool p_polls(void *arg)
+{
+    return sg_pg_is_poller(arg);
+}
+
+static bool p_follows(void *arg)
+{
+    (void)arg;
+    return sg_pg_is_up(poller2) && strstr(logbuf, "another session holds the leader lock") != NULL;
+}
+
+static bool p_open_known(void *arg)
+{
+    (void)arg;
+    return has("swarm_tickets_total", "state=open");
+}
+
+/* postgres.leader_lock: of two pollers on one database only the lock's
+ * holder runs queries; the other exports no values, fails no query, and
+ * takes over within an interval once the holder's session ends. */
+Test(pg, leader_lock_lets_one_poller_run_and_hands_over, .init = setup, .fini = teardown, .timeout = 60)
+{
+    conf.leader_lock = true;
+    conf.interval_ms = 300;
+    start_pg();
+    cr_assert(wait_for(p_polls, poller, 10000), "log:\n%s", logbuf);
+    char err[512];
+    poller2 = sg_pg_start(&loop, &conf, &mconf, on_log, NULL, err, sizeof(err));
+    cr_assert_not_null(poller2, "%s", err);
+    cr_assert(wait_for(p_follows, NULL, 10000), "log:\n%s", logbuf);
+    cr_assert(wait_for(p_open_known, NULL, 5000), "the leader exports values");
+    /* A few intervals: the follower still runs nothing but the lock query. */
+    uint64_t until = uv_hrtime() + 1000000000u;
+    cr_assert_not(wait_for(p_polls, poller2, 1000));
+    cr_assert_geq(uv_hrtime(), until);
+    sg_pg_stats_t st;
+    sg_pg_get_stats(poller2, &st);
+    cr_expect_eq(st.queries_ok, 0, "the follower ran %llu queries", (unsigned long long)st.queries_ok);
+    cr_expect_eq(sg_pg_failing_builtins(poller2), 0);
+
+    /* The leader stops (its session ends): the follower takes over. */
+    sg_pg_stop(poller);
+    poller = poller2;
+    poller2 = NULL;
+    uint64_t t0 = uv_hrtime();
+    cr_assert(wait_for(p_polls, poller, 5000), "no take-over; log:\n%s", logbuf);
+    uint64_t ms = (uv_hrtime() - t0) / 1000000u;
+    cr_expect_leq(ms, conf.interval_ms + 2000, "take-over after %llu ms", (unsigned long long)ms);
+    cr_assert(wait_for(p_open_known, NULL, 5000), "the new leader exports values; log:\n%s", logbuf);
+}
+
 Test(pg, password_never_appears_in_messages, .init = setup, .fini = teardown, .timeout = 60)
 {
     /* An error whose text carries the password: Postgres echoes bad input. */
@@ -769,4 +832,63 @@ ParameterizedTest(mask_case_t *c, pg, mask_conninfo, .timeout = 5)
     char small[8];
     sg_pg_mask_conninfo(c->in, small, sizeof(small));
     cr_expect_lt(strlen(small), sizeof(small));
+}
+
+/* ---- staleness and the libpq environment --------------------------------- */
+
+static bool p_tickets_gone(void *arg)
+{
+    (void)arg;
+    return !has("swarm_tickets_total", "state=open");
+}
+
+/* stale_after: series whose last refresh is older than it are left out of
+ * the scrape, even while the connection is still up (a frozen server: the
+ * statement deadline, 2 s + grace, has not passed yet). */
+Test(pg, stale_series_are_dropped_after_stale_after, .init = setup, .fini = teardown, .timeout = 60)
+{
+    conf.stale_after_ms = 1000; /* interval 200 ms */
+    start_pg();
+    wait_up();
+    uint64_t t_pause = uv_hrtime();
+    cr_assert_eq(sg_pgh_pause(h), 0);
+    bool gone = wait_for(p_tickets_gone, NULL, 10000);
+    uint64_t gone_ms = (uv_hrtime() - t_pause) / 1000000u;
+    double up = val("swarm_db_up", "");
+    cr_assert_eq(sg_pgh_resume(h), 0);
+    cr_assert(gone, "tickets still reported %llu ms into the freeze; log:\n%s", (unsigned long long)gone_ms, logbuf);
+    /* The last refresh ended at most an interval (and a query) before the
+     * pause: not dropped before stale_after - interval, and dropped soon
+     * after stale_after. */
+    cr_assert_geq(gone_ms, conf.stale_after_ms - conf.interval_ms, "dropped %llu ms into the freeze",
+                  (unsigned long long)gone_ms);
+    cr_assert_lt(gone_ms, conf.stale_after_ms + 1000, "dropped %llu ms into the freeze", (unsigned long long)gone_ms);
+    cr_assert_eq(up, 1, "dropped for staleness, not because the connection went down");
+    /* Back with fresh values once the server answers again. */
+    wait_up();
+}
+
+/* With no host or hostaddr in conninfo, libpq takes PGHOST (a name is
+ * resolved by the poller, without blocking) or PGHOSTADDR. */
+Test(pg, pghost_fills_a_missing_host, .init = setup, .fini = teardown, .timeout = 60)
+{
+    char ci[512];
+    snprintf(ci, sizeof(ci), "port=%u dbname=swarm user=postgres password=%s", (unsigned)sg_pgh_port(h),
+             sg_pgh_password(h));
+    conf.conninfo = ci;
+    /* Each Criterion test runs in its own process: the environment is ours. */
+    unsetenv("PGHOSTADDR");
+    cr_assert_eq(setenv("PGHOST", "localhost", 1), 0);
+    start_pg();
+    wait_up();
+    cr_expect_eq(val("swarm_vm_max", ""), 8);
+    sg_pg_stop(poller);
+    poller = NULL;
+    /* PGHOSTADDR wins over PGHOST's name, which is then never looked up
+     * (it could not be: .invalid never resolves, RFC 6761). */
+    cr_assert_eq(setenv("PGHOST", "no-such-host.invalid", 1), 0);
+    cr_assert_eq(setenv("PGHOSTADDR", "127.0.0.1", 1), 0);
+    start_pg();
+    wait_up();
+    cr_expect_eq(val("swarm_vm_max", ""), 8);
 }

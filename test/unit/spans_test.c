@@ -3,10 +3,12 @@
 #include "sg/spans.h"
 
 #include "sg/runtime.h"
+#include "obs/spans_int.h"
 #include "support/collector.h"
 #include "support/jsoncheck.h"
 
 #include <criterion/criterion.h>
+#include <criterion/parameterized.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -84,7 +86,10 @@ Test(spans, from_rec_copies_and_splits, .timeout = 30)
     cr_assert_str_eq(s.client_ip, "::1");
     cr_assert_eq(s.client_port, 54321);
     cr_assert_str_eq(s.upstream, "127.0.0.1:3002");
+    cr_assert_eq(s.server_port, 8080, "the Host's port");
     cr_assert_not(s.is_error);
+    cr_assert_str_eq(s.error_type, "");
+    cr_assert_eq(s.reason, SG_SPAN_REASON_SAMPLED);
 
     r.client_addr = SG_STR("10.1.2.3:80");
     r.host = SG_STR("[2001:db8::1]:443");
@@ -96,8 +101,53 @@ Test(spans, from_rec_copies_and_splits, .timeout = 30)
     cr_assert_eq(s.client_port, 80);
     cr_assert_str_eq(s.host, "2001:db8::1");
     cr_assert_str_eq(s.route, "");
+    cr_assert_eq(s.server_port, 443);
     cr_assert(s.is_error);
     cr_assert_str_eq(s.error, "connect refused");
+    cr_assert_str_eq(s.error_type, "connection_refused", "low-cardinality, not the text");
+    cr_assert_eq(s.reason, SG_SPAN_REASON_ERROR);
+
+    /* HTTP semconv: a 4xx server span (proxy-made or not) leaves the
+     * status unset and has no error.type; it is still exported (reason
+     * error) when swarmgate made it */
+    r.status = 431;
+    r.error = "request header too large";
+    r.host = SG_STR("h");
+    sg_span_from_rec(&s, &r, NULL);
+    cr_assert_not(s.is_error);
+    cr_assert_str_eq(s.error_type, "");
+    cr_assert_eq(s.server_port, 80, "no port in Host: the http default");
+    cr_assert_eq(s.reason, SG_SPAN_REASON_ERROR);
+    r.is_proxy_error = false;
+    r.error = NULL;
+    r.status = 404;
+    r.sampled = false;
+    cr_assert_eq(sg_spans_export_reason(&r), -1, "an upstream's 404, not sampled: not exported");
+    r.status = 500;
+    sg_span_from_rec(&s, &r, NULL);
+    cr_assert(s.is_error);
+    cr_assert_str_eq(s.error_type, "500");
+    r.status = 504;
+    r.is_proxy_error = true;
+    r.error = "upstream response timeout";
+    sg_span_from_rec(&s, &r, NULL);
+    cr_assert_str_eq(s.error_type, "timeout");
+    r.status = 200;
+    r.is_proxy_error = false;
+    r.error = "upstream reset";
+    sg_span_from_rec(&s, &r, NULL);
+    cr_assert(s.is_error, "broken after a 200 head");
+    cr_assert_str_eq(s.error_type, "connection_reset");
+
+    /* CONNECT: the target is server.address/server.port, not a path */
+    r = make_rec(200, false);
+    r.method = SG_METHOD_CONNECT;
+    r.path = SG_STR("api.example.com:443");
+    r.host = SG_STR("api.example.com:443");
+    sg_span_from_rec(&s, &r, NULL);
+    cr_assert(s.is_connect);
+    cr_assert_str_eq(s.host, "api.example.com");
+    cr_assert_eq(s.server_port, 443);
 
     /* a long path is cut to the field, NUL-terminated */
     char longp[1000];
@@ -111,6 +161,8 @@ Test(spans, otlp_encoding, .timeout = 30)
 {
     sg_span_t sp[2];
     sg_reqrec_t r = make_rec(200, true);
+    strcpy(g_trace.tracestate, "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
+    g_trace.tracestate_len = strlen(g_trace.tracestate);
     sg_span_from_rec(&sp[0], &r, "tickets");
     r = make_rec(503, false);
     r.error = "upstream \"down\"";
@@ -127,7 +179,10 @@ Test(spans, otlp_encoding, .timeout = 30)
     assert_get(mem, b.len, "spanId", 0, SPAN);
     assert_get(mem, b.len, "parentSpanId", 0, PARENT);
     cr_assert_eq(sg_test_json_count(mem, b.len, "parentSpanId"), 1, "root span has no parentSpanId");
-    assert_get(mem, b.len, "name", 1, "GET tickets"); /* name[0] is the scope name */
+    /* semconv: "{method} {http.route}", the method alone without a template */
+    assert_get(mem, b.len, "name", 1, "GET"); /* name[0] is the scope name */
+    assert_get(mem, b.len, "traceState", 0, "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
+    cr_assert_eq(sg_test_json_count(mem, b.len, "traceState"), 1, "only the span that sent one on");
     assert_get(mem, b.len, "kind", 0, "2");
     assert_get(mem, b.len, "startTimeUnixNano", 0, "1714566896789000000");
     assert_get(mem, b.len, "endTimeUnixNano", 0, "1714566896801345678");
@@ -147,8 +202,14 @@ Test(spans, otlp_encoding, .timeout = 30)
     cr_assert_str_eq(v, "{\"stringValue\":\"GET\"}");
     cr_assert(otlp_attr(mem, "url.path", v, sizeof(v)));
     cr_assert_str_eq(v, "{\"stringValue\":\"/api/tickets/42\"}");
-    cr_assert(otlp_attr(mem, "http.route", v, sizeof(v)));
+    cr_assert_not(otlp_attr(mem, "http.route", v, sizeof(v)), "http.route is a path template: none");
+    cr_assert(otlp_attr(mem, "swarmgate.route", v, sizeof(v)));
     cr_assert_str_eq(v, "{\"stringValue\":\"tickets\"}");
+    cr_assert(otlp_attr(mem, "url.scheme", v, sizeof(v)));
+    cr_assert_str_eq(v, "{\"stringValue\":\"http\"}");
+    cr_assert(otlp_attr(mem, "server.port", v, sizeof(v)));
+    cr_assert_str_eq(v, "{\"intValue\":\"8080\"}");
+    cr_assert_not(otlp_attr(mem, "error.type", v, sizeof(v)));
     cr_assert(otlp_attr(mem, "http.response.status_code", v, sizeof(v)));
     cr_assert_str_eq(v, "{\"intValue\":\"200\"}");
     cr_assert(otlp_attr(mem, "server.address", v, sizeof(v)));
@@ -157,6 +218,13 @@ Test(spans, otlp_encoding, .timeout = 30)
     cr_assert_str_eq(v, "{\"stringValue\":\"::1\"}");
     cr_assert(otlp_attr(mem, "network.peer.address", v, sizeof(v)));
     cr_assert_str_eq(v, "{\"stringValue\":\"::1\"}");
+
+    /* the 503: error.type is the code, the free text only the status message */
+    sg_buf_init(&b, mem, sizeof(mem) - 1);
+    cr_assert_eq(sg_spans_encode_otlp(&b, sp + 1, 1, "s"), 1);
+    mem[b.len] = '\0';
+    cr_assert(otlp_attr(mem, "error.type", v, sizeof(v)));
+    cr_assert_str_eq(v, "{\"stringValue\":\"503\"}");
 }
 
 Test(spans, zipkin_encoding, .timeout = 30)
@@ -181,18 +249,19 @@ Test(spans, zipkin_encoding, .timeout = 30)
     assert_get(mem, b.len, "id", 0, SPAN);
     assert_get(mem, b.len, "parentId", 0, PARENT);
     cr_assert_eq(sg_test_json_count(mem, b.len, "parentId"), 1);
-    assert_get(mem, b.len, "name", 0, "POST tickets");
+    assert_get(mem, b.len, "name", 0, "POST");
     assert_get(mem, b.len, "kind", 0, "SERVER");
     assert_get(mem, b.len, "timestamp", 0, "1714566896789000");
     assert_get(mem, b.len, "duration", 0, "12346");
     assert_get(mem, b.len, "serviceName", 0, "gw");
     assert_get(mem, b.len, "http.method", 0, "POST");
     assert_get(mem, b.len, "http.path", 0, "/api/tickets/42");
-    assert_get(mem, b.len, "http.route", 0, "tickets");
+    cr_assert_eq(sg_test_json_count(mem, b.len, "http.route"), 0);
+    assert_get(mem, b.len, "swarmgate.route", 0, "tickets");
+    assert_get(mem, b.len, "server.port", 0, "8080");
     assert_get(mem, b.len, "http.status_code", 0, "201");
     assert_get(mem, b.len, "http.status_code", 1, "404");
-    cr_assert_eq(sg_test_json_count(mem, b.len, "error"), 1);
-    assert_get(mem, b.len, "error", 0, "no route");
+    cr_assert_eq(sg_test_json_count(mem, b.len, "error"), 0, "a 404 server span is no error");
 }
 
 Test(spans, hostile_strings_stay_valid_json, .timeout = 30)
@@ -215,6 +284,40 @@ Test(spans, hostile_strings_stay_valid_json, .timeout = 30)
     cr_assert_eq(sg_test_json_count(mem, b.len, "evil"), 0);
 }
 
+/* Each encoder, at every buffer size: whole spans only (valid JSON, as
+ * many span ids as it says), a count that never drops as the buffer grows,
+ * 0 only when not even the envelope fits (overflow), some sizes that hold
+ * part of the batch, and a large buffer that holds all of it. */
+typedef size_t (*span_encoder_t)(sg_buf_t *, const sg_span_t *, size_t, const char *);
+
+static void check_cuts(span_encoder_t enc, const char *id_key, const sg_span_t *sp, size_t n_sp)
+{
+    static char mem[1 << 16];
+    size_t prev = 0, n_partial = 0, n_empty = 0;
+    for (size_t cap = 0; cap < 12000; cap += 97) {
+        sg_buf_t b;
+        sg_buf_init(&b, mem, cap);
+        size_t n = enc(&b, sp, n_sp, "s");
+        cr_assert_leq(b.len, cap);
+        cr_assert_geq(n, prev, "cap %zu holds %zu spans, a smaller one held %zu", cap, n, prev);
+        prev = n;
+        if (n == 0 && b.is_overflow) {
+            n_empty++;
+            continue;
+        }
+        cr_assert(sg_test_json_valid(mem, b.len, NULL, 0), "cap %zu", cap);
+        cr_assert_eq(sg_test_json_count(mem, b.len, id_key), (long)n, "cap %zu", cap);
+        n_partial += n > 0 && n < n_sp;
+    }
+    cr_assert_gt(n_empty, 0, "cap 0 cannot hold the envelope");
+    cr_assert_gt(n_partial, 0, "no buffer size gave a partial batch");
+    sg_buf_t b;
+    sg_buf_init(&b, mem, sizeof(mem));
+    cr_assert_eq(enc(&b, sp, n_sp, "s"), n_sp, "%zu bytes hold the whole batch", sizeof(mem));
+    cr_assert(sg_test_json_valid(mem, b.len, NULL, 0));
+    cr_assert_eq(sg_test_json_count(mem, b.len, id_key), (long)n_sp);
+}
+
 Test(spans, encoder_cuts_to_whole_spans, .timeout = 30)
 {
     sg_span_t sp[20];
@@ -222,23 +325,8 @@ Test(spans, encoder_cuts_to_whole_spans, .timeout = 30)
         sg_reqrec_t r = make_rec(200, i % 2);
         sg_span_from_rec(&sp[i], &r, "x");
     }
-    static char mem[1 << 16];
-    for (size_t cap = 0; cap < 12000; cap += 97) {
-        sg_buf_t b;
-        sg_buf_init(&b, mem, cap);
-        size_t n = sg_spans_encode_otlp(&b, sp, 20, "s");
-        cr_assert_leq(b.len, cap);
-        if (n == 0 && b.is_overflow)
-            continue;
-        cr_assert(sg_test_json_valid(mem, b.len, NULL, 0), "cap %zu", cap);
-        cr_assert_eq(sg_test_json_count(mem, b.len, "spanId"), (long)n);
-        sg_buf_init(&b, mem, cap);
-        n = sg_spans_encode_zipkin(&b, sp, 20, "s");
-        if (n == 0 && b.is_overflow)
-            continue;
-        cr_assert(sg_test_json_valid(mem, b.len, NULL, 0), "cap %zu", cap);
-        cr_assert_eq(sg_test_json_count(mem, b.len, "id"), (long)n);
-    }
+    check_cuts(sg_spans_encode_otlp, "spanId", sp, 20);
+    check_cuts(sg_spans_encode_zipkin, "id", sp, 20);
 }
 
 Test(spans, worst_case_span_fits_json_max, .timeout = 30)
@@ -259,6 +347,9 @@ Test(spans, worst_case_span_fits_json_max, .timeout = 30)
     memset(s.client_ip, 1, sizeof(s.client_ip) - 1);
     memset(s.upstream, 1, sizeof(s.upstream) - 1);
     memset(s.error, 1, sizeof(s.error) - 1);
+    memset(s.error_type, 1, sizeof(s.error_type) - 1);
+    memset(s.tracestate, '"', sizeof(s.tracestate) - 1);
+    s.server_port = 65535;
     static char mem[SG_SPAN_JSON_MAX + 600];
     sg_buf_t b;
     sg_buf_init(&b, mem, sizeof(mem));
@@ -480,7 +571,7 @@ Test(exporter, small_body_limit_splits_batch_without_loss)
     long want_spans = 20;
     cr_assert(collector_body_count_spans(&want_spans));
     size_t posts = sg_collector_count(coll);
-    cr_assert_gt(posts, 2, "20 spans cannot fit one 7 KiB body");
+    cr_assert_gt(posts, 1, "20 spans cannot fit one 7 KiB body");
     for (size_t i = 0; i < posts; i++) {
         size_t len;
         char *b = sg_collector_body(coll, i, &len);
@@ -492,7 +583,7 @@ Test(exporter, small_body_limit_splits_batch_without_loss)
     cr_assert_eq(sg_spans_exported_total(), 20);
 }
 
-Test(exporter, collector_500_is_retried)
+Test(exporter, collector_503_is_retried)
 {
     char url[128];
     sg_trace_conf_t c = conf_for(SG_EXPORT_OTLP_HTTP, sg_collector_url(coll, "/v1/traces", url, sizeof(url)));
@@ -501,7 +592,7 @@ Test(exporter, collector_500_is_retried)
     push_spans(5);
     uint64_t want = 5;
     cr_assert(run_until(exported_at_least, &want, 10000));
-    cr_assert_eq(sg_collector_count(coll), 3, "two 500s, then 200");
+    cr_assert_eq(sg_collector_count(coll), 3, "two 503s, then 200");
     char *b0 = sg_collector_body(coll, 0, NULL), *b2 = sg_collector_body(coll, 2, NULL);
     cr_assert_str_eq(b0, b2, "the same batch is sent again");
     free(b0);
@@ -509,7 +600,7 @@ Test(exporter, collector_500_is_retried)
     cr_assert_eq(sg_spans_dropped_total(), 0);
 }
 
-Test(exporter, collector_500_gives_up_after_max_attempts)
+Test(exporter, collector_503_gives_up_after_max_attempts)
 {
     char url[128];
     sg_trace_conf_t c = conf_for(SG_EXPORT_OTLP_HTTP, sg_collector_url(coll, "", url, sizeof(url)));
@@ -616,4 +707,204 @@ Test(exporter, bad_urls_refused)
     cr_assert_eq(sg_spans_exporter_start(&loop, &c, NULL, &ex), -EINVAL);
     c = conf_for(SG_EXPORT_ZIPKIN, "http://[::1]:9411");
     cr_assert_eq(sg_spans_exporter_start(&loop, &c, NULL, &ex), 0);
+}
+
+/* ---- OTLP/HTTP export rules (issue #16 item 5) ------------------------- */
+
+static bool collector_has(void *arg)
+{
+    return sg_collector_count(coll) >= *(size_t *)arg;
+}
+
+/* One batch against a collector that answers `code` first: retried
+ * (a second POST, then exported) or dropped (one POST, counted). */
+static void one_answer(int code, bool is_retried)
+{
+    char url[128];
+    sg_trace_conf_t c = conf_for(SG_EXPORT_OTLP_HTTP, sg_collector_url(coll, "", url, sizeof(url)));
+    sg_collector_answer_next(coll, 1, code, NULL);
+    cr_assert_eq(sg_spans_exporter_start(&loop, &c, &fast, &ex), 0);
+    push_spans(2);
+    uint64_t want = 2;
+    if (is_retried) {
+        cr_assert(run_until(exported_at_least, &want, 10000), "%d: retried, then exported", code);
+        cr_assert_eq(sg_collector_count(coll), 2, "%d: one retry", code);
+        cr_assert_eq(sg_spans_dropped_total(), 0);
+    } else {
+        cr_assert(run_until(dropped_at_least, &want, 10000), "%d: dropped", code);
+        size_t more = 2;
+        run_until(collector_has, &more, 200); /* a retry would come within the 10-50 ms back-off */
+        cr_assert_eq(sg_collector_count(coll), 1, "%d: not retried", code);
+        cr_assert_eq(sg_spans_exported_total(), 0);
+    }
+}
+
+/* OTLP/HTTP: 429, 502, 503, 504 are retryable; 408, 500, 501 and other
+ * errors are not (main retried 408 and every 5xx). */
+typedef struct answer_case {
+    int code;
+    bool is_retried;
+} answer_case_t;
+
+ParameterizedTestParameters(exporter, retries_429_502_503_504_only)
+{
+    static answer_case_t cases[] = {{429, true},  {502, true},  {503, true},  {504, true}, {408, false},
+                                    {500, false}, {501, false}, {400, false}, {413, false}};
+    return cr_make_param_array(answer_case_t, cases, SG_ARRAY_SIZE(cases));
+}
+
+ParameterizedTest(answer_case_t *c, exporter, retries_429_502_503_504_only)
+{
+    one_answer(c->code, c->is_retried);
+}
+
+Test(exporter, retry_after_is_honoured)
+{
+    char url[128];
+    sg_trace_conf_t c = conf_for(SG_EXPORT_OTLP_HTTP, sg_collector_url(coll, "", url, sizeof(url)));
+    sg_collector_answer_next(coll, 1, 429, "Retry-After: 1\r\n");
+    cr_assert_eq(sg_spans_exporter_start(&loop, &c, &fast, &ex), 0); /* back-off 10-50 ms */
+    push_spans(1);
+    uint64_t want = 1;
+    cr_assert(run_until(exported_at_least, &want, 10000));
+    cr_assert_eq(sg_collector_count(coll), 2);
+    long long gap = sg_collector_time_ms(coll, 1) - sg_collector_time_ms(coll, 0);
+    cr_assert_geq(gap, 950, "the retry waited Retry-After (1 s), not the back-off: %lld ms", gap);
+}
+
+/* Every POST on one kept connection, none asks to close it. */
+Test(exporter, one_keep_alive_connection)
+{
+    char url[128];
+    sg_trace_conf_t c = conf_for(SG_EXPORT_OTLP_HTTP, sg_collector_url(coll, "", url, sizeof(url)));
+    c.export.batch_size = 2;
+    sg_collector_fail_next(coll, 1); /* a retryable answer keeps the connection too */
+    cr_assert_eq(sg_spans_exporter_start(&loop, &c, &fast, &ex), 0);
+    push_spans(6);
+    uint64_t want = 6;
+    cr_assert(run_until(exported_at_least, &want, 10000));
+    cr_assert_eq(sg_collector_count(coll), 4, "3 batches + 1 retry");
+    cr_assert_eq(sg_collector_connections(coll), 1, "one connection for every POST");
+    for (size_t i = 0; i < 4; i++) {
+        char *conn = sg_collector_header(coll, i, "connection");
+        cr_assert_null(conn, "POST %zu: Connection: %s", i, conn ? conn : "");
+    }
+    /* chunked answers are read to their end and keep the connection */
+    sg_collector_set_chunked(coll, true);
+    push_spans(4);
+    want = 10;
+    cr_assert(run_until(exported_at_least, &want, 10000));
+    cr_assert_eq(sg_collector_connections(coll), 1);
+}
+
+/* The collector closes the connection (after an answer, or while idle):
+ * the next POST goes on a new one, nothing is lost. */
+Test(exporter, collector_closing_the_connection_is_no_failure)
+{
+    char url[128];
+    sg_trace_conf_t c = conf_for(SG_EXPORT_OTLP_HTTP, sg_collector_url(coll, "", url, sizeof(url)));
+    sg_collector_answer_next(coll, 1, 200, "Connection: close\r\n");
+    cr_assert_eq(sg_spans_exporter_start(&loop, &c, &fast, &ex), 0);
+    push_spans(1);
+    uint64_t want = 1;
+    cr_assert(run_until(exported_at_least, &want, 10000));
+    push_spans(1);
+    want = 2;
+    cr_assert(run_until(exported_at_least, &want, 10000));
+    cr_assert_eq(sg_collector_count(coll), 2);
+    cr_assert_eq(sg_collector_connections(coll), 2);
+    cr_assert_eq(sg_spans_dropped_total(), 0);
+}
+
+/* swarm_spans_exported_total{reason}: errors and slow requests always,
+ * the rest by the head decision. */
+Test(exporter, exported_counted_by_reason)
+{
+    char url[128];
+    sg_trace_conf_t c = conf_for(SG_EXPORT_OTLP_HTTP, sg_collector_url(coll, "", url, sizeof(url)));
+    c.export.slow_ms = 10;
+    cr_assert_eq(sg_spans_exporter_start(&loop, &c, &fast, &ex), 0);
+    sg_reqrec_t r = make_rec(200, false); /* 12 ms: slow */
+    r.sampled = false;
+    cr_assert(sg_spans_record(queue, &r, NULL));
+    r.end_ns = r.start_ns + 1000000; /* 1 ms, unsampled: not exported */
+    cr_assert_not(sg_spans_record(queue, &r, NULL));
+    r.status = 502;
+    r.is_proxy_error = true;
+    r.error = "connection refused";
+    cr_assert(sg_spans_record(queue, &r, NULL));
+    r = make_rec(404, false);
+    r.end_ns = r.start_ns + 1000000;
+    cr_assert(sg_spans_record(queue, &r, NULL), "sampled");
+    uint64_t want = 3;
+    cr_assert(run_until(exported_at_least, &want, 10000));
+    cr_assert_eq(sg_spans_exported_reason(SG_SPAN_REASON_ERROR), 1);
+    cr_assert_eq(sg_spans_exported_reason(SG_SPAN_REASON_SLOW), 1);
+    cr_assert_eq(sg_spans_exported_reason(SG_SPAN_REASON_SAMPLED), 1);
+}
+
+/* ---- the collector's response reader ------------------------------------ */
+
+static int feed_bytewise(sg__spans_resp_t *r, const char *s, size_t *total)
+{
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n; i++) {
+        size_t used = 0;
+        int rc = sg__spans_resp_feed(r, s + i, 1, &used, 1700000000);
+        if (rc != SG__SPANS_RESP_MORE) {
+            *total = i + used;
+            return rc;
+        }
+    }
+    *total = n;
+    return SG__SPANS_RESP_MORE;
+}
+
+Test(spans, response_reader_framing, .timeout = 30)
+{
+    static const struct {
+        const char *in;
+        int rc;
+        unsigned status;
+        bool keep;
+        uint64_t retry_ms;
+    } cases[] = {
+        {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", 1, 200, true, 0},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;a=b\r\n{}\r\n0\r\nX: y\r\n\r\n", 1, 200, true, 0},
+        {"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n", 1, 204, true, 0},
+        {"HTTP/1.1 503 U\r\nRetry-After: 7\r\nContent-Length: 0\r\n\r\n", 1, 503, true, 7000},
+        {"HTTP/1.1 429 T\r\nRetry-After: Tue, 14 Nov 2023 22:13:30 GMT\r\nContent-Length: 0\r\n\r\n", 1, 429, true,
+         10000},
+        {"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", 1, 200, false, 0},
+        {"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", 1, 200, false, 0},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n", -1, 0, false, 0},
+        {"HTTP/1.1 2x0 OK\r\n\r\n", -1, 0, false, 0},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", -1, 200, true, 0},
+        {"HTTP/1.1 200 OK\r\n\r\n{}", 0, 200, false, 0}, /* to the close */
+    };
+    for (size_t i = 0; i < SG_ARRAY_SIZE(cases); i++) {
+        sg__spans_resp_t r;
+        sg__spans_resp_init(&r);
+        size_t total = 0;
+        int rc = feed_bytewise(&r, cases[i].in, &total);
+        cr_assert_eq(rc, cases[i].rc, "case %zu: rc %d", i, rc);
+        if (rc < 0)
+            continue;
+        if (rc == 0)
+            cr_assert_eq(sg__spans_resp_eof(&r), SG__SPANS_RESP_DONE, "case %zu: ends at the close", i);
+        else
+            cr_assert_eq(total, strlen(cases[i].in), "case %zu: ends where the response ends", i);
+        cr_assert_eq(r.status, cases[i].status, "case %zu", i);
+        cr_assert_eq(r.is_keep_alive, cases[i].keep, "case %zu", i);
+        cr_assert_eq(r.retry_after_ms, cases[i].retry_ms, "case %zu: %llu", i, (unsigned long long)r.retry_after_ms);
+    }
+    /* one read holding the response and more: the rest is not the response's */
+    sg__spans_resp_t r;
+    sg__spans_resp_init(&r);
+    const char *two = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}HTTP/1.1";
+    size_t used = 0;
+    cr_assert_eq(sg__spans_resp_feed(&r, two, strlen(two), &used, 0), SG__SPANS_RESP_DONE);
+    cr_assert_eq(used, strlen(two) - 8);
+    sg__spans_resp_init(&r);
+    cr_assert_eq(sg__spans_resp_eof(&r), -1, "closed before any byte");
 }

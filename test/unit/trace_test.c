@@ -233,14 +233,17 @@ ParameterizedTestParameters(trace, tracestate_table)
         {"a=!\"#$%&'()*+-./:;<>?@[\\]^_`{|}~", true},
         {"Rojo=1", false},   /* upper case key */
         {"rOjo=1", false},
-        {"1rojo=1", false},  /* simple key starts with lcalpha */
+        {"1rojo=1", true},   /* the suite's grammar: a key starts with lcalpha or DIGIT */
         {"_a=1", false},
-        {"tenant@1sys=1", false}, /* system-id starts with lcalpha */
+        {"tenant@1sys=1", true},
         {"Tenant@sys=1", false},
         {"_t@sys=1", false},
-        {"@sys=1", false},
-        {"t@=1", false},
-        {"a@b@c=1", false},
+        {"@sys=1", false},   /* test_tracestate_key_illegal_vendor_format */
+        {"@foo=1,bar=2", false},
+        {"t@=1", true},
+        {"foo@=1,bar=2", true},
+        {"foo@@bar=1,bar=2", true},
+        {"a@b@c=1", true},
         {"a.b=1", false},
         {"a b=1", false},
         {"=1", false},
@@ -251,9 +254,9 @@ ParameterizedTestParameters(trace, tracestate_table)
         {"a=\x7f", false},
         {"a=\x01", false},
         {"a=\xc3\xa9", false},
-        {"a=1,a=2", false},  /* duplicate key */
-        {"a=1,b=2,a=1", false},
-        {"t@s=1,t@s=2", false},
+        {"a=1,a=2", true},   /* duplicated keys are inherited (test_tracestate_duplicated_keys) */
+        {"a=1,b=2,a=1", true},
+        {"t@s=1,t@s=2", true},
     };
     return cr_make_param_array(ts_case_t, cases, sizeof(cases) / sizeof(cases[0]));
 }
@@ -278,16 +281,16 @@ Test(trace, tracestate_key_and_value_lengths, .timeout = 30)
     cr_assert(sg_tracestate_valid(sg_str_cstr(m)));
     snprintf(m, sizeof(m), "%s=1", repeat(key, 'k', 257));
     cr_assert_not(sg_tracestate_valid(sg_str_cstr(m)));
-    /* tenant: 241 ok, 242 not */
-    snprintf(m, sizeof(m), "%s@sys=1", repeat(key, 't', 241));
+    /* "@" keys are plain keys of up to 256 characters (test_tracestate_key_length_limit):
+     * no 241-character tenant or 14-character system limit of their own */
+    snprintf(m, sizeof(m), "%s@vvvvvvvvvvvvvv=1", repeat(key, 't', 241));
     cr_assert(sg_tracestate_valid(sg_str_cstr(m)));
-    snprintf(m, sizeof(m), "%s@sys=1", repeat(key, 't', 242));
-    cr_assert_not(sg_tracestate_valid(sg_str_cstr(m)));
-    /* system: 14 ok, 15 not */
-    snprintf(m, sizeof(m), "t@%s=1", repeat(key, 's', 14));
+    snprintf(m, sizeof(m), "%s@v=1", repeat(key, 't', 242));
     cr_assert(sg_tracestate_valid(sg_str_cstr(m)));
     snprintf(m, sizeof(m), "t@%s=1", repeat(key, 's', 15));
-    cr_assert_not(sg_tracestate_valid(sg_str_cstr(m)));
+    cr_assert(sg_tracestate_valid(sg_str_cstr(m)));
+    snprintf(m, sizeof(m), "t@%s=1", repeat(key, 's', 255));
+    cr_assert_not(sg_tracestate_valid(sg_str_cstr(m)), "257 characters");
     /* value: 256 ok, 257 not */
     snprintf(m, sizeof(m), "k=%s", repeat(val, 'v', 256));
     cr_assert(sg_tracestate_valid(sg_str_cstr(m)));
@@ -628,7 +631,7 @@ Test(trace, resolve_tracestate_32_vs_33_members_over_lines, .timeout = 30)
     cr_assert_str_eq(c.parent_span_id, TP_PARENT, "traceparent still continued");
 }
 
-Test(trace, resolve_tracestate_duplicate_across_lines_dropped, .timeout = 30)
+Test(trace, resolve_tracestate_duplicate_across_lines_kept, .timeout = 30)
 {
     sg_trace_in_t in = {.traceparent = {SG_STR(TP_VALID)},
                         .n_traceparent = 1,
@@ -636,8 +639,23 @@ Test(trace, resolve_tracestate_duplicate_across_lines_dropped, .timeout = 30)
                         .n_tracestate = 2};
     sg_trace_ctx_t c;
     sg_trace_resolve(&in, true, &c);
-    cr_assert(c.had_invalid);
-    cr_assert_str_eq(c.tracestate, "");
+    cr_assert_not(c.had_invalid);
+    cr_assert_str_eq(c.tracestate, "a=1,b=2,a=3", "passed on unchanged, duplicate included");
+}
+
+Test(trace, resolve_tracestate_long_key_next_to_another_line, .timeout = 30)
+{
+    char key[300], line[320];
+    snprintf(line, sizeof(line), "%s=1", repeat(key, 'z', 256));
+    sg_trace_in_t in = {.traceparent = {SG_STR(TP_VALID)},
+                        .n_traceparent = 1,
+                        .tracestate = {SG_STR("foo=1"), sg_str_cstr(line)},
+                        .n_tracestate = 2};
+    sg_trace_ctx_t c;
+    sg_trace_resolve(&in, true, &c);
+    cr_assert_not(c.had_invalid);
+    cr_assert_eq(c.tracestate_len, 5 + 1 + 258);
+    cr_assert(strncmp(c.tracestate, "foo=1,zzz", 9) == 0);
 }
 
 Test(trace, resolve_tracestate_too_long_dropped, .timeout = 30)
