@@ -1,9 +1,8 @@
 /* Shared by the differential targets fuzz_diff_request.c and
  * fuzz_diff_response.c: comparing what swarmgate saw (sg_h1_head_t,
- * decoded body) with what the strict reference reader (h1ref.c) reads, the
- * failure report, and the temporary allow-list of leniencies that are
- * being fixed (see diff_TEMP_lead_is_fixing). Guarded: the replay test
- * includes both targets in one translation unit. */
+ * decoded body) with what the strict reference reader (h1ref.c) reads, and
+ * the failure report. Every mismatch fails (the temporary allow-list of
+ * leniencies under repair is gone: all of them were fixed in #15). */
 #ifndef SG_FUZZ_DIFF_H
 #define SG_FUZZ_DIFF_H
 
@@ -39,8 +38,7 @@ static bool diff_fields_eq(const sg_h1_head_t *h, const h1ref_out_t *r, const h1
     return true;
 }
 
-static bool diff_trailers_eq(const h1ref_out_t *a, const h1ref_msg_t *ma, const h1ref_out_t *b,
-                             const h1ref_msg_t *mb)
+static bool diff_trailers_eq(const h1ref_out_t *a, const h1ref_msg_t *ma, const h1ref_out_t *b, const h1ref_msg_t *mb)
 {
     if (ma->n_trailers != mb->n_trailers)
         return false;
@@ -70,60 +68,11 @@ static bool diff_body_eq(const char *sg_body, size_t sg_len, const h1ref_out_t *
 
 /* What a failed comparison is about. */
 typedef enum diff_kind {
-    DIFF_CLIENT = 0,  /* (b): swarmgate accepted bytes the reference reads otherwise */
-    DIFF_FORWARDED,   /* (a): what swarmgate sent on, read by the reference, is not what swarmgate saw */
-    DIFF_UNDERSCORE,  /* policy: a field name with '_' went on */
-    DIFF_CONNECT,     /* policy: a reverse listener never forwards CONNECT (a 2xx to it is a tunnel, RFC 9112 6.3) */
+    DIFF_CLIENT = 0, /* (b): swarmgate accepted bytes the reference reads otherwise */
+    DIFF_FORWARDED,  /* (a): what swarmgate sent on, read by the reference, is not what swarmgate saw */
+    DIFF_UNDERSCORE, /* policy: a field name with '_' went on */
+    DIFF_CONNECT,    /* policy: a reverse listener never forwards CONNECT (a 2xx to it is a tunnel, RFC 9112 6.3) */
 } diff_kind_t;
-
-/* TEMPORARY (issue #15). Under libFuzzer, a mismatch explained by a
- * leniency that is reported and not yet fixed on main does not stop the
- * run, so that fuzzing goes on to find other things; each such input is in
- * test/fuzz/regressions/diff_*. The replay in `make test`
- * (SG_FUZZ_REPLAY) and SG_DIFF_STRICT=1 do not use the list: there every
- * mismatch fails. DELETE this function and its call sites' `if` once the
- * fixes are on main. `ref` is the reference's reading of the bytes
- * swarmgate received, msg_idx the message compared. */
-static bool diff_TEMP_lead_is_fixing(diff_kind_t kind, bool is_response, const h1ref_out_t *ref, size_t msg_idx)
-{
-#ifdef SG_FUZZ_REPLAY
-    (void)kind;
-    (void)is_response;
-    (void)ref;
-    (void)msg_idx;
-    return false;
-#else
-    static int strict = -1;
-    if (strict < 0) {
-        const char *e = getenv("SG_DIFF_STRICT");
-        strict = e && *e == '1';
-    }
-    (void)is_response;
-    if (strict)
-        return false;
-    /* Fixed on main (merged here, 2026-12-07): empty or non-chunked
-     * Transfer-Encoding, trailer grammar, status 100-599, underscores,
-     * extra SP in start lines, CONNECT, TE in HTTP/1.0, sizes above
-     * INT64_MAX, chunk extensions. Those inputs in regressions/diff_* pass
-     * now and are no longer listed. */
-    (void)kind;
-    if (ref->state != H1REF_ERROR || ref->n_msgs != msg_idx)
-        return false; /* the reference read this message without error: not one of these */
-    switch (ref->err) {
-    case H1REF_E_TRAILER_LIMIT: /* reported: 25 trailer lines pass where a head takes 24
-                                 * (diff_request/trailer_over_limits) */
-        return true;
-    case H1REF_E_TRAILER: /* reported: obs-fold after an empty trailer value ("A:" CRLF " b" CRLF) passes
-                           * (regressions trailer_obs_fold_empty_value) */
-        return true;
-    case H1REF_E_CHUNK_EXT: /* reported: an empty extension name after a value at the end of the line ("5;a=b;" CRLF)
-                             * passes: llhttp calls no name callback for it (regressions chunk_ext_trailing_semicolon) */
-        return true;
-    default:
-        return false;
-    }
-#endif
-}
 
 /* SG_DIFF_TRACE=1: one summary line per input (what was compared). */
 static bool diff_tracing(void)
