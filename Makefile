@@ -6,7 +6,7 @@ BUILD_BENCH   ?= build/bench
 JOBS          ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE         ?= cmake
 
-.PHONY: all deps build build-debug test demo bench bench-profile fuzz tsan soak leakcheck churn clean install package
+.PHONY: all deps build build-debug test demo bench bench-profile fuzz tsan soak leakcheck churn clean install package format format-check
 
 all: build
 
@@ -21,8 +21,15 @@ build-debug: deps
 	$(CMAKE) -S . -B $(BUILD_DEBUG) -DCMAKE_BUILD_TYPE=Debug -DSG_SANITIZE=ON -DSG_WERROR=ON >/dev/null
 	$(CMAKE) --build $(BUILD_DEBUG) -j $(JOBS)
 
-test: build-debug
+test: format-check build-debug
 	cd $(BUILD_DEBUG) && ctest --output-on-failure -j 1
+
+# Every C source and header as .clang-format writes it (tools/format-check.sh).
+format-check: deps
+	@sh tools/format-check.sh
+
+format: deps
+	git ls-files '*.c' '*.h' | grep -v '^third_party/' | xargs clang-format -i
 
 demo: build
 	sh test/demo/demo.sh $(BUILD_RELEASE)/swarmgate

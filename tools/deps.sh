@@ -5,7 +5,7 @@
 set -eu
 
 PKGS="pkg-config libuv1-dev node-llhttp uuid-dev libpq-dev libyaml-dev libcriterion-dev
-postgresql prometheus curl wrk nginx-light haproxy clang libclang-rt-14-dev python3-aiohttp"
+postgresql prometheus curl wrk nginx-light haproxy clang libclang-rt-14-dev clang-format python3-aiohttp valgrind"
 if [ "${SG_DEPS_EXTRA:-}" != "" ]; then PKGS="$PKGS $SG_DEPS_EXTRA"; fi
 
 missing=""

@@ -40,15 +40,11 @@ typedef struct sg_listener_conf {
     int backlog;        /* default 511 */
 } sg_listener_conf_t;
 
-typedef enum sg_balance {
-    SG_BALANCE_ROUND_ROBIN = 0,
-    SG_BALANCE_LEAST_IN_FLIGHT,
-    SG_BALANCE__COUNT
-} sg_balance_t;
+typedef enum sg_balance { SG_BALANCE_ROUND_ROBIN = 0, SG_BALANCE_LEAST_IN_FLIGHT, SG_BALANCE__COUNT } sg_balance_t;
 
 typedef struct sg_health_check_conf {
     bool enabled;
-    const char *path;    /* default "/health" */
+    const char *path;     /* default "/health" */
     uint64_t interval_ms; /* default 5s */
     uint64_t timeout_ms;  /* default 2s */
     uint32_t rise;        /* successes to mark up, default 2 */
@@ -72,14 +68,14 @@ typedef struct sg_upstream_conf {
 } sg_upstream_conf_t;
 
 typedef struct sg_route_conf {
-    const char *name;        /* default "route<N>" or the prefix */
-    const char *host;        /* NULL = any; "api.example.com" exact; "*.example.com" suffix */
-    const char *prefix;      /* default "/" */
-    const char *strip_prefix;/* removed from the path before forwarding (NULL = none) */
-    const char *rewrite;     /* replaces the matched prefix (NULL = none) */
-    const char *set_host;    /* Host sent upstream (NULL = keep the client's) */
-    const char *upstream;    /* name */
-    size_t upstream_idx;     /* index into sg_config_t.upstreams, resolved at load */
+    const char *name;         /* default "route<N>" or the prefix */
+    const char *host;         /* NULL = any; "api.example.com" exact; "*.example.com" suffix */
+    const char *prefix;       /* default "/" */
+    const char *strip_prefix; /* removed from the path before forwarding (NULL = none) */
+    const char *rewrite;      /* replaces the matched prefix (NULL = none) */
+    const char *set_host;     /* Host sent upstream (NULL = keep the client's) */
+    const char *upstream;     /* name */
+    size_t upstream_idx;      /* index into sg_config_t.upstreams, resolved at load */
 } sg_route_conf_t;
 
 typedef enum sg_export_format {
@@ -90,10 +86,10 @@ typedef enum sg_export_format {
 } sg_export_format_t;
 
 typedef struct sg_trace_conf {
-    const char *header;        /* default "X-Trace-Id" */
+    const char *header;          /* default "X-Trace-Id" */
     const char **accept_headers; /* other incoming headers taken as the id, e.g. X-Request-Id */
     size_t n_accept_headers;
-    bool traceparent;          /* emit/continue W3C traceparent, default true */
+    bool traceparent; /* emit/continue W3C traceparent, default true */
     struct {
         sg_export_format_t format; /* from which of otlp_http / zipkin is set */
         const char *url;           /* collector URL (http:// only) */
@@ -138,17 +134,17 @@ typedef struct sg_zero_fill {
 } sg_zero_fill_t;
 
 typedef struct sg_pg_query_conf {
-    const char *name;      /* metric family name */
+    const char *name; /* metric family name */
     const char *help;
     sg_metric_type_t type; /* gauge or counter */
     const char *sql;
-    const char **labels;   /* label columns */
+    const char **labels; /* label columns */
     size_t n_labels;
-    const char *value;     /* value column, default "value" */
-    uint64_t interval_ms;  /* 0 = postgres.interval */
+    const char *value;    /* value column, default "value" */
+    uint64_t interval_ms; /* 0 = postgres.interval */
     sg_zero_fill_t *zero_fill;
     size_t n_zero_fill;
-    bool is_disabled;      /* YAML `enabled: false`: a built-in query switched off (sql not needed) */
+    bool is_disabled; /* YAML `enabled: false`: a built-in query switched off (sql not needed) */
 } sg_pg_query_conf_t;
 
 typedef struct sg_pg_conf {
@@ -164,40 +160,40 @@ typedef struct sg_pg_conf {
     sg_pg_query_conf_t *queries;
     size_t n_queries;
     struct {
-        bool enabled;              /* default true */
-        const char *sql;           /* NULL = reference schema query; $1 = last id, $2 = batch;
-                                      columns id, from_state, to_state, seconds */
-        uint32_t batch;            /* events per poll, default 1000 */
+        bool enabled;    /* default true */
+        const char *sql; /* NULL = reference schema query; $1 = last id, $2 = batch;
+                            columns id, from_state, to_state, seconds */
+        uint32_t batch;  /* events per poll, default 1000 */
     } transitions;
     const char *transitions_start_sql; /* NULL = reference schema: the current max event id */
-    uint64_t reconnect_min_ms;     /* first back-off after a failure, default 250ms */
-    uint64_t reconnect_max_ms;     /* back-off cap, default 30s */
-    bool leader_lock;              /* only the holder of a session advisory lock polls (YAML default true;
-                                      false in a zeroed C struct) */
+    uint64_t reconnect_min_ms;         /* first back-off after a failure, default 250ms */
+    uint64_t reconnect_max_ms;         /* back-off cap, default 30s */
+    bool leader_lock;                  /* only the holder of a session advisory lock polls (YAML default true;
+                                          false in a zeroed C struct) */
 } sg_pg_conf_t;
 
 typedef struct sg_egress_rule {
-    const char *host;   /* exact, "*.suffix", or NULL when cidr is used */
-    uint16_t port;      /* 0 = any */
+    const char *host; /* exact, "*.suffix", or NULL when cidr is used */
+    uint16_t port;    /* 0 = any */
     bool has_cidr;
     struct sockaddr_storage net; /* for cidr rules */
     unsigned prefix_len;
-    const char *text;   /* as written, for logs */
+    const char *text; /* as written, for logs */
 } sg_egress_rule_t;
 
 typedef struct sg_egress_conf {
     sg_egress_rule_t *allow;
     size_t n_allow;
-    const char *auth_user;     /* NULL = no proxy auth */
+    const char *auth_user; /* NULL = no proxy auth */
     const char *auth_password;
-    uint64_t dns_ttl_ms;       /* default 30s */
+    uint64_t dns_ttl_ms; /* default 30s */
     /* Connections to destinations (plain-HTTP forwarding; CONNECT uses
      * connect_timeout and tunnel_idle_timeout only): */
-    uint32_t keepalive;            /* idle connections kept per destination, default 100000 (no cap) */
-    uint64_t keepalive_timeout_ms; /* default 30s */
-    uint64_t connect_timeout_ms;   /* default 10s -> 504 */
-    uint64_t response_timeout_ms;  /* request sent -> response head, default 300s -> 504 */
-    uint64_t read_timeout_ms;      /* between two reads of a response body, default 300s */
+    uint32_t keepalive;              /* idle connections kept per destination, default 100000 (no cap) */
+    uint64_t keepalive_timeout_ms;   /* default 30s */
+    uint64_t connect_timeout_ms;     /* default 10s -> 504 */
+    uint64_t response_timeout_ms;    /* request sent -> response head, default 300s -> 504 */
+    uint64_t read_timeout_ms;        /* between two reads of a response body, default 300s */
     uint64_t tunnel_idle_timeout_ms; /* tunnel (CONNECT, upgrade) with no byte either way, default 1h */
 } sg_egress_conf_t;
 
@@ -221,7 +217,7 @@ typedef struct sg_log_conf {
     const char *error;    /* "stderr", "stdout" or a file path; default stderr */
     sg_log_level_t level; /* default info */
     sg_log_format_t format;
-    uint32_t ring_bytes;  /* per-worker log ring, default 1m */
+    uint32_t ring_bytes;        /* per-worker log ring, default 1m */
     uint64_t flush_interval_ms; /* default 100ms */
 } sg_log_conf_t;
 
@@ -235,23 +231,23 @@ typedef enum sg_underscores {
 } sg_underscores_t;
 
 typedef struct sg_limits_conf {
-    uint32_t max_connections;        /* per worker, default 10000 */
-    uint32_t request_line_bytes;     /* default 16k -> 414 */
-    uint32_t header_bytes;           /* all header lines, default 64k -> 431 */
-    uint32_t header_count;           /* default 100 -> 431 */
-    uint64_t body_bytes;             /* 0 = unlimited, default 0 -> 413 */
-    uint64_t client_header_timeout_ms; /* default 30s -> 408 */
-    uint64_t keepalive_timeout_ms;   /* idle client conn, default 75s */
-    uint64_t client_body_timeout_ms; /* between body reads, default 60s */
-    uint64_t send_timeout_ms;        /* client not reading, default 60s */
-    uint64_t tunnel_idle_timeout_ms; /* upgrade tunnel with no byte either way, default 1h */
-    uint32_t buffer_bytes;           /* per-direction pending-write bound, default 256k */
+    uint32_t max_connections;                /* per worker, default 10000 */
+    uint32_t request_line_bytes;             /* default 16k -> 414 */
+    uint32_t header_bytes;                   /* all header lines, default 64k -> 431 */
+    uint32_t header_count;                   /* default 100 -> 431 */
+    uint64_t body_bytes;                     /* 0 = unlimited, default 0 -> 413 */
+    uint64_t client_header_timeout_ms;       /* default 30s -> 408 */
+    uint64_t keepalive_timeout_ms;           /* idle client conn, default 75s */
+    uint64_t client_body_timeout_ms;         /* between body reads, default 60s */
+    uint64_t send_timeout_ms;                /* client not reading, default 60s */
+    uint64_t tunnel_idle_timeout_ms;         /* upgrade tunnel with no byte either way, default 1h */
+    uint32_t buffer_bytes;                   /* per-direction pending-write bound, default 256k */
     sg_underscores_t underscores_in_headers; /* default drop */
 } sg_limits_conf_t;
 
 typedef struct sg_admin_conf {
-    sg_hostport_t addr;        /* default 127.0.0.1:9464 */
-    bool enabled;              /* default true */
+    sg_hostport_t addr;         /* default 127.0.0.1:9464 */
+    bool enabled;               /* default true */
     uint64_t liveness_stale_ms; /* a worker not ticking this long is stuck, default 10s */
 } sg_admin_conf_t;
 
@@ -264,12 +260,12 @@ typedef struct sg_shutdown_conf {
  * (or by the last sg_config_release() of a published generation). */
 typedef struct sg_config {
     sg_arena_t arena;
-    const char *path;        /* file it was loaded from */
-    atomic_uint refcount;    /* generations: 1 after load */
+    const char *path;     /* file it was loaded from */
+    atomic_uint refcount; /* generations: 1 after load */
     uint32_t generation;
 
-    uint32_t workers;        /* 0 in the file ("auto") is resolved to the CPU count */
-    uint32_t busy_poll_us;   /* workers poll without sleeping while reads come closer than this; 0 = off (default) */
+    uint32_t workers;      /* 0 in the file ("auto") is resolved to the CPU count */
+    uint32_t busy_poll_us; /* workers poll without sleeping while reads come closer than this; 0 = off (default) */
     sg_listener_conf_t *listeners;
     size_t n_listeners;
     sg_admin_conf_t admin;
@@ -332,8 +328,9 @@ void sg_config_release(sg_config_t *cfg);
 
 /* Shared value parsers (also used by tests and other modules).
  * Each returns 0 on success, -1 on a malformed or out-of-range input. */
-int sg_parse_duration_ms(const char *s, uint64_t *out_ms) SG_MUST_CHECK; /* "250ms" "5s" "5m" "1h" "1d"; bare number = seconds */
-int sg_parse_size(const char *s, uint64_t *out_bytes) SG_MUST_CHECK;    /* "512" "16k" "1m" "1g" (1024-based) */
+int sg_parse_duration_ms(const char *s,
+                         uint64_t *out_ms) SG_MUST_CHECK; /* "250ms" "5s" "5m" "1h" "1d"; bare number = seconds */
+int sg_parse_size(const char *s, uint64_t *out_bytes) SG_MUST_CHECK; /* "512" "16k" "1m" "1g" (1024-based) */
 int sg_parse_hostport(sg_arena_t *a, const char *s, sg_hostport_t *out) SG_MUST_CHECK;
 /* Expands ${VAR} and ${VAR:-default}; nested braces are rejected.
  * Returns a string from `a`, or NULL with a reason in err. */

@@ -24,7 +24,7 @@ typedef struct sg_control {
     uv_timer_t snapshot_timer;
     struct sg_spans_exporter *exporter;
     struct sg_pg *pg;
-    uint64_t pg_restart_ms; /* a reload restarted the poller then; 0 once it has tried */
+    uint64_t pg_restart_ms;              /* a reload restarted the poller then; 0 once it has tried */
     struct sg_upstream_health *uphealth; /* active checks (upstream_health.h) */
     bool is_started;
 } sg_control_t;

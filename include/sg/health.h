@@ -11,12 +11,12 @@
 
 /* Inputs that are not in sg_runtime_t. */
 typedef struct sg_health_inputs {
-    uint64_t now_ms;       /* sg_now_ms() */
-    uint64_t stale_ms;     /* a worker not ticking this long is stuck */
-    bool pg_enabled;       /* postgres.conninfo set */
-    bool pg_required;      /* postgres.required */
-    bool pg_up;            /* connected to Postgres */
-    uint32_t pg_failing;   /* built-in queries whose last run failed, 1u << sg_pg_builtin_t */
+    uint64_t now_ms;     /* sg_now_ms() */
+    uint64_t stale_ms;   /* a worker not ticking this long is stuck */
+    bool pg_enabled;     /* postgres.conninfo set */
+    bool pg_required;    /* postgres.required */
+    bool pg_up;          /* connected to Postgres */
+    uint32_t pg_failing; /* built-in queries whose last run failed, 1u << sg_pg_builtin_t */
 } sg_health_inputs_t;
 
 typedef enum sg_health_kind {
@@ -32,7 +32,7 @@ int sg_health_kind_for_path(sg_str_t path);
 
 /* Writes the JSON body into out (always NUL-terminated, truncated to cap) and
  * returns the HTTP status (200 or 503). *len gets the body length. */
-int sg_health_render(const sg_runtime_t *rt, const sg_health_inputs_t *in, sg_health_kind_t kind, char *out,
-                     size_t cap, size_t *len);
+int sg_health_render(const sg_runtime_t *rt, const sg_health_inputs_t *in, sg_health_kind_t kind, char *out, size_t cap,
+                     size_t *len);
 
 #endif /* SG_HEALTH_H */

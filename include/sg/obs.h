@@ -40,7 +40,6 @@ void sg_obs_config_reload(sg_obs_worker_t *o, bool is_success);
 /* The sampler's decision for a trace this hop starts. */
 bool sg_obs_sample_new(sg_obs_worker_t *o);
 /* Error-log line about a request (trace_id may be NULL). */
-void sg_obs_log(sg_obs_worker_t *o, sg_log_level_t level, const char *trace_id, const char *fmt, ...)
-    SG_PRINTF(4, 5);
+void sg_obs_log(sg_obs_worker_t *o, sg_log_level_t level, const char *trace_id, const char *fmt, ...) SG_PRINTF(4, 5);
 
 #endif /* SG_OBS_H */

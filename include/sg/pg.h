@@ -47,13 +47,13 @@ typedef void (*sg_pg_log_cb)(void *arg, sg_log_level_t level, const char *msg);
 
 /* Counters for tests and debugging (what /metrics shows, summed). */
 typedef struct sg_pg_stats {
-    uint64_t connects;        /* connections established */
-    uint64_t connect_errors;  /* failed or timed-out connection attempts */
+    uint64_t connects;       /* connections established */
+    uint64_t connect_errors; /* failed or timed-out connection attempts */
     uint64_t queries_ok;
-    uint64_t query_errors;    /* any query failure, timeouts included */
-    uint64_t query_timeouts;  /* server statement_timeout or client deadline */
-    uint64_t skipped;         /* refreshes skipped because the last one was still pending */
-    uint64_t transitions;     /* events observed into the histogram */
+    uint64_t query_errors;   /* any query failure, timeouts included */
+    uint64_t query_timeouts; /* server statement_timeout or client deadline */
+    uint64_t skipped;        /* refreshes skipped because the last one was still pending */
+    uint64_t transitions;    /* events observed into the histogram */
 } sg_pg_stats_t;
 
 /* Starts polling on `loop`. conf and mconf are copied (the config generation

@@ -44,24 +44,24 @@ const char *sg_span_reason_name(sg_span_reason_t r);
 /* A finished span. Everything inline (strings cut to their field size):
  * no pointer into request memory, so it can cross threads. */
 typedef struct sg_span {
-    char trace_hex[SG_TRACE_HEX_LEN + 1];   /* 32 lower hex */
-    char span_id[SG_SPAN_ID_LEN + 1];       /* 16 lower hex */
+    char trace_hex[SG_TRACE_HEX_LEN + 1];    /* 32 lower hex */
+    char span_id[SG_SPAN_ID_LEN + 1];        /* 16 lower hex */
     char parent_span_id[SG_SPAN_ID_LEN + 1]; /* "" = root span */
     uint64_t start_unix_ns;
     uint64_t end_unix_ns;
     sg_method_t method;
-    uint16_t status;      /* 0 = no response was sent */
-    uint16_t client_port; /* 0 = unknown */
-    uint16_t server_port; /* Host's port, else the scheme's (80); CONNECT: the target's */
-    bool is_error;        /* span status ERROR: 5xx, no response, or an exchange that broke */
-    bool is_connect;      /* CONNECT: no url.path/url.scheme, server.* is the target */
-    uint8_t reason;       /* sg_span_reason_t */
-    char route[SG_SPAN_ROUTE_MAX];        /* route name (swarmgate.route), "" = none */
+    uint16_t status;               /* 0 = no response was sent */
+    uint16_t client_port;          /* 0 = unknown */
+    uint16_t server_port;          /* Host's port, else the scheme's (80); CONNECT: the target's */
+    bool is_error;                 /* span status ERROR: 5xx, no response, or an exchange that broke */
+    bool is_connect;               /* CONNECT: no url.path/url.scheme, server.* is the target */
+    uint8_t reason;                /* sg_span_reason_t */
+    char route[SG_SPAN_ROUTE_MAX]; /* route name (swarmgate.route), "" = none */
     char path[SG_SPAN_PATH_MAX];
-    char host[SG_SPAN_HOST_MAX];          /* Host without its port */
+    char host[SG_SPAN_HOST_MAX]; /* Host without its port */
     char client_ip[SG_SPAN_ADDR_MAX];
-    char upstream[SG_SPAN_ADDR_MAX];      /* upstream server "ip:port", "" = none */
-    char error[SG_SPAN_ERROR_MAX];        /* rec->error, free text (status message), "" = none */
+    char upstream[SG_SPAN_ADDR_MAX];         /* upstream server "ip:port", "" = none */
+    char error[SG_SPAN_ERROR_MAX];           /* rec->error, free text (status message), "" = none */
     char error_type[SG_SPAN_ERROR_TYPE_MAX]; /* error.type, low-cardinality, "" = none */
     char tracestate[SG_TRACESTATE_MAX + 1];  /* W3C tracestate sent on, "" = none */
 } sg_span_t;

@@ -111,8 +111,8 @@ static bool render_ready(const sg_runtime_t *rt, const sg_health_inputs_t *in, o
             in->pg_up ? "true" : "false", in->pg_required ? "true" : "false");
     for (unsigned b = 0; in->pg_enabled && b < SG_PG_BUILTIN__COUNT; b++)
         if (in->pg_failing & (1u << b))
-            put(o, ",{\"name\":\"postgres:%s\",\"ok\":%s,\"last_run_ok\":false,\"required\":%s}",
-                sg_pg_builtin_name(b), in->pg_required ? "false" : "true", in->pg_required ? "true" : "false");
+            put(o, ",{\"name\":\"postgres:%s\",\"ok\":%s,\"last_run_ok\":false,\"required\":%s}", sg_pg_builtin_name(b),
+                in->pg_required ? "false" : "true", in->pg_required ? "true" : "false");
     bool ups_ok = true;
     size_t n_up = cfg ? cfg->n_upstreams : 0;
     for (size_t u = 0; u < n_up; u++) {
@@ -165,8 +165,8 @@ static bool render_ready(const sg_runtime_t *rt, const sg_health_inputs_t *in, o
     return ok;
 }
 
-int sg_health_render(const sg_runtime_t *rt, const sg_health_inputs_t *in, sg_health_kind_t kind, char *out,
-                     size_t cap, size_t *len)
+int sg_health_render(const sg_runtime_t *rt, const sg_health_inputs_t *in, sg_health_kind_t kind, char *out, size_t cap,
+                     size_t *len)
 {
     /* Each part is rendered first, so the status can lead the document. */
     char live_buf[2048], ready_buf[4096];

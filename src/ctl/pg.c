@@ -33,7 +33,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 static const char *const pg_state_names[PG_STATE__COUNT] = {"idle", "resolving", "connecting", "ready", "closing"};
 
 static const char *pg_state_name(pg_state_t s)
@@ -376,8 +375,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         char a[INET6_ADDRSTRLEN];
         const void *src = ai->ai_family == AF_INET ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
                                                    : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
-        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
-            !inet_ntop(ai->ai_family, src, a, sizeof(a)))
+        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) || !inet_ntop(ai->ai_family, src, a, sizeof(a)))
             continue;
         if (strlen(pg->resolve_host) + 1 + ho >= sizeof(pg->hostlist_buf))
             break;
@@ -467,8 +465,7 @@ static void on_tick(uv_timer_t *t)
             q->next_due_ms = now + q->interval_ms;
             if (q->is_queued || q->is_running) {
                 pg->stats.skipped++;
-                pg_log(pg, SG_LOG_DEBUG, "postgres: refresh of %s skipped: the last one is still pending",
-                       q->label);
+                pg_log(pg, SG_LOG_DEBUG, "postgres: refresh of %s skipped: the last one is still pending", q->label);
                 continue;
             }
             enqueue(pg, q);
@@ -961,4 +958,3 @@ void sg_pg_get_stats(const sg_pg_t *pg, sg_pg_stats_t *out)
 {
     *out = pg->stats;
 }
-

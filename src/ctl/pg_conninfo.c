@@ -83,8 +83,10 @@ size_t sg_pg_mask_conninfo(const char *in, char *out, size_t outlen)
     } else {
         const char *p = in;
         while (*p) {
-            while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-                { PUT(*p); p++; }
+            while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') {
+                PUT(*p);
+                p++;
+            }
             if (!*p)
                 break;
             const char *k = p;
@@ -94,13 +96,20 @@ size_t sg_pg_mask_conninfo(const char *in, char *out, size_t outlen)
             bool is_pw = klen == 8 && strncmp(k, "password", 8) == 0;
             for (size_t i = 0; i < klen; i++)
                 PUT(k[i]);
-            while (*p == ' ' || *p == '\t')
-                { PUT(*p); p++; }
+            while (*p == ' ' || *p == '\t') {
+                PUT(*p);
+                p++;
+            }
             if (*p != '=')
                 continue;
-            { PUT(*p); p++; }
-            while (*p == ' ' || *p == '\t')
-                { PUT(*p); p++; }
+            {
+                PUT(*p);
+                p++;
+            }
+            while (*p == ' ' || *p == '\t') {
+                PUT(*p);
+                p++;
+            }
             const char *v = p;
             if (*p == '\'') {
                 p++;
@@ -241,8 +250,8 @@ int sg__pg_build_params(sg_pg_t *pg, const char *conninfo, char *err, size_t err
                 any_name = true;
         if (any_name && several) {
             rc = sg__pg_fail_msg(err, errlen,
-                          "postgres.conninfo: a host list must use IP addresses or socket paths "
-                          "(names are resolved only for a single host)");
+                                 "postgres.conninfo: a host list must use IP addresses or socket paths "
+                                 "(names are resolved only for a single host)");
             goto out;
         }
         if (any_name) {

@@ -24,31 +24,19 @@
 #define PG_MAX_TRANSITION_PAIRS 256
 #define PG_MSG 1024
 
-typedef enum pg_state {
-    PG_IDLE = 0,
-    PG_RESOLVING,
-    PG_CONNECTING,
-    PG_READY,
-    PG_CLOSING,
-    PG_STATE__COUNT
-} pg_state_t;
+typedef enum pg_state { PG_IDLE = 0, PG_RESOLVING, PG_CONNECTING, PG_READY, PG_CLOSING, PG_STATE__COUNT } pg_state_t;
 
 /* Poller role with postgres.leader_lock (a second state, beside the
  * connection's, with its own checked table in pg.c): UNKNOWN until the
  * lock query answered on this connection, then LEADER (this instance
  * polls) or FOLLOWER (another session holds the lock; asked again every
  * interval). Back to UNKNOWN whenever the connection drops. */
-typedef enum pg_role {
-    PG_ROLE_UNKNOWN = 0,
-    PG_ROLE_LEADER,
-    PG_ROLE_FOLLOWER,
-    PG_ROLE__COUNT
-} pg_role_t;
+typedef enum pg_role { PG_ROLE_UNKNOWN = 0, PG_ROLE_LEADER, PG_ROLE_FOLLOWER, PG_ROLE__COUNT } pg_role_t;
 
 typedef enum pg_kind {
-    PG_Q_SERIES = 0,   /* gauge/counter family from rows */
-    PG_Q_TRANSITIONS,  /* the transition histogram */
-    PG_Q_LOCK,         /* pg_try_advisory_lock (leader_lock); never rendered */
+    PG_Q_SERIES = 0,  /* gauge/counter family from rows */
+    PG_Q_TRANSITIONS, /* the transition histogram */
+    PG_Q_LOCK,        /* pg_try_advisory_lock (leader_lock); never rendered */
     PG_Q__COUNT
 } pg_kind_t;
 
@@ -72,8 +60,8 @@ typedef struct pg_pair {
 } pg_pair_t;
 
 typedef struct pg_query {
-    const char *name;      /* family name as rendered (counters without _total) */
-    const char *label;     /* value of the {query} label on the DB metrics */
+    const char *name;  /* family name as rendered (counters without _total) */
+    const char *label; /* value of the {query} label on the DB metrics */
     const char *help;
     sg_metric_type_t type;
     const char *sql;
@@ -84,7 +72,7 @@ typedef struct pg_query {
     const sg_zero_fill_t *zero_fill;
     size_t n_zero_fill;
     pg_kind_t kind;
-    int builtin;           /* sg_pg_builtin_t, or -1 for a query of the operator's own */
+    int builtin; /* sg_pg_builtin_t, or -1 for a query of the operator's own */
 
     uint64_t next_due_ms;
     bool is_queued;
@@ -106,7 +94,7 @@ typedef struct pg_query {
 
 struct sg_pg {
     uv_loop_t *loop;
-    sg_arena_t arena;      /* copies of the conf and queries */
+    sg_arena_t arena; /* copies of the conf and queries */
     pg_state_t state;
     sg_pg_log_cb log_cb;
     void *log_arg;
@@ -122,26 +110,26 @@ struct sg_pg {
     int host_idx, hostaddr_idx; /* -1 when absent */
     bool needs_resolve;
     const char *resolve_host;
-    const char *password;       /* masked out of every message */
+    const char *password; /* masked out of every message */
     char hostaddr_buf[PG_MAX_ADDRS * (INET6_ADDRSTRLEN + 1)];
     char hostlist_buf[1024];
 
-    struct pg_conn *conn;       /* libpq's PGconn (libpq-fe.h stays in the .c files) */
-    uv_poll_t *poll;            /* malloc'ed: a new one when the socket changes */
+    struct pg_conn *conn; /* libpq's PGconn (libpq-fe.h stays in the .c files) */
+    uv_poll_t *poll;      /* malloc'ed: a new one when the socket changes */
     int poll_fd;
     int poll_events;
-    uv_timer_t tick_timer;      /* next due query */
-    uv_timer_t deadline_timer;  /* connect or statement deadline */
-    uv_timer_t retry_timer;     /* back-off */
+    uv_timer_t tick_timer;     /* next due query */
+    uv_timer_t deadline_timer; /* connect or statement deadline */
+    uv_timer_t retry_timer;    /* back-off */
     uv_getaddrinfo_t gai;
     bool is_gai_pending;
     unsigned open_handles;
 
     pg_query_t *queries;
     size_t n_queries;
-    size_t n_query_slots;       /* allocated (sg__pg_free_queries) */
+    size_t n_query_slots; /* allocated (sg__pg_free_queries) */
     pg_query_t *run_head, *run_tail, *running;
-    pg_query_t *transitions;    /* also in queries[], or NULL */
+    pg_query_t *transitions; /* also in queries[], or NULL */
     const char *transitions_start_sql;
     bool has_cursor;
     int64_t last_event_id;
@@ -155,11 +143,11 @@ struct sg_pg {
     size_t n_pairs;
 
     bool is_up;
-    bool leader_lock;           /* postgres.leader_lock */
+    bool leader_lock; /* postgres.leader_lock */
     pg_role_t role;
-    pg_query_t lock_q;          /* kind PG_Q_LOCK, not in queries[] */
-    bool query_failed;          /* current query produced an error result */
-    char query_msg[PG_MSG];     /* why it failed (libpq's primary message and SQLSTATE) */
+    pg_query_t lock_q;      /* kind PG_Q_LOCK, not in queries[] */
+    bool query_failed;      /* current query produced an error result */
+    char query_msg[PG_MSG]; /* why it failed (libpq's primary message and SQLSTATE) */
     bool query_timed_out;
     double last_success_unix;
     char last_error[PG_MSG];

@@ -9,15 +9,16 @@
 
 /* ---- defaults ------------------------------------------------------------ */
 
-static const char *const ticket_states[] = {"open", "queued", "in_progress", "review",
-                                             "blocked", "done", "failed", "cancelled"};
+static const char *const ticket_states[] = {"open",    "queued", "in_progress", "review",
+                                            "blocked", "done",   "failed",      "cancelled"};
 static const char *const final_states[] = {"done", "failed", "cancelled"};
 static const char *const stuck_states[] = {"in_progress"};
 static const char *const lbl_state[] = {"state"};
 static const char *const lbl_status[] = {"status"};
 static const char *const lbl_breaker[] = {"agent", "project"};
 
-static const double default_tr_bounds[] = {1, 5, 15, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200, 604800};
+static const double default_tr_bounds[] = {1,    5,    15,    30,    60,    300,    900,   1800,
+                                           3600, 7200, 14400, 28800, 86400, 259200, 604800};
 static const double default_db_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
 static const char transitions_sql[] =
@@ -107,7 +108,8 @@ static int add_query(sg_pg_t *pg, size_t *i, const sg_pg_query_conf_t *c, char *
     pg_query_t *q = &pg->queries[(*i)++];
     memset(q, 0, sizeof(*q));
     if (!is_valid_name(c->name))
-        return sg__pg_fail_msg(err, errlen, "postgres.queries: \"%s\" is not a valid metric name", c->name ? c->name : "");
+        return sg__pg_fail_msg(err, errlen, "postgres.queries: \"%s\" is not a valid metric name",
+                               c->name ? c->name : "");
     if (!c->sql || !*c->sql)
         return sg__pg_fail_msg(err, errlen, "postgres.queries.%s: sql is empty", c->name);
     if (c->type != SG_METRIC_GAUGE && c->type != SG_METRIC_COUNTER)
@@ -117,7 +119,7 @@ static int add_query(sg_pg_t *pg, size_t *i, const sg_pg_query_conf_t *c, char *
     for (size_t j = 0; j < c->n_labels; j++)
         if (!is_valid_name(c->labels[j]) || strchr(c->labels[j], ':'))
             return sg__pg_fail_msg(err, errlen, "postgres.queries.%s: \"%s\" is not a valid label name", c->name,
-                            c->labels[j]);
+                                   c->labels[j]);
     q->kind = PG_Q_SERIES;
     q->builtin = sg__pg_builtin_id(c->name);
     q->type = c->type;
@@ -170,7 +172,6 @@ static const double *copy_bounds(sg_pg_t *pg, const sg_buckets_t *b, const doubl
     return out;
 }
 
-
 int sg__pg_setup(sg_pg_t *pg, const sg_pg_conf_t *conf, const sg_metrics_conf_t *mconf, char *err, size_t errlen)
 {
     pg->interval_ms = conf->interval_ms ? conf->interval_ms : PG_DEFAULT_INTERVAL_MS;
@@ -222,17 +223,24 @@ int sg__pg_setup(sg_pg_t *pg, const sg_pg_conf_t *conf, const sg_metrics_conf_t 
         sg_zero_fill_t zf_stuck = {"state", (const char **)stuck_states, SG_ARRAY_SIZE(stuck_states)};
         sg_zero_fill_t zf_final = {"status", (const char **)final_states, SG_ARRAY_SIZE(final_states)};
         const sg_pg_query_conf_t defs[SG_PG_Q_TRANSITIONS] = {
-            [SG_PG_Q_TICKETS_TOTAL] = {.name = "swarm_tickets_total", .help = "Tickets by state.",
+            [SG_PG_Q_TICKETS_TOTAL] = {.name = "swarm_tickets_total",
+                                       .help = "Tickets by state.",
                                        .type = SG_METRIC_GAUGE,
                                        .sql = "SELECT state, count(*)::float8 AS value FROM tickets "
                                               "GROUP BY state ORDER BY state",
-                                       .labels = (const char **)lbl_state, .n_labels = 1, .zero_fill = &zf_states,
+                                       .labels = (const char **)lbl_state,
+                                       .n_labels = 1,
+                                       .zero_fill = &zf_states,
                                        .n_zero_fill = 1},
             [SG_PG_Q_TICKETS_STUCK] = {.name = "swarm_tickets_stuck",
                                        .help = "Tickets in a state longer than its limit "
                                                "(in_progress: postgres.stuck_after).",
-                                       .type = SG_METRIC_GAUGE, .sql = stuck_sql, .labels = (const char **)lbl_state,
-                                       .n_labels = 1, .zero_fill = &zf_stuck, .n_zero_fill = 1},
+                                       .type = SG_METRIC_GAUGE,
+                                       .sql = stuck_sql,
+                                       .labels = (const char **)lbl_state,
+                                       .n_labels = 1,
+                                       .zero_fill = &zf_stuck,
+                                       .n_zero_fill = 1},
             /* Transitions into a final state in the append-only event log:
              * reopening a ticket never lowers it (docs/postgres.md). */
             [SG_PG_Q_TICKETS_PROCESSED] = {.name = "swarm_tickets_processed_total",
@@ -241,15 +249,18 @@ int sg__pg_setup(sg_pg_t *pg, const sg_pg_conf_t *conf, const sg_metrics_conf_t 
                                            .sql = "SELECT to_state AS status, count(*)::float8 AS value "
                                                   "FROM ticket_events WHERE to_state IN ('done', 'failed', "
                                                   "'cancelled') GROUP BY to_state ORDER BY to_state",
-                                           .labels = (const char **)lbl_status, .n_labels = 1,
-                                           .zero_fill = &zf_final, .n_zero_fill = 1},
+                                           .labels = (const char **)lbl_status,
+                                           .n_labels = 1,
+                                           .zero_fill = &zf_final,
+                                           .n_zero_fill = 1},
             [SG_PG_Q_BREAKER_STATE] = {.name = "swarm_circuit_breaker_state",
                                        .help = "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
                                        .type = SG_METRIC_GAUGE,
                                        .sql = "SELECT agent, project, CASE state WHEN 'closed' THEN 0 WHEN 'open' "
                                               "THEN 1 WHEN 'half_open' THEN 2 END::float8 AS value "
                                               "FROM circuit_breakers ORDER BY agent, project",
-                                       .labels = (const char **)lbl_breaker, .n_labels = 2},
+                                       .labels = (const char **)lbl_breaker,
+                                       .n_labels = 2},
             /* The database's clock: how long a breaker has been open does
              * not depend on when swarmgate or Prometheus started. */
             [SG_PG_Q_BREAKER_CHANGED] = {.name = "swarm_circuit_breaker_state_changed_timestamp_seconds",
@@ -257,14 +268,16 @@ int sg__pg_setup(sg_pg_t *pg, const sg_pg_conf_t *conf, const sg_metrics_conf_t 
                                          .type = SG_METRIC_GAUGE,
                                          .sql = "SELECT agent, project, EXTRACT(EPOCH FROM changed_at)::float8 AS "
                                                 "value FROM circuit_breakers ORDER BY agent, project",
-                                         .labels = (const char **)lbl_breaker, .n_labels = 2},
+                                         .labels = (const char **)lbl_breaker,
+                                         .n_labels = 2},
             [SG_PG_Q_VM_ACTIVE] = {.name = "swarm_vm_active",
                                    .help = "VMs counting against the pool (provisioning, idle, busy, draining).",
                                    .type = SG_METRIC_GAUGE,
                                    .sql = "SELECT count(*)::float8 AS value FROM vms "
                                           "WHERE state IN ('provisioning', 'idle', 'busy', 'draining')"},
             /* No pool row: no series (an unknown maximum is not 0). */
-            [SG_PG_Q_VM_MAX] = {.name = "swarm_vm_max", .help = "Size of the VM pool (absent when unknown).",
+            [SG_PG_Q_VM_MAX] = {.name = "swarm_vm_max",
+                                .help = "Size of the VM pool (absent when unknown).",
                                 .type = SG_METRIC_GAUGE,
                                 .sql = "SELECT max_size::float8 AS value FROM vm_pool WHERE id = 1"},
         };

@@ -41,8 +41,7 @@ void sg_pg_collect(sg_expose_t *x, void *arg)
                      SG_METRIC_GAUGE);
     for (size_t i = 0; i < pg->n_queries; i++)
         if (pg->queries[i].has_run)
-            sg_expose_sample(x, "swarm_db_query_up", "", qname, &pg->queries[i].label, 1,
-                             pg->queries[i].is_ok ? 1 : 0);
+            sg_expose_sample(x, "swarm_db_query_up", "", qname, &pg->queries[i].label, 1, pg->queries[i].is_ok ? 1 : 0);
     sg_expose_family(x, "swarm_db_poller_leader",
                      "1 when this instance polls Postgres (holds postgres.leader_lock, or the lock is off).",
                      SG_METRIC_GAUGE);

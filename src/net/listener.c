@@ -48,9 +48,8 @@ static void refuse(sg_listener_t *l)
         last_ms = now;
         const sg_runtime_t *rt = w->rt;
         sg_obs_log(w->obs, SG_LOG_WARN, NULL,
-                   "listener %s: connection cap reached (%u %s connections): refusing new connections",
-                   l->conf->name, l->idx < 0 ? rt->admin_conn_cap : rt->client_conn_cap,
-                   l->idx < 0 ? "admin" : "client");
+                   "listener %s: connection cap reached (%u %s connections): refusing new connections", l->conf->name,
+                   l->idx < 0 ? rt->admin_conn_cap : rt->client_conn_cap, l->idx < 0 ? "admin" : "client");
     }
 }
 

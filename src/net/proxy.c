@@ -1080,8 +1080,8 @@ void sg__proxy_up_failed(sg_txn_t *t, sg_fail_t kind, const char *why)
      * with count_timeouts (docs/routing.md). */
     bool counts = !is_ours && !(t->flags & SG_TXN_F_RESP_HEAD);
     if (kind == SG_FAIL_TIMEOUT)
-        counts = counts && ((t->up && t->up->state == SG_UPC_CONNECTING) ||
-                             (t->srv && t->srv->ups->conf->count_timeouts));
+        counts =
+            counts && ((t->up && t->up->state == SG_UPC_CONNECTING) || (t->srv && t->srv->ups->conf->count_timeouts));
     else if (kind == SG_FAIL_RESET)
         counts = counts && !(t->up && (t->up->flags & SG_UPC_F_REUSED));
     if (t->up) {

@@ -185,9 +185,10 @@ void sg__server_fail(sg_upserver_t *s, uint64_t now_ms)
                    uc->name, s->name, (unsigned long long)uc->fail_timeout_ms, f);
     } else if (f == uc->max_fails) {
         /* The count keeps going (a response resets it): logged once per run of failures. */
-        sg_obs_log(s->ups->w->obs, SG_LOG_WARN, NULL,
-                   "upstream %s: server %s kept in service after %u failures: no other server of the group is available",
-                   uc->name, s->name, f);
+        sg_obs_log(
+            s->ups->w->obs, SG_LOG_WARN, NULL,
+            "upstream %s: server %s kept in service after %u failures: no other server of the group is available",
+            uc->name, s->name, f);
     }
 }
 

@@ -13,18 +13,70 @@ enum { C_PLAIN = 0, C_ESC = 1, C_HIGH = 2 };
 
 #define R16(x) x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x
 static const uint8_t byte_class[256] = {
-    R16(C_ESC), R16(C_ESC), /* 0x00-0x1f */
+    R16(C_ESC),
+    R16(C_ESC), /* 0x00-0x1f */
     /* 0x20-0x2f: '"' (0x22) escaped */
-    0, 0, C_ESC, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0,
+    0,
+    C_ESC,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
     R16(0), /* 0x30-0x3f */
     R16(0), /* 0x40-0x4f */
     /* 0x50-0x5f: '\\' (0x5c) escaped */
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, C_ESC, 0, 0, 0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    C_ESC,
+    0,
+    0,
+    0,
     R16(0), /* 0x60-0x6f */
     /* 0x70-0x7f: DEL (0x7f) escaped */
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, C_ESC,
-    R16(C_HIGH), R16(C_HIGH), R16(C_HIGH), R16(C_HIGH),
-    R16(C_HIGH), R16(C_HIGH), R16(C_HIGH), R16(C_HIGH),
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    C_ESC,
+    R16(C_HIGH),
+    R16(C_HIGH),
+    R16(C_HIGH),
+    R16(C_HIGH),
+    R16(C_HIGH),
+    R16(C_HIGH),
+    R16(C_HIGH),
+    R16(C_HIGH),
 };
 #undef R16
 
@@ -94,14 +146,29 @@ size_t sg_json_escape_ex(char *out, size_t cap, const char *in, size_t len, size
         if (byte_class[c] == C_ESC) {
             char e = 0;
             switch (c) {
-            case '"': e = '"'; break;
-            case '\\': e = '\\'; break;
-            case '\b': e = 'b'; break;
-            case '\f': e = 'f'; break;
-            case '\n': e = 'n'; break;
-            case '\r': e = 'r'; break;
-            case '\t': e = 't'; break;
-            default: break;
+            case '"':
+                e = '"';
+                break;
+            case '\\':
+                e = '\\';
+                break;
+            case '\b':
+                e = 'b';
+                break;
+            case '\f':
+                e = 'f';
+                break;
+            case '\n':
+                e = 'n';
+                break;
+            case '\r':
+                e = 'r';
+                break;
+            case '\t':
+                e = 't';
+                break;
+            default:
+                break;
             }
             if (e) {
                 if (cap - o < 2)

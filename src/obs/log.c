@@ -37,7 +37,7 @@ typedef struct spsc {
 /* Owner: the thread that created it; freed by sg_log_ring_free(). */
 struct sg_log_ring {
     spsc_t q[STREAM__COUNT];
-    sg_log_ring_t *next, *prev; /* registry list, under g.mu */
+    sg_log_ring_t *next, *prev;    /* registry list, under g.mu */
     char scratch[SG_LOG_LINE_MAX]; /* producer only */
     char msg[MSG_MAX];             /* producer only */
 };
@@ -293,8 +293,8 @@ int sg_log_init(const sg_log_conf_t *conf, char *err, size_t errlen)
         close_output(&nout[STREAM_ACCESS]);
         return rc;
     }
-    bool is_json = conf->format == SG_LOG_FORMAT_JSON ||
-                   (conf->format == SG_LOG_FORMAT_AUTO && !isatty(nout[STREAM_ERROR].fd));
+    bool is_json =
+        conf->format == SG_LOG_FORMAT_JSON || (conf->format == SG_LOG_FORMAT_AUTO && !isatty(nout[STREAM_ERROR].fd));
     pthread_mutex_lock(&g.mu);
     /* what was queued for the old outputs goes there first */
     for (sg_log_ring_t *r = g.rings; r; r = r->next)
@@ -362,8 +362,7 @@ void sg_log_set_level(sg_log_level_t level)
 }
 
 /* Builds one error line into b (newline included). */
-static size_t build_error_line(sg_buf_t *b, sg_log_level_t level, const char *trace_id, const char *msg,
-                               size_t msg_len)
+static size_t build_error_line(sg_buf_t *b, sg_log_level_t level, const char *trace_id, const char *msg, size_t msg_len)
 {
     uint64_t now = sg_unix_ns();
     size_t tid_len = trace_id ? strnlen(trace_id, SG_TRACE_ID_LEN + 1) : 0;

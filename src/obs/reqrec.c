@@ -1,9 +1,9 @@
 #include "sg/reqrec.h"
 
 static const char *const method_names[SG_METHOD__COUNT] = {
-    [SG_METHOD_GET] = "GET",         [SG_METHOD_HEAD] = "HEAD",       [SG_METHOD_POST] = "POST",
-    [SG_METHOD_PUT] = "PUT",         [SG_METHOD_DELETE] = "DELETE",   [SG_METHOD_CONNECT] = "CONNECT",
-    [SG_METHOD_OPTIONS] = "OPTIONS", [SG_METHOD_TRACE] = "TRACE",     [SG_METHOD_PATCH] = "PATCH",
+    [SG_METHOD_GET] = "GET",         [SG_METHOD_HEAD] = "HEAD",     [SG_METHOD_POST] = "POST",
+    [SG_METHOD_PUT] = "PUT",         [SG_METHOD_DELETE] = "DELETE", [SG_METHOD_CONNECT] = "CONNECT",
+    [SG_METHOD_OPTIONS] = "OPTIONS", [SG_METHOD_TRACE] = "TRACE",   [SG_METHOD_PATCH] = "PATCH",
     [SG_METHOD_OTHER] = "OTHER",
 };
 

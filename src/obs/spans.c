@@ -325,8 +325,8 @@ static void otlp_span_enc(sg_buf_t *b, const sg_span_t *s, const char *service)
 
 /* Envelope head, spans separated by ',', envelope tail. The tail is
  * reserved while spans are written so the body always closes. */
-static size_t encode(sg_buf_t *b, const sg_span_t *spans, size_t n, const char *head, const char *tail,
-                     span_enc_fn enc, const char *service)
+static size_t encode(sg_buf_t *b, const sg_span_t *spans, size_t n, const char *head, const char *tail, span_enc_fn enc,
+                     const char *service)
 {
     size_t tail_len = strlen(tail), start = b->len;
     if (!sg_buf_puts(b, head) || sg_buf_avail(b) < tail_len) {
@@ -421,8 +421,7 @@ bool sg_spans_sample_new(void)
     if (th == 0)
         return false;
     if (SG_UNLIKELY(sample_state == 0)) {
-        if (getrandom(&sample_state, sizeof(sample_state), 0) != (ssize_t)sizeof(sample_state) ||
-            sample_state == 0)
+        if (getrandom(&sample_state, sizeof(sample_state), 0) != (ssize_t)sizeof(sample_state) || sample_state == 0)
             sample_state = sg_now_ns() | 1;
     }
     /* splitmix64 */
@@ -442,7 +441,7 @@ struct sg_span_queue {
     _Atomic uint64_t dropped; /* producer only */
     sg_span_t *slots;
     uint64_t mask;
-    sg_span_queue_t *next, *prev; /* registry, under reg.mu */
+    sg_span_queue_t *next, *prev;                 /* registry, under reg.mu */
     _Alignas(SG_CACHELINE) _Atomic uint64_t tail; /* consumer, release */
 };
 
@@ -578,7 +577,8 @@ static uint64_t queued_total(void)
     uint64_t n = 0;
     pthread_mutex_lock(&reg.mu);
     for (sg_span_queue_t *q = reg.queues; q; q = q->next)
-        n += atomic_load_explicit(&q->head, memory_order_acquire) - atomic_load_explicit(&q->tail, memory_order_relaxed);
+        n +=
+            atomic_load_explicit(&q->head, memory_order_acquire) - atomic_load_explicit(&q->tail, memory_order_relaxed);
     pthread_mutex_unlock(&reg.mu);
     return n;
 }
@@ -605,16 +605,16 @@ typedef enum ex_state {
     EX_IDLE = 0,  /* no batch; the kept connection (if any) is read for a close */
     EX_RESOLVING, /* uv_getaddrinfo in flight */
     EX_CONNECTING,
-    EX_SENDING,   /* request written, reading the response */
-    EX_CLOSING,   /* tcp handle closing; result decided */
-    EX_BACKOFF,   /* waiting before the next attempt */
+    EX_SENDING, /* request written, reading the response */
+    EX_CLOSING, /* tcp handle closing; result decided */
+    EX_BACKOFF, /* waiting before the next attempt */
     EX_STATE__COUNT
 } ex_state_t;
 
 typedef enum ex_result {
     RES_OK = 0,
-    RES_RETRY, /* connect/timeout/reset, 429/502/503/504 (OTLP/HTTP "retryable") */
-    RES_FATAL, /* any other status: the collector refuses the batch */
+    RES_RETRY,     /* connect/timeout/reset, 429/502/503/504 (OTLP/HTTP "retryable") */
+    RES_FATAL,     /* any other status: the collector refuses the batch */
     RES_NEXT_ADDR, /* connect failed: try the next resolved address now */
     RES_STALE,     /* a kept connection closed before any response byte: same attempt, new connection */
     RES_NONE,      /* the idle connection closed: no attempt to act on */
@@ -624,9 +624,9 @@ typedef enum ex_result {
  * callback after sg_spans_exporter_stop(). */
 struct sg_spans_exporter {
     uv_loop_t *loop;
-    uv_timer_t tick;   /* queue poll */
-    uv_timer_t timer;  /* request timeout or back-off */
-    uv_tcp_t tcp;      /* the connection to the collector, kept between POSTs */
+    uv_timer_t tick;  /* queue poll */
+    uv_timer_t timer; /* request timeout or back-off */
+    uv_tcp_t tcp;     /* the connection to the collector, kept between POSTs */
     uv_connect_t connect_req;
     uv_write_t write_req;
     uv_getaddrinfo_t gai;
@@ -636,9 +636,9 @@ struct sg_spans_exporter {
     bool is_gai_pending;
     bool is_stopping;
     bool is_tcp_open;
-    bool is_connected;  /* tcp open and connected: a POST can go at once */
-    bool is_reused;     /* this attempt went on a connection a previous POST used */
-    bool is_keep;       /* the finished exchange leaves the connection reusable */
+    bool is_connected; /* tcp open and connected: a POST can go at once */
+    bool is_reused;    /* this attempt went on a connection a previous POST used */
+    bool is_keep;      /* the finished exchange leaves the connection reusable */
 
     sg_export_format_t format;
     char host[256];
@@ -935,8 +935,7 @@ static void connect_now(sg_spans_exporter_t *ex)
     ex->handles_open++;
     ex->state = EX_CONNECTING;
     ex->connect_req.data = ex;
-    rc = uv_tcp_connect(&ex->connect_req, &ex->tcp, (const struct sockaddr *)&ex->addrs[ex->addr_idx],
-                        on_connect);
+    rc = uv_tcp_connect(&ex->connect_req, &ex->tcp, (const struct sockaddr *)&ex->addrs[ex->addr_idx], on_connect);
     if (rc != 0)
         finish(ex, RES_RETRY);
 }

@@ -633,8 +633,8 @@ static running_t start_proxy(proxy_t p, int workers)
         char routes[2048] = "", ups[2048] = "";
         size_t rl = 0, ul = 0;
         for (int u = 0; u < 5; u++)
-            ul += (size_t)snprintf(ups + ul, sizeof(ups) - ul,
-                                   "  up%d: {servers: [\"127.0.0.1:%d\"]}\n", u, g_origin_port);
+            ul += (size_t)snprintf(ups + ul, sizeof(ups) - ul, "  up%d: {servers: [\"127.0.0.1:%d\"]}\n", u,
+                                   g_origin_port);
         for (int i = 0; i < 9; i++)
             rl += (size_t)snprintf(routes + rl, sizeof(routes) - rl,
                                    "  - {name: r%d, match: {prefix: /r%d/}, upstream: up%d}\n", i, i, i % 5);

@@ -67,8 +67,7 @@ static void header(const char *head, const char *name, char *out, size_t cap)
             while (*v == ' ')
                 v++;
             size_t i = 0;
-            while (v[i] && v[i] != '\r' && i + 1 < cap && v[i] >= 0x20 && v[i] < 0x7f && v[i] != '"' &&
-                   v[i] != '\\') {
+            while (v[i] && v[i] != '\r' && i + 1 < cap && v[i] >= 0x20 && v[i] < 0x7f && v[i] != '"' && v[i] != '\\') {
                 out[i] = v[i];
                 i++;
             }
@@ -167,10 +166,11 @@ static void create_ticket(reply_t *r, const char *tid, const char *body, size_t 
     char title[256];
     body_field(body, blen, "title", title, sizeof(title));
     const char *params[2] = {title[0] ? title : "demo ticket", tid[0] ? tid : NULL};
-    PGresult *res = PQexecParams(c,
-                                 "INSERT INTO tickets (title, trace_id) VALUES ($1, COALESCE($2::uuid, gen_random_uuid()))"
-                                 " RETURNING json_build_object('id', id, 'state', state, 'trace_id', trace_id)::text",
-                                 2, NULL, params, NULL, NULL, 0);
+    PGresult *res =
+        PQexecParams(c,
+                     "INSERT INTO tickets (title, trace_id) VALUES ($1, COALESCE($2::uuid, gen_random_uuid()))"
+                     " RETURNING json_build_object('id', id, 'state', state, 'trace_id', trace_id)::text",
+                     2, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         db_error(r, res);
     } else {
@@ -311,9 +311,12 @@ static void answer(conn_t *c, size_t head_len, size_t body_len)
     /* The platform's log line: every one carries the trace id. */
     fprintf(stderr, "demo_upstream: trace_id=%s %s %s -> %d\n", tid[0] ? tid : "-", method, path, r.status);
 
-    static const char *const reasons[][2] = {{"200", "OK"},           {"201", "Created"},
-                                             {"404", "Not Found"},    {"422", "Unprocessable Content"},
-                                             {"500", "Internal Server Error"}, {"503", "Service Unavailable"}};
+    static const char *const reasons[][2] = {{"200", "OK"},
+                                             {"201", "Created"},
+                                             {"404", "Not Found"},
+                                             {"422", "Unprocessable Content"},
+                                             {"500", "Internal Server Error"},
+                                             {"503", "Service Unavailable"}};
     const char *reason = "OK";
     char code[8];
     snprintf(code, sizeof(code), "%d", r.status);
@@ -392,8 +395,8 @@ int main(int argc, char **argv)
     int ls = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
     setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[1])),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[1])), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t alen = sizeof(a);
     if (bind(ls, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(ls, 128) < 0 ||
         getsockname(ls, (struct sockaddr *)&a, &alen) < 0) {

@@ -23,7 +23,7 @@ typedef struct h1ref_cur {
 #define NEED(c)                                                                                                        \
     do {                                                                                                               \
         if ((c)->i >= (c)->n)                                                                                          \
-            return H1R_MORE;                                                                                             \
+            return H1R_MORE;                                                                                           \
     } while (0)
 
 static int h1ref_fail(h1ref_cur_t *c, h1ref_err_t e, size_t off)
@@ -610,7 +610,7 @@ H1REF_API void h1ref_parse_requests(h1ref_out_t *o, const char *p, size_t n, con
 }
 
 H1REF_API void h1ref_parse_response(h1ref_out_t *o, const char *p, size_t n, bool is_head, bool is_eof,
-                          const h1ref_limits_t *lim)
+                                    const h1ref_limits_t *lim)
 {
     h1ref_cur_t c = {(const unsigned char *)p, n, 0, o, lim};
     int r = H1R_OK;
@@ -642,10 +642,10 @@ H1REF_API void h1ref_parse_response(h1ref_out_t *o, const char *p, size_t n, boo
 H1REF_API const char *h1ref_err_name(h1ref_err_t e)
 {
     static const char *const names[] = {
-        "ok",          "line_end",   "method",      "extra_sp",    "target",         "target_8bit", "version",
-        "status",      "reason",     "ws_line",     "field_name",     "field_value", "te_empty",
-        "te_coding",   "te_cl",      "te_http10",   "cl",  "too_large",    "chunk_size",  "chunk_ext",
-        "chunk_data_end", "trailer", "trailer_limit", "capacity",
+        "ok",      "line_end",      "method",   "extra_sp",   "target",      "target_8bit", "version",
+        "status",  "reason",        "ws_line",  "field_name", "field_value", "te_empty",    "te_coding",
+        "te_cl",   "te_http10",     "cl",       "too_large",  "chunk_size",  "chunk_ext",   "chunk_data_end",
+        "trailer", "trailer_limit", "capacity",
     };
     _Static_assert(sizeof(names) / sizeof(names[0]) == H1REF_E__COUNT, "h1ref_err_name table");
     return (unsigned)e < H1REF_E__COUNT ? names[e] : "?";

@@ -71,23 +71,23 @@ typedef enum h1ref_framing {
 
 typedef enum h1ref_err {
     H1REF_OK = 0,
-    H1REF_E_LINE_END,   /* CR not followed by LF, or a bare LF */
-    H1REF_E_METHOD,     /* not a token followed by SP */
-    H1REF_E_EXTRA_SP,   /* more than one SP between start-line elements */
-    H1REF_E_TARGET,     /* empty, or a byte that is not VCHAR */
+    H1REF_E_LINE_END,    /* CR not followed by LF, or a bare LF */
+    H1REF_E_METHOD,      /* not a token followed by SP */
+    H1REF_E_EXTRA_SP,    /* more than one SP between start-line elements */
+    H1REF_E_TARGET,      /* empty, or a byte that is not VCHAR */
     H1REF_E_TARGET_8BIT, /* a byte >= 0x80 in the request-target */
-    H1REF_E_VERSION,    /* not "HTTP/1." DIGIT */
-    H1REF_E_STATUS,     /* status-code not 3 digits in 100-599 */
+    H1REF_E_VERSION,     /* not "HTTP/1." DIGIT */
+    H1REF_E_STATUS,      /* status-code not 3 digits in 100-599 */
     H1REF_E_REASON,
     H1REF_E_WS_LINE,    /* a field line that starts with whitespace (obs-fold) */
     H1REF_E_FIELD_NAME, /* not a token, or whitespace before the colon */
     H1REF_E_FIELD_VALUE,
-    H1REF_E_TE_EMPTY,   /* Transfer-Encoding without any coding */
-    H1REF_E_TE_CODING,  /* see the file comment */
-    H1REF_E_TE_CL,      /* Transfer-Encoding and Content-Length */
-    H1REF_E_TE_HTTP10,  /* Transfer-Encoding in an HTTP/1.0 message */
-    H1REF_E_CL,         /* Content-Length not 1*DIGIT, or values differ */
-    H1REF_E_TOO_LARGE,  /* Content-Length or chunk-size above 2^63-1 */
+    H1REF_E_TE_EMPTY,  /* Transfer-Encoding without any coding */
+    H1REF_E_TE_CODING, /* see the file comment */
+    H1REF_E_TE_CL,     /* Transfer-Encoding and Content-Length */
+    H1REF_E_TE_HTTP10, /* Transfer-Encoding in an HTTP/1.0 message */
+    H1REF_E_CL,        /* Content-Length not 1*DIGIT, or values differ */
+    H1REF_E_TOO_LARGE, /* Content-Length or chunk-size above 2^63-1 */
     H1REF_E_CHUNK_SIZE,
     H1REF_E_CHUNK_EXT,
     H1REF_E_CHUNK_DATA_END, /* chunk data not followed by exactly CRLF */
@@ -98,17 +98,17 @@ typedef enum h1ref_err {
 } h1ref_err_t;
 
 typedef enum h1ref_state {
-    H1REF_END = 0,   /* the input ends at a message boundary (or, for a response, after the final response) */
-    H1REF_PARTIAL,   /* the input ends inside a message (a valid prefix) */
-    H1REF_ERROR,     /* err at err_off */
+    H1REF_END = 0, /* the input ends at a message boundary (or, for a response, after the final response) */
+    H1REF_PARTIAL, /* the input ends inside a message (a valid prefix) */
+    H1REF_ERROR,   /* err at err_off */
 } h1ref_state_t;
 
 typedef struct h1ref_msg {
-    h1ref_str_t method; /* requests */
-    h1ref_str_t target; /* requests */
-    int status;         /* responses */
-    h1ref_str_t reason; /* responses */
-    int version_minor;  /* 0..9 */
+    h1ref_str_t method;          /* requests */
+    h1ref_str_t target;          /* requests */
+    int status;                  /* responses */
+    h1ref_str_t reason;          /* responses */
+    int version_minor;           /* 0..9 */
     size_t field0, n_fields;     /* h1ref_out_t.fields[field0 .. field0 + n_fields) */
     size_t trailer0, n_trailers; /* idem */
     size_t body0, body_len;      /* decoded body: h1ref_out_t.body[body0 .. body0 + body_len) */
@@ -151,7 +151,7 @@ H1REF_API void h1ref_parse_requests(h1ref_out_t *o, const char *p, size_t n, con
  * HEAD. is_eof: the connection closed after the last byte (ends a body read
  * until close). Bytes after the final response are not read. */
 H1REF_API void h1ref_parse_response(h1ref_out_t *o, const char *p, size_t n, bool is_head, bool is_eof,
-                          const h1ref_limits_t *lim);
+                                    const h1ref_limits_t *lim);
 H1REF_API const char *h1ref_err_name(h1ref_err_t e);
 
 #endif /* SG_H1REF_H */

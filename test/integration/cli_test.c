@@ -48,8 +48,8 @@ Test(cli, check_config_reports_every_error)
                        path, sizeof(path));
     const char *args[] = {"--check-config", path, NULL};
     cr_assert_eq(sg_proc_run(args, out, sizeof(out), 5000), 2, "%s", out);
-    const char *want[] = {":1:10: workers:", ":2:55: listeners[0].mode:", ":4:21: routes[0].upstream:",
-                          ":5:25: shutdown.drain_delay:"};
+    const char *want[] = {
+        ":1:10: workers:", ":2:55: listeners[0].mode:", ":4:21: routes[0].upstream:", ":5:25: shutdown.drain_delay:"};
     const char *at = out;
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         char line[300];
@@ -125,7 +125,6 @@ static char *man_section(char *man, const char *from)
         *e = '\0';
     return s;
 }
-
 
 Test(cli, man_page_and_help_name_the_same_options)
 {

@@ -180,8 +180,9 @@ Test(demo, without_a_terminal_it_runs_once_and_follows_one_trace_id)
     cr_assert(obs_is_uuid_v4(tid), "%s", tid);
     char hex[33];
     obs_uuid_hex(tid, hex);
-    const char *sections[] = {"swarmgate's access log", "the platform's log lines", "the ticket row",
-                              "its events", "the spans swarmgate exported", "the metrics exemplar"};
+    const char *sections[] = {
+        "swarmgate's access log",       "the platform's log lines", "the ticket row", "its events",
+        "the spans swarmgate exported", "the metrics exemplar"};
     const char *at = t;
     for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
         const char *s = strstr(at, sections[i]);
@@ -194,8 +195,8 @@ Test(demo, without_a_terminal_it_runs_once_and_follows_one_trace_id)
         char *sec = strndup(s, n);
         /* the command echo names the id too: each section must show it in its output */
         const char *body = strchr(sec, '\n') ? strchr(strchr(sec, '\n') + 1, '\n') : NULL;
-        cr_assert(body && (strstr(body, tid) || strstr(body, hex)), "section \"%s\" shows no %s:\n%s", sections[i],
-                  tid, sec);
+        cr_assert(body && (strstr(body, tid) || strstr(body, hex)), "section \"%s\" shows no %s:\n%s", sections[i], tid,
+                  sec);
         free(sec);
         at = s + 1;
     }

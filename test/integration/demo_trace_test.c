@@ -157,16 +157,17 @@ Test(demo_trace, one_trace_id_from_access_log_to_ticket_events_span_and_exemplar
 
     /* 2. The ticket row. */
     char sql[512];
-    snprintf(sql, sizeof(sql), "SELECT count(*) FROM tickets WHERE id = %ld AND trace_id = '" TID "' AND state = 'done'",
-             id);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM tickets WHERE id = %ld AND trace_id = '" TID "' AND state = 'done'", id);
     cr_assert_eq(q_i64(sql), 1, "tickets.trace_id");
 
     /* 3. Its events: creation and both changes, each with the trace id. */
     char text[512] = "";
-    snprintf(sql, sizeof(sql),
-             "SELECT string_agg(coalesce(from_state, '-') || '>' || to_state || ' ' || coalesce(trace_id::text, 'null'),"
-             " ', ' ORDER BY id) FROM ticket_events WHERE ticket_id = %ld",
-             id);
+    snprintf(
+        sql, sizeof(sql),
+        "SELECT string_agg(coalesce(from_state, '-') || '>' || to_state || ' ' || coalesce(trace_id::text, 'null'),"
+        " ', ' ORDER BY id) FROM ticket_events WHERE ticket_id = %ld",
+        id);
     cr_assert_eq(sg_pgh_query_text(pg, sql, text, sizeof(text)), 0);
     cr_assert_str_eq(text, "->open " TID ", open>in_progress " TID ", in_progress>done " TID);
 
@@ -197,8 +198,8 @@ Test(demo_trace, one_trace_id_from_access_log_to_ticket_events_span_and_exemplar
         size_t n = strcspn(l, "\n");
         char one[1024];
         snprintf(one, sizeof(one), "%.*s", (int)SG_MIN(n, sizeof(one) - 1), l);
-        if (strncmp(one, "swarm_http_request_duration_seconds_bucket{", 43) == 0 &&
-            strstr(one, "method=\"POST\"") && strstr(one, "# {") && has_id(strstr(one, "# {"), TID))
+        if (strncmp(one, "swarm_http_request_duration_seconds_bucket{", 43) == 0 && strstr(one, "method=\"POST\"") &&
+            strstr(one, "# {") && has_id(strstr(one, "# {"), TID))
             found = true;
     }
     cr_assert(found, "no exemplar with the trace id:\n%s", r.body);

@@ -426,7 +426,7 @@ static void check_refusal(const hc_response_t *r, int status, const char *reason
     cr_assert_eq(r->status, status, "status %d: %s", r->status, r->body);
     /* Issue 16: the proxy's own 403 went out as "403 Unknown". */
     char line[64];
-    snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, 
+    snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status,
              status == 403   ? "Forbidden"
              : status == 400 ? "Bad Request"
              : status == 407 ? "Proxy Authentication Required"
@@ -995,6 +995,7 @@ Test(egress_dns, answers_are_cached_for_dns_ttl)
     }
     request_localhost();
     request_localhost();
-    cr_assert(sg_proc_wait_stderr(&gw, "sgtest-getaddrinfo: localhost\n", 2, 3000), "not looked up again after dns_ttl");
+    cr_assert(sg_proc_wait_stderr(&gw, "sgtest-getaddrinfo: localhost\n", 2, 3000),
+              "not looked up again after dns_ttl");
     cr_assert_eq(lookups(), 2, "two requests after the TTL: one lookup");
 }

@@ -688,7 +688,7 @@ static race_counts_t race_trials(int trials)
     hc_response_t last;
     cr_assert_eq(hc_read_response(&c, &last, 3000), HC_OK, "the answer after the last trial");
     cr_assert(last.status == 502 || (last.status == 200 && (!strcmp(last.body, "/one") || !strcmp(last.body, "/two") ||
-                                                             !strcmp(last.body, "SMUGGL"))),
+                                                            !strcmp(last.body, "SMUGGL"))),
               "after the last trial: %d %s", last.status, last.body);
     hc_response_free(&last);
     cr_log_info("of %d requests: %d got 502 (%d for bytes before the request), %d took the stray response, %d their "
@@ -733,8 +733,8 @@ Test(faults, late_answer_never_answers_a_later_request, .timeout = 60)
     if (!getenv("SG_TEST_KNOWN_BUGS"))
         cr_skip_test();
     race_counts_t n = race_trials(300);
-    cr_assert_eq(n.n_foreign, 0, "%d requests got an earlier request's answer (%d stray responses taken)",
-                 n.n_foreign, n.n_smuggled);
+    cr_assert_eq(n.n_foreign, 0, "%d requests got an earlier request's answer (%d stray responses taken)", n.n_foreign,
+                 n.n_smuggled);
 }
 
 /* An upstream head that llhttp and the client would frame differently is a

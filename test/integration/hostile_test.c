@@ -233,7 +233,8 @@ Test(hostile, slow_reader_cut_by_send_timeout, .timeout = 30)
     while (sg_proc_count_fds(gw.pid) > base_fds && mono_ms() < deadline)
         nap_ms(10); /* polling */
     long long dt = mono_ms() - t0;
-    cr_assert_leq(sg_proc_count_fds(gw.pid), base_fds, "a client that does not read still holds %d descriptors after %lld ms",
+    cr_assert_leq(sg_proc_count_fds(gw.pid), base_fds,
+                  "a client that does not read still holds %d descriptors after %lld ms",
                   sg_proc_count_fds(gw.pid) - base_fds, dt);
     cr_assert_geq(dt, 900, "cut after %lld ms with send_timeout 1s", dt);
     /* (The client would still read what the kernel holds for it, then EOF.) */

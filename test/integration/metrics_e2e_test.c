@@ -301,8 +301,7 @@ Test(metrics_e2e, openmetrics_negotiated_with_exemplars)
         n_exemplars++;
         const char *id = ex + strlen(k_exemplar);
         size_t id_len = strcspn(id, "\"");
-        cr_assert(id_len == 32 && !strncmp(id, hex, 32),
-                  "the exemplar names the request %s: %.*s", tid, len, line);
+        cr_assert(id_len == 32 && !strncmp(id, hex, 32), "the exemplar names the request %s: %.*s", tid, len, line);
         const char *after = strstr(id, "} ");
         cr_assert(after && after < line + len, "exemplar value: %.*s", len, line);
         double v = strtod(after + 2, NULL);

@@ -117,8 +117,8 @@ Test(pg_e2e, gauges_follow_the_database_and_cover_alerts_and_dashboard)
     cr_assert(obs_wait_metric_eq(admin, "swarm_tickets_total{state=\"open\"}", (double)(open + 1), 4000, &got),
               "after insert: want %lld got %g", (long long)(open + 1), got);
     cr_assert_eq(sg_pgh_exec(pg, "UPDATE tickets SET state = 'queued' WHERE title = 'from the test'"), 0);
-    cr_assert(obs_wait_metric_ge(admin, "swarm_state_transition_duration_seconds_count{from=\"open\",to=\"queued\"}",
-                                 1, 4000, &got),
+    cr_assert(obs_wait_metric_ge(admin, "swarm_state_transition_duration_seconds_count{from=\"open\",to=\"queued\"}", 1,
+                                 4000, &got),
               "the transition histogram saw the new event");
 
     /* One proxied request so the traffic histograms have a series. */
@@ -126,7 +126,8 @@ Test(pg_e2e, gauges_follow_the_database_and_cover_alerts_and_dashboard)
 
     /* Every swarm_* name the alerts and the dashboard use is in a real scrape. */
     char *text = scrape();
-    const char *files[] = {SG_SOURCE_DIR "/config/prometheus/alerts.yml", SG_SOURCE_DIR "/config/grafana/swarmgate.json"};
+    const char *files[] = {SG_SOURCE_DIR "/config/prometheus/alerts.yml",
+                           SG_SOURCE_DIR "/config/grafana/swarmgate.json"};
     int checked = 0;
     for (size_t f = 0; f < 2; f++) {
         char *src = obs_slurp(files[f]);
@@ -136,7 +137,8 @@ Test(pg_e2e, gauges_follow_the_database_and_cover_alerts_and_dashboard)
                 continue; /* inside another word */
             char name[128];
             size_t n = 0;
-            while (n + 1 < sizeof(name) && ((p[n] >= 'a' && p[n] <= 'z') || p[n] == '_' || (p[n] >= '0' && p[n] <= '9')))
+            while (n + 1 < sizeof(name) &&
+                   ((p[n] >= 'a' && p[n] <= 'z') || p[n] == '_' || (p[n] >= '0' && p[n] <= '9')))
                 name[n] = p[n], n++;
             name[n] = '\0';
             char needle[160];
@@ -283,7 +285,8 @@ Test(pg_e2e, reload_applies_postgres_changes_without_a_readiness_dip)
     cr_assert(sg_proc_wait_stderr(&gw, "generation 2", 1, 5000));
 
     cr_assert_eq(sg_proc_edit_config(&gw, "swarm_test_q1, help: one, type: gauge, sql: \"SELECT 1 AS value\"",
-                "swarm_test_q2, help: two, type: gauge, sql: \"SELECT 2 AS value\""), 0);
+                                     "swarm_test_q2, help: two, type: gauge, sql: \"SELECT 2 AS value\""),
+                 0);
     cr_assert_eq(sg_proc_signal(&gw, SIGHUP), 0);
     long long deadline = now_ms() + 8000;
     int not_ready = 0, samples = 0;

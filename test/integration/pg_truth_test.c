@@ -142,14 +142,16 @@ Test(pg_truth, differing_schema_fails_queries_readiness_and_logs_once_per_change
 
     /* Connected, yet every built-in query fails: each says so. */
     double got = -1;
-    cr_assert(obs_wait_metric_eq(admin, "swarm_db_query_up{query=\"swarm_tickets_total\"}", 0, 10000, &got), "%g",
-              got);
+    cr_assert(obs_wait_metric_eq(admin, "swarm_db_query_up{query=\"swarm_tickets_total\"}", 0, 10000, &got), "%g", got);
     cr_assert(obs_wait_metric_eq(admin, "swarm_db_up", 1, 5000, &got));
     static const char *const builtins[] = {
-        "swarm_tickets_total",         "swarm_tickets_stuck",
-        "swarm_tickets_processed_total", "swarm_circuit_breaker_state",
+        "swarm_tickets_total",
+        "swarm_tickets_stuck",
+        "swarm_tickets_processed_total",
+        "swarm_circuit_breaker_state",
         "swarm_circuit_breaker_state_changed_timestamp_seconds",
-        "swarm_vm_active",             "swarm_vm_max",
+        "swarm_vm_active",
+        "swarm_vm_max",
         "swarm_state_transition_duration_seconds",
     };
     for (size_t i = 0; i < sizeof(builtins) / sizeof(*builtins); i++) {
@@ -244,8 +246,7 @@ Test(pg_truth, check_db_names_each_missing_table_and_column)
 
     /* No database at all: 1 (cannot connect), not 2. */
     snprintf(yaml, sizeof(yaml),
-             "postgres: {conninfo: \"host=127.0.0.1 port=%u dbname=x user=x\", connect_timeout: 1s}\n",
-             gw_dead_port());
+             "postgres: {conninfo: \"host=127.0.0.1 port=%u dbname=x user=x\", connect_timeout: 1s}\n", gw_dead_port());
     rc = check_db(dir, yaml, out, sizeof(out));
     cr_expect_eq(rc, 1, "exit %d:\n%s", rc, out);
     cr_expect(strstr(out, "cannot connect"), "%s", out);
@@ -286,8 +287,8 @@ Test(pg_truth, schema_differs_example_from_the_docs_works)
     cr_assert(obs_wait_metric_eq(admin, "swarm_tickets_total{state=\"done\"}", 3, 5000, &got), "%g", got);
     cr_assert(obs_wait_metric_eq(admin, "swarm_tickets_total{state=\"failed\"}", 0, 5000, &got), "zero-filled");
     cr_assert(obs_wait_metric_eq(admin, "swarm_tickets_stuck{state=\"in_progress\"}", 1, 5000, &got), "%g", got);
-    cr_assert(obs_wait_metric_eq(admin, "swarm_circuit_breaker_state{agent=\"coder-1\",project=\"billing\"}", 1, 5000,
-                                 &got));
+    cr_assert(
+        obs_wait_metric_eq(admin, "swarm_circuit_breaker_state{agent=\"coder-1\",project=\"billing\"}", 1, 5000, &got));
     cr_assert(obs_wait_metric_eq(admin, "swarm_vm_active", 2, 5000, &got), "%g", got);
     cr_assert(obs_wait_metric_eq(admin, "swarm_vm_max", 4, 5000, &got), "%g", got);
     char *text = scrape(admin);
@@ -297,8 +298,9 @@ Test(pg_truth, schema_differs_example_from_the_docs_works)
                          &since),
               "%s", text);
     int64_t want = 0;
-    cr_assert_eq(sg_pgh_query_i64(pg, "SELECT EXTRACT(EPOCH FROM breaker_since)::bigint FROM ops.agent_health "
-                                      "WHERE agent = 'coder-1'",
+    cr_assert_eq(sg_pgh_query_i64(pg,
+                                  "SELECT EXTRACT(EPOCH FROM breaker_since)::bigint FROM ops.agent_health "
+                                  "WHERE agent = 'coder-1'",
                                   &want),
                  0);
     cr_expect(since > (double)want - 1 && since < (double)want + 1, "%f vs %lld", since, (long long)want);
@@ -362,12 +364,11 @@ Test(pg_truth, breaker_change_time_comes_from_the_database_and_unknown_vm_max_is
     /* The sample breaker has been open for 25 minutes: the exported time
      * is the row's changed_at, whenever swarmgate started. */
     char agent[64] = "", project[64] = "";
-    cr_assert_eq(sg_pgh_query_text(pg, "SELECT agent FROM circuit_breakers WHERE state = 'open'", agent,
-                                   sizeof(agent)),
+    cr_assert_eq(sg_pgh_query_text(pg, "SELECT agent FROM circuit_breakers WHERE state = 'open'", agent, sizeof(agent)),
                  0);
-    cr_assert_eq(sg_pgh_query_text(pg, "SELECT project FROM circuit_breakers WHERE state = 'open'", project,
-                                   sizeof(project)),
-                 0);
+    cr_assert_eq(
+        sg_pgh_query_text(pg, "SELECT project FROM circuit_breakers WHERE state = 'open'", project, sizeof(project)),
+        0);
     char text_ts[64] = "";
     cr_assert_eq(sg_pgh_query_text(pg,
                                    "SELECT EXTRACT(EPOCH FROM changed_at)::float8 FROM circuit_breakers "
@@ -381,8 +382,9 @@ Test(pg_truth, breaker_change_time_comes_from_the_database_and_unknown_vm_max_is
     double want = strtod(text_ts, NULL);
     cr_expect(got > want - 0.001 && got < want + 0.001, "%f vs %f", got, want);
     int64_t age = 0;
-    cr_assert_eq(sg_pgh_query_i64(pg, "SELECT EXTRACT(EPOCH FROM now() - changed_at)::bigint FROM circuit_breakers "
-                                      "WHERE state = 'open'",
+    cr_assert_eq(sg_pgh_query_i64(pg,
+                                  "SELECT EXTRACT(EPOCH FROM now() - changed_at)::bigint FROM circuit_breakers "
+                                  "WHERE state = 'open'",
                                   &age),
                  0);
     cr_expect_geq(age, 24 * 60, "the sample breaker opened 25 minutes ago (%lld s)", (long long)age);
@@ -430,8 +432,8 @@ Test(pg_truth, leader_lock_one_poller_and_take_over_within_an_interval)
     cr_expect(has_sample(t1, "swarm_db_up 1"));
     free(t1);
     int64_t holders = -1;
-    cr_assert_eq(sg_pgh_query_i64(pg, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted", &holders),
-                 0);
+    cr_assert_eq(
+        sg_pgh_query_i64(pg, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted", &holders), 0);
     cr_expect_eq(holders, 1);
 
     /* The leader dies without a goodbye: the other takes over within an

@@ -45,8 +45,7 @@ Test(pool_defaults, a_burst_reuses_every_connection_of_the_last, .timeout = 60)
     burst(addr);
     int first = us_connections(up);
     /* every request was in flight at once (each waits 300 ms upstream) */
-    cr_assert_geq(first, N_CLIENTS * 9 / 10, "%d upstream connections for %d concurrent requests", first,
-                  N_CLIENTS);
+    cr_assert_geq(first, N_CLIENTS * 9 / 10, "%d upstream connections for %d concurrent requests", first, N_CLIENTS);
     burst(addr);
     int second = us_connections(up) - first;
     cr_assert_eq(second, 0, "the second burst opened %d new upstream connections", second);

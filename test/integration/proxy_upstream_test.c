@@ -30,7 +30,7 @@ static long long mono_ms(void)
     "workers: 1\n"                                                                                                     \
     "listeners: [{name: api, address: \"127.0.0.1:0\"}]\n"                                                             \
     "admin: {address: \"127.0.0.1:0\"}\n"                                                                              \
-    "log: {access: \"off\", flush_interval: 10ms}\n"                                                                  \
+    "log: {access: \"off\", flush_interval: 10ms}\n"                                                                   \
     "shutdown: {drain_delay: 0ms, drain_timeout: 2s}\n"
 
 #define CONNECT_ERRORS "swarm_upstream_connect_errors_total{upstream=\"app\"}"

@@ -32,8 +32,8 @@ static long long mono_ms(void)
 /* /a/ goes to `a_to` (strip_prefix: the upstream sees the rest); the rest
  * to A. `listeners` is the YAML flow list, `admin` the admin address, `log`
  * the log mapping, `extra` more top-level YAML (may be NULL). */
-static char *config_full(unsigned port_a, unsigned port_b, const char *a_to, const char *listeners,
-                         const char *admin, const char *log, const char *extra)
+static char *config_full(unsigned port_a, unsigned port_b, const char *a_to, const char *listeners, const char *admin,
+                         const char *log, const char *extra)
 {
     char *s = NULL;
     int n = asprintf(&s,
@@ -439,8 +439,8 @@ static int get_status(const char *addr, const char *path)
 Test(reload, listener_changes_open_new_sockets_and_close_old, .timeout = 60)
 {
     us_server_t *a = us_start("A", false), *b = us_start("B", false);
-    char *before = config_listeners(us_port(a), us_port(b), "A", "[{name: api, address: \"127.0.0.1:0\"}]",
-                                    "127.0.0.1:0");
+    char *before =
+        config_listeners(us_port(a), us_port(b), "A", "[{name: api, address: \"127.0.0.1:0\"}]", "127.0.0.1:0");
     sg_proc_t gw;
     cr_assert_eq(sg_proc_start(&gw, before, 10000), 0);
     char old_api[80], old_admin[80];
@@ -538,8 +538,8 @@ Test(reload, listener_changes_open_new_sockets_and_close_old, .timeout = 60)
 Test(reload, listener_bind_failure_changes_nothing, .timeout = 40)
 {
     us_server_t *a = us_start("A", false), *b = us_start("B", false);
-    char *good = config_listeners(us_port(a), us_port(b), "A", "[{name: api, address: \"127.0.0.1:0\"}]",
-                                  "127.0.0.1:0");
+    char *good =
+        config_listeners(us_port(a), us_port(b), "A", "[{name: api, address: \"127.0.0.1:0\"}]", "127.0.0.1:0");
     sg_proc_t gw;
     cr_assert_eq(sg_proc_start(&gw, good, 10000), 0);
     char api[80];

@@ -446,8 +446,7 @@ Test(trace_e2e, header_too_large_reuses_a_read_id)
     check_error(&r, 431, ID_B);
     hc_response_free(&r);
     /* the id's own line is the one over the limit: not read whole */
-    snprintf(raw, sizeof(raw), "GET /a/x HTTP/1.1\r\nHost: t\r\nX-Big: %.65500s\r\nX-Trace-Id: " ID_A "\r\n\r\n",
-             big);
+    snprintf(raw, sizeof(raw), "GET /a/x HTTP/1.1\r\nHost: t\r\nX-Big: %.65500s\r\nX-Trace-Id: " ID_A "\r\n\r\n", big);
     cr_assert_eq(hc_request(api, raw, &r, 3000), HC_OK);
     check_error(&r, 431, NULL);
     hc_response_free(&r);

@@ -34,7 +34,7 @@
 #define EARLY_MS 50
 #define LATE_MS 1000
 #define expect_close_at(ms, idle, what)                                                                                \
-    cr_expect((ms) >= (idle) - EARLY_MS && (ms) < (idle) + LATE_MS, "%s after %lld ms (timeout %d ms)", what,         \
+    cr_expect((ms) >= (idle)-EARLY_MS && (ms) < (idle) + LATE_MS, "%s after %lld ms (timeout %d ms)", what,            \
               (long long)(ms), (int)(idle))
 #define TALK_ROUNDS 11 /* one byte every 100 ms: ~1.1 s, well past both timeouts */
 

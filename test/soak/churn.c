@@ -161,7 +161,8 @@ static int open_all(int *fds, int n, const struct sockaddr_in *sa, int mode, int
                     left--;
                 } else if (!sent[i] && mode == 2) {
                     /* A head that never ends: the proxy holds a read buffer for it. */
-                    if (send(fds[b + i], partial, sizeof(partial) - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof(partial) - 1)) {
+                    if (send(fds[b + i], partial, sizeof(partial) - 1, MSG_NOSIGNAL) ==
+                        (ssize_t)(sizeof(partial) - 1)) {
                         done[i] = true;
                         left--;
                     }
@@ -246,8 +247,10 @@ int main(void)
         return 1;
     long rss0 = status_kb(gw.pid, "VmRSS");
     printf("sgchurn: %d cycles of %d %s connections, %d workers%s%s; start RSS %ld KiB\n", cycles, conns,
-           mode == 1 ? "keep-alive (one request each)" : mode == 2 ? "half-sent head" : "idle", workers, extra_env ? ", env " : "",
-           extra_env ? extra_env : "", rss0);
+           mode == 1   ? "keep-alive (one request each)"
+           : mode == 2 ? "half-sent head"
+                       : "idle",
+           workers, extra_env ? ", env " : "", extra_env ? extra_env : "", rss0);
     printf("%6s %10s %10s %10s %8s %6s\n", "cycle", "rss_kb", "anon_kb", "delta_kb", "ms", "trims");
     fflush(stdout);
     int rc = 0, done_cycles = 0;

@@ -95,14 +95,38 @@ static bool string(jp_t *p, char *dec, size_t deccap, size_t *declen)
             unsigned char e = p->s[p->i + 1];
             p->i += 2;
             switch (e) {
-            case '"': tmp[0] = '"'; n = 1; break;
-            case '\\': tmp[0] = '\\'; n = 1; break;
-            case '/': tmp[0] = '/'; n = 1; break;
-            case 'b': tmp[0] = '\b'; n = 1; break;
-            case 'f': tmp[0] = '\f'; n = 1; break;
-            case 'n': tmp[0] = '\n'; n = 1; break;
-            case 'r': tmp[0] = '\r'; n = 1; break;
-            case 't': tmp[0] = '\t'; n = 1; break;
+            case '"':
+                tmp[0] = '"';
+                n = 1;
+                break;
+            case '\\':
+                tmp[0] = '\\';
+                n = 1;
+                break;
+            case '/':
+                tmp[0] = '/';
+                n = 1;
+                break;
+            case 'b':
+                tmp[0] = '\b';
+                n = 1;
+                break;
+            case 'f':
+                tmp[0] = '\f';
+                n = 1;
+                break;
+            case 'n':
+                tmp[0] = '\n';
+                n = 1;
+                break;
+            case 'r':
+                tmp[0] = '\r';
+                n = 1;
+                break;
+            case 't':
+                tmp[0] = '\t';
+                n = 1;
+                break;
             case 'u': {
                 unsigned cp = 0;
                 if (p->i + 4 > p->len)
@@ -321,13 +345,27 @@ static bool value(jp_t *p)
         return fail(p, "too deep");
     bool ok;
     switch (p->s[p->i]) {
-    case '{': ok = object(p); break;
-    case '[': ok = array(p); break;
-    case '"': ok = string(p, NULL, 0, NULL); break;
-    case 't': ok = literal(p, "true"); break;
-    case 'f': ok = literal(p, "false"); break;
-    case 'n': ok = literal(p, "null"); break;
-    default: ok = number(p); break;
+    case '{':
+        ok = object(p);
+        break;
+    case '[':
+        ok = array(p);
+        break;
+    case '"':
+        ok = string(p, NULL, 0, NULL);
+        break;
+    case 't':
+        ok = literal(p, "true");
+        break;
+    case 'f':
+        ok = literal(p, "false");
+        break;
+    case 'n':
+        ok = literal(p, "null");
+        break;
+    default:
+        ok = number(p);
+        break;
     }
     p->depth--;
     return ok;
@@ -352,8 +390,8 @@ bool sg_test_json_valid(const char *s, size_t len, char *err, size_t errlen)
 
 long sg_test_json_get(const char *s, size_t len, const char *key, int n, char *out, size_t cap)
 {
-    jp_t p = {.s = (const unsigned char *)s, .len = len, .key = key, .want_n = n, .out = out, .cap = cap,
-              .found_len = -1};
+    jp_t p = {
+        .s = (const unsigned char *)s, .len = len, .key = key, .want_n = n, .out = out, .cap = cap, .found_len = -1};
     if (!run(&p))
         return -1;
     return p.found_len < 0 ? -1 : p.found_len;

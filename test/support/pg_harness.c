@@ -34,21 +34,21 @@
 
 struct sg_pg_harness {
     char bindir[PGH_PATH];
-    char dir[128];           /* the temp dir: socket, logs, data/ */
+    char dir[128]; /* the temp dir: socket, logs, data/ */
     char datadir[PGH_PATH];
-    char logpath[PGH_PATH];  /* server log (pg_ctl -l) */
-    char cmdlog[PGH_PATH];   /* initdb / pg_ctl output */
+    char logpath[PGH_PATH]; /* server log (pg_ctl -l) */
+    char cmdlog[PGH_PATH];  /* initdb / pg_ctl output */
     char password[32];
     char conninfo[1024];
     char conninfo_unix[1024];
     uint16_t port;
-    bool as_postgres;        /* running as root: drop to the postgres user */
+    bool as_postgres; /* running as root: drop to the postgres user */
     uid_t pg_uid;
     gid_t pg_gid;
     bool is_running;
     bool is_paused;
     pid_t watchdog_pid;
-    int watchdog_fd;         /* write end; its EOF tells the watchdog to clean up */
+    int watchdog_fd; /* write end; its EOF tells the watchdog to clean up */
 };
 
 static void pgh_err(const char *fmt, ...) SG_PRINTF(1, 2);
@@ -447,8 +447,8 @@ static void quiet_notice(void *arg, const char *msg)
 static PGconn *connect_unix(sg_pg_harness_t *h, const char *dbname)
 {
     char ci[1200];
-    snprintf(ci, sizeof(ci), "host=%s port=%u dbname=%s user=postgres connect_timeout=10", h->dir,
-             (unsigned)h->port, dbname);
+    snprintf(ci, sizeof(ci), "host=%s port=%u dbname=%s user=postgres connect_timeout=10", h->dir, (unsigned)h->port,
+             dbname);
     PGconn *c = PQconnectdb(ci);
     if (PQstatus(c) != CONNECTION_OK) {
         pgh_err("connect %s: %s", ci, PQerrorMessage(c));
@@ -524,9 +524,20 @@ sg_pg_harness_t *sg_pgh_start(void)
     char initdb[PGH_PATH + 16], pwopt[PGH_PATH + 32];
     snprintf(initdb, sizeof(initdb), "%s/initdb", h->bindir);
     snprintf(pwopt, sizeof(pwopt), "--pwfile=%s", pwfile);
-    char *const iargv[] = {initdb,      "-D",          h->datadir,     "-U",           "postgres",
-                           pwopt,       "--auth-local=trust", "--auth-host=scram-sha-256", "--locale=C",
-                           "-E",        "UTF8",        "--no-sync",    "--no-instructions", NULL};
+    char *const iargv[] = {initdb,
+                           "-D",
+                           h->datadir,
+                           "-U",
+                           "postgres",
+                           pwopt,
+                           "--auth-local=trust",
+                           "--auth-host=scram-sha-256",
+                           "--locale=C",
+                           "-E",
+                           "UTF8",
+                           "--no-sync",
+                           "--no-instructions",
+                           NULL};
     if (run_cmd(h, iargv) != 0)
         goto fail_rm;
     snprintf(path, sizeof(path), "%s/postgresql.conf", h->datadir);

@@ -59,8 +59,8 @@ int sg_proc_write_file(const sg_proc_t *p, const char *name, const char *text, c
 int sg_proc_sanitizer_reports(const char *text)
 {
     /* One marker per report: the first line of each kind. */
-    static const char *const k_markers[] = {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                                            "WARNING: ThreadSanitizer"};
+    static const char *const k_markers[] = {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                                            "runtime error:", "WARNING: ThreadSanitizer"};
     int n = 0;
     for (size_t i = 0; i < sizeof(k_markers) / sizeof(k_markers[0]); i++)
         for (const char *q = strstr(text, k_markers[i]); q; q = strstr(q + 1, k_markers[i]))

@@ -50,7 +50,8 @@ Test(alerts, alert_unit_tests_catch_a_broken_rule, .timeout = 60)
     char cmd[1024];
     snprintf(cmd, sizeof(cmd),
              "cp " PROM_DIR "/alerts_test.yml %s/ && sed 's/swarm_vm_active >= swarm_vm_max/swarm_vm_active > "
-             "swarm_vm_max/' " PROM_DIR "/alerts.yml > %s/alerts.yml && cd %s && promtool test rules alerts_test.yml 2>&1",
+             "swarm_vm_max/' " PROM_DIR
+             "/alerts.yml > %s/alerts.yml && cd %s && promtool test rules alerts_test.yml 2>&1",
              dir, dir, dir);
     int rc = run(cmd, out, sizeof(out));
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
@@ -333,8 +334,10 @@ Test(alerts, dashboard_processed_panel_counts_a_reopened_ticket_once, .timeout =
     snprintf(path, sizeof(path), "%s/rules.yml", dir);
     FILE *f = fopen(path, "w");
     cr_assert_not_null(f);
-    fprintf(f, "groups:\n  - name: dashboard\n    rules:\n      - record: dashboard:processed\n        expr: |\n"
-               "          %s\n", e);
+    fprintf(f,
+            "groups:\n  - name: dashboard\n    rules:\n      - record: dashboard:processed\n        expr: |\n"
+            "          %s\n",
+            e);
     fclose(f);
     snprintf(path, sizeof(path), "%s/test.yml", dir);
     f = fopen(path, "w");
@@ -342,31 +345,32 @@ Test(alerts, dashboard_processed_panel_counts_a_reopened_ticket_once, .timeout =
     /* 1m samples; the [1h] window at 60m holds 0m..60m exactly (promtool
      * 2.x: inclusive ends), so increase() is last - first plus resets. A
      * ticket is reopened at 20m and done again at 40m. */
-    fputs("rule_files: [rules.yml]\n"
-          "evaluation_interval: 1m\n"
-          "tests:\n"
-          "  - interval: 1m\n"
-          "    input_series:\n"
-          "      - series: 'swarm_tickets_processed_total{status=\"done\", instance=\"sg:9464\", job=\"swarmgate\"}'\n"
-          "        values: '6x39 7x30'\n"
-          "      - series: 'swarm_tickets_processed_total{status=\"failed\", instance=\"sg:9464\", job=\"swarmgate\"}'\n"
-          "        values: '2x70'\n"
-          "    promql_expr_test:\n"
-          "      - expr: dashboard:processed\n"
-          "        eval_time: 60m\n"
-          "        exp_samples:\n"
-          "          - {labels: 'dashboard:processed{status=\"done\"}', value: 1}\n"
-          "          - {labels: 'dashboard:processed{status=\"failed\"}', value: 0}\n"
-          "  - interval: 1m\n"
-          "    input_series:\n"
-          "      - series: 'swarm_tickets_processed_total{status=\"done\", instance=\"sg:9464\", job=\"swarmgate\"}'\n"
-          "        values: '6x19 5x20 6x30'\n"
-          "    promql_expr_test:\n"
-          "      - expr: dashboard:processed\n"
-          "        eval_time: 60m\n"
-          "        exp_samples:\n"
-          "          - {labels: 'dashboard:processed{status=\"done\"}', value: 6}\n",
-          f);
+    fputs(
+        "rule_files: [rules.yml]\n"
+        "evaluation_interval: 1m\n"
+        "tests:\n"
+        "  - interval: 1m\n"
+        "    input_series:\n"
+        "      - series: 'swarm_tickets_processed_total{status=\"done\", instance=\"sg:9464\", job=\"swarmgate\"}'\n"
+        "        values: '6x39 7x30'\n"
+        "      - series: 'swarm_tickets_processed_total{status=\"failed\", instance=\"sg:9464\", job=\"swarmgate\"}'\n"
+        "        values: '2x70'\n"
+        "    promql_expr_test:\n"
+        "      - expr: dashboard:processed\n"
+        "        eval_time: 60m\n"
+        "        exp_samples:\n"
+        "          - {labels: 'dashboard:processed{status=\"done\"}', value: 1}\n"
+        "          - {labels: 'dashboard:processed{status=\"failed\"}', value: 0}\n"
+        "  - interval: 1m\n"
+        "    input_series:\n"
+        "      - series: 'swarm_tickets_processed_total{status=\"done\", instance=\"sg:9464\", job=\"swarmgate\"}'\n"
+        "        values: '6x19 5x20 6x30'\n"
+        "    promql_expr_test:\n"
+        "      - expr: dashboard:processed\n"
+        "        eval_time: 60m\n"
+        "        exp_samples:\n"
+        "          - {labels: 'dashboard:processed{status=\"done\"}', value: 6}\n",
+        f);
     fclose(f);
     char cmd[512];
     snprintf(cmd, sizeof(cmd), "cd %s && promtool test rules test.yml 2>&1", dir);

@@ -906,16 +906,16 @@ static void load_fails_all(const char *yaml)
 
 Test(config, every_error_is_reported_in_file_order, .timeout = 10)
 {
-    static const char yaml[] = "workers: lots\n"                                   /* 1 */
-                               "listeners:\n"                                      /* 2 */
-                               "  - {address: 127.0.0.1:0, mode: sideways}\n"      /* 3 */
-                               "  - {adress: 127.0.0.1:1}\n"                       /* 4 */
-                               "upstreams:\n"                                      /* 5 */
+    static const char yaml[] = "workers: lots\n"                                          /* 1 */
+                               "listeners:\n"                                             /* 2 */
+                               "  - {address: 127.0.0.1:0, mode: sideways}\n"             /* 3 */
+                               "  - {adress: 127.0.0.1:1}\n"                              /* 4 */
+                               "upstreams:\n"                                             /* 5 */
                                "  platform: {servers: [127.0.0.1:3002], keepalive: -1}\n" /* 6 */
-                               "routes:\n"                                         /* 7 */
-                               "  - {match: {prefix: /api/}, upstream: platfrom}\n" /* 8 */
-                               "trace: {header: 'X Trace'}\n"                      /* 9 */
-                               "shutdown: {drain_delay: soon}\n";                  /* 10 */
+                               "routes:\n"                                                /* 7 */
+                               "  - {match: {prefix: /api/}, upstream: platfrom}\n"       /* 8 */
+                               "trace: {header: 'X Trace'}\n"                             /* 9 */
+                               "shutdown: {drain_delay: soon}\n";                         /* 10 */
     load_fails_all(yaml);
     const char *want[] = {
         "t.yaml:1:10: workers: expected auto or a number from 1 to 256, got \"lots\"",

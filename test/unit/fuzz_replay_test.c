@@ -155,10 +155,13 @@ Test(fuzz_h1ref, reads_and_refuses, .timeout = 10)
         const char *body; /* of the last complete message */
     } v[] = {
         {false, false, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", H1REF_END, 1, H1REF_OK, ""},
-        {false, false, "\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n", H1REF_END, 2, H1REF_OK, ""},
+        {false, false, "\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n", H1REF_END, 2,
+         H1REF_OK, ""},
         {false, false, "POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET", H1REF_PARTIAL, 1, H1REF_OK, "abc"},
-        {false, false, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-                       "3;a=b;c=\"d e\"\r\nabc\r\n0\r\nT: 1\r\n\r\n", H1REF_END, 1, H1REF_OK, "abc"},
+        {false, false,
+         "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "3;a=b;c=\"d e\"\r\nabc\r\n0\r\nT: 1\r\n\r\n",
+         H1REF_END, 1, H1REF_OK, "abc"},
         {false, false, "GET / HTTP/1.2\r\n\r\n", H1REF_END, 1, H1REF_OK, ""},
         {false, false, "GET /  HTTP/1.1\r\n\r\n", H1REF_ERROR, 0, H1REF_E_EXTRA_SP, NULL},
         {false, false, "GET / HTTP/2.0\r\n\r\n", H1REF_ERROR, 0, H1REF_E_VERSION, NULL},
@@ -168,10 +171,13 @@ Test(fuzz_h1ref, reads_and_refuses, .timeout = 10)
         {false, false, "GET / HTTP/1.1\nA: b\r\n\r\n", H1REF_ERROR, 0, H1REF_E_LINE_END, NULL},
         {false, false, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", H1REF_ERROR, 0,
          H1REF_E_TE_CL, NULL},
-        {false, false, "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", H1REF_ERROR, 0, H1REF_E_TE_CODING, NULL},
+        {false, false, "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", H1REF_ERROR, 0, H1REF_E_TE_CODING,
+         NULL},
         {false, false, "POST / HTTP/1.1\r\nTransfer-Encoding: ,\r\n\r\n", H1REF_ERROR, 0, H1REF_E_TE_EMPTY, NULL},
-        {false, false, "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", H1REF_ERROR, 0, H1REF_E_TE_HTTP10, NULL},
-        {false, false, "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", H1REF_ERROR, 0, H1REF_E_CL, NULL},
+        {false, false, "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", H1REF_ERROR, 0, H1REF_E_TE_HTTP10,
+         NULL},
+        {false, false, "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", H1REF_ERROR, 0, H1REF_E_CL,
+         NULL},
         {false, false, "POST / HTTP/1.1\r\nContent-Length: 9223372036854775808\r\n\r\n", H1REF_ERROR, 0,
          H1REF_E_TOO_LARGE, NULL},
         {false, false, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n", H1REF_ERROR, 0,
@@ -187,7 +193,8 @@ Test(fuzz_h1ref, reads_and_refuses, .timeout = 10)
         {true, true, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", H1REF_END, 1, H1REF_OK, ""},
         {true, false, "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n", H1REF_END, 1, H1REF_OK, ""},
         {true, false, "HTTP/1.1 099 X\r\n\r\n", H1REF_ERROR, 0, H1REF_E_STATUS, NULL},
-        {true, false, "HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\n", H1REF_ERROR, 0, H1REF_E_TE_CODING, NULL},
+        {true, false, "HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\n", H1REF_ERROR, 0, H1REF_E_TE_CODING,
+         NULL},
     };
     static char body[512];
     static h1ref_out_t o;

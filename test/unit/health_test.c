@@ -112,7 +112,8 @@ Test(health, failing_builtin_query_is_unready_only_when_required)
     in.pg_up = true;
     in.pg_failing = 1u << SG_PG_Q_TICKETS_TOTAL | 1u << SG_PG_Q_VM_MAX;
     cr_assert_eq(sg_health_render(&rt, &in, SG_HEALTH_READY, body, sizeof(body), &len), 200, "%s", body);
-    cr_assert(strstr(body, "{\"name\":\"postgres:swarm_vm_max\",\"ok\":true,\"last_run_ok\":false,\"required\":false}"), "%s", body);
+    cr_assert(strstr(body, "{\"name\":\"postgres:swarm_vm_max\",\"ok\":true,\"last_run_ok\":false,\"required\":false}"),
+              "%s", body);
     in.pg_required = true;
     cr_assert_eq(sg_health_render(&rt, &in, SG_HEALTH_READY, body, sizeof(body), &len), 503);
     cr_assert(strstr(body, "\"failing\":[\"postgres:swarm_tickets_total\",\"postgres:swarm_vm_max\"]"), "%s", body);

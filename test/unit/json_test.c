@@ -39,8 +39,8 @@ typedef struct ctl_case {
 ParameterizedTestParameters(json, control_chars)
 {
     static ctl_case_t cases[33];
-    static const char *const shortf[32] = {['\b'] = "\\b", ['\f'] = "\\f", ['\n'] = "\\n", ['\r'] = "\\r",
-                                           ['\t'] = "\\t"};
+    static const char *const shortf[32] = {
+        ['\b'] = "\\b", ['\f'] = "\\f", ['\n'] = "\\n", ['\r'] = "\\r", ['\t'] = "\\t"};
     for (unsigned i = 0; i < 32; i++) {
         cases[i].c = (unsigned char)i;
         if (shortf[i])
@@ -116,25 +116,25 @@ typedef struct utf8_case {
 ParameterizedTestParameters(json, invalid_utf8_replaced)
 {
     static utf8_case_t cases[] = {
-        {"\x80", 1, FFFD},                    /* stray continuation */
+        {"\x80", 1, FFFD}, /* stray continuation */
         {"\xbf", 1, FFFD},
         {"\x80\x80", 2, FFFD FFFD},
-        {"\xc0\xaf", 2, FFFD FFFD},           /* overlong '/' (C0 never valid) */
+        {"\xc0\xaf", 2, FFFD FFFD}, /* overlong '/' (C0 never valid) */
         {"\xc1\xbf", 2, FFFD FFFD},
-        {"\xe0\x80\xaf", 3, FFFD FFFD FFFD},  /* overlong 3-byte */
+        {"\xe0\x80\xaf", 3, FFFD FFFD FFFD}, /* overlong 3-byte */
         {"\xe0\x9f\xbf", 3, FFFD FFFD FFFD},
         {"\xf0\x80\x80\xaf", 4, FFFD FFFD FFFD FFFD}, /* overlong 4-byte */
         {"\xf0\x8f\xbf\xbf", 4, FFFD FFFD FFFD FFFD},
-        {"\xed\xa0\x80", 3, FFFD FFFD FFFD},  /* surrogate U+D800 */
-        {"\xed\xbf\xbf", 3, FFFD FFFD FFFD},  /* surrogate U+DFFF */
+        {"\xed\xa0\x80", 3, FFFD FFFD FFFD},          /* surrogate U+D800 */
+        {"\xed\xbf\xbf", 3, FFFD FFFD FFFD},          /* surrogate U+DFFF */
         {"\xf4\x90\x80\x80", 4, FFFD FFFD FFFD FFFD}, /* U+110000 */
         {"\xf5\x80\x80\x80", 4, FFFD FFFD FFFD FFFD}, /* F5 lead */
         {"\xff", 1, FFFD},
         {"\xfe", 1, FFFD},
-        {"\xc3", 1, FFFD},                    /* truncated at end */
-        {"\xe2\x82", 2, FFFD},                /* maximal subpart: one U+FFFD */
+        {"\xc3", 1, FFFD},     /* truncated at end */
+        {"\xe2\x82", 2, FFFD}, /* maximal subpart: one U+FFFD */
         {"\xf0\x9f\x98", 3, FFFD},
-        {"\xc3x", 2, FFFD "x"},               /* truncated, then ASCII */
+        {"\xc3x", 2, FFFD "x"}, /* truncated, then ASCII */
         {"\xe2\x82x", 3, FFFD "x"},
         {"\xf0\x9f\x98\"", 4, FFFD "\\\""},
         {"\xe2\x82\xe2\x82\xac", 5, FFFD "\xe2\x82\xac"},

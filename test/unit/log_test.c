@@ -100,8 +100,8 @@ static sg_reqrec_t base_rec(const sg_trace_ctx_t *t)
     memset(&r, 0, sizeof(r));
     r.start_ns = 1000000000ull;
     r.upstream_start_ns = 1000200000ull;
-    r.upstream_head_ns = 1003700400ull; /* 3.5004 ms -> 3.500 */
-    r.end_ns = 1012345678ull;           /* 12.345678 ms -> 12.346 */
+    r.upstream_head_ns = 1003700400ull;       /* 3.5004 ms -> 3.500 */
+    r.end_ns = 1012345678ull;                 /* 12.345678 ms -> 12.346 */
     r.start_unix_ns = 1714566896789000000ull; /* 2024-05-01T12:34:56.789Z */
     r.method = SG_METHOD_POST;
     r.status = 201;
@@ -210,8 +210,9 @@ Test(log, access_hostile_strings_escaped)
     cr_assert_eq(count_lines(s, len), 1, "CR/LF must not split the line");
     cr_assert_null(memchr(s, '\r', len));
     assert_valid_json_line(s, len - 1);
-    assert_field(s, len - 1, "path",
-                 "/x\r\n{\"evil\":1}\\\"\x01\x7f\xef\xbf\xbd\xef\xbf\xbd(\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd/\xe2\x82\xac");
+    assert_field(
+        s, len - 1, "path",
+        "/x\r\n{\"evil\":1}\\\"\x01\x7f\xef\xbf\xbd\xef\xbf\xbd(\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd/\xe2\x82\xac");
     assert_field(s, len - 1, "host", "h\r\nX-Injected: 1");
     assert_field(s, len - 1, "route", "route \"quoted\"");
     assert_field(s, len - 1, "error", "bad \"thing\"\n");

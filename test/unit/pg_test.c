@@ -308,8 +308,8 @@ Test(pg, gauges_match_sample_data, .init = setup, .fini = teardown, .timeout = 6
     static const struct {
         const char *state;
         double n;
-    } want[] = {{"open", 3}, {"queued", 2}, {"in_progress", 4}, {"review", 1},
-                {"blocked", 1}, {"done", 5}, {"failed", 2}, {"cancelled", 1}};
+    } want[] = {{"open", 3},    {"queued", 2}, {"in_progress", 4}, {"review", 1},
+                {"blocked", 1}, {"done", 5},   {"failed", 2},      {"cancelled", 1}};
     char l[64];
     for (size_t i = 0; i < SG_ARRAY_SIZE(want); i++) {
         snprintf(l, sizeof(l), "state=%s", want[i].state);
@@ -361,7 +361,8 @@ static bool p_changed(void *arg)
 {
     (void)arg;
     return val("swarm_tickets_total", "state=open") == 5 && val("swarm_tickets_total", "state=done") == 6 &&
-           val("swarm_tickets_total", "state=in_progress") == 3 && val("swarm_tickets_stuck", "state=in_progress") == 1 &&
+           val("swarm_tickets_total", "state=in_progress") == 3 &&
+           val("swarm_tickets_stuck", "state=in_progress") == 1 &&
            !has("swarm_circuit_breaker_state", "agent=coder-2,project=platform") && val("swarm_vm_active", "") == 6;
 }
 
@@ -397,8 +398,8 @@ Test(pg, zero_fill_reports_every_state, .init = setup, .fini = teardown, .timeou
     sql("DELETE FROM tickets");
     start_pg();
     cr_assert(wait_for(p_all_zero, NULL, 10000), "log:\n%s", logbuf);
-    static const char *const states[] = {"open", "queued", "in_progress", "review",
-                                         "blocked", "done", "failed", "cancelled"};
+    static const char *const states[] = {"open",    "queued", "in_progress", "review",
+                                         "blocked", "done",   "failed",      "cancelled"};
     char l[64];
     for (size_t i = 0; i < SG_ARRAY_SIZE(states); i++) {
         snprintf(l, sizeof(l), "state=%s", states[i]);
@@ -463,7 +464,8 @@ Test(pg, transition_histogram_counts_only_new_events, .init = setup, .fini = tea
         "('timed', now() - interval '1 hour', now() - interval '1 hour', now() - interval '1 hour');"
         "UPDATE tickets SET state = 'queued', state_changed_at = now() - interval '1 hour' + interval '30 seconds' "
         "WHERE title = 'timed';"
-        "UPDATE tickets SET state = 'in_progress', state_changed_at = now() - interval '1 hour' + interval '630 seconds' "
+        "UPDATE tickets SET state = 'in_progress', state_changed_at = now() - interval '1 hour' + interval '630 "
+        "seconds' "
         "WHERE title = 'timed'");
     uint64_t two = 2;
     cr_assert(wait_for(p_n_transitions, &two, 5000), "log:\n%s", logbuf);
@@ -496,8 +498,7 @@ Test(pg, transition_batches_catch_up, .init = setup, .fini = teardown, .timeout 
     cr_assert(wait_for(p_cursor, NULL, 10000), "log:\n%s", logbuf);
     sql("UPDATE tickets SET state = 'cancelled' WHERE state IN ('open', 'queued')"); /* 5 events */
     uint64_t five = 5;
-    cr_assert(wait_for(p_n_transitions, &five, 2500), "only %llu transitions",
-              (unsigned long long)stats().transitions);
+    cr_assert(wait_for(p_n_transitions, &five, 2500), "only %llu transitions", (unsigned long long)stats().transitions);
     cr_expect_eq(val("swarm_state_transition_duration_seconds_count", "from=open,to=cancelled"), 3);
     cr_expect_eq(val("swarm_state_transition_duration_seconds_count", "from=queued,to=cancelled"), 2);
 }
@@ -613,8 +614,8 @@ static bool p_err(void *arg)
 
 Test(pg, bad_sql_is_an_error_named_after_its_query, .init = setup, .fini = teardown, .timeout = 60)
 {
-    sg_pg_query_conf_t q = {.name = "swarm_test_broken", .help = "broken", .type = SG_METRIC_GAUGE,
-                            .sql = "SELEC 1 AS value"};
+    sg_pg_query_conf_t q = {
+        .name = "swarm_test_broken", .help = "broken", .type = SG_METRIC_GAUGE, .sql = "SELEC 1 AS value"};
     conf.queries = &q;
     conf.n_queries = 1;
     start_pg();
@@ -629,7 +630,9 @@ Test(pg, bad_sql_is_an_error_named_after_its_query, .init = setup, .fini = teard
 
 Test(pg, sessions_are_read_only, .init = setup, .fini = teardown, .timeout = 60)
 {
-    sg_pg_query_conf_t q = {.name = "swarm_test_writer", .help = "writes", .type = SG_METRIC_GAUGE,
+    sg_pg_query_conf_t q = {.name = "swarm_test_writer",
+                            .help = "writes",
+                            .type = SG_METRIC_GAUGE,
                             .sql = "WITH w AS (UPDATE vm_pool SET max_size = 99 RETURNING max_size) "
                                    "SELECT max_size AS value FROM w"};
     conf.queries = &q;
@@ -650,8 +653,11 @@ static bool p_skipped(void *arg)
 
 Test(pg, overlapping_refresh_is_skipped_and_counted, .init = setup, .fini = teardown, .timeout = 60)
 {
-    sg_pg_query_conf_t q = {.name = "swarm_test_sleepy", .help = "sleepy", .type = SG_METRIC_GAUGE,
-                            .sql = "SELECT pg_sleep(0.4), 1 AS value", .interval_ms = 100};
+    sg_pg_query_conf_t q = {.name = "swarm_test_sleepy",
+                            .help = "sleepy",
+                            .type = SG_METRIC_GAUGE,
+                            .sql = "SELECT pg_sleep(0.4), 1 AS value",
+                            .interval_ms = 100};
     conf.queries = &q;
     conf.n_queries = 1;
     conf.default_queries = false;
@@ -749,8 +755,8 @@ Test(pg, host_names_are_resolved_without_blocking, .init = setup, .fini = teardo
     /* "localhost" may resolve to ::1 first; the server listens on 127.0.0.1
      * only, so libpq must move on to the next address (a new socket). */
     char ci[512];
-    snprintf(ci, sizeof(ci), "host=localhost port=%u dbname=swarm user=postgres password=%s",
-             (unsigned)sg_pgh_port(h), sg_pgh_password(h));
+    snprintf(ci, sizeof(ci), "host=localhost port=%u dbname=swarm user=postgres password=%s", (unsigned)sg_pgh_port(h),
+             sg_pgh_password(h));
     conf.conninfo = ci;
     start_pg();
     wait_up();
@@ -770,8 +776,7 @@ Test(pg, unix_socket_and_uri_conninfo_work, .init = setup, .fini = teardown, .ti
     start_pg();
     wait_up();
     int64_t n = 0;
-    cr_assert_eq(sg_pgh_query_i64(h, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sgtest'", &n),
-                 0);
+    cr_assert_eq(sg_pgh_query_i64(h, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sgtest'", &n), 0);
     cr_expect_eq(n, 1);
 }
 

@@ -695,8 +695,18 @@ Test(exporter, stop_during_request_frees_cleanly)
 
 Test(exporter, bad_urls_refused)
 {
-    const char *bad[] = {NULL, "", "https://collector:4318", "ftp://x", "http://", "http://:80/", "http://h:0",
-                         "http://h:99999", "http://h:8x", "http://[::1/x", "http://u@h/", "http://h/a b"};
+    const char *bad[] = {NULL,
+                         "",
+                         "https://collector:4318",
+                         "ftp://x",
+                         "http://",
+                         "http://:80/",
+                         "http://h:0",
+                         "http://h:99999",
+                         "http://h:8x",
+                         "http://[::1/x",
+                         "http://u@h/",
+                         "http://h/a b"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         sg_trace_conf_t c = conf_for(SG_EXPORT_OTLP_HTTP, bad[i]);
         sg_spans_exporter_t *e = NULL;

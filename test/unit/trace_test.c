@@ -30,11 +30,11 @@ ParameterizedTestParameters(trace, uuid_parse_table)
         {"00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000001"},
         {"10000000-0000-0000-0000-000000000000", "10000000-0000-0000-0000-000000000000"},
         {"ffffffff-ffff-ffff-ffff-ffffffffffff", "ffffffff-ffff-ffff-ffff-ffffffffffff"},
-        {"00000000-0000-0000-0000-000000000000", ""}, /* all zeros */
-        {"4bf92f35-77b3-4da6-a3ce-929d0e0e473", ""},  /* 35 chars */
+        {"00000000-0000-0000-0000-000000000000", ""},  /* all zeros */
+        {"4bf92f35-77b3-4da6-a3ce-929d0e0e473", ""},   /* 35 chars */
         {"4bf92f35-77b3-4da6-a3ce-929d0e0e47366", ""}, /* 37 chars */
-        {"4bf92f3577b34da6a3ce929d0e0e4736", ""},     /* no dashes */
-        {"4bf92f3577b3-4da6-a3ce-929d0e0e-4736", ""}, /* dashes misplaced */
+        {"4bf92f3577b34da6a3ce929d0e0e4736", ""},      /* no dashes */
+        {"4bf92f3577b3-4da6-a3ce-929d0e0e-4736", ""},  /* dashes misplaced */
         {"4bf92f35-77b34-da6-a3ce-929d0e0e4736", ""},
         {"4bf92f35-77b3-4da6-a3ce-929d0e0e473g", ""}, /* non-hex */
         {"4bf92f35-77b3-4da6-a3ce+929d0e0e4736", ""},
@@ -66,7 +66,11 @@ Test(trace, uuid_parse_null_and_embedded_nul, .timeout = 30)
 {
     char out[SG_TRACE_ID_LEN + 1];
     cr_assert_neq(sg_trace_id_parse(SG_STR_NULL, out), 0);
-    cr_assert_neq(sg_trace_id_parse(sg_str_make("4bf92f35-77b3-4da6-a3ce-929d0e0e47\0" "6", 36), out), 0);
+    cr_assert_neq(sg_trace_id_parse(sg_str_make("4bf92f35-77b3-4da6-a3ce-929d0e0e47\0"
+                                                "6",
+                                                36),
+                                    out),
+                  0);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -160,11 +164,11 @@ ParameterizedTestParameters(trace, traceparent_table)
         {"fe-" TP_TRACE "-" TP_PARENT "-09-x", true, 0xfe, 0x09},
         {"cc-" TP_TRACE "-" TP_PARENT "-01what", false, 0, 0}, /* char 56 not '-' */
         {"cc-" TP_TRACE "-" TP_PARENT "-01,x", false, 0, 0},
-        {"ff-" TP_TRACE "-" TP_PARENT "-01", false, 0, 0}, /* version ff */
+        {"ff-" TP_TRACE "-" TP_PARENT "-01", false, 0, 0},       /* version ff */
         {"00-" TP_TRACE "-" TP_PARENT "-01-extra", false, 0, 0}, /* 00 is exactly 55 */
         {TP_VALID "x", false, 0, 0},
         {TP_VALID ",", false, 0, 0},
-        {TP_VALID "," TP_VALID, false, 0, 0}, /* two values in one line */
+        {TP_VALID "," TP_VALID, false, 0, 0},             /* two values in one line */
         {"00-" TP_TRACE "-" TP_PARENT "-1", false, 0, 0}, /* 54 chars */
         {"00-" TP_TRACE "-" TP_PARENT, false, 0, 0},
         {"0-" TP_TRACE "-" TP_PARENT "-01", false, 0, 0},
@@ -228,17 +232,17 @@ ParameterizedTestParameters(trace, tracestate_table)
         {"1tenant@sys=1", true},
         {"tenant@s=1", true},
         {"t_-*/@s_-*/9=1", true},
-        {"a= b", true},      /* chr includes SP except at the end */
+        {"a= b", true}, /* chr includes SP except at the end */
         {"a=b c", true},
         {"a=!\"#$%&'()*+-./:;<>?@[\\]^_`{|}~", true},
-        {"Rojo=1", false},   /* upper case key */
+        {"Rojo=1", false}, /* upper case key */
         {"rOjo=1", false},
-        {"1rojo=1", true},   /* the suite's grammar: a key starts with lcalpha or DIGIT */
+        {"1rojo=1", true}, /* the suite's grammar: a key starts with lcalpha or DIGIT */
         {"_a=1", false},
         {"tenant@1sys=1", true},
         {"Tenant@sys=1", false},
         {"_t@sys=1", false},
-        {"@sys=1", false},   /* test_tracestate_key_illegal_vendor_format */
+        {"@sys=1", false}, /* test_tracestate_key_illegal_vendor_format */
         {"@foo=1,bar=2", false},
         {"t@=1", true},
         {"foo@=1,bar=2", true},
@@ -254,7 +258,7 @@ ParameterizedTestParameters(trace, tracestate_table)
         {"a=\x7f", false},
         {"a=\x01", false},
         {"a=\xc3\xa9", false},
-        {"a=1,a=2", true},   /* duplicated keys are inherited (test_tracestate_duplicated_keys) */
+        {"a=1,a=2", true}, /* duplicated keys are inherited (test_tracestate_duplicated_keys) */
         {"a=1,b=2,a=1", true},
         {"t@s=1,t@s=2", true},
     };
@@ -451,8 +455,8 @@ Test(trace, resolve_alias, .timeout = 30)
     cr_assert_str_eq(c.trace_id, TP_TRACE_UUID);
 
     /* an invalid alias is ignored (not counted), traceparent is next */
-    sg_trace_in_t in2 = {.alias = {SG_STR("req-1234")}, .n_alias = 1, .traceparent = {SG_STR(TP_VALID)},
-                         .n_traceparent = 1};
+    sg_trace_in_t in2 = {
+        .alias = {SG_STR("req-1234")}, .n_alias = 1, .traceparent = {SG_STR(TP_VALID)}, .n_traceparent = 1};
     sg_trace_resolve(&in2, true, &c);
     cr_assert_eq(c.source, SG_TRACE_SRC_TRACEPARENT);
     cr_assert_not(c.had_invalid);
@@ -488,12 +492,9 @@ Test(trace, resolve_continues_traceparent, .timeout = 30)
 ParameterizedTestParameters(trace, resolve_flags_on_continue)
 {
     static tp_case_t cases[] = {
-        {"00-" TP_TRACE "-" TP_PARENT "-00", true, 0, 0x00},
-        {"00-" TP_TRACE "-" TP_PARENT "-01", true, 0, 0x01},
-        {"00-" TP_TRACE "-" TP_PARENT "-02", true, 0, 0x02},
-        {"00-" TP_TRACE "-" TP_PARENT "-03", true, 0, 0x03},
-        {"00-" TP_TRACE "-" TP_PARENT "-ff", true, 0, 0x03},
-        {"00-" TP_TRACE "-" TP_PARENT "-fc", true, 0, 0x00},
+        {"00-" TP_TRACE "-" TP_PARENT "-00", true, 0, 0x00},        {"00-" TP_TRACE "-" TP_PARENT "-01", true, 0, 0x01},
+        {"00-" TP_TRACE "-" TP_PARENT "-02", true, 0, 0x02},        {"00-" TP_TRACE "-" TP_PARENT "-03", true, 0, 0x03},
+        {"00-" TP_TRACE "-" TP_PARENT "-ff", true, 0, 0x03},        {"00-" TP_TRACE "-" TP_PARENT "-fc", true, 0, 0x00},
         {"cc-" TP_TRACE "-" TP_PARENT "-09-future", true, 0, 0x01},
     };
     return cr_make_param_array(tp_case_t, cases, sizeof(cases) / sizeof(cases[0]));
@@ -663,10 +664,8 @@ Test(trace, resolve_tracestate_too_long_dropped, .timeout = 30)
     static char big[600];
     char v[300];
     snprintf(big, sizeof(big), "a=%s,b=%s", repeat(v, 'x', 256), v); /* valid, 518 chars */
-    sg_trace_in_t in = {.traceparent = {SG_STR(TP_VALID)},
-                        .n_traceparent = 1,
-                        .tracestate = {sg_str_cstr(big)},
-                        .n_tracestate = 1};
+    sg_trace_in_t in = {
+        .traceparent = {SG_STR(TP_VALID)}, .n_traceparent = 1, .tracestate = {sg_str_cstr(big)}, .n_tracestate = 1};
     sg_trace_ctx_t c;
     sg_trace_resolve(&in, true, &c);
     cr_assert_not(c.had_invalid);
