@@ -7,6 +7,7 @@
 #define SG_HEALTH_H
 
 #include "sg/common.h"
+#include "sg/listener.h"
 #include "sg/runtime.h"
 
 /* Inputs that are not in sg_runtime_t. */
@@ -19,16 +20,8 @@ typedef struct sg_health_inputs {
     uint32_t pg_failing; /* built-in queries whose last run failed, 1u << sg_pg_builtin_t */
 } sg_health_inputs_t;
 
-typedef enum sg_health_kind {
-    SG_HEALTH_LIVE = 0,
-    SG_HEALTH_READY,
-    SG_HEALTH_ALL, /* both, with ready's status code */
-    SG_HEALTH_KIND__COUNT
-} sg_health_kind_t;
-
-/* Maps a request path to a health kind; -1 when the path is not a health
- * endpoint (/health, /health/live, /livez, /health/ready, /readyz). */
-int sg_health_kind_for_path(sg_str_t path);
+/* sg_health_kind_t and sg_health_kind_for_path: sg/listener.h (the paths a
+ * listener answers locally are the data path's contract). */
 
 /* Writes the JSON body into out (always NUL-terminated, truncated to cap) and
  * returns the HTTP status (200 or 503). *len gets the body length. */

@@ -158,4 +158,45 @@ bool sg_h1_list_has(sg_str_t value, sg_str_t token);
 bool sg_h1_name_has_underscore(sg_str_t name);
 const char *sg_h1_reason_phrase(int status);
 
+/* ---- message reader: the two steps above over one head buffer ---------- */
+
+/* One incoming message's head, for either direction (the HTTP/1 endpoint of
+ * a client connection and of an upstream connection both use it): the bytes
+ * are collected into `head` (capacity head_cap; header slots for max_hdrs
+ * entries follow it in the same allocation, suitably aligned), then
+ * parsed. The parser stays for the body. */
+typedef struct sg_h1_reader {
+    char *head; /* the caller's buffer, NULL between heads */
+    size_t head_len;
+    size_t head_cap;
+    size_t max_hdrs;
+    sg_h1_scan_t scan;
+    sg_h1_parser_t parser;
+} sg_h1_reader_t;
+
+/* What the parse of a complete head needs besides the bytes. */
+typedef struct sg_h1_read_opts {
+    sg_h1_kind_t kind;
+    const sg_h1_limits_t *limits; /* the scanner's */
+    uint64_t max_body;            /* requests: limits.body_bytes (0 = none) */
+    uint32_t max_trailer_bytes;
+    uint32_t max_trailer_count;
+    bool skip_body; /* responses: the request was HEAD */
+} sg_h1_read_opts_t;
+
+/* Starts a head in `head` (head_cap bytes of text, then max_hdrs
+ * sg_h1_header_t slots). */
+void sg_h1_read_begin(sg_h1_reader_t *r, char *head, size_t head_cap, size_t max_hdrs);
+enum {
+    SG_H1_READ_MORE = 0, /* every byte given belongs to the head; feed more */
+    SG_H1_READ_HEAD = 1, /* head complete and parsed: r->parser.head; *used bytes ended it */
+};
+/* Feeds n bytes. Returns SG_H1_READ_MORE, SG_H1_READ_HEAD, or -status (400,
+ * 414, 431) with *why set: then the bytes given are kept in r->head as far
+ * as they fit (a refused head may still carry a trace id the answer
+ * reuses), and *used is meaningless. The answer never depends on how the
+ * bytes were split across calls. */
+int sg_h1_read_head(sg_h1_reader_t *r, const sg_h1_read_opts_t *o, const char *p, size_t n, size_t *used,
+                    const char **why) SG_MUST_CHECK;
+
 #endif /* SG_HTTP1_H */

@@ -40,4 +40,15 @@ typedef struct sg_local_resp {
 
 typedef void (*sg_local_responder_cb)(void *ud, const sg_local_req_t *req, sg_local_resp_t *resp);
 
+typedef enum sg_health_kind {
+    SG_HEALTH_LIVE = 0,
+    SG_HEALTH_READY,
+    SG_HEALTH_ALL, /* both, with ready's status code */
+    SG_HEALTH_KIND__COUNT
+} sg_health_kind_t;
+
+/* Maps a request path to a health kind; -1 when the path is not a health
+ * endpoint (/health, /health/live, /livez, /health/ready, /readyz). */
+int sg_health_kind_for_path(sg_str_t path);
+
 #endif /* SG_LISTENER_H */

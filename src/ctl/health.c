@@ -26,23 +26,6 @@ SG_PRINTF(2, 3) static void put(out_t *o, const char *fmt, ...)
         o->len = o->cap - 1;
 }
 
-int sg_health_kind_for_path(sg_str_t path)
-{
-    /* The query string does not take part in the match. */
-    for (size_t i = 0; i < path.len; i++)
-        if (path.p[i] == '?') {
-            path.len = i;
-            break;
-        }
-    if (sg_str_eq(path, SG_STR("/health")) || sg_str_eq(path, SG_STR("/health/")))
-        return SG_HEALTH_ALL;
-    if (sg_str_eq(path, SG_STR("/health/live")) || sg_str_eq(path, SG_STR("/livez")))
-        return SG_HEALTH_LIVE;
-    if (sg_str_eq(path, SG_STR("/health/ready")) || sg_str_eq(path, SG_STR("/readyz")))
-        return SG_HEALTH_READY;
-    return -1;
-}
-
 /* Liveness: every worker loop ticked within stale_ms. */
 static bool render_live(const sg_runtime_t *rt, const sg_health_inputs_t *in, out_t *o)
 {

@@ -19,6 +19,9 @@ enum {
 
 static void conn_process(sg_conn_t *c);
 static void start_shutdown(sg_conn_t *c);
+static void on_conn_read(sg_tp_t *tp, ssize_t nread);
+static void on_conn_write(sg_tp_t *tp, int status);
+static const sg_tp_cbs_t k_conn_tp_cbs = {.on_read = on_conn_read, .on_write = on_conn_write};
 
 const char *sg__conn_state_name(sg_conn_state_t s)
 {
@@ -49,27 +52,16 @@ static void conn_timer_stop(sg_conn_t *c)
     sg__tmo_stop(&c->tmo);
 }
 
-static void release_rbuf_if_empty(sg_conn_t *c)
-{
-    if (c->rbuf && c->rpos >= c->rlen) {
-        sg__buf_put(c->w, c->rbuf);
-        c->rbuf = NULL;
-        c->rpos = c->rlen = 0;
-    }
-}
-
 static bool has_pending(const sg_conn_t *c)
 {
-    return c->rbuf && c->rpos < c->rlen;
+    return sg__tp_pending(&c->tp);
 }
 
 /* ---- close ------------------------------------------------------------- */
 
 static void on_conn_closed(uv_handle_t *h)
 {
-    sg_conn_t *c = h->data;
-    if (--c->n_handles > 0)
-        return;
+    sg_conn_t *c = sg_container_of((sg_tp_t *)h->data, sg_conn_t, tp);
     sg_worker_t *w = c->w;
     sg_listener_t *l = c->lst;
     sg_freelist_put(&w->fl_conn, c);
@@ -89,18 +81,11 @@ void sg__conn_close(sg_conn_t *c)
     }
     c->state = SG_CONN_CLOSED;
     conn_timer_stop(c);
-    if (c->flags & SG_CONN_F_READING)
-        uv_read_stop((uv_stream_t *)&c->tcp);
-    c->flags &= ~SG_CONN_F_READING;
-    if (c->rbuf) {
-        sg__buf_put(w, c->rbuf);
-        c->rbuf = NULL;
-    }
     sg_list_remove(&c->link);
     w->n_conns--;
     atomic_store_explicit(&w->pub->connections, w->n_conns, memory_order_relaxed);
     sg_obs_conn_close(w->obs, c->lidx);
-    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    sg__tp_close(&c->tp, on_conn_closed);
 }
 
 void sg__conn_abort(sg_conn_t *c, const char *why)
@@ -116,7 +101,7 @@ void sg__conn_close_idle(sg_worker_t *w)
     while (n != &w->conns) {
         sg_link_t *next = n->next;
         sg_conn_t *c = sg_container_of(n, sg_conn_t, link);
-        if (c->state == SG_CONN_IDLE && !c->txn && !has_pending(c) && c->n_writes == 0)
+        if (c->state == SG_CONN_IDLE && !c->txn && !has_pending(c) && c->tp.n_writes == 0)
             sg__conn_close(c);
         n = next;
     }
@@ -124,36 +109,13 @@ void sg__conn_close_idle(sg_worker_t *w)
 
 /* ---- reading ------------------------------------------------------------- */
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    SG_UNUSED(suggested);
-    sg_conn_t *c = h->data;
-    if (!c->rbuf) {
-        c->rbuf = sg__buf_get(c->w);
-        c->rpos = c->rlen = 0;
-        if (!c->rbuf) {
-            *buf = uv_buf_init(NULL, 0);
-            return;
-        }
-    }
-    if (c->rpos == c->rlen) {
-        c->rpos = c->rlen = 0;
-    } else if (c->rpos > 0 && c->rlen == SG_BUF_SIZE) {
-        memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
-        c->rlen -= c->rpos;
-        c->rpos = 0;
-    }
-    *buf = uv_buf_init(c->rbuf + c->rlen, (unsigned)(SG_BUF_SIZE - c->rlen));
-}
-
 static void on_eof(sg_conn_t *c, ssize_t err)
 {
     c->flags |= SG_CONN_F_EOF;
     switch (c->state) {
     case SG_CONN_TUNNEL:
-        /* libuv stopped reading. A FIN is passed on (half-close); a
-         * reset closes both sides of the tunnel. */
-        c->flags &= ~SG_CONN_F_READING;
+        /* A FIN is passed on (half-close); a reset closes both sides of
+         * the tunnel. */
         if (err == UV_EOF && c->txn)
             sg__proxy_tunnel_eof(c->txn);
         else
@@ -171,26 +133,20 @@ static void on_eof(sg_conn_t *c, ssize_t err)
     }
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+static void on_conn_read(sg_tp_t *tp, ssize_t nread)
 {
-    SG_UNUSED(buf);
-    sg_conn_t *c = s->data;
+    sg_conn_t *c = sg_container_of(tp, sg_conn_t, tp);
     if (nread > 0) {
-        c->rlen += (size_t)nread;
-        sg__busypoll_io(c->w);
         if (c->state == SG_CONN_LINGER)
-            c->rpos = c->rlen; /* discard */
+            c->tp.rpos = c->tp.rlen; /* discard */
         else
             conn_process(c);
-    } else if (nread == UV_ENOBUFS) {
-        uv_read_stop(s);
-        c->flags &= ~SG_CONN_F_READING;
     } else if (nread < 0) {
         on_eof(c, nread);
         return;
     }
     if (c->state != SG_CONN_CLOSED) {
-        release_rbuf_if_empty(c);
+        sg__tp_release_rbuf_if_empty(&c->tp);
         sg__conn_update_read(c);
     }
 }
@@ -219,13 +175,7 @@ void sg__conn_update_read(sg_conn_t *c)
     }
     if (c->state == SG_CONN_LINGER && !(c->flags & SG_CONN_F_SHUTDOWN))
         want = false; /* until our last bytes are out */
-    if (want && !(c->flags & SG_CONN_F_READING)) {
-        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
-            c->flags |= SG_CONN_F_READING;
-    } else if (!want && (c->flags & SG_CONN_F_READING)) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->flags &= ~SG_CONN_F_READING;
-    }
+    sg__tp_want_read(&c->tp, want);
     if (c->state == SG_CONN_BODY) {
         /* The body timeout runs only while we wait for the client. */
         if (want && c->timer_kind != T_BODY)
@@ -242,7 +192,7 @@ void sg__conn_resume(sg_conn_t *c)
     if (has_pending(c) && !c->is_processing)
         conn_process(c);
     if (c->state != SG_CONN_CLOSED) {
-        release_rbuf_if_empty(c);
+        sg__tp_release_rbuf_if_empty(&c->tp);
         sg__conn_update_read(c);
     }
 }
@@ -264,62 +214,38 @@ static bool begin_request(sg_conn_t *c)
     return true;
 }
 
-/* Bytes of a head that is refused are kept as far as they fit, so the
- * error can reuse an X-Trace-Id line that was received whole. */
-static void head_keep(sg_txn_t *t, sg_worker_t *w, const char *p, size_t n)
-{
-    size_t k = SG_MIN(n, w->head_bytes - t->head_len);
-    memcpy(t->head + t->head_len, p, k);
-    t->head_len += k;
-}
-
 static int head_step(sg_conn_t *c)
 {
     sg_worker_t *w = c->w;
     sg_txn_t *t = c->txn;
-    if (!t->head) {
-        t->head = sg__head_get(w);
-        if (!t->head) {
+    if (!t->rd.head) {
+        char *head = sg__head_get(w);
+        if (!head) {
             sg__conn_close(c);
             return -1;
         }
-        t->head_len = 0;
-        sg_h1_scan_init(&t->scan);
+        sg_h1_read_begin(&t->rd, head, w->head_bytes, w->head_max_hdrs);
     }
-    size_t avail = c->rlen - c->rpos, used = 0;
-    int r = sg_h1_scan_feed(&t->scan, &w->req_limits, c->rbuf + c->rpos, avail, &used);
-    if (r < 0) {
-        const char *why = r == -414   ? "request line too long"
-                          : r == -431 ? "request header too large"
-                                      : "malformed request head";
-        head_keep(t, w, c->rbuf + c->rpos, avail); /* for the error's trace id */
+    const sg_limits_conf_t *lim = &t->gen->cfg->limits;
+    const sg_h1_read_opts_t o = {.kind = SG_H1_REQUEST,
+                                 .limits = &w->req_limits,
+                                 .max_body = lim->body_bytes,
+                                 .max_trailer_bytes = lim->header_bytes,
+                                 .max_trailer_count = lim->header_count};
+    size_t used = 0;
+    const char *why = NULL;
+    int r = sg_h1_read_head(&t->rd, &o, c->tp.rbuf + c->tp.rpos, c->tp.rlen - c->tp.rpos, &used, &why);
+    if (r < 0) { /* the refused bytes stay in the head for the error's trace id */
         sg__conn_error(c, -r, why, true);
         return -1;
     }
-    if (t->head_len + used > w->head_bytes) {
-        head_keep(t, w, c->rbuf + c->rpos, used);
-        sg__conn_error(c, 431, "request header too large", true);
-        return -1;
-    }
-    memcpy(t->head + t->head_len, c->rbuf + c->rpos, used);
-    t->head_len += used;
-    c->rpos += used;
+    c->tp.rpos += (uint32_t)used;
     t->rec.req_bytes += used;
-    if (r == SG_H1_SCAN_MORE)
+    if (r == SG_H1_READ_MORE)
         return 0;
     conn_timer_stop(c);
-    sg_h1_parser_init(&t->parser, SG_H1_REQUEST);
-    t->parser.max_body = t->gen->cfg->limits.body_bytes;
-    t->parser.max_trailer_bytes = t->gen->cfg->limits.header_bytes;
-    t->parser.max_trailer_count = t->gen->cfg->limits.header_count;
-    r = sg_h1_parse_head(&t->parser, t->head, t->head_len, (sg_h1_header_t *)(void *)(t->head + w->head_bytes),
-                         w->head_max_hdrs, false);
-    if (r < 0) {
-        sg__conn_error(c, -r, r == -431 ? "too many header fields" : sg_h1_error_reason(&t->parser), true);
-        return -1;
-    }
-    set_state(c, t->parser.head.has_body ? SG_CONN_BODY : SG_CONN_WAIT);
-    sg__proxy_head(c); /* may answer at once, and releases t->head */
+    set_state(c, t->rd.parser.head.has_body ? SG_CONN_BODY : SG_CONN_WAIT);
+    sg__proxy_head(c); /* may answer at once, and releases t->rd.head */
     return 0;
 }
 
@@ -328,8 +254,8 @@ static bool body_step(sg_conn_t *c)
     sg_txn_t *t = c->txn;
     if (!t || !sg__proxy_can_take_body(t))
         return false;
-    size_t avail = c->rlen - c->rpos, used = 0;
-    int r = sg_h1_parse_body(&t->parser, c->rbuf + c->rpos, avail, &used);
+    size_t avail = c->tp.rlen - c->tp.rpos, used = 0;
+    int r = sg_h1_parse_body(&t->rd.parser, c->tp.rbuf + c->tp.rpos, avail, &used);
     if (r < 0) {
         if (t->flags & SG_TXN_F_RESP_HEAD)
             sg__conn_abort(c, "bad request body");
@@ -339,23 +265,11 @@ static bool body_step(sg_conn_t *c)
     }
     if (used) {
         t->rec.req_bytes += used;
-        char *buf = c->rbuf;
-        const char *p = buf + c->rpos;
-        size_t rest = avail - used;
-        if (rest) {
-            /* Pipelined bytes after the body stay with the connection. */
-            char *nb = sg__buf_get(c->w);
-            if (!nb) {
-                sg__conn_abort(c, "out of memory");
-                return false;
-            }
-            memcpy(nb, p + used, rest);
-            c->rbuf = nb;
-            c->rpos = 0;
-            c->rlen = rest;
-        } else {
-            c->rbuf = NULL;
-            c->rpos = c->rlen = 0;
+        char *buf;
+        const char *p;
+        if (sg__tp_take(&c->tp, used, &buf, &p) < 0) { /* pipelined bytes after it stay */
+            sg__conn_abort(c, "out of memory");
+            return false;
         }
         uint32_t n_req = c->n_requests;
         sg__proxy_body(t, buf, p, used); /* buf's ownership moves to the upstream write */
@@ -381,11 +295,11 @@ static bool tunnel_step(sg_conn_t *c)
     sg_txn_t *t = c->txn;
     if (!t || !sg__proxy_can_take_body(t))
         return false;
-    char *buf = c->rbuf;
-    const char *p = buf + c->rpos;
-    size_t n = c->rlen - c->rpos;
-    c->rbuf = NULL;
-    c->rpos = c->rlen = 0;
+    size_t n = c->tp.rlen - c->tp.rpos;
+    char *buf;
+    const char *p;
+    if (sg__tp_take(&c->tp, n, &buf, &p) < 0) /* takes all: cannot fail */
+        return false;
     t->rec.req_bytes += n;
     sg__proxy_tunnel_up(t, buf, p, n);
     return c->state != SG_CONN_CLOSED;
@@ -415,7 +329,7 @@ static void conn_process(sg_conn_t *c)
             go_on = tunnel_step(c);
             break;
         case SG_CONN_LINGER:
-            c->rpos = c->rlen;
+            c->tp.rpos = c->tp.rlen;
             break;
         default: /* WAIT: the next request waits for this response */
             go_on = false;
@@ -426,7 +340,7 @@ static void conn_process(sg_conn_t *c)
     }
     c->is_processing = false;
     if (c->state != SG_CONN_CLOSED) {
-        release_rbuf_if_empty(c);
+        sg__tp_release_rbuf_if_empty(&c->tp);
         sg__conn_update_read(c);
     }
 }
@@ -474,18 +388,17 @@ static void on_conn_timer(sg_tmo_t *tm)
  * restarts whenever a write completes (like nginx's send_timeout). */
 static void send_timer_arm(sg_conn_t *c)
 {
-    if (c->n_writes > 0 && (c->timer_kind == T_NONE || c->timer_kind == T_SEND))
+    if (c->tp.n_writes > 0 && (c->timer_kind == T_NONE || c->timer_kind == T_SEND))
         conn_timer(c, T_SEND, c->w->gen->cfg->limits.send_timeout_ms);
-    else if (c->n_writes == 0 && c->timer_kind == T_SEND)
+    else if (c->tp.n_writes == 0 && c->timer_kind == T_SEND)
         conn_timer_stop(c);
 }
 
 /* ---- writing ---------------------------------------------------------------- */
 
-static void on_conn_write(void *owner, int status)
+static void on_conn_write(sg_tp_t *tp, int status)
 {
-    sg_conn_t *c = owner;
-    c->n_writes--;
+    sg_conn_t *c = sg_container_of(tp, sg_conn_t, tp);
     if (c->state == SG_CONN_CLOSED)
         return;
     if (status < 0) {
@@ -495,15 +408,14 @@ static void on_conn_write(void *owner, int status)
     send_timer_arm(c); /* progress */
     if (c->txn)
         sg__proxy_client_drained(c->txn);
-    if (c->state == SG_CONN_LINGER && c->n_writes == 0 && !(c->flags & SG_CONN_F_SHUTDOWN))
+    if (c->state == SG_CONN_LINGER && c->tp.n_writes == 0 && !(c->flags & SG_CONN_F_SHUTDOWN))
         start_shutdown(c);
 }
 
 int sg__conn_write(sg_conn_t *c, const uv_buf_t *iov, unsigned n, char *hold, sg_buf_kind_t kind)
 {
-    int r = sg__write(c->w, (uv_stream_t *)&c->tcp, iov, n, hold, kind, on_conn_write, c);
+    int r = sg__tp_write(&c->tp, iov, n, hold, kind);
     if (r == 0) {
-        c->n_writes++;
         if (c->timer_kind == T_NONE)
             send_timer_arm(c);
     }
@@ -513,18 +425,14 @@ int sg__conn_write(sg_conn_t *c, const uv_buf_t *iov, unsigned n, char *hold, sg
 int sg__conn_write2(sg_conn_t *c, const uv_buf_t *iov, unsigned n, char *hold0, sg_buf_kind_t kind0, char *hold1,
                     sg_buf_kind_t kind1)
 {
-    int r = sg__write2(c->w, (uv_stream_t *)&c->tcp, iov, n, hold0, kind0, hold1, kind1, on_conn_write, c);
-    if (r == 0)
-        c->n_writes++;
-    return r;
+    return sg__tp_write2(&c->tp, iov, n, hold0, kind0, hold1, kind1);
 }
 
 static int conn_write_ext(sg_conn_t *c, const uv_buf_t *iov, unsigned n, char *hold, const char *ext,
                           void (*ext_free)(void *, const char *), void *ext_ud)
 {
-    int r = sg__write_ext(c->w, (uv_stream_t *)&c->tcp, iov, n, hold, ext, ext_free, ext_ud, on_conn_write, c);
+    int r = sg__tp_write_ext(&c->tp, iov, n, hold, ext, ext_free, ext_ud);
     if (r == 0) {
-        c->n_writes++;
         if (c->timer_kind == T_NONE)
             send_timer_arm(c);
     }
@@ -564,7 +472,7 @@ int sg__conn_shutdown(sg_conn_t *c)
         return UV_ENOMEM;
     wr->w = c->w;
     wr->sreq.data = c;
-    int r = uv_shutdown(&wr->sreq, (uv_stream_t *)&c->tcp, on_shutdown);
+    int r = uv_shutdown(&wr->sreq, (uv_stream_t *)&c->tp.tcp, on_shutdown);
     if (r < 0)
         sg_freelist_put(&c->w->fl_wreq, wr);
     return r;
@@ -597,9 +505,9 @@ void sg__conn_txn_done(sg_conn_t *c)
         set_state(c, SG_CONN_LINGER);
         conn_timer_stop(c);
         send_timer_arm(c); /* the last bytes must still leave within send_timeout */
-        if (c->rbuf)
-            c->rpos = c->rlen;
-        if (c->n_writes == 0)
+        if (c->tp.rbuf)
+            c->tp.rpos = c->tp.rlen;
+        if (c->tp.n_writes == 0)
             start_shutdown(c);
         sg__conn_update_read(c);
         return;
@@ -816,7 +724,7 @@ void sg__conn_peer_text(const sg_conn_t *c, char ip[INET6_ADDRSTRLEN], char ippo
 
 static void on_early_close(uv_handle_t *h)
 {
-    sg_conn_t *c = h->data;
+    sg_conn_t *c = sg_container_of((sg_tp_t *)h->data, sg_conn_t, tp);
     sg_freelist_put(&c->w->fl_conn, c);
 }
 
@@ -830,17 +738,16 @@ void sg__conn_accepted(sg_listener_t *l)
     c->w = w;
     c->lst = l;
     sg__tmo_init(&c->tmo, on_conn_timer);
-    uv_tcp_init(&w->loop, &c->tcp);
-    c->tcp.data = c;
-    if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp) < 0) {
-        uv_close((uv_handle_t *)&c->tcp, on_early_close);
+    uv_tcp_init(&w->loop, &c->tp.tcp);
+    sg__tp_init(&c->tp, w, &k_conn_tp_cbs);
+    if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tp.tcp) < 0) {
+        uv_close((uv_handle_t *)&c->tp.tcp, on_early_close);
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
-    c->n_handles = 1;
+    uv_tcp_nodelay(&c->tp.tcp, 1);
     struct sockaddr_storage ss;
     int len = sizeof(ss);
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+    if (uv_tcp_getpeername(&c->tp.tcp, (struct sockaddr *)&ss, &len) == 0) {
         c->peer.family = (uint8_t)ss.ss_family;
         if (ss.ss_family == AF_INET) {
             const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;

@@ -93,8 +93,9 @@ void sg__head_trace_resolve(sg_txn_t *t)
      * a header with more lines than SG_TRACE_MAX_VALUES is invalid. */
     sg_h1_header_t fields[4 * (SG_TRACE_MAX_VALUES + 1)];
     bool is_full = false;
-    size_t n =
-        t->head ? sg__head_trace_fields(t->gen->cfg, t->head, t->head_len, fields, SG_ARRAY_SIZE(fields), &is_full) : 0;
+    size_t n = t->rd.head ? sg__head_trace_fields(t->gen->cfg, t->rd.head, t->rd.head_len, fields,
+                                                  SG_ARRAY_SIZE(fields), &is_full)
+                          : 0;
     if (is_full)
         n = 0; /* more trace lines than can be judged: nothing is reused */
     sg_h1_head_t h = {.kind = SG_H1_REQUEST, .headers = fields, .n_headers = n};

@@ -993,3 +993,56 @@ const char *sg_h1_reason_phrase(int status)
         return "Unknown";
     }
 }
+
+/* ---- message reader -------------------------------------------------------- */
+
+void sg_h1_read_begin(sg_h1_reader_t *r, char *head, size_t head_cap, size_t max_hdrs)
+{
+    r->head = head;
+    r->head_len = 0;
+    r->head_cap = head_cap;
+    r->max_hdrs = max_hdrs;
+    sg_h1_scan_init(&r->scan);
+}
+
+static void read_keep(sg_h1_reader_t *r, const char *p, size_t n)
+{
+    size_t k = SG_MIN(n, r->head_cap - r->head_len);
+    memcpy(r->head + r->head_len, p, k);
+    r->head_len += k;
+}
+
+int sg_h1_read_head(sg_h1_reader_t *r, const sg_h1_read_opts_t *o, const char *p, size_t n, size_t *used,
+                    const char **why)
+{
+    size_t u = 0;
+    int st = sg_h1_scan_feed(&r->scan, o->limits, p, n, &u);
+    if (st < 0) {
+        read_keep(r, p, n);
+        *why = st == -414   ? "request line too long"
+               : st == -431 ? "request header too large"
+                            : "malformed request head";
+        return st;
+    }
+    if (r->head_len + u > r->head_cap) {
+        read_keep(r, p, u);
+        *why = "request header too large";
+        return -431;
+    }
+    memcpy(r->head + r->head_len, p, u);
+    r->head_len += u;
+    *used = u;
+    if (st == SG_H1_SCAN_MORE)
+        return SG_H1_READ_MORE;
+    sg_h1_parser_init(&r->parser, o->kind);
+    r->parser.max_body = o->max_body;
+    r->parser.max_trailer_bytes = o->max_trailer_bytes;
+    r->parser.max_trailer_count = o->max_trailer_count;
+    st = sg_h1_parse_head(&r->parser, r->head, r->head_len, (sg_h1_header_t *)(void *)(r->head + r->head_cap),
+                          r->max_hdrs, o->skip_body);
+    if (st < 0) {
+        *why = st == -431 ? "too many header fields" : sg_h1_error_reason(&r->parser);
+        return st;
+    }
+    return SG_H1_READ_HEAD;
+}

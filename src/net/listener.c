@@ -14,7 +14,7 @@
 
 static void on_refused_closed(uv_handle_t *h)
 {
-    sg_conn_t *c = h->data;
+    sg_conn_t *c = sg_container_of((sg_tp_t *)h->data, sg_conn_t, tp);
     sg_freelist_put(&c->w->fl_conn, c);
 }
 
@@ -32,15 +32,15 @@ static void refuse(sg_listener_t *l)
     }
     memset(c, 0, sizeof(*c));
     c->w = w;
-    uv_tcp_init(&w->loop, &c->tcp);
-    c->tcp.data = c;
-    if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp) == 0) {
+    uv_tcp_init(&w->loop, &c->tp.tcp);
+    c->tp.tcp.data = &c->tp;
+    if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tp.tcp) == 0) {
         uv_os_fd_t fd;
         struct linger lg = {.l_onoff = 1, .l_linger = 0};
-        if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+        if (uv_fileno((uv_handle_t *)&c->tp.tcp, &fd) == 0)
             (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     }
-    uv_close((uv_handle_t *)&c->tcp, on_refused_closed);
+    uv_close((uv_handle_t *)&c->tp.tcp, on_refused_closed);
     sg_obs_conn_refused(w->obs, l->idx, SG_CONN_REFUSED_LIMIT);
     static _Thread_local uint64_t last_ms;
     uint64_t now = sg_now_ms();

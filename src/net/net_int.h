@@ -246,6 +246,60 @@ struct sg_listener {
     char addr[64];   /* bound address, the key a reload matches sockets by */
 };
 
+/* ---- transport (transport.c) --------------------------------------------- */
+
+typedef struct sg_tp sg_tp_t;
+
+/* How a transport tells its owner what happened. Worker thread. */
+typedef struct sg_tp_cbs {
+    /* status > 0: that many bytes were appended to tp->rbuf; 0: nothing
+     * (no buffer to lend: reading stopped); < 0: end of stream (UV_EOF) or
+     * a read error; reading stopped. */
+    void (*on_read)(sg_tp_t *tp, ssize_t status);
+    /* A queued write finished (status < 0: it failed). */
+    void (*on_write)(sg_tp_t *tp, int status);
+} sg_tp_cbs_t;
+
+/* One stream socket's bytes. Embedded first in its owner (sg_conn_t,
+ * sg_upconn_t), which closes it (sg__tp_close) and is freed in the close
+ * callback. */
+struct sg_tp {
+    uv_tcp_t tcp; /* tcp.data = the transport */
+    sg_worker_t *w;
+    const sg_tp_cbs_t *cbs;
+    char *rbuf; /* SG_BUF_SIZE, lent by the read callback; NULL when nothing is pending */
+    uint32_t rpos, rlen;
+    uint32_t n_writes; /* queued, not finished */
+    bool is_reading;
+};
+
+void sg__tp_init(sg_tp_t *tp, sg_worker_t *w, const sg_tp_cbs_t *cbs);
+static inline bool sg__tp_pending(const sg_tp_t *tp)
+{
+    return tp->rbuf && tp->rpos < tp->rlen;
+}
+/* Bytes queued in the kernel-facing write queue (back-pressure). */
+static inline size_t sg__tp_queued(const sg_tp_t *tp)
+{
+    return tp->tcp.write_queue_size;
+}
+void sg__tp_want_read(sg_tp_t *tp, bool want);
+void sg__tp_release_rbuf_if_empty(sg_tp_t *tp);
+void sg__tp_drop_rbuf(sg_tp_t *tp);
+/* Hands the n pending bytes at rpos to the caller with their buffer (*buf,
+ * which the caller now owns; they start at *p); bytes after them move to a
+ * new buffer. 0 or UV_ENOMEM (nothing changed). */
+int sg__tp_take(sg_tp_t *tp, size_t n, char **buf, const char **p) SG_MUST_CHECK;
+/* sg__write's contract (1 written at once, 0 queued: on_write follows, < 0
+ * failed; hold released in every case but 0). */
+int sg__tp_write(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, char *hold, sg_buf_kind_t kind) SG_MUST_CHECK;
+int sg__tp_write2(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, char *hold0, sg_buf_kind_t kind0, char *hold1,
+                  sg_buf_kind_t kind1) SG_MUST_CHECK;
+int sg__tp_write_ext(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, char *hold, const char *ext,
+                     void (*ext_free)(void *, const char *), void *ext_ud) SG_MUST_CHECK;
+/* Stops reading, gives the read buffer back and closes the socket. */
+void sg__tp_close(sg_tp_t *tp, uv_close_cb cb);
+
 /* ---- client connection ------------------------------------------------- */
 
 typedef enum sg_conn_state {
@@ -260,7 +314,6 @@ typedef enum sg_conn_state {
 } sg_conn_state_t;
 
 enum {
-    SG_CONN_F_READING = 1u << 0,
     SG_CONN_F_CLOSE_AFTER = 1u << 1, /* close once the current response is written */
     SG_CONN_F_PAUSED_UP = 1u << 2,   /* reading stopped: upstream write queue full */
     SG_CONN_F_GOT_BYTES = 1u << 3,   /* any byte of the current head arrived */
@@ -271,19 +324,15 @@ enum {
 /* A client connection. Owner: its worker (w->conns); freed in on_conn_close
  * after both embedded handles closed (sg__conn_close). */
 struct sg_conn {
-    uv_tcp_t tcp;
+    sg_tp_t tp; /* first: the close callback's handle is the connection */
     sg_tmo_t tmo;
     sg_link_t link;
     sg_worker_t *w;
     sg_listener_t *lst; /* referenced until the connection is freed */
     sg_txn_t *txn;      /* current request (one at a time: pipelined requests wait in rbuf) */
-    char *rbuf;         /* SG_BUF_SIZE, lent by alloc_cb; NULL when nothing pending */
-    uint32_t rpos, rlen;
     sg_conn_state_t state;
     uint32_t flags;
-    uint32_t n_writes;
     uint32_t n_requests;
-    uint8_t n_handles; /* open embedded handles */
     uint8_t timer_kind;
     bool is_processing;
     int32_t lidx; /* lst->idx when accepted (its connection gauge) */
@@ -363,10 +412,7 @@ struct sg_txn {
 
     char *uphead; /* serialized upstream request head (fl_head) until written (until answered: SG_TXN_F_REPLAY) */
     size_t uphead_len;
-    char *head; /* request head (fl_head) while it is read and parsed */
-    size_t head_len;
-    sg_h1_scan_t scan;
-    sg_h1_parser_t parser; /* request: head slices point into `head`; the body parser after */
+    sg_h1_reader_t rd; /* request: head (fl_head) while it is read and parsed, slices into it; the body parser after */
     char peer_ip[INET6_ADDRSTRLEN];
     char peer[INET6_ADDRSTRLEN + 8];
     char *resp_head; /* client response head (fl_head) not yet written: it goes
@@ -411,7 +457,6 @@ typedef enum sg_upc_phase {
 } sg_upc_phase_t;
 
 enum {
-    SG_UPC_F_READING = 1u << 0,
     SG_UPC_F_PAUSED = 1u << 1, /* reading stopped: client write queue full */
     SG_UPC_F_REUSED = 1u << 2,
     SG_UPC_F_NO_REUSE = 1u << 3,
@@ -422,7 +467,7 @@ enum {
 /* An upstream connection. Owner: the pool (idle) or the txn leasing it;
  * freed in on_upc_close (sg__upconn_close). */
 struct sg_upconn {
-    uv_tcp_t tcp;
+    sg_tp_t tp; /* first: the close callback's handle is the connection */
     sg_tmo_t tmo;
     uv_connect_t connect_req;
     uv_shutdown_t shutdown_req; /* tunnel half-close */
@@ -434,17 +479,10 @@ struct sg_upconn {
     sg_upc_state_t state;
     sg_upc_phase_t phase;
     uint32_t flags;
-    int n_handles;
-    uint32_t n_writes;
     uint8_t timer_kind;
     bool is_leased;
-    char *rbuf;
-    size_t rpos, rlen;
-    char *head;
-    size_t head_len;
-    sg_h1_scan_t scan;
-    sg_h1_parser_t parser;
-    char *dbuf; /* decode-mode output buffer (fl_buf) during one read pass */
+    sg_h1_reader_t rd; /* response: head (fl_head) while it is read and parsed; the body parser after */
+    char *dbuf;        /* decode-mode output buffer (fl_buf) during one read pass */
     size_t dlen;
 };
 

@@ -9,7 +9,6 @@
  * chunked response to an HTTP/1.0 client is de-chunked and delimited by
  * closing the connection. */
 #include "net/net_int.h"
-#include "sg/health.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -86,9 +85,9 @@ void sg__txn_free(sg_txn_t *t)
         sg__head_put(w, t->uphead);
         t->uphead = NULL;
     }
-    if (t->head) {
-        sg__head_put(w, t->head);
-        t->head = NULL;
+    if (t->rd.head) {
+        sg__head_put(w, t->rd.head);
+        t->rd.head = NULL;
     }
     if (t->resp_head) {
         sg__head_put(w, t->resp_head);
@@ -673,7 +672,7 @@ void sg__proxy_head(sg_conn_t *c)
     sg_txn_t *t = c->txn;
     sg_worker_t *w = c->w;
     const sg_config_t *cfg = t->gen->cfg;
-    const sg_h1_head_t *h = &t->parser.head;
+    const sg_h1_head_t *h = &t->rd.parser.head;
     sg_listener_t *l = c->lst;
 
     t->is_reportable = true;
@@ -878,19 +877,19 @@ void sg__proxy_head(sg_conn_t *c)
         sg__conn_error(c, 413, "request body too large", true);
         return;
     }
-    if (c->state == SG_CONN_BODY && c->rbuf && c->rpos < c->rlen) {
+    if (c->state == SG_CONN_BODY && sg__tp_pending(&c->tp)) {
         /* Body bytes that came with the head: refuse bad framing before
          * anything is sent upstream. */
-        int e = sg_h1_check_body(&t->parser, c->rbuf + c->rpos, c->rlen - c->rpos);
+        int e = sg_h1_check_body(&t->rd.parser, c->tp.rbuf + c->tp.rpos, c->tp.rlen - c->tp.rpos);
         if (e < 0) {
             sg__conn_error(c, -e, e == -413 ? "request body too large" : "malformed request body", true);
             return;
         }
     }
     int r = is_connect ? 0 : build_upstream_head(t, h, host, path, query);
-    if (t->head) { /* the parsed head is no longer needed: slices die here */
-        sg__head_put(w, t->head);
-        t->head = NULL;
+    if (t->rd.head) { /* the parsed head is no longer needed: slices die here */
+        sg__head_put(w, t->rd.head);
+        t->rd.head = NULL;
     }
     if (r < 0) {
         sg__conn_error(c, -r, "request head too large for upstream", true);
@@ -989,7 +988,7 @@ static bool is_replayable(const sg_txn_t *t, const sg_upconn_t *u)
 static void replay_done(sg_txn_t *t, sg_upconn_t *u)
 {
     t->flags &= ~SG_TXN_F_REPLAY;
-    if (t->uphead && u->tcp.write_queue_size == 0) {
+    if (t->uphead && sg__tp_queued(&u->tp) == 0) {
         sg__head_put(t->conn->w, t->uphead);
         t->uphead = NULL;
     }
@@ -1003,8 +1002,8 @@ void sg__proxy_up_ready(sg_txn_t *t)
         sg__egress_connected(t);
         return;
     }
-    if (c->state == SG_CONN_BODY && c->rbuf && c->rpos < c->rlen) {
-        int e = sg_h1_check_body(&t->parser, c->rbuf + c->rpos, c->rlen - c->rpos);
+    if (c->state == SG_CONN_BODY && sg__tp_pending(&c->tp)) {
+        int e = sg_h1_check_body(&t->rd.parser, c->tp.rbuf + c->tp.rpos, c->tp.rlen - c->tp.rpos);
         if (e < 0) {
             /* Nothing was written: the connection stays good for the pool. */
             t->up = NULL;
@@ -1145,7 +1144,7 @@ bool sg__proxy_can_take_body(const sg_txn_t *t)
         return false;
     if (t->state != SG_TXN_SENT && t->state != SG_TXN_RESP_BODY && t->state != SG_TXN_TUNNEL)
         return false;
-    return t->up->tcp.write_queue_size <= t->gen->cfg->limits.buffer_bytes;
+    return sg__tp_queued(&t->up->tp) <= t->gen->cfg->limits.buffer_bytes;
 }
 
 void sg__proxy_body(sg_txn_t *t, char *buf, const char *p, size_t n)
@@ -1197,16 +1196,17 @@ static void tunnel_progress(sg_txn_t *t)
         sg__conn_abort(c, NULL);
         return;
     }
-    bool cli_pending = c->rbuf && c->rpos < c->rlen;
-    if ((t->flags & SG_TXN_F_TUN_CLI_EOF) && !(t->flags & SG_TXN_F_TUN_UP_SHUT) && !cli_pending && u->n_writes == 0) {
+    bool cli_pending = sg__tp_pending(&c->tp);
+    if ((t->flags & SG_TXN_F_TUN_CLI_EOF) && !(t->flags & SG_TXN_F_TUN_UP_SHUT) && !cli_pending &&
+        u->tp.n_writes == 0) {
         t->flags |= SG_TXN_F_TUN_UP_SHUT;
         if (sg__upconn_shutdown(u) < 0) {
             sg__conn_abort(c, NULL);
             return;
         }
     }
-    bool up_pending = u->rbuf && u->rpos < u->rlen;
-    if ((t->flags & SG_TXN_F_TUN_UP_EOF) && !(t->flags & SG_TXN_F_TUN_CLI_SHUT) && !up_pending && c->n_writes == 0) {
+    bool up_pending = sg__tp_pending(&u->tp);
+    if ((t->flags & SG_TXN_F_TUN_UP_EOF) && !(t->flags & SG_TXN_F_TUN_CLI_SHUT) && !up_pending && c->tp.n_writes == 0) {
         t->flags |= SG_TXN_F_TUN_CLI_SHUT;
         if (sg__conn_shutdown(c) < 0) {
             sg__conn_abort(c, NULL);
@@ -1273,7 +1273,7 @@ void sg__proxy_tunnel_eof(sg_txn_t *t)
 
 static bool client_paused(sg_txn_t *t)
 {
-    return t->conn->tcp.write_queue_size > t->gen->cfg->limits.buffer_bytes;
+    return sg__tp_queued(&t->conn->tp) > t->gen->cfg->limits.buffer_bytes;
 }
 
 void sg__proxy_client_drained(sg_txn_t *t)
@@ -1311,8 +1311,8 @@ static void resp_complete(sg_txn_t *t)
     if (!flush_resp_head(t))
         return;
     if (u) {
-        bool reusable = (t->flags & SG_TXN_F_REQ_DONE) && u->parser.head.is_keep_alive &&
-                        !(u->flags & (SG_UPC_F_NO_REUSE | SG_UPC_F_EOF)) && !(u->rbuf && u->rpos < u->rlen) &&
+        bool reusable = (t->flags & SG_TXN_F_REQ_DONE) && u->rd.parser.head.is_keep_alive &&
+                        !(u->flags & (SG_UPC_F_NO_REUSE | SG_UPC_F_EOF)) && !(sg__tp_pending(&u->tp)) &&
                         !w->is_draining && u->phase != SG_UPC_P_TUNNEL;
         t->up = NULL;
         u->txn = NULL;
@@ -1418,7 +1418,7 @@ static const char *forward_interim(sg_upconn_t *u, const sg_h1_head_t *h)
     sg_txn_t *t = u->txn;
     sg_conn_t *c = t->conn;
     sg_worker_t *w = c->w;
-    if (t->parser.head.version_minor == 0 || (h->status == 100 && (t->flags & SG_TXN_F_EXPECT)))
+    if (t->rd.parser.head.version_minor == 0 || (h->status == 100 && (t->flags & SG_TXN_F_EXPECT)))
         return NULL;
     char *buf = sg__head_get(w);
     if (!buf)
@@ -1445,45 +1445,39 @@ static bool resp_head_step(sg_upconn_t *u)
     sg_txn_t *t = u->txn;
     sg_conn_t *c = t->conn;
     sg_worker_t *w = c->w;
-    if (!u->head) {
-        u->head = sg__head_get(w);
-        if (!u->head) {
+    if (!u->rd.head) {
+        char *head = sg__head_get(w);
+        if (!head) {
             sg__proxy_up_failed(t, SG_FAIL_BAD_RESPONSE, "out of memory");
             return false;
         }
-        u->head_len = 0;
-        sg_h1_scan_init(&u->scan);
+        sg_h1_read_begin(&u->rd, head, w->head_bytes, w->head_max_hdrs);
     }
-    size_t avail = u->rlen - u->rpos, used = 0;
-    int r = sg_h1_scan_feed(&u->scan, &w->resp_limits, u->rbuf + u->rpos, avail, &used);
-    if (r < 0 || u->head_len + used > w->head_bytes) {
-        u->flags |= SG_UPC_F_NO_REUSE;
-        sg__proxy_up_failed(t, SG_FAIL_BAD_RESPONSE, "invalid response head from upstream");
-        return false;
-    }
-    memcpy(u->head + u->head_len, u->rbuf + u->rpos, used);
-    u->head_len += used;
-    u->rpos += used;
-    if (r == SG_H1_SCAN_MORE)
-        return true;
-    sg_h1_parser_init(&u->parser, SG_H1_RESPONSE);
-    u->parser.max_trailer_bytes = t->gen->cfg->limits.header_bytes;
-    u->parser.max_trailer_count = t->gen->cfg->limits.header_count;
-    r = sg_h1_parse_head(&u->parser, u->head, u->head_len, (sg_h1_header_t *)(void *)(u->head + w->head_bytes),
-                         w->head_max_hdrs, (t->flags & SG_TXN_F_HEAD_REQ) != 0);
+    const sg_limits_conf_t *lim = &t->gen->cfg->limits;
+    const sg_h1_read_opts_t o = {.kind = SG_H1_RESPONSE,
+                                 .limits = &w->resp_limits,
+                                 .max_trailer_bytes = lim->header_bytes,
+                                 .max_trailer_count = lim->header_count,
+                                 .skip_body = (t->flags & SG_TXN_F_HEAD_REQ) != 0};
+    size_t used = 0;
+    const char *why = NULL;
+    int r = sg_h1_read_head(&u->rd, &o, u->tp.rbuf + u->tp.rpos, u->tp.rlen - u->tp.rpos, &used, &why);
     if (r < 0) {
         u->flags |= SG_UPC_F_NO_REUSE;
         sg__proxy_up_failed(t, SG_FAIL_BAD_RESPONSE, "invalid response head from upstream");
         return false;
     }
-    const sg_h1_head_t *h = &u->parser.head;
+    u->tp.rpos += (uint32_t)used;
+    if (r == SG_H1_READ_MORE)
+        return true;
+    const sg_h1_head_t *h = &u->rd.parser.head;
     if (h->status >= 100 && h->status < 200 && h->status != 101) {
         /* Interim response; the final one follows on the same parse loop. */
-        const char *why = forward_interim(u, h);
-        sg__head_put(w, u->head); /* h dies here */
-        u->head = NULL;
-        if (why) {
-            sg__conn_abort(c, why);
+        const char *err = forward_interim(u, h);
+        sg__head_put(w, u->rd.head); /* h dies here */
+        u->rd.head = NULL;
+        if (err) {
+            sg__conn_abort(c, err);
             return false;
         }
         return true;
@@ -1497,7 +1491,7 @@ static bool resp_head_step(sg_upconn_t *u)
     t->rec.upstream_head_ns = sg_now_ns();
     t->resp_status = h->status;
     t->rec.status = h->status;
-    bool client_is_10 = t->parser.head.version_minor == 0;
+    bool client_is_10 = t->rd.parser.head.version_minor == 0;
     bool will_close = !(t->flags & SG_TXN_F_CLIENT_KA) || w->drain_phase > 0 || !(t->flags & SG_TXN_F_REQ_DONE);
     if (h->has_body && h->is_eof_body)
         will_close = true; /* the client learns the end from the close */
@@ -1512,16 +1506,16 @@ static bool resp_head_step(sg_upconn_t *u)
     if (will_close)
         t->flags |= SG_TXN_F_RESP_CLOSE;
     if (send_resp_head(t, h, will_close) < 0) {
-        sg__head_put(w, u->head);
-        u->head = NULL;
+        sg__head_put(w, u->rd.head);
+        u->rd.head = NULL;
         sg__proxy_up_failed(t, SG_FAIL_BAD_RESPONSE, "response head too large");
         return false;
     }
     t->flags |= SG_TXN_F_RESP_HEAD;
     bool has_body = h->has_body;
     bool is_101 = h->status == 101;
-    sg__head_put(w, u->head); /* h dies here */
-    u->head = NULL;
+    sg__head_put(w, u->rd.head); /* h dies here */
+    u->rd.head = NULL;
     if (is_101) {
         if (!flush_resp_head(t))
             return false;
@@ -1539,34 +1533,22 @@ static bool resp_head_step(sg_upconn_t *u)
     }
     u->phase = SG_UPC_P_BODY;
     if (t->flags & SG_TXN_F_DECODE) {
-        u->parser.on_body = on_decoded;
-        u->parser.ud = u;
+        u->rd.parser.on_body = on_decoded;
+        u->rd.parser.ud = u;
     }
     sg__upconn_timer(u, SG_UPC_T_READ, t->srv->ups->conf->read_timeout_ms);
     return true;
 }
 
-/* Moves [p, p+n) of u->rbuf to the client; the buffer goes with the write. */
+/* Moves [p, p+n) of u->tp.rbuf to the client; the buffer goes with the write. */
 static bool hand_to_client(sg_upconn_t *u, size_t n)
 {
     sg_txn_t *t = u->txn;
-    sg_worker_t *w = u->w;
-    char *buf = u->rbuf;
-    const char *p = buf + u->rpos;
-    size_t rest = u->rlen - u->rpos - n;
-    if (rest) {
-        char *nb = sg__buf_get(w);
-        if (!nb) {
-            sg__conn_abort(t->conn, "out of memory");
-            return false;
-        }
-        memcpy(nb, p + n, rest);
-        u->rbuf = nb;
-        u->rpos = 0;
-        u->rlen = rest;
-    } else {
-        u->rbuf = NULL;
-        u->rpos = u->rlen = 0;
+    char *buf;
+    const char *p;
+    if (sg__tp_take(&u->tp, n, &buf, &p) < 0) {
+        sg__conn_abort(t->conn, "out of memory");
+        return false;
     }
     t->rec.resp_bytes += n;
     int r;
@@ -1604,8 +1586,8 @@ static bool resp_body_step(sg_upconn_t *u)
             return false;
         }
     }
-    size_t avail = u->rlen - u->rpos, used = 0;
-    int r = sg_h1_parse_body(&u->parser, u->rbuf + u->rpos, avail, &used);
+    size_t avail = u->tp.rlen - u->tp.rpos, used = 0;
+    int r = sg_h1_parse_body(&u->rd.parser, u->tp.rbuf + u->tp.rpos, avail, &used);
     if (r < 0) {
         if (u->dbuf) {
             sg__buf_put(w, u->dbuf);
@@ -1618,7 +1600,7 @@ static bool resp_body_step(sg_upconn_t *u)
         char *d = u->dbuf;
         size_t dl = u->dlen;
         u->dbuf = NULL;
-        u->rpos += used;
+        u->tp.rpos += used;
         if (!flush_resp_head(t)) {
             sg__buf_put(w, d);
             return false;
@@ -1664,7 +1646,7 @@ void sg__proxy_up_read(sg_upconn_t *u)
 
 static void up_read_loop(sg_upconn_t *u, sg_txn_t *t)
 {
-    while (t && u->txn == t && u->state == SG_UPC_ACTIVE && u->rbuf && u->rpos < u->rlen) {
+    while (t && u->txn == t && u->state == SG_UPC_ACTIVE && sg__tp_pending(&u->tp)) {
         bool go_on;
         switch (u->phase) {
         case SG_UPC_P_HEAD:
@@ -1679,11 +1661,11 @@ static void up_read_loop(sg_upconn_t *u, sg_txn_t *t)
                 break;
             }
             sg__proxy_tunnel_touch(t);
-            go_on = hand_to_client(u, u->rlen - u->rpos);
+            go_on = hand_to_client(u, u->tp.rlen - u->tp.rpos);
             break;
         default:
             u->flags |= SG_UPC_F_NO_REUSE; /* bytes after the response */
-            u->rpos = u->rlen;
+            u->tp.rpos = u->tp.rlen;
             go_on = false;
             break;
         }
@@ -1699,14 +1681,14 @@ void sg__proxy_up_eof(sg_upconn_t *u)
         return;
     switch (u->phase) {
     case SG_UPC_P_HEAD:
-        /* u->head is released once a head is complete, so a pooled
+        /* u->rd.head is released once a head is complete, so a pooled
          * connection reused for this request has none yet. */
-        sg__proxy_up_failed(t, u->head && u->head_len ? SG_FAIL_BAD_RESPONSE : SG_FAIL_RESET,
-                            u->head && u->head_len ? "upstream closed inside the response head"
-                                                   : "upstream closed before responding");
+        sg__proxy_up_failed(t, u->rd.head && u->rd.head_len ? SG_FAIL_BAD_RESPONSE : SG_FAIL_RESET,
+                            u->rd.head && u->rd.head_len ? "upstream closed inside the response head"
+                                                         : "upstream closed before responding");
         break;
     case SG_UPC_P_BODY:
-        if (sg_h1_finish(&u->parser) == SG_H1_BODY_DONE) {
+        if (sg_h1_finish(&u->rd.parser) == SG_H1_BODY_DONE) {
             u->phase = SG_UPC_P_DONE;
             resp_complete(t);
         } else {

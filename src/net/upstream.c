@@ -11,6 +11,10 @@
 
 void sg__worker_resolved(sg_worker_t *w);
 
+static void on_upc_read(sg_tp_t *tp, ssize_t nread);
+static void on_upc_write(sg_tp_t *tp, int status);
+static const sg_tp_cbs_t k_upc_tp_cbs = {.on_read = on_upc_read, .on_write = on_upc_write};
+
 const char *sg__upc_state_name(sg_upc_state_t s)
 {
     static const char *const names[] = {"connecting", "active", "idle", "closed"};
@@ -235,9 +239,7 @@ int32_t sg__upstream_pick(sg_upstream_t *u, uint32_t tried_mask, uint64_t now_ms
 
 static void on_upc_closed(uv_handle_t *h)
 {
-    sg_upconn_t *u = h->data;
-    if (--u->n_handles > 0)
-        return;
+    sg_upconn_t *u = sg_container_of((sg_tp_t *)h->data, sg_upconn_t, tp);
     sg_freelist_put(&u->w->fl_upconn, u);
 }
 
@@ -262,22 +264,15 @@ void sg__upconn_close(sg_upconn_t *u)
     u->state = SG_UPC_CLOSED;
     u->txn = NULL;
     sg__tmo_stop(&u->tmo);
-    if (u->flags & SG_UPC_F_READING)
-        uv_read_stop((uv_stream_t *)&u->tcp);
-    u->flags &= ~SG_UPC_F_READING;
-    if (u->rbuf) {
-        sg__buf_put(w, u->rbuf);
-        u->rbuf = NULL;
-    }
-    if (u->head) {
-        sg__head_put(w, u->head);
-        u->head = NULL;
+    if (u->rd.head) {
+        sg__head_put(w, u->rd.head);
+        u->rd.head = NULL;
     }
     if (u->dbuf) {
         sg__buf_put(w, u->dbuf);
         u->dbuf = NULL;
     }
-    uv_close((uv_handle_t *)&u->tcp, on_upc_closed);
+    sg__tp_close(&u->tp, on_upc_closed);
 }
 
 static void on_upc_timer(sg_tmo_t *tm)
@@ -315,44 +310,10 @@ void sg__upconn_timer(sg_upconn_t *u, uint8_t kind, uint64_t ms)
         sg__tmo_start(u->w, &u->tmo, ms);
 }
 
-static void on_upc_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+static void on_upc_read(sg_tp_t *tp, ssize_t nread)
 {
-    SG_UNUSED(suggested);
-    sg_upconn_t *u = h->data;
-    if (!u->rbuf) {
-        u->rbuf = sg__buf_get(u->w);
-        u->rpos = u->rlen = 0;
-        if (!u->rbuf) {
-            *buf = uv_buf_init(NULL, 0);
-            return;
-        }
-    }
-    if (u->rpos == u->rlen) {
-        u->rpos = u->rlen = 0;
-    } else if (u->rpos > 0 && u->rlen == SG_BUF_SIZE) {
-        memmove(u->rbuf, u->rbuf + u->rpos, u->rlen - u->rpos);
-        u->rlen -= u->rpos;
-        u->rpos = 0;
-    }
-    *buf = uv_buf_init(u->rbuf + u->rlen, (unsigned)(SG_BUF_SIZE - u->rlen));
-}
-
-static void release_rbuf_if_empty(sg_upconn_t *u)
-{
-    if (u->rbuf && u->rpos >= u->rlen) {
-        sg__buf_put(u->w, u->rbuf);
-        u->rbuf = NULL;
-        u->rpos = u->rlen = 0;
-    }
-}
-
-static void on_upc_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    SG_UNUSED(buf);
-    sg_upconn_t *u = s->data;
+    sg_upconn_t *u = sg_container_of(tp, sg_upconn_t, tp);
     if (nread > 0) {
-        u->rlen += (size_t)nread;
-        sg__busypoll_io(u->w);
         if (u->state != SG_UPC_ACTIVE || !u->txn) {
             /* Bytes on an idle pooled connection: it cannot be reused. */
             sg__upconn_close(u);
@@ -370,15 +331,8 @@ static void on_upc_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             return;
         }
         sg__proxy_up_read(u);
-    } else if (nread == UV_ENOBUFS) {
-        uv_read_stop(s);
-        u->flags &= ~SG_UPC_F_READING;
     } else if (nread < 0) {
         u->flags |= SG_UPC_F_EOF | (nread != UV_EOF ? SG_UPC_F_RESET : 0u);
-        if (u->flags & SG_UPC_F_READING) {
-            uv_read_stop(s);
-            u->flags &= ~SG_UPC_F_READING;
-        }
         if (u->state == SG_UPC_ACTIVE && u->txn)
             sg__proxy_up_eof(u);
         else
@@ -386,7 +340,7 @@ static void on_upc_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (u->state != SG_UPC_CLOSED) {
-        release_rbuf_if_empty(u);
+        sg__tp_release_rbuf_if_empty(&u->tp);
         sg__upconn_update_read(u);
     }
 }
@@ -395,19 +349,12 @@ void sg__upconn_update_read(sg_upconn_t *u)
 {
     bool want = (u->state == SG_UPC_IDLE || (u->state == SG_UPC_ACTIVE && !(u->flags & SG_UPC_F_PAUSED))) &&
                 !(u->flags & SG_UPC_F_EOF);
-    if (want && !(u->flags & SG_UPC_F_READING)) {
-        if (uv_read_start((uv_stream_t *)&u->tcp, on_upc_alloc, on_upc_read) == 0)
-            u->flags |= SG_UPC_F_READING;
-    } else if (!want && (u->flags & SG_UPC_F_READING)) {
-        uv_read_stop((uv_stream_t *)&u->tcp);
-        u->flags &= ~SG_UPC_F_READING;
-    }
+    sg__tp_want_read(&u->tp, want);
 }
 
-static void on_upc_write(void *owner, int status)
+static void on_upc_write(sg_tp_t *tp, int status)
 {
-    sg_upconn_t *u = owner;
-    u->n_writes--;
+    sg_upconn_t *u = sg_container_of(tp, sg_upconn_t, tp);
     if (u->state == SG_UPC_CLOSED)
         return;
     sg_txn_t *t = u->txn;
@@ -428,10 +375,7 @@ static void on_upc_write(void *owner, int status)
 
 int sg__upconn_write(sg_upconn_t *u, const uv_buf_t *iov, unsigned n, char *hold, sg_buf_kind_t kind)
 {
-    int r = sg__write(u->w, (uv_stream_t *)&u->tcp, iov, n, hold, kind, on_upc_write, u);
-    if (r == 0)
-        u->n_writes++;
-    return r;
+    return sg__tp_write(&u->tp, iov, n, hold, kind);
 }
 
 static void on_upc_shutdown(uv_shutdown_t *req, int status)
@@ -449,7 +393,7 @@ int sg__upconn_shutdown(sg_upconn_t *u)
 {
     u->flags |= SG_UPC_F_NO_REUSE;
     u->shutdown_req.data = u;
-    return uv_shutdown(&u->shutdown_req, (uv_stream_t *)&u->tcp, on_upc_shutdown);
+    return uv_shutdown(&u->shutdown_req, (uv_stream_t *)&u->tp.tcp, on_upc_shutdown);
 }
 
 static void on_connect(uv_connect_t *req, int status)
@@ -470,7 +414,7 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     u->state = SG_UPC_ACTIVE;
-    uv_tcp_nodelay(&u->tcp, 1);
+    uv_tcp_nodelay(&u->tp.tcp, 1);
     sg__upconn_timer(u, SG_UPC_T_NONE, 0);
     if (t)
         sg__proxy_up_ready(t);
@@ -490,7 +434,7 @@ int sg__upconn_get(sg_txn_t *t, sg_upserver_t *srv)
         srv->n_idle--;
         u->state = SG_UPC_ACTIVE;
         u->phase = SG_UPC_P_HEAD;
-        u->flags = (u->flags & SG_UPC_F_READING) | SG_UPC_F_REUSED;
+        u->flags = SG_UPC_F_REUSED;
         u->txn = t;
         u->is_leased = true;
         srv->in_flight++;
@@ -508,20 +452,19 @@ int sg__upconn_get(sg_txn_t *t, sg_upserver_t *srv)
     u->srv = srv;
     sg_list_init(&u->link);
     sg__tmo_init(&u->tmo, on_upc_timer);
-    int r = uv_tcp_init(&w->loop, &u->tcp);
+    int r = uv_tcp_init(&w->loop, &u->tp.tcp);
     if (r < 0) {
         sg_freelist_put(&w->fl_upconn, u);
         return r;
     }
-    u->tcp.data = u;
-    u->n_handles = 1;
+    sg__tp_init(&u->tp, w, &k_upc_tp_cbs);
     u->state = SG_UPC_CONNECTING;
     u->phase = SG_UPC_P_HEAD;
     u->txn = t;
     u->is_leased = true;
     srv->in_flight++;
     u->connect_req.data = u;
-    r = uv_tcp_connect(&u->connect_req, &u->tcp, (const struct sockaddr *)&srv->addr, on_connect);
+    r = uv_tcp_connect(&u->connect_req, &u->tp.tcp, (const struct sockaddr *)&srv->addr, on_connect);
     if (r < 0) {
         u->txn = NULL;
         sg__upconn_close(u);
@@ -538,9 +481,9 @@ void sg__upconn_release(sg_upconn_t *u, bool reusable)
     sg_upserver_t *srv = u->srv;
     unlease(u);
     u->txn = NULL;
-    if (u->head) {
-        sg__head_put(w, u->head);
-        u->head = NULL;
+    if (u->rd.head) {
+        sg__head_put(w, u->rd.head);
+        u->rd.head = NULL;
     }
     if (u->dbuf) {
         sg__buf_put(w, u->dbuf);
@@ -549,17 +492,17 @@ void sg__upconn_release(sg_upconn_t *u, bool reusable)
     /* A retired generation's pools stay empty: its connections close. */
     /* Request bytes still queued (an upstream that answered before reading
      * the whole request): not reusable, and closing cancels the write. */
-    if (!reusable || u->state != SG_UPC_ACTIVE || u->tcp.write_queue_size > 0 ||
+    if (!reusable || u->state != SG_UPC_ACTIVE || sg__tp_queued(&u->tp) > 0 ||
         srv->n_idle >= srv->ups->conf->keepalive || w->is_draining || w->is_stopping || !srv->ups->gen->is_current) {
         sg__upconn_close(u);
         return;
     }
     u->state = SG_UPC_IDLE;
     u->phase = SG_UPC_P_HEAD;
-    u->flags &= SG_UPC_F_READING;
+    u->flags = 0;
     sg_list_push(&srv->idle, &u->link);
     srv->n_idle++;
     sg__upconn_timer(u, SG_UPC_T_IDLE, srv->ups->conf->keepalive_timeout_ms);
-    release_rbuf_if_empty(u);
+    sg__tp_release_rbuf_if_empty(&u->tp);
     sg__upconn_update_read(u); /* notice the server closing it */
 }
