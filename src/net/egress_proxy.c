@@ -356,7 +356,7 @@ static void connect_to(sg_txn_t *t, const struct sockaddr_storage *addr, int32_t
     t->n_tries = 1;
     if (!t->rec.upstream_start_ns)
         t->rec.upstream_start_ns = sg_now_ns();
-    int r = sg__upconn_get(t, &d->srv);
+    int r = sg__proxy_lease(t, &d->srv);
     if (r == UV_EMFILE || r == UV_ENFILE || r == UV_ENOMEM || r == UV_ENOBUFS) {
         sg_obs_log(w->obs, SG_LOG_WARN, t->trace.trace_id, "egress %s: cannot open a connection: %s", d->srv.name,
                    uv_strerror(r));

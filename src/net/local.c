@@ -20,4 +20,3 @@ int sg_health_kind_for_path(sg_str_t path)
         return SG_HEALTH_READY;
     return -1;
 }
-

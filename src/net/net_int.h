@@ -464,6 +464,21 @@ enum {
     SG_UPC_F_RESET = 1u << 5, /* read error other than EOF (reset) */
 };
 
+/* What an upstream connection tells the transaction leasing it (the
+ * stream, proxy.c): the upstream endpoint never calls into its owner's
+ * code, only through this table. Worker thread. */
+typedef struct sg_upconn_ops {
+    void (*on_ready)(sg_txn_t *t);   /* connected, or a pooled one handed out (next loop turn) */
+    void (*on_read)(sg_txn_t *t);    /* bytes pending in t->up->tp */
+    void (*on_eof)(sg_txn_t *t);     /* the upstream closed (t->up->flags: EOF, RESET) */
+    void (*on_timeout)(sg_txn_t *t); /* the timer the owner armed (sg__upconn_timer) ran out */
+    void (*on_drained)(sg_txn_t *t); /* a queued write finished */
+    /* Failed before anything could be read (connect error, bytes before the
+     * request): the owner gives the connection back. */
+    void (*on_error)(sg_txn_t *t, sg_fail_t kind, const char *why);
+    void (*on_write_failed)(sg_txn_t *t, const char *why); /* a write or the half-close failed */
+} sg_upconn_ops_t;
+
 /* An upstream connection. Owner: the pool (idle) or the txn leasing it;
  * freed in on_upc_close (sg__upconn_close). */
 struct sg_upconn {
@@ -475,7 +490,8 @@ struct sg_upconn {
     sg_worker_t *w;
     sg_upstream_t *ups;
     sg_upserver_t *srv;
-    sg_txn_t *txn;
+    sg_txn_t *txn;              /* the lessee, told of events through ops */
+    const sg_upconn_ops_t *ops; /* while leased */
     sg_upc_state_t state;
     sg_upc_phase_t phase;
     uint32_t flags;
@@ -632,12 +648,10 @@ sg_txn_t *sg__txn_new(sg_conn_t *c);
 /* Client write queue drained: maybe resume the upstream. */
 void sg__proxy_client_drained(sg_txn_t *t);
 /* Upstream connection events. */
-void sg__proxy_up_ready(sg_txn_t *t);
 void sg__proxy_up_failed(sg_txn_t *t, sg_fail_t kind, const char *why);
-void sg__proxy_up_read(sg_upconn_t *u);
-void sg__proxy_up_eof(sg_upconn_t *u);
-void sg__proxy_up_drained(sg_txn_t *t);
-void sg__proxy_up_timeout(sg_upconn_t *u);
+/* Leases an upstream connection to srv for t (t->up): a fresh one for
+ * tunnels and requests sent again (SG_TXN_F_CONNECT, SG_TXN_F_FRESH). */
+int sg__proxy_lease(sg_txn_t *t, sg_upserver_t *srv) SG_MUST_CHECK;
 const char *sg__txn_state_name(sg_txn_state_t s);
 
 /* Pure pieces of the forwarding path (no worker, no I/O), exposed so the
@@ -717,9 +731,11 @@ void sg__upstreams_free(sg_wgen_t *g);
  * and those in tried_mask. -1: none healthy (*all_down set when every
  * server is ejected or down). */
 int32_t sg__upstream_pick(sg_upstream_t *u, uint32_t tried_mask, uint64_t now_ms, bool *all_down);
-/* Leases a connection to srv for t: pooled (sg__proxy_up_ready called
- * before return... no: scheduled) or new (connect). Returns 0 or UV error. */
-int sg__upconn_get(sg_txn_t *t, sg_upserver_t *srv) SG_MUST_CHECK;
+/* Leases a connection to srv for t (*out): pooled (unless is_fresh; ops->
+ * on_ready runs on the next loop turn) or new (connect; on_ready once
+ * connected). Returns 0 or a UV error (nothing leased). */
+int sg__upconn_get(sg_upserver_t *srv, bool is_fresh, const sg_upconn_ops_t *ops, sg_txn_t *t,
+                   sg_upconn_t **out) SG_MUST_CHECK;
 /* Gives back a leased connection; `reusable` puts it into the pool. */
 void sg__upconn_release(sg_upconn_t *u, bool reusable);
 void sg__upconn_close(sg_upconn_t *u);

@@ -934,7 +934,7 @@ static void proxy_connect(sg_txn_t *t)
     t->state = SG_TXN_CONNECTING;
     if (!t->rec.upstream_start_ns)
         t->rec.upstream_start_ns = sg_now_ns();
-    int r = sg__upconn_get(t, srv);
+    int r = sg__proxy_lease(t, srv);
     if (r == UV_EMFILE || r == UV_ENFILE || r == UV_ENOMEM || r == UV_ENOBUFS) {
         /* Our own resources ran out: not the server's fault (no passive
          * health mark, no retry elsewhere). */
@@ -945,6 +945,39 @@ static void proxy_connect(sg_txn_t *t)
     } else if (r < 0) {
         sg__proxy_up_failed(t, SG_FAIL_CONNECT, uv_strerror(r));
     }
+}
+
+static void up_ready(sg_txn_t *t);
+static void up_read(sg_txn_t *t);
+static void up_eof(sg_txn_t *t);
+static void up_timeout(sg_txn_t *t);
+static void up_drained(sg_txn_t *t);
+
+static void up_write_failed(sg_txn_t *t, const char *why)
+{
+    if (t->flags & SG_TXN_F_RESP_HEAD)
+        sg__conn_abort(t->conn, why);
+    else
+        sg__proxy_up_failed(t, SG_FAIL_RESET, why);
+}
+
+static const sg_upconn_ops_t k_up_ops = {
+    .on_ready = up_ready,
+    .on_read = up_read,
+    .on_eof = up_eof,
+    .on_timeout = up_timeout,
+    .on_drained = up_drained,
+    .on_error = sg__proxy_up_failed,
+    .on_write_failed = up_write_failed,
+};
+
+int sg__proxy_lease(sg_txn_t *t, sg_upserver_t *srv)
+{
+    sg_upconn_t *u = NULL;
+    int r = sg__upconn_get(srv, (t->flags & (SG_TXN_F_CONNECT | SG_TXN_F_FRESH)) != 0, &k_up_ops, t, &u);
+    if (r == 0)
+        t->up = u;
+    return r;
 }
 
 static const char k_continue[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -994,7 +1027,7 @@ static void replay_done(sg_txn_t *t, sg_upconn_t *u)
     }
 }
 
-void sg__proxy_up_ready(sg_txn_t *t)
+static void up_ready(sg_txn_t *t)
 {
     sg_upconn_t *u = t->up;
     sg_conn_t *c = t->conn;
@@ -1065,7 +1098,7 @@ void sg__proxy_up_failed(sg_txn_t *t, sg_fail_t kind, const char *why)
                    "upstream %s server %s: %s on a reused connection; sending the request again on a new one",
                    t->srv->ups->conf->name, t->server, why);
         t->state = SG_TXN_CONNECTING;
-        int r = sg__upconn_get(t, t->srv);
+        int r = sg__proxy_lease(t, t->srv);
         if (r >= 0)
             return;
         why = uv_strerror(r); /* our own resources (the socket is opened later): not the server's fault */
@@ -1116,11 +1149,9 @@ void sg__proxy_up_failed(sg_txn_t *t, sg_fail_t kind, const char *why)
     fail_status(t, kind, why);
 }
 
-void sg__proxy_up_timeout(sg_upconn_t *u)
+static void up_timeout(sg_txn_t *t)
 {
-    sg_txn_t *t = u->txn;
-    if (!t)
-        return;
+    sg_upconn_t *u = t->up;
     switch (u->phase) {
     case SG_UPC_P_HEAD:
         sg__proxy_up_failed(t, SG_FAIL_TIMEOUT,
@@ -1170,7 +1201,7 @@ void sg__proxy_req_done(sg_txn_t *t)
     t->flags |= SG_TXN_F_REQ_DONE;
 }
 
-void sg__proxy_up_drained(sg_txn_t *t)
+static void up_drained(sg_txn_t *t)
 {
     sg_upconn_t *u = t->up;
     sg_conn_t *c = t->conn;
@@ -1633,9 +1664,9 @@ static bool resp_body_step(sg_upconn_t *u)
 
 static void up_read_loop(sg_upconn_t *u, sg_txn_t *t);
 
-void sg__proxy_up_read(sg_upconn_t *u)
+static void up_read(sg_txn_t *t)
 {
-    sg_txn_t *t = u->txn;
+    sg_upconn_t *u = t->up;
     if (t && (t->flags & SG_TXN_F_REPLAY))
         replay_done(t, u);
     up_read_loop(u, t);
@@ -1674,11 +1705,9 @@ static void up_read_loop(sg_upconn_t *u, sg_txn_t *t)
     }
 }
 
-void sg__proxy_up_eof(sg_upconn_t *u)
+static void up_eof(sg_txn_t *t)
 {
-    sg_txn_t *t = u->txn;
-    if (!t)
-        return;
+    sg_upconn_t *u = t->up;
     switch (u->phase) {
     case SG_UPC_P_HEAD:
         /* u->rd.head is released once a head is complete, so a pooled

@@ -137,15 +137,14 @@ int sg__tp_write(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, char *hold, sg_bu
 int sg__tp_write2(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, char *hold0, sg_buf_kind_t kind0, char *hold1,
                   sg_buf_kind_t kind1)
 {
-    return counted(tp,
-                   sg__write2(tp->w, (uv_stream_t *)&tp->tcp, iov, n, hold0, kind0, hold1, kind1, on_tp_write, tp));
+    return counted(tp, sg__write2(tp->w, (uv_stream_t *)&tp->tcp, iov, n, hold0, kind0, hold1, kind1, on_tp_write, tp));
 }
 
 int sg__tp_write_ext(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, char *hold, const char *ext,
                      void (*ext_free)(void *, const char *), void *ext_ud)
 {
-    return counted(tp, sg__write_ext(tp->w, (uv_stream_t *)&tp->tcp, iov, n, hold, ext, ext_free, ext_ud,
-                                     on_tp_write, tp));
+    return counted(tp,
+                   sg__write_ext(tp->w, (uv_stream_t *)&tp->tcp, iov, n, hold, ext, ext_free, ext_ud, on_tp_write, tp));
 }
 
 /* ---- closing ----------------------------------------------------------------- */

@@ -283,7 +283,7 @@ static void on_upc_timer(sg_tmo_t *tm)
     switch (kind) {
     case SG_UPC_T_READY:
         if (u->txn)
-            sg__proxy_up_ready(u->txn);
+            u->ops->on_ready(u->txn);
         break;
     case SG_UPC_T_IDLE:
         sg__upconn_close(u);
@@ -292,7 +292,7 @@ static void on_upc_timer(sg_tmo_t *tm)
     case SG_UPC_T_RESPONSE:
     case SG_UPC_T_READ:
         if (u->txn)
-            sg__proxy_up_timeout(u);
+            u->ops->on_timeout(u->txn);
         else
             sg__upconn_close(u);
         break;
@@ -319,7 +319,7 @@ static void on_upc_read(sg_tp_t *tp, ssize_t nread)
             sg__upconn_close(u);
             return;
         }
-        if (u->txn->state == SG_TXN_CONNECTING) {
+        if (u->timer_kind == SG_UPC_T_READY) {
             /* A pooled connection just leased: its request is written on the
              * next loop turn (SG_UPC_T_READY), so these bytes answer nothing
              * we sent. Parsing them as the response would give this client
@@ -327,14 +327,14 @@ static void on_upc_read(sg_tp_t *tp, ssize_t nread)
              * idle case above, failed like a pooled connection found closed
              * at reuse (hardening, docs/security.md). */
             u->flags |= SG_UPC_F_NO_REUSE;
-            sg__proxy_up_failed(u->txn, SG_FAIL_RESET, "upstream sent bytes before the request");
+            u->ops->on_error(u->txn, SG_FAIL_RESET, "upstream sent bytes before the request");
             return;
         }
-        sg__proxy_up_read(u);
+        u->ops->on_read(u->txn);
     } else if (nread < 0) {
         u->flags |= SG_UPC_F_EOF | (nread != UV_EOF ? SG_UPC_F_RESET : 0u);
         if (u->state == SG_UPC_ACTIVE && u->txn)
-            sg__proxy_up_eof(u);
+            u->ops->on_eof(u->txn);
         else
             sg__upconn_close(u);
         return;
@@ -360,17 +360,14 @@ static void on_upc_write(sg_tp_t *tp, int status)
     sg_txn_t *t = u->txn;
     if (status < 0) {
         u->flags |= SG_UPC_F_NO_REUSE;
-        if (!t) {
+        if (t)
+            u->ops->on_write_failed(t, "upstream write failed");
+        else
             sg__upconn_close(u);
-        } else if (t->flags & SG_TXN_F_RESP_HEAD) {
-            sg__conn_abort(t->conn, "upstream write failed");
-        } else {
-            sg__proxy_up_failed(t, SG_FAIL_RESET, "upstream write failed");
-        }
         return;
     }
     if (t)
-        sg__proxy_up_drained(t);
+        u->ops->on_drained(t);
 }
 
 int sg__upconn_write(sg_upconn_t *u, const uv_buf_t *iov, unsigned n, char *hold, sg_buf_kind_t kind)
@@ -384,7 +381,7 @@ static void on_upc_shutdown(uv_shutdown_t *req, int status)
     if (u->state == SG_UPC_CLOSED || status == 0)
         return;
     if (u->txn)
-        sg__conn_abort(u->txn->conn, "upstream shutdown failed");
+        u->ops->on_write_failed(u->txn, "upstream shutdown failed");
     else
         sg__upconn_close(u);
 }
@@ -403,31 +400,25 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     sg_txn_t *t = u->txn;
     if (status < 0) {
-        if (t) {
-            t->up = NULL;
-            u->txn = NULL;
+        if (t)
+            u->ops->on_error(t, SG_FAIL_CONNECT, uv_strerror(status)); /* the owner gives it back */
+        else
             sg__upconn_close(u);
-            sg__proxy_up_failed(t, SG_FAIL_CONNECT, uv_strerror(status));
-        } else {
-            sg__upconn_close(u);
-        }
         return;
     }
     u->state = SG_UPC_ACTIVE;
     uv_tcp_nodelay(&u->tp.tcp, 1);
     sg__upconn_timer(u, SG_UPC_T_NONE, 0);
     if (t)
-        sg__proxy_up_ready(t);
+        u->ops->on_ready(t);
     else
         sg__upconn_release(u, false);
 }
 
-int sg__upconn_get(sg_txn_t *t, sg_upserver_t *srv)
+int sg__upconn_get(sg_upserver_t *srv, bool is_fresh, const sg_upconn_ops_t *ops, sg_txn_t *t, sg_upconn_t **out)
 {
-    sg_worker_t *w = t->conn->w;
-    /* A tunnel gets a fresh connection, and so does a request sent again
-     * after a pooled connection failed it. */
-    if (!sg_list_empty(&srv->idle) && !(t->flags & (SG_TXN_F_CONNECT | SG_TXN_F_FRESH))) {
+    sg_worker_t *w = srv->ups->w;
+    if (!sg_list_empty(&srv->idle) && !is_fresh) {
         /* Most recently used first: the warmest connection. */
         sg_upconn_t *u = sg_container_of(srv->idle.next, sg_upconn_t, link);
         sg_list_remove(&u->link);
@@ -436,9 +427,10 @@ int sg__upconn_get(sg_txn_t *t, sg_upserver_t *srv)
         u->phase = SG_UPC_P_HEAD;
         u->flags = SG_UPC_F_REUSED;
         u->txn = t;
+        u->ops = ops;
         u->is_leased = true;
         srv->in_flight++;
-        t->up = u;
+        *out = u;
         /* Ready on the next loop turn, never inside the caller's stack. */
         sg__upconn_timer(u, SG_UPC_T_READY, 0);
         return 0;
@@ -461,6 +453,7 @@ int sg__upconn_get(sg_txn_t *t, sg_upserver_t *srv)
     u->state = SG_UPC_CONNECTING;
     u->phase = SG_UPC_P_HEAD;
     u->txn = t;
+    u->ops = ops;
     u->is_leased = true;
     srv->in_flight++;
     u->connect_req.data = u;
@@ -470,7 +463,7 @@ int sg__upconn_get(sg_txn_t *t, sg_upserver_t *srv)
         sg__upconn_close(u);
         return r;
     }
-    t->up = u;
+    *out = u;
     sg__upconn_timer(u, SG_UPC_T_CONNECT, srv->ups->conf->connect_timeout_ms);
     return 0;
 }
