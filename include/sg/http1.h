@@ -168,6 +168,7 @@ const char *sg_h1_reason_phrase(int status);
 typedef struct sg_h1_reader {
     char *head; /* the caller's buffer, NULL between heads */
     size_t head_len;
+    size_t n_used; /* bytes taken as head bytes by calls that did not refuse the head */
     size_t head_cap;
     size_t max_hdrs;
     sg_h1_scan_t scan;

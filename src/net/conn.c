@@ -18,6 +18,7 @@ enum {
 };
 
 static void conn_process(sg_conn_t *c);
+static void conn_close_why(sg_conn_t *c, const char *why);
 static void start_shutdown(sg_conn_t *c);
 static void on_conn_read(sg_tp_t *tp, ssize_t nread);
 static void on_conn_write(sg_tp_t *tp, int status);
@@ -73,11 +74,16 @@ void sg__conn_close(sg_conn_t *c)
 {
     if (c->state == SG_CONN_CLOSED)
         return;
+    conn_close_why(c, NULL);
+}
+
+static void conn_close_why(sg_conn_t *c, const char *why)
+{
     sg_worker_t *w = c->w;
     if (c->txn) {
         sg_txn_t *t = c->txn;
-        sg__txn_abort(t);
         c->txn = NULL;
+        c->ops->on_close(t, why);
     }
     c->state = SG_CONN_CLOSED;
     conn_timer_stop(c);
@@ -90,9 +96,8 @@ void sg__conn_close(sg_conn_t *c)
 
 void sg__conn_abort(sg_conn_t *c, const char *why)
 {
-    if (c->txn && why)
-        c->txn->error = why;
-    sg__conn_close(c);
+    if (c->state != SG_CONN_CLOSED)
+        conn_close_why(c, why);
 }
 
 void sg__conn_close_idle(sg_worker_t *w)
@@ -117,7 +122,7 @@ static void on_eof(sg_conn_t *c, ssize_t err)
         /* A FIN is passed on (half-close); a reset closes both sides of
          * the tunnel. */
         if (err == UV_EOF && c->txn)
-            sg__proxy_tunnel_eof(c->txn);
+            c->ops->on_tunnel_eof(c->txn);
         else
             sg__conn_abort(c, NULL);
         break;
@@ -161,13 +166,13 @@ void sg__conn_update_read(sg_conn_t *c)
         want = !has_pending(c) || c->state == SG_CONN_LINGER;
         break;
     case SG_CONN_BODY:
-        want = c->txn && sg__proxy_can_take_body(c->txn);
+        want = c->txn && c->ops->can_take_body(c->txn);
         break;
     case SG_CONN_WAIT:
         want = !has_pending(c); /* notice EOF; pipelined bytes wait */
         break;
     case SG_CONN_TUNNEL:
-        want = c->txn && !(c->flags & SG_CONN_F_EOF) && sg__proxy_can_take_body(c->txn);
+        want = c->txn && !(c->flags & SG_CONN_F_EOF) && c->ops->can_take_body(c->txn);
         break;
     default:
         want = false;
@@ -201,7 +206,7 @@ void sg__conn_resume(sg_conn_t *c)
 
 static bool begin_request(sg_conn_t *c)
 {
-    sg_txn_t *t = sg__txn_new(c);
+    sg_txn_t *t = c->ops->begin(c, &c->rd, &c->ro);
     if (!t) {
         sg__conn_close(c);
         return false;
@@ -217,54 +222,43 @@ static bool begin_request(sg_conn_t *c)
 static int head_step(sg_conn_t *c)
 {
     sg_worker_t *w = c->w;
-    sg_txn_t *t = c->txn;
-    if (!t->rd.head) {
+    sg_h1_reader_t *rd = c->rd;
+    if (!rd->head) {
         char *head = sg__head_get(w);
         if (!head) {
             sg__conn_close(c);
             return -1;
         }
-        sg_h1_read_begin(&t->rd, head, w->head_bytes, w->head_max_hdrs);
+        sg_h1_read_begin(rd, head, w->head_bytes, w->head_max_hdrs);
     }
-    const sg_limits_conf_t *lim = &t->gen->cfg->limits;
-    const sg_h1_read_opts_t o = {.kind = SG_H1_REQUEST,
-                                 .limits = &w->req_limits,
-                                 .max_body = lim->body_bytes,
-                                 .max_trailer_bytes = lim->header_bytes,
-                                 .max_trailer_count = lim->header_count};
     size_t used = 0;
     const char *why = NULL;
-    int r = sg_h1_read_head(&t->rd, &o, c->tp.rbuf + c->tp.rpos, c->tp.rlen - c->tp.rpos, &used, &why);
+    int r = sg_h1_read_head(rd, c->ro, c->tp.rbuf + c->tp.rpos, c->tp.rlen - c->tp.rpos, &used, &why);
     if (r < 0) { /* the refused bytes stay in the head for the error's trace id */
-        sg__conn_error(c, -r, why, true);
+        c->ops->on_head_error(c->txn, -r, why);
         return -1;
     }
     c->tp.rpos += (uint32_t)used;
-    t->rec.req_bytes += used;
     if (r == SG_H1_READ_MORE)
         return 0;
     conn_timer_stop(c);
-    set_state(c, t->rd.parser.head.has_body ? SG_CONN_BODY : SG_CONN_WAIT);
-    sg__proxy_head(c); /* may answer at once, and releases t->rd.head */
+    set_state(c, rd->parser.head.has_body ? SG_CONN_BODY : SG_CONN_WAIT);
+    c->ops->on_head(c->txn); /* may answer at once, and releases rd->head */
     return 0;
 }
 
 static bool body_step(sg_conn_t *c)
 {
     sg_txn_t *t = c->txn;
-    if (!t || !sg__proxy_can_take_body(t))
+    if (!t || !c->ops->can_take_body(t))
         return false;
     size_t avail = c->tp.rlen - c->tp.rpos, used = 0;
-    int r = sg_h1_parse_body(&t->rd.parser, c->tp.rbuf + c->tp.rpos, avail, &used);
+    int r = sg_h1_parse_body(&c->rd->parser, c->tp.rbuf + c->tp.rpos, avail, &used);
     if (r < 0) {
-        if (t->flags & SG_TXN_F_RESP_HEAD)
-            sg__conn_abort(c, "bad request body");
-        else
-            sg__conn_error(c, -r, r == -413 ? "request body too large" : "malformed request body", true);
+        c->ops->on_error(t, -r, r == -413 ? "request body too large" : "malformed request body");
         return false;
     }
     if (used) {
-        t->rec.req_bytes += used;
         char *buf;
         const char *p;
         if (sg__tp_take(&c->tp, used, &buf, &p) < 0) { /* pipelined bytes after it stay */
@@ -272,7 +266,7 @@ static bool body_step(sg_conn_t *c)
             return false;
         }
         uint32_t n_req = c->n_requests;
-        sg__proxy_body(t, buf, p, used); /* buf's ownership moves to the upstream write */
+        c->ops->on_body(t, buf, p, used); /* buf's ownership moves to the upstream write */
         /* A synchronous upstream write failure answers 502 and ends t (its
          * memory may already serve another request: compare the count, not
          * only the pointer); nothing below may touch it then (#17). */
@@ -283,7 +277,7 @@ static bool body_step(sg_conn_t *c)
         set_state(c, SG_CONN_WAIT);
         if (c->timer_kind == T_BODY)
             conn_timer_stop(c);
-        sg__proxy_req_done(t);
+        c->ops->on_body_done(t);
     } else if (c->timer_kind == T_BODY) {
         conn_timer(c, T_BODY, c->w->gen->cfg->limits.client_body_timeout_ms);
     }
@@ -293,15 +287,14 @@ static bool body_step(sg_conn_t *c)
 static bool tunnel_step(sg_conn_t *c)
 {
     sg_txn_t *t = c->txn;
-    if (!t || !sg__proxy_can_take_body(t))
+    if (!t || !c->ops->can_take_body(t))
         return false;
     size_t n = c->tp.rlen - c->tp.rpos;
     char *buf;
     const char *p;
     if (sg__tp_take(&c->tp, n, &buf, &p) < 0) /* takes all: cannot fail */
         return false;
-    t->rec.req_bytes += n;
-    sg__proxy_tunnel_up(t, buf, p, n);
+    c->ops->on_tunnel(t, buf, p, n);
     return c->state != SG_CONN_CLOSED;
 }
 
@@ -360,15 +353,15 @@ static void on_conn_timer(sg_tmo_t *tm)
         break;
     case T_HEADER:
         if (c->state == SG_CONN_HEAD && c->txn)
-            sg__conn_error(c, 408, "request header timeout", true);
+            c->ops->on_head_error(c->txn, 408, "request header timeout");
         else
             sg__conn_close(c);
         break;
     case T_BODY:
-        if (c->txn && !(c->txn->flags & SG_TXN_F_RESP_HEAD))
-            sg__conn_error(c, 408, "request body timeout", true);
+        if (c->txn)
+            c->ops->on_error(c->txn, 408, "request body timeout");
         else
-            sg__conn_abort(c, "request body timeout");
+            sg__conn_close(c);
         break;
     case T_SEND:
         sg__conn_abort(c, "send timeout");
@@ -407,7 +400,7 @@ static void on_conn_write(sg_tp_t *tp, int status)
     }
     send_timer_arm(c); /* progress */
     if (c->txn)
-        sg__proxy_client_drained(c->txn);
+        c->ops->on_drained(c->txn);
     if (c->state == SG_CONN_LINGER && c->tp.n_writes == 0 && !(c->flags & SG_CONN_F_SHUTDOWN))
         start_shutdown(c);
 }
@@ -428,8 +421,8 @@ int sg__conn_write2(sg_conn_t *c, const uv_buf_t *iov, unsigned n, char *hold0, 
     return sg__tp_write2(&c->tp, iov, n, hold0, kind0, hold1, kind1);
 }
 
-static int conn_write_ext(sg_conn_t *c, const uv_buf_t *iov, unsigned n, char *hold, const char *ext,
-                          void (*ext_free)(void *, const char *), void *ext_ud)
+int sg__conn_write_ext(sg_conn_t *c, const uv_buf_t *iov, unsigned n, char *hold, const char *ext,
+                       void (*ext_free)(void *, const char *), void *ext_ud)
 {
     int r = sg__tp_write_ext(&c->tp, iov, n, hold, ext, ext_free, ext_ud);
     if (r == 0) {
@@ -486,18 +479,18 @@ static void start_shutdown(sg_conn_t *c)
 
 /* ---- end of a request ---------------------------------------------------------- */
 
-void sg__conn_txn_done(sg_conn_t *c)
+void sg__conn_txn_done(sg_conn_t *c, bool must_close)
 {
-    sg_txn_t *t = c->txn;
     sg_worker_t *w = c->w;
-    if (!t)
+    if (!c->txn)
         return;
     if (c->state == SG_CONN_BODY || c->state == SG_CONN_HEAD)
         c->flags |= SG_CONN_F_CLOSE_AFTER; /* the rest of the request was not read */
-    if ((t->flags & SG_TXN_F_RESP_CLOSE) || !(t->flags & SG_TXN_F_CLIENT_KA) || w->drain_phase > 0)
+    if (must_close || w->drain_phase > 0)
         c->flags |= SG_CONN_F_CLOSE_AFTER;
     c->txn = NULL;
-    sg__txn_free(t);
+    c->rd = NULL;
+    c->ro = NULL;
     c->n_requests++;
     w->n_requests++;
     c->flags &= ~(SG_CONN_F_GOT_BYTES | SG_CONN_F_PAUSED_UP);
@@ -524,155 +517,9 @@ void sg__conn_tunnel_start(sg_conn_t *c)
 {
     set_state(c, SG_CONN_TUNNEL);
     conn_timer_stop(c);
-    if (c->txn)
-        sg__proxy_tunnel_touch(c->txn); /* the idle clock starts with the tunnel */
     if (has_pending(c) && !c->is_processing)
         conn_timer(c, T_KICK, 0);
     sg__conn_update_read(c);
-}
-
-/* ---- proxy-made responses ---------------------------------------------------------- */
-
-static size_t json_escape(char *out, size_t cap, const char *s)
-{
-    size_t n = 0;
-    for (; s && *s && n + 2 < cap; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') {
-            out[n++] = '\\';
-            out[n++] = (char)ch;
-        } else if (ch >= 0x20 && ch < 0x7f) {
-            out[n++] = (char)ch;
-        }
-    }
-    out[n] = '\0';
-    return n;
-}
-
-void sg__conn_error(sg_conn_t *c, int status, const char *error, bool must_close)
-{
-    sg__conn_error_ex(c, status, error, NULL, NULL, must_close);
-}
-
-void sg__conn_error_ex(sg_conn_t *c, int status, const char *error, const char *reason, const char *extra_headers,
-                       bool must_close)
-{
-    sg_txn_t *t = c->txn;
-    sg_worker_t *w = c->w;
-    if (!t) {
-        sg__conn_close(c);
-        return;
-    }
-    if (t->flags & SG_TXN_F_RESP_HEAD) {
-        /* Too late for a status: the client sees the connection close. */
-        sg__conn_abort(c, error);
-        return;
-    }
-    if (t->up) {
-        sg_upconn_t *u = t->up;
-        t->up = NULL;
-        u->txn = NULL;
-        sg__upconn_release(u, false);
-    }
-    if (!t->has_trace)
-        sg__head_trace_resolve(t); /* the client's id when its line was read */
-    if (!(t->flags & SG_TXN_F_REQ_DONE) || !(t->flags & SG_TXN_F_CLIENT_KA) || w->drain_phase > 0)
-        must_close = true;
-    char *buf = sg__buf_get(w);
-    if (!buf) {
-        sg__conn_close(c);
-        return;
-    }
-    char esc[200], resc[64] = "";
-    json_escape(esc, sizeof(esc), error);
-    if (reason)
-        json_escape(resc, sizeof(resc), reason);
-    char body[400];
-    int blen = snprintf(body, sizeof(body), "{\"error\":\"%s\",%s%s%s\"status\":%d,\"trace_id\":\"%s\"}\n", esc,
-                        reason ? "\"reason\":\"" : "", resc, reason ? "\"," : "", status, t->trace.trace_id);
-    if (blen < 0 || (size_t)blen >= sizeof(body))
-        blen = 0;
-    int n = snprintf(buf, SG_BUF_SIZE,
-                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s: %s\r\n"
-                     "Cache-Control: no-store\r\n%s%s\r\n",
-                     status, sg_h1_reason_phrase(status), blen, t->gen->cfg->trace.header, t->trace.trace_id,
-                     extra_headers ? extra_headers : "", must_close ? "Connection: close\r\n" : "");
-    if (n < 0)
-        n = 0;
-    if (!(t->flags & SG_TXN_F_HEAD_REQ) && (size_t)n + (size_t)blen < SG_BUF_SIZE) {
-        memcpy(buf + n, body, (size_t)blen);
-        n += blen;
-    }
-    t->state = SG_TXN_LOCAL;
-    t->flags |= SG_TXN_F_RESP_HEAD;
-    t->resp_status = (uint16_t)status;
-    t->rec.status = (uint16_t)status;
-    t->rec.is_proxy_error = true;
-    t->rec.resp_bytes += (uint64_t)n;
-    t->error = error;
-    t->is_reportable = true;
-    if (must_close)
-        c->flags |= SG_CONN_F_CLOSE_AFTER;
-    uv_buf_t iov = uv_buf_init(buf, (unsigned)n);
-    if (sg__conn_write(c, &iov, 1, buf, SG_BK_BUF) < 0) {
-        sg__conn_close(c);
-        return;
-    }
-    sg__conn_txn_done(c);
-}
-
-/* Writes a local responder's answer and ends the txn. */
-void sg__conn_local(sg_conn_t *c, sg_local_responder_cb cb, void *ud, const sg_local_req_t *req);
-void sg__conn_local(sg_conn_t *c, sg_local_responder_cb cb, void *ud, const sg_local_req_t *req)
-{
-    sg_txn_t *t = c->txn;
-    sg_worker_t *w = c->w;
-    char *buf = sg__buf_get(w);
-    if (!buf) {
-        sg__conn_close(c);
-        return;
-    }
-    const size_t head_room = 2048;
-    sg_local_resp_t resp = {
-        .status = 200,
-        .content_type = "application/json",
-        .body = buf + head_room,
-        .body_cap = SG_BUF_SIZE - head_room,
-    };
-    cb(ud, req, &resp);
-    const char *body = resp.ext_body ? resp.ext_body : resp.body;
-    size_t blen = resp.ext_body ? resp.ext_len : SG_MIN(resp.body_len, resp.body_cap);
-    bool must_close = !(t->flags & SG_TXN_F_REQ_DONE) || !(t->flags & SG_TXN_F_CLIENT_KA) || w->drain_phase > 0;
-    /* content_type "" (no content): no Content-Type line. */
-    const char *ctype = resp.content_type ? resp.content_type : "application/json";
-    int n = snprintf(buf, head_room, "HTTP/1.1 %u %s\r\n%s%s%sContent-Length: %zu\r\n%s: %s\r\n%s%s\r\n", resp.status,
-                     sg_h1_reason_phrase(resp.status), ctype[0] ? "Content-Type: " : "", ctype, ctype[0] ? "\r\n" : "",
-                     blen, t->gen->cfg->trace.header, t->trace.trace_id, resp.extra_headers ? resp.extra_headers : "",
-                     must_close ? "Connection: close\r\n" : "");
-    if (n < 0 || (size_t)n >= head_room) {
-        if (resp.ext_body && resp.ext_free)
-            resp.ext_free(resp.ext_ud, resp.ext_body);
-        sg__buf_put(w, buf);
-        sg__conn_error(c, 500, "local response head too large", true);
-        return;
-    }
-    uv_buf_t iov[2] = {uv_buf_init(buf, (unsigned)n), uv_buf_init((char *)(uintptr_t)body, (unsigned)blen)};
-    unsigned niov = (t->flags & SG_TXN_F_HEAD_REQ) || blen == 0 ? 1 : 2;
-    t->state = SG_TXN_LOCAL;
-    t->flags |= SG_TXN_F_RESP_HEAD;
-    t->resp_status = resp.status;
-    t->rec.status = resp.status;
-    t->rec.resp_bytes += (uint64_t)n + (niov == 2 ? blen : 0);
-    t->is_reportable = true;
-    if (must_close)
-        c->flags |= SG_CONN_F_CLOSE_AFTER;
-    int r = resp.ext_body ? conn_write_ext(c, iov, niov, buf, resp.ext_body, resp.ext_free, resp.ext_ud)
-                          : sg__conn_write(c, iov, niov, buf, SG_BK_BUF);
-    if (r < 0) {
-        sg__conn_close(c);
-        return;
-    }
-    sg__conn_txn_done(c);
 }
 
 /* ---- peer address text -------------------------------------------------------------- */
@@ -740,6 +587,7 @@ void sg__conn_accepted(sg_listener_t *l)
     sg__tmo_init(&c->tmo, on_conn_timer);
     uv_tcp_init(&w->loop, &c->tp.tcp);
     sg__tp_init(&c->tp, w, &k_conn_tp_cbs);
+    c->ops = l->conn_ops;
     if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tp.tcp) < 0) {
         uv_close((uv_handle_t *)&c->tp.tcp, on_early_close);
         return;

@@ -193,7 +193,7 @@ static void fail_502(sg_txn_t *t, const char *error, const char *reason)
 
 /* ---- head checks ------------------------------------------------------------- */
 
-int sg__egress_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t target, sg_str_t authority, bool is_absolute)
+static int egress_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t target, sg_str_t authority, bool is_absolute)
 {
     sg_conn_t *c = t->conn;
     const sg_egress_conf_t *ec = &t->gen->cfg->egress;
@@ -319,8 +319,10 @@ static sg_egress_dest_t *dest_get(sg_egress_t *eg, const char *host, uint16_t po
     return d;
 }
 
-void sg__egress_txn_free(sg_txn_t *t)
+static void egress_txn_free(sg_txn_t *t)
 {
+    if (!t->eg.dns && !t->eg.dest)
+        return;
     if (t->eg.dns) {
         sg_list_remove(&t->eg.wait);
         t->eg.dns = NULL;
@@ -493,11 +495,11 @@ static void resolve(sg_txn_t *t)
     sg_list_push(e->waiters.prev, &t->eg.wait); /* last: answered in arrival order */
 }
 
-void sg__egress_connect(sg_txn_t *t)
+static void egress_connect(sg_txn_t *t)
 {
     const sg_egress_conf_t *ec = &t->gen->cfg->egress;
     sg_egress_target_t *tg = &t->eg.target;
-    t->state = SG_TXN_CONNECTING;
+    sg__txn_set_state(t, SG_TXN_CONNECTING);
     if (tg->is_ip) {
         decide(t, &tg->addr, 1); /* only a CIDR rule can allow an address */
         return;
@@ -519,7 +521,7 @@ void sg__egress_connect(sg_txn_t *t)
 
 /* ---- CONNECT ------------------------------------------------------------------------ */
 
-void sg__egress_connected(sg_txn_t *t)
+static void egress_connected(sg_txn_t *t)
 {
     sg_conn_t *c = t->conn;
     sg_worker_t *w = c->w;
@@ -539,7 +541,7 @@ void sg__egress_connected(sg_txn_t *t)
         return;
     }
     t->flags |= SG_TXN_F_SENT_ANY | SG_TXN_F_RESP_HEAD;
-    t->state = SG_TXN_TUNNEL;
+    sg__txn_set_state(t, SG_TXN_TUNNEL);
     t->resp_status = 200;
     t->rec.status = 200;
     t->rec.is_tunnel = true;
@@ -555,4 +557,19 @@ void sg__egress_connected(sg_txn_t *t)
     }
     sg__upconn_update_read(u);
     sg__conn_tunnel_start(c);
+    sg__proxy_tunnel_touch(t); /* the idle clock starts with the tunnel */
 }
+
+static int egress_on_head(sg_txn_t *t, const sg_h1_head_t *h, const sg_req_target_t *tg)
+{
+    /* Forward proxy: no route; a destination instead of a server. */
+    t->flags |= SG_TXN_F_EGRESS | (tg->is_connect ? SG_TXN_F_CONNECT : 0u);
+    return egress_head(t, h, tg->target, tg->host, tg->is_absolute);
+}
+
+const sg_handler_ops_t sg__egress_handler = {
+    .on_head = egress_on_head,
+    .connect = egress_connect,
+    .on_connected = egress_connected,
+    .on_free = egress_txn_free,
+};

@@ -381,6 +381,7 @@ void sg__runtime_commit(sg_runtime_t *rt, sg_rtgen_t *g)
 static void wgen_free(sg_wgen_t *g)
 {
     sg__upstreams_free(g);
+    sg__egress_free(g);
     if (g->router)
         sg_router_free(g->router);
     sg_rtgen_release(g->rg);
@@ -406,7 +407,7 @@ sg_wgen_t *sg__wgen_new(sg_worker_t *w, sg_rtgen_t *rg)
             goto fail;
         return g;
     }
-    if (sg__upstreams_init(g) < 0)
+    if (sg__upstreams_init(g) < 0 || sg__egress_init(g) < 0)
         goto fail;
     return g;
 fail:
@@ -414,6 +415,7 @@ fail:
         /* Resolutions already started: let their callbacks free it. */
         g->refs = 0;
         sg__upstreams_close(g);
+        sg__egress_close(g);
         return NULL;
     }
     wgen_free(g);
@@ -425,6 +427,7 @@ void sg__wgen_unref(sg_wgen_t *g)
     if (--g->refs > 0 || g->n_resolving > 0)
         return;
     sg__upstreams_close(g); /* nothing idle is left; cancels nothing: n_resolving is 0 */
+    sg__egress_close(g);
     wgen_free(g);
 }
 
@@ -450,6 +453,7 @@ void sg__wgen_set_current(sg_worker_t *w, sg_wgen_t *g)
     /* Its pools will not be used again: close what idles there now; the
      * connections its transactions still lease close when released. */
     sg__upstreams_close(old);
+    sg__egress_close(old);
     sg__wgen_unref(old);
 }
 

@@ -1000,6 +1000,7 @@ void sg_h1_read_begin(sg_h1_reader_t *r, char *head, size_t head_cap, size_t max
 {
     r->head = head;
     r->head_len = 0;
+    r->n_used = 0;
     r->head_cap = head_cap;
     r->max_hdrs = max_hdrs;
     sg_h1_scan_init(&r->scan);
@@ -1031,6 +1032,7 @@ int sg_h1_read_head(sg_h1_reader_t *r, const sg_h1_read_opts_t *o, const char *p
     }
     memcpy(r->head + r->head_len, p, u);
     r->head_len += u;
+    r->n_used += u;
     *used = u;
     if (st == SG_H1_SCAN_MORE)
         return SG_H1_READ_MORE;

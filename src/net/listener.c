@@ -98,6 +98,8 @@ sg_listener_t *sg__listener_new(sg_worker_t *w, int fd, const char *addr)
     l->w = w;
     l->fd = fd;
     l->refs = 1;
+    l->conn_ops = &sg__stream_conn_ops; /* every mode's requests go through the stream */
+    l->handler = &sg__reverse_handler;
     snprintf(l->addr, sizeof(l->addr), "%s", addr ? addr : "");
     return l;
 }
@@ -109,6 +111,7 @@ void sg__listener_set_conf(sg_listener_t *l, sg_config_t *cfg, const sg_listener
     l->cfg = sg_config_retain(cfg);
     l->conf = conf;
     l->idx = idx;
+    l->handler = conf->mode == SG_LISTENER_EGRESS ? &sg__egress_handler : &sg__reverse_handler;
     sg_config_release(old);
     if (l->is_open && !l->is_closed && conf->backlog != old_backlog) {
         /* Linux: listen() again on a listening socket resizes its backlog. */

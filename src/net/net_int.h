@@ -42,6 +42,36 @@ typedef struct sg_egress sg_egress_t;           /* egress_proxy.c */
 typedef struct sg_egress_dns sg_egress_dns_t;   /* egress_proxy.c */
 typedef struct sg_egress_dest sg_egress_dest_t; /* egress_proxy.c */
 typedef struct sg_wgen sg_wgen_t;
+typedef struct sg_conn_ops sg_conn_ops_t;
+typedef struct sg_handler_ops sg_handler_ops_t;
+
+/* The request target of a checked head, as the handlers see it. */
+typedef struct sg_req_target {
+    sg_str_t target; /* as sent */
+    sg_str_t host;   /* Host, or the absolute-form / CONNECT authority */
+    sg_str_t path;   /* without the query; "/" when empty */
+    sg_str_t query;
+    bool is_absolute;
+    bool is_connect;
+} sg_req_target_t;
+
+/* What a listener's mode does with a request: the handlers (reverse proxy:
+ * proxy.c, sg__reverse_handler; egress: egress_proxy.c,
+ * sg__egress_handler). The stream calls them through this table and they
+ * call the stream; the stream never names a mode's code. Worker thread. */
+struct sg_handler_ops {
+    /* The head passed the common checks and no local answer took it:
+     * choose where it goes (route; egress target, auth, allow-list). 0: go
+     * on; -1: answered (the txn ended). */
+    int (*on_head)(sg_txn_t *t, const sg_h1_head_t *h, const sg_req_target_t *tg);
+    /* Pick a server (destination) and lease a connection: first, and again
+     * when the stream's next-upstream decision says so. */
+    void (*connect)(sg_txn_t *t);
+    /* CONNECT: the destination accepted the connection (NULL: no CONNECT). */
+    void (*on_connected)(sg_txn_t *t);
+    /* Releases what the handler keeps in t (NULL: nothing). */
+    void (*on_free)(sg_txn_t *t);
+};
 
 /* ---- intrusive list ---------------------------------------------------- */
 
@@ -236,6 +266,8 @@ struct sg_listener {
     int fd;                          /* bound+listening socket, until the handle owns it */
     sg_local_responder_cb responder; /* all requests answered locally when set */
     void *responder_ud;
+    const sg_conn_ops_t *conn_ops;   /* the stream's table, for the connections accepted here */
+    const sg_handler_ops_t *handler; /* by mode (sg__listener_set_conf) */
     sg_local_responder_cb health_cb; /* /health* when serve_health */
     void *health_ud;
     uint32_t refs;
@@ -321,6 +353,33 @@ enum {
     SG_CONN_F_EOF = 1u << 5,
 };
 
+/* What a client connection (the client-side HTTP/1 endpoint, conn.c) tells
+ * the stream that owns its current exchange (proxy.c): conn.c never calls
+ * the stream's code or reads a transaction's fields, only this table
+ * (sg_listener_t.conn_ops). Worker thread. */
+struct sg_conn_ops {
+    /* A request starts: its transaction, with the reader the head goes into
+     * and the reader's options. NULL: out of memory (the connection closes). */
+    sg_txn_t *(*begin)(sg_conn_t *c, sg_h1_reader_t **rd, const sg_h1_read_opts_t **ro);
+    void (*on_head)(sg_txn_t *t); /* the head is parsed (rd->parser.head) */
+    /* The head was refused (or timed out): status and why (the stream
+     * answers and ends the exchange). */
+    void (*on_head_error)(sg_txn_t *t, int status, const char *why);
+    bool (*can_take_body)(const sg_txn_t *t); /* flow control: body (or tunnel) bytes may come */
+    /* Body bytes [p, p+n) in buf, whose ownership moves to the stream. */
+    void (*on_body)(sg_txn_t *t, char *buf, const char *p, size_t n);
+    void (*on_body_done)(sg_txn_t *t);
+    /* A refused body, a body timeout: an answer if none started, else the
+     * connection closes. */
+    void (*on_error)(sg_txn_t *t, int status, const char *why);
+    void (*on_tunnel)(sg_txn_t *t, char *buf, const char *p, size_t n); /* tunnel bytes, owned as on_body */
+    void (*on_tunnel_eof)(sg_txn_t *t);                                 /* the client sent FIN in a tunnel */
+    void (*on_drained)(sg_txn_t *t);                                    /* a write to the client finished */
+    /* The connection closes with the exchange alive (why: NULL or the
+     * reason for the record); the stream ends it. */
+    void (*on_close)(sg_txn_t *t, const char *why);
+};
+
 /* A client connection. Owner: its worker (w->conns); freed in on_conn_close
  * after both embedded handles closed (sg__conn_close). */
 struct sg_conn {
@@ -328,8 +387,11 @@ struct sg_conn {
     sg_tmo_t tmo;
     sg_link_t link;
     sg_worker_t *w;
-    sg_listener_t *lst; /* referenced until the connection is freed */
-    sg_txn_t *txn;      /* current request (one at a time: pipelined requests wait in rbuf) */
+    sg_listener_t *lst;          /* referenced until the connection is freed */
+    sg_txn_t *txn;               /* current request (one at a time: pipelined requests wait in rbuf) */
+    const sg_conn_ops_t *ops;    /* the stream's: lst->conn_ops */
+    sg_h1_reader_t *rd;          /* the current request's head reader (lent by the stream) */
+    const sg_h1_read_opts_t *ro; /* and its options */
     sg_conn_state_t state;
     uint32_t flags;
     uint32_t n_requests;
@@ -392,18 +454,29 @@ typedef enum sg_fail {
     SG_FAIL__COUNT
 } sg_fail_t;
 
+#define SG_TXN_MAX_TRIED 4u
+
+/* After an upstream failure (sg__next_upstream). */
+typedef enum sg_next {
+    SG_NEXT_FAIL = 0,     /* answer 502/504 */
+    SG_NEXT_RESEND,       /* the same server, on a new connection */
+    SG_NEXT_OTHER_SERVER, /* pick again, skipping the servers tried */
+    SG_NEXT_ABORT,        /* the response started: close the client connection */
+} sg_next_t;
+
 /* One request/response. Owner: its conn (c->txn); freed by sg__txn_free. */
 struct sg_txn {
     sg_conn_t *conn;
-    sg_txn_t *_next_dead; /* w->txn_graveyard link once SG_TXN_F_FREED */
-    sg_wgen_t *gen;       /* the generation it started with (a reference) */
+    sg_txn_t *_next_dead;            /* w->txn_graveyard link once SG_TXN_F_FREED */
+    sg_wgen_t *gen;                  /* the generation it started with (a reference) */
+    const sg_handler_ops_t *handler; /* its listener's mode, when it started */
     sg_upconn_t *up;
     sg_txn_state_t state;
     uint32_t flags;
     int32_t route_idx;
     int32_t ups_idx;
     int32_t srv_idx;
-    uint32_t tried_mask;
+    int32_t tried[4]; /* servers picked, in order (SG_TXN_MAX_TRIED) */
     uint32_t n_tries;
     uint16_t resp_status;
     sg_fail_t last_fail;
@@ -413,6 +486,7 @@ struct sg_txn {
     char *uphead; /* serialized upstream request head (fl_head) until written (until answered: SG_TXN_F_REPLAY) */
     size_t uphead_len;
     sg_h1_reader_t rd; /* request: head (fl_head) while it is read and parsed, slices into it; the body parser after */
+    sg_h1_read_opts_t ro; /* rd's options (from the txn's generation) */
     char peer_ip[INET6_ADDRSTRLEN];
     char peer[INET6_ADDRSTRLEN + 8];
     char *resp_head; /* client response head (fl_head) not yet written: it goes
@@ -599,18 +673,15 @@ void sg__conn_accepted(sg_listener_t *l);
 void sg__conn_close(sg_conn_t *c);
 /* Queue bytes to the client (sg__write's return values). */
 int sg__conn_write(sg_conn_t *c, const uv_buf_t *iov, unsigned n, char *hold, sg_buf_kind_t kind) SG_MUST_CHECK;
+int sg__conn_write_ext(sg_conn_t *c, const uv_buf_t *iov, unsigned n, char *hold, const char *ext,
+                       void (*ext_free)(void *, const char *), void *ext_ud) SG_MUST_CHECK;
 int sg__conn_write2(sg_conn_t *c, const uv_buf_t *iov, unsigned n, char *hold0, sg_buf_kind_t kind0, char *hold1,
                     sg_buf_kind_t kind1) SG_MUST_CHECK;
-/* Proxy-made error response (JSON body, X-Trace-Id). Ends the txn. */
-void sg__conn_error(sg_conn_t *c, int status, const char *error, bool must_close);
-/* Same, with a machine-readable "reason" member in the JSON body and extra
- * header lines ("Name: value\r\n", may be NULL). */
-void sg__conn_error_ex(sg_conn_t *c, int status, const char *error, const char *reason, const char *extra_headers,
-                       bool must_close);
 /* Tunnel: FIN to the client once queued bytes are out (half-close). */
 int sg__conn_shutdown(sg_conn_t *c) SG_MUST_CHECK;
-/* The response of c->txn is complete (all bytes queued). */
-void sg__conn_txn_done(sg_conn_t *c);
+/* The exchange of c->txn ended (its response is queued; the stream freed
+ * the txn): keep-alive (next request) or lingering close. */
+void sg__conn_txn_done(sg_conn_t *c, bool must_close);
 /* Abort: the response cannot be completed; close the client connection. */
 void sg__conn_abort(sg_conn_t *c, const char *why);
 /* Reading control after back-pressure changed. */
@@ -624,6 +695,16 @@ void sg__conn_close_idle(sg_worker_t *w);
 const char *sg__conn_state_name(sg_conn_state_t s);
 
 /* ---- proxy.c ----------------------------------------------------------- */
+/* The stream's table for client connections (sg_conn_ops_t). */
+extern const sg_conn_ops_t sg__stream_conn_ops;
+/* Proxy-made error response (JSON body, X-Trace-Id). Ends the txn. */
+void sg__conn_error(sg_conn_t *c, int status, const char *error, bool must_close);
+/* Same, with a machine-readable "reason" member in the JSON body and extra
+ * header lines ("Name: value\r\n", may be NULL). */
+void sg__conn_error_ex(sg_conn_t *c, int status, const char *error, const char *reason, const char *extra_headers,
+                       bool must_close);
+/* Writes a local responder's answer and ends the txn. */
+void sg__conn_local(sg_conn_t *c, sg_local_responder_cb cb, void *ud, const sg_local_req_t *req);
 /* The request head is in c->txn->head (parsed into c->txn->parser.head). */
 void sg__proxy_head(sg_conn_t *c);
 /* Request body bytes [p, p+n) in `buf` (a fl_buf object whose ownership
@@ -653,6 +734,11 @@ void sg__proxy_up_failed(sg_txn_t *t, sg_fail_t kind, const char *why);
  * tunnels and requests sent again (SG_TXN_F_CONNECT, SG_TXN_F_FRESH). */
 int sg__proxy_lease(sg_txn_t *t, sg_upserver_t *srv) SG_MUST_CHECK;
 const char *sg__txn_state_name(sg_txn_state_t s);
+/* The transaction state machine: legal moves only (asserts). */
+bool sg__txn_can_move(sg_txn_state_t from, sg_txn_state_t to);
+void sg__txn_set_state(sg_txn_t *t, sg_txn_state_t to);
+/* The retry rules after an upstream failure of `kind`. Pure. */
+sg_next_t sg__next_upstream(const sg_txn_t *t, sg_fail_t kind);
 
 /* Pure pieces of the forwarding path (no worker, no I/O), exposed so the
  * fuzzers (test/fuzz/fuzz_request.c, fuzz_response.c) and unit tests can
@@ -694,6 +780,9 @@ int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size
 int sg__proxy_build_resphead(const sg_config_t *cfg, const sg_h1_head_t *h, const char *trace_id, bool is_decode,
                              bool will_close, char *out, size_t cap, size_t *len) SG_MUST_CHECK;
 
+/* The reverse-proxy handler (route, server choice). */
+extern const sg_handler_ops_t sg__reverse_handler;
+
 /* ---- generation.c ------------------------------------------------------ */
 /* Builds the worker generation for rg (retained). NULL on out-of-memory. */
 sg_wgen_t *sg__wgen_new(sg_worker_t *w, sg_rtgen_t *rg) SG_MUST_CHECK;
@@ -728,9 +817,9 @@ int sg__upstreams_init(sg_wgen_t *g) SG_MUST_CHECK;
 void sg__upstreams_close(sg_wgen_t *g);
 void sg__upstreams_free(sg_wgen_t *g);
 /* Picks a server (round-robin / least-in-flight), skipping ejected ones
- * and those in tried_mask. -1: none healthy (*all_down set when every
+ * and the n_tried indices in tried. -1: none healthy (*all_down set when every
  * server is ejected or down). */
-int32_t sg__upstream_pick(sg_upstream_t *u, uint32_t tried_mask, uint64_t now_ms, bool *all_down);
+int32_t sg__upstream_pick(sg_upstream_t *u, const int32_t *tried, size_t n_tried, uint64_t now_ms, bool *all_down);
 /* Leases a connection to srv for t (*out): pooled (unless is_fresh; ops->
  * on_ready runs on the next loop turn) or new (connect; on_ready once
  * connected). Returns 0 or a UV error (nothing leased). */
@@ -765,15 +854,10 @@ const char *sg__upc_state_name(sg_upc_state_t s);
 int sg__egress_init(sg_wgen_t *g) SG_MUST_CHECK;
 void sg__egress_close(sg_wgen_t *g);
 void sg__egress_free(sg_wgen_t *g);
-/* Head checks of a request on an egress listener: target form, proxy
- * authentication, target authority. 0: go on; -1: answered (txn ended). */
-int sg__egress_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t target, sg_str_t authority, bool is_absolute);
-/* Allow-list, resolution, destination choice and connect (the request head,
- * if any, is in t->uphead). Ends in sg__proxy_up_ready or an answer. */
-void sg__egress_connect(sg_txn_t *t);
-/* CONNECT: the destination accepted the connection; 200 and tunnel. */
-void sg__egress_connected(sg_txn_t *t);
-/* Releases what a txn holds in egress (DNS wait, destination reference). */
-void sg__egress_txn_free(sg_txn_t *t);
+/* The egress handler: head checks (target form, proxy authentication,
+ * target authority), then allow-list, resolution, destination choice and
+ * connect; CONNECT answered 200 and tunnelled; a txn's DNS wait and
+ * destination reference released. */
+extern const sg_handler_ops_t sg__egress_handler;
 
 #endif /* SG_NET_INT_H */

@@ -13,6 +13,33 @@
 #include <assert.h>
 #include <stdio.h>
 
+/* Legal moves of a transaction: bit `to` set in k_txn_moves[from]. A
+ * response-head timeout or reset before any byte may start over
+ * (CONNECTING again); an answer of swarmgate's own (LOCAL) can come before
+ * the response head; after it, and in a tunnel, the end is a close. */
+#define TXN_TO(s) (1u << (s))
+static const unsigned k_txn_moves[SG_TXN__COUNT] = {
+    [SG_TXN_HEAD] = TXN_TO(SG_TXN_CONNECTING) | TXN_TO(SG_TXN_LOCAL),
+    [SG_TXN_CONNECTING] =
+        TXN_TO(SG_TXN_CONNECTING) | TXN_TO(SG_TXN_SENT) | TXN_TO(SG_TXN_TUNNEL) | TXN_TO(SG_TXN_LOCAL),
+    [SG_TXN_SENT] = TXN_TO(SG_TXN_CONNECTING) | TXN_TO(SG_TXN_RESP_BODY) | TXN_TO(SG_TXN_TUNNEL) | TXN_TO(SG_TXN_LOCAL),
+    [SG_TXN_RESP_BODY] = TXN_TO(SG_TXN_DONE),
+    [SG_TXN_TUNNEL] = 0,
+    [SG_TXN_LOCAL] = 0,
+    [SG_TXN_DONE] = 0,
+};
+
+bool sg__txn_can_move(sg_txn_state_t from, sg_txn_state_t to)
+{
+    return from < SG_TXN__COUNT && to < SG_TXN__COUNT && (k_txn_moves[from] & TXN_TO(to)) != 0;
+}
+
+void sg__txn_set_state(sg_txn_t *t, sg_txn_state_t to)
+{
+    assert(sg__txn_can_move(t->state, to));
+    t->state = to;
+}
+
 const char *sg__txn_state_name(sg_txn_state_t s)
 {
     static const char *const names[] = {"head", "connecting", "sent", "resp_body", "tunnel", "local", "done"};
@@ -30,6 +57,7 @@ sg_txn_t *sg__txn_new(sg_conn_t *c)
     memset(t, 0, sizeof(*t));
     t->conn = c;
     t->gen = sg__wgen_ref(w->gen);
+    t->handler = c->lst->handler;
     t->route_idx = t->ups_idx = t->srv_idx = -1;
     t->rec.start_ns = sg_now_ns();
     t->rec.start_unix_ns = sg_unix_ns();
@@ -93,8 +121,8 @@ void sg__txn_free(sg_txn_t *t)
         sg__head_put(w, t->resp_head);
         t->resp_head = NULL;
     }
-    if (t->eg.dns || t->eg.dest)
-        sg__egress_txn_free(t);
+    if (t->handler->on_free)
+        t->handler->on_free(t);
     /* Everything it held went back above; the struct itself (and its
      * generation reference) waits for the end of the loop turn. */
     assert(!(t->flags & SG_TXN_F_FREED)); /* ended once */
@@ -114,6 +142,16 @@ void sg__txn_reap(sg_worker_t *w)
     }
 }
 
+/* The exchange ended (its response is queued): t is freed and the client
+ * connection goes on (keep-alive) or closes. */
+static void txn_end(sg_txn_t *t)
+{
+    sg_conn_t *c = t->conn;
+    bool must_close = (t->flags & SG_TXN_F_RESP_CLOSE) || !(t->flags & SG_TXN_F_CLIENT_KA);
+    sg__txn_free(t);
+    sg__conn_txn_done(c, must_close);
+}
+
 void sg__txn_abort(sg_txn_t *t)
 {
     t->rec.status = (t->flags & SG_TXN_F_RESP_HEAD) ? t->resp_status : 0;
@@ -122,6 +160,149 @@ void sg__txn_abort(sg_txn_t *t)
     if (!t->error && t->state != SG_TXN_TUNNEL && t->state != SG_TXN_DONE && t->state != SG_TXN_HEAD)
         t->error = "connection closed";
     sg__txn_free(t);
+}
+
+/* ---- proxy-made responses (stream) ---------------------------------------------------------- */
+
+static size_t json_escape(char *out, size_t cap, const char *s)
+{
+    size_t n = 0;
+    for (; s && *s && n + 2 < cap; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            out[n++] = '\\';
+            out[n++] = (char)ch;
+        } else if (ch >= 0x20 && ch < 0x7f) {
+            out[n++] = (char)ch;
+        }
+    }
+    out[n] = '\0';
+    return n;
+}
+
+void sg__conn_error(sg_conn_t *c, int status, const char *error, bool must_close)
+{
+    sg__conn_error_ex(c, status, error, NULL, NULL, must_close);
+}
+
+void sg__conn_error_ex(sg_conn_t *c, int status, const char *error, const char *reason, const char *extra_headers,
+                       bool must_close)
+{
+    sg_txn_t *t = c->txn;
+    sg_worker_t *w = c->w;
+    if (!t) {
+        sg__conn_close(c);
+        return;
+    }
+    if (t->flags & SG_TXN_F_RESP_HEAD) {
+        /* Too late for a status: the client sees the connection close. */
+        sg__conn_abort(c, error);
+        return;
+    }
+    if (t->up) {
+        sg_upconn_t *u = t->up;
+        t->up = NULL;
+        u->txn = NULL;
+        sg__upconn_release(u, false);
+    }
+    if (!t->has_trace)
+        sg__head_trace_resolve(t); /* the client's id when its line was read */
+    if (!(t->flags & SG_TXN_F_REQ_DONE) || !(t->flags & SG_TXN_F_CLIENT_KA) || w->drain_phase > 0)
+        must_close = true;
+    char *buf = sg__buf_get(w);
+    if (!buf) {
+        sg__conn_close(c);
+        return;
+    }
+    char esc[200], resc[64] = "";
+    json_escape(esc, sizeof(esc), error);
+    if (reason)
+        json_escape(resc, sizeof(resc), reason);
+    char body[400];
+    int blen = snprintf(body, sizeof(body), "{\"error\":\"%s\",%s%s%s\"status\":%d,\"trace_id\":\"%s\"}\n", esc,
+                        reason ? "\"reason\":\"" : "", resc, reason ? "\"," : "", status, t->trace.trace_id);
+    if (blen < 0 || (size_t)blen >= sizeof(body))
+        blen = 0;
+    int n = snprintf(buf, SG_BUF_SIZE,
+                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s: %s\r\n"
+                     "Cache-Control: no-store\r\n%s%s\r\n",
+                     status, sg_h1_reason_phrase(status), blen, t->gen->cfg->trace.header, t->trace.trace_id,
+                     extra_headers ? extra_headers : "", must_close ? "Connection: close\r\n" : "");
+    if (n < 0)
+        n = 0;
+    if (!(t->flags & SG_TXN_F_HEAD_REQ) && (size_t)n + (size_t)blen < SG_BUF_SIZE) {
+        memcpy(buf + n, body, (size_t)blen);
+        n += blen;
+    }
+    sg__txn_set_state(t, SG_TXN_LOCAL);
+    t->flags |= SG_TXN_F_RESP_HEAD;
+    t->resp_status = (uint16_t)status;
+    t->rec.status = (uint16_t)status;
+    t->rec.is_proxy_error = true;
+    t->rec.resp_bytes += (uint64_t)n;
+    t->error = error;
+    t->is_reportable = true;
+    if (must_close)
+        c->flags |= SG_CONN_F_CLOSE_AFTER;
+    uv_buf_t iov = uv_buf_init(buf, (unsigned)n);
+    if (sg__conn_write(c, &iov, 1, buf, SG_BK_BUF) < 0) {
+        sg__conn_close(c);
+        return;
+    }
+    txn_end(t);
+}
+
+/* Writes a local responder's answer and ends the txn. */
+void sg__conn_local(sg_conn_t *c, sg_local_responder_cb cb, void *ud, const sg_local_req_t *req)
+{
+    sg_txn_t *t = c->txn;
+    sg_worker_t *w = c->w;
+    char *buf = sg__buf_get(w);
+    if (!buf) {
+        sg__conn_close(c);
+        return;
+    }
+    const size_t head_room = 2048;
+    sg_local_resp_t resp = {
+        .status = 200,
+        .content_type = "application/json",
+        .body = buf + head_room,
+        .body_cap = SG_BUF_SIZE - head_room,
+    };
+    cb(ud, req, &resp);
+    const char *body = resp.ext_body ? resp.ext_body : resp.body;
+    size_t blen = resp.ext_body ? resp.ext_len : SG_MIN(resp.body_len, resp.body_cap);
+    bool must_close = !(t->flags & SG_TXN_F_REQ_DONE) || !(t->flags & SG_TXN_F_CLIENT_KA) || w->drain_phase > 0;
+    /* content_type "" (no content): no Content-Type line. */
+    const char *ctype = resp.content_type ? resp.content_type : "application/json";
+    int n = snprintf(buf, head_room, "HTTP/1.1 %u %s\r\n%s%s%sContent-Length: %zu\r\n%s: %s\r\n%s%s\r\n", resp.status,
+                     sg_h1_reason_phrase(resp.status), ctype[0] ? "Content-Type: " : "", ctype, ctype[0] ? "\r\n" : "",
+                     blen, t->gen->cfg->trace.header, t->trace.trace_id, resp.extra_headers ? resp.extra_headers : "",
+                     must_close ? "Connection: close\r\n" : "");
+    if (n < 0 || (size_t)n >= head_room) {
+        if (resp.ext_body && resp.ext_free)
+            resp.ext_free(resp.ext_ud, resp.ext_body);
+        sg__buf_put(w, buf);
+        sg__conn_error(c, 500, "local response head too large", true);
+        return;
+    }
+    uv_buf_t iov[2] = {uv_buf_init(buf, (unsigned)n), uv_buf_init((char *)(uintptr_t)body, (unsigned)blen)};
+    unsigned niov = (t->flags & SG_TXN_F_HEAD_REQ) || blen == 0 ? 1 : 2;
+    sg__txn_set_state(t, SG_TXN_LOCAL);
+    t->flags |= SG_TXN_F_RESP_HEAD;
+    t->resp_status = resp.status;
+    t->rec.status = resp.status;
+    t->rec.resp_bytes += (uint64_t)n + (niov == 2 ? blen : 0);
+    t->is_reportable = true;
+    if (must_close)
+        c->flags |= SG_CONN_F_CLOSE_AFTER;
+    int r = resp.ext_body ? sg__conn_write_ext(c, iov, niov, buf, resp.ext_body, resp.ext_free, resp.ext_ud)
+                          : sg__conn_write(c, iov, niov, buf, SG_BK_BUF);
+    if (r < 0) {
+        sg__conn_close(c);
+        return;
+    }
+    txn_end(t);
 }
 
 /* ---- small output writer ------------------------------------------------------ */
@@ -635,8 +816,6 @@ static void builtin_health(void *ud, const sg_local_req_t *req, sg_local_resp_t 
     resp->body_len = n > 0 ? (size_t)n : 0;
 }
 
-void sg__conn_local(sg_conn_t *c, sg_local_responder_cb cb, void *ud, const sg_local_req_t *req);
-
 /* The methods a listener passes on, as Allow in its own 405s and in its
  * answer to OPTIONS with Max-Forwards: 0 (RFC 9110 10.2.1). A reverse
  * listener refuses CONNECT; TRACE is passed on but never answered by
@@ -854,21 +1033,14 @@ void sg__proxy_head(sg_conn_t *c)
         answer_here(c, &lreq, is_egress);
         return;
     }
-    if (is_egress) {
-        /* Forward proxy: no route; a destination instead of a server. */
-        t->flags |= SG_TXN_F_EGRESS | (is_connect ? SG_TXN_F_CONNECT : 0u);
-        if (sg__egress_head(t, h, target, host, is_absolute) < 0)
-            return;
-    } else {
-        /* Route (first match wins). */
-        int32_t ri = sg_router_match(t->gen->router, host, path);
-        if (ri < 0) {
-            sg__conn_error(c, 404, "no route", !(t->flags & SG_TXN_F_REQ_DONE));
-            return;
-        }
-        t->route_idx = ri;
-        t->ups_idx = (int32_t)cfg->routes[ri].upstream_idx;
-    }
+    const sg_req_target_t tg = {.target = target,
+                                .host = host,
+                                .path = path,
+                                .query = query,
+                                .is_absolute = is_absolute,
+                                .is_connect = is_connect};
+    if (t->handler->on_head(t, h, &tg) < 0)
+        return;
     if (is_mf_zero) {
         answer_here(c, &lreq, is_egress);
         return;
@@ -895,10 +1067,7 @@ void sg__proxy_head(sg_conn_t *c)
         sg__conn_error(c, -r, "request head too large for upstream", true);
         return;
     }
-    if (is_egress)
-        sg__egress_connect(t);
-    else
-        proxy_connect(t);
+    t->handler->connect(t);
 }
 
 /* ---- upstream choice and connection --------------------------------------------------- */
@@ -914,7 +1083,7 @@ static void proxy_connect(sg_txn_t *t)
     sg_worker_t *w = t->conn->w;
     sg_upstream_t *u = &t->gen->ups[t->ups_idx];
     bool all_down = false; /* 503 only when no server could even be tried */
-    int32_t si = sg__upstream_pick(u, t->tried_mask, sg_now_ms(), &all_down);
+    int32_t si = sg__upstream_pick(u, t->tried, SG_MIN(t->n_tries, (uint32_t)SG_TXN_MAX_TRIED), sg_now_ms(), &all_down);
     if (si < 0) {
         if (t->n_tries == 0)
             sg__conn_error(t->conn, 503, "no healthy upstream server", !(t->flags & SG_TXN_F_REQ_DONE));
@@ -926,12 +1095,13 @@ static void proxy_connect(sg_txn_t *t)
     t->srv = srv;
     t->srv_idx = si;
     t->rec.server_idx = si;
-    t->tried_mask |= 1u << (si % 32);
+    if (t->n_tries < SG_TXN_MAX_TRIED)
+        t->tried[t->n_tries] = si; /* the exact index: servers 32 apart are not the same */
     t->n_tries++;
     size_t sl = strnlen(srv->name, sizeof(t->server) - 1);
     memcpy(t->server, srv->name, sl);
     t->server[sl] = '\0';
-    t->state = SG_TXN_CONNECTING;
+    sg__txn_set_state(t, SG_TXN_CONNECTING);
     if (!t->rec.upstream_start_ns)
         t->rec.upstream_start_ns = sg_now_ns();
     int r = sg__proxy_lease(t, srv);
@@ -1032,7 +1202,7 @@ static void up_ready(sg_txn_t *t)
     sg_upconn_t *u = t->up;
     sg_conn_t *c = t->conn;
     if (t->flags & SG_TXN_F_CONNECT) {
-        sg__egress_connected(t);
+        t->handler->on_connected(t);
         return;
     }
     if (c->state == SG_CONN_BODY && sg__tp_pending(&c->tp)) {
@@ -1046,7 +1216,7 @@ static void up_ready(sg_txn_t *t)
             return;
         }
     }
-    t->state = SG_TXN_SENT;
+    sg__txn_set_state(t, SG_TXN_SENT);
     uv_buf_t iov = uv_buf_init(t->uphead, (unsigned)t->uphead_len);
     t->flags |= SG_TXN_F_SENT_ANY;
     t->rec.upstream_start_ns = sg_now_ns();
@@ -1080,12 +1250,37 @@ static void up_ready(sg_txn_t *t)
     sg__conn_resume(c);
 }
 
+/* What to do after an upstream failure of `kind`: every retry rule in one
+ * place (nginx's ngx_http_upstream_next). Pure: reads t only.
+ *  - a response already started: nothing can be retried, the client
+ *    connection closes;
+ *  - a request sent on a reused pooled connection that may be sent twice
+ *    (is_replayable) and failed with a reset before any response byte: the
+ *    keep-alive race, sent again on a new connection to the same server;
+ *  - one retry on another server when nothing was sent, or when such a
+ *    request failed on its new connection too before any response byte
+ *    (connect refused, or closed: its head is still kept);
+ *  - otherwise the client gets 502 (504 for a timeout). */
+sg_next_t sg__next_upstream(const sg_txn_t *t, sg_fail_t kind)
+{
+    if (t->flags & SG_TXN_F_RESP_HEAD)
+        return SG_NEXT_ABORT;
+    if (kind == SG_FAIL_RESET && (t->flags & SG_TXN_F_REPLAY) && !(t->flags & SG_TXN_F_FRESH) && t->uphead && t->up)
+        return SG_NEXT_RESEND;
+    bool unsent = !(t->flags & SG_TXN_F_SENT_ANY) ||
+                  ((t->flags & SG_TXN_F_FRESH) && t->uphead && (kind == SG_FAIL_CONNECT || kind == SG_FAIL_RESET));
+    if (unsent && t->n_tries < 2 && t->ups_idx >= 0)
+        return SG_NEXT_OTHER_SERVER;
+    return SG_NEXT_FAIL;
+}
+
 void sg__proxy_up_failed(sg_txn_t *t, sg_fail_t kind, const char *why)
 {
     sg_conn_t *c = t->conn;
     sg_worker_t *w = c->w;
     bool is_ours = false;
-    if (kind == SG_FAIL_RESET && (t->flags & SG_TXN_F_REPLAY) && !(t->flags & SG_TXN_F_FRESH) && t->uphead && t->up) {
+    sg_next_t next = sg__next_upstream(t, kind);
+    if (next == SG_NEXT_RESEND) {
         /* A reused connection failed before any response byte: send the
          * request again on a new connection (is_replayable). Not a server
          * failure; closing the old connection cancels its write. */
@@ -1097,12 +1292,13 @@ void sg__proxy_up_failed(sg_txn_t *t, sg_fail_t kind, const char *why)
         sg_obs_log(w->obs, SG_LOG_INFO, t->trace.trace_id,
                    "upstream %s server %s: %s on a reused connection; sending the request again on a new one",
                    t->srv->ups->conf->name, t->server, why);
-        t->state = SG_TXN_CONNECTING;
+        sg__txn_set_state(t, SG_TXN_CONNECTING);
         int r = sg__proxy_lease(t, t->srv);
         if (r >= 0)
             return;
         why = uv_strerror(r); /* our own resources (the socket is opened later): not the server's fault */
         is_ours = true;
+        next = sg__next_upstream(t, kind);
     }
     /* Passive health counts what says the server is broken: connect
      * errors and timeouts, a close or reset before the response head on a
@@ -1132,21 +1328,17 @@ void sg__proxy_up_failed(sg_txn_t *t, sg_fail_t kind, const char *why)
                t->srv ? t->srv->ups->conf->name : "?", t->server, why);
     t->last_fail = kind;
     t->error = why;
-    if (t->flags & SG_TXN_F_RESP_HEAD) {
+    switch (next) {
+    case SG_NEXT_ABORT:
         sg__conn_abort(c, why);
-        return;
+        break;
+    case SG_NEXT_OTHER_SERVER:
+        t->handler->connect(t);
+        break;
+    default:
+        fail_status(t, kind, why);
+        break;
     }
-    /* One retry on another server when nothing was sent, or when a request
-     * that may be sent again (after a stale pooled connection) failed on
-     * its new connection too before any response byte: connect refused, or
-     * closed (its head is still kept). */
-    bool unsent = !(t->flags & SG_TXN_F_SENT_ANY) ||
-                  ((t->flags & SG_TXN_F_FRESH) && t->uphead && (kind == SG_FAIL_CONNECT || kind == SG_FAIL_RESET));
-    if (unsent && t->n_tries < 2 && t->ups_idx >= 0) {
-        proxy_connect(t);
-        return;
-    }
-    fail_status(t, kind, why);
 }
 
 static void up_timeout(sg_txn_t *t)
@@ -1349,8 +1541,8 @@ static void resp_complete(sg_txn_t *t)
         u->txn = NULL;
         sg__upconn_release(u, reusable);
     }
-    t->state = SG_TXN_DONE;
-    sg__conn_txn_done(c);
+    sg__txn_set_state(t, SG_TXN_DONE);
+    txn_end(t);
 }
 
 /* Pure part of the client response head (net_int.h), split out of
@@ -1550,13 +1742,14 @@ static bool resp_head_step(sg_upconn_t *u)
     if (is_101) {
         if (!flush_resp_head(t))
             return false;
-        t->state = SG_TXN_TUNNEL;
+        sg__txn_set_state(t, SG_TXN_TUNNEL);
         u->phase = SG_UPC_P_TUNNEL;
         sg__upconn_timer(u, SG_UPC_T_NONE, 0);
         sg__conn_tunnel_start(c);
+        sg__proxy_tunnel_touch(t); /* the idle clock starts with the tunnel */
         return true;
     }
-    t->state = SG_TXN_RESP_BODY;
+    sg__txn_set_state(t, SG_TXN_RESP_BODY);
     if (!has_body) {
         u->phase = SG_UPC_P_DONE;
         resp_complete(t);
@@ -1739,3 +1932,92 @@ static void up_eof(sg_txn_t *t)
         break;
     }
 }
+
+/* ---- the client endpoint's view of the stream (sg_conn_ops_t) ------------------------- */
+
+static sg_txn_t *stream_begin(sg_conn_t *c, sg_h1_reader_t **rd, const sg_h1_read_opts_t **ro)
+{
+    sg_txn_t *t = sg__txn_new(c);
+    if (!t)
+        return NULL;
+    const sg_limits_conf_t *lim = &t->gen->cfg->limits;
+    t->ro = (sg_h1_read_opts_t){.kind = SG_H1_REQUEST,
+                                .limits = &c->w->req_limits,
+                                .max_body = lim->body_bytes,
+                                .max_trailer_bytes = lim->header_bytes,
+                                .max_trailer_count = lim->header_count};
+    *rd = &t->rd;
+    *ro = &t->ro;
+    return t;
+}
+
+static void stream_on_head(sg_txn_t *t)
+{
+    t->rec.req_bytes += t->rd.n_used;
+    sg__proxy_head(t->conn);
+}
+
+static void stream_on_head_error(sg_txn_t *t, int status, const char *why)
+{
+    t->rec.req_bytes += t->rd.n_used;
+    sg__conn_error(t->conn, status, why, true);
+}
+
+static void stream_on_body(sg_txn_t *t, char *buf, const char *p, size_t n)
+{
+    t->rec.req_bytes += n;
+    sg__proxy_body(t, buf, p, n);
+}
+
+static void stream_on_error(sg_txn_t *t, int status, const char *why)
+{
+    sg__conn_error(t->conn, status, why, true); /* closes when a response already started */
+}
+
+static void stream_on_tunnel(sg_txn_t *t, char *buf, const char *p, size_t n)
+{
+    t->rec.req_bytes += n;
+    sg__proxy_tunnel_up(t, buf, p, n);
+}
+
+static void stream_on_close(sg_txn_t *t, const char *why)
+{
+    if (why)
+        t->error = why;
+    sg__txn_abort(t);
+}
+
+const sg_conn_ops_t sg__stream_conn_ops = {
+    .begin = stream_begin,
+    .on_head = stream_on_head,
+    .on_head_error = stream_on_head_error,
+    .can_take_body = sg__proxy_can_take_body,
+    .on_body = stream_on_body,
+    .on_body_done = sg__proxy_req_done,
+    .on_error = stream_on_error,
+    .on_tunnel = stream_on_tunnel,
+    .on_tunnel_eof = sg__proxy_tunnel_eof,
+    .on_drained = sg__proxy_client_drained,
+    .on_close = stream_on_close,
+};
+
+/* ---- the reverse-proxy handler ---------------------------------------------------------- */
+
+static int reverse_on_head(sg_txn_t *t, const sg_h1_head_t *h, const sg_req_target_t *tg)
+{
+    SG_UNUSED(h);
+    /* Route (first match wins). */
+    int32_t ri = sg_router_match(t->gen->router, tg->host, tg->path);
+    if (ri < 0) {
+        sg__conn_error(t->conn, 404, "no route", !(t->flags & SG_TXN_F_REQ_DONE));
+        return -1;
+    }
+    t->route_idx = ri;
+    t->ups_idx = (int32_t)t->gen->cfg->routes[ri].upstream_idx;
+    return 0;
+}
+
+const sg_handler_ops_t sg__reverse_handler = {
+    .on_head = reverse_on_head,
+    .connect = proxy_connect,
+};

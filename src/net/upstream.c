@@ -103,7 +103,7 @@ int sg__upstreams_init(sg_wgen_t *g)
             }
         }
     }
-    return sg__egress_init(g);
+    return 0;
 }
 
 void sg__upstreams_close(sg_wgen_t *g)
@@ -120,7 +120,6 @@ void sg__upstreams_close(sg_wgen_t *g)
             }
         }
     }
-    sg__egress_close(g);
 }
 
 /* Frees what sg__upstreams_init allocated. */
@@ -130,7 +129,6 @@ void sg__upstreams_free(sg_wgen_t *g)
         free(g->ups[i].servers);
     free(g->ups);
     g->ups = NULL;
-    sg__egress_free(g);
 }
 
 /* ---- health ------------------------------------------------------------------ */
@@ -202,7 +200,15 @@ void sg__server_ok(sg_upserver_t *s)
         atomic_store_explicit(&s->pub->consecutive_fails, 0u, memory_order_relaxed);
 }
 
-int32_t sg__upstream_pick(sg_upstream_t *u, uint32_t tried_mask, uint64_t now_ms, bool *all_down)
+static bool was_tried(const int32_t *tried, size_t n_tried, size_t i)
+{
+    for (size_t k = 0; k < n_tried; k++)
+        if (tried[k] == (int32_t)i)
+            return true;
+    return false;
+}
+
+int32_t sg__upstream_pick(sg_upstream_t *u, const int32_t *tried, size_t n_tried, uint64_t now_ms, bool *all_down)
 {
     size_t n = u->n_servers;
     int32_t best = -1;
@@ -215,7 +221,7 @@ int32_t sg__upstream_pick(sg_upstream_t *u, uint32_t tried_mask, uint64_t now_ms
         if (!is_healthy(s, now_ms))
             continue;
         n_healthy++;
-        if (tried_mask & (1u << (i % 32)))
+        if (was_tried(tried, n_tried, i))
             continue;
         if (!s->is_resolved) {
             if (!s->is_resolving)

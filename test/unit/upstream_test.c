@@ -50,7 +50,7 @@ Test(upstream, round_robin_cycles_all_servers)
     bool down;
     int seen[N] = {0};
     for (int i = 0; i < 3 * N; i++) {
-        int32_t s = sg__upstream_pick(&ups, 0, 100, &down);
+        int32_t s = sg__upstream_pick(&ups, NULL, 0, 100, &down);
         cr_assert_geq(s, 0);
         cr_assert_not(down);
         seen[s]++;
@@ -62,14 +62,16 @@ Test(upstream, round_robin_cycles_all_servers)
 Test(upstream, tried_servers_are_skipped)
 {
     bool down;
-    uint32_t tried = 0;
+    int32_t tried[N];
+    size_t n_tried = 0;
     for (int i = 0; i < N; i++) {
-        int32_t s = sg__upstream_pick(&ups, tried, 100, &down);
+        int32_t s = sg__upstream_pick(&ups, tried, n_tried, 100, &down);
         cr_assert_geq(s, 0);
-        cr_assert_eq(tried & (1u << s), 0);
-        tried |= 1u << s;
+        for (size_t k = 0; k < n_tried; k++)
+            cr_assert_neq(tried[k], s);
+        tried[n_tried++] = s;
     }
-    cr_assert_eq(sg__upstream_pick(&ups, tried, 100, &down), -1);
+    cr_assert_eq(sg__upstream_pick(&ups, tried, n_tried, 100, &down), -1);
     cr_assert_not(down, "servers are healthy, only tried");
 }
 
@@ -81,8 +83,9 @@ Test(upstream, least_in_flight_prefers_idle_server)
     servers[2].in_flight = 3;
     bool down;
     for (int i = 0; i < 5; i++)
-        cr_assert_eq(sg__upstream_pick(&ups, 0, 100, &down), 1);
-    cr_assert_eq(sg__upstream_pick(&ups, 1u << 1, 100, &down), 2);
+        cr_assert_eq(sg__upstream_pick(&ups, NULL, 0, 100, &down), 1);
+    const int32_t tried1[] = {1};
+    cr_assert_eq(sg__upstream_pick(&ups, tried1, 1, 100, &down), 2);
 }
 
 Test(upstream, consecutive_failures_eject_until_fail_timeout)
@@ -96,11 +99,11 @@ Test(upstream, consecutive_failures_eject_until_fail_timeout)
     cr_assert_eq(atomic_load(&pubs[0].ejected_until_ms), 2000);
     bool down;
     for (int i = 0; i < 6; i++)
-        cr_assert_neq(sg__upstream_pick(&ups, 0, 1500, &down), 0, "ejected server picked");
+        cr_assert_neq(sg__upstream_pick(&ups, NULL, 0, 1500, &down), 0, "ejected server picked");
     /* restored after fail_timeout */
     int hits = 0;
     for (int i = 0; i < 6; i++)
-        hits += sg__upstream_pick(&ups, 0, 2000, &down) == 0;
+        hits += sg__upstream_pick(&ups, NULL, 0, 2000, &down) == 0;
     cr_assert_eq(hits, 2);
 }
 
@@ -111,6 +114,40 @@ Test(upstream, all_ejected_or_down_reports_all_down)
     atomic_store(&pubs[0].ejected_until_ms, 0);
     atomic_store(&pubs[0].active_down, true);
     bool down = false;
-    cr_assert_eq(sg__upstream_pick(&ups, 0, 100, &down), -1);
+    cr_assert_eq(sg__upstream_pick(&ups, NULL, 0, 100, &down), -1);
     cr_assert(down);
+}
+
+/* The tried set names servers exactly: with a bit mask taken modulo 32,
+ * trying server 1 also skipped server 33 (#17). */
+Test(upstream, tried_set_does_not_alias_servers_32_apart)
+{
+    enum { M = 40 };
+    static sg_hostport_t mhps[M];
+    static sg_upserver_t ms[M];
+    static _Alignas(SG_CACHELINE) sg_server_pub_t mpubs[M];
+    memset(ms, 0, sizeof(ms));
+    memset(mpubs, 0, sizeof(mpubs));
+    for (int i = 0; i < M; i++) {
+        mhps[i] = hps[0];
+        ms[i].hp = &mhps[i];
+        ms[i].ups = &ups;
+        ms[i].idx = i;
+        ms[i].pub = &mpubs[i];
+        ms[i].is_resolved = true;
+        sg_list_init(&ms[i].idle);
+        /* only servers 1 and 33 are healthy */
+        if (i != 1 && i != 33)
+            atomic_store(&mpubs[i].active_down, true);
+    }
+    conf.n_servers = M;
+    ups.servers = ms;
+    ups.n_servers = M;
+    bool down;
+    const int32_t tried[] = {1};
+    for (int k = 0; k < 3; k++)
+        cr_assert_eq(sg__upstream_pick(&ups, tried, 1, 100, &down), 33, "server 33 is not server 1");
+    const int32_t both[] = {1, 33};
+    cr_assert_eq(sg__upstream_pick(&ups, both, 2, 100, &down), -1);
+    cr_assert_not(down);
 }
