@@ -376,6 +376,7 @@ static void worker_stop_handles(sg_worker_t *w)
     for (size_t i = 0; i < w->n_listeners; i++)
         sg__listener_close(w->listeners[i]);
     sg__upstreams_close(w->gen);
+    sg__egress_close(w->gen);
     sg__tq_close(w, on_handle_closed);
     uv_close((uv_handle_t *)&w->tick, on_handle_closed);
     uv_close((uv_handle_t *)&w->prepare, on_handle_closed);
