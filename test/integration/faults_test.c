@@ -8,6 +8,7 @@
  *
  * The upstream here is scripted at the byte level (the shared
  * upstream_server speaks correct HTTP only): one poll() thread, loopback. */
+#include "support/clock.h"
 #include "support/gw_fixture.h"
 #include "support/upstream_server.h"
 
@@ -24,19 +25,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 typedef enum mode {
     M_RESET_MID_BODY = 0, /* read the head and 64 KiB of body, then RST */
@@ -269,11 +257,11 @@ static void ru_stop(raw_up_t *u)
 
 static bool wait_atomic(atomic_int *v, int want, int timeout_ms)
 {
-    long long deadline = mono_ms() + timeout_ms;
+    long long deadline = sgt_now_ms() + timeout_ms;
     while (atomic_load(v) < want) {
-        if (mono_ms() >= deadline)
+        if (sgt_now_ms() >= deadline)
             return false;
-        nap_ms(5); /* polling interval */
+        sgt_nap_ms(5); /* polling interval */
     }
     return true;
 }
@@ -306,10 +294,10 @@ Test(faults, upstream_reset_mid_request_body, .timeout = 30)
     snprintf(head, sizeof(head), "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", total);
     cr_assert(hc_send_str(&c, head, 2000));
     char *block = gw_pattern(64 * 1024);
-    long long t0 = mono_ms();
+    long long t0 = sgt_now_ms();
     size_t sent = 0;
     /* Keep sending until the proxy answers or stops taking bytes. */
-    while (sent < total && mono_ms() - t0 < 10000) {
+    while (sent < total && sgt_now_ms() - t0 < 10000) {
         struct pollfd pf = {.fd = c.fd, .events = POLLIN};
         if (poll(&pf, 1, 0) > 0)
             break;
@@ -331,7 +319,7 @@ Test(faults, upstream_reset_mid_request_body, .timeout = 30)
     } else {
         cr_assert_eq(r.status, 0, "a partial response %d", r.status);
     }
-    cr_assert_lt(mono_ms() - t0, 8000);
+    cr_assert_lt(sgt_now_ms() - t0, 8000);
     hc_response_free(&r);
     hc_close(&c);
     cr_assert_eq(kill(gw.pid, 0), 0);
@@ -611,11 +599,11 @@ static void hang_case(mode_t_ mode, size_t want_body)
     const char *addr = sg_proc_addr(&gw, "api");
     hc_conn_t c;
     cr_assert_eq(hc_connect(&c, addr, 2000), 0);
-    long long t0 = mono_ms();
+    long long t0 = sgt_now_ms();
     cr_assert(hc_send_str(&c, "GET /hang HTTP/1.1\r\nHost: x\r\n\r\n", 2000));
     hc_response_t r;
     int e = hc_read_response(&c, &r, 5000);
-    long long dt = mono_ms() - t0;
+    long long dt = sgt_now_ms() - t0;
     cr_assert_eq(e, HC_CLOSED, "a hung body must end with a close (got %d)", e);
     cr_assert_eq(r.status, 200);
     cr_assert_eq(r.body_len, want_body);
