@@ -3,6 +3,7 @@
  * checks before any request is routed to it, a failing check (bad status,
  * timeout, garbage) makes readiness fail, and recovery (server restarted,
  * or the check fixed by a reload) brings it back. */
+#include "support/clock.h"
 #include "support/gw_fixture.h"
 #include "support/jsoncheck.h"
 #include "support/obs_fixture.h"
@@ -63,7 +64,7 @@ static int get_via(const char *api, const char *path, char *who, size_t cap)
 /* Polls /health/ready until it answers status; its last body into body. */
 static bool wait_ready(const char *admin, int status, char *body, size_t cap, int timeout_ms)
 {
-    long long deadline = obs_now_ms() + timeout_ms;
+    long long deadline = sgt_now_ms() + timeout_ms;
     do {
         hc_response_t r;
         if (obs_get(admin, "/health/ready", NULL, &r, 2000) == HC_OK) {
@@ -73,7 +74,7 @@ static bool wait_ready(const char *admin, int status, char *body, size_t cap, in
             if (st == status)
                 return true;
         }
-    } while (obs_now_ms() < deadline);
+    } while (sgt_now_ms() < deadline);
     return false;
 }
 
@@ -117,9 +118,9 @@ Test(active_health, stopped_server_is_down_before_any_request)
     /* B goes away: known down within ~1 s, before any request. */
     us_stop(ub);
     ub = NULL;
-    long long t0 = obs_now_ms();
+    long long t0 = sgt_now_ms();
     cr_assert(obs_wait_metric_eq(admin, sb, 0, 1500, &got), "B still %g", got);
-    long long took = obs_now_ms() - t0;
+    long long took = sgt_now_ms() - t0;
     cr_expect_leq(took, 1000, "down after %lld ms", took);
     cr_assert(obs_scrape_value(admin, sa, &got) && got == 1, "A %g", got);
     char tag[200];

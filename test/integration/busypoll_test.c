@@ -4,6 +4,7 @@
  * sleep (its CPU time stops growing), and a reload turns it off (one sleep
  * or more per request again). The worker thread is found by its name
  * (sg-worker-0) under /proc/PID/task. */
+#include "support/clock.h"
 #include "support/gw_fixture.h"
 #include "support/http_client.h"
 #include "support/proc.h"
@@ -153,15 +154,12 @@ static long best_sequence(const char *task, bool want_few, long threshold)
  * 100 ms of wall time), within timeout_ms; the time it took in *took_ms. */
 static bool wait_quiet(const char *task, int timeout_ms, long long *took_ms)
 {
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long long t0 = sgt_now_ms();
     for (;;) {
         unsigned long long c0 = cpu_ns(task);
-        struct timespec ts = {0, 100 * 1000000L};
-        nanosleep(&ts, NULL); /* the sampling interval of the wait */
+        sgt_nap_ms(100); /* the sampling interval of the wait */
         unsigned long long ran = cpu_ns(task) - c0;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        *took_ms = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+        *took_ms = sgt_now_ms() - t0;
         if (ran < 2ull * 1000 * 1000)
             return true;
         if (*took_ms > timeout_ms)

@@ -6,6 +6,7 @@
  *    trace id followed from the access log to the ticket, its events, the
  *    span and the metrics exemplar (README). */
 #include "sg/common.h"
+#include "support/clock.h"
 #include "support/obs_fixture.h"
 
 #include <criterion/criterion.h>
@@ -46,9 +47,9 @@ static void stop_leaked_postgres(void)
     free(pid);
     if (p > 1) {
         kill((pid_t)p, SIGQUIT);
-        long long deadline = obs_now_ms() + 10000;
-        while (obs_now_ms() < deadline && kill((pid_t)p, 0) == 0)
-            usleep(50000); /* waiting for an exit, with a deadline */
+        long long deadline = sgt_now_ms() + 10000;
+        while (sgt_now_ms() < deadline && kill((pid_t)p, 0) == 0)
+            sgt_nap_ms(50); /* waiting for an exit, with a deadline */
     }
     obs_rmdir(dir);
 }
@@ -58,9 +59,9 @@ static void teardown(void)
 {
     if (g_pid > 0) {
         kill(-g_pid, SIGINT);
-        long long deadline = obs_now_ms() + 15000;
-        while (obs_now_ms() < deadline && waitpid(g_pid, NULL, WNOHANG) == 0)
-            usleep(50000); /* waiting for an exit, with a deadline */
+        long long deadline = sgt_now_ms() + 15000;
+        while (sgt_now_ms() < deadline && waitpid(g_pid, NULL, WNOHANG) == 0)
+            sgt_nap_ms(50); /* waiting for an exit, with a deadline */
         kill(-g_pid, SIGKILL);
         waitpid(g_pid, NULL, 0);
         g_pid = -1;
@@ -108,13 +109,13 @@ static ssize_t read_into(int fd, size_t *len, int wait_ms)
 static int collect(int fd)
 {
     size_t len = 0;
-    long long deadline = obs_now_ms() + DEMO_DEADLINE_MS;
+    long long deadline = sgt_now_ms() + DEMO_DEADLINE_MS;
     bool open = true;
-    while (obs_now_ms() <= deadline) {
+    while (sgt_now_ms() <= deadline) {
         if (open && read_into(fd, &len, 200) == 0)
             open = false;
         else if (!open)
-            usleep(50000); /* output closed, waiting for the exit with a deadline */
+            sgt_nap_ms(50); /* output closed, waiting for the exit with a deadline */
         int st;
         if (waitpid(g_pid, &st, WNOHANG) == g_pid) {
             g_pid = -1;

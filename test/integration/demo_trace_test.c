@@ -7,6 +7,7 @@
  * upstream) and the OpenMetrics exemplar of the request histogram.
  * Trace ids may be printed as a UUID or as the same 32 hex digits. */
 #include "sg/common.h"
+#include "support/clock.h"
 #include "support/gw_fixture.h"
 #include "support/obs_fixture.h"
 #include "support/pg_harness.h"
@@ -177,14 +178,14 @@ Test(demo_trace, one_trace_id_from_access_log_to_ticket_events_span_and_exemplar
     free(ul);
 
     /* 5. The span, exported to the demo's collector. */
-    long long deadline = obs_now_ms() + 10000;
+    long long deadline = sgt_now_ms() + 10000;
     char *s = NULL;
     for (;;) {
         free(s);
         s = obs_slurp(spans);
-        if (has_id(s, TID) || obs_now_ms() > deadline)
+        if (has_id(s, TID) || sgt_now_ms() > deadline)
             break;
-        usleep(20000); /* polling a file with a deadline */
+        sgt_nap_ms(20); /* polling a file with a deadline */
     }
     cr_assert(has_id(s, TID), "no span with the trace id; spans:\n%.2000s", s);
     free(s);

@@ -5,6 +5,7 @@
  * reason, no connection attempted), IPv6 literals, bad targets, proxy auth,
  * access log and /metrics. The allow-list names 127.0.0.1/[::1] ports
  * explicitly: loopback is refused otherwise. */
+#include "support/clock.h"
 #include "support/gw_fixture.h"
 #include "support/jsoncheck.h"
 
@@ -25,20 +26,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void pace_ms(int ms)
-{
-    /* Rate limiting of a deliberately slow reader, not synchronization. */
-    struct timespec ts = {0, (long)ms * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 static uint8_t pat(uint64_t i)
 {
@@ -144,7 +131,7 @@ static void *raw_conn(void *arg)
                 for (ssize_t i = 0; i < r; i++)
                     bad += (uint8_t)buf[i] != pat(total + (uint64_t)i);
                 total += (uint64_t)r;
-                pace_ms(1);
+                sgt_nap_ms(1);
                 continue;
             }
             total += (uint64_t)r;
@@ -211,11 +198,11 @@ static void raw_stop(raw_srv_t *s)
 
 static bool wait_atomic(atomic_int *v, int want, int timeout_ms)
 {
-    long long deadline = mono_ms() + timeout_ms;
+    long long deadline = sgt_now_ms() + timeout_ms;
     while (atomic_load(v) < want) {
-        if (mono_ms() > deadline)
+        if (sgt_now_ms() > deadline)
             return false;
-        pace_ms(5); /* polling interval of a deadline-bounded wait */
+        sgt_nap_ms(5); /* polling interval of a deadline-bounded wait */
     }
     return true;
 }
@@ -245,10 +232,10 @@ static int run_curl(const char *const *args, char *out, size_t cap, int timeout_
     cr_assert(pid > 0);
     close(pfd[1]);
     size_t len = 0;
-    long long deadline = mono_ms() + timeout_ms;
+    long long deadline = sgt_now_ms() + timeout_ms;
     bool timed_out = false;
     for (;;) {
-        int left = (int)(deadline - mono_ms());
+        int left = (int)(deadline - sgt_now_ms());
         if (left <= 0) {
             timed_out = true;
             break;
@@ -373,16 +360,16 @@ static double metric(const char *text, const char *series)
 /* Waits until a series reaches `want` (values are summed at scrape time). */
 static bool wait_metric(const char *series, double want, int timeout_ms)
 {
-    long long deadline = mono_ms() + timeout_ms;
+    long long deadline = sgt_now_ms() + timeout_ms;
     for (;;) {
         char *m = scrape();
         double v = metric(m, series);
         free(m);
         if (v >= want)
             return true;
-        if (mono_ms() > deadline)
+        if (sgt_now_ms() > deadline)
             return false;
-        pace_ms(20);
+        sgt_nap_ms(20);
     }
 }
 
@@ -720,7 +707,7 @@ Test(egress, tunnel_backpressure_bounded_rss, .timeout = 180)
         for (ssize_t i = 0; i < k; i++)
             bad += (uint8_t)buf[i] != pat(got + (uint64_t)i);
         got += (uint64_t)k;
-        pace_ms(1);
+        sgt_nap_ms(1);
     }
     hc_close(&c);
     cr_assert_eq(got, 100u << 20);
@@ -778,7 +765,7 @@ Test(egress, refusals_are_403_with_a_reason_and_no_connection)
 
     /* Cloud metadata: refused at once, no connection attempted (a connect
      * to that address from here would hang until the connect timeout). */
-    long long t0 = mono_ms();
+    long long t0 = sgt_now_ms();
     cr_assert_eq(hc_request(eaddr, "GET http://169.254.169.254/latest/meta-data/ HTTP/1.1\r\n\r\n", &r, 5000), HC_OK);
     check_refusal(&r, 403, "link_local");
     hc_response_free(&r);
@@ -795,7 +782,7 @@ Test(egress, refusals_are_403_with_a_reason_and_no_connection)
     check_refusal(&r, 403, "link_local");
     hc_response_free(&r);
     hc_close(&c);
-    cr_assert_lt(mono_ms() - t0, 3000, "refusals are immediate");
+    cr_assert_lt(sgt_now_ms() - t0, 3000, "refusals are immediate");
 
     /* Host and port not allowed (decided on the name: no lookup). */
     cr_assert_eq(do_connect(&c, "not-allowed.invalid:81", NULL, &r), HC_OK);
@@ -854,12 +841,10 @@ Test(egress_timeouts, response_timeout_is_504_at_the_configured_time)
     char raw[256];
     snprintf(raw, sizeof(raw), "GET http://127.0.0.1:%u/slow?ms=3000 HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n",
              us_port(up), us_port(up));
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long long t0 = sgt_now_ms();
     hc_response_t r;
     cr_assert_eq(hc_request(eaddr, raw, &r, 10000), HC_OK);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    long ms = (long)(sgt_now_ms() - t0);
     cr_expect_eq(r.status, 504, "%d %s", r.status, r.body);
     cr_expect(ms >= 250 && ms < 2500, "504 after %ld ms (egress.response_timeout: 300ms; default 300s)", ms);
     hc_response_free(&r);
@@ -973,25 +958,24 @@ TestSuite(egress_dns, .init = start_dns, .fini = stop_dns, .timeout = 60);
  * up again. */
 Test(egress_dns, answers_are_cached_for_dns_ttl)
 {
-    long long t0 = mono_ms();
+    long long t0 = sgt_now_ms();
     request_localhost();
     cr_assert(sg_proc_wait_stderr(&gw, "sgtest-getaddrinfo: localhost\n", 1, 3000), "the first request looks it up");
     /* Within the TTL (counted from before the first lookup, so a request
      * done before t0 + dns_ttl surely is): from the cache. */
     int n = 0;
-    long long done = mono_ms();
+    long long done = sgt_now_ms();
     while (done - t0 < DNS_TTL_MS / 2 && n < 20) {
         request_localhost();
-        done = mono_ms();
+        done = sgt_now_ms();
         n++;
     }
     cr_assert_lt(done - t0, DNS_TTL_MS, "%d requests took %lld ms", n, done - t0);
     cr_assert_eq(lookups(), 1, "%d requests within dns_ttl looked the name up again", n);
     /* Past the TTL: looked up again, once. */
     long long deadline = t0 + DNS_TTL_MS + 5000;
-    while (mono_ms() - t0 <= DNS_TTL_MS + 20 && mono_ms() < deadline) {
-        struct timespec ts = {0, 20 * 1000000L};
-        nanosleep(&ts, NULL); /* letting the TTL pass: time is the event here */
+    while (sgt_now_ms() - t0 <= DNS_TTL_MS + 20 && sgt_now_ms() < deadline) {
+        sgt_nap_ms(20); /* letting the TTL pass: time is the event here */
     }
     request_localhost();
     request_localhost();

@@ -7,36 +7,21 @@
  * or cross-talk.
  *
  * The upstream here is scripted at the byte level (the shared
- * upstream_server speaks correct HTTP only): one poll() thread, loopback. */
+ * upstream_server speaks correct HTTP only): support/scripted_upstream.h
+ * with a script per mode below. */
+#include "support/clock.h"
 #include "support/gw_fixture.h"
+#include "support/scripted_upstream.h"
 #include "support/upstream_server.h"
 
 #include <criterion/criterion.h>
-#include <errno.h>
-#include <netinet/in.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 typedef enum mode {
     M_RESET_MID_BODY = 0, /* read the head and 64 KiB of body, then RST */
@@ -50,232 +35,85 @@ typedef enum mode {
     M_CLOSE_ALL,          /* every request: close, no byte (a server going away) */
 } mode_t_;
 
-#define RU_MAX_CONNS 64
 #define FAKE_RESPONSE "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nSMUGGL"
 
+/* The scripted upstream (support/scripted_upstream.h) in one of the modes. */
 typedef struct raw_up {
-    int lfd;
-    unsigned port;
-    pthread_t th;
-    int ctl[2]; /* test -> thread: 'x' send the extra bytes on conn 0, 'q' quit */
-    mode_t_ mode;
-    atomic_int n_conns;
-    atomic_int n_requests;
-    atomic_int n_eof; /* connections the proxy closed */
-    int fds[RU_MAX_CONNS];
-    char *buf[RU_MAX_CONNS];
-    size_t len[RU_MAX_CONNS];
-    int reqs[RU_MAX_CONNS];   /* requests answered per connection */
-    int serial[RU_MAX_CONNS]; /* accept order of the connection in the slot */
-    int last;                 /* slot that answered last */
+    su_server_t *su;
+    atomic_int mode; /* mode_t_; the test may switch it while the server runs */
 } raw_up_t;
 
-static void ru_write(int fd, const char *s, size_t n)
+static su_action_t ru_script(void *ud, const su_request_t *q, su_reply_t *out)
 {
-    while (n) {
-        ssize_t k = send(fd, s, n, MSG_NOSIGNAL);
-        if (k <= 0)
-            return;
-        s += k;
-        n -= (size_t)k;
+    raw_up_t *u = ud;
+    mode_t_ mode = (mode_t_)atomic_load(&u->mode);
+    if (mode == M_RESET_MID_BODY)
+        return q->body_len >= 65536 ? SU_RESET : SU_WAIT;
+    if ((mode == M_CLOSE_SECOND && q->nth > 0) || mode == M_CLOSE_ALL)
+        return SU_CLOSE;
+    switch (mode) {
+    case M_CLOSE_SECOND:
+        su_reply_printf(out, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+        break;
+    case M_EXTRA_RACE: /* the body names the request: a response given to another one shows */
+        su_reply_printf(out, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", strlen(q->target), q->target);
+        break;
+    case M_EXTRA_AT_ONCE:
+    case M_EXTRA_LATER:
+        if (q->nth == 0 && q->conn_serial == 0)
+            su_reply_printf(out, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello%s",
+                            mode == M_EXTRA_AT_ONCE ? FAKE_RESPONSE : "");
+        else
+            su_reply_printf(out, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nok-%c", 'A' + q->conn_serial % 26);
+        break;
+    case M_HANG_AFTER_HEAD:
+        su_reply_printf(out, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
+        break;
+    case M_TE_TAB:
+        su_reply_printf(out, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\t\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+        break;
+    case M_HANG_CHUNKED:
+    default:
+        su_reply_printf(out, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
+        break;
     }
-}
-
-static void ru_close(raw_up_t *u, int i, bool reset)
-{
-    if (reset) {
-        struct linger lg = {1, 0};
-        setsockopt(u->fds[i], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-    }
-    close(u->fds[i]);
-    u->fds[i] = -1;
-}
-
-/* Answers what is complete in conn i's buffer. */
-static void ru_serve(raw_up_t *u, int i)
-{
-    for (;;) {
-        char *end = memmem(u->buf[i], u->len[i], "\r\n\r\n", 4);
-        if (!end)
-            return;
-        size_t head_len = (size_t)(end + 4 - u->buf[i]);
-        if (u->mode == M_RESET_MID_BODY) {
-            if (u->len[i] - head_len >= 65536) {
-                atomic_fetch_add(&u->n_requests, 1);
-                ru_close(u, i, true);
-            }
-            return;
-        }
-        char path[64] = "";
-        const char *sp = memchr(u->buf[i], ' ', head_len);
-        if (sp) {
-            size_t pl = strcspn(sp + 1, " \r\n");
-            snprintf(path, sizeof(path), "%.*s", (int)(pl < sizeof(path) ? pl : sizeof(path) - 1), sp + 1);
-        }
-        memmove(u->buf[i], u->buf[i] + head_len, u->len[i] - head_len);
-        u->len[i] -= head_len;
-        atomic_fetch_add(&u->n_requests, 1);
-        int nth = u->reqs[i]++;
-        char out[256];
-        int n;
-        if ((u->mode == M_CLOSE_SECOND && nth > 0) || u->mode == M_CLOSE_ALL) {
-            ru_close(u, i, false);
-            return;
-        }
-        switch (u->mode) {
-        case M_CLOSE_SECOND:
-            n = snprintf(out, sizeof(out), "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
-            break;
-        case M_EXTRA_RACE: /* the body names the request: a response given to another one shows */
-            n = snprintf(out, sizeof(out), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", strlen(path), path);
-            break;
-        case M_EXTRA_AT_ONCE:
-        case M_EXTRA_LATER:
-            if (nth == 0 && u->serial[i] == 0)
-                n = snprintf(out, sizeof(out), "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello%s",
-                             u->mode == M_EXTRA_AT_ONCE ? FAKE_RESPONSE : "");
-            else
-                n = snprintf(out, sizeof(out), "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nok-%c",
-                             'A' + u->serial[i] % 26);
-            break;
-        case M_HANG_AFTER_HEAD:
-            n = snprintf(out, sizeof(out), "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
-            break;
-        case M_TE_TAB:
-            n = snprintf(out, sizeof(out),
-                         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\t\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
-            break;
-        case M_HANG_CHUNKED:
-        default:
-            n = snprintf(out, sizeof(out), "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
-            break;
-        }
-        u->last = i;
-        ru_write(u->fds[i], out, (size_t)n);
-    }
-}
-
-static void *ru_main(void *arg)
-{
-    raw_up_t *u = arg;
-    for (;;) {
-        struct pollfd pf[RU_MAX_CONNS + 2];
-        int map[RU_MAX_CONNS + 2];
-        int n = 0;
-        pf[n] = (struct pollfd){.fd = u->ctl[0], .events = POLLIN};
-        map[n++] = -2;
-        pf[n] = (struct pollfd){.fd = u->lfd, .events = POLLIN};
-        map[n++] = -1;
-        for (int i = 0; i < RU_MAX_CONNS; i++) {
-            if (u->fds[i] >= 0) {
-                pf[n] = (struct pollfd){.fd = u->fds[i], .events = POLLIN};
-                map[n++] = i;
-            }
-        }
-        if (poll(pf, (nfds_t)n, 5000) < 0 && errno != EINTR)
-            return NULL;
-        for (int k = 0; k < n; k++) {
-            if (!pf[k].revents)
-                continue;
-            if (map[k] == -2) {
-                char cmd = 0;
-                if (read(u->ctl[0], &cmd, 1) != 1 || cmd == 'q')
-                    return NULL;
-                int x = u->mode == M_EXTRA_RACE ? u->last : 0;
-                if (cmd == 'x' && u->fds[x] >= 0)
-                    ru_write(u->fds[x], FAKE_RESPONSE, sizeof(FAKE_RESPONSE) - 1);
-                if (cmd == 'c') /* from now on every request is closed unanswered */
-                    u->mode = M_CLOSE_ALL;
-                if (cmd == 'l' && u->lfd >= 0) { /* stop listening: new connections are refused */
-                    close(u->lfd);
-                    u->lfd = -1;
-                }
-            } else if (map[k] == -1) {
-                int fd = accept(u->lfd, NULL, NULL);
-                int idx = 0; /* first free slot */
-                while (idx < RU_MAX_CONNS && u->fds[idx] >= 0)
-                    idx++;
-                if (fd >= 0 && idx < RU_MAX_CONNS) {
-                    u->fds[idx] = fd;
-                    u->len[idx] = 0;
-                    u->reqs[idx] = 0;
-                    u->serial[idx] = atomic_fetch_add(&u->n_conns, 1);
-                } else if (fd >= 0) {
-                    close(fd);
-                }
-            } else {
-                int i = map[k];
-                char tmp[65536];
-                ssize_t r = recv(u->fds[i], tmp, sizeof(tmp), 0);
-                if (r <= 0) {
-                    ru_close(u, i, false);
-                    atomic_fetch_add(&u->n_eof, 1);
-                    continue;
-                }
-                /* Keep at most the head plus 64 KiB: enough to decide. */
-                size_t keep = ((size_t)r < 256u * 1024 - u->len[i] ? (size_t)r : 256u * 1024 - u->len[i]);
-                memcpy(u->buf[i] + u->len[i], tmp, keep);
-                u->len[i] += keep;
-                ru_serve(u, i);
-            }
-        }
-    }
+    return SU_ANSWER;
 }
 
 static raw_up_t *ru_start(mode_t_ mode)
 {
     raw_up_t *u = calloc(1, sizeof(*u));
     cr_assert_not_null(u);
-    u->mode = mode;
-    for (int i = 0; i < RU_MAX_CONNS; i++) {
-        u->fds[i] = -1;
-        u->buf[i] = malloc(256 * 1024);
-        cr_assert_not_null(u->buf[i]);
-    }
-    cr_assert_eq(pipe(u->ctl), 0);
-    u->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    cr_assert_geq(u->lfd, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(bind(u->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    cr_assert_eq(listen(u->lfd, 64), 0);
-    socklen_t sl = sizeof(sa);
-    cr_assert_eq(getsockname(u->lfd, (struct sockaddr *)&sa, &sl), 0);
-    u->port = ntohs(sa.sin_port);
-    cr_assert_eq(pthread_create(&u->th, NULL, ru_main, u), 0);
+    atomic_init(&u->mode, mode);
+    u->su = su_start_fn(ru_script, u);
+    cr_assert_not_null(u->su);
     return u;
 }
 
+static unsigned ru_port(const raw_up_t *u)
+{
+    return su_port(u->su);
+}
+
+/* 'x': the fake response on the connection that answered last; 'c': from
+ * now on every request is closed unanswered; 'l': stop listening (new
+ * connections are refused). */
 static void ru_cmd(raw_up_t *u, char c)
 {
-    cr_assert_eq(write(u->ctl[1], &c, 1), 1);
+    if (c == 'x')
+        su_inject(u->su, FAKE_RESPONSE, sizeof(FAKE_RESPONSE) - 1);
+    else if (c == 'c')
+        atomic_store(&u->mode, M_CLOSE_ALL);
+    else if (c == 'l')
+        su_stop_listening(u->su);
+    else
+        cr_assert_fail("unknown command %c", c);
 }
 
 static void ru_stop(raw_up_t *u)
 {
-    ru_cmd(u, 'q');
-    pthread_join(u->th, NULL);
-    for (int i = 0; i < RU_MAX_CONNS; i++) {
-        if (u->fds[i] >= 0)
-            close(u->fds[i]);
-        free(u->buf[i]);
-    }
-    if (u->lfd >= 0)
-        close(u->lfd);
-    close(u->ctl[0]);
-    close(u->ctl[1]);
+    su_stop(u->su);
     free(u);
-}
-
-static bool wait_atomic(atomic_int *v, int want, int timeout_ms)
-{
-    long long deadline = mono_ms() + timeout_ms;
-    while (atomic_load(v) < want) {
-        if (mono_ms() >= deadline)
-            return false;
-        nap_ms(5); /* polling interval */
-    }
-    return true;
 }
 
 static void gw_start_for(sg_proc_t *gw, const raw_up_t *u, const char *extra_ups)
@@ -288,7 +126,7 @@ static void gw_start_for(sg_proc_t *gw, const raw_up_t *u, const char *extra_ups
              "shutdown: {drain_delay: 0ms, drain_timeout: 2s}\n"
              "upstreams: {app: {servers: [\"127.0.0.1:%u\"]%s}}\n"
              "routes: [{upstream: app}]\n",
-             u->port, extra_ups);
+             ru_port(u), extra_ups);
 }
 
 /* ---- reset while the client still sends ------------------------------------------- */
@@ -306,10 +144,10 @@ Test(faults, upstream_reset_mid_request_body, .timeout = 30)
     snprintf(head, sizeof(head), "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", total);
     cr_assert(hc_send_str(&c, head, 2000));
     char *block = gw_pattern(64 * 1024);
-    long long t0 = mono_ms();
+    long long t0 = sgt_now_ms();
     size_t sent = 0;
     /* Keep sending until the proxy answers or stops taking bytes. */
-    while (sent < total && mono_ms() - t0 < 10000) {
+    while (sent < total && sgt_now_ms() - t0 < 10000) {
         struct pollfd pf = {.fd = c.fd, .events = POLLIN};
         if (poll(&pf, 1, 0) > 0)
             break;
@@ -319,7 +157,7 @@ Test(faults, upstream_reset_mid_request_body, .timeout = 30)
     }
     free(block);
     cr_assert_lt(sent, total, "the whole body went through a reset upstream");
-    cr_assert_geq(atomic_load(&u->n_requests), 1, "upstream never saw the request");
+    cr_assert_geq(su_requests(u->su), 1, "upstream never saw the request");
     hc_response_t r;
     int e = hc_read_response(&c, &r, 5000);
     cr_assert(e == HC_OK || e == HC_CLOSED, "neither a status nor a close: %d", e);
@@ -331,7 +169,7 @@ Test(faults, upstream_reset_mid_request_body, .timeout = 30)
     } else {
         cr_assert_eq(r.status, 0, "a partial response %d", r.status);
     }
-    cr_assert_lt(mono_ms() - t0, 8000);
+    cr_assert_lt(sgt_now_ms() - t0, 8000);
     hc_response_free(&r);
     hc_close(&c);
     cr_assert_eq(kill(gw.pid, 0), 0);
@@ -358,7 +196,7 @@ static void two_requests(const char *addr, raw_up_t *u, bool extra_later)
         /* The fake response lands on the idle pooled connection: the proxy
          * must drop that connection, not keep the bytes for the next txn. */
         ru_cmd(u, 'x');
-        cr_assert(wait_atomic(&u->n_eof, 1, 3000), "pooled connection with stray bytes not closed");
+        cr_assert(su_wait_eofs(u->su, 1, 3000), "pooled connection with stray bytes not closed");
     }
     cr_assert(hc_send_str(&c, "GET /two HTTP/1.1\r\nHost: x\r\n\r\n", 2000));
     int e = hc_read_response(&c, &r, 3000);
@@ -376,7 +214,7 @@ static void two_requests(const char *addr, raw_up_t *u, bool extra_later)
     cr_assert(!strncmp(r.body, "ok-", 3) && r.body_len == 4, "request 3 answered by %s", r.body);
     hc_response_free(&r);
     hc_close(&c);
-    cr_assert_eq(atomic_load(&u->n_conns), 2, "the tainted upstream connection was reused");
+    cr_assert_eq(su_connections(u->su), 2, "the tainted upstream connection was reused");
 }
 
 /* A pooled connection whose upstream closes before answering the next
@@ -405,7 +243,7 @@ Test(faults, pooled_connection_closed_before_responding_is_retried_when_idempote
         cr_expect_eq(r.status, 200, "%s: %d %s", reqs[i], r.status, r.body);
         hc_response_free(&r);
     }
-    cr_expect_eq(atomic_load(&u->n_conns), 4, "one new upstream connection per retried request");
+    cr_expect_eq(su_connections(u->su), 4, "one new upstream connection per retried request");
     if (!sg_proc_wait_stderr(&gw, "on a reused connection; sending the request again on a new one", 3, 3000)) {
         char *e = sg_proc_stderr(&gw);
         cr_assert_fail("three retries not logged:\n%s", e);
@@ -456,21 +294,21 @@ Test(faults, egress_pooled_connection_closed_before_responding_is_retried, .time
              "log: {access: \"off\"}\n"
              "shutdown: {drain_delay: 0ms, drain_timeout: 2s}\n"
              "egress: {allow: [\"127.0.0.1:%u\"]}\n",
-             u->port);
+             ru_port(u));
     hc_conn_t c;
     cr_assert_eq(hc_connect(&c, sg_proc_addr(&gw, "eg"), 2000), 0);
     hc_response_t r;
     for (int i = 0; i < 3; i++) {
         char raw[160];
-        snprintf(raw, sizeof(raw), "GET http://127.0.0.1:%u/r%d HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n", u->port, i,
-                 u->port);
+        snprintf(raw, sizeof(raw), "GET http://127.0.0.1:%u/r%d HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n", ru_port(u), i,
+                 ru_port(u));
         cr_assert(hc_send_str(&c, raw, 2000));
         cr_assert_eq(hc_read_response(&c, &r, 3000), HC_OK, "request %d", i);
         cr_expect_eq(r.status, 200, "request %d: %d %s", i, r.status, r.body);
         hc_response_free(&r);
     }
     hc_close(&c);
-    cr_expect_eq(atomic_load(&u->n_conns), 3, "one new connection per retried request");
+    cr_expect_eq(su_connections(u->su), 3, "one new connection per retried request");
     cr_expect(sg_proc_wait_stderr(&gw, "sending the request again on a new one", 2, 3000));
     gw_stop(&gw);
     ru_stop(u);
@@ -497,7 +335,7 @@ static void two_start(two_srv_t *t)
              "shutdown: {drain_delay: 0ms, drain_timeout: 2s}\n"
              "upstreams: {app: {servers: [\"127.0.0.1:%u\", \"127.0.0.1:%u\"], balance: round_robin}}\n"
              "routes: [{upstream: app}]\n",
-             t->u->port, us_port(t->b));
+             ru_port(t->u), us_port(t->b));
     t->addr = sg_proc_addr(&t->gw, "api");
 }
 
@@ -517,13 +355,13 @@ static void two_gets_end_at_b(two_srv_t *t, char cmd)
     hc_conn_t c;
     cr_assert_eq(hc_connect(&c, t->addr, 2000), 0);
     hc_response_t r;
-    for (int i = 0; i < 2 && atomic_load(&t->u->n_requests) == 0; i++) {
+    for (int i = 0; i < 2 && su_requests(t->u->su) == 0; i++) {
         cr_assert(hc_send_str(&c, "GET /warm HTTP/1.1\r\nHost: x\r\n\r\n", 2000));
         cr_assert_eq(hc_read_response(&c, &r, 3000), HC_OK);
         cr_assert_eq(r.status, 200);
         hc_response_free(&r);
     }
-    cr_assert_eq(atomic_load(&t->u->n_requests), 1);
+    cr_assert_eq(su_requests(t->u->su), 1);
     ru_cmd(t->u, cmd);
     for (int i = 0; i < 2; i++) {
         cr_assert(hc_send_str(&c, "GET /after HTTP/1.1\r\nHost: x\r\n\r\n", 2000));
@@ -546,7 +384,7 @@ Test(faults, retried_request_that_cannot_reconnect_goes_to_another_server, .time
     two_start(&t);
     two_gets_end_at_b(&t, 'l'); /* 'l': the raw server stops listening */
     cr_expect(sg_proc_wait_stderr(&t.gw, "connection refused", 1, 3000));
-    cr_expect_eq(atomic_load(&t.u->n_conns), 1);
+    cr_expect_eq(su_connections(t.u->su), 1);
     two_stop(&t);
 }
 
@@ -560,7 +398,7 @@ Test(faults, retried_request_closed_again_goes_to_another_server, .timeout = 30)
     two_srv_t t;
     two_start(&t);
     two_gets_end_at_b(&t, 'c'); /* 'c': the raw server closes every request unanswered */
-    cr_expect_eq(atomic_load(&t.u->n_conns), 2, "the pooled connection and one new one");
+    cr_expect_eq(su_connections(t.u->su), 2, "the pooled connection and one new one");
 
     int b_before = us_requests(t.b);
     hc_conn_t c;
@@ -611,11 +449,11 @@ static void hang_case(mode_t_ mode, size_t want_body)
     const char *addr = sg_proc_addr(&gw, "api");
     hc_conn_t c;
     cr_assert_eq(hc_connect(&c, addr, 2000), 0);
-    long long t0 = mono_ms();
+    long long t0 = sgt_now_ms();
     cr_assert(hc_send_str(&c, "GET /hang HTTP/1.1\r\nHost: x\r\n\r\n", 2000));
     hc_response_t r;
     int e = hc_read_response(&c, &r, 5000);
-    long long dt = mono_ms() - t0;
+    long long dt = sgt_now_ms() - t0;
     cr_assert_eq(e, HC_CLOSED, "a hung body must end with a close (got %d)", e);
     cr_assert_eq(r.status, 200);
     cr_assert_eq(r.body_len, want_body);
@@ -623,7 +461,7 @@ static void hang_case(mode_t_ mode, size_t want_body)
     hc_response_free(&r);
     hc_close(&c);
     /* The proxy closed its side of the hung upstream connection too. */
-    cr_assert(wait_atomic(&u->n_eof, 1, 3000), "hung upstream connection left open");
+    cr_assert(su_wait_eofs(u->su, 1, 3000), "hung upstream connection left open");
     cr_assert_eq(kill(gw.pid, 0), 0);
     gw_stop(&gw);
     ru_stop(u);

@@ -3,6 +3,7 @@
  * and follows the drain, liveness holds
  * under load, HEAD works, and /health* is served on a proxy listener only
  * with serve_health (DESIGN.md section 6). */
+#include "support/clock.h"
 #include "support/gw_fixture.h"
 #include "support/jsoncheck.h"
 #include "support/obs_fixture.h"
@@ -78,11 +79,11 @@ static int health_get(const char *addr, const char *path, char *body, size_t cap
 /* Polls ready until it answers `status`; the last body into body. */
 static bool wait_ready(int status, char *body, size_t cap, int timeout_ms)
 {
-    long long deadline = obs_now_ms() + timeout_ms;
+    long long deadline = sgt_now_ms() + timeout_ms;
     do {
         if (health_get(admin, "/health/ready", body, cap) == status)
             return true;
-    } while (obs_now_ms() < deadline);
+    } while (sgt_now_ms() < deadline);
     return false;
 }
 
@@ -163,14 +164,14 @@ Test(health_e2e, live_stays_200_under_load)
      * requests after the first poll and at least 20 polls were made, so the
      * polls really overlapped the load; each is answered within a second
      * (the control thread answers, never a busy worker). */
-    long long deadline = obs_now_ms() + 20000, worst = 0;
-    while (atomic_load(&l.done) < 1 && !atomic_load(&l.bad) && obs_now_ms() < deadline)
+    long long deadline = sgt_now_ms() + 20000, worst = 0;
+    while (atomic_load(&l.done) < 1 && !atomic_load(&l.bad) && sgt_now_ms() < deadline)
         cr_assert_eq(health_get(admin, "/health/live", NULL, 0), 200, "before the load");
     int polls = 0, done0 = atomic_load(&l.done);
-    while ((polls < 20 || atomic_load(&l.done) - done0 < 40) && !atomic_load(&l.bad) && obs_now_ms() < deadline) {
-        long long t0 = obs_now_ms();
+    while ((polls < 20 || atomic_load(&l.done) - done0 < 40) && !atomic_load(&l.bad) && sgt_now_ms() < deadline) {
+        long long t0 = sgt_now_ms();
         cr_assert_eq(health_get(admin, polls % 2 ? "/livez" : "/health/live", NULL, 0), 200, "poll %d", polls);
-        long long dt = obs_now_ms() - t0;
+        long long dt = sgt_now_ms() - t0;
         worst = dt > worst ? dt : worst;
         cr_assert_lt(dt, 1000, "poll %d answered in %lld ms", polls, dt);
         polls++;
@@ -247,7 +248,7 @@ Test(health_e2e, draining_is_unready_but_live)
 {
     boot(NULL, "{drain_delay: 1s, drain_timeout: 2s}", NULL);
     cr_assert_eq(sg_proc_signal(&gw, SIGTERM), 0);
-    long long t0 = obs_now_ms();
+    long long t0 = sgt_now_ms();
     char body[4096];
     cr_assert(wait_ready(503, body, sizeof(body), 900), "unready at once after SIGTERM: %s", body);
     char v[256];
@@ -261,7 +262,7 @@ Test(health_e2e, draining_is_unready_but_live)
     cr_assert_eq(obs_get(api, "/x", NULL, &r, 2000), HC_OK);
     cr_assert_eq(r.status, 200, "listeners stay open during drain_delay");
     hc_response_free(&r);
-    cr_assert_lt(obs_now_ms() - t0, 1000, "all of that within the drain delay");
+    cr_assert_lt(sgt_now_ms() - t0, 1000, "all of that within the drain delay");
     cr_assert(sg_proc_wait_exit(&gw, 8000), "exits after the drain");
     cr_assert_eq(gw.exit_status, 0);
 }

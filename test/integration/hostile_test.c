@@ -5,6 +5,7 @@
  * recovery, and header/path/host values built to break the JSON access log
  * (quotes, backslashes, CR/LF where the parser allows them at all, bytes
  * that are not UTF-8). */
+#include "support/clock.h"
 #include "support/gw_fixture.h"
 #include "support/jsoncheck.h"
 
@@ -22,19 +23,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 /* The proxy's descriptor count once it stopped changing. */
 static int stable_fds(pid_t pid)
@@ -57,7 +45,7 @@ static void expect_served(const char *addr, const char *path, int want, int time
 {
     char req[256];
     snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
-    long long deadline = mono_ms() + timeout_ms;
+    long long deadline = sgt_now_ms() + timeout_ms;
     hc_response_t r;
     int e;
     do {
@@ -66,7 +54,7 @@ static void expect_served(const char *addr, const char *path, int want, int time
             hc_response_free(&r);
         else
             break;
-    } while (mono_ms() < deadline);
+    } while (sgt_now_ms() < deadline);
     cr_assert_eq(e, HC_OK, "not served after the attack: %d", e);
     cr_assert_eq(r.status, want);
     hc_response_free(&r);
@@ -94,7 +82,7 @@ Test(hostile, slowloris_cut_by_header_timeout, .timeout = 30)
     size_t sent[N];
     long long ended_at[N];
     bool got_408[N];
-    long long t0 = mono_ms();
+    long long t0 = sgt_now_ms();
     for (int i = 0; i < N; i++) {
         cr_assert_eq(hc_connect(&c[i], addr, 2000), 0);
         sent[i] = 0;
@@ -105,7 +93,7 @@ Test(hostile, slowloris_cut_by_header_timeout, .timeout = 30)
      * header timeout (1 s) must end every connection long before that. */
     int open = N;
     bool checked_normal = false;
-    while (open > 0 && mono_ms() - t0 < 6000) {
+    while (open > 0 && sgt_now_ms() - t0 < 6000) {
         for (int i = 0; i < N; i++) {
             if (ended_at[i])
                 continue;
@@ -116,14 +104,14 @@ Test(hostile, slowloris_cut_by_header_timeout, .timeout = 30)
                     b[k] = '\0';
                     got_408[i] = strncmp(b, "HTTP/1.1 408 ", 13) == 0;
                 }
-                ended_at[i] = mono_ms();
+                ended_at[i] = sgt_now_ms();
                 open--;
                 continue;
             }
             if (sent[i] < sizeof(head) - 1 && send(c[i].fd, head + sent[i], 1, MSG_NOSIGNAL | MSG_DONTWAIT) == 1)
                 sent[i]++;
         }
-        if (!checked_normal && mono_ms() - t0 > 300) {
+        if (!checked_normal && sgt_now_ms() - t0 > 300) {
             /* The worker still serves others meanwhile. */
             hc_response_t r;
             cr_assert_eq(hc_request(addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", &r, 2000), HC_OK);
@@ -131,12 +119,12 @@ Test(hostile, slowloris_cut_by_header_timeout, .timeout = 30)
             hc_response_free(&r);
             checked_normal = true;
         }
-        nap_ms(50); /* the attacker's pace, not a synchronisation */
+        sgt_nap_ms(50); /* the attacker's pace, not a synchronisation */
     }
     int n408 = 0;
     for (int i = 0; i < N; i++) {
         cr_assert_neq(ended_at[i], 0, "slowloris connection %d still open after %lld ms (%zu bytes sent)", i,
-                      mono_ms() - t0, sent[i]);
+                      sgt_now_ms() - t0, sent[i]);
         long long dt = ended_at[i] - t0;
         cr_assert(dt >= 800 && dt < 3500, "connection %d ended after %lld ms", i, dt);
         cr_assert_lt(sent[i], sizeof(head) - 1);
@@ -179,13 +167,13 @@ Test(hostile, slow_reader_memory_bounded, .timeout = 60)
     cr_assert(hc_send_str(&c, "GET /gen?n=1073741824 HTTP/1.1\r\nHost: x\r\n\r\n", 2000));
     cr_assert(us_wait_requests(up, 2, 3000));
     long peak = base;
-    long long t0 = mono_ms();
-    while (mono_ms() - t0 < 2000) {
+    long long t0 = sgt_now_ms();
+    while (sgt_now_ms() - t0 < 2000) {
         long rss = sg_proc_status_kb(&gw, "VmRSS");
         cr_assert_gt(rss, 0, "proxy gone");
         if (rss > peak)
             peak = rss;
-        nap_ms(20); /* sampling interval */
+        sgt_nap_ms(20); /* sampling interval */
     }
     cr_assert_lt(peak - base, 16 * 1024, "RSS grew by %ld kB for a client that does not read", peak - base);
     /* The stream is alive (paused, not dropped): bytes are still there to read. */
@@ -221,18 +209,18 @@ Test(hostile, slow_reader_cut_by_send_timeout, .timeout = 30)
     cr_assert_eq(hc_connect(&c, addr, 2000), 0);
     int small = 4096;
     setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-    long long t0 = mono_ms();
+    long long t0 = sgt_now_ms();
     cr_assert(hc_send_str(&c, "GET /gen?n=1073741824 HTTP/1.1\r\nHost: x\r\n\r\n", 2000));
     cr_assert(us_wait_requests(up, 1, 3000));
     /* Client + upstream connection open while the response is stuck... */
     long long deadline = t0 + 8000;
-    while (sg_proc_count_fds(gw.pid) < base_fds + 2 && mono_ms() < deadline)
-        nap_ms(10); /* polling */
+    while (sg_proc_count_fds(gw.pid) < base_fds + 2 && sgt_now_ms() < deadline)
+        sgt_nap_ms(10); /* polling */
     cr_assert_geq(sg_proc_count_fds(gw.pid), base_fds + 2, "the stuck request holds no connections?");
     /* ...and both closed once no write completed for send_timeout. */
-    while (sg_proc_count_fds(gw.pid) > base_fds && mono_ms() < deadline)
-        nap_ms(10); /* polling */
-    long long dt = mono_ms() - t0;
+    while (sg_proc_count_fds(gw.pid) > base_fds && sgt_now_ms() < deadline)
+        sgt_nap_ms(10); /* polling */
+    long long dt = sgt_now_ms() - t0;
     cr_assert_leq(sg_proc_count_fds(gw.pid), base_fds,
                   "a client that does not read still holds %d descriptors after %lld ms",
                   sg_proc_count_fds(gw.pid) - base_fds, dt);
@@ -293,7 +281,7 @@ Test(hostile, flood_5000_connections_over_limit, .timeout = 90)
      * every socket and a further 300 ms, nobody beyond LIMIT is. */
     static const char req[] = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
     int max_fds = 0, n_answered = 0;
-    long long deadline = mono_ms() + 30000, settle_until = 0;
+    long long deadline = sgt_now_ms() + 30000, settle_until = 0;
     for (;;) {
         for (int i = 0; i < N; i++) {
             if (!sent_req[i] && send(fds[i], req, sizeof(req) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) == sizeof(req) - 1)
@@ -312,10 +300,10 @@ Test(hostile, flood_5000_connections_over_limit, .timeout = 90)
         if (nf > max_fds)
             max_fds = nf;
         if (n_answered >= LIMIT && !settle_until)
-            settle_until = mono_ms() + 300;
-        if ((settle_until && mono_ms() >= settle_until) || mono_ms() >= deadline)
+            settle_until = sgt_now_ms() + 300;
+        if ((settle_until && sgt_now_ms() >= settle_until) || sgt_now_ms() >= deadline)
             break;
-        nap_ms(10); /* polling interval */
+        sgt_nap_ms(10); /* polling interval */
     }
     cr_log_info("flood: %d served at once, peak %d descriptors over the base", n_answered, max_fds - base_fds);
     cr_assert_eq(n_answered, LIMIT, "%d connections served at once with max_connections %d", n_answered, LIMIT);
@@ -491,9 +479,9 @@ Test(hostile, log_injection_access_log_stays_json, .timeout = 60)
         hc_close(&c);
     }
     /* Every answered request has its access-log line. */
-    long long deadline = mono_ms() + 5000;
-    while (count_lines(access) < n_resp && mono_ms() < deadline)
-        nap_ms(10); /* polling for the flush */
+    long long deadline = sgt_now_ms() + 5000;
+    while (count_lines(access) < n_resp && sgt_now_ms() < deadline)
+        sgt_nap_ms(10); /* polling for the flush */
     cr_assert_geq(count_lines(access), n_resp, "%d access lines for %d requests", count_lines(access), n_resp);
     gw_stop(&gw);
 

@@ -2,6 +2,7 @@
  * show up exactly in /metrics on the admin listener (counts, histogram
  * buckets, error rates, gauges), in both exposition formats, and be
  * accepted by promtool and by a real Prometheus server (docs/metrics.md). */
+#include "support/clock.h"
 #include "support/gw_fixture.h"
 #include "support/obs_fixture.h"
 
@@ -149,9 +150,9 @@ Test(metrics_e2e, known_traffic_exact_counts_buckets_and_error_rates)
     for (size_t i = 0; i < sizeof(plan) / sizeof(plan[0]); i++)
         for (int k = 0; k < plan[i].times; k++)
             cr_assert_eq(get_status(plan[i].path), plan[i].status);
-    long long t0 = obs_now_ms();
+    long long t0 = sgt_now_ms();
     cr_assert_eq(get_status("/slow?ms=30"), 200);
-    long long slow_client_ms = obs_now_ms() - t0;
+    long long slow_client_ms = sgt_now_ms() - t0;
 
     /* Recording happens as each exchange ends: wait for the last one. */
     wait_eq("swarm_http_requests_total{route=\"slow\",method=\"GET\",code=\"200\"}", 1);
@@ -372,17 +373,16 @@ Test(metrics_e2e, real_prometheus_scrapes_the_admin_listener)
     cr_assert_eq(get_status("/status?code=200"), 200);
     char web[64];
     prom_start(admin, web, sizeof(web));
-    long long deadline = obs_now_ms() + 20000;
+    long long deadline = sgt_now_ms() + 20000;
     bool up_ok = false, series_ok = false;
-    while (obs_now_ms() < deadline && !(up_ok && series_ok)) {
+    while (sgt_now_ms() < deadline && !(up_ok && series_ok)) {
         int st;
         cr_assert_eq(waitpid(prom_pid, &st, WNOHANG), 0, "prometheus exited early (log in %s)", dir);
         up_ok = up_ok || prom_get_has(web, "/api/v1/targets", "\"health\":\"up\"");
         series_ok =
             series_ok || prom_get_has(web, "/api/v1/query?query=swarm_http_requests_total", "\"route\":\"app\"");
         if (!(up_ok && series_ok)) {
-            struct timespec ts = {0, 100 * 1000000L}; /* poll interval, not a sync sleep */
-            nanosleep(&ts, NULL);
+            sgt_nap_ms(100); /* poll interval, not a sync sleep */
         }
     }
     if (!up_ok) {
@@ -394,12 +394,11 @@ Test(metrics_e2e, real_prometheus_scrapes_the_admin_listener)
     cr_assert(prom_get_has(web, "/api/v1/targets", "\"lastError\":\"\""), "no scrape error");
     kill(prom_pid, SIGTERM);
     int st = 0;
-    long long stop_deadline = obs_now_ms() + 10000;
-    while (waitpid(prom_pid, &st, WNOHANG) == 0 && obs_now_ms() < stop_deadline) {
-        struct timespec ts = {0, 20 * 1000000L};
-        nanosleep(&ts, NULL);
+    long long stop_deadline = sgt_now_ms() + 10000;
+    while (waitpid(prom_pid, &st, WNOHANG) == 0 && sgt_now_ms() < stop_deadline) {
+        sgt_nap_ms(20); /* polling for the exit, with a deadline */
     }
-    if (obs_now_ms() >= stop_deadline) {
+    if (sgt_now_ms() >= stop_deadline) {
         kill(prom_pid, SIGKILL);
         waitpid(prom_pid, &st, 0);
     }

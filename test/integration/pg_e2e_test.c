@@ -4,6 +4,7 @@
  * stopped or frozen Postgres changes nothing for proxied traffic (the poller
  * runs on the control thread, never on a worker), then recovers without a
  * restart. */
+#include "support/clock.h"
 #include "support/gw_fixture.h"
 #include "support/obs_fixture.h"
 #include "support/pg_harness.h"
@@ -19,13 +20,6 @@ static sg_pg_harness_t *pg;
 static us_server_t *up;
 static sg_proc_t gw;
 static const char *api, *admin;
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void boot_ex(bool required, const char *queries)
 {
@@ -88,12 +82,12 @@ static char *scrape(void)
 /* A proxied request's wall time in ms (it must succeed). */
 static long long timed_request(void)
 {
-    long long t0 = now_ms();
+    long long t0 = sgt_now_ms();
     hc_response_t r;
     cr_assert_eq(hc_request(api, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n", &r, 5000), HC_OK);
     cr_assert_eq(r.status, 200);
     hc_response_free(&r);
-    return now_ms() - t0;
+    return sgt_now_ms() - t0;
 }
 
 Test(pg_e2e, gauges_follow_the_database_and_cover_alerts_and_dashboard)
@@ -169,9 +163,9 @@ Test(pg_e2e, outage_and_freeze_leave_traffic_alone_then_recover)
      * deadline, and proxied requests do not notice. */
     cr_assert_eq(sg_pgh_pause(pg), 0);
     long long worst = 0;
-    long long until = now_ms() + 2000;
+    long long until = sgt_now_ms() + 2000;
     int n = 0;
-    while (now_ms() < until) {
+    while (sgt_now_ms() < until) {
         long long ms = timed_request();
         worst = ms > worst ? ms : worst;
         n++;
@@ -181,9 +175,9 @@ Test(pg_e2e, outage_and_freeze_leave_traffic_alone_then_recover)
     cr_assert(obs_wait_metric_eq(admin, "swarm_db_up", 0, 5000, &got), "db_up %g while frozen", got);
     /* postgres.stale_after (2s): values not refreshed for that long leave
      * the scrape instead of being reported as current. */
-    long long stale_deadline = now_ms() + 5000;
+    long long stale_deadline = sgt_now_ms() + 5000;
     bool present = true;
-    while (present && now_ms() < stale_deadline) {
+    while (present && sgt_now_ms() < stale_deadline) {
         char *m = scrape();
         present = strstr(m, "\nswarm_tickets_total{state=\"open\"}") != NULL;
         free(m);
@@ -238,9 +232,9 @@ Test(pg_e2e, slow_query_is_cancelled_counted_and_never_blocks_traffic)
     double got = -1;
     cr_assert(obs_wait_metric_eq(admin, "swarm_db_up", 1, 5000, &got));
     long long worst = 0;
-    long long until = now_ms() + 2500;
+    long long until = sgt_now_ms() + 2500;
     int n = 0;
-    while (now_ms() < until) {
+    while (sgt_now_ms() < until) {
         long long ms = timed_request();
         worst = ms > worst ? ms : worst;
         n++;
@@ -288,10 +282,10 @@ Test(pg_e2e, reload_applies_postgres_changes_without_a_readiness_dip)
                                      "swarm_test_q2, help: two, type: gauge, sql: \"SELECT 2 AS value\""),
                  0);
     cr_assert_eq(sg_proc_signal(&gw, SIGHUP), 0);
-    long long deadline = now_ms() + 8000;
+    long long deadline = sgt_now_ms() + 8000;
     int not_ready = 0, samples = 0;
     bool seen = false;
-    while (!seen && now_ms() < deadline) {
+    while (!seen && sgt_now_ms() < deadline) {
         hc_response_t r;
         cr_assert_eq(obs_get(admin, "/health/ready", NULL, &r, 5000), HC_OK);
         not_ready += r.status != 200;

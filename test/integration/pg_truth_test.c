@@ -9,6 +9,7 @@
  *     VM pool size is an absent series, not 0;
  *   - postgres.leader_lock: one poller among instances, and a take-over
  *     within an interval when it dies. */
+#include "support/clock.h"
 #include "support/gw_fixture.h"
 #include "support/obs_fixture.h"
 #include "support/pg_harness.h"
@@ -165,11 +166,11 @@ Test(pg_truth, differing_schema_fails_queries_readiness_and_logs_once_per_change
      * 250 ms: wait for it). */
     int status = 0;
     char *body = NULL;
-    long long deadline = obs_now_ms() + 5000;
+    long long deadline = sgt_now_ms() + 5000;
     do {
         free(body);
         body = get_body(admin, "/health/ready", &status);
-    } while (!strstr(body, "\"postgres:swarm_state_transition_duration_seconds\"") && obs_now_ms() < deadline);
+    } while (!strstr(body, "\"postgres:swarm_state_transition_duration_seconds\"") && sgt_now_ms() < deadline);
     cr_assert_eq(status, 503, "%s", body);
     for (size_t i = 0; i < sizeof(builtins) / sizeof(*builtins); i++) {
         char want[160];
@@ -392,9 +393,9 @@ Test(pg_truth, breaker_change_time_comes_from_the_database_and_unknown_vm_max_is
     /* The pool-size row goes: swarm_vm_max disappears, it is not 0. */
     cr_assert(obs_wait_metric_eq(admin, "swarm_vm_active", 5, 5000, &got), "%g", got);
     cr_assert_eq(sg_pgh_exec(pg, "DELETE FROM vm_pool"), 0);
-    long long deadline = obs_now_ms() + 5000;
+    long long deadline = sgt_now_ms() + 5000;
     bool gone = false;
-    while (!gone && obs_now_ms() < deadline) {
+    while (!gone && sgt_now_ms() < deadline) {
         char *text = scrape(admin);
         gone = !has_sample(text, "swarm_vm_max ");
         cr_assert(has_sample(text, "swarm_vm_active 5"), "%s", text);
@@ -439,10 +440,10 @@ Test(pg_truth, leader_lock_one_poller_and_take_over_within_an_interval)
     /* The leader dies without a goodbye: the other takes over within an
      * interval (2 s) plus 2 s. */
     cr_assert_eq(sg_proc_signal(&gw[0], SIGKILL), 0);
-    long long t0 = obs_now_ms();
+    long long t0 = sgt_now_ms();
     cr_assert(sg_proc_wait_exit(&gw[0], 5000));
     bool took = obs_wait_metric_eq(admin[1], "swarm_tickets_total{state=\"open\"}", 3, 4000, &got);
-    long long ms = obs_now_ms() - t0;
+    long long ms = sgt_now_ms() - t0;
     cr_assert(took, "no take-over within %lld ms", ms);
     cr_expect_leq(ms, 4000, "take-over took %lld ms", ms);
     cr_assert(obs_wait_metric_eq(admin[1], "swarm_db_poller_leader", 1, 1000, &got));

@@ -1,6 +1,7 @@
 /* Process life through the real binary: command line, graceful drain on
  * SIGTERM, bounded memory on a 100 MiB upload, no pool growth over 1,000
  * warm keep-alive requests, connection limit, EMFILE, built-in health. */
+#include "support/clock.h"
 #include "support/gw_fixture.h"
 
 #include <criterion/criterion.h>
@@ -11,13 +12,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 #define BASE                                                                                                           \
     "listeners: [{name: api, address: \"127.0.0.1:0\", serve_health: true}]\n"                                         \
@@ -112,18 +106,18 @@ Test(proxy_lifecycle, drain_timeout_cuts_long_requests, .timeout = 30)
     char buf[256];
     cr_assert_gt(hc_read_some(&c, buf, sizeof(buf), 3000), 0);
     const long long drain_timeout_ms = 300; /* as configured above */
-    long long t0 = mono_ms();
+    long long t0 = sgt_now_ms();
     sg_proc_signal(&gw, SIGTERM);
     /* The stream is cut by the drain timeout: not before it (the drain
      * lets it run; libuv's millisecond clock may round 1 ms down), and not
      * long after. */
     cr_assert(hc_wait_closed(&c, 5000), "the stream was never cut");
-    long long cut_ms = mono_ms() - t0;
+    long long cut_ms = sgt_now_ms() - t0;
     cr_assert_geq(cut_ms, drain_timeout_ms - 2, "cut after %lld ms, before drain_timeout", cut_ms);
     cr_assert_lt(cut_ms, drain_timeout_ms + 2700, "cut after %lld ms", cut_ms);
     cr_assert(sg_proc_wait_exit(&gw, 5000));
     cr_assert_eq(gw.exit_status, 0);
-    cr_assert_lt(mono_ms() - t0, drain_timeout_ms + 2700);
+    cr_assert_lt(sgt_now_ms() - t0, drain_timeout_ms + 2700);
     hc_close(&c);
     us_release(up);
     sg_proc_cleanup(&gw);
@@ -365,12 +359,12 @@ Test(proxy_lifecycle, emfile_survived, .timeout = 30)
     /* Still serving: within a deadline, a request succeeds (the first one
      * after the limit is back can still be closed unanswered, see the
      * commit message of this check). */
-    long long deadline = mono_ms() + 5000;
+    long long deadline = sgt_now_ms() + 5000;
     int e, tries = 0;
     for (;;) {
         tries++;
         e = hc_request(addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", &r, 2000);
-        if ((e == HC_OK && r.status == 200) || mono_ms() >= deadline)
+        if ((e == HC_OK && r.status == 200) || sgt_now_ms() >= deadline)
             break;
         hc_response_free(&r);
     }

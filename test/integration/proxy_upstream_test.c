@@ -2,6 +2,7 @@
  * connections (502 within the connect timeout), slow upstreams (504), bad
  * responses, a close mid-body, retry on another server, passive-health
  * ejection and restore, round-robin, least-in-flight, IPv6 and host names. */
+#include "support/clock.h"
 #include "support/gw_fixture.h"
 #include "support/obs_fixture.h"
 
@@ -10,13 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 #define BASE                                                                                                           \
     "workers: 1\n"                                                                                                     \
@@ -63,9 +57,9 @@ Test(proxy_upstream, refused_is_502_fast, .timeout = 30)
              BASE "upstreams: {app: {servers: [\"127.0.0.1:%u\"], connect_timeout: 2s}}\n"
                   "routes: [{match: {prefix: /}, upstream: app}]\n",
              gw_dead_port());
-    long long t0 = mono_ms();
+    long long t0 = sgt_now_ms();
     cr_assert_eq(get_status(sg_proc_addr(&gw, "api"), "/", NULL, 0), 502);
-    cr_assert_lt(mono_ms() - t0, 1500, "502 must not wait for the connect timeout");
+    cr_assert_lt(sgt_now_ms() - t0, 1500, "502 must not wait for the connect timeout");
     gw_stop(&gw);
 }
 
@@ -78,9 +72,9 @@ Test(proxy_upstream, slow_is_504_and_bad_is_502, .timeout = 30)
                   "routes: [{match: {prefix: /}, upstream: app}]\n",
              us_port(up));
     const char *addr = sg_proc_addr(&gw, "api");
-    long long t0 = mono_ms();
+    long long t0 = sgt_now_ms();
     cr_assert_eq(get_status(addr, "/slow?ms=1500", NULL, 0), 504);
-    long long dt = mono_ms() - t0;
+    long long dt = sgt_now_ms() - t0;
     cr_assert(dt >= 250 && dt < 1400, "504 after %lld ms", dt);
     cr_assert_eq(get_status(addr, "/bad", NULL, 0), 502);
     cr_assert_eq(get_status(addr, "/slow?ms=10", NULL, 0), 200);
@@ -141,15 +135,14 @@ Test(proxy_upstream, retry_on_other_server_then_eject_and_restore, .timeout = 30
     cr_assert(obs_scrape_value(admin, CONNECT_ERRORS, &fails_after));
     cr_assert_eq(fails_after, fails_before, "an ejected server was tried");
     /* After fail_timeout it is tried again (restored), and fails again. */
-    long long t_ejected = mono_ms();
+    long long t_ejected = sgt_now_ms();
     long long deadline = t_ejected + 5000;
     double n = fails_after;
-    while (n == fails_after && mono_ms() < deadline) {
+    while (n == fails_after && sgt_now_ms() < deadline) {
         cr_assert_eq(get_status(addr, "/", NULL, 0), 200);
         cr_assert(obs_scrape_value(admin, CONNECT_ERRORS, &n));
         if (n == fails_after) {
-            struct timespec ts = {0, 20 * 1000000L};
-            nanosleep(&ts, NULL); /* pacing requests while time passes, not synchronization */
+            sgt_nap_ms(20); /* pacing requests while time passes, not synchronization */
         }
     }
     cr_assert_gt(n, fails_after, "the ejected server was never restored");

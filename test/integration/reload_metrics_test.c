@@ -6,6 +6,7 @@
  * them keeps their counters, unchanged; an egress.allow entry a reload
  * adds gets its own destination series; a reload past the registry's
  * spare room counts the extra name as "other" and says so in the log. */
+#include "support/clock.h"
 #include "support/gw_fixture.h"
 
 #include "sg/metrics.h"
@@ -17,13 +18,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The start-up config: one route (rest -> A), one listener. */
 static char *config_boot(unsigned port_a)
@@ -138,13 +132,13 @@ static bool has_prefix(const char *text, const char *prefix)
  * scrape (malloc'ed). */
 static char *scrape_until(sg_proc_t *gw, const char *series, double want)
 {
-    long long deadline = mono_ms() + 5000;
+    long long deadline = sgt_now_ms() + 5000;
     char *text = NULL;
     do {
         free(text);
         text = scrape(gw);
         cr_assert_not_null(text, "scrape");
-    } while (value_in(text, series) != want && mono_ms() < deadline);
+    } while (value_in(text, series) != want && sgt_now_ms() < deadline);
     return text;
 }
 

@@ -5,6 +5,7 @@
  * of old generations (LeakSanitizer at exit in the Debug build), and the
  * drain: readiness 503, Connection: close, in-flight request done,
  * listener closed after the delay, exit 0. */
+#include "support/clock.h"
 #include "support/gw_fixture.h"
 
 #include <arpa/inet.h>
@@ -21,13 +22,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* /a/ goes to `a_to` (strip_prefix: the upstream sees the rest); the rest
  * to A. `listeners` is the YAML flow list, `admin` the admin address, `log`
@@ -117,12 +111,12 @@ static bool server_saw(us_server_t *s, const char *path)
 static void expect_routed(sg_proc_t *gw, us_server_t *want, const char *want_name, int round)
 {
     char path[128], who[32];
-    long long deadline = mono_ms() + 3000;
+    long long deadline = sgt_now_ms() + 3000;
     int k = 0;
     do {
         snprintf(path, sizeof(path), "/a/probe-%d-%d", round, k++);
         upstream_of(gw, path, who, sizeof(who));
-    } while (strcmp(who, want_name) != 0 && mono_ms() < deadline);
+    } while (strcmp(who, want_name) != 0 && sgt_now_ms() < deadline);
     cr_assert_str_eq(who, want_name, "round %d: /a/ should reach %s", round, want_name);
     for (int j = 0; j < 4; j++) {
         snprintf(path, sizeof(path), "/a/after-%d-%d", round, j);
@@ -358,7 +352,7 @@ Test(reload, inflight_request_finishes_on_its_generation, .timeout = 30)
     cr_assert_eq(hc_connect(&c, sg_proc_addr(&gw, "api"), 2000), 0);
     cr_assert(hc_send_str(&c, "GET /a/slow?ms=1000 HTTP/1.1\r\nHost: t\r\n\r\n", 2000));
     cr_assert(us_wait_requests(a, 1, 3000));
-    long long t0 = mono_ms();
+    long long t0 = sgt_now_ms();
 
     write_config(&gw, to_b);
     hc_response_t r;
@@ -366,7 +360,7 @@ Test(reload, inflight_request_finishes_on_its_generation, .timeout = 30)
     cr_assert_eq(r.status, 200, "%s", r.body);
     hc_response_free(&r);
     expect_routed(&gw, b, "B", 1);
-    cr_expect(mono_ms() - t0 < 900, "the switch did not wait for the slow request");
+    cr_expect(sgt_now_ms() - t0 < 900, "the switch did not wait for the slow request");
 
     /* The slow request completes on generation 1 (upstream A)... */
     cr_assert_eq(hc_read_response(&c, &r, 5000), HC_OK);
@@ -412,15 +406,14 @@ static int hold_port(unsigned *port)
  * listener closes on every worker asynchronously after the reload). */
 static bool becomes_refused(const char *addr, int timeout_ms)
 {
-    long long deadline = mono_ms() + timeout_ms;
+    long long deadline = sgt_now_ms() + timeout_ms;
     do {
         hc_conn_t c;
         if (hc_connect(&c, addr, 500) != 0)
             return true;
         hc_close(&c);
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    } while (mono_ms() < deadline);
+        sgt_nap_ms(10);
+    } while (sgt_now_ms() < deadline);
     return false;
 }
 
@@ -630,11 +623,10 @@ Test(reload, rapid_listener_reloads_leak_no_socket, .timeout = 60)
         if (strcmp(seen[k], api) != 0)
             cr_expect(becomes_refused(seen[k], 5000), "%s still accepts", seen[k]);
     /* Retired generations close what no worker took on the next reap. */
-    long long deadline = mono_ms() + 5000;
+    long long deadline = sgt_now_ms() + 5000;
     int n = sg_proc_count_fds(gw.pid);
-    while (n > base && mono_ms() < deadline) {
-        struct timespec ts = {0, 50 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+    while (n > base && sgt_now_ms() < deadline) {
+        sgt_nap_ms(50);
         n = sg_proc_count_fds(gw.pid);
     }
     cr_expect_eq(n, base, "descriptors: %d at start, %d after 20 listener reloads", base, n);
@@ -705,13 +697,13 @@ Test(drain, sigterm_drains_gracefully, .timeout = 40)
     cr_assert_eq(hc_connect(&slow, api, 2000), 0);
     cr_assert(hc_send_str(&slow, "GET /a/slow?ms=3000 HTTP/1.1\r\nHost: t\r\n\r\n", 2000));
     cr_assert(us_wait_requests(a, 2, 3000));
-    long long t_term = mono_ms();
+    long long t_term = sgt_now_ms();
     cr_assert_eq(sg_proc_signal(&gw, SIGTERM), 0);
 
     /* Unready at once (admin stays up until the workers are done). */
-    long long deadline = mono_ms() + 2000;
+    long long deadline = sgt_now_ms() + 2000;
     int st;
-    while ((st = ready_status(&gw)) != 503 && mono_ms() < deadline)
+    while ((st = ready_status(&gw)) != 503 && sgt_now_ms() < deadline)
         ;
     cr_expect_eq(st, 503, "readiness during the drain");
 
@@ -722,12 +714,12 @@ Test(drain, sigterm_drains_gracefully, .timeout = 40)
     cr_expect(hc_header(&r, "Connection", v, sizeof(v)) && strcmp(v, "close") == 0, "Connection: close in the drain");
     hc_response_free(&r);
     cr_expect(hc_wait_closed(&ka, 2000), "the keep-alive connection is closed after that response");
-    cr_expect(mono_ms() - t_term < 1000, "served within the drain delay");
+    cr_expect(sgt_now_ms() - t_term < 1000, "served within the drain delay");
 
     /* After the delay: new connections are refused. */
-    deadline = mono_ms() + 4000;
+    deadline = sgt_now_ms() + 4000;
     bool refused = false;
-    while (!refused && mono_ms() < deadline) {
+    while (!refused && sgt_now_ms() < deadline) {
         hc_conn_t late;
         if (hc_connect(&late, api, 300) != 0) {
             refused = true;
@@ -737,7 +729,7 @@ Test(drain, sigterm_drains_gracefully, .timeout = 40)
         }
     }
     cr_expect(refused, "listener closed after the drain delay");
-    cr_expect(mono_ms() - t_term >= 900, "not before the delay (%lld ms)", mono_ms() - t_term);
+    cr_expect(sgt_now_ms() - t_term >= 900, "not before the delay (%lld ms)", sgt_now_ms() - t_term);
     cr_expect_eq(ready_status(&gw), 503);
 
     /* The in-flight request completes; then the process exits 0. */

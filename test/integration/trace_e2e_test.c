@@ -3,6 +3,7 @@
  * access log and the exported span (DESIGN.md section 4, docs/tracing.md).
  * Upstreams and the span collector are real loopback sockets; the upstream
  * records the raw request head, so header lines are counted on the wire. */
+#include "support/clock.h"
 #include "support/collector.h"
 #include "support/gw_fixture.h"
 #include "support/jsoncheck.h"
@@ -555,8 +556,8 @@ Test(trace_e2e, otlp_span_carries_the_id_and_parent)
     obs_uuid_hex(tid2, hex2);
 
     char *span = NULL, *span2 = NULL;
-    long long deadline = obs_now_ms() + 10000;
-    while ((!span || !span2) && obs_now_ms() < deadline) {
+    long long deadline = sgt_now_ms() + 10000;
+    while ((!span || !span2) && sgt_now_ms() < deadline) {
         sg_collector_wait(col, sg_collector_count(col) + 1, 200);
         if (!span)
             span = find_span(HEX_B);
@@ -772,8 +773,8 @@ Test(trace_e2e, connect_span_has_the_target_not_a_path)
     hc_close(&c); /* the span is made when the tunnel closes */
 
     char *span = NULL;
-    long long deadline = obs_now_ms() + 10000;
-    while (!span && obs_now_ms() < deadline) {
+    long long deadline = sgt_now_ms() + 10000;
+    while (!span && sgt_now_ms() < deadline) {
         sg_collector_wait(col, sg_collector_count(col) + 1, 200);
         span = find_span(HEX_A);
     }
@@ -814,8 +815,8 @@ Test(trace_e2e, reload_moves_span_export_to_a_new_collector)
     cr_assert_eq(sg_proc_edit_config(&gw, url, url2), 0);
     cr_assert_eq(sg_proc_signal(&gw, SIGHUP), 0);
     /* Requests until the new collector has one (the reload is asynchronous). */
-    long long deadline = obs_now_ms() + 10000;
-    while (sg_collector_count(col2) == 0 && obs_now_ms() < deadline) {
+    long long deadline = sgt_now_ms() + 10000;
+    while (sg_collector_count(col2) == 0 && sgt_now_ms() < deadline) {
         cr_assert_eq(send_req("/a/during", NULL, &r, tid), 200);
         hc_response_free(&r);
         sg_collector_wait(col2, 1, 100);
@@ -830,8 +831,8 @@ Test(trace_e2e, reload_moves_span_export_to_a_new_collector)
     char needle[64];
     snprintf(needle, sizeof(needle), "\"traceId\":\"%s\"", hex);
     bool found = false;
-    deadline = obs_now_ms() + 5000;
-    while (!found && obs_now_ms() < deadline) {
+    deadline = sgt_now_ms() + 5000;
+    while (!found && sgt_now_ms() < deadline) {
         sg_collector_wait(col2, new_posts + 1, 200);
         for (size_t i = new_posts; i < sg_collector_count(col2) && !found; i++) {
             size_t len;
@@ -861,16 +862,16 @@ Test(trace_e2e, collector_down_proxy_unaffected_spans_dropped)
              "trace: {export: {otlp_http: \"http://127.0.0.1:%u/v1/traces\", batch_delay: 10ms, timeout: 200ms}}\n",
              gw_dead_port());
     boot(yaml);
-    long long deadline = obs_now_ms() + 15000;
+    long long deadline = sgt_now_ms() + 15000;
     double dropped = 0;
     int n = 0;
     /* Requests keep flowing while the exporter retries and gives up. */
-    while (obs_now_ms() < deadline) {
-        long long t0 = obs_now_ms();
+    while (sgt_now_ms() < deadline) {
+        long long t0 = sgt_now_ms();
         hc_response_t r;
         char tid[64];
         cr_assert_eq(send_req("/a/x", NULL, &r, tid), 200, "request %d", n);
-        long long took = obs_now_ms() - t0;
+        long long took = sgt_now_ms() - t0;
         cr_assert_lt(took, 1000, "request %d took %lld ms", n, took);
         hc_response_free(&r);
         n++;

@@ -7,6 +7,7 @@
  * open past the timeout; the end is logged and recorded (access log, egress
  * tunnel metrics); a reload applies a new value to new tunnels. The origin
  * is a raw TCP server that records when it saw the proxy close. */
+#include "support/clock.h"
 #include "support/gw_fixture.h"
 
 #include <arpa/inet.h>
@@ -39,20 +40,6 @@
               (long long)(ms), (int)(idle))
 #define TALK_ROUNDS 11 /* one byte every 100 ms: ~1.1 s, well past both timeouts */
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void pace_ms(int ms)
-{
-    /* Polling interval of deadline-bounded waits, not synchronization. */
-    struct timespec ts = {0, (long)ms * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* ---- a raw origin ------------------------------------------------------------ */
 
 /* HTTP mode: reads a request head and answers 101; then by path
@@ -84,11 +71,11 @@ typedef struct ts_srv {
 /* Waits for POLLIN up to ms (or until stop). 1 readable, 0 timeout, -1 stop. */
 static int ts_poll_in(ts_srv_t *s, int fd, int ms)
 {
-    long long deadline = mono_ms() + ms;
+    long long deadline = sgt_now_ms() + ms;
     for (;;) {
         if (atomic_load(&s->stop))
             return -1;
-        long long left = deadline - mono_ms();
+        long long left = deadline - sgt_now_ms();
         if (left <= 0)
             return 0;
         struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -108,7 +95,7 @@ static bool ts_drain(ts_conn_t *c)
     if (r < 0 && (errno == EAGAIN || errno == EINTR))
         return true;
     if (r <= 0) {
-        atomic_store(&c->closed_ms, mono_ms());
+        atomic_store(&c->closed_ms, sgt_now_ms());
         return false;
     }
     atomic_fetch_add(&c->rx, (int)r);
@@ -140,13 +127,13 @@ static void *ts_conn_main(void *arg)
     }
     for (int i = 0; talk && i < TALK_ROUNDS; i++) {
         if (send(c->fd, "t", 1, MSG_NOSIGNAL) != 1) {
-            atomic_store(&c->closed_ms, mono_ms());
+            atomic_store(&c->closed_ms, sgt_now_ms());
             goto out;
         }
         atomic_fetch_add(&c->tx, 1);
         /* The pace of the talk; a close meanwhile is noticed. */
-        long long until = mono_ms() + 100;
-        for (int k; (k = ts_poll_in(s, c->fd, (int)(until - mono_ms()))) != 0;) {
+        long long until = sgt_now_ms() + 100;
+        for (int k; (k = ts_poll_in(s, c->fd, (int)(until - sgt_now_ms()))) != 0;) {
             if (k < 0 || !ts_drain(c))
                 goto out;
         }
@@ -212,10 +199,10 @@ static void ts_stop(ts_srv_t *s)
 /* The i-th connection the origin accepted (waits for it). */
 static ts_conn_t *ts_conn(ts_srv_t *s, int i)
 {
-    long long deadline = mono_ms() + 3000;
+    long long deadline = sgt_now_ms() + 3000;
     while (atomic_load(&s->n_conns) <= i) {
-        cr_assert_lt(mono_ms(), deadline, "the origin got no connection %d", i);
-        pace_ms(5);
+        cr_assert_lt(sgt_now_ms(), deadline, "the origin got no connection %d", i);
+        sgt_nap_ms(5);
     }
     return &s->conns[i];
 }
@@ -223,12 +210,12 @@ static ts_conn_t *ts_conn(ts_srv_t *s, int i)
 /* When the proxy closed the origin's side of connection c (waits). */
 static long long ts_wait_closed(ts_conn_t *c, int timeout_ms)
 {
-    long long deadline = mono_ms() + timeout_ms;
+    long long deadline = sgt_now_ms() + timeout_ms;
     long long v;
     while ((v = atomic_load(&c->closed_ms)) == 0) {
-        if (mono_ms() > deadline)
+        if (sgt_now_ms() > deadline)
             return 0;
-        pace_ms(5);
+        sgt_nap_ms(5);
     }
     return v;
 }
@@ -314,7 +301,7 @@ static long long talk_to(hc_conn_t *c)
     long long last = 0;
     for (int i = 0; i < TALK_ROUNDS; i++) {
         cr_assert(hc_send(c, "x", 1, 1000), "send %d failed: the tunnel closed while busy", i);
-        last = mono_ms();
+        last = sgt_now_ms();
         struct pollfd p = {.fd = c->fd, .events = POLLIN};
         int r = poll(&p, 1, 100);
         cr_assert_eq(r, 0, "round %d: the tunnel closed (or sent bytes) while the client was talking", i);
@@ -332,10 +319,10 @@ Test(tunnel_idle, upgrade_idle_closes_both_sides_at_the_timeout)
 {
     hc_conn_t c;
     open_upgrade(&c, "/silent", TID_IDLE);
-    long long t0 = mono_ms();
+    long long t0 = sgt_now_ms();
     ts_conn_t *oc = ts_conn(ws, 0);
     cr_assert(hc_wait_closed(&c, 3000), "the client side was not closed within 3 s");
-    long long cli_ms = mono_ms() - t0;
+    long long cli_ms = sgt_now_ms() - t0;
     long long up_at = ts_wait_closed(oc, 3000);
     cr_assert_neq(up_at, 0, "the upstream side was not closed");
     long long up_ms = up_at - t0;
@@ -368,14 +355,14 @@ Test(tunnel_idle, client_to_upstream_traffic_keeps_it_open)
 {
     hc_conn_t c;
     open_upgrade(&c, "/silent", TID_CLI);
-    long long t0 = mono_ms();
+    long long t0 = sgt_now_ms();
     ts_conn_t *oc = ts_conn(ws, 0);
     long long last = talk_to(&c);
     cr_assert_geq(last - t0, 3 * LIMITS_IDLE_MS, "the test talked for %lld ms only", last - t0);
     cr_assert_eq(atomic_load(&oc->closed_ms), 0, "the upstream side was closed while the client talked");
     /* Then silence: closed one timeout after the last byte. */
     cr_assert(hc_wait_closed(&c, 3000), "not closed once idle");
-    long long idle = mono_ms() - last;
+    long long idle = sgt_now_ms() - last;
     expect_close_at(idle, LIMITS_IDLE_MS, "closed, from the last byte,");
     cr_assert_neq(ts_wait_closed(oc, 3000), 0);
     cr_expect_eq(atomic_load(&oc->rx), TALK_ROUNDS, "every byte reached the upstream");
@@ -386,7 +373,7 @@ Test(tunnel_idle, upstream_to_client_traffic_keeps_it_open)
 {
     hc_conn_t c;
     open_upgrade(&c, "/talk", TID_UP);
-    long long t0 = mono_ms();
+    long long t0 = sgt_now_ms();
     ts_conn_t *oc = ts_conn(ws, 0);
     int got = 0;
     while (got < TALK_ROUNDS) {
@@ -395,11 +382,11 @@ Test(tunnel_idle, upstream_to_client_traffic_keeps_it_open)
         cr_assert_gt(k, 0, "after %d bytes: the tunnel closed while the upstream talked (%zd)", got, k);
         got += (int)k;
     }
-    long long last = mono_ms();
+    long long last = sgt_now_ms();
     cr_assert_geq(last - t0, 3 * LIMITS_IDLE_MS, "the upstream talked for %lld ms only", last - t0);
     cr_assert_eq(atomic_load(&oc->closed_ms), 0, "the upstream side was closed while it talked");
     cr_assert(hc_wait_closed(&c, 3000), "not closed once idle");
-    long long idle = mono_ms() - last;
+    long long idle = sgt_now_ms() - last;
     expect_close_at(idle, LIMITS_IDLE_MS, "closed, from the last byte,");
     cr_assert_neq(ts_wait_closed(oc, 3000), 0);
     hc_close(&c);
@@ -417,10 +404,10 @@ Test(tunnel_idle, egress_connect_idle_closes_both_sides)
     cr_assert_eq(hc_read_response_ex(&c, &r, true, false, 3000), HC_OK);
     cr_assert_eq(r.status, 200, "%s", r.head);
     hc_response_free(&r);
-    long long t0 = mono_ms();
+    long long t0 = sgt_now_ms();
     ts_conn_t *oc = ts_conn(dest, 0);
     cr_assert(hc_wait_closed(&c, 3000), "the client side was not closed within 3 s");
-    long long cli_ms = mono_ms() - t0;
+    long long cli_ms = sgt_now_ms() - t0;
     long long up_at = ts_wait_closed(oc, 3000);
     cr_assert_neq(up_at, 0, "the destination side was not closed");
     /* egress.tunnel_idle_timeout (500 ms), not limits.tunnel_idle_timeout (300 ms). */
@@ -440,10 +427,10 @@ Test(tunnel_idle, egress_connect_idle_closes_both_sides)
     cr_expect(dur >= EGRESS_IDLE_MS - CLOCK_SLACK_MS && dur < EGRESS_IDLE_MS + LATE_MS, "dur_ms %g: %s", dur, line);
     char series[160];
     snprintf(series, sizeof(series), "swarm_egress_tunnels_total{destination=\"127.0.0.1:%u\"}", dest->port);
-    long long deadline = mono_ms() + 3000;
+    long long deadline = sgt_now_ms() + 3000;
     double v;
-    while (!((v = metric(series)) >= 1) && mono_ms() < deadline)
-        pace_ms(20);
+    while (!((v = metric(series)) >= 1) && sgt_now_ms() < deadline)
+        sgt_nap_ms(20);
     cr_expect_eq(v, 1, "%s", series);
 }
 
@@ -462,7 +449,7 @@ Test(tunnel_idle, egress_connect_traffic_keeps_it_open)
     long long last = talk_to(&c);
     cr_assert_eq(atomic_load(&oc->closed_ms), 0, "the destination side was closed while the client talked");
     cr_assert(hc_wait_closed(&c, 3000), "not closed once idle");
-    long long idle = mono_ms() - last;
+    long long idle = sgt_now_ms() - last;
     expect_close_at(idle, EGRESS_IDLE_MS, "closed, from the last byte,");
     cr_assert_neq(ts_wait_closed(oc, 3000), 0);
     cr_expect_eq(atomic_load(&oc->rx), TALK_ROUNDS);
@@ -479,9 +466,9 @@ Test(tunnel_idle, reload_applies_to_new_tunnels)
     cr_assert(sg_proc_wait_stderr(&gw, "config reloaded from", 1, 5000), "reload not logged");
     hc_conn_t c;
     open_upgrade(&c, "/silent", TID_RELOAD);
-    long long t0 = mono_ms();
+    long long t0 = sgt_now_ms();
     cr_assert(hc_wait_closed(&c, 5000), "not closed within 5 s");
-    long long ms = mono_ms() - t0;
+    long long ms = sgt_now_ms() - t0;
     expect_close_at(ms, 3 * LIMITS_IDLE_MS, "closed with the reloaded timeout");
     char want[96];
     snprintf(want, sizeof(want), "tunnel idle for %d ms, closed", 3 * LIMITS_IDLE_MS);

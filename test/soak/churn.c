@@ -29,6 +29,7 @@
  * The driver raises its RLIMIT_NOFILE soft limit to the hard limit; the
  * proxy inherits it. Exit status: 0, 1 (failed), 2 (bad settings), 77
  * (skipped: the hard limit is too low for CHURN_CONNS). */
+#include "support/clock.h"
 #include "support/http_client.h"
 #include "support/obs_fixture.h"
 #include "support/proc.h"
@@ -46,13 +47,6 @@
 #include <unistd.h>
 
 #define BATCH 256 /* connects in flight at once: stays under the listen backlog */
-
-static void nap_ms(int ms)
-{
-    /* Polling interval of a deadline-bounded wait. */
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 static long env_long(const char *name, long dflt)
 {
@@ -96,13 +90,13 @@ static double trims(const char *admin)
 
 static bool wait_active(const char *admin, long want, int timeout_ms, long *last)
 {
-    long long deadline = obs_now_ms() + timeout_ms;
+    long long deadline = sgt_now_ms() + timeout_ms;
     do {
         *last = active_conns(admin);
         if (*last == want)
             return true;
-        nap_ms(20);
-    } while (obs_now_ms() < deadline);
+        sgt_nap_ms(20);
+    } while (sgt_now_ms() < deadline);
     return false;
 }
 
@@ -112,7 +106,7 @@ static int open_all(int *fds, int n, const struct sockaddr_in *sa, int mode, int
     static const char req[] = "GET /health HTTP/1.1\r\nHost: churn\r\n\r\n";
     static const char partial[] = "GET /health HTTP/1.1\r\nHost: churn\r\n";
     bool send_req = mode != 0;
-    long long deadline = obs_now_ms() + timeout_ms;
+    long long deadline = sgt_now_ms() + timeout_ms;
     struct pollfd *pfd = calloc(BATCH, sizeof(*pfd));
     if (!pfd)
         return -1;
@@ -138,7 +132,7 @@ static int open_all(int *fds, int n, const struct sockaddr_in *sa, int mode, int
         int left = k;
         bool *done = calloc((size_t)k, sizeof(bool));
         bool *sent = calloc((size_t)k, sizeof(bool));
-        while (left > 0 && obs_now_ms() < deadline) {
+        while (left > 0 && sgt_now_ms() < deadline) {
             for (int i = 0; i < k; i++) {
                 pfd[i].fd = done[i] ? -1 : fds[b + i];
                 pfd[i].events = sent[i] ? POLLIN : POLLOUT;
@@ -254,14 +248,14 @@ int main(void)
     printf("%6s %10s %10s %10s %8s %6s\n", "cycle", "rss_kb", "anon_kb", "delta_kb", "ms", "trims");
     fflush(stdout);
     int rc = 0, done_cycles = 0;
-    long long t_end = obs_now_ms() + seconds * 1000;
+    long long t_end = sgt_now_ms() + seconds * 1000;
     for (int c = 0; c < cycles; c++) {
-        if (obs_now_ms() > t_end) {
+        if (sgt_now_ms() > t_end) {
             fprintf(stderr, "sgchurn: CHURN_SECONDS reached after %d cycles\n", c);
             rc = 1;
             break;
         }
-        long long t0 = obs_now_ms();
+        long long t0 = sgt_now_ms();
         double trims0 = trims(admin);
         int n = open_all(fds, conns, &sa, mode, 60000);
         long last = 0;
@@ -286,23 +280,23 @@ int main(void)
          * up may trim twice), or after 5 s (a small burst trims nothing). */
         double trims1 = trims0;
         if (trims0 >= 0) {
-            long long dl = obs_now_ms() + 5000, still_since = obs_now_ms();
+            long long dl = sgt_now_ms() + 5000, still_since = sgt_now_ms();
             double seen = trims0;
-            while (obs_now_ms() < dl) {
+            while (sgt_now_ms() < dl) {
                 trims1 = trims(admin);
                 if (trims1 != seen) {
                     seen = trims1;
-                    still_since = obs_now_ms();
-                } else if (trims1 >= trims0 + workers && obs_now_ms() - still_since >= 600) {
+                    still_since = sgt_now_ms();
+                } else if (trims1 >= trims0 + workers && sgt_now_ms() - still_since >= 600) {
                     break;
                 }
-                nap_ms(20);
+                sgt_nap_ms(20);
             }
         }
         rss[c] = status_kb(gw.pid, "VmRSS");
         anon[c] = status_kb(gw.pid, "RssAnon");
         printf("%6d %10ld %10ld %+10ld %8lld %6.0f\n", c + 1, rss[c], anon[c], rss[c] - (c ? rss[c - 1] : rss0),
-               obs_now_ms() - t0, trims0 >= 0 ? trims1 - trims0 : 0.0);
+               sgt_now_ms() - t0, trims0 >= 0 ? trims1 - trims0 : 0.0);
         fflush(stdout);
         done_cycles = c + 1;
     }

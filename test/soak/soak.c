@@ -54,6 +54,7 @@
  * (2000), SOAK_CONNS (32), SOAK_CLOSE_CONNS (4), SOAK_WORKERS (2),
  * SOAK_RSS_SLACK_KB (2048), SOAK_RSS_CHECK (0/1), SOAK_SUMMARY (a file for
  * key=value results), SOAK_KEEP=1 (keep the temp dirs). */
+#include "support/clock.h"
 #include "support/obs_fixture.h"
 #include "support/pg_harness.h"
 #include "support/proc.h"
@@ -210,16 +211,9 @@ enum { CAUSE_REFUSED = 0, CAUSE_RESET, CAUSE_EJECT, CAUSE_PG, CAUSE_PGQUERY, CAU
 
 /* ---- small helpers ----------------------------------------------------------------------- */
 
-static void nap(int ms)
-{
-    /* Polling interval of a deadline-bounded wait, not a synchronization sleep. */
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static double now_s(void)
 {
-    return (double)(obs_now_ms() - S.t0_ms) / 1000.0;
+    return (double)(sgt_now_ms() - S.t0_ms) / 1000.0;
 }
 
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -401,7 +395,7 @@ static void count_access_log(void)
 /* Waits for pid with a deadline; its exit code (128+signal), or -1 when still running. */
 static int wait_pid(pid_t pid, int timeout_ms)
 {
-    long long deadline = obs_now_ms() + timeout_ms;
+    long long deadline = sgt_now_ms() + timeout_ms;
     for (;;) {
         int st;
         pid_t r = waitpid(pid, &st, WNOHANG);
@@ -409,9 +403,9 @@ static int wait_pid(pid_t pid, int timeout_ms)
             return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
         if (r < 0)
             return -1;
-        if (obs_now_ms() >= deadline)
+        if (sgt_now_ms() >= deadline)
             return -1;
-        nap(10);
+        sgt_nap_ms(10);
     }
 }
 
@@ -477,9 +471,9 @@ static int up_spawn(upchild_t *u, uint16_t port)
     close(pfd[1]);
     char buf[32] = {0};
     size_t got = 0;
-    long long deadline = obs_now_ms() + 5000;
+    long long deadline = sgt_now_ms() + 5000;
     while (got < sizeof(buf) - 1 && !memchr(buf, '\n', got)) {
-        int left = (int)(deadline - obs_now_ms());
+        int left = (int)(deadline - sgt_now_ms());
         struct pollfd p = {.fd = pfd[0], .events = POLLIN};
         if (left <= 0 || poll(&p, 1, left) <= 0)
             break;
@@ -504,12 +498,12 @@ static int up_spawn(upchild_t *u, uint16_t port)
  * process, so the bind normally succeeds at once (SO_REUSEADDR). */
 static int up_restart(upchild_t *u)
 {
-    long long deadline = obs_now_ms() + 10000;
+    long long deadline = sgt_now_ms() + 10000;
     do {
         if (up_spawn(u, u->port) == 0)
             return 0;
-        nap(100);
-    } while (obs_now_ms() < deadline);
+        sgt_nap_ms(100);
+    } while (sgt_now_ms() < deadline);
     return -1;
 }
 
@@ -832,7 +826,7 @@ static void run_cycle(int k, int load_s)
 {
     S.cycles++;
     int victim = k % N_UP;
-    long long start = obs_now_ms();
+    long long start = sgt_now_ms();
     long long at_kill = start + (long long)load_s * 250;    /* 25 % */
     long long at_restart = at_kill + 2000;                  /* down for 2 s: connect refused, retried */
     long long at_pg_stop = start + (long long)load_s * 550; /* 55 % */
@@ -847,7 +841,7 @@ static void run_cycle(int k, int load_s)
     long long wrk_deadline = start + (long long)load_s * 1000 + 20000;
     bool wrk_done[2] = {false, false};
     while (!g_interrupted) {
-        long long now = obs_now_ms();
+        long long now = sgt_now_ms();
         if (!killed && now >= at_kill) {
             int conns = count_established(S.up[victim].port);
             up_kill(&S.up[victim]);
@@ -862,7 +856,7 @@ static void run_cycle(int k, int load_s)
                 fail("%s could not be restarted on port %u", S.up[victim].name, (unsigned)S.up[victim].port);
             } else {
                 add_event(EV_UP_START, victim, 0);
-                up_back = (pending_t){true, obs_now_ms(), victim};
+                up_back = (pending_t){true, sgt_now_ms(), victim};
             }
             restarted = true;
         }
@@ -877,34 +871,34 @@ static void run_cycle(int k, int load_s)
                 fail("pg_ctl start failed");
             add_event(EV_PG_START, 0, 0);
             S.pg_restarts++;
-            pg_back = (pending_t){true, obs_now_ms(), 0};
+            pg_back = (pending_t){true, sgt_now_ms(), 0};
             pg_started = true;
         }
         if (now >= next_sample) {
             take_sample("load", S.n_samples % S.o.print_every == 0);
             next_sample += S.o.sample_ms;
-            if (next_sample < obs_now_ms())
-                next_sample = obs_now_ms() + S.o.sample_ms;
+            if (next_sample < sgt_now_ms())
+                next_sample = sgt_now_ms() + S.o.sample_ms;
         }
         if (pg_back.is_on || up_back.is_on) {
             scrape_t m;
             if (scrape(&m)) {
                 if (pg_back.is_on && m.db_up == 1 && get_status("/health/ready") == 200) {
-                    add_event(EV_PG_BACK, 0, (long)(obs_now_ms() - pg_back.since_ms));
+                    add_event(EV_PG_BACK, 0, (long)(sgt_now_ms() - pg_back.since_ms));
                     pg_back.is_on = false;
                 }
                 /* Back in rotation: not ejected, and swarmgate holds connections to the new process. */
                 if (up_back.is_on && m.server_up[up_back.which] == 1 &&
                     count_established(S.up[up_back.which].port) > 0) {
-                    add_event(EV_UP_BACK, up_back.which, (long)(obs_now_ms() - up_back.since_ms));
+                    add_event(EV_UP_BACK, up_back.which, (long)(sgt_now_ms() - up_back.since_ms));
                     up_back.is_on = false;
                 }
             }
-            if (pg_back.is_on && obs_now_ms() - pg_back.since_ms > RECOVER_MS) {
+            if (pg_back.is_on && sgt_now_ms() - pg_back.since_ms > RECOVER_MS) {
                 fail("swarm_db_up/readiness not back %d s after a Postgres restart", RECOVER_MS / 1000);
                 pg_back.is_on = false;
             }
-            if (up_back.is_on && obs_now_ms() - up_back.since_ms > RECOVER_MS) {
+            if (up_back.is_on && sgt_now_ms() - up_back.since_ms > RECOVER_MS) {
                 fail("swarm_upstream_server_up of %s not back %d s after its restart", S.up[up_back.which].name,
                      RECOVER_MS / 1000);
                 up_back.is_on = false;
@@ -938,21 +932,21 @@ static void run_cycle(int k, int load_s)
             if (now > wrk_deadline + RECOVER_MS)
                 break;
         }
-        nap(100);
+        sgt_nap_ms(100);
     }
     if (g_interrupted)
         return;
 
     /* Quiet point: clients are gone; idle pooled upstream connections close
      * after keepalive_timeout. The count must come back to the baseline. */
-    long long deadline = obs_now_ms() + UP_KEEPALIVE_MS + 8000;
+    long long deadline = sgt_now_ms() + UP_KEEPALIVE_MS + 8000;
     int fds = -1;
     do {
         fds = sg_proc_count_fds(S.gw.pid);
         if (fds == S.baseline_fds)
             break;
-        nap(100);
-    } while (obs_now_ms() < deadline);
+        sgt_nap_ms(100);
+    } while (sgt_now_ms() < deadline);
     S.quiet_total++;
     if (fds == S.baseline_fds)
         S.quiet_ok++;
@@ -1170,7 +1164,7 @@ int main(int argc, char **argv)
     }
     if (start_gateway() != 0)
         goto out;
-    S.t0_ms = obs_now_ms();
+    S.t0_ms = sgt_now_ms();
     double db = -1;
     if (!obs_wait_status(S.admin, "/health/ready", 200, 30000) ||
         !obs_wait_metric_eq(S.admin, "swarm_db_up", 1, 30000, &db)) {
@@ -1181,7 +1175,7 @@ int main(int argc, char **argv)
      * connections from the wait above are being closed meanwhile). */
     S.baseline_fds = sg_proc_count_fds(S.gw.pid);
     for (int i = 0; i < 10; i++) {
-        nap(100);
+        sgt_nap_ms(100);
         int n = sg_proc_count_fds(S.gw.pid);
         if (n >= 0 && n < S.baseline_fds)
             S.baseline_fds = n;

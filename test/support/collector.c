@@ -1,5 +1,7 @@
 #include "support/collector.h"
 
+#include "support/clock.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -115,13 +117,6 @@ static void write_all(int fd, const char *s, size_t n)
     }
 }
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void serve(sg_collector_t *c, int fd)
 {
     for (;;) {
@@ -160,7 +155,7 @@ static void serve(sg_collector_t *c, int fd)
                      "Content-Length: 2\r\n\r\n{}");
         }
         if (c->n_reqs < MAX_REQS) {
-            c->times_ms[c->n_reqs] = now_ms();
+            c->times_ms[c->n_reqs] = sgt_now_ms();
             c->reqs[c->n_reqs++] = r;
         } else {
             free(r.head);

@@ -1,5 +1,6 @@
 #include "support/http_client.h"
 
+#include "support/clock.h"
 #include "support/upstream_server.h"
 
 #include <arpa/inet.h>
@@ -17,13 +18,6 @@
 #include <unistd.h>
 
 #define SG_TEST_MIN(a, b) ((a) < (b) ? (a) : (b))
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int hc_connect(hc_conn_t *c, const char *addr, int timeout_ms)
 {
@@ -95,7 +89,7 @@ void hc_close(hc_conn_t *c)
 bool hc_send(hc_conn_t *c, const void *p, size_t n, int timeout_ms)
 {
     const char *b = p;
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = sgt_now_ms() + timeout_ms;
     while (n) {
         ssize_t w = send(c->fd, b, n, MSG_NOSIGNAL);
         if (w > 0) {
@@ -105,7 +99,7 @@ bool hc_send(hc_conn_t *c, const void *p, size_t n, int timeout_ms)
         }
         if (w < 0 && errno != EAGAIN && errno != EINTR)
             return false;
-        int left = (int)(deadline - now_ms());
+        int left = (int)(deadline - sgt_now_ms());
         if (left <= 0)
             return false;
         struct pollfd pf = {.fd = c->fd, .events = POLLOUT};
@@ -146,7 +140,7 @@ static ssize_t fill(hc_conn_t *c, int64_t deadline)
             return 0;
         if (errno != EAGAIN && errno != EINTR)
             return -2;
-        int left = (int)(deadline - now_ms());
+        int left = (int)(deadline - sgt_now_ms());
         if (left <= 0)
             return -1;
         struct pollfd pf = {.fd = c->fd, .events = POLLIN};
@@ -209,7 +203,7 @@ int hc_header_count(const hc_response_t *r, const char *name)
 int hc_read_response_ex(hc_conn_t *c, hc_response_t *r, bool is_head, bool keep_interim, int timeout_ms)
 {
     memset(r, 0, sizeof(*r));
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = sgt_now_ms() + timeout_ms;
     for (;;) {
         char *end;
         while (!c->buf || !(end = memmem(c->buf + c->pos, c->len - c->pos, "\r\n\r\n", 4))) {
@@ -307,7 +301,7 @@ void hc_response_free(hc_response_t *r)
 
 ssize_t hc_read_some(hc_conn_t *c, char *out, size_t cap, int timeout_ms)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = sgt_now_ms() + timeout_ms;
     if (c->pos == c->len) {
         ssize_t k = fill(c, deadline);
         if (k == 0)
@@ -323,7 +317,7 @@ ssize_t hc_read_some(hc_conn_t *c, char *out, size_t cap, int timeout_ms)
 
 bool hc_wait_closed(hc_conn_t *c, int timeout_ms)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = sgt_now_ms() + timeout_ms;
     c->pos = c->len = 0;
     for (;;) {
         ssize_t k = fill(c, deadline);

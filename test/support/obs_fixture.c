@@ -1,4 +1,6 @@
 #include "support/obs_fixture.h"
+
+#include "support/clock.h"
 #include "support/proc.h"
 
 #include <arpa/inet.h>
@@ -10,20 +12,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-long long obs_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap(int ms)
-{
-    /* Polling interval of a deadline-bounded wait, not a synchronization sleep. */
-    struct timespec ts = {0, (long)ms * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 int obs_get(const char *addr, const char *path, const char *extra, hc_response_t *r, int timeout_ms)
 {
@@ -121,7 +109,7 @@ bool obs_scrape_value(const char *admin, const char *series, double *out)
 
 static bool wait_metric(const char *admin, const char *series, double v, bool eq, int timeout_ms, double *got)
 {
-    long long deadline = obs_now_ms() + timeout_ms;
+    long long deadline = sgt_now_ms() + timeout_ms;
     double x = -1;
     bool ok = false;
     do {
@@ -129,8 +117,8 @@ static bool wait_metric(const char *admin, const char *series, double v, bool eq
             ok = true;
             break;
         }
-        nap(20);
-    } while (obs_now_ms() < deadline);
+        sgt_nap_ms(20);
+    } while (sgt_now_ms() < deadline);
     if (got)
         *got = x;
     return ok;
@@ -148,7 +136,7 @@ bool obs_wait_metric_eq(const char *admin, const char *series, double want, int 
 
 bool obs_wait_status(const char *addr, const char *path, int status, int timeout_ms)
 {
-    long long deadline = obs_now_ms() + timeout_ms;
+    long long deadline = sgt_now_ms() + timeout_ms;
     do {
         hc_response_t r;
         int e = obs_get(addr, path, NULL, &r, 1000);
@@ -156,8 +144,8 @@ bool obs_wait_status(const char *addr, const char *path, int status, int timeout
         hc_response_free(&r);
         if (e == HC_OK && st == status)
             return true;
-        nap(10);
-    } while (obs_now_ms() < deadline);
+        sgt_nap_ms(10);
+    } while (sgt_now_ms() < deadline);
     return false;
 }
 
@@ -168,7 +156,7 @@ char *obs_slurp(const char *path)
 
 char *obs_wait_line(const char *path, const char *needle, int timeout_ms)
 {
-    long long deadline = obs_now_ms() + timeout_ms;
+    long long deadline = sgt_now_ms() + timeout_ms;
     do {
         char *s = obs_slurp(path);
         char *hit = strstr(s, needle);
@@ -184,8 +172,8 @@ char *obs_wait_line(const char *path, const char *needle, int timeout_ms)
         } else {
             free(s);
         }
-        nap(10);
-    } while (obs_now_ms() < deadline);
+        sgt_nap_ms(10);
+    } while (sgt_now_ms() < deadline);
     return NULL;
 }
 

@@ -52,7 +52,5 @@ unsigned obs_free_port(void);
  * the files in it. */
 bool obs_mkdtemp(char *out, size_t cap);
 void obs_rmdir(const char *dir);
-/* Monotonic milliseconds. */
-long long obs_now_ms(void);
 
 #endif /* SG_TEST_OBS_FIXTURE_H */

@@ -1,5 +1,6 @@
 #include "support/proc.h"
 
+#include "support/clock.h"
 #include "support/http_client.h"
 
 #include <dirent.h>
@@ -16,20 +17,6 @@
 #include <unistd.h>
 
 extern char **environ;
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap(int ms)
-{
-    /* Polling interval of a deadline-bounded wait, not a synchronization sleep. */
-    struct timespec ts = {0, (long)ms * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 char *sg_proc_read_file(const char *path)
 {
@@ -148,8 +135,8 @@ int sg_proc_start_env(sg_proc_t *p, const char *yaml, const char *const *env, in
         _exit(127);
     }
     p->pid = pid;
-    long long deadline = now_ms() + timeout_ms;
-    while (now_ms() < deadline) {
+    long long deadline = sgt_now_ms() + timeout_ms;
+    while (sgt_now_ms() < deadline) {
         if (exited(p, WNOHANG))
             return -1;
         if (read_ports(p)) {
@@ -159,7 +146,7 @@ int sg_proc_start_env(sg_proc_t *p, const char *yaml, const char *const *env, in
                 return 0;
             }
         }
-        nap(10);
+        sgt_nap_ms(10);
     }
     return -1;
 }
@@ -189,14 +176,14 @@ int sg_proc_run(const char *const *args, char *out, size_t cap, int timeout_ms)
         _exit(127);
     }
     close(fd);
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = sgt_now_ms() + timeout_ms;
     int st = 0, code = -1;
-    while (now_ms() < deadline) {
+    while (sgt_now_ms() < deadline) {
         if (waitpid(pid, &st, WNOHANG) == pid) {
             code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
             break;
         }
-        nap(10);
+        sgt_nap_ms(10);
     }
     if (code < 0) {
         kill(pid, SIGKILL);
@@ -227,11 +214,11 @@ bool sg_proc_wait_exit(sg_proc_t *p, int timeout_ms)
 {
     if (p->pid <= 0)
         return true;
-    long long deadline = now_ms() + timeout_ms;
-    while (now_ms() < deadline) {
+    long long deadline = sgt_now_ms() + timeout_ms;
+    while (sgt_now_ms() < deadline) {
         if (exited(p, WNOHANG))
             return true;
-        nap(5);
+        sgt_nap_ms(5);
     }
     return false;
 }
@@ -256,7 +243,7 @@ char *sg_proc_stderr(const sg_proc_t *p)
 
 bool sg_proc_wait_stderr(const sg_proc_t *p, const char *needle, int count, int timeout_ms)
 {
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = sgt_now_ms() + timeout_ms;
     do {
         char *s = sg_proc_stderr(p);
         int n = 0;
@@ -265,8 +252,8 @@ bool sg_proc_wait_stderr(const sg_proc_t *p, const char *needle, int count, int 
         free(s);
         if (n >= count)
             return true;
-        nap(10);
-    } while (now_ms() < deadline);
+        sgt_nap_ms(10);
+    } while (sgt_now_ms() < deadline);
     return false;
 }
 
@@ -286,22 +273,22 @@ int sg_proc_count_fds(pid_t pid)
 
 bool sg_proc_wait_fds(pid_t pid, int want, int timeout_ms)
 {
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = sgt_now_ms() + timeout_ms;
     for (;;) {
         if (sg_proc_count_fds(pid) == want)
             return true;
-        if (now_ms() >= deadline)
+        if (sgt_now_ms() >= deadline)
             return false;
-        nap(5);
+        sgt_nap_ms(5);
     }
 }
 
 int sg_proc_stable_fds(pid_t pid, int timeout_ms)
 {
     int last = sg_proc_count_fds(pid), same = 0;
-    long long deadline = now_ms() + timeout_ms;
-    while (same < 10 && now_ms() < deadline) {
-        nap(20); /* sampling interval */
+    long long deadline = sgt_now_ms() + timeout_ms;
+    while (same < 10 && sgt_now_ms() < deadline) {
+        sgt_nap_ms(20); /* sampling interval */
         int n = sg_proc_count_fds(pid);
         same = n == last ? same + 1 : 0;
         last = n;
@@ -378,8 +365,7 @@ int sg_proc_edit_config(const sg_proc_t *p, const char *from, const char *to)
 
 bool sg_proc_stdout_line(const sg_proc_t *p, const char *needle, char *line, size_t cap, int timeout_ms)
 {
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long long deadline = sgt_now_ms() + timeout_ms;
     for (;;) {
         char *s = sg_proc_read_file(p->stdout_path);
         char *hit = strstr(s, needle);
@@ -393,9 +379,8 @@ bool sg_proc_stdout_line(const sg_proc_t *p, const char *needle, char *line, siz
             return true;
         }
         free(s);
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 > timeout_ms)
+        if (sgt_now_ms() > deadline)
             return false;
-        nap(20);
+        sgt_nap_ms(20);
     }
 }

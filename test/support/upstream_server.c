@@ -1,5 +1,7 @@
 #include "support/upstream_server.h"
 
+#include "support/clock.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -394,10 +396,7 @@ static void *conn_main(void *arg)
             pthread_mutex_unlock(&s->mu);
             ok = ok && write_str(fd, "b\r\ndata: two\n\n\r\n0\r\n\r\n");
         } else if (strncmp(path, "/slow", 5) == 0) {
-            long ms = query_num(path, "ms", 100);
-            struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-            while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-            }
+            sgt_nap_ms((int)query_num(path, "ms", 100));
             snprintf(h, sizeof(h), "HTTP/1.1 200 OK\r\nX-Upstream: %s\r\nContent-Length: 4\r\n\r\nslow", s->name);
             ok = write_str(fd, h);
         } else if (strncmp(path, "/close-mid", 10) == 0) {
