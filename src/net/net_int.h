@@ -473,7 +473,9 @@ struct sg_upstream {
     uint32_t rr;
 };
 
-/* ---- worker.c ---------------------------------------------------------- */
+/* ---- write.c ----------------------------------------------------------- */
+/* A read buffer (SG_BUF_SIZE) / head buffer (w->head_size) from w's
+ * freelists, and back. NULL when out of memory. */
 char *sg__buf_get(sg_worker_t *w);
 void sg__buf_put(sg_worker_t *w, char *b);
 char *sg__head_get(sg_worker_t *w);
@@ -489,6 +491,8 @@ int sg__write2(sg_worker_t *w, uv_stream_t *s, const uv_buf_t *iov, unsigned n, 
                char *hold1, sg_buf_kind_t kind1, sg_wreq_cb cb, void *owner) SG_MUST_CHECK;
 int sg__write_ext(sg_worker_t *w, uv_stream_t *s, const uv_buf_t *iov, unsigned n, char *hold, const char *ext,
                   void (*ext_free)(void *, const char *), void *ext_ud, sg_wreq_cb cb, void *owner) SG_MUST_CHECK;
+
+/* ---- worker.c ---------------------------------------------------------- */
 void sg__worker_conn_gone(sg_worker_t *w);
 bool sg__worker_can_accept(const sg_worker_t *w);
 /* The descriptor cap (runtime client_conn_cap over all workers, or
