@@ -458,7 +458,7 @@ void sg__worker_adopt_gen(sg_worker_t *w)
     sg_rtgen_t *rg = atomic_load_explicit(&w->rt->gen, memory_order_acquire);
     if (!rg || (w->gen && w->gen->rg->id >= rg->id))
         return;
-    if (w->is_stopping || w->drain_phase >= 2) {
+    if (w->is_stopping || w->drain_phase >= SG_DRAIN_ACTIVE) {
         /* Draining: no new requests come; just say we are past it. */
         atomic_store_explicit(&w->pub->generation, rg->id, memory_order_release);
         return;

@@ -162,6 +162,16 @@ struct sg_wgen {
     sg_egress_t *egress; /* forward-proxy state (egress listeners): DNS cache, destination pools */
 };
 
+/* A worker's way through a graceful shutdown (sg_server_drain), in order;
+ * worker.c's set_drain() checks each move. */
+typedef enum sg_drain_phase {
+    SG_DRAIN_NONE = 0, /* serving */
+    SG_DRAIN_DELAY,    /* shutdown.drain_delay_ms: still serving, readiness fails, every response closes */
+    SG_DRAIN_ACTIVE,   /* listeners and idle connections closed; requests in flight finish */
+    SG_DRAIN_FORCED,   /* drain timeout, a second drain or the control thread's stop: all closed */
+    SG_DRAIN__COUNT
+} sg_drain_phase_t;
+
 /* Busy polling of one worker's loop (busypoll.c). Zeroed = off and no
  * handle open; the idle handle exists only while the loop spins. */
 typedef struct sg_busypoll {
@@ -213,7 +223,7 @@ struct sg_worker {
     uv_async_t async;
     _Atomic unsigned cmd;
     uv_timer_t drain_timer;
-    int drain_phase;  /* 0 none, 1 delay, 2 draining, 3 forced */
+    sg_drain_phase_t drain_phase;
     bool is_draining; /* no new requests on keep-alive connections */
     bool is_stopping; /* handles being closed */
     int n_resolving;

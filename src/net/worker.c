@@ -6,6 +6,7 @@
 #include "sg/log.h"
 #include "sg/metrics.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <malloc.h>
@@ -208,7 +209,7 @@ static void start_listeners(sg_worker_t *w)
 void sg__worker_resolved(sg_worker_t *w);
 void sg__worker_resolved(sg_worker_t *w)
 {
-    if (w->n_resolving == 0 && !w->is_stopping && w->drain_phase < 2)
+    if (w->n_resolving == 0 && !w->is_stopping && w->drain_phase < SG_DRAIN_ACTIVE)
         start_listeners(w);
 }
 
@@ -235,16 +236,31 @@ static void worker_stop_handles(sg_worker_t *w)
 
 static void worker_maybe_finish(sg_worker_t *w)
 {
-    if (w->drain_phase >= 2 && w->n_conns == 0)
+    if (w->drain_phase >= SG_DRAIN_ACTIVE && w->n_conns == 0)
         worker_stop_handles(w);
 }
 
 void sg__worker_conn_gone(sg_worker_t *w)
 {
-    if (w->drain_phase >= 2)
+    if (w->drain_phase >= SG_DRAIN_ACTIVE)
         worker_maybe_finish(w);
     else
         sg__listener_resume(w);
+}
+
+/* The moves of sg_drain_phase_t: forward only. The control thread goes from
+ * NONE to FORCED at once (it stops after the workers, never drains). */
+static const unsigned drain_legal[SG_DRAIN__COUNT] = {
+    [SG_DRAIN_NONE] = 1u << SG_DRAIN_DELAY | 1u << SG_DRAIN_ACTIVE | 1u << SG_DRAIN_FORCED,
+    [SG_DRAIN_DELAY] = 1u << SG_DRAIN_ACTIVE,
+    [SG_DRAIN_ACTIVE] = 1u << SG_DRAIN_FORCED,
+    [SG_DRAIN_FORCED] = 0,
+};
+
+static void set_drain(sg_worker_t *w, sg_drain_phase_t to)
+{
+    assert(drain_legal[w->drain_phase] & (1u << to));
+    w->drain_phase = to;
 }
 
 static void force_close_all(sg_worker_t *w)
@@ -262,7 +278,7 @@ static void on_drain_timer(uv_timer_t *t);
 
 static void drain_begin(sg_worker_t *w)
 {
-    w->drain_phase = 2;
+    set_drain(w, SG_DRAIN_ACTIVE);
     w->is_draining = true;
     atomic_store_explicit(&w->pub->is_listening, false, memory_order_relaxed);
     for (size_t i = 0; i < w->n_listeners; i++)
@@ -276,10 +292,10 @@ static void drain_begin(sg_worker_t *w)
 static void on_drain_timer(uv_timer_t *t)
 {
     sg_worker_t *w = t->data;
-    if (w->drain_phase == 1) {
+    if (w->drain_phase == SG_DRAIN_DELAY) {
         drain_begin(w);
-    } else if (w->drain_phase == 2) {
-        w->drain_phase = 3;
+    } else if (w->drain_phase == SG_DRAIN_ACTIVE) {
+        set_drain(w, SG_DRAIN_FORCED);
         if (w->n_conns)
             sg_obs_log(w->obs, SG_LOG_WARN, NULL, "worker %u: drain timeout, closing %u connections", w->idx,
                        w->n_conns);
@@ -312,15 +328,15 @@ static void on_async(uv_async_t *a)
     if (cmd & SG_WORKER_CMD_REPORT)
         report(w);
     if (w->idx == SG_CTL_IDX) {
-        if ((cmd & SG_WORKER_CMD_RELOAD) && w->drain_phase < 3)
+        if ((cmd & SG_WORKER_CMD_RELOAD) && w->drain_phase < SG_DRAIN_FORCED)
             reload_on_ctl(w->server);
         /* The control thread outlives the workers' drain (readiness must
          * answer 503 meanwhile) and stops once they are all gone. */
-        if ((cmd & SG_WORKER_CMD_STOP) && w->drain_phase < 3) {
+        if ((cmd & SG_WORKER_CMD_STOP) && w->drain_phase < SG_DRAIN_FORCED) {
             sg_server_t *s = w->server;
             if (s->opts.control_stop)
                 s->opts.control_stop(&w->loop, s->opts.control_ud);
-            w->drain_phase = 3;
+            set_drain(w, SG_DRAIN_FORCED);
             w->is_draining = true;
             for (size_t i = 0; i < w->n_listeners; i++)
                 sg__listener_close(w->listeners[i]);
@@ -333,23 +349,23 @@ static void on_async(uv_async_t *a)
         sg__worker_adopt_gen(w);
     if (cmd & (SG_WORKER_CMD_DRAIN | SG_WORKER_CMD_DRAIN_NOW)) {
         uint64_t delay_ms = w->gen->cfg->shutdown.drain_delay_ms;
-        if (w->drain_phase == 0 && delay_ms > 0 && !(cmd & SG_WORKER_CMD_DRAIN_NOW)) {
+        if (w->drain_phase == SG_DRAIN_NONE && delay_ms > 0 && !(cmd & SG_WORKER_CMD_DRAIN_NOW)) {
             /* Readiness fails now; keep serving, but every response asks
              * the client to close (Connection: close) so keep-alive clients
              * move elsewhere before the listeners close. */
-            w->drain_phase = 1;
+            set_drain(w, SG_DRAIN_DELAY);
             uv_timer_start(&w->drain_timer, on_drain_timer, delay_ms, 0);
-        } else if (w->drain_phase <= 1) {
+        } else if (w->drain_phase <= SG_DRAIN_DELAY) {
             uv_timer_stop(&w->drain_timer);
             drain_begin(w);
         }
     }
-    if ((cmd & SG_WORKER_CMD_FORCE) && w->drain_phase < 3) {
+    if ((cmd & SG_WORKER_CMD_FORCE) && w->drain_phase < SG_DRAIN_FORCED) {
         /* The operator asked twice: close everything now, no timeout. */
-        if (w->drain_phase < 2)
+        if (w->drain_phase < SG_DRAIN_ACTIVE)
             drain_begin(w);
         uv_timer_stop(&w->drain_timer);
-        w->drain_phase = 3;
+        set_drain(w, SG_DRAIN_FORCED);
         force_close_all(w);
         worker_maybe_finish(w);
     }
@@ -458,6 +474,29 @@ int sg__worker_sync_listeners(sg_worker_t *w, sg_rtgen_t *rg)
     return 0;
 }
 
+/* How many free objects each freelist of a worker keeps for the next burst
+ * (sg_freelist_t.max_free). An object freed past its cap goes back to
+ * malloc, and trim_maybe() returns those pages to the kernel, so a cap
+ * bounds what an idle worker holds after a burst (sizes on x86-64):
+ * - connections (~400 B), transactions (~2.5 KiB) and upstream connections
+ *   (~1 KiB): 1024 each, a busy worker's steady concurrency, ~4 MiB
+ *   together;
+ * - read buffers: 1024 of SG_BUF_SIZE (32 KiB), at most 32 MiB (it was
+ *   4096 of 16 KiB before the buffers doubled);
+ * - head buffers: 256, fewer because each is large (request line + header
+ *   limits + header slots: ~82 KiB at the default limits, ~21 MiB for 256)
+ *   and held only while a head is read or a serialized head waits to be
+ *   written;
+ * - write requests: 4096 (256 B each, 1 MiB), more because a connection
+ *   can have several writes queued at once (both directions, a head and
+ *   body chunks under back-pressure). */
+#define SG_POOL_KEEP_CONNS 1024u
+#define SG_POOL_KEEP_TXNS 1024u
+#define SG_POOL_KEEP_UPCONNS 1024u
+#define SG_POOL_KEEP_BUFS 1024u
+#define SG_POOL_KEEP_HEADS 256u
+#define SG_POOL_KEEP_WREQS 4096u
+
 static int worker_init(sg_server_t *s, sg_worker_t *w, uint32_t idx)
 {
     sg_config_t *cfg = s->cfg;
@@ -477,12 +516,12 @@ static int worker_init(sg_server_t *s, sg_worker_t *w, uint32_t idx)
     w->head_bytes = (size_t)lim->request_line_bytes + lim->header_bytes + 64;
     w->head_bytes = (w->head_bytes + 15u) & ~(size_t)15u;
     w->head_size = w->head_bytes + w->head_max_hdrs * sizeof(sg_h1_header_t);
-    sg_freelist_init(&w->fl_conn, sizeof(sg_conn_t), 1024);
-    sg_freelist_init(&w->fl_txn, sizeof(sg_txn_t), 1024);
-    sg_freelist_init(&w->fl_upconn, sizeof(sg_upconn_t), 1024);
-    sg_freelist_init(&w->fl_buf, SG_BUF_SIZE, 1024); /* keeps at most 32 MiB */
-    sg_freelist_init(&w->fl_head, w->head_size, 256);
-    sg_freelist_init(&w->fl_wreq, sizeof(sg_wreq_t), 4096);
+    sg_freelist_init(&w->fl_conn, sizeof(sg_conn_t), SG_POOL_KEEP_CONNS);
+    sg_freelist_init(&w->fl_txn, sizeof(sg_txn_t), SG_POOL_KEEP_TXNS);
+    sg_freelist_init(&w->fl_upconn, sizeof(sg_upconn_t), SG_POOL_KEEP_UPCONNS);
+    sg_freelist_init(&w->fl_buf, SG_BUF_SIZE, SG_POOL_KEEP_BUFS);
+    sg_freelist_init(&w->fl_head, w->head_size, SG_POOL_KEEP_HEADS);
+    sg_freelist_init(&w->fl_wreq, sizeof(sg_wreq_t), SG_POOL_KEEP_WREQS);
     int r = uv_loop_init(&w->loop);
     if (r < 0)
         return r;
