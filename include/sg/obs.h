@@ -15,8 +15,12 @@
 typedef struct sg_obs_worker sg_obs_worker_t;
 
 /* Called on the owning thread before its loop runs / after it stopped.
- * worker_idx UINT32_MAX is the control thread (its own shard and ring). */
+ * sg_obs_worker_new: proxy worker worker_idx (rt->workers), its shard;
+ * sg_obs_control_new: the control thread, the control shard (its requests,
+ * admin traffic, stay out of the in-flight gauge). Each has its own log
+ * ring. NULL on out-of-memory. */
 sg_obs_worker_t *sg_obs_worker_new(sg_runtime_t *rt, uint32_t worker_idx) SG_MUST_CHECK;
+sg_obs_worker_t *sg_obs_control_new(sg_runtime_t *rt) SG_MUST_CHECK;
 void sg_obs_worker_free(sg_obs_worker_t *o);
 
 /* A request finished (response sent, or the connection closed under it). */

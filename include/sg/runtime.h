@@ -7,6 +7,7 @@
 
 #include "sg/common.h"
 #include "sg/config.h"
+#include "sg/time.h" /* sg_now_ms(): heartbeat_ms and ejected_until_ms are on its clock */
 
 #include <stdatomic.h>
 
@@ -105,10 +106,5 @@ typedef struct sg_runtime {
 
 sg_rtgen_t *sg_rtgen_retain(sg_rtgen_t *g);
 void sg_rtgen_release(sg_rtgen_t *g);
-
-/* Monotonic milliseconds, same clock as heartbeat_ms and ejected_until_ms. */
-uint64_t sg_now_ms(void);
-uint64_t sg_now_ns(void);
-uint64_t sg_unix_ns(void);
 
 #endif /* SG_RUNTIME_H */

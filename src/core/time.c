@@ -1,4 +1,5 @@
-#include "sg/runtime.h"
+/* Clocks: a thin layer over clock_gettime(2). */
+#include "sg/time.h"
 
 #include <time.h>
 

@@ -13,6 +13,8 @@
  * adopted a newer one (sg_worker_pub_t.generation): at that point no
  * worker can still hold the old pointer (quiescent-state reclamation, as
  * RCU does). The control thread checks this on its tick. */
+#include "net/generation.h"
+
 #include "net/net_int.h"
 
 #include "sg/log.h"
@@ -198,7 +200,6 @@ fail:
     return NULL;
 }
 
-int sg__runtime_boot(sg_runtime_t *rt, sg_config_t *cfg);
 int sg__runtime_boot(sg_runtime_t *rt, sg_config_t *cfg)
 {
     if (cfg->generation == 0)
@@ -215,7 +216,6 @@ int sg__runtime_boot(sg_runtime_t *rt, sg_config_t *cfg)
 }
 
 /* Frees every generation rt still holds (main, after the threads joined). */
-void sg__runtime_unboot(sg_runtime_t *rt);
 void sg__runtime_unboot(sg_runtime_t *rt)
 {
     while (rt->_retired) {
@@ -238,7 +238,6 @@ void sg__runtime_unboot(sg_runtime_t *rt)
 
 /* Control thread: drops rt's reference of retired generations every worker
  * has moved past. */
-void sg__runtime_reap(sg_runtime_t *rt);
 void sg__runtime_reap(sg_runtime_t *rt)
 {
     if (!rt->_retired)
@@ -288,7 +287,6 @@ static int check_fixed(const sg_config_t *a, const sg_config_t *b, char *err, si
  * generation (not yet published; its listener sockets are bound by the
  * caller). Takes cfg's reference. Returns the generation, or NULL with a
  * message in err (nothing changed). */
-sg_rtgen_t *sg__runtime_prepare(sg_runtime_t *rt, sg_config_t *cfg, char *err, size_t errlen);
 sg_rtgen_t *sg__runtime_prepare(sg_runtime_t *rt, sg_config_t *cfg, char *err, size_t errlen)
 {
     sg_rtgen_t *cur = atomic_load_explicit(&rt->gen, memory_order_acquire);
@@ -364,7 +362,6 @@ static void map_metrics(sg_runtime_t *rt, sg_rtgen_t *g)
 
 /* Control thread: publishes g (from sg__runtime_prepare) as rt->gen and
  * retires the current generation. Takes g's reference. */
-void sg__runtime_commit(sg_runtime_t *rt, sg_rtgen_t *g);
 void sg__runtime_commit(sg_runtime_t *rt, sg_rtgen_t *g)
 {
     map_metrics(rt, g); /* before the release exchange below publishes g */
@@ -400,7 +397,7 @@ sg_wgen_t *sg__wgen_new(sg_worker_t *w, sg_rtgen_t *rg)
     g->router = sg_router_new(g->cfg);
     if (!g->router)
         goto fail;
-    if (w->idx == UINT32_MAX) {
+    if (w->role == SG_WORKER_CONTROL) {
         /* The control thread answers everything locally: no pools. */
         g->ups = calloc(1, sizeof(sg_upstream_t));
         if (!g->ups)
@@ -445,7 +442,7 @@ void sg__wgen_set_current(sg_worker_t *w, sg_wgen_t *g)
     g->is_current = true;
     w->gen = g;
     atomic_store_explicit(&w->pub->generation, g->rg->id, memory_order_release);
-    if (w->idx != UINT32_MAX) /* the control thread never polls busily */
+    if (w->role == SG_WORKER_PROXY) /* the control thread never polls busily */
         sg__busypoll_set(w, g->rg->cfg->busy_poll_us);
     if (!old)
         return;
@@ -455,27 +452,4 @@ void sg__wgen_set_current(sg_worker_t *w, sg_wgen_t *g)
     sg__upstreams_close(old);
     sg__egress_close(old);
     sg__wgen_unref(old);
-}
-
-void sg__worker_adopt_gen(sg_worker_t *w)
-{
-    sg_rtgen_t *rg = atomic_load_explicit(&w->rt->gen, memory_order_acquire);
-    if (!rg || (w->gen && w->gen->rg->id >= rg->id))
-        return;
-    if (w->is_stopping || w->drain_phase >= 2) {
-        /* Draining: no new requests come; just say we are past it. */
-        atomic_store_explicit(&w->pub->generation, rg->id, memory_order_release);
-        return;
-    }
-    sg_wgen_t *g = sg__wgen_new(w, rg);
-    if (!g) {
-        sg_obs_log(w->obs, SG_LOG_ERROR, NULL, "worker %u: out of memory adopting config generation %u; keeping %u",
-                   w->idx, rg->id, w->gen ? w->gen->rg->id : 0u);
-        atomic_store_explicit(&w->pub->generation, rg->id, memory_order_release);
-        return;
-    }
-    sg__wgen_set_current(w, g);
-    if (w->idx != UINT32_MAX && sg__worker_sync_listeners(w, rg) < 0)
-        sg_obs_log(w->obs, SG_LOG_ERROR, NULL, "worker %u: out of memory adopting the listeners of generation %u",
-                   w->idx, rg->id);
 }

@@ -192,6 +192,16 @@ struct sg_wgen {
     sg_egress_t *egress; /* forward-proxy state (egress listeners): DNS cache, destination pools */
 };
 
+/* A worker's way through a graceful shutdown (sg_server_drain), in order;
+ * worker.c's set_drain() checks each move. */
+typedef enum sg_drain_phase {
+    SG_DRAIN_NONE = 0, /* serving */
+    SG_DRAIN_DELAY,    /* shutdown.drain_delay_ms: still serving, readiness fails, every response closes */
+    SG_DRAIN_ACTIVE,   /* listeners and idle connections closed; requests in flight finish */
+    SG_DRAIN_FORCED,   /* drain timeout, a second drain or the control thread's stop: all closed */
+    SG_DRAIN__COUNT
+} sg_drain_phase_t;
+
 /* Busy polling of one worker's loop (busypoll.c). Zeroed = off and no
  * handle open; the idle handle exists only while the loop spins. */
 typedef struct sg_busypoll {
@@ -202,13 +212,61 @@ typedef struct sg_busypoll {
     bool is_closing;     /* idle handle closing: no new spin until its close callback */
 } sg_busypoll_t;
 
-/* A worker thread's world. Owner: sg_server_t; freed by the server after
- * the thread has joined. */
+/* What a loop thread is for. Zero is a proxy worker, so a zeroed
+ * sg_worker_t (unit tests) is one. */
+typedef enum sg_worker_role {
+    SG_WORKER_PROXY = 0, /* one of rt->workers: the config's listeners, upstream pools, busy polling */
+    SG_WORKER_CONTROL,   /* the control thread: the admin listener only, every request answered
+                          * locally; no pools; hosts the poller and exporter (sg_server_opts_t) */
+    SG_WORKER_ROLE__COUNT
+} sg_worker_role_t;
+
+/* What a worker reports to its owner (the server, server.c, a layer above
+ * the worker: reached only through this table). Each runs on the worker's
+ * thread; w->server is the owner's. */
+typedef struct sg_worker_hooks {
+    void (*on_start)(sg_worker_t *w);  /* the thread runs, before its loop */
+    void (*on_reload)(sg_worker_t *w); /* control: SG_WORKER_CMD_RELOAD, re-read the config file */
+    void (*on_stop)(sg_worker_t *w);   /* control: SG_WORKER_CMD_STOP, before it closes everything */
+    void (*on_exit)(sg_worker_t *w);   /* its loop has closed: the thread's last act */
+} sg_worker_hooks_t;
+
+/* What the layers below the worker (conn.c, upstream.c) report to it:
+ * worker.c fills w->notify at init and they call the inline wrappers in the
+ * worker.c section below, so no call from below names worker.c (layers:
+ * tools/layers.map). */
+typedef struct sg_worker_notify {
+    void (*conn_gone)(sg_worker_t *w); /* a connection closed: resume accepting, or finish a drain */
+    void (*resolved)(sg_worker_t *w);  /* the start-up name resolutions are done (w->n_resolving 0) */
+} sg_worker_notify_t;
+
+/* What the server gives a worker at init (sg__worker_init). */
+typedef struct sg_worker_conf {
+    sg_worker_role_t role;
+    uint32_t idx;        /* proxy: its index in rt->workers (and rg->lfds) */
+    sg_server_t *server; /* the owner, opaque here */
+    const sg_worker_hooks_t *hooks;
+    sg_runtime_t *rt;
+    sg_config_t *cfg;                /* the start-up config */
+    sg_worker_pub_t *pub;            /* rt->workers[idx]; the control thread's own */
+    sg_local_responder_cb health_cb; /* /health* on serve_health listeners (sg_server_opts_t) */
+    void *health_ud;
+} sg_worker_conf_t;
+
+/* A loop thread's world: a proxy worker or the control thread (role).
+ * Owner: sg_server_t; set up by sg__worker_init, freed by sg__worker_free
+ * after the thread has joined. */
 struct sg_worker {
-    uint32_t idx;
+    sg_worker_role_t role;
+    uint32_t idx;   /* proxy: index in rt->workers; 0 on the control thread (not one of them) */
+    char label[24]; /* "worker 3" or "control thread", for log lines */
     uv_loop_t loop;
     pthread_t thread;
     sg_server_t *server;
+    const sg_worker_hooks_t *hooks;
+    const sg_worker_notify_t *notify;
+    sg_local_responder_cb health_cb;
+    void *health_ud;
     const sg_config_t *boot_cfg; /* start-up config: sizes fixed at start (head buffers, listeners) */
     sg_wgen_t *gen;              /* current generation: per-request settings, router, pools */
     sg_runtime_t *rt;
@@ -242,8 +300,10 @@ struct sg_worker {
     sg_txn_t *txn_graveyard;
     uv_async_t async;
     _Atomic unsigned cmd;
+    pthread_mutex_t post_mu; /* sg__worker_post vs. the worker closing async */
+    bool is_async_closed;    /* guarded by post_mu */
     uv_timer_t drain_timer;
-    int drain_phase;  /* 0 none, 1 delay, 2 draining, 3 forced */
+    sg_drain_phase_t drain_phase;
     bool is_draining; /* no new requests on keep-alive connections */
     bool is_stopping; /* handles being closed */
     int n_resolving;
@@ -601,7 +661,9 @@ struct sg_upstream {
     uint32_t rr;
 };
 
-/* ---- worker.c ---------------------------------------------------------- */
+/* ---- write.c ----------------------------------------------------------- */
+/* A read buffer (SG_BUF_SIZE) / head buffer (w->head_size) from w's
+ * freelists, and back. NULL when out of memory. */
 char *sg__buf_get(sg_worker_t *w);
 void sg__buf_put(sg_worker_t *w, char *b);
 char *sg__head_get(sg_worker_t *w);
@@ -617,11 +679,55 @@ int sg__write2(sg_worker_t *w, uv_stream_t *s, const uv_buf_t *iov, unsigned n, 
                char *hold1, sg_buf_kind_t kind1, sg_wreq_cb cb, void *owner) SG_MUST_CHECK;
 int sg__write_ext(sg_worker_t *w, uv_stream_t *s, const uv_buf_t *iov, unsigned n, char *hold, const char *ext,
                   void (*ext_free)(void *, const char *), void *ext_ud, sg_wreq_cb cb, void *owner) SG_MUST_CHECK;
-void sg__worker_conn_gone(sg_worker_t *w);
-bool sg__worker_can_accept(const sg_worker_t *w);
+
+/* ---- worker.c ---------------------------------------------------------- */
+/* Sets up w for conf on the calling thread (main, before any worker runs):
+ * loop, freelists, timers, async, observability, generation. The control
+ * thread's admin listener is the server's to add. 0 or a UV error (w is
+ * then dropped with the process). */
+int sg__worker_init(sg_worker_t *w, const sg_worker_conf_t *conf) SG_MUST_CHECK;
+/* The thread (pthread_create's start routine; arg: the sg_worker_t). */
+void *sg__worker_main(void *arg);
+/* After the thread has joined. */
+void sg__worker_free(sg_worker_t *w);
+/* Any thread: ORs cmd (SG_WORKER_CMD_*) into w->cmd and wakes its loop; a
+ * no-op once the worker has closed its async handle. */
+void sg__worker_post(sg_worker_t *w, unsigned cmd);
+/* A connection closed (conn.c). */
+static inline void sg__worker_conn_gone(sg_worker_t *w)
+{
+    if (w->notify)
+        w->notify->conn_gone(w);
+}
+/* A name resolution ended and w->n_resolving is 0 (upstream.c). */
+static inline void sg__worker_resolved(sg_worker_t *w)
+{
+    if (w->notify)
+        w->notify->resolved(w);
+}
+/* A new connection may be accepted: not draining, under
+ * limits.max_connections. */
+static inline bool sg__worker_can_accept(const sg_worker_t *w)
+{
+    return !w->is_draining && w->n_conns < w->gen->cfg->limits.max_connections;
+}
 /* The descriptor cap (runtime client_conn_cap over all workers, or
  * admin_conn_cap for the control thread) is reached: refuse, do not wait. */
-bool sg__worker_over_conn_cap(const sg_worker_t *w);
+static inline bool sg__worker_over_conn_cap(const sg_worker_t *w)
+{
+    const sg_runtime_t *rt = w->rt;
+    if (w->role == SG_WORKER_CONTROL)
+        return rt->admin_conn_cap && w->n_conns >= rt->admin_conn_cap;
+    if (!rt->client_conn_cap)
+        return false;
+    /* Every worker's own count (relaxed: each publishes it at accept and
+     * close). Workers accepting at the same moment can pass the cap by at
+     * most one connection each; the reserve covers that. */
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < rt->n_workers; i++)
+        n += atomic_load_explicit(&rt->workers[i].connections, memory_order_relaxed);
+    return n >= rt->client_conn_cap;
+}
 
 /* ---- timeq.c ----------------------------------------------------------- */
 void sg__tq_init(sg_worker_t *w);

@@ -13,7 +13,7 @@
 
 struct sg_obs_worker {
     sg_runtime_t *rt;
-    uint32_t worker_idx;
+    bool is_control;           /* the control thread's (sg_obs_control_new) */
     sg_metrics_shard_t *shard; /* NULL: metrics off (unit tests) */
     sg_log_ring_t *ring;       /* access and error lines of this thread */
     sg_span_queue_t *spans;    /* NULL: span export off */
@@ -28,16 +28,16 @@ static const char *route_name(const sg_obs_worker_t *o, int32_t idx)
     return cfg->routes[idx].name;
 }
 
-sg_obs_worker_t *sg_obs_worker_new(sg_runtime_t *rt, uint32_t worker_idx)
+static sg_obs_worker_t *obs_new(sg_runtime_t *rt, bool is_control, uint32_t worker_idx)
 {
     sg_obs_worker_t *o = calloc(1, sizeof(*o));
     if (!o)
         return NULL;
     o->rt = rt;
-    o->worker_idx = worker_idx;
+    o->is_control = is_control;
     if (rt && rt->metrics)
-        o->shard = worker_idx == UINT32_MAX ? sg_metrics_control_shard(rt->metrics)
-                                            : sg_metrics_worker_shard(rt->metrics, worker_idx);
+        o->shard =
+            is_control ? sg_metrics_control_shard(rt->metrics) : sg_metrics_worker_shard(rt->metrics, worker_idx);
     const sg_config_t *cfg = rt ? atomic_load_explicit(&rt->config, memory_order_acquire) : NULL;
     if (cfg) {
         o->ring = sg_log_ring_new(cfg->log.ring_bytes);
@@ -55,6 +55,16 @@ sg_obs_worker_t *sg_obs_worker_new(sg_runtime_t *rt, uint32_t worker_idx)
 fail:
     sg_obs_worker_free(o);
     return NULL;
+}
+
+sg_obs_worker_t *sg_obs_worker_new(sg_runtime_t *rt, uint32_t worker_idx)
+{
+    return obs_new(rt, false, worker_idx);
+}
+
+sg_obs_worker_t *sg_obs_control_new(sg_runtime_t *rt)
+{
+    return obs_new(rt, true, 0);
 }
 
 void sg_obs_worker_free(sg_obs_worker_t *o)
@@ -118,7 +128,7 @@ void sg_obs_inflight(sg_obs_worker_t *o, int delta)
     /* The control thread serves only the admin listener: a scrape must not
      * count itself in swarm_http_requests_in_flight (admin traffic is kept
      * out of the request metrics, see sg_obs_request_done). */
-    if (!o->shard || o->worker_idx == UINT32_MAX)
+    if (!o->shard || o->is_control)
         return;
     if (delta > 0)
         sg_metrics_inflight_inc(o->shard);
