@@ -434,41 +434,6 @@ static bool is_trace_header(const sg_config_t *cfg, sg_str_t n)
 
 /* ---- trace ----------------------------------------------------------------------- */
 
-static void add_value(sg_str_t *arr, size_t *n, sg_str_t v)
-{
-    if (*n < SG_TRACE_MAX_VALUES)
-        arr[*n] = v;
-    (*n)++; /* counted beyond the array: then invalid */
-}
-
-void sg__proxy_trace_in(const sg_config_t *cfg, const sg_h1_head_t *h, sg_trace_in_t *in)
-{
-    memset(in, 0, sizeof(*in));
-    size_t alias_rank = SIZE_MAX;
-    sg_str_t idname = sg_str_cstr(cfg->trace.header);
-    for (size_t i = 0; i < h->n_headers; i++) {
-        sg_str_t n = h->headers[i].name, v = h->headers[i].value;
-        if (sg_str_ieq(n, idname)) {
-            add_value(in->xtid, &in->n_xtid, v);
-        } else if (sg_str_ieq(n, SG_STR("traceparent"))) {
-            add_value(in->traceparent, &in->n_traceparent, v);
-        } else if (sg_str_ieq(n, SG_STR("tracestate"))) {
-            add_value(in->tracestate, &in->n_tracestate, v);
-        } else {
-            for (size_t a = 0; a < cfg->trace.n_accept_headers && a <= alias_rank; a++) {
-                if (!sg_str_ieq(n, sg_str_cstr(cfg->trace.accept_headers[a])))
-                    continue;
-                if (a < alias_rank) { /* a higher-priority alias: start over */
-                    alias_rank = a;
-                    in->n_alias = 0;
-                }
-                add_value(in->alias, &in->n_alias, v);
-                break;
-            }
-        }
-    }
-}
-
 static void resolve_trace(sg_txn_t *t, const sg_h1_head_t *h)
 {
     sg_worker_t *w = t->conn->w;

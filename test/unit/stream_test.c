@@ -12,17 +12,17 @@
 static const struct {
     sg_txn_state_t from, to;
 } k_legal[] = {
-    {SG_TXN_HEAD, SG_TXN_CONNECTING},        /* routed: a server is being connected */
-    {SG_TXN_HEAD, SG_TXN_LOCAL},             /* refused or answered by swarmgate */
-    {SG_TXN_CONNECTING, SG_TXN_CONNECTING},  /* connect failed: another server */
-    {SG_TXN_CONNECTING, SG_TXN_SENT},        /* request head written */
-    {SG_TXN_CONNECTING, SG_TXN_TUNNEL},      /* CONNECT: destination connected */
-    {SG_TXN_CONNECTING, SG_TXN_LOCAL},       /* 502/503/504 */
-    {SG_TXN_SENT, SG_TXN_CONNECTING},        /* sent again (stale pooled connection) or elsewhere */
-    {SG_TXN_SENT, SG_TXN_RESP_BODY},         /* response head forwarded */
-    {SG_TXN_SENT, SG_TXN_TUNNEL},            /* 101 */
-    {SG_TXN_SENT, SG_TXN_LOCAL},             /* 502/504 before any response byte */
-    {SG_TXN_RESP_BODY, SG_TXN_DONE},         /* response complete */
+    {SG_TXN_HEAD, SG_TXN_CONNECTING},       /* routed: a server is being connected */
+    {SG_TXN_HEAD, SG_TXN_LOCAL},            /* refused or answered by swarmgate */
+    {SG_TXN_CONNECTING, SG_TXN_CONNECTING}, /* connect failed: another server */
+    {SG_TXN_CONNECTING, SG_TXN_SENT},       /* request head written */
+    {SG_TXN_CONNECTING, SG_TXN_TUNNEL},     /* CONNECT: destination connected */
+    {SG_TXN_CONNECTING, SG_TXN_LOCAL},      /* 502/503/504 */
+    {SG_TXN_SENT, SG_TXN_CONNECTING},       /* sent again (stale pooled connection) or elsewhere */
+    {SG_TXN_SENT, SG_TXN_RESP_BODY},        /* response head forwarded */
+    {SG_TXN_SENT, SG_TXN_TUNNEL},           /* 101 */
+    {SG_TXN_SENT, SG_TXN_LOCAL},            /* 502/504 before any response byte */
+    {SG_TXN_RESP_BODY, SG_TXN_DONE},        /* response complete */
 };
 
 static bool listed(sg_txn_state_t from, sg_txn_state_t to)
@@ -225,7 +225,7 @@ Test(stream, a_refused_head_gets_one_answer_at_every_split)
     } cases[] = {
         {"GET / HTTP/1.1\r\nHost: x\r\nBad Name: y\r\n\r\n", -400}, /* space in a field name */
         {"GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", -400},     /* obs-fold */
-        {"GET / HTTP/1.1\nHost: x\r\n\r\n", -400},                 /* bare LF */
+        {"GET / HTTP/1.1\nHost: x\r\n\r\n", -400},                  /* bare LF */
         {"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", -400},
     };
     for (size_t k = 0; k < SG_ARRAY_SIZE(cases); k++) {
@@ -244,7 +244,8 @@ Test(stream, a_refused_head_keeps_its_bytes_for_the_trace_id)
 {
     /* The line with the id came whole before the refused one: the answer
      * can reuse it (head_trace.c reads r.head). */
-    static const char req[] = "GET / HTTP/1.1\r\nX-Trace-Id: 4bf92f35-77b3-4da6-a3ce-929d0e0e4736\r\nBad\x01: y\r\n\r\n";
+    static const char req[] =
+        "GET / HTTP/1.1\r\nX-Trace-Id: 4bf92f35-77b3-4da6-a3ce-929d0e0e4736\r\nBad\x01: y\r\n\r\n";
     sg_h1_reader_t r;
     head_mem_t m;
     size_t taken = 0;
