@@ -23,27 +23,12 @@
 #include "sg/common.h"
 #include "sg/config.h"
 
+#include "sg/egress_verdict.h"
+
 #include <sys/socket.h>
 
-/* Why a destination was refused (label `reason` of
- * swarm_egress_refused_total). SG_EGRESS_OK is not a refusal. */
-typedef enum sg_egress_verdict {
-    SG_EGRESS_OK = 0,
-    SG_EGRESS_HOST_NOT_ALLOWED, /* no rule names the host (or contains the address) */
-    SG_EGRESS_PORT_NOT_ALLOWED, /* a rule names the host or address, none with this port */
-    SG_EGRESS_LOOPBACK,         /* 127.0.0.0/8, ::1 */
-    SG_EGRESS_LINK_LOCAL,       /* 169.254.0.0/16, fe80::/10 */
-    SG_EGRESS_PRIVATE,          /* 10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7, fec0::/10 */
-    SG_EGRESS_UNSPECIFIED,      /* 0.0.0.0/8, :: */
-    SG_EGRESS_MULTICAST,        /* 224.0.0.0/4, ff00::/8 */
-    SG_EGRESS_RESERVED,         /* 240.0.0.0/4 (and broadcast), 192.0.0.0/24, 198.18.0.0/15 */
-    SG_EGRESS_AUTH,             /* proxy authentication missing or wrong (407) */
-    SG_EGRESS__COUNT
-} sg_egress_verdict_t;
-
-/* Label value: "ok", "host_not_allowed", "port_not_allowed", "loopback",
- * "link_local", "private", "unspecified", "multicast", "reserved", "auth". */
-const char *sg_egress_verdict_name(sg_egress_verdict_t v);
+/* sg_egress_verdict_t and its label names: sg/egress_verdict.h (the
+ * vocabulary of a metric label belongs to obs). */
 
 /* A parsed request target authority. */
 typedef struct sg_egress_target {

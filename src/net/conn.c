@@ -66,8 +66,7 @@ static void on_conn_closed(uv_handle_t *h)
     sg_worker_t *w = c->w;
     sg_listener_t *l = c->lst;
     sg_freelist_put(&w->fl_conn, c);
-    sg__worker_conn_gone(w);
-    sg__listener_unref(l);
+    sg__worker_conn_gone(w, l); /* and the listener reference goes back */
 }
 
 void sg__conn_close(sg_conn_t *c)

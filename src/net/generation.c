@@ -419,7 +419,7 @@ fail:
     return NULL;
 }
 
-void sg__wgen_unref(sg_wgen_t *g)
+void sg__wgen_release(sg_wgen_t *g)
 {
     if (--g->refs > 0 || g->n_resolving > 0)
         return;
@@ -428,7 +428,7 @@ void sg__wgen_unref(sg_wgen_t *g)
     wgen_free(g);
 }
 
-void sg__wgen_resolved(sg_wgen_t *g)
+void sg__wgen_resolution_done(sg_wgen_t *g)
 {
     if (g->n_resolving > 0)
         g->n_resolving--;
@@ -451,5 +451,5 @@ void sg__wgen_set_current(sg_worker_t *w, sg_wgen_t *g)
      * connections its transactions still lease close when released. */
     sg__upstreams_close(old);
     sg__egress_close(old);
-    sg__wgen_unref(old);
+    sg__wgen_release(old);
 }

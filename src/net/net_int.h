@@ -236,8 +236,14 @@ typedef struct sg_worker_hooks {
  * worker.c section below, so no call from below names worker.c (layers:
  * tools/layers.map). */
 typedef struct sg_worker_notify {
-    void (*conn_gone)(sg_worker_t *w); /* a connection closed: resume accepting, or finish a drain */
-    void (*resolved)(sg_worker_t *w);  /* the start-up name resolutions are done (w->n_resolving 0) */
+    /* a connection accepted on l closed: its listener reference goes back;
+     * resume accepting, or finish a drain */
+    void (*conn_gone)(sg_worker_t *w, sg_listener_t *l);
+    void (*resolved)(sg_worker_t *w); /* the start-up name resolutions are done (w->n_resolving 0) */
+    /* generation.c's, for the transactions and resolutions that hold a
+     * generation (sg__wgen_unref, sg__wgen_resolved below) */
+    void (*gen_unref)(sg_wgen_t *g);
+    void (*gen_resolved)(sg_wgen_t *g);
 } sg_worker_notify_t;
 
 /* What the server gives a worker at init (sg__worker_init). */
@@ -694,10 +700,10 @@ void sg__worker_free(sg_worker_t *w);
  * no-op once the worker has closed its async handle. */
 void sg__worker_post(sg_worker_t *w, unsigned cmd);
 /* A connection closed (conn.c). */
-static inline void sg__worker_conn_gone(sg_worker_t *w)
+static inline void sg__worker_conn_gone(sg_worker_t *w, sg_listener_t *l)
 {
     if (w->notify)
-        w->notify->conn_gone(w);
+        w->notify->conn_gone(w, l);
 }
 /* A name resolution ended and w->n_resolving is 0 (upstream.c). */
 static inline void sg__worker_resolved(sg_worker_t *w)
@@ -904,9 +910,22 @@ static inline sg_wgen_t *sg__wgen_ref(sg_wgen_t *g)
     g->refs++;
     return g;
 }
-void sg__wgen_unref(sg_wgen_t *g);
+/* generation.c: the last reference went: close its pools and free it
+ * (once its resolutions called back). Reached from below through
+ * sg__wgen_unref. */
+void sg__wgen_release(sg_wgen_t *g);
+static inline void sg__wgen_unref(sg_wgen_t *g)
+{
+    if (g->w->notify)
+        g->w->notify->gen_unref(g);
+}
 /* A name resolution of g finished (frees a retired g when it was the last). */
-void sg__wgen_resolved(sg_wgen_t *g);
+void sg__wgen_resolution_done(sg_wgen_t *g);
+static inline void sg__wgen_resolved(sg_wgen_t *g)
+{
+    if (g->w->notify)
+        g->w->notify->gen_resolved(g);
+}
 /* Registry index of route/upstream i of g (-1 stays -1). */
 static inline int32_t sg__wgen_route_metric(const sg_wgen_t *g, int32_t i)
 {

@@ -9,8 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-void sg__worker_resolved(sg_worker_t *w);
-
 static void on_upc_read(sg_tp_t *tp, ssize_t nread);
 static void on_upc_write(sg_tp_t *tp, int status);
 static const sg_tp_cbs_t k_upc_tp_cbs = {.on_read = on_upc_read, .on_write = on_upc_write};

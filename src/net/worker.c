@@ -125,17 +125,20 @@ static void worker_maybe_finish(sg_worker_t *w)
 }
 
 /* w->notify->conn_gone: a connection closed. */
-static void on_conn_gone(sg_worker_t *w)
+static void on_conn_gone(sg_worker_t *w, sg_listener_t *l)
 {
     if (w->drain_phase >= SG_DRAIN_ACTIVE)
         worker_maybe_finish(w);
     else
         sg__listener_resume(w);
+    sg__listener_unref(l);
 }
 
 static const sg_worker_notify_t worker_notify = {
     .conn_gone = on_conn_gone,
     .resolved = on_resolved,
+    .gen_unref = sg__wgen_release,
+    .gen_resolved = sg__wgen_resolution_done,
 };
 
 void sg__worker_post(sg_worker_t *w, unsigned cmd)
@@ -476,7 +479,7 @@ int sg__worker_init(sg_worker_t *w, const sg_worker_conf_t *conf)
 void sg__worker_free(sg_worker_t *w)
 {
     if (w->gen)
-        sg__wgen_unref(w->gen);
+        sg__wgen_release(w->gen);
     w->gen = NULL;
     for (size_t i = 0; i < w->n_listeners; i++) {
         sg__listener_close(w->listeners[i]); /* only sockets never started are left */

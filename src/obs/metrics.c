@@ -1,7 +1,7 @@
 #include "sg/metrics.h"
 
 #include "obs/metrics_int.h"
-#include "sg/egress.h"
+#include "sg/egress_verdict.h"
 #include "sg/errrate.h"
 #include "sg/procstat.h"
 #include "sg/runtime.h"
