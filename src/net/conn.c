@@ -22,7 +22,10 @@ static void conn_close_why(sg_conn_t *c, const char *why);
 static void start_shutdown(sg_conn_t *c);
 static void on_conn_read(sg_tp_t *tp, ssize_t nread);
 static void on_conn_write(sg_tp_t *tp, int status);
-static const sg_tp_cbs_t k_conn_tp_cbs = {.on_read = on_conn_read, .on_write = on_conn_write};
+static void on_conn_shutdown(sg_tp_t *tp, int status);
+static void on_conn_closed(sg_tp_t *tp);
+static const sg_tp_cbs_t k_conn_tp_cbs = {
+    .on_read = on_conn_read, .on_write = on_conn_write, .on_shutdown = on_conn_shutdown, .on_closed = on_conn_closed};
 
 const char *sg__conn_state_name(sg_conn_state_t s)
 {
@@ -60,9 +63,9 @@ static bool has_pending(const sg_conn_t *c)
 
 /* ---- close ------------------------------------------------------------- */
 
-static void on_conn_closed(uv_handle_t *h)
+static void on_conn_closed(sg_tp_t *tp)
 {
-    sg_conn_t *c = sg_container_of((sg_tp_t *)h->data, sg_conn_t, tp);
+    sg_conn_t *c = sg_container_of(tp, sg_conn_t, tp);
     sg_worker_t *w = c->w;
     sg_listener_t *l = c->lst;
     sg_freelist_put(&w->fl_conn, c);
@@ -90,7 +93,7 @@ static void conn_close_why(sg_conn_t *c, const char *why)
     w->n_conns--;
     atomic_store_explicit(&w->pub->connections, w->n_conns, memory_order_relaxed);
     sg_obs_conn_close(w->obs, c->lidx);
-    sg__tp_close(&c->tp, on_conn_closed);
+    sg__tp_close(&c->tp);
 }
 
 void sg__conn_abort(sg_conn_t *c, const char *why)
@@ -431,11 +434,9 @@ int sg__conn_write_ext(sg_conn_t *c, const uv_buf_t *iov, unsigned n, char *hold
     return r;
 }
 
-static void on_shutdown(uv_shutdown_t *req, int status)
+static void on_conn_shutdown(sg_tp_t *tp, int status)
 {
-    sg_wreq_t *wr = sg_container_of(req, sg_wreq_t, sreq);
-    sg_conn_t *c = req->data;
-    sg_freelist_put(&wr->w->fl_wreq, wr);
+    sg_conn_t *c = sg_container_of(tp, sg_conn_t, tp);
     if (c->state == SG_CONN_CLOSED)
         return;
     if (c->state == SG_CONN_TUNNEL) { /* half-close: the other direction goes on */
@@ -457,17 +458,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 int sg__conn_shutdown(sg_conn_t *c)
 {
     c->flags |= SG_CONN_F_SHUTDOWN;
-    /* The request comes from the write-request pool: an idle connection
-     * does not carry one. */
-    sg_wreq_t *wr = sg_freelist_get(&c->w->fl_wreq);
-    if (!wr)
-        return UV_ENOMEM;
-    wr->w = c->w;
-    wr->sreq.data = c;
-    int r = uv_shutdown(&wr->sreq, (uv_stream_t *)&c->tp.tcp, on_shutdown);
-    if (r < 0)
-        sg_freelist_put(&c->w->fl_wreq, wr);
-    return r;
+    return sg__tp_shutdown(&c->tp);
 }
 
 static void start_shutdown(sg_conn_t *c)
@@ -582,11 +573,8 @@ void sg__conn_accepted(sg_listener_t *l)
         return; /* libuv keeps the connection queued until we accept */
     memset(c, 0, sizeof(*c));
     c->w = w;
-    c->lst = l;
-    sg__tmo_init(&c->tmo, on_conn_timer);
     uv_tcp_init(&w->loop, &c->tp.tcp);
-    sg__tp_init(&c->tp, w, &k_conn_tp_cbs);
-    c->ops = l->conn_ops;
+    c->tp.tcp.data = &c->tp;
     if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tp.tcp) < 0) {
         uv_close((uv_handle_t *)&c->tp.tcp, on_early_close);
         return;
@@ -606,6 +594,17 @@ void sg__conn_accepted(sg_listener_t *l)
             c->peer.port = ntohs(a->sin6_port);
         }
     }
+    sg__conn_start(c, l, &sg__tp_tcp);
+}
+
+void sg__conn_start(sg_conn_t *c, sg_listener_t *l, const sg_tp_vt_t *vt)
+{
+    sg_worker_t *w = l->w;
+    c->w = w;
+    c->lst = l;
+    sg__tmo_init(&c->tmo, on_conn_timer);
+    sg__tp_init(&c->tp, w, vt, &k_conn_tp_cbs);
+    c->ops = l->conn_ops;
     l->refs++;
     c->lidx = l->idx;
     sg_list_push(&w->conns, &c->link);

@@ -354,40 +354,77 @@ typedef struct sg_tp_cbs {
      * (no buffer to lend: reading stopped); < 0: end of stream (UV_EOF) or
      * a read error; reading stopped. */
     void (*on_read)(sg_tp_t *tp, ssize_t status);
-    /* A queued write finished (status < 0: it failed). */
-    void (*on_write)(sg_tp_t *tp, int status);
+    void (*on_write)(sg_tp_t *tp, int status);    /* a queued write finished (status < 0: it failed) */
+    void (*on_shutdown)(sg_tp_t *tp, int status); /* the half-close (sg__tp_shutdown) is done */
+    void (*on_closed)(sg_tp_t *tp);               /* after sg__tp_close: the owner may free its memory */
 } sg_tp_cbs_t;
 
+/* The buffers a write keeps alive until it is done (sg__write's holds). */
+typedef struct sg_tp_hold {
+    char *p[2];
+    uint8_t kind[2]; /* sg_buf_kind_t */
+    void (*ext_free)(void *ext_ud, const char *ext);
+    void *ext_ud;
+} sg_tp_hold_t;
+
+/* How bytes move: plain TCP (sg__tp_tcp), later TLS; a fake in the unit
+ * tests. A read lands in sg__tp_read_room() memory and is reported with
+ * sg__tp_on_read(); a queued write's end with sg__tp_on_write(). */
+typedef struct sg_tp_vt {
+    void (*want_read)(sg_tp_t *tp, bool want); /* keeps tp->is_reading */
+    /* sg__write's contract: 1 written at once, 0 queued (on_write follows),
+     * < 0 failed; the holds are released in every case but 0. */
+    int (*write)(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, const sg_tp_hold_t *h);
+    int (*shutdown)(sg_tp_t *tp);           /* FIN once queued bytes are out; cbs->on_shutdown */
+    size_t (*queued)(const sg_tp_t *tp);    /* bytes not yet handed to the kernel (back-pressure) */
+    void (*close)(sg_tp_t *tp);             /* cbs->on_closed follows, never inside this call */
+} sg_tp_vt_t;
+
+extern const sg_tp_vt_t sg__tp_tcp;
+
 /* One stream socket's bytes. Embedded first in its owner (sg_conn_t,
- * sg_upconn_t), which closes it (sg__tp_close) and is freed in the close
- * callback. */
+ * sg_upconn_t), which closes it (sg__tp_close) and is freed in on_closed. */
 struct sg_tp {
-    uv_tcp_t tcp; /* tcp.data = the transport */
+    uv_tcp_t tcp; /* plain TCP: the socket (tcp.data = the transport) */
     sg_worker_t *w;
+    const sg_tp_vt_t *vt;
     const sg_tp_cbs_t *cbs;
-    char *rbuf; /* SG_BUF_SIZE, lent by the read callback; NULL when nothing is pending */
+    char *rbuf; /* SG_BUF_SIZE, lent when a read comes; NULL when nothing is pending */
     uint32_t rpos, rlen;
     uint32_t n_writes; /* queued, not finished */
     bool is_reading;
+    bool is_closing;
 };
 
-void sg__tp_init(sg_tp_t *tp, sg_worker_t *w, const sg_tp_cbs_t *cbs);
+void sg__tp_init(sg_tp_t *tp, sg_worker_t *w, const sg_tp_vt_t *vt, const sg_tp_cbs_t *cbs);
 static inline bool sg__tp_pending(const sg_tp_t *tp)
 {
     return tp->rbuf && tp->rpos < tp->rlen;
 }
-/* Bytes queued in the kernel-facing write queue (back-pressure). */
 static inline size_t sg__tp_queued(const sg_tp_t *tp)
 {
-    return tp->tcp.write_queue_size;
+    return tp->vt->queued(tp);
 }
-void sg__tp_want_read(sg_tp_t *tp, bool want);
+static inline void sg__tp_want_read(sg_tp_t *tp, bool want)
+{
+    if (want != tp->is_reading)
+        tp->vt->want_read(tp, want);
+}
+static inline int sg__tp_shutdown(sg_tp_t *tp)
+{
+    return tp->vt->shutdown(tp);
+}
 void sg__tp_release_rbuf_if_empty(sg_tp_t *tp);
 void sg__tp_drop_rbuf(sg_tp_t *tp);
 /* Hands the n pending bytes at rpos to the caller with their buffer (*buf,
  * which the caller now owns; they start at *p); bytes after them move to a
  * new buffer. 0 or UV_ENOMEM (nothing changed). */
 int sg__tp_take(sg_tp_t *tp, size_t n, char **buf, const char **p) SG_MUST_CHECK;
+/* For a transport implementation: where the next read goes (*room bytes;
+ * NULL when no buffer can be lent), and what came. */
+char *sg__tp_read_room(sg_tp_t *tp, size_t *room);
+void sg__tp_on_read(sg_tp_t *tp, ssize_t status);
+void sg__tp_on_write(sg_tp_t *tp, int status);
 /* sg__write's contract (1 written at once, 0 queued: on_write follows, < 0
  * failed; hold released in every case but 0). */
 int sg__tp_write(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, char *hold, sg_buf_kind_t kind) SG_MUST_CHECK;
@@ -395,8 +432,8 @@ int sg__tp_write2(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, char *hold0, sg_
                   sg_buf_kind_t kind1) SG_MUST_CHECK;
 int sg__tp_write_ext(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, char *hold, const char *ext,
                      void (*ext_free)(void *, const char *), void *ext_ud) SG_MUST_CHECK;
-/* Stops reading, gives the read buffer back and closes the socket. */
-void sg__tp_close(sg_tp_t *tp, uv_close_cb cb);
+/* Stops reading, gives the read buffer back and closes (once). */
+void sg__tp_close(sg_tp_t *tp);
 
 /* ---- client connection ------------------------------------------------- */
 
@@ -625,7 +662,6 @@ struct sg_upconn {
     sg_tp_t tp; /* first: the close callback's handle is the connection */
     sg_tmo_t tmo;
     uv_connect_t connect_req;
-    uv_shutdown_t shutdown_req; /* tunnel half-close */
     sg_link_t link;             /* in server idle list */
     sg_worker_t *w;
     sg_upstream_t *ups;
@@ -782,6 +818,10 @@ void sg__listener_resume(sg_worker_t *w);
 
 /* ---- conn.c ------------------------------------------------------------ */
 void sg__conn_accepted(sg_listener_t *l);
+/* A connection whose transport (vt; c->tp.tcp set up for plain TCP) is
+ * ready: it joins l's worker and starts reading its first request. c is
+ * zeroed but for its transport and peer address. */
+void sg__conn_start(sg_conn_t *c, sg_listener_t *l, const sg_tp_vt_t *vt);
 void sg__conn_close(sg_conn_t *c);
 /* Queue bytes to the client (sg__write's return values). */
 int sg__conn_write(sg_conn_t *c, const uv_buf_t *iov, unsigned n, char *hold, sg_buf_kind_t kind) SG_MUST_CHECK;

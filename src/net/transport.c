@@ -1,20 +1,25 @@
-/* Transport: one stream socket's bytes. Owns the uv_tcp_t, the read
- * buffer (lent by the worker's freelist only while bytes are pending: an
- * idle connection holds none), read start/stop and the count of queued
- * writes. Its owner (a client connection or an upstream connection) hears
- * of reads and finished writes through the callback table it gave; the
- * transport never looks at its owner. Plain TCP today; TLS goes here, under
- * the HTTP/1 code, which only ever sees plaintext (DESIGN.md section 2). */
+/* Transport: one stream socket's bytes. Owns the read buffer (lent by the
+ * worker's freelist only while bytes are pending: an idle connection holds
+ * none), read start/stop, the count of queued writes, the half-close and
+ * the close. Its owner (a client connection or an upstream connection)
+ * hears of reads, finished writes, the half-close and the close through the
+ * callback table it gave; the transport never looks at its owner. The
+ * bytes themselves move through a table of operations (sg_tp_vt_t): plain
+ * TCP here (sg__tp_tcp); TLS goes in as another table under the HTTP/1
+ * code, which only ever sees plaintext (DESIGN.md section 2); the unit
+ * tests drive the endpoints through a fake one (test/unit/endpoint_test.c). */
 #include "net/net_int.h"
 
-void sg__tp_init(sg_tp_t *tp, sg_worker_t *w, const sg_tp_cbs_t *cbs)
+void sg__tp_init(sg_tp_t *tp, sg_worker_t *w, const sg_tp_vt_t *vt, const sg_tp_cbs_t *cbs)
 {
     tp->w = w;
+    tp->vt = vt;
     tp->cbs = cbs;
     tp->rbuf = NULL;
     tp->rpos = tp->rlen = 0;
     tp->n_writes = 0;
     tp->is_reading = false;
+    tp->is_closing = false;
     tp->tcp.data = tp;
 }
 
@@ -59,18 +64,14 @@ int sg__tp_take(sg_tp_t *tp, size_t n, char **buf, const char **p)
     return 0;
 }
 
-/* ---- reading ------------------------------------------------------------- */
-
-static void on_tp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+char *sg__tp_read_room(sg_tp_t *tp, size_t *room)
 {
-    SG_UNUSED(suggested);
-    sg_tp_t *tp = h->data;
     if (!tp->rbuf) {
         tp->rbuf = sg__buf_get(tp->w);
         tp->rpos = tp->rlen = 0;
         if (!tp->rbuf) {
-            *buf = uv_buf_init(NULL, 0);
-            return;
+            *room = 0;
+            return NULL;
         }
     }
     if (tp->rpos == tp->rlen) {
@@ -80,44 +81,21 @@ static void on_tp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         tp->rlen -= tp->rpos;
         tp->rpos = 0;
     }
-    *buf = uv_buf_init(tp->rbuf + tp->rlen, (unsigned)(SG_BUF_SIZE - tp->rlen));
+    *room = SG_BUF_SIZE - tp->rlen;
+    return tp->rbuf + tp->rlen;
 }
 
-static void on_tp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+void sg__tp_on_read(sg_tp_t *tp, ssize_t status)
 {
-    SG_UNUSED(buf);
-    sg_tp_t *tp = s->data;
-    if (nread > 0) {
-        tp->rlen += (uint32_t)nread;
+    if (status > 0) {
+        tp->rlen += (uint32_t)status;
         sg__busypoll_io(tp->w);
-    } else if (nread == UV_ENOBUFS) {
-        /* No buffer to lend: reading stops until the owner asks again. */
-        uv_read_stop(s);
-        tp->is_reading = false;
-        nread = 0;
-    } else if (nread < 0 && tp->is_reading) {
-        uv_read_stop(s);
-        tp->is_reading = false;
     }
-    tp->cbs->on_read(tp, nread);
+    tp->cbs->on_read(tp, status);
 }
 
-void sg__tp_want_read(sg_tp_t *tp, bool want)
+void sg__tp_on_write(sg_tp_t *tp, int status)
 {
-    if (want && !tp->is_reading) {
-        if (uv_read_start((uv_stream_t *)&tp->tcp, on_tp_alloc, on_tp_read) == 0)
-            tp->is_reading = true;
-    } else if (!want && tp->is_reading) {
-        uv_read_stop((uv_stream_t *)&tp->tcp);
-        tp->is_reading = false;
-    }
-}
-
-/* ---- writing --------------------------------------------------------------- */
-
-static void on_tp_write(void *owner, int status)
-{
-    sg_tp_t *tp = owner;
     tp->n_writes--;
     tp->cbs->on_write(tp, status);
 }
@@ -131,27 +109,133 @@ static int counted(sg_tp_t *tp, int r)
 
 int sg__tp_write(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, char *hold, sg_buf_kind_t kind)
 {
-    return counted(tp, sg__write(tp->w, (uv_stream_t *)&tp->tcp, iov, n, hold, kind, on_tp_write, tp));
+    const sg_tp_hold_t h = {.p = {hold, NULL}, .kind = {(uint8_t)kind, SG_BK_NONE}};
+    return counted(tp, tp->vt->write(tp, iov, n, &h));
 }
 
 int sg__tp_write2(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, char *hold0, sg_buf_kind_t kind0, char *hold1,
                   sg_buf_kind_t kind1)
 {
-    return counted(tp, sg__write2(tp->w, (uv_stream_t *)&tp->tcp, iov, n, hold0, kind0, hold1, kind1, on_tp_write, tp));
+    const sg_tp_hold_t h = {.p = {hold0, hold1}, .kind = {(uint8_t)kind0, (uint8_t)kind1}};
+    return counted(tp, tp->vt->write(tp, iov, n, &h));
 }
 
 int sg__tp_write_ext(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, char *hold, const char *ext,
                      void (*ext_free)(void *, const char *), void *ext_ud)
 {
-    return counted(tp,
-                   sg__write_ext(tp->w, (uv_stream_t *)&tp->tcp, iov, n, hold, ext, ext_free, ext_ud, on_tp_write, tp));
+    const sg_tp_hold_t h = {.p = {hold, (char *)(uintptr_t)ext},
+                            .kind = {SG_BK_BUF, ext ? SG_BK_EXT : SG_BK_NONE},
+                            .ext_free = ext_free,
+                            .ext_ud = ext_ud};
+    return counted(tp, tp->vt->write(tp, iov, n, &h));
 }
 
-/* ---- closing ----------------------------------------------------------------- */
-
-void sg__tp_close(sg_tp_t *tp, uv_close_cb cb)
+void sg__tp_close(sg_tp_t *tp)
 {
+    if (tp->is_closing)
+        return;
+    tp->is_closing = true;
     sg__tp_want_read(tp, false);
     sg__tp_drop_rbuf(tp);
-    uv_close((uv_handle_t *)&tp->tcp, cb);
+    tp->vt->close(tp);
 }
+
+/* ---- plain TCP -------------------------------------------------------------- */
+
+static void on_tcp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    SG_UNUSED(suggested);
+    size_t room = 0;
+    char *p = sg__tp_read_room(h->data, &room);
+    *buf = uv_buf_init(p, (unsigned)room);
+}
+
+static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    SG_UNUSED(buf);
+    sg_tp_t *tp = s->data;
+    if (nread == UV_ENOBUFS) {
+        /* No buffer to lend: reading stops until the owner asks again. */
+        uv_read_stop(s);
+        tp->is_reading = false;
+        nread = 0;
+    } else if (nread < 0 && tp->is_reading) {
+        uv_read_stop(s);
+        tp->is_reading = false;
+    }
+    sg__tp_on_read(tp, nread);
+}
+
+static void tcp_want_read(sg_tp_t *tp, bool want)
+{
+    if (want && !tp->is_reading) {
+        if (uv_read_start((uv_stream_t *)&tp->tcp, on_tcp_alloc, on_tcp_read) == 0)
+            tp->is_reading = true;
+    } else if (!want && tp->is_reading) {
+        uv_read_stop((uv_stream_t *)&tp->tcp);
+        tp->is_reading = false;
+    }
+}
+
+static void on_tcp_write(void *owner, int status)
+{
+    sg__tp_on_write(owner, status);
+}
+
+static int tcp_write(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, const sg_tp_hold_t *h)
+{
+    uv_stream_t *s = (uv_stream_t *)&tp->tcp;
+    if (h->kind[1] == SG_BK_EXT)
+        return sg__write_ext(tp->w, s, iov, n, h->p[0], h->p[1], h->ext_free, h->ext_ud, on_tcp_write, tp);
+    if (h->p[1])
+        return sg__write2(tp->w, s, iov, n, h->p[0], (sg_buf_kind_t)h->kind[0], h->p[1], (sg_buf_kind_t)h->kind[1],
+                          on_tcp_write, tp);
+    return sg__write(tp->w, s, iov, n, h->p[0], (sg_buf_kind_t)h->kind[0], on_tcp_write, tp);
+}
+
+static void on_tcp_shutdown(uv_shutdown_t *req, int status)
+{
+    sg_wreq_t *wr = sg_container_of(req, sg_wreq_t, sreq);
+    sg_tp_t *tp = req->data;
+    sg_freelist_put(&wr->w->fl_wreq, wr);
+    tp->cbs->on_shutdown(tp, status);
+}
+
+static int tcp_shutdown(sg_tp_t *tp)
+{
+    /* The request comes from the write-request pool: an idle connection
+     * does not carry one. */
+    sg_wreq_t *wr = sg_freelist_get(&tp->w->fl_wreq);
+    if (!wr)
+        return UV_ENOMEM;
+    wr->w = tp->w;
+    wr->sreq.data = tp;
+    int r = uv_shutdown(&wr->sreq, (uv_stream_t *)&tp->tcp, on_tcp_shutdown);
+    if (r < 0)
+        sg_freelist_put(&tp->w->fl_wreq, wr);
+    return r;
+}
+
+static size_t tcp_queued(const sg_tp_t *tp)
+{
+    return tp->tcp.write_queue_size;
+}
+
+static void on_tcp_closed(uv_handle_t *h)
+{
+    sg_tp_t *tp = h->data;
+    tp->cbs->on_closed(tp);
+}
+
+static void tcp_close(sg_tp_t *tp)
+{
+    uv_close((uv_handle_t *)&tp->tcp, on_tcp_closed);
+}
+
+const sg_tp_vt_t sg__tp_tcp = {
+    .want_read = tcp_want_read,
+    .write = tcp_write,
+    .shutdown = tcp_shutdown,
+    .queued = tcp_queued,
+    .close = tcp_close,
+};

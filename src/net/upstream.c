@@ -11,7 +11,10 @@
 
 static void on_upc_read(sg_tp_t *tp, ssize_t nread);
 static void on_upc_write(sg_tp_t *tp, int status);
-static const sg_tp_cbs_t k_upc_tp_cbs = {.on_read = on_upc_read, .on_write = on_upc_write};
+static void on_upc_shutdown(sg_tp_t *tp, int status);
+static void on_upc_closed(sg_tp_t *tp);
+static const sg_tp_cbs_t k_upc_tp_cbs = {
+    .on_read = on_upc_read, .on_write = on_upc_write, .on_shutdown = on_upc_shutdown, .on_closed = on_upc_closed};
 
 const char *sg__upc_state_name(sg_upc_state_t s)
 {
@@ -241,9 +244,9 @@ int32_t sg__upstream_pick(sg_upstream_t *u, const int32_t *tried, size_t n_tried
 
 /* ---- connections ---------------------------------------------------------------- */
 
-static void on_upc_closed(uv_handle_t *h)
+static void on_upc_closed(sg_tp_t *tp)
 {
-    sg_upconn_t *u = sg_container_of((sg_tp_t *)h->data, sg_upconn_t, tp);
+    sg_upconn_t *u = sg_container_of(tp, sg_upconn_t, tp);
     sg_freelist_put(&u->w->fl_upconn, u);
 }
 
@@ -276,7 +279,7 @@ void sg__upconn_close(sg_upconn_t *u)
         sg__buf_put(w, u->dbuf);
         u->dbuf = NULL;
     }
-    sg__tp_close(&u->tp, on_upc_closed);
+    sg__tp_close(&u->tp);
 }
 
 static void on_upc_timer(sg_tmo_t *tm)
@@ -379,9 +382,9 @@ int sg__upconn_write(sg_upconn_t *u, const uv_buf_t *iov, unsigned n, char *hold
     return sg__tp_write(&u->tp, iov, n, hold, kind);
 }
 
-static void on_upc_shutdown(uv_shutdown_t *req, int status)
+static void on_upc_shutdown(sg_tp_t *tp, int status)
 {
-    sg_upconn_t *u = req->data;
+    sg_upconn_t *u = sg_container_of(tp, sg_upconn_t, tp);
     if (u->state == SG_UPC_CLOSED || status == 0)
         return;
     if (u->txn)
@@ -393,8 +396,7 @@ static void on_upc_shutdown(uv_shutdown_t *req, int status)
 int sg__upconn_shutdown(sg_upconn_t *u)
 {
     u->flags |= SG_UPC_F_NO_REUSE;
-    u->shutdown_req.data = u;
-    return uv_shutdown(&u->shutdown_req, (uv_stream_t *)&u->tp.tcp, on_upc_shutdown);
+    return sg__tp_shutdown(&u->tp);
 }
 
 static void on_connect(uv_connect_t *req, int status)
@@ -453,7 +455,7 @@ int sg__upconn_get(sg_upserver_t *srv, bool is_fresh, const sg_upconn_ops_t *ops
         sg_freelist_put(&w->fl_upconn, u);
         return r;
     }
-    sg__tp_init(&u->tp, w, &k_upc_tp_cbs);
+    sg__tp_init(&u->tp, w, &sg__tp_tcp, &k_upc_tp_cbs);
     u->state = SG_UPC_CONNECTING;
     u->phase = SG_UPC_P_HEAD;
     u->txn = t;
