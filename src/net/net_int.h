@@ -375,9 +375,9 @@ typedef struct sg_tp_vt {
     /* sg__write's contract: 1 written at once, 0 queued (on_write follows),
      * < 0 failed; the holds are released in every case but 0. */
     int (*write)(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, const sg_tp_hold_t *h);
-    int (*shutdown)(sg_tp_t *tp);           /* FIN once queued bytes are out; cbs->on_shutdown */
-    size_t (*queued)(const sg_tp_t *tp);    /* bytes not yet handed to the kernel (back-pressure) */
-    void (*close)(sg_tp_t *tp);             /* cbs->on_closed follows, never inside this call */
+    int (*shutdown)(sg_tp_t *tp);        /* FIN once queued bytes are out; cbs->on_shutdown */
+    size_t (*queued)(const sg_tp_t *tp); /* bytes not yet handed to the kernel (back-pressure) */
+    void (*close)(sg_tp_t *tp);          /* cbs->on_closed follows, never inside this call */
 } sg_tp_vt_t;
 
 extern const sg_tp_vt_t sg__tp_tcp;
@@ -662,7 +662,7 @@ struct sg_upconn {
     sg_tp_t tp; /* first: the close callback's handle is the connection */
     sg_tmo_t tmo;
     uv_connect_t connect_req;
-    sg_link_t link;             /* in server idle list */
+    sg_link_t link; /* in server idle list */
     sg_worker_t *w;
     sg_upstream_t *ups;
     sg_upserver_t *srv;

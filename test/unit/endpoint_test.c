@@ -1,0 +1,440 @@
+/* The client-side HTTP/1 endpoint (src/net/conn.c) without sockets: a
+ * fake transport below it (bytes in by hand, writes recorded, half-close
+ * and close reported on the next loop turn, as libuv does) and a fake
+ * stream above it (the sg_conn_ops_t table: it records what the endpoint
+ * reports and answers each request), on a private loop for the timeouts.
+ * Requests are fed split at every byte position. */
+#include "net/net_int.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* ---- fake transport ---------------------------------------------------------- */
+
+typedef struct fake_tp {
+    char out[65536]; /* everything written, in order */
+    size_t out_len;
+    int n_want_read_on;
+    bool has_shutdown;
+    bool has_closed; /* vt->close called */
+    bool is_freed;   /* cbs->on_closed delivered */
+    bool pending_shutdown;
+    bool pending_close;
+} fake_tp_t;
+
+static fake_tp_t g_tp;
+
+static void fake_want_read(sg_tp_t *tp, bool want)
+{
+    tp->is_reading = want;
+    if (want)
+        g_tp.n_want_read_on++;
+}
+
+static void release(sg_worker_t *w, char *p, uint8_t kind, const sg_tp_hold_t *h)
+{
+    if (!p)
+        return;
+    if (kind == SG_BK_BUF)
+        sg__buf_put(w, p);
+    else if (kind == SG_BK_HEAD)
+        sg__head_put(w, p);
+    else if (kind == SG_BK_EXT && h->ext_free)
+        h->ext_free(h->ext_ud, p);
+}
+
+static int fake_write(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, const sg_tp_hold_t *h)
+{
+    for (unsigned i = 0; i < n; i++) {
+        cr_assert_leq(g_tp.out_len + iov[i].len, sizeof(g_tp.out));
+        memcpy(g_tp.out + g_tp.out_len, iov[i].base, iov[i].len);
+        g_tp.out_len += iov[i].len;
+    }
+    release(tp->w, h->p[0], h->kind[0], h);
+    release(tp->w, h->p[1], h->kind[1], h);
+    return 1; /* written at once */
+}
+
+static int fake_shutdown(sg_tp_t *tp)
+{
+    SG_UNUSED(tp);
+    g_tp.has_shutdown = true;
+    g_tp.pending_shutdown = true;
+    return 0;
+}
+
+static size_t fake_queued(const sg_tp_t *tp)
+{
+    SG_UNUSED(tp);
+    return 0;
+}
+
+static void fake_close(sg_tp_t *tp)
+{
+    SG_UNUSED(tp);
+    g_tp.has_closed = true;
+    g_tp.pending_close = true;
+}
+
+static const sg_tp_vt_t k_fake_vt = {
+    .want_read = fake_want_read,
+    .write = fake_write,
+    .shutdown = fake_shutdown,
+    .queued = fake_queued,
+    .close = fake_close,
+};
+
+/* ---- fake stream ------------------------------------------------------------- */
+
+typedef struct fake_txn {
+    sg_h1_reader_t rd;
+    sg_h1_read_opts_t ro;
+    sg_conn_t *c;
+    char target[64];
+    size_t body;
+    bool is_done;
+} fake_txn_t;
+
+typedef struct fake_stream {
+    fake_txn_t txns[16];
+    int n_begun;
+    int n_heads;
+    int n_head_errors;
+    int last_error_status;
+    int n_closed;
+    char seen[256]; /* targets in the order their heads came, with bodies: "/a(5) /b " */
+} fake_stream_t;
+
+static fake_stream_t g_st;
+static sg_worker_t *w;
+static sg_listener_t lst;
+static sg_config_t *cfg;
+static sg_wgen_t gen;
+static sg_worker_pub_t pub;
+
+static fake_txn_t *ft(sg_txn_t *t)
+{
+    return (fake_txn_t *)(void *)t;
+}
+
+static void answer(fake_txn_t *x)
+{
+    /* What the stream does once a request is complete: write a response,
+     * give the exchange back (keep-alive). */
+    char *b = sg__buf_get(w);
+    cr_assert_not_null(b);
+    int n = snprintf(b, SG_BUF_SIZE, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", strlen(x->target), x->target);
+    uv_buf_t iov = uv_buf_init(b, (unsigned)n);
+    cr_assert_geq(sg__conn_write(x->c, &iov, 1, b, SG_BK_BUF), 0);
+    x->is_done = true;
+    size_t k = strlen(g_st.seen);
+    snprintf(g_st.seen + k, sizeof(g_st.seen) - k, "%s(%zu) ", x->target, x->body);
+    sg__conn_txn_done(x->c, false);
+}
+
+static sg_txn_t *st_begin(sg_conn_t *c, sg_h1_reader_t **rd, const sg_h1_read_opts_t **ro)
+{
+    cr_assert_lt(g_st.n_begun, 16);
+    fake_txn_t *x = &g_st.txns[g_st.n_begun++];
+    memset(x, 0, sizeof(*x));
+    x->c = c;
+    x->ro = (sg_h1_read_opts_t){.kind = SG_H1_REQUEST, .limits = &w->req_limits, .max_body = 1 << 20};
+    *rd = &x->rd;
+    *ro = &x->ro;
+    return (sg_txn_t *)(void *)x;
+}
+
+static void st_on_head(sg_txn_t *t)
+{
+    fake_txn_t *x = ft(t);
+    g_st.n_heads++;
+    const sg_h1_head_t *h = &x->rd.parser.head;
+    snprintf(x->target, sizeof(x->target), "%.*s", (int)h->target.len, h->target.p);
+    bool has_body = h->has_body;
+    sg__head_put(w, x->rd.head); /* the stream releases the head once it is used */
+    x->rd.head = NULL;
+    if (!has_body)
+        answer(x);
+}
+
+static void st_on_head_error(sg_txn_t *t, int status, const char *why)
+{
+    SG_UNUSED(why);
+    fake_txn_t *x = ft(t);
+    g_st.n_head_errors++;
+    g_st.last_error_status = status;
+    if (x->rd.head) {
+        sg__head_put(w, x->rd.head);
+        x->rd.head = NULL;
+    }
+    sg__conn_abort(x->c, why);
+}
+
+static bool st_can_take_body(const sg_txn_t *t)
+{
+    SG_UNUSED(t);
+    return true;
+}
+
+static void st_on_body(sg_txn_t *t, char *buf, const char *p, size_t n)
+{
+    SG_UNUSED(p);
+    ft(t)->body += n;
+    sg__buf_put(w, buf); /* the buffer's ownership came with the bytes */
+}
+
+static void st_on_body_done(sg_txn_t *t)
+{
+    answer(ft(t));
+}
+
+static void st_on_error(sg_txn_t *t, int status, const char *why)
+{
+    g_st.last_error_status = status;
+    sg__conn_abort(ft(t)->c, why);
+}
+
+static void st_on_tunnel(sg_txn_t *t, char *buf, const char *p, size_t n)
+{
+    SG_UNUSED(t);
+    SG_UNUSED(p);
+    SG_UNUSED(n);
+    sg__buf_put(w, buf);
+}
+
+static void st_noop(sg_txn_t *t)
+{
+    SG_UNUSED(t);
+}
+
+static void st_on_close(sg_txn_t *t, const char *why)
+{
+    SG_UNUSED(why);
+    fake_txn_t *x = ft(t);
+    g_st.n_closed++;
+    if (x->rd.head) {
+        sg__head_put(w, x->rd.head);
+        x->rd.head = NULL;
+    }
+}
+
+static const sg_conn_ops_t k_fake_stream = {
+    .begin = st_begin,
+    .on_head = st_on_head,
+    .on_head_error = st_on_head_error,
+    .can_take_body = st_can_take_body,
+    .on_body = st_on_body,
+    .on_body_done = st_on_body_done,
+    .on_error = st_on_error,
+    .on_tunnel = st_on_tunnel,
+    .on_tunnel_eof = st_noop,
+    .on_drained = st_noop,
+    .on_close = st_on_close,
+};
+
+/* ---- harness ------------------------------------------------------------------- */
+
+static sg_conn_t *conn;
+static int g_conns_gone;
+
+static void on_conn_gone(sg_worker_t *wk, sg_listener_t *l)
+{
+    SG_UNUSED(wk);
+    g_conns_gone++;
+    l->refs--; /* what worker.c does through sg__listener_unref */
+}
+
+static const sg_worker_notify_t k_notify = {.conn_gone = on_conn_gone};
+
+static void setup(void)
+{
+    memset(&g_tp, 0, sizeof(g_tp));
+    memset(&g_st, 0, sizeof(g_st));
+    static const char yaml[] = "listeners: [{name: a, address: \"127.0.0.1:0\"}]\n"
+                               "limits: {client_header_timeout: 200ms, keepalive_timeout: 300ms, client_body_timeout: 200ms}\n";
+    char err[512];
+    cr_assert_eq(sg_config_load_string("endpoint_test", yaml, sizeof(yaml) - 1, &cfg, err, sizeof(err)), 0, "%s",
+                 err);
+    w = calloc(1, sizeof(*w));
+    cr_assert_not_null(w);
+    cr_assert_eq(uv_loop_init(&w->loop), 0);
+    sg__tq_init(w);
+    sg_list_init(&w->conns);
+    w->head_max_hdrs = 33;
+    w->head_bytes = 8192;
+    w->head_size = w->head_bytes + w->head_max_hdrs * sizeof(sg_h1_header_t);
+    w->req_limits = (sg_h1_limits_t){.start_line_bytes = 4096, .header_bytes = 4096, .header_count = 32};
+    sg_freelist_init(&w->fl_conn, sizeof(sg_conn_t), 4);
+    sg_freelist_init(&w->fl_buf, SG_BUF_SIZE, 4);
+    sg_freelist_init(&w->fl_head, w->head_size, 4);
+    sg_freelist_init(&w->fl_wreq, sizeof(sg_wreq_t), 4);
+    w->pub = &pub;
+    w->notify = &k_notify;
+    g_conns_gone = 0;
+    w->obs = sg_obs_worker_new(NULL, 0);
+    cr_assert_not_null(w->obs);
+    memset(&gen, 0, sizeof(gen));
+    gen.cfg = cfg;
+    gen.w = w;
+    w->gen = &gen;
+    memset(&lst, 0, sizeof(lst));
+    lst.w = w;
+    lst.idx = -1;
+    lst.refs = 1;
+    lst.conn_ops = &k_fake_stream;
+    conn = sg_freelist_get(&w->fl_conn);
+    cr_assert_not_null(conn);
+    memset(conn, 0, sizeof(*conn));
+    sg__conn_start(conn, &lst, &k_fake_vt);
+}
+
+/* One loop turn, then what the fake transport owes: the half-close's and
+ * the close's callbacks (never inside the call that asked for them). */
+static void turn(void)
+{
+    uv_run(&w->loop, UV_RUN_NOWAIT);
+    if (g_tp.pending_shutdown && !g_tp.has_closed) {
+        g_tp.pending_shutdown = false;
+        conn->tp.cbs->on_shutdown(&conn->tp, 0);
+    }
+    if (g_tp.pending_close) {
+        g_tp.pending_close = false;
+        g_tp.is_freed = true;
+        conn->tp.cbs->on_closed(&conn->tp); /* conn goes back to fl_conn */
+    }
+}
+
+static void teardown(void)
+{
+    if (!g_tp.has_closed)
+        sg__conn_close(conn);
+    turn();
+    cr_assert(g_tp.is_freed, "the connection closed");
+    cr_assert_eq(g_conns_gone, 1, "the worker heard of the close once");
+    cr_assert_eq(lst.refs, 1, "its listener reference went back");
+    sg__tq_close(w, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(&w->loop), 0, "every handle closed");
+    sg_obs_worker_free(w->obs);
+    sg_freelist_destroy(&w->fl_conn);
+    sg_freelist_destroy(&w->fl_buf);
+    sg_freelist_destroy(&w->fl_head);
+    sg_freelist_destroy(&w->fl_wreq);
+    free(w);
+    sg_config_release(cfg);
+}
+
+TestSuite(endpoint, .init = setup, .fini = teardown, .timeout = 20);
+
+/* Delivers bytes as a read would, while the endpoint wants to read. */
+static void deliver(const char *p, size_t n)
+{
+    while (n > 0 && !g_tp.has_closed) {
+        if (!conn->tp.is_reading) {
+            turn(); /* e.g. a pipelined request waits for its turn (T_KICK) */
+            cr_assert(conn->tp.is_reading || g_tp.has_closed, "the endpoint never asked for more bytes");
+            continue;
+        }
+        size_t room = 0;
+        char *at = sg__tp_read_room(&conn->tp, &room);
+        cr_assert_not_null(at);
+        size_t k = SG_MIN(room, n);
+        memcpy(at, p, k);
+        sg__tp_on_read(&conn->tp, (ssize_t)k);
+        p += k;
+        n -= k;
+    }
+}
+
+static void settle(void)
+{
+    for (int i = 0; i < 8; i++)
+        turn();
+}
+
+Test(endpoint, pipelined_requests_are_answered_in_order_at_every_split)
+{
+    static const char in[] = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+                             "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+                             "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+                             "GET /d HTTP/1.1\r\nHost: x\r\n\r\n";
+    const size_t len = sizeof(in) - 1;
+    for (size_t cut = 1; cut < len; cut++) {
+        if (cut > 1) { /* a fresh connection for each split */
+            teardown();
+            setup();
+        }
+        deliver(in, cut);
+        settle();
+        deliver(in + cut, len - cut);
+        settle();
+        cr_assert_str_eq(g_st.seen, "/a(0) /b(5) /c(13) /d(0) ", "cut %zu: %s", cut, g_st.seen);
+        cr_assert_eq(g_st.n_heads, 4);
+        cr_assert_eq(g_st.n_head_errors, 0);
+        cr_assert_eq(conn->n_requests, 4);
+        cr_assert_eq(conn->state, SG_CONN_IDLE, "cut %zu: keep-alive", cut);
+        cr_assert_not(g_tp.has_closed);
+        /* every response went out, in order */
+        const char *a = memmem(g_tp.out, g_tp.out_len, "\r\n\r\n/a", 6);
+        const char *d = memmem(g_tp.out, g_tp.out_len, "\r\n\r\n/d", 6);
+        cr_assert(a && d && a < d);
+    }
+}
+
+Test(endpoint, a_refused_head_is_reported_once_and_the_rest_is_not_read)
+{
+    static const char in[] = "GET /a HTTP/1.1\r\nHost: x\r\nBad Name: y\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+    deliver(in, sizeof(in) - 1);
+    settle();
+    cr_assert_eq(g_st.n_head_errors, 1);
+    cr_assert_eq(g_st.last_error_status, 400);
+    cr_assert_eq(g_st.n_heads, 0, "nothing after a refused head is a request");
+    cr_assert(g_tp.has_closed);
+}
+
+Test(endpoint, an_idle_keep_alive_connection_holds_no_buffer_and_times_out)
+{
+    static const char in[] = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+    deliver(in, sizeof(in) - 1);
+    settle();
+    cr_assert_str_eq(g_st.seen, "/a(0) ");
+    cr_assert_eq(conn->state, SG_CONN_IDLE);
+    cr_assert_null(conn->tp.rbuf, "an idle connection holds no read buffer");
+    cr_assert_null(conn->txn);
+    /* keepalive_timeout (300 ms) closes it */
+    for (int i = 0; i < 100 && !g_tp.has_closed; i++) {
+        uv_run(&w->loop, UV_RUN_ONCE);
+    }
+    cr_assert(g_tp.has_closed, "keep-alive timeout");
+}
+
+Test(endpoint, a_slow_head_gets_the_header_timeout)
+{
+    static const char in[] = "GET /a HTTP/1.1\r\nHos";
+    deliver(in, sizeof(in) - 1);
+    for (int i = 0; i < 100 && !g_tp.has_closed; i++)
+        uv_run(&w->loop, UV_RUN_ONCE);
+    cr_assert_eq(g_st.n_head_errors, 1);
+    cr_assert_eq(g_st.last_error_status, 408);
+}
+
+Test(endpoint, end_of_stream_mid_body_closes_and_tells_the_stream)
+{
+    static const char in[] = "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhel";
+    deliver(in, sizeof(in) - 1);
+    settle();
+    cr_assert_eq(g_st.n_heads, 1);
+    sg__tp_on_read(&conn->tp, UV_EOF);
+    cr_assert(g_tp.has_closed);
+    cr_assert_eq(g_st.n_closed, 1, "the stream hears of the close once");
+}
+
+Test(endpoint, a_bad_chunked_body_is_an_error_of_the_exchange)
+{
+    static const char in[] = "POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nAAAAAXX3\r\n";
+    deliver(in, sizeof(in) - 1);
+    settle();
+    cr_assert_eq(g_st.last_error_status, 400);
+    cr_assert(g_tp.has_closed);
+}
