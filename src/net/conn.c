@@ -249,6 +249,13 @@ static int head_step(sg_conn_t *c)
     return 0;
 }
 
+int sg__conn_check_body(const sg_conn_t *c)
+{
+    if (c->state != SG_CONN_BODY || !sg__tp_pending(&c->tp) || !c->rd)
+        return 0;
+    return sg_h1_check_body(&c->rd->parser, c->tp.rbuf + c->tp.rpos, c->tp.rlen - c->tp.rpos);
+}
+
 static bool body_step(sg_conn_t *c)
 {
     sg_txn_t *t = c->txn;

@@ -547,9 +547,7 @@ static void egress_connected(sg_txn_t *t)
     t->rec.is_tunnel = true;
     t->rec.upstream_head_ns = sg_now_ns();
     t->rec.resp_bytes += (uint64_t)n;
-    u->phase = SG_UPC_P_TUNNEL;
-    u->flags |= SG_UPC_F_NO_REUSE;
-    sg__upconn_timer(u, SG_UPC_T_NONE, 0);
+    sg__upconn_tunnel(u);
     uv_buf_t iov = uv_buf_init(buf, (unsigned)n);
     if (sg__conn_write(c, &iov, 1, buf, SG_BK_HEAD) < 0) {
         sg__conn_abort(c, "client write failed");

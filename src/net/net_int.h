@@ -638,18 +638,41 @@ enum {
     SG_UPC_F_REUSED = 1u << 2,
     SG_UPC_F_NO_REUSE = 1u << 3,
     SG_UPC_F_EOF = 1u << 4,
-    SG_UPC_F_RESET = 1u << 5, /* read error other than EOF (reset) */
+    SG_UPC_F_RESET = 1u << 5,    /* read error other than EOF (reset) */
+    SG_UPC_F_HEAD_REQ = 1u << 6, /* the request is HEAD: its response has no body */
+    SG_UPC_F_DECODE = 1u << 7,   /* the body is de-chunked (for an HTTP/1.0 client) */
 };
 
 /* What an upstream connection tells the transaction leasing it (the
  * stream, proxy.c): the upstream endpoint never calls into its owner's
  * code, only through this table. Worker thread. */
+/* What the owner says of a response head (sg_upconn_ops_t.on_head). */
+typedef enum sg_uphead_next {
+    SG_UPH_STOP = 0,     /* the owner ended or failed the exchange: stop reading */
+    SG_UPH_AGAIN,        /* an interim (1xx) head: read the next head */
+    SG_UPH_BODY,         /* a body follows, passed on as it came */
+    SG_UPH_BODY_DECODED, /* a chunked body follows, passed on de-chunked */
+    SG_UPH_DONE,         /* no body: the response is complete */
+    SG_UPH_TUNNEL,       /* 101: the owner made the connection a tunnel (sg__upconn_tunnel) */
+} sg_uphead_next_t;
+
 typedef struct sg_upconn_ops {
-    void (*on_ready)(sg_txn_t *t);   /* connected, or a pooled one handed out (next loop turn) */
-    void (*on_read)(sg_txn_t *t);    /* bytes pending in t->up->tp */
-    void (*on_eof)(sg_txn_t *t);     /* the upstream closed (t->up->flags: EOF, RESET) */
-    void (*on_timeout)(sg_txn_t *t); /* the timer the owner armed (sg__upconn_timer) ran out */
-    void (*on_drained)(sg_txn_t *t); /* a queued write finished */
+    void (*on_ready)(sg_txn_t *t); /* connected, or a pooled one handed out (next loop turn) */
+    void (*on_bytes)(sg_txn_t *t); /* response bytes came (before they are read) */
+    /* A response head, parsed (valid during the call only). */
+    sg_uphead_next_t (*on_head)(sg_txn_t *t, const sg_h1_head_t *h);
+    /* Body bytes [p, p+n) in buf, whose ownership moves to the owner (n may
+     * be 0 when de-chunking gave nothing). */
+    void (*on_body)(sg_txn_t *t, char *buf, const char *p, size_t n);
+    void (*on_done)(sg_txn_t *t);                                       /* the response is complete */
+    bool (*can_tunnel)(const sg_txn_t *t);                              /* tunnel bytes may be handed over now */
+    void (*on_tunnel)(sg_txn_t *t, char *buf, const char *p, size_t n); /* owned as on_body */
+    void (*on_tunnel_eof)(sg_txn_t *t, bool is_reset);
+    void (*on_read_end)(sg_txn_t *t); /* a read was processed */
+    void (*on_broken)(sg_txn_t *t,
+                      const char *why); /* a response that cannot be completed (bad body, closed mid-body) */
+    void (*on_timeout)(sg_txn_t *t);    /* the timer the owner armed (sg__upconn_timer) ran out */
+    void (*on_drained)(sg_txn_t *t);    /* a queued write finished */
     /* Failed before anything could be read (connect error, bytes before the
      * request): the owner gives the connection back. */
     void (*on_error)(sg_txn_t *t, sg_fail_t kind, const char *why);
@@ -836,6 +859,10 @@ int sg__conn_shutdown(sg_conn_t *c) SG_MUST_CHECK;
 void sg__conn_txn_done(sg_conn_t *c, bool must_close);
 /* Abort: the response cannot be completed; close the client connection. */
 void sg__conn_abort(sg_conn_t *c, const char *why);
+/* Checks the request body bytes already read (not yet handed over) on a
+ * copy of the parser: 0, or -status (400, 413) for bad framing, so the
+ * stream can refuse before anything goes upstream. */
+int sg__conn_check_body(const sg_conn_t *c);
 /* Reading control after back-pressure changed. */
 void sg__conn_update_read(sg_conn_t *c);
 /* Process bytes already buffered (called when the upstream became ready). */
@@ -995,6 +1022,13 @@ void sg__upconn_release(sg_upconn_t *u, bool reusable);
 void sg__upconn_close(sg_upconn_t *u);
 int sg__upconn_write(sg_upconn_t *u, const uv_buf_t *iov, unsigned n, char *hold, sg_buf_kind_t kind) SG_MUST_CHECK;
 void sg__upconn_update_read(sg_upconn_t *u);
+/* The response just completed leaves the connection fit for the pool
+ * (keep-alive, nothing after it, no error, no tunnel). */
+bool sg__upconn_can_reuse(const sg_upconn_t *u);
+/* Reading stops until the owner clears SG_UPC_F_PAUSED (client write queue full). */
+void sg__upconn_pause(sg_upconn_t *u);
+/* The connection carries a tunnel from now on (101, CONNECT): never pooled. */
+void sg__upconn_tunnel(sg_upconn_t *u);
 /* Tunnel: FIN to the upstream once queued bytes are out (half-close). */
 int sg__upconn_shutdown(sg_upconn_t *u) SG_MUST_CHECK;
 enum {

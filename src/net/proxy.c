@@ -1014,14 +1014,12 @@ void sg__proxy_head(sg_conn_t *c)
         sg__conn_error(c, 413, "request body too large", true);
         return;
     }
-    if (c->state == SG_CONN_BODY && sg__tp_pending(&c->tp)) {
-        /* Body bytes that came with the head: refuse bad framing before
-         * anything is sent upstream. */
-        int e = sg_h1_check_body(&t->rd.parser, c->tp.rbuf + c->tp.rpos, c->tp.rlen - c->tp.rpos);
-        if (e < 0) {
-            sg__conn_error(c, -e, e == -413 ? "request body too large" : "malformed request body", true);
-            return;
-        }
+    /* Body bytes that came with the head: refuse bad framing before
+     * anything is sent upstream. */
+    int e = sg__conn_check_body(c);
+    if (e < 0) {
+        sg__conn_error(c, -e, e == -413 ? "request body too large" : "malformed request body", true);
+        return;
     }
     int r = is_connect ? 0 : build_upstream_head(t, h, host, path, query);
     if (t->rd.head) { /* the parsed head is no longer needed: slices die here */
@@ -1083,8 +1081,6 @@ static void proxy_connect(sg_txn_t *t)
 }
 
 static void up_ready(sg_txn_t *t);
-static void up_read(sg_txn_t *t);
-static void up_eof(sg_txn_t *t);
 static void up_timeout(sg_txn_t *t);
 static void up_drained(sg_txn_t *t);
 
@@ -1096,10 +1092,27 @@ static void up_write_failed(sg_txn_t *t, const char *why)
         sg__proxy_up_failed(t, SG_FAIL_RESET, why);
 }
 
+static sg_uphead_next_t up_head(sg_txn_t *t, const sg_h1_head_t *h);
+static void up_body(sg_txn_t *t, char *buf, const char *p, size_t n);
+static bool up_can_tunnel(const sg_txn_t *t);
+static void up_tunnel(sg_txn_t *t, char *buf, const char *p, size_t n);
+static void up_done(sg_txn_t *t);
+static void up_broken(sg_txn_t *t, const char *why);
+static void up_tunnel_eof(sg_txn_t *t, bool is_reset);
+static void up_bytes(sg_txn_t *t);
+static void up_read_end(sg_txn_t *t);
+
 static const sg_upconn_ops_t k_up_ops = {
     .on_ready = up_ready,
-    .on_read = up_read,
-    .on_eof = up_eof,
+    .on_bytes = up_bytes,
+    .on_head = up_head,
+    .on_body = up_body,
+    .on_done = up_done,
+    .can_tunnel = up_can_tunnel,
+    .on_tunnel = up_tunnel,
+    .on_tunnel_eof = up_tunnel_eof,
+    .on_read_end = up_read_end,
+    .on_broken = up_broken,
     .on_timeout = up_timeout,
     .on_drained = up_drained,
     .on_error = sg__proxy_up_failed,
@@ -1170,18 +1183,18 @@ static void up_ready(sg_txn_t *t)
         t->handler->on_connected(t);
         return;
     }
-    if (c->state == SG_CONN_BODY && sg__tp_pending(&c->tp)) {
-        int e = sg_h1_check_body(&t->rd.parser, c->tp.rbuf + c->tp.rpos, c->tp.rlen - c->tp.rpos);
-        if (e < 0) {
-            /* Nothing was written: the connection stays good for the pool. */
-            t->up = NULL;
-            u->txn = NULL;
-            sg__upconn_release(u, true);
-            sg__conn_error(c, -e, e == -413 ? "request body too large" : "malformed request body", true);
-            return;
-        }
+    int e = sg__conn_check_body(c);
+    if (e < 0) {
+        /* Nothing was written: the connection stays good for the pool. */
+        t->up = NULL;
+        u->txn = NULL;
+        sg__upconn_release(u, true);
+        sg__conn_error(c, -e, e == -413 ? "request body too large" : "malformed request body", true);
+        return;
     }
     sg__txn_set_state(t, SG_TXN_SENT);
+    if (t->flags & SG_TXN_F_HEAD_REQ)
+        u->flags |= SG_UPC_F_HEAD_REQ; /* its response has no body (RFC 9110 9.3.2) */
     uv_buf_t iov = uv_buf_init(t->uphead, (unsigned)t->uphead_len);
     t->flags |= SG_TXN_F_SENT_ANY;
     t->rec.upstream_start_ns = sg_now_ns();
@@ -1491,6 +1504,30 @@ static bool flush_resp_head(sg_txn_t *t)
     return true;
 }
 
+/* Writes [p, p+n) of buf (its ownership moves to the write) to the client,
+ * after the response head still held back, in one writev. Returns false
+ * when the connection was aborted. */
+static bool flush_resp_head_with(sg_txn_t *t, char *buf, const char *p, size_t n)
+{
+    t->rec.resp_bytes += n;
+    int r;
+    if (t->resp_head) {
+        uv_buf_t iov[2] = {uv_buf_init(t->resp_head, (unsigned)t->resp_head_len),
+                           uv_buf_init((char *)(uintptr_t)p, (unsigned)n)};
+        char *head = t->resp_head;
+        t->resp_head = NULL;
+        r = sg__conn_write2(t->conn, iov, 2, head, SG_BK_HEAD, buf, SG_BK_BUF);
+    } else {
+        uv_buf_t iov = uv_buf_init((char *)(uintptr_t)p, (unsigned)n);
+        r = sg__conn_write(t->conn, &iov, 1, buf, SG_BK_BUF);
+    }
+    if (r < 0) {
+        sg__conn_abort(t->conn, "client write failed");
+        return false;
+    }
+    return true;
+}
+
 static void resp_complete(sg_txn_t *t)
 {
     sg_upconn_t *u = t->up;
@@ -1499,9 +1536,7 @@ static void resp_complete(sg_txn_t *t)
     if (!flush_resp_head(t))
         return;
     if (u) {
-        bool reusable = (t->flags & SG_TXN_F_REQ_DONE) && u->rd.parser.head.is_keep_alive &&
-                        !(u->flags & (SG_UPC_F_NO_REUSE | SG_UPC_F_EOF)) && !(sg__tp_pending(&u->tp)) &&
-                        !w->is_draining && u->phase != SG_UPC_P_TUNNEL;
+        bool reusable = (t->flags & SG_TXN_F_REQ_DONE) && !w->is_draining && sg__upconn_can_reuse(u);
         t->up = NULL;
         u->txn = NULL;
         sg__upconn_release(u, reusable);
@@ -1580,16 +1615,6 @@ static int send_resp_head(sg_txn_t *t, const sg_h1_head_t *h, bool will_close)
     return 0;
 }
 
-static void on_decoded(void *ud, const char *p, size_t n)
-{
-    sg_upconn_t *u = ud;
-    /* Decoded bytes are never more than the raw bytes of one read pass. */
-    if (u->dbuf && u->dlen + n <= SG_BUF_SIZE) {
-        memcpy(u->dbuf + u->dlen, p, n);
-        u->dlen += n;
-    }
-}
-
 /* RFC 9110 15.2: a proxy MUST forward 1xx responses (101 is the upgrade,
  * handled as a final head) unless it asked for them itself. Expect is
  * never forwarded and swarmgate answers 100-continue itself, so an
@@ -1620,60 +1645,32 @@ static const char *forward_interim(sg_upconn_t *u, const sg_h1_head_t *h)
     uv_buf_t iov = uv_buf_init(buf, (unsigned)len);
     if (sg__conn_write(c, &iov, 1, buf, SG_BK_HEAD) < 0)
         return "client write failed";
-    if (client_paused(t)) {
-        u->flags |= SG_UPC_F_PAUSED;
-        sg__upconn_update_read(u);
-    }
+    if (client_paused(t))
+        sg__upconn_pause(u);
     return NULL;
 }
 
-/* Returns false when the loop must stop (txn finished or failed). */
-static bool resp_head_step(sg_upconn_t *u)
+/* The upstream endpoint parsed a response head (h dies when this
+ * returns): forward an interim one, refuse an unexpected 101, or send the
+ * client its head and say what follows. */
+static sg_uphead_next_t up_head(sg_txn_t *t, const sg_h1_head_t *h)
 {
-    sg_txn_t *t = u->txn;
+    sg_upconn_t *u = t->up;
     sg_conn_t *c = t->conn;
     sg_worker_t *w = c->w;
-    if (!u->rd.head) {
-        char *head = sg__head_get(w);
-        if (!head) {
-            sg__proxy_up_failed(t, SG_FAIL_BAD_RESPONSE, "out of memory");
-            return false;
-        }
-        sg_h1_read_begin(&u->rd, head, w->head_bytes, w->head_max_hdrs);
-    }
-    const sg_limits_conf_t *lim = &t->gen->cfg->limits;
-    const sg_h1_read_opts_t o = {.kind = SG_H1_RESPONSE,
-                                 .limits = &w->resp_limits,
-                                 .max_trailer_bytes = lim->header_bytes,
-                                 .max_trailer_count = lim->header_count,
-                                 .skip_body = (t->flags & SG_TXN_F_HEAD_REQ) != 0};
-    size_t used = 0;
-    const char *why = NULL;
-    int r = sg_h1_read_head(&u->rd, &o, u->tp.rbuf + u->tp.rpos, u->tp.rlen - u->tp.rpos, &used, &why);
-    if (r < 0) {
-        u->flags |= SG_UPC_F_NO_REUSE;
-        sg__proxy_up_failed(t, SG_FAIL_BAD_RESPONSE, "invalid response head from upstream");
-        return false;
-    }
-    u->tp.rpos += (uint32_t)used;
-    if (r == SG_H1_READ_MORE)
-        return true;
-    const sg_h1_head_t *h = &u->rd.parser.head;
     if (h->status >= 100 && h->status < 200 && h->status != 101) {
-        /* Interim response; the final one follows on the same parse loop. */
+        /* Interim response; the final one follows on the same read loop. */
         const char *err = forward_interim(u, h);
-        sg__head_put(w, u->rd.head); /* h dies here */
-        u->rd.head = NULL;
         if (err) {
             sg__conn_abort(c, err);
-            return false;
+            return SG_UPH_STOP;
         }
-        return true;
+        return SG_UPH_AGAIN;
     }
     if (h->status == 101 && !(t->flags & SG_TXN_F_UPGRADE)) {
         u->flags |= SG_UPC_F_NO_REUSE;
         sg__proxy_up_failed(t, SG_FAIL_BAD_RESPONSE, "unexpected 101 from upstream");
-        return false;
+        return SG_UPH_STOP;
     }
     sg__server_ok(t->srv);
     t->rec.upstream_head_ns = sg_now_ns();
@@ -1694,208 +1691,88 @@ static bool resp_head_step(sg_upconn_t *u)
     if (will_close)
         t->flags |= SG_TXN_F_RESP_CLOSE;
     if (send_resp_head(t, h, will_close) < 0) {
-        sg__head_put(w, u->rd.head);
-        u->rd.head = NULL;
         sg__proxy_up_failed(t, SG_FAIL_BAD_RESPONSE, "response head too large");
-        return false;
+        return SG_UPH_STOP;
     }
     t->flags |= SG_TXN_F_RESP_HEAD;
-    bool has_body = h->has_body;
-    bool is_101 = h->status == 101;
-    sg__head_put(w, u->rd.head); /* h dies here */
-    u->rd.head = NULL;
-    if (is_101) {
+    if (h->status == 101) {
         if (!flush_resp_head(t))
-            return false;
+            return SG_UPH_STOP;
         sg__txn_set_state(t, SG_TXN_TUNNEL);
-        u->phase = SG_UPC_P_TUNNEL;
-        sg__upconn_timer(u, SG_UPC_T_NONE, 0);
+        sg__upconn_tunnel(u);
         sg__conn_tunnel_start(c);
         sg__proxy_tunnel_touch(t); /* the idle clock starts with the tunnel */
-        return true;
+        return SG_UPH_TUNNEL;
     }
     sg__txn_set_state(t, SG_TXN_RESP_BODY);
-    if (!has_body) {
-        u->phase = SG_UPC_P_DONE;
-        resp_complete(t);
-        return false;
-    }
-    u->phase = SG_UPC_P_BODY;
-    if (t->flags & SG_TXN_F_DECODE) {
-        u->rd.parser.on_body = on_decoded;
-        u->rd.parser.ud = u;
-    }
-    sg__upconn_timer(u, SG_UPC_T_READ, t->srv->ups->conf->read_timeout_ms);
-    return true;
+    if (!h->has_body)
+        return SG_UPH_DONE;
+    return (t->flags & SG_TXN_F_DECODE) ? SG_UPH_BODY_DECODED : SG_UPH_BODY;
 }
 
-/* Moves [p, p+n) of u->tp.rbuf to the client; the buffer goes with the write. */
-static bool hand_to_client(sg_upconn_t *u, size_t n)
-{
-    sg_txn_t *t = u->txn;
-    char *buf;
-    const char *p;
-    if (sg__tp_take(&u->tp, n, &buf, &p) < 0) {
-        sg__conn_abort(t->conn, "out of memory");
-        return false;
-    }
-    t->rec.resp_bytes += n;
-    int r;
-    if (t->resp_head) {
-        uv_buf_t iov[2] = {uv_buf_init(t->resp_head, (unsigned)t->resp_head_len),
-                           uv_buf_init((char *)(uintptr_t)p, (unsigned)n)};
-        char *head = t->resp_head;
-        t->resp_head = NULL;
-        r = sg__conn_write2(t->conn, iov, 2, head, SG_BK_HEAD, buf, SG_BK_BUF);
-    } else {
-        uv_buf_t iov = uv_buf_init((char *)(uintptr_t)p, (unsigned)n);
-        r = sg__conn_write(t->conn, &iov, 1, buf, SG_BK_BUF);
-    }
-    if (r < 0) {
-        sg__conn_abort(t->conn, "client write failed");
-        return false;
-    }
-    if (client_paused(t)) {
-        u->flags |= SG_UPC_F_PAUSED;
-        sg__upconn_update_read(u);
-    }
-    return true;
-}
-
-static bool resp_body_step(sg_upconn_t *u)
-{
-    sg_txn_t *t = u->txn;
-    sg_worker_t *w = u->w;
-    bool decode = (t->flags & SG_TXN_F_DECODE) != 0;
-    if (decode) {
-        u->dbuf = sg__buf_get(w);
-        u->dlen = 0;
-        if (!u->dbuf) {
-            sg__conn_abort(t->conn, "out of memory");
-            return false;
-        }
-    }
-    size_t avail = u->tp.rlen - u->tp.rpos, used = 0;
-    int r = sg_h1_parse_body(&u->rd.parser, u->tp.rbuf + u->tp.rpos, avail, &used);
-    if (r < 0) {
-        if (u->dbuf) {
-            sg__buf_put(w, u->dbuf);
-            u->dbuf = NULL;
-        }
-        sg__conn_abort(t->conn, "invalid response body from upstream");
-        return false;
-    }
-    if (decode) {
-        char *d = u->dbuf;
-        size_t dl = u->dlen;
-        u->dbuf = NULL;
-        u->tp.rpos += used;
-        if (!flush_resp_head(t)) {
-            sg__buf_put(w, d);
-            return false;
-        }
-        if (dl) {
-            t->rec.resp_bytes += dl;
-            uv_buf_t iov = uv_buf_init(d, (unsigned)dl);
-            if (sg__conn_write(t->conn, &iov, 1, d, SG_BK_BUF) < 0) {
-                sg__conn_abort(t->conn, "client write failed");
-                return false;
-            }
-            if (client_paused(t)) {
-                u->flags |= SG_UPC_F_PAUSED;
-                sg__upconn_update_read(u);
-            }
-        } else {
-            sg__buf_put(w, d);
-        }
-    } else if (used && !hand_to_client(u, used)) {
-        return false;
-    }
-    if (r == SG_H1_BODY_DONE) {
-        u->phase = SG_UPC_P_DONE;
-        resp_complete(t);
-        return false;
-    }
-    sg__upconn_timer(u, SG_UPC_T_READ, t->srv->ups->conf->read_timeout_ms);
-    return true;
-}
-
-static void up_read_loop(sg_upconn_t *u, sg_txn_t *t);
-
-static void up_read(sg_txn_t *t)
+/* Response (or tunnel) bytes [p, p+n) in buf, whose ownership moves to
+ * the client write; a held response head goes out with them. */
+static void to_client(sg_txn_t *t, char *buf, const char *p, size_t n)
 {
     sg_upconn_t *u = t->up;
-    if (t && (t->flags & SG_TXN_F_REPLAY))
-        replay_done(t, u);
-    up_read_loop(u, t);
-    /* A head whose body has not arrived yet goes out alone now. */
-    if (t && u->txn == t && t->resp_head)
+    if (!flush_resp_head_with(t, buf, p, n))
+        return;
+    if (client_paused(t))
+        sg__upconn_pause(u);
+}
+
+static void up_body(sg_txn_t *t, char *buf, const char *p, size_t n)
+{
+    if (n == 0) { /* de-chunking gave nothing this time */
+        sg__buf_put(t->conn->w, buf);
         flush_resp_head(t);
-}
-
-static void up_read_loop(sg_upconn_t *u, sg_txn_t *t)
-{
-    while (t && u->txn == t && u->state == SG_UPC_ACTIVE && sg__tp_pending(&u->tp)) {
-        bool go_on;
-        switch (u->phase) {
-        case SG_UPC_P_HEAD:
-            go_on = resp_head_step(u);
-            break;
-        case SG_UPC_P_BODY:
-            go_on = resp_body_step(u);
-            break;
-        case SG_UPC_P_TUNNEL:
-            if (t->conn->state != SG_CONN_TUNNEL) {
-                go_on = false;
-                break;
-            }
-            sg__proxy_tunnel_touch(t);
-            go_on = hand_to_client(u, u->tp.rlen - u->tp.rpos);
-            break;
-        default:
-            u->flags |= SG_UPC_F_NO_REUSE; /* bytes after the response */
-            u->tp.rpos = u->tp.rlen;
-            go_on = false;
-            break;
-        }
-        if (!go_on)
-            break;
+        return;
     }
+    to_client(t, buf, p, n);
 }
 
-static void up_eof(sg_txn_t *t)
+static bool up_can_tunnel(const sg_txn_t *t)
 {
-    sg_upconn_t *u = t->up;
-    switch (u->phase) {
-    case SG_UPC_P_HEAD:
-        /* u->rd.head is released once a head is complete, so a pooled
-         * connection reused for this request has none yet. */
-        sg__proxy_up_failed(t, u->rd.head && u->rd.head_len ? SG_FAIL_BAD_RESPONSE : SG_FAIL_RESET,
-                            u->rd.head && u->rd.head_len ? "upstream closed inside the response head"
-                                                         : "upstream closed before responding");
-        break;
-    case SG_UPC_P_BODY:
-        if (sg_h1_finish(&u->rd.parser) == SG_H1_BODY_DONE) {
-            u->phase = SG_UPC_P_DONE;
-            resp_complete(t);
-        } else {
-            /* Mid-body: the client must see the connection end, never a
-             * second response appended. */
-            sg__conn_abort(t->conn, "upstream closed mid-body");
-        }
-        break;
-    case SG_UPC_P_TUNNEL:
-        if (u->flags & SG_UPC_F_RESET) {
-            sg__conn_abort(t->conn, NULL);
-        } else {
-            t->flags |= SG_TXN_F_TUN_UP_EOF;
-            tunnel_progress(t);
-        }
-        break;
-    default:
+    return t->conn->state == SG_CONN_TUNNEL;
+}
+
+static void up_tunnel(sg_txn_t *t, char *buf, const char *p, size_t n)
+{
+    sg__proxy_tunnel_touch(t);
+    to_client(t, buf, p, n);
+}
+
+static void up_done(sg_txn_t *t)
+{
+    resp_complete(t);
+}
+
+static void up_broken(sg_txn_t *t, const char *why)
+{
+    sg__conn_abort(t->conn, why);
+}
+
+static void up_tunnel_eof(sg_txn_t *t, bool is_reset)
+{
+    if (is_reset) {
         sg__conn_abort(t->conn, NULL);
-        break;
+    } else {
+        t->flags |= SG_TXN_F_TUN_UP_EOF;
+        tunnel_progress(t);
     }
+}
+
+static void up_bytes(sg_txn_t *t)
+{
+    if (t->flags & SG_TXN_F_REPLAY)
+        replay_done(t, t->up);
+}
+
+static void up_read_end(sg_txn_t *t)
+{
+    /* A head whose body has not arrived yet goes out alone now. */
+    if (t->resp_head)
+        flush_resp_head(t);
 }
 
 /* ---- the client endpoint's view of the stream (sg_conn_ops_t) ------------------------- */

@@ -13,6 +13,8 @@ static void on_upc_read(sg_tp_t *tp, ssize_t nread);
 static void on_upc_write(sg_tp_t *tp, int status);
 static void on_upc_shutdown(sg_tp_t *tp, int status);
 static void on_upc_closed(sg_tp_t *tp);
+static void read_loop(sg_upconn_t *u, sg_txn_t *t);
+static void on_upc_eof(sg_upconn_t *u, sg_txn_t *t);
 static const sg_tp_cbs_t k_upc_tp_cbs = {
     .on_read = on_upc_read, .on_write = on_upc_write, .on_shutdown = on_upc_shutdown, .on_closed = on_upc_closed};
 
@@ -317,6 +319,212 @@ void sg__upconn_timer(sg_upconn_t *u, uint8_t kind, uint64_t ms)
         sg__tmo_start(u->w, &u->tmo, ms);
 }
 
+/* ---- reading responses: the upstream-side HTTP/1 endpoint ---------------------- */
+
+static void on_decoded(void *ud, const char *p, size_t n)
+{
+    sg_upconn_t *u = ud;
+    /* Decoded bytes are never more than the raw bytes of one read pass. */
+    if (u->dbuf && u->dlen + n <= SG_BUF_SIZE) {
+        memcpy(u->dbuf + u->dlen, p, n);
+        u->dlen += n;
+    }
+}
+
+/* Reads a response head; false: stop (more bytes needed, or the owner
+ * ended or failed the exchange). */
+static bool head_step(sg_upconn_t *u, sg_txn_t *t)
+{
+    sg_worker_t *w = u->w;
+    if (!u->rd.head) {
+        char *head = sg__head_get(w);
+        if (!head) {
+            u->ops->on_error(t, SG_FAIL_BAD_RESPONSE, "out of memory");
+            return false;
+        }
+        sg_h1_read_begin(&u->rd, head, w->head_bytes, w->head_max_hdrs);
+    }
+    const sg_limits_conf_t *lim = &u->ups->gen->cfg->limits;
+    const sg_h1_read_opts_t o = {.kind = SG_H1_RESPONSE,
+                                 .limits = &w->resp_limits,
+                                 .max_trailer_bytes = lim->header_bytes,
+                                 .max_trailer_count = lim->header_count,
+                                 .skip_body = (u->flags & SG_UPC_F_HEAD_REQ) != 0};
+    size_t used = 0;
+    const char *why = NULL;
+    int r = sg_h1_read_head(&u->rd, &o, u->tp.rbuf + u->tp.rpos, u->tp.rlen - u->tp.rpos, &used, &why);
+    if (r < 0) {
+        u->flags |= SG_UPC_F_NO_REUSE;
+        u->ops->on_error(t, SG_FAIL_BAD_RESPONSE, "invalid response head from upstream");
+        return false;
+    }
+    u->tp.rpos += (uint32_t)used;
+    if (r == SG_H1_READ_MORE)
+        return true;
+    sg_uphead_next_t next = u->ops->on_head(t, &u->rd.parser.head);
+    if (u->rd.head) { /* the head dies here (a release on the way gave it back already) */
+        sg__head_put(w, u->rd.head);
+        u->rd.head = NULL;
+    }
+    switch (next) {
+    case SG_UPH_AGAIN: /* interim: the final head follows */
+        return true;
+    case SG_UPH_DONE:
+        u->phase = SG_UPC_P_DONE;
+        u->ops->on_done(t);
+        return false;
+    case SG_UPH_BODY:
+    case SG_UPH_BODY_DECODED:
+        u->phase = SG_UPC_P_BODY;
+        if (next == SG_UPH_BODY_DECODED) {
+            u->flags |= SG_UPC_F_DECODE;
+            u->rd.parser.on_body = on_decoded;
+            u->rd.parser.ud = u;
+        }
+        sg__upconn_timer(u, SG_UPC_T_READ, u->ups->conf->read_timeout_ms);
+        return true;
+    case SG_UPH_TUNNEL: /* the owner called sg__upconn_tunnel */
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool body_step(sg_upconn_t *u, sg_txn_t *t)
+{
+    sg_worker_t *w = u->w;
+    bool decode = (u->flags & SG_UPC_F_DECODE) != 0;
+    if (decode) {
+        u->dbuf = sg__buf_get(w);
+        u->dlen = 0;
+        if (!u->dbuf) {
+            u->ops->on_broken(t, "out of memory");
+            return false;
+        }
+    }
+    size_t avail = u->tp.rlen - u->tp.rpos, used = 0;
+    int r = sg_h1_parse_body(&u->rd.parser, u->tp.rbuf + u->tp.rpos, avail, &used);
+    if (r < 0) {
+        if (u->dbuf) {
+            sg__buf_put(w, u->dbuf);
+            u->dbuf = NULL;
+        }
+        u->ops->on_broken(t, "invalid response body from upstream");
+        return false;
+    }
+    if (decode) {
+        char *d = u->dbuf;
+        u->dbuf = NULL;
+        u->tp.rpos += (uint32_t)used;
+        u->ops->on_body(t, d, d, u->dlen); /* d goes with it */
+    } else if (used) {
+        char *buf;
+        const char *p;
+        if (sg__tp_take(&u->tp, used, &buf, &p) < 0) {
+            u->ops->on_broken(t, "out of memory");
+            return false;
+        }
+        u->ops->on_body(t, buf, p, used);
+    }
+    if (u->txn != t)
+        return false;
+    if (r == SG_H1_BODY_DONE) {
+        u->phase = SG_UPC_P_DONE;
+        u->ops->on_done(t);
+        return false;
+    }
+    sg__upconn_timer(u, SG_UPC_T_READ, u->ups->conf->read_timeout_ms);
+    return true;
+}
+
+static bool tunnel_step(sg_upconn_t *u, sg_txn_t *t)
+{
+    if (!u->ops->can_tunnel(t))
+        return false;
+    char *buf;
+    const char *p;
+    size_t n = u->tp.rlen - u->tp.rpos;
+    if (sg__tp_take(&u->tp, n, &buf, &p) < 0) /* takes all: cannot fail */
+        return false;
+    u->ops->on_tunnel(t, buf, p, n);
+    return true;
+}
+
+static void read_loop(sg_upconn_t *u, sg_txn_t *t)
+{
+    while (u->txn == t && u->state == SG_UPC_ACTIVE && sg__tp_pending(&u->tp)) {
+        bool go_on;
+        switch (u->phase) {
+        case SG_UPC_P_HEAD:
+            go_on = head_step(u, t);
+            break;
+        case SG_UPC_P_BODY:
+            go_on = body_step(u, t);
+            break;
+        case SG_UPC_P_TUNNEL:
+            go_on = tunnel_step(u, t);
+            break;
+        default:
+            u->flags |= SG_UPC_F_NO_REUSE; /* bytes after the response */
+            u->tp.rpos = u->tp.rlen;
+            go_on = false;
+            break;
+        }
+        if (!go_on)
+            break;
+    }
+}
+
+/* The upstream closed (or reset) its side. */
+static void on_upc_eof(sg_upconn_t *u, sg_txn_t *t)
+{
+    switch (u->phase) {
+    case SG_UPC_P_HEAD:
+        /* u->rd.head is released once a head is complete, so a pooled
+         * connection reused for this request has none yet. */
+        if (u->rd.head && u->rd.head_len)
+            u->ops->on_error(t, SG_FAIL_BAD_RESPONSE, "upstream closed inside the response head");
+        else
+            u->ops->on_error(t, SG_FAIL_RESET, "upstream closed before responding");
+        break;
+    case SG_UPC_P_BODY:
+        if (sg_h1_finish(&u->rd.parser) == SG_H1_BODY_DONE) {
+            u->phase = SG_UPC_P_DONE;
+            u->ops->on_done(t);
+        } else {
+            /* Mid-body: the client must see the connection end, never a
+             * second response appended. */
+            u->ops->on_broken(t, "upstream closed mid-body");
+        }
+        break;
+    case SG_UPC_P_TUNNEL:
+        u->ops->on_tunnel_eof(t, (u->flags & SG_UPC_F_RESET) != 0);
+        break;
+    default:
+        u->ops->on_broken(t, NULL);
+        break;
+    }
+}
+
+bool sg__upconn_can_reuse(const sg_upconn_t *u)
+{
+    return u->rd.parser.head.is_keep_alive && !(u->flags & (SG_UPC_F_NO_REUSE | SG_UPC_F_EOF)) &&
+           !sg__tp_pending(&u->tp) && u->phase != SG_UPC_P_TUNNEL;
+}
+
+void sg__upconn_pause(sg_upconn_t *u)
+{
+    u->flags |= SG_UPC_F_PAUSED;
+    sg__upconn_update_read(u);
+}
+
+void sg__upconn_tunnel(sg_upconn_t *u)
+{
+    u->phase = SG_UPC_P_TUNNEL;
+    u->flags |= SG_UPC_F_NO_REUSE;
+    sg__upconn_timer(u, SG_UPC_T_NONE, 0);
+}
+
 static void on_upc_read(sg_tp_t *tp, ssize_t nread)
 {
     sg_upconn_t *u = sg_container_of(tp, sg_upconn_t, tp);
@@ -337,11 +545,15 @@ static void on_upc_read(sg_tp_t *tp, ssize_t nread)
             u->ops->on_error(u->txn, SG_FAIL_RESET, "upstream sent bytes before the request");
             return;
         }
-        u->ops->on_read(u->txn);
+        sg_txn_t *t = u->txn;
+        u->ops->on_bytes(t);
+        read_loop(u, t);
+        if (u->txn == t)
+            u->ops->on_read_end(t);
     } else if (nread < 0) {
         u->flags |= SG_UPC_F_EOF | (nread != UV_EOF ? SG_UPC_F_RESET : 0u);
         if (u->state == SG_UPC_ACTIVE && u->txn)
-            u->ops->on_eof(u->txn);
+            on_upc_eof(u, u->txn);
         else
             sg__upconn_close(u);
         return;

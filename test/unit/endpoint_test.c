@@ -251,11 +251,11 @@ static void setup(void)
 {
     memset(&g_tp, 0, sizeof(g_tp));
     memset(&g_st, 0, sizeof(g_st));
-    static const char yaml[] = "listeners: [{name: a, address: \"127.0.0.1:0\"}]\n"
-                               "limits: {client_header_timeout: 200ms, keepalive_timeout: 300ms, client_body_timeout: 200ms}\n";
+    static const char yaml[] =
+        "listeners: [{name: a, address: \"127.0.0.1:0\"}]\n"
+        "limits: {client_header_timeout: 200ms, keepalive_timeout: 300ms, client_body_timeout: 200ms}\n";
     char err[512];
-    cr_assert_eq(sg_config_load_string("endpoint_test", yaml, sizeof(yaml) - 1, &cfg, err, sizeof(err)), 0, "%s",
-                 err);
+    cr_assert_eq(sg_config_load_string("endpoint_test", yaml, sizeof(yaml) - 1, &cfg, err, sizeof(err)), 0, "%s", err);
     w = calloc(1, sizeof(*w));
     cr_assert_not_null(w);
     cr_assert_eq(uv_loop_init(&w->loop), 0);
