@@ -1,6 +1,7 @@
 #include "sg/mem.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 struct sg_arena_chunk {
     sg_arena_chunk_t *next;
@@ -100,11 +101,27 @@ char *sg_arena_strdup(sg_arena_t *a, const char *s)
     return sg_arena_strndup(a, s, strlen(s));
 }
 
+/* Pools off: every object comes from malloc and goes back to free, so
+ * ASan sees a use after free of a conn, txn or buffer instead of a recycled
+ * object (and valgrind sees each one). Built in with -DSG_NO_POOLS, or
+ * chosen at start-up with SG_POOLS=off in the environment (the pools-off
+ * test run, test/CMakeLists.txt). Read when a freelist is set up; a
+ * freelist that keeps no free object costs nothing more on the hot path. */
+static bool is_pools_off(void)
+{
+#ifdef SG_NO_POOLS
+    return true;
+#else
+    const char *v = getenv("SG_POOLS");
+    return v && strcmp(v, "off") == 0;
+#endif
+}
+
 void sg_freelist_init(sg_freelist_t *fl, size_t obj_size, size_t max_free)
 {
     fl->_head = NULL;
     fl->obj_size = obj_size < sizeof(void *) ? sizeof(void *) : obj_size;
-    fl->max_free = max_free;
+    fl->max_free = is_pools_off() ? 0 : max_free;
     fl->n_free = 0;
     fl->grows = 0;
     fl->in_use = 0;
@@ -124,7 +141,6 @@ void sg_freelist_destroy(sg_freelist_t *fl)
 void *sg_freelist_get(sg_freelist_t *fl)
 {
     void *p;
-#ifndef SG_NO_POOLS
     if (fl->_head) {
         p = fl->_head;
         fl->_head = *(void **)p;
@@ -132,7 +148,6 @@ void *sg_freelist_get(sg_freelist_t *fl)
         fl->in_use++;
         return p;
     }
-#endif
     p = malloc(fl->obj_size);
     if (p) {
         fl->grows++;
@@ -146,14 +161,12 @@ void sg_freelist_put(sg_freelist_t *fl, void *obj)
     if (!obj)
         return;
     fl->in_use--;
-#ifndef SG_NO_POOLS
     if (fl->n_free < fl->max_free) {
         *(void **)obj = fl->_head;
         fl->_head = obj;
         fl->n_free++;
         return;
     }
-#endif
     fl->released_bytes += fl->obj_size;
     free(obj);
 }

@@ -68,10 +68,20 @@ static void write_config(sg_proc_t *gw, const char *text)
     cr_assert_eq(rename(tmp, out), 0);
 }
 
+/* POST /-/reload. The binary writes its ports file (sg_proc_start's
+ * signal) a moment before the admin listener takes reloads: until then it
+ * answers 503 "starting", and the request is sent again (deadline). */
 static int post_reload(sg_proc_t *gw, hc_response_t *r)
 {
-    return hc_request(sg_proc_addr(gw, "admin"), "POST /-/reload HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\n\r\n",
-                      r, 10000);
+    long long deadline = sgt_now_ms() + 5000;
+    for (;;) {
+        int e = hc_request(sg_proc_addr(gw, "admin"),
+                           "POST /-/reload HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\n\r\n", r, 10000);
+        if (e != HC_OK || r->status != 503 || !strstr(r->body, "\"starting\"") || sgt_now_ms() >= deadline)
+            return e;
+        hc_response_free(r);
+        sgt_nap_ms(10); /* polling interval */
+    }
 }
 
 /* Which upstream answered a fresh-connection GET of path ("" on failure). */

@@ -18,6 +18,16 @@
 
 extern char **environ;
 
+bool sg_proc_pools_off(void)
+{
+#ifdef SG_NO_POOLS
+    return true;
+#else
+    const char *v = getenv("SG_POOLS");
+    return v && strcmp(v, "off") == 0;
+#endif
+}
+
 char *sg_proc_read_file(const char *path)
 {
     FILE *f = fopen(path, "rb");

@@ -26,6 +26,11 @@ typedef struct sg_proc {
     int exit_status; /* after stop: exit code, or 128+signal */
 } sg_proc_t;
 
+/* Whether the binary runs with its object pools off (src/core/mem.c): a
+ * SG_NO_POOLS build, or SG_POOLS=off in this process's environment, which
+ * every child inherits (the pools-off ctest run, test/CMakeLists.txt).
+ * Tests that bound RSS or count freelist growth depend on it. */
+bool sg_proc_pools_off(void);
 /* Returns 0 when running and bound, -1 otherwise (stderr kept for inspection). */
 int sg_proc_start(sg_proc_t *p, const char *yaml, int timeout_ms);
 /* Same with extra environment "K=V" entries (NULL-terminated), e.g. to set SG_DEBUG_POOLS. */
