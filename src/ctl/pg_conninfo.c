@@ -1,5 +1,6 @@
-/* Postgres conninfo: masking passwords for messages, and the libpq
- * keyword/value arrays the poller connects with (see docs/postgres.md). */
+/* Postgres conninfo: masking passwords for messages (and the poller's log
+ * line, sg__pg_log), and the libpq keyword/value arrays the poller connects
+ * with (see docs/postgres.md). */
 #include "ctl/pg_int.h"
 
 #include <libpq-fe.h>

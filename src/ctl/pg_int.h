@@ -34,7 +34,7 @@
 typedef enum pg_state { PG_IDLE = 0, PG_RESOLVING, PG_CONNECTING, PG_READY, PG_CLOSING, PG_STATE__COUNT } pg_state_t;
 
 /* Poller role with postgres.leader_lock (a second state, beside the
- * connection's, with its own checked table in pg.c): UNKNOWN until the
+ * connection's, with its own checked table in pg_sched.c): UNKNOWN until the
  * lock query answered on this connection, then LEADER (this instance
  * polls) or FOLLOWER (another session holds the lock; asked again every
  * interval). Back to UNKNOWN whenever the connection drops. */
