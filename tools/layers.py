@@ -219,8 +219,10 @@ def shortest_path(edges, src, dst, allowed):
     return None
 
 
-def check_graph(kind, edges, layer_of, rank, detail=None):
-    """Violations of one graph: {"kind A -> B": [reasons]}."""
+def check_graph(kind, edges, layer_of, rank, order, detail=None):
+    """Violations of one graph: {"kind A -> B": [reasons]}; order[key] sorts
+    the report: upward edges first, then each cycle's edges together,
+    shortest cycle first (the two files of a two-file cycle lead)."""
     nodes = set(edges) | {b for a in edges for b in edges[a]}
     comp = sccs(nodes, edges)
     members = collections.defaultdict(set)
@@ -229,16 +231,18 @@ def check_graph(kind, edges, layer_of, rank, detail=None):
     out = {}
     for a in sorted(edges):
         for b in sorted(edges[a]):
-            reasons = []
+            reasons, key = [], (0, "", 0)
             if rank[layer_of[b]] > rank[layer_of[a]]:
                 reasons.append(f"upward: {layer_of[a]} -> {layer_of[b]}")
             if comp[a] == comp[b]:
                 back = shortest_path(edges, b, a, members[comp[a]])
-                reasons.append("cycle: " + " -> ".join([a] + back))
+                reasons.append(f"cycle of {len(back)} files: " + " -> ".join([a] + back))
+                key = (1, comp[a], len(back))
             if reasons:
                 if detail:
                     reasons.append(detail(a, b))
                 out[f"{kind} {a} -> {b}"] = reasons
+                order[f"{kind} {a} -> {b}"] = key
     return out
 
 
@@ -295,7 +299,8 @@ def main():
     if errors:
         print("\n".join(errors))
         return 1
-    violations = check_graph("include", inc, layer_of, rank)
+    order = {}
+    violations = check_graph("include", inc, layer_of, rank, order)
     n_calls = n_objs = 0
     calls = {}
     if not args.no_calls:
@@ -310,7 +315,7 @@ def main():
             s = calls[a][b]
             return "symbols: " + ", ".join(s[:6]) + (f" (+{len(s) - 6})" if len(s) > 6 else "")
 
-        violations.update(check_graph("call", calls, layer_of, rank, syms))
+        violations.update(check_graph("call", calls, layer_of, rank, order, syms))
     for f, line, name in prototypes(files):
         violations[f"proto {f} {name}"] = [f"{f}:{line}: declared in a .c file: declare it once, in a header"]
 
@@ -326,7 +331,7 @@ def main():
     new = [k for k in violations if k not in allow]
     stale = sorted((n, k) for k, n in allow.items() if k not in violations)
     rel_allow = os.path.relpath(args.allow)
-    for k in sorted(new):
+    for k in sorted(new, key=lambda k: (order.get(k, (2, "", 0)), k)):
         print(f"layer-check: {k}")
         for r in violations[k]:
             print(f"    {r}")

@@ -61,7 +61,7 @@ typedef struct sg_rtgen {
     int32_t *upstream_metric;
     int32_t *listener_metric;
     int32_t *dest_metric; /* egress.allow rule i -> its destination label (its text) */
-    /* Listening sockets (src/net: worker.c). Listener i's bound address
+    /* Listening sockets (src/net: bound by bind.c, taken by worker.c). Listener i's bound address
      * ("ip:port", "[ip]:port") is laddr[i]; lfds[i * n_workers + w] is the
      * socket worker w takes when it adopts this generation (exchanged with
      * -1), or -1 when worker w keeps the socket it already has open for
@@ -90,7 +90,7 @@ typedef struct sg_runtime {
     /* Connection caps from RLIMIT_NOFILE, set by sg_server_start before any
      * thread runs (0: no cap). client_conn_cap bounds the client
      * connections of all workers together (their pub.connections summed);
-     * admin_conn_cap the admin listener's. See src/net/worker.c. */
+     * admin_conn_cap the admin listener's. See src/net/server.c. */
     uint32_t client_conn_cap;
     uint32_t admin_conn_cap;
     _Atomic uint32_t pg_failing; /* built-in queries failing, 1u << sg_pg_builtin_t (control thread writes) */

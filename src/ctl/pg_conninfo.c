@@ -1,5 +1,6 @@
-/* Postgres conninfo: masking passwords for messages, and the libpq
- * keyword/value arrays the poller connects with (see docs/postgres.md). */
+/* Postgres conninfo: masking passwords for messages (and the poller's log
+ * line, sg__pg_log), and the libpq keyword/value arrays the poller connects
+ * with (see docs/postgres.md). */
 #include "ctl/pg_int.h"
 
 #include <libpq-fe.h>
@@ -138,6 +139,27 @@ size_t sg_pg_mask_conninfo(const char *in, char *out, size_t outlen)
     return o;
 #undef PUT
 #undef PUTS
+}
+
+void sg__pg_log(sg_pg_t *pg, sg_log_level_t level, const char *fmt, ...)
+{
+    char msg[PG_MSG];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    /* libpq messages end in newlines and may span lines: one line only. */
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        msg[--n] = 0;
+    for (char *c = msg; *c; c++)
+        if (*c == '\n' || *c == '\r' || *c == '\t')
+            *c = ' ';
+    sg__pg_mask_secret(msg, pg->password);
+    if (level >= SG_LOG_WARN)
+        snprintf(pg->last_error, sizeof(pg->last_error), "%s", msg);
+    if (pg->log_cb)
+        pg->log_cb(pg->log_arg, level, msg);
 }
 
 int sg__pg_fail_msg(char *err, size_t errlen, const char *fmt, ...)

@@ -1,7 +1,14 @@
 /* Private to the Postgres poller's files (src/ctl/pg*.c): the poller's
- * state, shared by the connection state machine (pg.c), the conninfo
- * handling (pg_conninfo.c), the query set (pg_queries.c) and the renderer
- * (pg_render.c). Control thread only, like sg/pg.h. */
+ * state, shared by the connection state machine (pg.c), the scheduling and
+ * leader role (pg_sched.c), the result handling (pg_results.c), the
+ * conninfo handling and messages (pg_conninfo.c), the query set
+ * (pg_queries.c) and the renderer (pg_render.c). Control thread only, like
+ * sg/pg.h.
+ *
+ * The files call each other in one direction only (the layer check,
+ * tools/layers.py, fails on a cycle): pg.c -> pg_sched.c -> pg_results.c
+ * -> pg_queries.c -> pg_conninfo.c. pg.c owns the socket and the timers:
+ * it asks pg_sched.c what to send and when, and hands it what comes back. */
 #ifndef SG_CTL_PG_INT_H
 #define SG_CTL_PG_INT_H
 
@@ -27,7 +34,7 @@
 typedef enum pg_state { PG_IDLE = 0, PG_RESOLVING, PG_CONNECTING, PG_READY, PG_CLOSING, PG_STATE__COUNT } pg_state_t;
 
 /* Poller role with postgres.leader_lock (a second state, beside the
- * connection's, with its own checked table in pg.c): UNKNOWN until the
+ * connection's, with its own checked table in pg_sched.c): UNKNOWN until the
  * lock query answered on this connection, then LEADER (this instance
  * polls) or FOLLOWER (another session holds the lock; asked again every
  * interval). Back to UNKNOWN whenever the connection drops. */
@@ -154,7 +161,12 @@ struct sg_pg {
     sg_pg_stats_t stats;
 };
 
+struct pg_result; /* libpq's PGresult (libpq-fe.h stays in the .c files) */
+
 /* pg_conninfo.c */
+/* One line to pg->log_cb: libpq's line breaks folded, the password masked;
+ * a warning or worse is also kept as pg->last_error. */
+void sg__pg_log(sg_pg_t *pg, sg_log_level_t level, const char *fmt, ...) SG_PRINTF(3, 4);
 /* Replaces every occurrence of secret in s by "****" (in place). */
 void sg__pg_mask_secret(char *s, const char *secret);
 int sg__pg_fail_msg(char *err, size_t errlen, const char *fmt, ...) SG_PRINTF(3, 4);
@@ -176,5 +188,45 @@ void sg__pg_free_queries(sg_pg_t *pg);
 int sg__pg_builtin_id(const char *name);
 /* The SQL a query runs first: the transition start query, else its sql. */
 const char *sg__pg_first_sql(const sg_pg_t *pg, const pg_query_t *q);
+
+/* pg_results.c */
+/* The running query failed: the first reason of a run is kept in
+ * pg->query_msg, and pg->query_failed set. */
+void sg__pg_query_error(sg_pg_t *pg, const char *fmt, ...) SG_PRINTF(2, 3);
+/* A series query's rows (PGRES_TUPLES_OK) become q->snap, zero-filled;
+ * a bad row fails the run and keeps the last snapshot. */
+void sg__pg_handle_series(sg_pg_t *pg, pg_query_t *q, struct pg_result *r);
+/* The transition query's rows: the first run sets the cursor (the newest
+ * event id), later ones observe each event into its (from, to) histogram. */
+void sg__pg_handle_transitions(sg_pg_t *pg, pg_query_t *q, struct pg_result *r);
+/* Frees the transition pairs' names and counts. */
+void sg__pg_pairs_free(sg_pg_t *pg);
+
+/* pg_sched.c */
+/* This instance runs the queries: it holds the leader lock, or there is
+ * none (postgres.leader_lock off). */
+bool sg__pg_is_polling(const sg_pg_t *pg);
+/* Connected: every query (and the lock query) is due at now_ms. */
+void sg__pg_sched_all_due(sg_pg_t *pg, uint64_t now_ms);
+/* The tick: queues what is due at now_ms (a refresh whose last run is still
+ * pending is skipped and counted). */
+void sg__pg_sched_due(sg_pg_t *pg, uint64_t now_ms);
+/* When the next query falls due (loop ms) into *due_ms; false when none is
+ * scheduled. */
+bool sg__pg_sched_next_due(sg_pg_t *pg, uint64_t *due_ms);
+/* Takes the next queued query as pg->running, with its SQL and parameters
+ * (params has room for 2); NULL when one runs already or none waits. */
+pg_query_t *sg__pg_sched_take(sg_pg_t *pg, const char **sql, const char *params[2], int *n_params);
+/* One result of pg->running. */
+void sg__pg_sched_result(sg_pg_t *pg, struct pg_result *r);
+/* pg->running has no more results: counts, health, another batch queued.
+ * True when the tick must be armed again (the lock query answered). */
+bool sg__pg_sched_done(sg_pg_t *pg);
+/* pg->running got no answer within its deadline (counted as an error and a
+ * timeout; the caller drops the connection). */
+void sg__pg_sched_no_answer(sg_pg_t *pg);
+/* The connection dropped: nothing runs or waits, and the role is unknown
+ * again (a session lock ends with its session). */
+void sg__pg_sched_reset(sg_pg_t *pg);
 
 #endif /* SG_CTL_PG_INT_H */

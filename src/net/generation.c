@@ -264,8 +264,8 @@ void sg__runtime_reap(sg_runtime_t *rt)
 
 /* The worker count and the head buffer sizes are fixed at start (threads
  * and freelists are sized for them); a reload that changes them is refused.
- * Listener changes are applied (worker.c: new sockets bound before the
- * generation is published, old ones closed by each worker). */
+ * Listener changes are applied (server.c: new sockets bound before the
+ * generation is published; worker.c: old ones closed by each worker). */
 static int check_fixed(const sg_config_t *a, const sg_config_t *b, char *err, size_t errlen)
 {
     if (a->workers != b->workers) {
