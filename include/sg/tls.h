@@ -175,7 +175,11 @@ int sg_tls_check_key_mode(const char *key_file, char *why, size_t cap) SG_MUST_C
 /* Loads a PEM certificate chain and a PEM private key (encrypted keys are
  * refused: there is nobody to type a passphrase) and checks that the key
  * belongs to the leaf certificate. Also applies sg_tls_check_key_mode.
- * 0, or -1 with a reason naming the file in why. */
+ * 0; else a reason naming the file in why and SG_TLS_BAD_CERT_FILE (the
+ * certificate file is missing or holds no certificate) or
+ * SG_TLS_BAD_KEY_FILE (the key file, or a key that does not match). */
+#define SG_TLS_BAD_CERT_FILE (-1)
+#define SG_TLS_BAD_KEY_FILE (-2)
 int sg_tls_check_cert_key(const char *cert_file, const char *key_file, char *why, size_t cap) SG_MUST_CHECK;
 /* A PEM file of trust anchors: readable, at least one certificate. */
 int sg_tls_check_ca_file(const char *ca_file, char *why, size_t cap) SG_MUST_CHECK;

@@ -30,7 +30,8 @@ BIO *sg__tls_file_bio(const char *path, const char *what, char *why, size_t cap)
 int sg__tls_load_chain(const char *cert_file, X509 **leaf, STACK_OF(X509) * *chain, char *why, size_t cap);
 /* A PEM private key (mode checked, no passphrase prompt). NULL with why. */
 EVP_PKEY *sg__tls_load_key(const char *key_file, char *why, size_t cap);
-/* Chain + key + match check. 0, or -1 with why (out is then empty). */
+/* Chain + key + match check. 0, or SG_TLS_BAD_CERT_FILE / SG_TLS_BAD_KEY_FILE
+ * with why (out is then empty). */
 int sg__tls_load_pair(const char *cert_file, const char *key_file, sg__tls_pair_t *out, char *why, size_t cap);
 void sg__tls_pair_free(sg__tls_pair_t *p);
 /* The names a certificate answers for: its SAN DNS names, or its subject

@@ -6,11 +6,13 @@
 #include "tls/tls_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define FILE_MAX (1u << 20)
 
@@ -33,24 +35,46 @@ uint64_t sg__tls_now_ns(void)
 
 BIO *sg__tls_file_bio(const char *path, const char *what, char *why, size_t cap)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    /* Non-blocking open and a regular file only: a FIFO or a device named
+     * by mistake must not hang a reload on the control thread. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
         snprintf(why, cap, "cannot read %s file %s: %s", what, path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(why, cap, "%s file %s is not a regular file", what, path);
+        close(fd);
+        return NULL;
+    }
+    if (st.st_size > (off_t)FILE_MAX) {
+        snprintf(why, cap, "%s file %s is larger than 1 MiB", what, path);
+        close(fd);
         return NULL;
     }
     char *buf = malloc(FILE_MAX);
-    size_t n = buf ? fread(buf, 1, FILE_MAX, f) : 0;
-    int err = ferror(f) ? errno : 0;
-    bool is_big = n == FILE_MAX && fgetc(f) != EOF;
-    fclose(f);
+    size_t n = 0;
+    int err = 0;
+    while (buf && n < FILE_MAX) {
+        ssize_t r = read(fd, buf + n, FILE_MAX - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            err = errno;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
     BIO *b = NULL;
     if (!buf)
         snprintf(why, cap, "reading %s file %s: out of memory", what, path);
     else if (err)
         snprintf(why, cap, "cannot read %s file %s: %s", what, path, strerror(err));
-    else if (is_big)
-        snprintf(why, cap, "%s file %s is larger than 1 MiB", what, path);
-    else if (!(b = BIO_new(BIO_s_mem())) || BIO_write(b, buf, (int)n) != (int)n) {
+    else if (!(b = BIO_new(BIO_s_mem())) || (n > 0 && BIO_write(b, buf, (int)n) != (int)n)) {
         BIO_free(b);
         b = NULL;
         snprintf(why, cap, "reading %s file %s: out of memory", what, path);
@@ -185,17 +209,17 @@ int sg__tls_load_pair(const char *cert_file, const char *key_file, sg__tls_pair_
 {
     memset(out, 0, sizeof(*out));
     if (sg__tls_load_chain(cert_file, &out->leaf, &out->chain, why, cap) < 0)
-        return -1;
+        return SG_TLS_BAD_CERT_FILE;
     if (!(out->key = sg__tls_load_key(key_file, why, cap))) {
         sg__tls_pair_free(out);
-        return -1;
+        return SG_TLS_BAD_KEY_FILE;
     }
     ERR_clear_error();
     if (X509_check_private_key(out->leaf, out->key) != 1) {
         ERR_clear_error();
         snprintf(why, cap, "key %s does not match certificate %s", key_file, cert_file);
         sg__tls_pair_free(out);
-        return -1;
+        return SG_TLS_BAD_KEY_FILE;
     }
     return 0;
 }
@@ -203,8 +227,9 @@ int sg__tls_load_pair(const char *cert_file, const char *key_file, sg__tls_pair_
 int sg_tls_check_cert_key(const char *cert_file, const char *key_file, char *why, size_t cap)
 {
     sg__tls_pair_t p;
-    if (sg__tls_load_pair(cert_file, key_file, &p, why, cap) < 0)
-        return -1;
+    int rc = sg__tls_load_pair(cert_file, key_file, &p, why, cap);
+    if (rc < 0)
+        return rc;
     sg__tls_pair_free(&p);
     return 0;
 }

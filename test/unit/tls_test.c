@@ -194,19 +194,21 @@ Test(tls_files, cert_key_pairs)
 {
     char why[400];
     cr_expect_eq(sg_tls_check_cert_key(pki.server.cert, pki.server.key, why, sizeof(why)), 0, "%s", why);
-    cr_expect_eq(sg_tls_check_cert_key(pki.server.cert, pki.alt.key, why, sizeof(why)), -1);
+    cr_expect_eq(sg_tls_check_cert_key(pki.server.cert, pki.alt.key, why, sizeof(why)), SG_TLS_BAD_KEY_FILE);
     cr_expect(strstr(why, "does not match") && strstr(why, pki.alt.key) && strstr(why, pki.server.cert), "%s", why);
     char missing[256];
     snprintf(missing, sizeof(missing), "%s/nope.pem", pki.dir);
-    cr_expect_eq(sg_tls_check_cert_key(missing, pki.server.key, why, sizeof(why)), -1);
+    cr_expect_eq(sg_tls_check_cert_key(missing, pki.server.key, why, sizeof(why)), SG_TLS_BAD_CERT_FILE);
     cr_expect(strstr(why, "cannot read certificate file") && strstr(why, missing), "%s", why);
-    cr_expect_eq(sg_tls_check_cert_key(pki.server.key, pki.server.key, why, sizeof(why)), -1, "a key is no cert");
+    cr_expect_eq(sg_tls_check_cert_key(pki.server.key, pki.server.key, why, sizeof(why)), SG_TLS_BAD_CERT_FILE,
+                 "a key is no cert");
     cr_expect(strstr(why, "no PEM certificate"), "%s", why);
-    cr_expect_eq(sg_tls_check_cert_key(pki.server.cert, pki.server.cert, why, sizeof(why)), -1, "a cert is no key");
+    cr_expect_eq(sg_tls_check_cert_key(pki.server.cert, pki.server.cert, why, sizeof(why)), SG_TLS_BAD_KEY_FILE,
+                 "a cert is no key");
     cr_expect(strstr(why, "group or others"), "the cert file is 0644, so the mode check names it first: %s", why);
     char notkey[256];
     cr_assert_eq(sg_test_pki_file(&pki, "notkey.key", "hello\n", 0600, notkey, sizeof(notkey)), 0);
-    cr_expect_eq(sg_tls_check_cert_key(pki.server.cert, notkey, why, sizeof(why)), -1);
+    cr_expect_eq(sg_tls_check_cert_key(pki.server.cert, notkey, why, sizeof(why)), SG_TLS_BAD_KEY_FILE);
     cr_expect(strstr(why, "no PEM private key") && strstr(why, notkey), "%s", why);
 
     /* An encrypted key is refused without prompting (stdin is not read). */
@@ -223,7 +225,7 @@ Test(tls_files, cert_key_pairs)
     fclose(f);
     EVP_PKEY_free(k);
     cr_assert_eq(chmod(enc, 0600), 0);
-    cr_expect_eq(sg_tls_check_cert_key(pki.server.cert, enc, why, sizeof(why)), -1);
+    cr_expect_eq(sg_tls_check_cert_key(pki.server.cert, enc, why, sizeof(why)), SG_TLS_BAD_KEY_FILE);
     cr_expect(strstr(why, "encrypted"), "%s", why);
 
     /* A chain file: leaf then CA, read whole. */
@@ -239,7 +241,7 @@ Test(tls_files, cert_key_pairs)
     cr_expect_eq(sg_tls_check_cert_key(chain, pki.server.key, why, sizeof(why)), 0, "%s", why);
     strcat(buf, "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n");
     cr_assert_eq(sg_test_pki_file(&pki, "badchain.pem", buf, 0644, chain, sizeof(chain)), 0);
-    cr_expect_eq(sg_tls_check_cert_key(chain, pki.server.key, why, sizeof(why)), -1);
+    cr_expect_eq(sg_tls_check_cert_key(chain, pki.server.key, why, sizeof(why)), SG_TLS_BAD_CERT_FILE);
     cr_expect(strstr(why, "bad certificate after the first one"), "%s", why);
     cr_expect_eq(ERR_peek_error(), 0, "the error queue is left empty");
 }
