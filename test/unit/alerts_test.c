@@ -281,6 +281,17 @@ Test(alerts, dashboard_is_json_and_its_queries_are_valid_promql, .timeout = 60)
         "swarm_circuit_breaker_state",
         "swarm_vm_active",
         "swarm_vm_max",
+        /* egress, upstream and TLS rows */
+        "rate(swarm_egress_requests_total",
+        "rate(swarm_egress_refused_total",
+        "rate(swarm_egress_tunnels_total",
+        "swarm_upstream_server_up",
+        "rate(swarm_upstream_response_duration_seconds_bucket",
+        "rate(swarm_upstream_connect_errors_total",
+        "rate(swarm_upstream_timeouts_total",
+        "rate(swarm_tls_handshakes_total",
+        "rate(swarm_tls_handshake_duration_seconds_bucket",
+        "swarm_tls_certificate_expiry_timestamp_seconds",
     };
     for (size_t i = 0; i < SG_ARRAY_SIZE(needed); i++) {
         bool found = false;
