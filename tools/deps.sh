@@ -4,7 +4,7 @@
 # does nothing when all are present.
 set -eu
 
-PKGS="pkg-config libuv1-dev node-llhttp uuid-dev libpq-dev libyaml-dev libcriterion-dev
+PKGS="pkg-config libuv1-dev node-llhttp uuid-dev libpq-dev libyaml-dev libssl-dev openssl libcriterion-dev
 postgresql prometheus curl wrk nginx-light haproxy clang libclang-rt-14-dev clang-format python3-aiohttp valgrind"
 if [ "${SG_DEPS_EXTRA:-}" != "" ]; then PKGS="$PKGS $SG_DEPS_EXTRA"; fi
 

@@ -6,12 +6,20 @@
  * changed after load: a reload builds a new generation (refcounted).
  *
  * Durations are milliseconds (uint64_t *_ms), sizes are bytes. Strings are
- * NUL-terminated and owned by the config's arena. */
+ * NUL-terminated and owned by the config's arena.
+ *
+ * TLS files (listeners[].tls, upstreams.<name>.tls) are checked at load,
+ * so --check-config and a reload see what the contexts would: each file
+ * is read, a key file must not be accessible by group or others (sshd's
+ * rule), a key must match its certificate, a ca_file must hold a
+ * certificate. A relative path is taken from the config file's directory
+ * and stored resolved. */
 #ifndef SG_CONFIG_H
 #define SG_CONFIG_H
 
 #include "sg/common.h"
 #include "sg/mem.h"
+#include "sg/tls.h"
 
 #include <stdatomic.h>
 #include <sys/socket.h>
@@ -35,9 +43,10 @@ typedef struct sg_listener_conf {
     const char *name;
     sg_hostport_t addr;
     sg_listener_mode_t mode;
-    bool serve_health;  /* answer /health* on this listener (default false) */
-    bool serve_metrics; /* answer /metrics on this listener (default false) */
-    int backlog;        /* default 511 */
+    bool serve_health;        /* answer /health* on this listener (default false) */
+    bool serve_metrics;       /* answer /metrics on this listener (default false) */
+    int backlog;              /* default 511 */
+    sg_tls_server_conf_t tls; /* tls.enabled when the listener has a tls section (sg/tls.h) */
 } sg_listener_conf_t;
 
 typedef enum sg_balance { SG_BALANCE_ROUND_ROBIN = 0, SG_BALANCE_LEAST_IN_FLIGHT, SG_BALANCE__COUNT } sg_balance_t;
@@ -65,6 +74,7 @@ typedef struct sg_upstream_conf {
     uint64_t fail_timeout_ms;      /* ejection cool-down, default 10s */
     bool count_timeouts;           /* a response timeout counts toward max_fails, default false */
     sg_health_check_conf_t health_check;
+    sg_tls_client_conf_t tls; /* TLS to the servers when tls.enabled (sg/tls.h) */
 } sg_upstream_conf_t;
 
 typedef struct sg_route_conf {
@@ -251,6 +261,11 @@ typedef struct sg_admin_conf {
     uint64_t liveness_stale_ms; /* a worker not ticking this long is stuck, default 10s */
 } sg_admin_conf_t;
 
+/* Process-wide TLS settings (the top-level `tls` section). */
+typedef struct sg_tls_global_conf {
+    uint64_t ticket_key_rotation_ms; /* session ticket keys are replaced this often, default 1h */
+} sg_tls_global_conf_t;
+
 typedef struct sg_shutdown_conf {
     uint64_t drain_delay_ms;   /* default 5s */
     uint64_t drain_timeout_ms; /* default 30s */
@@ -279,6 +294,7 @@ typedef struct sg_config {
     sg_egress_conf_t egress;
     sg_log_conf_t log;
     sg_limits_conf_t limits;
+    sg_tls_global_conf_t tls;
     sg_shutdown_conf_t shutdown;
 
     /* Fingerprints of sections as written (64-bit FNV-1a over the YAML tree:

@@ -15,6 +15,7 @@
 struct sg_spans_exporter;
 struct sg_pg;
 struct sg_upstream_health;
+struct sg_certs;
 
 typedef struct sg_control {
     sg_runtime_t *rt;
@@ -26,6 +27,8 @@ typedef struct sg_control {
     struct sg_pg *pg;
     uint64_t pg_restart_ms;              /* a reload restarted the poller then; 0 once it has tried */
     struct sg_upstream_health *uphealth; /* active checks (upstream_health.h) */
+    struct sg_certs *certs;              /* listeners' certificate dates (certs.h), rendered by a collector */
+    bool is_certs_collector;             /* collect_certs is registered */
     bool is_started;
 } sg_control_t;
 
@@ -41,7 +44,8 @@ void sg_control_on_stop(uv_loop_t *loop, void *ud);
  * `postgres` section restarts the poller with it (its counters start
  * again from zero); a changed `trace.export` restarts the span exporter
  * when export stays on (turning it on or off needs a restart: the workers'
- * span queues are sized at start). */
+ * span queues are sized at start). The listeners' certificates are read
+ * again for the expiry gauge (a renewed file shows its new date). */
 void sg_control_on_reload(uv_loop_t *loop, void *ud, const sg_config_t *old_cfg, const sg_config_t *new_cfg);
 
 #endif /* SG_CONTROL_H */

@@ -17,6 +17,8 @@
  *            "000" when no status was sent, "other" outside 100..599
  *   upstream config upstream names, "other"
  *   listener config listener names, "other"
+ *   result   TLS handshake outcome: sg_tls_error_name() values ("success", ...)
+ *   version  TLS version: "none", "TLSv1.2", "TLSv1.3"
  * Gauges summed across workers (in flight, connections) are one signed
  * per-shard value each (two's complement in the uint64 slot), moved up and
  * down by the owner; the sum wraps back to the true total.
@@ -39,6 +41,7 @@
 #include "sg/config.h"
 #include "sg/expose.h"
 #include "sg/reqrec.h"
+#include "sg/tls.h"
 #include "sg/trace.h"
 
 typedef struct sg_metrics sg_metrics_t;
@@ -146,6 +149,21 @@ typedef enum sg_conn_refused {
 /* swarm_connections_refused_total{listener,reason}: listener_idx as for
  * conn_open, or negative for the admin listener (label "admin"). */
 void sg_metrics_conn_refused(sg_metrics_shard_t *s, int32_t listener_idx, sg_conn_refused_t reason);
+/* A TLS handshake on a listener ended (the transport calls this once per
+ * connection, with what sg_tls_conn_error / _version / _handshake_ns /
+ * _is_resumed say, or SG_TLS_E_TIMEOUT / SG_TLS_E_CLOSED when it gave up
+ * first): swarm_tls_handshakes_total{listener,result,version}; for a
+ * success also swarm_tls_handshake_duration_seconds{listener} (dur_ns:
+ * first byte of the ClientHello to the end) and, when resumed,
+ * swarm_tls_sessions_resumed_total{listener}. listener_idx as for
+ * conn_open. */
+void sg_metrics_tls_handshake(sg_metrics_shard_t *s, size_t listener_idx, sg_tls_error_t result,
+                              sg_tls_version_t version, uint64_t dur_ns, bool is_resumed);
+/* A TLS handshake with an upstream server ended (a new pooled
+ * connection): swarm_upstream_tls_handshakes_total{upstream,result}, where
+ * verification failures have their own results (unknown_ca,
+ * hostname_mismatch, certificate_expired, certificate_invalid). */
+void sg_metrics_upstream_tls_handshake(sg_metrics_shard_t *s, size_t upstream_idx, sg_tls_error_t result);
 /* swarm_memory_trims_total: the shard's thread called malloc_trim. */
 void sg_metrics_memory_trim(sg_metrics_shard_t *s);
 /* swarm_connections_limit (written when non-zero). Main, before the workers start. */

@@ -1054,6 +1054,170 @@ static int listener_init(ctx_t *c, const sg__cnode_t *n, loc_t at, void *obj, si
     return l->name ? 0 : fail(c, at, "out of memory");
 }
 
+/* ------------------------------------------------------------------------ */
+/* TLS files and versions (listeners[].tls, upstreams.<name>.tls)            */
+
+/* A path as written, or taken from the config file's directory when
+ * relative (the directory a reload reads the file from, whatever the
+ * process's working directory was meant to be). */
+static const char *resolve_path(ctx_t *c, const char *p)
+{
+    const char *slash = strrchr(c->file, '/');
+    if (p[0] == '/' || !slash)
+        return p;
+    size_t dl = (size_t)(slash - c->file), pl = strlen(p);
+    char *r = sg_arena_alloc(&c->cfg->arena, dl + 1 + pl + 1);
+    if (!r)
+        return p;
+    memcpy(r, c->file, dl + 1);
+    memcpy(r + dl + 1, p, pl + 1);
+    return r;
+}
+
+/* "1.2" or "1.3"; older versions are named as refused. */
+static int tls_min_version(ctx_t *c, const sg__cnode_t *n, void *base, const field_t *f)
+{
+    sg_tls_version_t *v = (sg_tls_version_t *)(void *)((char *)base + f->off);
+    const char *s;
+    if (get_scalar(c, n, "1.2 or 1.3", &s) < 0)
+        return -1;
+    const char *p = strncmp(s, "TLSv", 4) == 0 ? s + 4 : s;
+    if (strcmp(p, "1.2") == 0) {
+        *v = SG_TLS_VERSION_1_2;
+        return 0;
+    }
+    if (strcmp(p, "1.3") == 0) {
+        *v = SG_TLS_VERSION_1_3;
+        return 0;
+    }
+    if (strcmp(p, "1.1") == 0 || strcmp(p, "1.0") == 0 || strcmp(p, "1") == 0 || strncmp(s, "SSL", 3) == 0)
+        return bad_value(c, n, s, "1.2 or 1.3 (TLS 1.1 and lower are refused: RFC 8996)");
+    return bad_value(c, n, s, "1.2 or 1.3");
+}
+
+/* One certificate and its key: readable, the key for group and others
+ * neither readable nor writable, and the key the certificate's. */
+static int check_cert_pair(ctx_t *c, const sg__cnode_t *n, loc_t at, sg_tls_cert_conf_t *pair)
+{
+    char why[400];
+    pair->cert = resolve_path(c, pair->cert);
+    pair->key = resolve_path(c, pair->key);
+    int bad = sg_tls_check_cert_key(pair->cert, pair->key, why, sizeof(why));
+    if (bad == 0)
+        return 0;
+    /* At the key of the file at fault (a key that does not match is the key's). */
+    const char *k = bad == SG_TLS_BAD_KEY_FILE ? "key" : "cert";
+    size_t old = path_key(c, k);
+    int rc = fail(c, key_loc(n, k, at), "%s", why);
+    path_pop(c, old);
+    return rc;
+}
+
+static int cert_pair_done(ctx_t *c, const sg__cnode_t *n, loc_t at, void *obj, size_t idx)
+{
+    return check_cert_pair(c, n, at, obj);
+}
+
+static const field_t cert_pair_fields[] = {
+    STR(sg_tls_cert_conf_t, "cert", cert, NULL, F_REQ | F_NONEMPTY, NULL),
+    STR(sg_tls_cert_conf_t, "key", key, NULL, F_REQ | F_NONEMPTY, NULL),
+};
+static const schema_t cert_pair_schema = {
+    SCHEMA(cert_pair_fields), sizeof(sg_tls_cert_conf_t), NULL, cert_pair_done, false, 0};
+
+/* `tls: {cert, key}`: the one certificate, certificates[0]. */
+static int tls_shorthand(ctx_t *c, const sg__cnode_t *n, void *base, const field_t *f)
+{
+    sg_tls_server_conf_t *t = base;
+    const char *s;
+    if (get_scalar(c, n, "a file path", &s) < 0)
+        return -1;
+    if (!*s)
+        return bad_value(c, n, s, "a file path");
+    if (!t->certificates) {
+        t->certificates = sg_arena_zalloc(&c->cfg->arena, sizeof(*t->certificates));
+        if (!t->certificates)
+            return fail(c, node_loc(n, (loc_t){0, 0}), "out of memory");
+        t->n_certificates = 1;
+    }
+    if (strcmp(f->key, "cert") == 0)
+        t->certificates[0].cert = s;
+    else
+        t->certificates[0].key = s;
+    return 0;
+}
+
+static int tls_server_init(ctx_t *c, const sg__cnode_t *n, loc_t at, void *obj, size_t idx)
+{
+    sg_tls_server_conf_t *t = obj;
+    t->enabled = true;
+    t->min_version = SG_TLS_VERSION_1_2;
+    return 0;
+}
+
+static int tls_ciphers_ok(ctx_t *c, const sg__cnode_t *n, loc_t at, const char *ciphers, const char *suites)
+{
+    char why[400];
+    if (sg_tls_check_ciphers(ciphers, NULL, why, sizeof(why)) < 0 ||
+        sg_tls_check_ciphers(NULL, suites, why, sizeof(why)) < 0) {
+        const char *k = strstr(why, "TLS 1.3") ? "ciphersuites" : "ciphers";
+        size_t old = path_key(c, k);
+        int rc = fail(c, key_loc(n, k, at), "%s", why);
+        path_pop(c, old);
+        return rc;
+    }
+    return 0;
+}
+
+static int tls_server_done(ctx_t *c, const sg__cnode_t *n, loc_t at, void *obj, size_t idx)
+{
+    sg_tls_server_conf_t *t = obj;
+    if (!n)
+        return 0; /* no tls section: plain TCP */
+    const sg__cpair_t *cp = sg__cnode_get(n, "cert"), *kp = sg__cnode_get(n, "key"),
+                      *lp = sg__cnode_get(n, "certificates");
+    size_t old;
+    int rc;
+    if ((cp || kp) && lp) {
+        old = path_key(c, "certificates");
+        rc = fail(c, node_loc(lp->val, at), "use cert and key, or certificates, not both");
+        path_pop(c, old);
+        return rc;
+    }
+    if (!cp && !kp && !lp) {
+        return fail(c, at, "a certificate is required: cert and key, or certificates: [{cert, key}, ...]");
+    }
+    if (!lp && (!cp || !kp)) {
+        old = path_key(c, cp ? "key" : "cert");
+        rc = fail(c, at, "missing required key (cert and key go together)");
+        path_pop(c, old);
+        return rc;
+    }
+    if (lp && t->n_certificates == 0) {
+        old = path_key(c, "certificates");
+        rc = fail(c, node_loc(lp->val, at), "expected at least one {cert, key}");
+        path_pop(c, old);
+        return rc;
+    }
+    if (!lp && check_cert_pair(c, n, at, &t->certificates[0]) < 0)
+        return -1;
+    return tls_ciphers_ok(c, n, at, t->ciphers, t->ciphersuites);
+}
+
+static const field_t tls_server_fields[] = {
+    CUSTOM("cert", tls_shorthand, 0, NULL),
+    CUSTOM("key", tls_shorthand, 0, NULL),
+    LIST(sg_tls_server_conf_t, "certificates", certificates, n_certificates, cert_pair_schema),
+    {.key = "min_version",
+     .type = FT_CUSTOM,
+     .custom = tls_min_version,
+     .off = offsetof(sg_tls_server_conf_t, min_version)},
+    STR(sg_tls_server_conf_t, "ciphers", ciphers, SG_TLS_DEFAULT_CIPHERS, F_NONEMPTY, NULL),
+    STR(sg_tls_server_conf_t, "ciphersuites", ciphersuites, SG_TLS_DEFAULT_CIPHERSUITES, F_NONEMPTY, NULL),
+    BOOL(sg_tls_server_conf_t, "session_tickets", session_tickets, "true"),
+};
+static const schema_t tls_server_schema = {SCHEMA(tls_server_fields), 0, tls_server_init, tls_server_done, false, 0};
+
 static const field_t listener_fields[] = {
     STR(sg_listener_conf_t, "name", name, NULL, 0, check_name),
     ADDR(sg_listener_conf_t, "address", addr, NULL, F_REQ | F_PORT0 | F_IP_ONLY),
@@ -1061,6 +1225,7 @@ static const field_t listener_fields[] = {
     BOOL(sg_listener_conf_t, "serve_health", serve_health, "false"),
     BOOL(sg_listener_conf_t, "serve_metrics", serve_metrics, "false"),
     INT(sg_listener_conf_t, "backlog", backlog, "511", 1, 65535),
+    OBJ(sg_listener_conf_t, "tls", tls, tls_server_schema),
 };
 static const schema_t listener_schema = {
     SCHEMA(listener_fields), sizeof(sg_listener_conf_t), listener_init, NULL, true, offsetof(sg_listener_conf_t, name)};
@@ -1108,6 +1273,72 @@ static const field_t health_fields[] = {
 };
 static const schema_t health_schema = {SCHEMA(health_fields), 0, health_init, health_done, false, 0};
 
+/* Upstream TLS: a tls mapping that is present turns it on unless it says
+ * `enabled: false`. */
+static int tls_client_init(ctx_t *c, const sg__cnode_t *n, loc_t at, void *obj, size_t idx)
+{
+    sg_tls_client_conf_t *t = obj;
+    t->enabled = true;
+    t->min_version = SG_TLS_VERSION_1_2;
+    return 0;
+}
+
+/* SNI and the name verified: a host name or an IP address. */
+static const char *check_server_name(const char *s)
+{
+    unsigned char bin[16];
+    if (inet_pton(AF_INET, s, bin) == 1 || inet_pton(AF_INET6, s, bin) == 1 || hostname_ok(s))
+        return NULL;
+    return "expected a host name or an IP address";
+}
+
+static int tls_client_done(ctx_t *c, const sg__cnode_t *n, loc_t at, void *obj, size_t idx)
+{
+    sg_tls_client_conf_t *t = obj;
+    char why[400];
+    size_t old;
+    int rc;
+    if (!n || !t->enabled)
+        return 0;
+    if (!t->cert != !t->key) {
+        old = path_key(c, t->cert ? "key" : "cert");
+        rc = fail(c, at, "missing required key (cert and key go together)");
+        path_pop(c, old);
+        return rc;
+    }
+    if (t->cert) {
+        sg_tls_cert_conf_t pair = {t->cert, t->key};
+        if (check_cert_pair(c, n, at, &pair) < 0)
+            return -1;
+        t->cert = pair.cert;
+        t->key = pair.key;
+    }
+    if (t->ca_file) {
+        t->ca_file = resolve_path(c, t->ca_file);
+        if (sg_tls_check_ca_file(t->ca_file, why, sizeof(why)) < 0) {
+            old = path_key(c, "ca_file");
+            rc = fail(c, key_loc(n, "ca_file", at), "%s", why);
+            path_pop(c, old);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static const field_t tls_client_fields[] = {
+    BOOL(sg_tls_client_conf_t, "enabled", enabled, "false"),
+    STR(sg_tls_client_conf_t, "server_name", server_name, NULL, 0, check_server_name),
+    BOOL(sg_tls_client_conf_t, "verify", verify, "true"),
+    STR(sg_tls_client_conf_t, "ca_file", ca_file, NULL, F_NONEMPTY, NULL),
+    STR(sg_tls_client_conf_t, "cert", cert, NULL, F_NONEMPTY, NULL),
+    STR(sg_tls_client_conf_t, "key", key, NULL, F_NONEMPTY, NULL),
+    {.key = "min_version",
+     .type = FT_CUSTOM,
+     .custom = tls_min_version,
+     .off = offsetof(sg_tls_client_conf_t, min_version)},
+};
+static const schema_t tls_client_schema = {SCHEMA(tls_client_fields), 0, tls_client_init, tls_client_done, false, 0};
+
 static const field_t upstream_fields[] = {
     {.key = "servers",
      .type = FT_ADDRLIST,
@@ -1128,6 +1359,7 @@ static const field_t upstream_fields[] = {
     DUR(sg_upstream_conf_t, "fail_timeout", fail_timeout_ms, "10s", MS(1), DMAX),
     BOOL(sg_upstream_conf_t, "count_timeouts", count_timeouts, "false"),
     OBJ(sg_upstream_conf_t, "health_check", health_check, health_schema),
+    OBJ(sg_upstream_conf_t, "tls", tls, tls_client_schema),
 };
 static const schema_t upstream_schema = {
     SCHEMA(upstream_fields), sizeof(sg_upstream_conf_t), NULL, NULL, false, offsetof(sg_upstream_conf_t, name)};
@@ -1842,6 +2074,11 @@ static const field_t shutdown_fields[] = {
 };
 static const schema_t shutdown_schema = {SCHEMA(shutdown_fields), 0, NULL, NULL, false, 0};
 
+static const field_t tls_global_fields[] = {
+    DUR(sg_tls_global_conf_t, "ticket_key_rotation", ticket_key_rotation_ms, "1h", SEC(1), SEC(7 * 86400)),
+};
+static const schema_t tls_global_schema = {SCHEMA(tls_global_fields), 0, NULL, NULL, false, 0};
+
 /* ------------------------------------------------------------------------ */
 /* top level                                                                 */
 
@@ -1956,6 +2193,7 @@ static const field_t top_fields[] = {
     OBJ(sg_config_t, "egress", egress, egress_schema),
     OBJ(sg_config_t, "log", log, log_schema),
     OBJ(sg_config_t, "limits", limits, limits_schema),
+    OBJ(sg_config_t, "tls", tls, tls_global_schema),
     OBJ(sg_config_t, "shutdown", shutdown, shutdown_schema),
 };
 static const schema_t top_schema = {SCHEMA(top_fields), 0, NULL, top_done, false, 0};
@@ -2193,10 +2431,10 @@ void sg_config_release(sg_config_t *cfg)
 /* ------------------------------------------------------------------------ */
 /* Schema key listing (docs test)                                            */
 
-#define MAX_SCHEMA_KEYS 256
+#define MAX_SCHEMA_KEYS 384
 static const char *schema_keys[MAX_SCHEMA_KEYS];
 static size_t n_schema_keys;
-static char schema_key_buf[16384];
+static char schema_key_buf[24576];
 static size_t schema_key_used;
 static pthread_once_t schema_keys_once = PTHREAD_ONCE_INIT;
 

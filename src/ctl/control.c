@@ -1,5 +1,6 @@
 #include "sg/control.h"
 
+#include "sg/certs.h"
 #include "sg/log.h"
 #include "sg/metrics.h"
 #include "sg/pg.h"
@@ -7,6 +8,7 @@
 #include "sg/upstream_health.h"
 
 #include <stdio.h>
+#include <time.h>
 
 /* swarm_upstream_server_up: a server is up unless an active check says
  * down or passive health has it ejected right now. */
@@ -159,6 +161,55 @@ static void pg_end(sg_control_t *c)
     c->pg = NULL;
 }
 
+/* ---- certificate expiry (sg/certs.h) ---- */
+
+/* Certificates that expire within this many days are logged (the shipped
+ * alert, SwarmTLSCertificateExpiringSoon, fires at 14). */
+#define CERT_WARN_DAYS 14
+
+static void collect_certs(sg_expose_t *x, void *ud)
+{
+    sg_certs_render(((sg_control_t *)ud)->certs, x);
+}
+
+static void log_expiring(void *ud, const char *line)
+{
+    SG_UNUSED(ud);
+    sg_log(SG_LOG_WARN, NULL, "%s", line);
+}
+
+/* Reads the listeners' certificates into a new table (the old one is
+ * dropped: renders run on this thread only). */
+static void certs_load(sg_control_t *c, const sg_config_t *cfg)
+{
+    char err[512];
+    sg_certs_t *t = sg_certs_load(cfg, err, sizeof(err));
+    if (!t) {
+        sg_log(SG_LOG_ERROR, NULL, "tls: certificate expiry gauge not updated: out of memory");
+        return;
+    }
+    if (err[0])
+        sg_log(SG_LOG_ERROR, NULL, "tls: certificate expiry gauge: %s", err);
+    sg_certs_each_expiring(t, (int64_t)time(NULL), CERT_WARN_DAYS, log_expiring, c);
+    sg_certs_free(c->certs);
+    c->certs = t;
+    if (!c->is_certs_collector && c->rt->metrics) {
+        if (sg_metrics_add_collector(c->rt->metrics, collect_certs, c) == 0)
+            c->is_certs_collector = true;
+        else
+            sg_log(SG_LOG_ERROR, NULL, "tls: certificate expiry gauge not registered: out of memory");
+    }
+}
+
+static void certs_end(sg_control_t *c)
+{
+    if (c->is_certs_collector)
+        sg_metrics_remove_collector(c->rt->metrics, collect_certs, c);
+    c->is_certs_collector = false;
+    sg_certs_free(c->certs);
+    c->certs = NULL;
+}
+
 void sg_control_on_start(uv_loop_t *loop, void *ud)
 {
     sg_control_t *c = ud;
@@ -169,6 +220,7 @@ void sg_control_on_start(uv_loop_t *loop, void *ud)
     uv_timer_start(&c->flush_timer, on_flush, every, every);
     exporter_begin(c, loop, cfg);
     pg_begin(c, loop, cfg);
+    certs_load(c, cfg);
     bool any_serve_metrics = false;
     for (size_t i = 0; i < cfg->n_listeners; i++)
         any_serve_metrics = any_serve_metrics || cfg->listeners[i].serve_metrics;
@@ -192,6 +244,7 @@ void sg_control_on_stop(uv_loop_t *loop, void *ud)
     c->is_started = false;
     exporter_end(c);
     pg_end(c);
+    certs_end(c);
     sg_upstream_health_stop(c->uphealth);
     c->uphealth = NULL;
     if (c->pg_state_timer.loop) /* initialized: Postgres was configured */
@@ -213,6 +266,7 @@ void sg_control_on_reload(uv_loop_t *loop, void *ud, const sg_config_t *old_cfg,
         c->pg_restart_ms = sg_now_ms();
         sg_log(SG_LOG_INFO, NULL, "postgres: settings changed, poller %s", c->pg ? "restarted" : "stopped");
     }
+    certs_load(c, new_cfg);
     if (old_cfg->fp_trace_export != new_cfg->fp_trace_export) {
         bool was_on = old_cfg->trace.export.format != SG_EXPORT_NONE;
         bool is_on = new_cfg->trace.export.format != SG_EXPORT_NONE;

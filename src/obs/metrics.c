@@ -6,6 +6,7 @@
 #include "sg/procstat.h"
 #include "sg/runtime.h"
 #include "sg/spans.h"
+#include "sg/tls.h"
 
 #include <errno.h>
 #include <math.h>
@@ -31,6 +32,8 @@ enum dim {
     D_DEST,
     D_REFUSE,
     D_CONN_REFUSE,
+    D_TLS_RESULT,
+    D_TLS_VERSION,
     D__COUNT
 };
 
@@ -103,6 +106,10 @@ enum fam {
     F_HDR_DROPPED,
     F_CONN_REFUSED,
     F_TRIMS,
+    F_TLS_HS,
+    F_TLS_HS_DUR,
+    F_TLS_RESUMED,
+    F_UP_TLS_HS,
     F__COUNT
 };
 
@@ -111,6 +118,8 @@ enum {
     FL_SIGNED = 1 << 1,    /* gauge: per-shard signed value */
     FL_REQ_BUCKETS = 1 << 2,
     FL_UP_BUCKETS = 1 << 3,
+    FL_TLS_BUCKETS = 1 << 4, /* the fixed handshake buckets below */
+    FL_NO_EX = 1 << 5,       /* no exemplars: no request (trace id) to point at */
 };
 
 typedef struct desc {
@@ -238,7 +247,41 @@ static const desc_t descs[F__COUNT] = {
                  0,
                  {0},
                  {NULL}},
+    [F_TLS_HS] = {"swarm_tls_handshakes_total",
+                  "TLS handshakes on a listener, by result (success or why it failed) and protocol version.",
+                  SG_METRIC_COUNTER,
+                  FL_SKIP_ZERO,
+                  3,
+                  {D_LISTENER, D_TLS_RESULT, D_TLS_VERSION},
+                  {"listener", "result", "version"}},
+    [F_TLS_HS_DUR] = {"swarm_tls_handshake_duration_seconds",
+                      "Time from a client's first TLS byte to the end of a successful handshake, in seconds.",
+                      SG_METRIC_HISTOGRAM,
+                      FL_SKIP_ZERO | FL_TLS_BUCKETS | FL_NO_EX,
+                      1,
+                      {D_LISTENER},
+                      {"listener"}},
+    [F_TLS_RESUMED] = {"swarm_tls_sessions_resumed_total",
+                       "Successful TLS handshakes on a listener that resumed a session (ticket) instead of a full "
+                       "handshake.",
+                       SG_METRIC_COUNTER,
+                       FL_SKIP_ZERO,
+                       1,
+                       {D_LISTENER},
+                       {"listener"}},
+    [F_UP_TLS_HS] = {"swarm_upstream_tls_handshakes_total",
+                     "TLS handshakes with upstream servers, by result (success or why it failed, verification "
+                     "failures by kind).",
+                     SG_METRIC_COUNTER,
+                     FL_SKIP_ZERO,
+                     2,
+                     {D_UPSTREAM, D_TLS_RESULT},
+                     {"upstream", "result"}},
 };
+
+/* TLS handshake buckets (seconds): a loopback handshake takes about a
+ * millisecond, one across a continent with a slow client several hundred. */
+static const double tls_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
 /* Default buckets (seconds) when the config gives none: 0.5 ms .. 300 s. */
 static const double default_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
@@ -560,6 +603,16 @@ sg_metrics_t *sg_metrics_create(const sg_config_t *cfg, uint32_t n_workers)
         goto fail;
     if (dim_init(m, D_CONN_REFUSE, conn_refuse_names, SG_CONN_REFUSED__COUNT, 0, NULL, 0, false) != 0)
         goto fail;
+    const char *tls_result_names[SG_TLS_E__COUNT];
+    for (size_t i = 0; i < SG_TLS_E__COUNT; i++)
+        tls_result_names[i] = sg_tls_error_name((sg_tls_error_t)i);
+    if (dim_init(m, D_TLS_RESULT, tls_result_names, SG_TLS_E__COUNT, 0, NULL, 0, false) != 0)
+        goto fail;
+    const char *tls_version_names[SG_TLS_VERSION__COUNT];
+    for (size_t i = 0; i < SG_TLS_VERSION__COUNT; i++)
+        tls_version_names[i] = sg_tls_version_name((sg_tls_version_t)i);
+    if (dim_init(m, D_TLS_VERSION, tls_version_names, SG_TLS_VERSION__COUNT, 0, NULL, 0, false) != 0)
+        goto fail;
     m->dims[D_CODE].n = m->dims[D_CODE].cap = N_CODES;
     atomic_init(&m->dims[D_CODE].n_named, N_CODES);
     m->dims[D_CODE].names = sg_arena_zalloc(&m->arena, sizeof(char *) * N_CODES);
@@ -590,10 +643,13 @@ sg_metrics_t *sg_metrics_create(const sg_config_t *cfg, uint32_t n_workers)
             /* upstream buckets default to the request buckets */
             if ((d->flags & FL_UP_BUCKETS) && !b->n)
                 b = &cfg->metrics.request_buckets;
+            sg_buckets_t tb = {(double *)(uintptr_t)tls_buckets, SG_ARRAY_SIZE(tls_buckets)};
+            if (d->flags & FL_TLS_BUCKETS)
+                b = &tb;
             if (buckets_init(m, L, b) != 0)
                 goto fail;
             L->stride = L->nb + 2;
-            if (m->has_exemplars) {
+            if (m->has_exemplars && !(d->flags & FL_NO_EX)) {
                 L->has_ex = true;
                 L->ex_base = ex;
                 ex += L->n_series * (L->nb + 1);
@@ -605,7 +661,9 @@ sg_metrics_t *sg_metrics_create(const sg_config_t *cfg, uint32_t n_workers)
     m->n_slots = slot;
     m->n_ex = ex;
 
-    size_t max_nb = SG_MAX(SG_MAX(m->fam[F_REQ_DUR].nb, m->fam[F_UP_DUR].nb), m->fam[F_EG_TUNNEL_DUR].nb);
+    size_t max_nb = 0;
+    for (size_t f = 0; f < F__COUNT; f++)
+        max_nb = SG_MAX(max_nb, m->fam[f].nb);
     m->scratch = calloc(m->n_slots ? m->n_slots : 1, sizeof(uint64_t));
     m->ex_scratch = calloc(max_nb + 1, sizeof(*m->ex_scratch));
     if (!m->scratch || !m->ex_scratch)
@@ -888,6 +946,31 @@ void sg_metrics_conn_refused(sg_metrics_shard_t *s, int32_t listener_idx, sg_con
         return;
     size_t l = listener_idx < 0 ? m->dims[D_LISTENER].cap + 1 : listener_index(m, (size_t)listener_idx);
     bump(&s->v[m->fam[F_CONN_REFUSED].base + l * SG_CONN_REFUSED__COUNT + (size_t)reason]);
+}
+
+void sg_metrics_tls_handshake(sg_metrics_shard_t *s, size_t listener_idx, sg_tls_error_t result,
+                              sg_tls_version_t version, uint64_t dur_ns, bool is_resumed)
+{
+    const sg_metrics_t *m = s->m;
+    size_t l = listener_index(m, listener_idx);
+    size_t r = (unsigned)result < SG_TLS_E__COUNT ? (size_t)result : SG_TLS_E_INTERNAL;
+    size_t v = (unsigned)version < SG_TLS_VERSION__COUNT ? (size_t)version : SG_TLS_VERSION_NONE;
+    bump(&s->v[m->fam[F_TLS_HS].base + (l * SG_TLS_E__COUNT + r) * SG_TLS_VERSION__COUNT + v]);
+    if (result != SG_TLS_OK)
+        return; /* failed handshakes (scanners, plain HTTP) would drown the duration of real ones */
+    const fam_layout_t *L = &m->fam[F_TLS_HS_DUR];
+    _Atomic uint64_t *h = s->v + L->base + l * L->stride;
+    bump(&h[sg__metrics_bucket(L->bounds_ns, L->nb, dur_ns)]);
+    add(&h[L->nb + 1], dur_ns);
+    if (is_resumed)
+        bump(&s->v[m->fam[F_TLS_RESUMED].base + l]);
+}
+
+void sg_metrics_upstream_tls_handshake(sg_metrics_shard_t *s, size_t upstream_idx, sg_tls_error_t result)
+{
+    const sg_metrics_t *m = s->m;
+    size_t r = (unsigned)result < SG_TLS_E__COUNT ? (size_t)result : SG_TLS_E_INTERNAL;
+    bump(&s->v[m->fam[F_UP_TLS_HS].base + upstream_index(m, upstream_idx) * SG_TLS_E__COUNT + r]);
 }
 
 void sg_metrics_memory_trim(sg_metrics_shard_t *s)

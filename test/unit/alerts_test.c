@@ -31,7 +31,7 @@ Test(alerts, rules_pass_promtool_check, .timeout = 60)
 {
     int rc = run("promtool check rules " PROM_DIR "/alerts.yml 2>&1", out, sizeof(out));
     cr_assert_eq(rc, 0, "%s", out);
-    cr_expect_neq(strstr(out, "SUCCESS: 6 rules found"), NULL, "%s", out);
+    cr_expect_neq(strstr(out, "SUCCESS: 7 rules found"), NULL, "%s", out);
 }
 
 Test(alerts, alert_unit_tests_pass, .timeout = 60)
@@ -94,6 +94,12 @@ Test(alerts, vm_rule_needs_a_known_maximum, .timeout = 60)
 Test(alerts, query_failing_rule_is_tested, .timeout = 60)
 {
     expect_broken_rule_fails("s/swarm_db_query_up == 0/swarm_db_query_up == 2/", "SwarmDatabaseQueryFailing");
+}
+
+Test(alerts, certificate_rule_is_tested, .timeout = 60)
+{
+    /* A 7-day threshold would miss the 11-day certificate of the tests. */
+    expect_broken_rule_fails("s/< 14 \\* 86400/< 7 * 86400/", "SwarmTLSCertificateExpiringSoon");
 }
 
 Test(alerts, prometheus_config_passes_promtool_check, .timeout = 60)
@@ -275,6 +281,17 @@ Test(alerts, dashboard_is_json_and_its_queries_are_valid_promql, .timeout = 60)
         "swarm_circuit_breaker_state",
         "swarm_vm_active",
         "swarm_vm_max",
+        /* egress, upstream and TLS rows */
+        "rate(swarm_egress_requests_total",
+        "rate(swarm_egress_refused_total",
+        "rate(swarm_egress_tunnels_total",
+        "swarm_upstream_server_up",
+        "rate(swarm_upstream_response_duration_seconds_bucket",
+        "rate(swarm_upstream_connect_errors_total",
+        "rate(swarm_upstream_timeouts_total",
+        "rate(swarm_tls_handshakes_total",
+        "rate(swarm_tls_handshake_duration_seconds_bucket",
+        "swarm_tls_certificate_expiry_timestamp_seconds",
     };
     for (size_t i = 0; i < SG_ARRAY_SIZE(needed); i++) {
         bool found = false;

@@ -1049,7 +1049,84 @@ Test(metrics, label_value_memory_matches_docs, .timeout = 10)
     /* route: 10 methods x 51 codes counters + 10 x (18 + 2) histogram words
      * + 10 x 19 exemplar slots of 64 bytes */
     cr_assert_eq(per_route, 510 * 8 + 200 * 8 + 190 * 64);
-    /* upstream: (18 + 2) histogram words + 19 exemplars + 2 counters + an
-     * error-rate ring of 300 slots x 3 words */
-    cr_assert_eq(per_up, 20 * 8 + 19 * 64 + 2 * 8 + 300 * 24);
+    /* upstream: (18 + 2) histogram words + 19 exemplars + 2 counters + 15
+     * TLS handshake results + an error-rate ring of 300 slots x 3 words */
+    cr_assert_eq(per_up, 20 * 8 + 19 * 64 + 2 * 8 + 15 * 8 + 300 * 24);
+
+    /* listener: connections, dropped header fields, 2 refusal reasons, 15
+     * TLS results x 3 versions, a handshake histogram of (14 + 2) words
+     * without exemplars, resumptions */
+    test_cfg_t *t = make_cfg(1, 1, NULL, 0);
+    t->cfg.n_listeners = 1;
+    sg_metrics_t *m = sg_metrics_create(&t->cfg, 1);
+    cr_assert_not_null(m);
+    size_t one = sg__metrics_shard_bytes(m);
+    sg_metrics_destroy(m);
+    t->cfg.n_listeners = 2;
+    m = sg_metrics_create(&t->cfg, 1);
+    size_t per_listener = sg__metrics_shard_bytes(m) - one;
+    sg_metrics_destroy(m);
+    free(t);
+    cr_assert_eq(per_listener, (1 + 1 + 2 + 45 + 16 + 1) * 8);
+}
+
+/* ---- TLS handshakes (the transport's hooks) ------------------------------------------ */
+
+static int lines_with(const char *text, const char *prefix)
+{
+    int n = 0;
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        n += strncmp(p, prefix, strlen(prefix)) == 0;
+    return n;
+}
+
+Test(metrics, tls_handshakes_by_listener_result_and_version, .timeout = 10)
+{
+    test_cfg_t *t = make_cfg(1, 1, NULL, 0);
+    sg_metrics_t *m = sg_metrics_create(&t->cfg, 2);
+    cr_assert_not_null(m);
+    sg_metrics_shard_t *w0 = sg_metrics_worker_shard(m, 0), *w1 = sg_metrics_worker_shard(m, 1);
+    char *out = render(m, SG_EXPOSE_TEXT, 0);
+    cr_expect(strstr(out, "# TYPE swarm_tls_handshakes_total counter\n"), "the families exist before any handshake");
+    cr_expect(strstr(out, "# TYPE swarm_tls_handshake_duration_seconds histogram\n"));
+    cr_expect_not(strstr(out, "\nswarm_tls_handshakes_total{"), "no series until a handshake");
+    cr_expect_not(strstr(out, "\nswarm_tls_handshake_duration_seconds_bucket{"));
+    free(out);
+
+    sg_metrics_tls_handshake(w0, 0, SG_TLS_OK, SG_TLS_VERSION_1_3, 2000000, false);  /* 2 ms */
+    sg_metrics_tls_handshake(w1, 0, SG_TLS_OK, SG_TLS_VERSION_1_3, 300000, true);    /* 0.3 ms, resumed */
+    sg_metrics_tls_handshake(w1, 0, SG_TLS_OK, SG_TLS_VERSION_1_2, 20000000, false); /* 20 ms */
+    sg_metrics_tls_handshake(w0, 0, SG_TLS_E_PROTOCOL_VERSION, SG_TLS_VERSION_NONE, 1000, false);
+    sg_metrics_tls_handshake(w0, 1, SG_TLS_E_HTTP_REQUEST, SG_TLS_VERSION_NONE, 0, false);
+    sg_metrics_tls_handshake(w0, 99, SG_TLS_E__COUNT, SG_TLS_VERSION__COUNT, 0, false); /* out of range */
+    sg_metrics_upstream_tls_handshake(w1, 0, SG_TLS_E_UNKNOWN_CA);
+    sg_metrics_upstream_tls_handshake(w1, 0, SG_TLS_E_UNKNOWN_CA);
+    sg_metrics_upstream_tls_handshake(w0, 0, SG_TLS_OK);
+    out = render(m, SG_EXPOSE_TEXT, 0);
+#define HS(l, r, v) "swarm_tls_handshakes_total{listener=\"" l "\",result=\"" r "\",version=\"" v "\"}"
+    cr_expect_eq(value_of(out, HS("api", "success", "TLSv1.3")), 2, "summed across workers:\n%s", out);
+    cr_expect_eq(value_of(out, HS("api", "success", "TLSv1.2")), 1);
+    cr_expect_eq(value_of(out, HS("api", "protocol_version", "none")), 1);
+    cr_expect_eq(value_of(out, HS("egress", "http_request", "none")), 1);
+    cr_expect_eq(value_of(out, HS("other", "internal", "none")), 1, "unknown values fold into other/internal/none");
+    cr_expect_eq(lines_with(out, "swarm_tls_handshakes_total{"), 5, "only non-zero series:\n%s", out);
+#define HD(le) "swarm_tls_handshake_duration_seconds_bucket{listener=\"api\",le=\"" le "\"}"
+    cr_expect_eq(value_of(out, HD("0.0005")), 1);
+    cr_expect_eq(value_of(out, HD("0.0025")), 2);
+    cr_expect_eq(value_of(out, HD("0.025")), 3);
+    cr_expect_eq(value_of(out, HD("+Inf")), 3, "failures are not timed");
+    cr_expect_eq(value_of(out, "swarm_tls_handshake_duration_seconds_count{listener=\"api\"}"), 3);
+    cr_expect_eq(value_of(out, "swarm_tls_handshake_duration_seconds_sum{listener=\"api\"}"), 0.0223);
+    cr_expect_not(strstr(out, "swarm_tls_handshake_duration_seconds_bucket{listener=\"egress\""),
+                  "a listener without a successful handshake has no histogram");
+    cr_expect_eq(value_of(out, "swarm_tls_sessions_resumed_total{listener=\"api\"}"), 1);
+    cr_expect_eq(value_of(out, "swarm_upstream_tls_handshakes_total{upstream=\"up0\",result=\"unknown_ca\"}"), 2);
+    cr_expect_eq(value_of(out, "swarm_upstream_tls_handshakes_total{upstream=\"up0\",result=\"success\"}"), 1);
+    free(out);
+    char *om = render(m, SG_EXPOSE_OPENMETRICS, 0);
+    cr_expect_not(strstr(om, "swarm_tls_handshake_duration_seconds_bucket{listener=\"api\",le=\"0.0005\"} 1 #"),
+                  "no exemplars on handshake buckets");
+    free(om);
+    sg_metrics_destroy(m);
+    free(t);
 }
