@@ -35,6 +35,10 @@ void sg_obs_memory_trim(sg_obs_worker_t *o);
 void sg_obs_inflight(sg_obs_worker_t *o, int delta);
 void sg_obs_trace_resolved(sg_obs_worker_t *o, const sg_trace_ctx_t *t);
 void sg_obs_upstream_connect_error(sg_obs_worker_t *o, int32_t upstream_idx);
+/* A TLS handshake on listener listener_idx ended (result SG_TLS_OK) or
+ * failed; dur_ns from its first byte (sg_tls_conn_handshake_ns). */
+void sg_obs_tls_handshake(sg_obs_worker_t *o, int32_t listener_idx, sg_tls_error_t result, sg_tls_version_t version,
+                          uint64_t dur_ns, bool is_resumed);
 void sg_obs_upstream_timeout(sg_obs_worker_t *o, int32_t upstream_idx);
 /* An egress destination refused (reason: sg_egress_verdict_t, sg/egress.h). */
 void sg_obs_egress_refused(sg_obs_worker_t *o, unsigned reason);

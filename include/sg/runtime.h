@@ -61,6 +61,10 @@ typedef struct sg_rtgen {
     int32_t *upstream_metric;
     int32_t *listener_metric;
     int32_t *dest_metric; /* egress.allow rule i -> its destination label (its text) */
+    /* Listener i's TLS contexts (sg/tls.h), built with the generation from
+     * its certificates, or NULL (no tls section). The listeners of the
+     * workers retain them; the generation's reference goes with it. */
+    sg_tls_server_t **tls_servers;
     /* Listening sockets (src/net: bound by bind.c, taken by worker.c). Listener i's bound address
      * ("ip:port", "[ip]:port") is laddr[i]; lfds[i * n_workers + w] is the
      * socket worker w takes when it adopts this generation (exchanged with
@@ -97,6 +101,9 @@ typedef struct sg_runtime {
     /* Private to src/net (generation.c): the start-up generation (never
      * retired), the slot registry and the retired generations waiting for
      * every worker to pass them. Control thread only after start-up. */
+    /* Session ticket keys, one set for the process: every listener of every
+     * generation issues and accepts tickets with them (sg/tls.h). */
+    sg_tls_ticket_keys_t *tls_keys;
     sg_rtgen_t *_boot;
     size_t _n_boot_upstreams; /* rows of servers */
     struct sg_slot_entry *_slots;

@@ -24,8 +24,42 @@ static void on_conn_read(sg_tp_t *tp, ssize_t nread);
 static void on_conn_write(sg_tp_t *tp, int status);
 static void on_conn_shutdown(sg_tp_t *tp, int status);
 static void on_conn_closed(sg_tp_t *tp);
-static const sg_tp_cbs_t k_conn_tp_cbs = {
-    .on_read = on_conn_read, .on_write = on_conn_write, .on_shutdown = on_conn_shutdown, .on_closed = on_conn_closed};
+static void on_conn_secure(sg_tp_t *tp, int status);
+static const sg_tp_cbs_t k_conn_tp_cbs = {.on_read = on_conn_read,
+                                          .on_write = on_conn_write,
+                                          .on_shutdown = on_conn_shutdown,
+                                          .on_closed = on_conn_closed,
+                                          .on_secure = on_conn_secure};
+
+/* A TLS connection's handshake, counted once: when it ends, or when the
+ * connection closes before it did (timeout, the client went away). */
+static void tls_report(sg_conn_t *c)
+{
+    sg_tls_conn_t *tc = sg__tp_tls_conn(&c->tp);
+    if (!tc || (c->flags & SG_CONN_F_TLS_REPORTED))
+        return;
+    c->flags |= SG_CONN_F_TLS_REPORTED;
+    bool is_done = sg_tls_conn_is_handshake_done(tc);
+    sg_tls_error_t e = is_done ? SG_TLS_OK : sg_tls_conn_error(tc);
+    if (!is_done && e == SG_TLS_OK)
+        e = SG_TLS_E_CLOSED;
+    sg_obs_tls_handshake(c->w->obs, c->lidx, e, sg_tls_conn_version(tc), sg_tls_conn_handshake_ns(tc),
+                         is_done && sg_tls_conn_is_resumed(tc));
+    if (!is_done && e != SG_TLS_E_CLOSED && e != SG_TLS_E_TIMEOUT) {
+        char ip[INET6_ADDRSTRLEN], ipport[INET6_ADDRSTRLEN + 8];
+        sg__conn_peer_text(c, ip, ipport);
+        sg_obs_log(c->w->obs, SG_LOG_INFO, NULL, "listener %s: TLS handshake with %s failed: %s", c->lst->conf->name,
+                   ipport, sg_tls_conn_error_text(tc));
+    }
+}
+
+static void on_conn_secure(sg_tp_t *tp, int status)
+{
+    sg_conn_t *c = sg_container_of(tp, sg_conn_t, tp);
+    tls_report(c);
+    if (status < 0)
+        sg__conn_close(c);
+}
 
 const char *sg__conn_state_name(sg_conn_state_t s)
 {
@@ -89,6 +123,7 @@ static void conn_close_why(sg_conn_t *c, const char *why)
     }
     c->state = SG_CONN_CLOSED;
     conn_timer_stop(c);
+    tls_report(c);
     sg_list_remove(&c->link);
     w->n_conns--;
     atomic_store_explicit(&w->pub->connections, w->n_conns, memory_order_relaxed);
@@ -361,6 +396,8 @@ static void on_conn_timer(sg_tmo_t *tm)
             conn_timer(c, T_KEEPALIVE, c->w->gen->cfg->limits.keepalive_timeout_ms);
         break;
     case T_HEADER:
+        if (sg__tp_tls_conn(&c->tp) && !sg_tls_conn_is_handshake_done(sg__tp_tls_conn(&c->tp)))
+            sg_tls_conn_set_error(sg__tp_tls_conn(&c->tp), SG_TLS_E_TIMEOUT);
         if (c->state == SG_CONN_HEAD && c->txn)
             c->ops->on_head_error(c->txn, 408, "request header timeout");
         else
@@ -601,16 +638,25 @@ void sg__conn_accepted(sg_listener_t *l)
             c->peer.port = ntohs(a->sin6_port);
         }
     }
-    sg__conn_start(c, l, &sg__tp_tcp);
+    sg_tls_conn_t *tls = NULL;
+    if (l->tls && !(tls = sg_tls_conn_new_server(l->tls))) {
+        uv_close((uv_handle_t *)&c->tp.tcp, on_early_close);
+        return;
+    }
+    sg__conn_start(c, l, &sg__tp_tcp, tls);
 }
 
-void sg__conn_start(sg_conn_t *c, sg_listener_t *l, const sg_tp_vt_t *vt)
+void sg__conn_start(sg_conn_t *c, sg_listener_t *l, const sg_tp_vt_t *vt, sg_tls_conn_t *tls)
 {
     sg_worker_t *w = l->w;
     c->w = w;
     c->lst = l;
     sg__tmo_init(&c->tmo, on_conn_timer);
     sg__tp_init(&c->tp, w, vt, &k_conn_tp_cbs);
+    if (tls && sg__tp_tls_start(&c->tp, tls) < 0) {
+        uv_close((uv_handle_t *)&c->tp.tcp, on_early_close);
+        return;
+    }
     c->ops = l->conn_ops;
     l->refs++;
     c->lidx = l->idx;

@@ -49,6 +49,10 @@ static void rtgen_free(sg_rtgen_t *g)
             if (fd >= 0)
                 close(fd); /* never adopted: the listener went away first */
         }
+    if (g->tls_servers && g->cfg)
+        for (size_t i = 0; i < g->cfg->n_listeners; i++)
+            sg_tls_server_release(g->tls_servers[i]);
+    free(g->tls_servers);
     free(g->lfds);
     free(g->laddr);
     free(g->listener_metric);
@@ -146,7 +150,42 @@ static int32_t dest_label(const sg_egress_conf_t *boot, const char *text)
     return INT32_MAX;
 }
 
-static sg_rtgen_t *rtgen_new(sg_runtime_t *rt, sg_config_t *cfg, bool is_boot)
+/* The TLS contexts of g's listeners, from their certificate files (read
+ * now: a reload picks up renewed files), with the process' ticket keys. */
+static int rtgen_tls(sg_runtime_t *rt, sg_rtgen_t *g, char *err, size_t errlen)
+{
+    const sg_config_t *cfg = g->cfg;
+    g->tls_servers = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(*g->tls_servers));
+    if (!g->tls_servers) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const sg_listener_conf_t *lc = &cfg->listeners[i];
+        if (!lc->tls.enabled)
+            continue;
+        if (!rt->tls_keys) {
+            rt->tls_keys = sg_tls_ticket_keys_new(cfg->tls.ticket_key_rotation_ms ? cfg->tls.ticket_key_rotation_ms
+                                                                                  : SG_TLS_DEFAULT_TICKET_ROTATION_MS);
+            if (!rt->tls_keys) {
+                snprintf(err, errlen, "TLS session ticket keys: out of memory or no random bytes");
+                return -1;
+            }
+        } else if (cfg->tls.ticket_key_rotation_ms) {
+            sg_tls_ticket_keys_set_rotation(rt->tls_keys, cfg->tls.ticket_key_rotation_ms);
+        }
+        char why[512];
+        g->tls_servers[i] =
+            sg_tls_server_new(&lc->tls, lc->name, lc->tls.session_tickets ? rt->tls_keys : NULL, why, sizeof(why));
+        if (!g->tls_servers[i]) {
+            snprintf(err, errlen, "listener %s: %s", lc->name, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static sg_rtgen_t *rtgen_new(sg_runtime_t *rt, sg_config_t *cfg, bool is_boot, char *err, size_t errlen)
 {
     sg_rtgen_t *g = calloc(1, sizeof(*g));
     if (!g)
@@ -194,6 +233,10 @@ static sg_rtgen_t *rtgen_new(sg_runtime_t *rt, sg_config_t *cfg, bool is_boot)
             index_by_name(cfg->listeners[i].name, boot->listeners, boot->n_listeners, sizeof(sg_listener_conf_t));
     for (size_t i = 0; i < cfg->egress.n_allow; i++)
         g->dest_metric[i] = dest_label(&boot->egress, cfg->egress.allow[i].text);
+    if (rtgen_tls(rt, g, err, errlen) < 0) {
+        rtgen_free(g);
+        return NULL;
+    }
     return g;
 fail:
     rtgen_free(g);
@@ -204,9 +247,12 @@ int sg__runtime_boot(sg_runtime_t *rt, sg_config_t *cfg)
 {
     if (cfg->generation == 0)
         cfg->generation = 1;
-    sg_rtgen_t *g = rtgen_new(rt, cfg, true);
-    if (!g)
+    char err[600] = "out of memory";
+    sg_rtgen_t *g = rtgen_new(rt, cfg, true, err, sizeof(err));
+    if (!g) {
+        fprintf(stderr, "swarmgate: %s\n", err);
         return -ENOMEM;
+    }
     rt->_boot = g; /* its own reference, dropped in sg__runtime_unboot */
     atomic_store(&rt->gen, sg_rtgen_retain(g));
     atomic_store(&rt->config, sg_config_retain(cfg));
@@ -295,10 +341,9 @@ sg_rtgen_t *sg__runtime_prepare(sg_runtime_t *rt, sg_config_t *cfg, char *err, s
         return NULL;
     }
     cfg->generation = cur->id + 1;
-    sg_rtgen_t *g = rtgen_new(rt, cfg, false);
+    snprintf(err, errlen, "out of memory building the new generation");
+    sg_rtgen_t *g = rtgen_new(rt, cfg, false, err, errlen);
     sg_config_release(cfg); /* g holds it now */
-    if (!g)
-        snprintf(err, errlen, "out of memory building the new generation");
     return g;
 }
 

@@ -104,10 +104,16 @@ sg_listener_t *sg__listener_new(sg_worker_t *w, int fd, const char *addr)
     return l;
 }
 
-void sg__listener_set_conf(sg_listener_t *l, sg_config_t *cfg, const sg_listener_conf_t *conf, int32_t idx)
+void sg__listener_set_conf(sg_listener_t *l, sg_config_t *cfg, const sg_listener_conf_t *conf, int32_t idx,
+                           sg_tls_server_t *tls)
 {
     int old_backlog = l->conf ? l->conf->backlog : conf->backlog;
     sg_config_t *old = l->cfg;
+    /* New connections take the new certificates; open ones keep theirs
+     * (a TLS connection retains the contexts it was made from). */
+    sg_tls_server_t *old_tls = l->tls;
+    l->tls = tls ? sg_tls_server_retain(tls) : NULL;
+    sg_tls_server_release(old_tls);
     l->cfg = sg_config_retain(cfg);
     l->conf = conf;
     l->idx = idx;
@@ -144,6 +150,7 @@ static void listener_free_maybe(sg_listener_t *l)
         return;
     if (l->fd >= 0)
         close(l->fd);
+    sg_tls_server_release(l->tls);
     sg_config_release(l->cfg);
     free(l);
 }

@@ -334,6 +334,7 @@ struct sg_listener {
     void *responder_ud;
     const sg_conn_ops_t *conn_ops;   /* the stream's table, for the connections accepted here */
     const sg_handler_ops_t *handler; /* by mode (sg__listener_set_conf) */
+    sg_tls_server_t *tls;            /* retained; NULL: plain TCP */
     sg_local_responder_cb health_cb; /* /health* when serve_health */
     void *health_ud;
     uint32_t refs;
@@ -357,7 +358,12 @@ typedef struct sg_tp_cbs {
     void (*on_write)(sg_tp_t *tp, int status);    /* a queued write finished (status < 0: it failed) */
     void (*on_shutdown)(sg_tp_t *tp, int status); /* the half-close (sg__tp_shutdown) is done */
     void (*on_closed)(sg_tp_t *tp);               /* after sg__tp_close: the owner may free its memory */
+    /* TLS only: the handshake ended (0) or failed (< 0: the owner closes;
+     * sg_tls_conn_error(sg__tp_tls_conn(tp)) says why). */
+    void (*on_secure)(sg_tp_t *tp, int status);
 } sg_tp_cbs_t;
+
+typedef struct sg_tp_tls sg_tp_tls_t; /* transport_tls.c */
 
 /* The buffers a write keeps alive until it is done (sg__write's holds). */
 typedef struct sg_tp_hold {
@@ -394,6 +400,7 @@ struct sg_tp {
     uint32_t n_writes; /* queued, not finished */
     bool is_reading;
     bool is_closing;
+    sg_tp_tls_t *tls; /* TLS state (transport_tls.c); NULL for plain TCP */
 };
 
 void sg__tp_init(sg_tp_t *tp, sg_worker_t *w, const sg_tp_vt_t *vt, const sg_tp_cbs_t *cbs);
@@ -435,6 +442,19 @@ int sg__tp_write_ext(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, char *hold, c
 /* Stops reading, gives the read buffer back and closes (once). */
 void sg__tp_close(sg_tp_t *tp);
 
+/* ---- TLS on the transport (transport_tls.c) ---- */
+/* Puts the TCP transport tp (socket open, not reading yet) under TLS on
+ * connection c (taken, freed with tp): reads feed the handshake, then
+ * plaintext flows; cbs->on_secure reports the handshake's end. 0 or
+ * UV_ENOMEM (c freed). */
+int sg__tp_tls_start(sg_tp_t *tp, sg_tls_conn_t *c) SG_MUST_CHECK;
+/* Client side: sends the ClientHello. 0 or a UV error. */
+int sg__tp_tls_connect(sg_tp_t *tp) SG_MUST_CHECK;
+/* The record driver of a TLS transport (version, SNI, errors), NULL for TCP. */
+sg_tls_conn_t *sg__tp_tls_conn(const sg_tp_t *tp);
+/* Frees the TLS state (from the close; a no-op for TCP). */
+void sg__tp_tls_free(sg_tp_t *tp);
+
 /* ---- client connection ------------------------------------------------- */
 
 typedef enum sg_conn_state {
@@ -454,6 +474,7 @@ enum {
     SG_CONN_F_GOT_BYTES = 1u << 3,   /* any byte of the current head arrived */
     SG_CONN_F_SHUTDOWN = 1u << 4,
     SG_CONN_F_EOF = 1u << 5,
+    SG_CONN_F_TLS_REPORTED = 1u << 6, /* its TLS handshake was counted */
 };
 
 /* What a client connection (the client-side HTTP/1 endpoint, conn.c) tells
@@ -830,7 +851,8 @@ int sg__bind_admin(const sg_config_t *cfg, int *fd_out, char *addr, size_t addr_
 /* A listener (refs 1) on the bound, listening socket fd (taken). */
 sg_listener_t *sg__listener_new(sg_worker_t *w, int fd, const char *addr);
 /* Points l at conf inside cfg (retained; NULL for the admin listener). */
-void sg__listener_set_conf(sg_listener_t *l, sg_config_t *cfg, const sg_listener_conf_t *conf, int32_t idx);
+void sg__listener_set_conf(sg_listener_t *l, sg_config_t *cfg, const sg_listener_conf_t *conf, int32_t idx,
+                           sg_tls_server_t *tls);
 /* Starts accepting; a no-op when already started or closed. */
 int sg__listener_start(sg_listener_t *l) SG_MUST_CHECK;
 /* Stops accepting and closes the socket (connections stay). */
@@ -844,7 +866,7 @@ void sg__conn_accepted(sg_listener_t *l);
 /* A connection whose transport (vt; c->tp.tcp set up for plain TCP) is
  * ready: it joins l's worker and starts reading its first request. c is
  * zeroed but for its transport and peer address. */
-void sg__conn_start(sg_conn_t *c, sg_listener_t *l, const sg_tp_vt_t *vt);
+void sg__conn_start(sg_conn_t *c, sg_listener_t *l, const sg_tp_vt_t *vt, sg_tls_conn_t *tls);
 void sg__conn_close(sg_conn_t *c);
 /* Queue bytes to the client (sg__write's return values). */
 int sg__conn_write(sg_conn_t *c, const uv_buf_t *iov, unsigned n, char *hold, sg_buf_kind_t kind) SG_MUST_CHECK;
@@ -948,6 +970,7 @@ typedef struct sg_uphead_in {
     const char *peer_ip;
     const sg_trace_ctx_t *trace;
     bool is_upgrade;
+    bool is_tls; /* the client spoke TLS to us: X-Forwarded-Proto: https */
 } sg_uphead_in_t;
 /* Serializes the upstream request head into out[cap] (hop-by-hop and trace
  * headers replaced, X-Forwarded-*, Via). 0 (*len set), -414 (rewritten path

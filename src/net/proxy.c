@@ -705,7 +705,7 @@ int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size
             }
         }
         out_cstr(&o, in->peer_ip);
-        out_cstr(&o, "\r\nX-Forwarded-Proto: http\r\n");
+        out_cstr(&o, in->is_tls ? "\r\nX-Forwarded-Proto: https\r\n" : "\r\nX-Forwarded-Proto: http\r\n");
         if (host.len)
             out_header(&o, SG_STR("X-Forwarded-Host"), host);
     }
@@ -763,6 +763,7 @@ static int build_upstream_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t host
                          .query = query,
                          .peer_ip = t->peer_ip,
                          .trace = &t->trace,
+                         .is_tls = t->conn->tp.tls != NULL,
                          .is_upgrade = (t->flags & SG_TXN_F_UPGRADE) != 0};
     return sg__proxy_build_uphead(&in, t->uphead, w->head_size, &t->uphead_len);
 }

@@ -80,6 +80,7 @@ fail:
 void sg_runtime_destroy(sg_runtime_t *rt)
 {
     sg__runtime_unboot(rt);
+    sg_tls_ticket_keys_free(rt->tls_keys); /* after every context that used them */
     sg_config_t *cfg = atomic_load(&rt->config);
     if (rt->servers) {
         size_t n = rt->_n_boot_upstreams;
@@ -155,7 +156,7 @@ static sg_listener_t *admin_listener_new(sg_server_t *s, sg_worker_t *w, int fd)
     sg_listener_t *l = sg__listener_new(w, fd, s->admin_addr);
     if (!l)
         return NULL;
-    sg__listener_set_conf(l, NULL, &s->admin_conf, -1);
+    sg__listener_set_conf(l, NULL, &s->admin_conf, -1, NULL);
     l->responder = s->opts.admin_responder;
     l->responder_ud = s->opts.admin_ud;
     return l;

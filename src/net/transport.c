@@ -20,6 +20,7 @@ void sg__tp_init(sg_tp_t *tp, sg_worker_t *w, const sg_tp_vt_t *vt, const sg_tp_
     tp->n_writes = 0;
     tp->is_reading = false;
     tp->is_closing = false;
+    tp->tls = NULL;
     tp->tcp.data = tp;
 }
 

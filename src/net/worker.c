@@ -328,7 +328,8 @@ int sg__worker_sync_listeners(sg_worker_t *w, sg_rtgen_t *rg)
         }
         if (!l) /* its socket moved on to a newer generation: this worker adopts that one next */
             continue;
-        sg__listener_set_conf(l, rg->cfg, &cfg->listeners[i], rg->listener_metric[i]);
+        sg__listener_set_conf(l, rg->cfg, &cfg->listeners[i], rg->listener_metric[i],
+                              rg->tls_servers ? rg->tls_servers[i] : NULL);
         l->health_cb = w->health_cb;
         l->health_ud = w->health_ud;
         set[n++] = l;

@@ -190,3 +190,10 @@ void sg_obs_log(sg_obs_worker_t *o, sg_log_level_t level, const char *trace_id, 
     va_end(ap);
     sg_log(level, trace_id, "%s", msg);
 }
+
+void sg_obs_tls_handshake(sg_obs_worker_t *o, int32_t listener_idx, sg_tls_error_t result, sg_tls_version_t version,
+                          uint64_t dur_ns, bool is_resumed)
+{
+    if (o->shard && listener_idx >= 0)
+        sg_metrics_tls_handshake(o->shard, (size_t)listener_idx, result, version, dur_ns, is_resumed);
+}

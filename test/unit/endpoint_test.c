@@ -286,7 +286,7 @@ static void setup(void)
     conn = sg_freelist_get(&w->fl_conn);
     cr_assert_not_null(conn);
     memset(conn, 0, sizeof(*conn));
-    sg__conn_start(conn, &lst, &k_fake_vt);
+    sg__conn_start(conn, &lst, &k_fake_vt, NULL);
 }
 
 /* One loop turn, then what the fake transport owes: the half-close's and

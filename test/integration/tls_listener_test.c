@@ -1,0 +1,236 @@
+/* TLS termination on a listener, through the binary, with real clients:
+ * Python's ssl module (test/support/tls_client.py) and curl, certificates
+ * made by the test (support/tls_pki.h). What a client sees: the handshake
+ * (TLS 1.3, ALPN http/1.1), the certificate SNI picks, keep-alive
+ * requests with bodies, resumption with a session ticket, plain HTTP sent
+ * to the TLS port, a certificate swapped by a reload while an old
+ * connection keeps working; what the upstream sees: X-Forwarded-Proto
+ * https and the trace id; what the metrics say. */
+#include "support/gw_fixture.h"
+#include "support/obs_fixture.h"
+#include "support/tls_pki.h"
+#include "support/upstream_server.h"
+
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/wait.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static sg_test_pki_t pki;
+static us_server_t *up;
+static sg_proc_t gw;
+static char yaml[4096];
+
+/* Runs tls_client.py with args; its one line of output into out. */
+static int client(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int client(char *out, size_t cap, const char *fmt, ...)
+{
+    char args[1024], cmd[1400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof(args), fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof(cmd), "timeout 20 python3 %s/test/support/tls_client.py %s 2>&1", SG_SOURCE_DIR, args);
+    FILE *f = popen(cmd, "r");
+    cr_assert_not_null(f);
+    size_t n = fread(out, 1, cap - 1, f);
+    out[n] = '\0';
+    return pclose(f);
+}
+
+static void host_port(const char *addr, char *host, size_t hcap, unsigned *port)
+{
+    const char *colon = strrchr(addr, ':');
+    cr_assert_not_null(colon);
+    snprintf(host, hcap, "%.*s", (int)(colon - addr), addr);
+    *port = (unsigned)atoi(colon + 1);
+}
+
+static void start(void)
+{
+    cr_assert_eq(sg_test_pki_make(&pki), 0);
+    up = us_start("app", false);
+    cr_assert_not_null(up);
+    snprintf(yaml, sizeof(yaml),
+             "workers: 1\n"
+             "listeners:\n"
+             "  - name: tls\n"
+             "    address: \"127.0.0.1:0\"\n"
+             "    tls: {certificates: [{cert: %s, key: %s}, {cert: %s, key: %s}]}\n"
+             "admin: {address: \"127.0.0.1:0\"}\n"
+             "log: {access: \"off\"}\n"
+             "upstreams: {app: {servers: [\"127.0.0.1:%u\"]}}\n"
+             "routes: [{name: all, match: {prefix: /}, upstream: app}]\n"
+             "shutdown: {drain_delay: 0ms, drain_timeout: 2s}\n",
+             pki.server.cert, pki.server.key, pki.alt.cert, pki.alt.key, us_port(up));
+    gw_start(&gw, "%s", yaml);
+}
+
+static void stop(void)
+{
+    gw_stop(&gw);
+    us_stop(up);
+    sg_test_pki_remove(&pki);
+}
+
+TestSuite(tls_listener, .init = start, .fini = stop, .timeout = 60);
+
+Test(tls_listener, https_keep_alive_requests_reach_the_upstream_marked_https)
+{
+    char host[64], out[2048];
+    unsigned port;
+    host_port(sg_proc_addr(&gw, "tls"), host, sizeof(host), &port);
+    int rc = client(out, sizeof(out), "get %s %u server.test %s /echo 3 100000", host, port, pki.ca);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "version=TLSv1.3"), "%s", out);
+    cr_assert(strstr(out, "alpn=http/1.1"), "%s", out);
+    for (int i = 0; i < 3; i++) {
+        char want[64];
+        snprintf(want, sizeof(want), "status%d=200", i);
+        cr_assert(strstr(out, want), "%s", out);
+        snprintf(want, sizeof(want), "len%d=100000", i);
+        cr_assert(strstr(out, want), "the body came back whole: %s", out);
+    }
+    cr_assert(us_wait_requests(up, 3, 5000));
+    us_request_t r;
+    cr_assert(us_request(up, 0, &r));
+    char v[64];
+    cr_assert(us_header(r.head, "X-Forwarded-Proto", v, sizeof(v)));
+    cr_expect_str_eq(v, "https");
+    cr_assert(us_header(r.head, "X-Trace-Id", v, sizeof(v)));
+    cr_expect(strstr(out, v), "the client got the trace id the upstream got");
+    us_request_free(&r);
+    cr_assert_eq(us_connections(up), 1, "one upstream connection for the three requests");
+    double got = 0;
+    cr_assert(obs_wait_metric_ge(sg_proc_addr(&gw, "admin"),
+                                 "swarm_tls_handshakes_total{listener=\"tls\",result=\"success\",version=\"TLSv1.3\"}",
+                                 1, 3000, &got),
+              "got %g", got);
+}
+
+Test(tls_listener, sni_picks_the_certificate)
+{
+    char host[64], out[2048], out2[2048];
+    unsigned port;
+    host_port(sg_proc_addr(&gw, "tls"), host, sizeof(host), &port);
+    /* The client verifies the name it asked for: only the right
+     * certificate passes (alt.test is only in the second one). */
+    cr_assert_eq(client(out, sizeof(out), "get %s %u alt.test %s / 1", host, port, pki.ca), 0, "%s", out);
+    cr_assert(strstr(out, pki.alt.serial_hex), "alt.test got the alt certificate: %s (want %s)", out,
+              pki.alt.serial_hex);
+    cr_assert_eq(client(out2, sizeof(out2), "get %s %u server.test %s / 1", host, port, pki.ca), 0, "%s", out2);
+    cr_assert(strstr(out2, pki.server.serial_hex), "server.test got the default: %s", out2);
+    /* An unknown name gets the default, which does not name it. */
+    cr_assert_neq(client(out, sizeof(out), "get %s %u nobody.test %s / 1", host, port, pki.ca), 0);
+    cr_assert(strstr(out, "error="), "%s", out);
+}
+
+Test(tls_listener, a_second_connection_resumes_with_a_ticket)
+{
+    char host[64], out[2048];
+    unsigned port;
+    host_port(sg_proc_addr(&gw, "tls"), host, sizeof(host), &port);
+    cr_assert_eq(client(out, sizeof(out), "resume %s %u server.test %s", host, port, pki.ca), 0, "%s", out);
+    cr_assert(strstr(out, "reused=True"), "%s", out);
+    cr_assert(strstr(out, "status=200"), "%s", out);
+    double got = 0;
+    cr_assert(obs_wait_metric_ge(sg_proc_addr(&gw, "admin"), "swarm_tls_sessions_resumed_total{listener=\"tls\"}", 1,
+                                 3000, &got));
+}
+
+Test(tls_listener, plain_http_on_the_tls_port_is_refused_and_counted)
+{
+    char host[64], out[512];
+    unsigned port;
+    host_port(sg_proc_addr(&gw, "tls"), host, sizeof(host), &port);
+    client(out, sizeof(out), "plain %s %u", host, port);
+    cr_assert(strstr(out, "http=False"), "no HTTP answer in clear: %s", out);
+    double got = 0;
+    cr_assert(obs_wait_metric_ge(sg_proc_addr(&gw, "admin"),
+                                 "swarm_tls_handshakes_total{listener=\"tls\",result=\"http_request\",version=\"none\"}",
+                                 1, 3000, &got),
+              "got %g", got);
+    cr_assert_eq(us_requests(up), 0);
+}
+
+Test(tls_listener, curl_speaks_to_it)
+{
+    char cmd[1024], out[2048];
+    const char *addr = sg_proc_addr(&gw, "tls");
+    char host[64];
+    unsigned port;
+    host_port(addr, host, sizeof(host), &port);
+    snprintf(cmd, sizeof(cmd),
+             "curl -sS --max-time 10 --cacert %s --resolve server.test:%u:%s -o /dev/null -w '%%{http_code} "
+             "%%{ssl_verify_result}' https://server.test:%u/ 2>&1",
+             pki.ca, port, host, port);
+    FILE *f = popen(cmd, "r");
+    cr_assert_not_null(f);
+    size_t n = fread(out, 1, sizeof(out) - 1, f);
+    out[n] = '\0';
+    cr_assert_eq(pclose(f), 0, "%s", out);
+    cr_assert_str_eq(out, "200 0");
+}
+
+Test(tls_listener, a_reload_swaps_the_certificate_and_old_connections_keep_theirs)
+{
+    char host[64], line[512];
+    unsigned port;
+    host_port(sg_proc_addr(&gw, "tls"), host, sizeof(host), &port);
+    /* An old connection, held open across the reload. */
+    char cmd[1400];
+    snprintf(cmd, sizeof(cmd), "timeout 30 python3 %s/test/support/tls_client.py hold %s %u server.test %s /",
+             SG_SOURCE_DIR, host, port, pki.ca);
+    int to_child[2], from_child[2];
+    cr_assert_eq(pipe(to_child), 0);
+    cr_assert_eq(pipe(from_child), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        dup2(to_child[0], 0);
+        dup2(from_child[1], 1);
+        close(to_child[1]);
+        close(from_child[0]);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(to_child[0]);
+    close(from_child[1]);
+    FILE *in = fdopen(from_child[0], "r");
+    cr_assert(fgets(line, sizeof(line), in), "the held connection answered");
+    cr_assert(strstr(line, pki.server.serial_hex) && strstr(line, "first=200"), "%s", line);
+    /* A renewed certificate for the same names, into the same files. */
+    sg_test_pair_t renewed;
+    cr_assert_eq(sg_test_pki_leaf(&pki, "renewed", NULL, "DNS:localhost,DNS:server.test,IP:127.0.0.1", -1, 90, &renewed),
+                 0);
+    char sh[1024];
+    snprintf(sh, sizeof(sh), "cp %s %s && cp %s %s && chmod 600 %s", renewed.cert, pki.server.cert, renewed.key,
+             pki.server.key, pki.server.key);
+    cr_assert_eq(system(sh), 0);
+    cr_assert_eq(sg_proc_signal(&gw, SIGHUP), 0);
+    cr_assert(sg_proc_wait_stderr(&gw, "reload", 1, 5000));
+    /* New connections see the new serial (the reload may take a moment to
+     * reach the worker). */
+    char out[2048] = "";
+    bool is_new = false;
+    for (int i = 0; i < 50 && !is_new; i++) {
+        client(out, sizeof(out), "get %s %u server.test %s / 1", host, port, pki.ca);
+        is_new = strstr(out, renewed.serial_hex) != NULL;
+        if (!is_new)
+            usleep(100 * 1000);
+    }
+    cr_assert(is_new, "a new connection got the renewed certificate: %s (want %s)", out, renewed.serial_hex);
+    /* The old connection still serves a request. */
+    cr_assert_eq(write(to_child[1], "\n", 1), 1);
+    cr_assert(fgets(line, sizeof(line), in));
+    cr_assert(strstr(line, "second=200"), "%s", line);
+    fclose(in);
+    close(to_child[1]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
