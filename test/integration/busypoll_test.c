@@ -54,28 +54,37 @@ static void stop(void)
 
 TestSuite(busypoll, .init = start, .fini = stop, .timeout = 60);
 
-/* The task directory of the worker thread ("/proc/PID/task/TID"). */
+/* The task directory of the worker thread ("/proc/PID/task/TID"), waited
+ * for: the listener accepts (sg_proc_start returns) as soon as its socket
+ * is bound, which can be before the worker thread has started and named
+ * itself (seen once under load). */
 static void worker_task(char *out, size_t cap)
 {
     char dir[64];
     snprintf(dir, sizeof(dir), "/proc/%d/task", (int)gw.pid);
-    DIR *d = opendir(dir);
-    cr_assert_not_null(d);
     out[0] = '\0';
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        char path[400], comm[32] = "";
-        snprintf(path, sizeof(path), "%s/%s/comm", dir, e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        if (fgets(comm, sizeof(comm), f) && strcmp(comm, "sg-worker-0\n") == 0)
-            snprintf(out, cap, "%s", path), out[strlen(out) - 5] = '\0'; /* without "/comm" */
-        fclose(f);
+    long long deadline = sgt_now_ms() + 5000;
+    for (;;) {
+        DIR *d = opendir(dir);
+        cr_assert_not_null(d);
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (e->d_name[0] == '.')
+                continue;
+            char path[400], comm[32] = "";
+            snprintf(path, sizeof(path), "%s/%s/comm", dir, e->d_name);
+            FILE *f = fopen(path, "r");
+            if (!f)
+                continue;
+            if (fgets(comm, sizeof(comm), f) && strcmp(comm, "sg-worker-0\n") == 0)
+                snprintf(out, cap, "%s", path), out[strlen(out) - 5] = '\0'; /* without "/comm" */
+            fclose(f);
+        }
+        closedir(d);
+        if (out[0] || sgt_now_ms() >= deadline)
+            break;
+        sgt_nap_ms(10); /* polling interval */
     }
-    closedir(d);
     cr_assert(out[0], "no thread named sg-worker-0");
 }
 
