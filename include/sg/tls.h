@@ -267,7 +267,11 @@ void sg_tls_client_release(sg_tls_client_t *c);
 
 /* A resumable session (OpenSSL's SSL_SESSION), reference-counted by
  * OpenSSL: the transport keeps the last one per upstream server and
- * worker and offers it on the next connection to that server. */
+ * worker and offers it on the next connection to that server. A TLS 1.3
+ * session is good for one resumption (RFC 8446 appendix C.4; OpenSSL's
+ * client marks it used): after each connection replace the kept session
+ * with sg_tls_conn_session's, which the server renews on every
+ * resumption. */
 typedef struct sg_tls_session sg_tls_session_t;
 void sg_tls_session_free(sg_tls_session_t *s);
 
@@ -297,9 +301,15 @@ sg_tls_conn_t *sg_tls_conn_new_server(sg_tls_server_t *srv) SG_MUST_CHECK;
  * and sent as SNI is the context's server_name when set, else host; an IP
  * literal is verified against the certificate's IP addresses and sends no
  * SNI (RFC 6066 section 3). resume (may be NULL) is offered for
- * resumption and stays the caller's. NULL on allocation failure. */
+ * resumption and stays the caller's. NULL on allocation failure or when
+ * there is no name at all. */
 sg_tls_conn_t *sg_tls_conn_new_client(sg_tls_client_t *cli, const char *host,
                                       const sg_tls_session_t *resume) SG_MUST_CHECK;
+/* Frees the connection (and releases its context). A connection that
+ * ended without a TLS failure (EOF without close_notify included) keeps
+ * its session resumable: OpenSSL would otherwise mark it bad when freed
+ * without a shutdown. Send sg_tls_conn_shutdown's close_notify first when
+ * the socket is still writable. */
 void sg_tls_conn_free(sg_tls_conn_t *c);
 
 /* Bytes read from the socket (copied). 0, or -ENOMEM. */
