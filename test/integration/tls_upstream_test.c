@@ -135,7 +135,7 @@ Test(tls_upstream, a_wrong_server_name_is_refused)
     hc_close(&c);
     double got = 0;
     cr_assert(obs_wait_metric_ge(sg_proc_addr(&gw, "admin"),
-                                 "swarm_upstream_tls_handshakes_total{upstream=\"ext\",result=\"hostname_mismatch\"}", 1,
-                                 3000, &got));
+                                 "swarm_upstream_tls_handshakes_total{upstream=\"ext\",result=\"hostname_mismatch\"}",
+                                 1, 3000, &got));
     cr_expect_eq(us_requests(up), 0);
 }
