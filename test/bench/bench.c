@@ -942,7 +942,7 @@ int main(int argc, char **argv)
     snprintf(g_tls_cert, sizeof(g_tls_cert), "%s/tls.pem", g_tmp);
     snprintf(g_tls_key, sizeof(g_tls_key), "%s/tls.key", g_tmp);
     snprintf(g_tls_pem, sizeof(g_tls_pem), "%s/tls-haproxy.pem", g_tmp);
-    char mk[2048];
+    char mk[4096];
     snprintf(mk, sizeof(mk),
              "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout %s -out %s -days 2 "
              "-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 >/dev/null 2>&1 && chmod 600 %s && "

@@ -190,8 +190,7 @@ Test(tls_listener, a_reload_swaps_the_certificate_and_old_connections_keep_their
     cr_assert_eq(pipe(to_child), 0);
     cr_assert_eq(pipe(from_child), 0);
     pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
+    if (pid == 0) { /* no Criterion call in the child: it would talk to the runner */
         dup2(to_child[0], 0);
         dup2(from_child[1], 1);
         close(to_child[1]);
@@ -199,6 +198,7 @@ Test(tls_listener, a_reload_swaps_the_certificate_and_old_connections_keep_their
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
     }
+    cr_assert_gt(pid, 0);
     close(to_child[0]);
     close(from_child[1]);
     FILE *in = fdopen(from_child[0], "r");
