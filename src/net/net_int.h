@@ -17,7 +17,6 @@
 #include "sg/router.h"
 #include "sg/runtime.h"
 #include "sg/trace.h"
-#include "sg/worker.h"
 
 #include <netinet/in.h>
 #include <pthread.h>
@@ -31,6 +30,7 @@
 #define SG_LINGER_MS 1000u
 
 typedef struct sg_worker sg_worker_t;
+typedef struct sg_server sg_server_t; /* sg/worker.h (server.c): opaque here */
 typedef struct sg_listener sg_listener_t;
 typedef struct sg_conn sg_conn_t;
 typedef struct sg_txn sg_txn_t;
