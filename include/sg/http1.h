@@ -187,7 +187,15 @@ typedef struct sg_h1_read_opts {
 
 /* Starts a head in `head` (head_cap bytes of text, then max_hdrs
  * sg_h1_header_t slots). */
-void sg_h1_read_begin(sg_h1_reader_t *r, char *head, size_t head_cap, size_t max_hdrs);
+static inline void sg_h1_read_begin(sg_h1_reader_t *r, char *head, size_t head_cap, size_t max_hdrs)
+{
+    r->head = head;
+    r->head_len = 0;
+    r->n_used = 0;
+    r->head_cap = head_cap;
+    r->max_hdrs = max_hdrs;
+    r->scan = (sg_h1_scan_t){.is_in_start = true}; /* sg_h1_scan_init */
+}
 enum {
     SG_H1_READ_MORE = 0, /* every byte given belongs to the head; feed more */
     SG_H1_READ_HEAD = 1, /* head complete and parsed: r->parser.head; *used bytes ended it */

@@ -50,11 +50,9 @@ void sg__busypoll_set(sg_worker_t *w, uint32_t window_us)
     w->busypoll.max_ns = (uint64_t)window_us * 1000u;
 }
 
-void sg__busypoll_io(sg_worker_t *w)
+void sg__busypoll_io_slow(sg_worker_t *w)
 {
     sg_busypoll_t *bp = &w->busypoll;
-    if (bp->max_ns == 0)
-        return;
     uint64_t now = uv_hrtime();
     uint64_t gap = now - bp->last_io_ns;
     bp->last_io_ns = now;

@@ -558,16 +558,32 @@ void sg__conn_tunnel_start(sg_conn_t *c)
 
 /* ---- peer address text -------------------------------------------------------------- */
 
-static size_t put_u(char *o, unsigned v)
+/* Decimal without a loop or a reversal: a byte in at most 3 digits, a port
+ * in at most 5 (this runs for every request). */
+static size_t put_u8(char *o, unsigned v)
 {
-    char tmp[8];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        o[i] = tmp[n - 1 - i];
+    if (v >= 100) {
+        o[0] = (char)('0' + v / 100);
+        o[1] = (char)('0' + v / 10 % 10);
+        o[2] = (char)('0' + v % 10);
+        return 3;
+    }
+    if (v >= 10) {
+        o[0] = (char)('0' + v / 10);
+        o[1] = (char)('0' + v % 10);
+        return 2;
+    }
+    o[0] = (char)('0' + v);
+    return 1;
+}
+
+static size_t put_u16(char *o, unsigned v)
+{
+    if (v < 1000)
+        return put_u8(o, v); /* also below 256: the same three digits at most */
+    size_t n = v >= 10000 ? 5 : 4;
+    for (size_t i = n; i-- > 0; v /= 10)
+        o[i] = (char)('0' + v % 10);
     return n;
 }
 
@@ -580,7 +596,7 @@ void sg__conn_peer_text(const sg_conn_t *c, char ip[INET6_ADDRSTRLEN], char ippo
         for (int i = 0; i < 4; i++) {
             if (i)
                 ip[n++] = '.';
-            n += put_u(ip + n, c->peer.addr[i]);
+            n += put_u8(ip + n, c->peer.addr[i]);
         }
         ip[n] = '\0';
         memcpy(ipport, ip, n);
@@ -597,7 +613,7 @@ void sg__conn_peer_text(const sg_conn_t *c, char ip[INET6_ADDRSTRLEN], char ippo
         return;
     }
     ipport[n++] = ':';
-    n += put_u(ipport + n, c->peer.port);
+    n += put_u16(ipport + n, c->peer.port);
     ipport[n] = '\0';
 }
 

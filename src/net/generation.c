@@ -458,6 +458,20 @@ sg_wgen_t *sg__wgen_new(sg_worker_t *w, sg_rtgen_t *rg)
     g->router = sg_router_new(g->cfg);
     if (!g->router)
         goto fail;
+    /* How heads are read under this generation's limits (built once: the
+     * endpoints only point at them). */
+    const sg_limits_conf_t *lim = &g->cfg->limits;
+    g->req_ro = (sg_h1_read_opts_t){.kind = SG_H1_REQUEST,
+                                    .limits = &w->req_limits,
+                                    .max_body = lim->body_bytes,
+                                    .max_trailer_bytes = lim->header_bytes,
+                                    .max_trailer_count = lim->header_count};
+    for (int skip = 0; skip < 2; skip++)
+        g->resp_ro[skip] = (sg_h1_read_opts_t){.kind = SG_H1_RESPONSE,
+                                               .limits = &w->resp_limits,
+                                               .max_trailer_bytes = lim->header_bytes,
+                                               .max_trailer_count = lim->header_count,
+                                               .skip_body = skip != 0};
     if (w->role == SG_WORKER_CONTROL) {
         /* The control thread answers everything locally: no pools. */
         g->ups = calloc(1, sizeof(sg_upstream_t));

@@ -996,16 +996,6 @@ const char *sg_h1_reason_phrase(int status)
 
 /* ---- message reader -------------------------------------------------------- */
 
-void sg_h1_read_begin(sg_h1_reader_t *r, char *head, size_t head_cap, size_t max_hdrs)
-{
-    r->head = head;
-    r->head_len = 0;
-    r->n_used = 0;
-    r->head_cap = head_cap;
-    r->max_hdrs = max_hdrs;
-    sg_h1_scan_init(&r->scan);
-}
-
 static void read_keep(sg_h1_reader_t *r, const char *p, size_t n)
 {
     size_t k = SG_MIN(n, r->head_cap - r->head_len);

@@ -189,7 +189,9 @@ struct sg_wgen {
     uint32_t refs;
     uint32_t n_resolving; /* uv_getaddrinfo requests in flight for this generation */
     bool is_current;
-    sg_egress_t *egress; /* forward-proxy state (egress listeners): DNS cache, destination pools */
+    sg_egress_t *egress;          /* forward-proxy state (egress listeners): DNS cache, destination pools */
+    sg_h1_read_opts_t req_ro;     /* request heads under this generation's limits */
+    sg_h1_read_opts_t resp_ro[2]; /* response heads; [1]: to a HEAD request (no body) */
 };
 
 /* A worker's way through a graceful shutdown (sg_server_drain), in order;
@@ -421,12 +423,31 @@ static inline int sg__tp_shutdown(sg_tp_t *tp)
 {
     return tp->vt->shutdown(tp);
 }
-void sg__tp_release_rbuf_if_empty(sg_tp_t *tp);
+void sg__buf_put(sg_worker_t *w, char *b); /* write.c */
+/* The read buffer goes back once everything in it was taken. */
+static inline void sg__tp_release_rbuf_if_empty(sg_tp_t *tp)
+{
+    if (tp->rbuf && tp->rpos >= tp->rlen) {
+        sg__buf_put(tp->w, tp->rbuf);
+        tp->rbuf = NULL;
+        tp->rpos = tp->rlen = 0;
+    }
+}
 void sg__tp_drop_rbuf(sg_tp_t *tp);
 /* Hands the n pending bytes at rpos to the caller with their buffer (*buf,
  * which the caller now owns; they start at *p); bytes after them move to a
  * new buffer. 0 or UV_ENOMEM (nothing changed). */
-int sg__tp_take(sg_tp_t *tp, size_t n, char **buf, const char **p) SG_MUST_CHECK;
+int sg__tp_take_rest(sg_tp_t *tp, size_t n, char **buf, const char **p) SG_MUST_CHECK;
+static inline int sg__tp_take(sg_tp_t *tp, size_t n, char **buf, const char **p)
+{
+    if (tp->rpos + n < tp->rlen)
+        return sg__tp_take_rest(tp, n, buf, p);
+    *buf = tp->rbuf; /* all of it: the buffer goes as it is */
+    *p = tp->rbuf + tp->rpos;
+    tp->rbuf = NULL;
+    tp->rpos = tp->rlen = 0;
+    return 0;
+}
 /* For a transport implementation: where the next read goes (*room bytes;
  * NULL when no buffer can be lent), and what came. */
 char *sg__tp_read_room(sg_tp_t *tp, size_t *room);
@@ -611,7 +632,6 @@ struct sg_txn {
     char *uphead; /* serialized upstream request head (fl_head) until written (until answered: SG_TXN_F_REPLAY) */
     size_t uphead_len;
     sg_h1_reader_t rd; /* request: head (fl_head) while it is read and parsed, slices into it; the body parser after */
-    sg_h1_read_opts_t ro; /* rd's options (from the txn's generation) */
     char peer_ip[INET6_ADDRSTRLEN];
     char peer[INET6_ADDRSTRLEN + 8];
     char *resp_head; /* client response head (fl_head) not yet written: it goes
@@ -680,7 +700,6 @@ typedef enum sg_uphead_next {
 
 typedef struct sg_upconn_ops {
     void (*on_ready)(sg_txn_t *t); /* connected, or a pooled one handed out (next loop turn) */
-    void (*on_bytes)(sg_txn_t *t); /* response bytes came (before they are read) */
     /* A response head, parsed (valid during the call only). */
     sg_uphead_next_t (*on_head)(sg_txn_t *t, const sg_h1_head_t *h);
     /* Body bytes [p, p+n) in buf, whose ownership moves to the owner (n may
@@ -831,7 +850,12 @@ void sg__tmo_stop(sg_tmo_t *t);
 /* Notes a read on one of w's sockets (worker thread, from read callbacks):
  * while reads keep coming less than the window apart the loop polls
  * without sleeping. A no-op while the window is 0 (off; the control thread). */
-void sg__busypoll_io(sg_worker_t *w);
+void sg__busypoll_io_slow(sg_worker_t *w);
+static inline void sg__busypoll_io(sg_worker_t *w)
+{
+    if (w->busypoll.max_ns) /* 0: off, the common case */
+        sg__busypoll_io_slow(w);
+}
 /* Sets w's window (config `busy_poll`, microseconds; 0 = off). A spin in
  * progress ends at its next turn if the new window says so. Worker thread. */
 void sg__busypoll_set(sg_worker_t *w, uint32_t window_us);

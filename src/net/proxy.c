@@ -672,7 +672,7 @@ int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size
             has_via = true;
             continue;
         }
-        if (is_hop_by_hop(n) || is_trace_header(cfg, n) || is_named_by_connection(&ct, n))
+        if (is_hop_by_hop(n) || is_trace_header(cfg, n) || (ct.n && is_named_by_connection(&ct, n)))
             continue;
         /* Framing goes on as swarmgate framed the body (below), never as a
          * field it did not use (RFC 9112 6.1, 6.3). */
@@ -705,7 +705,10 @@ int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size
             }
         }
         out_cstr(&o, in->peer_ip);
-        out_cstr(&o, in->is_tls ? "\r\nX-Forwarded-Proto: https\r\n" : "\r\nX-Forwarded-Proto: http\r\n");
+        if (in->is_tls)
+            out_cstr(&o, "\r\nX-Forwarded-Proto: https\r\n");
+        else
+            out_cstr(&o, "\r\nX-Forwarded-Proto: http\r\n");
         if (host.len)
             out_header(&o, SG_STR("X-Forwarded-Host"), host);
     }
@@ -1100,12 +1103,10 @@ static void up_tunnel(sg_txn_t *t, char *buf, const char *p, size_t n);
 static void up_done(sg_txn_t *t);
 static void up_broken(sg_txn_t *t, const char *why);
 static void up_tunnel_eof(sg_txn_t *t, bool is_reset);
-static void up_bytes(sg_txn_t *t);
 static void up_read_end(sg_txn_t *t);
 
 static const sg_upconn_ops_t k_up_ops = {
     .on_ready = up_ready,
-    .on_bytes = up_bytes,
     .on_head = up_head,
     .on_body = up_body,
     .on_done = up_done,
@@ -1575,7 +1576,7 @@ int sg__proxy_build_resphead(const sg_config_t *cfg, const sg_h1_head_t *h, cons
             out_header(&o, n, h->headers[i].value);
             continue;
         }
-        if (is_hop_by_hop(n) || is_named_by_connection(&ct, n))
+        if (is_hop_by_hop(n) || (ct.n && is_named_by_connection(&ct, n)))
             continue;
         if (sg_str_ieq(n, sg_str_cstr(cfg->trace.header)))
             continue; /* ours wins: exactly one X-Trace-Id */
@@ -1660,6 +1661,10 @@ static sg_uphead_next_t up_head(sg_txn_t *t, const sg_h1_head_t *h)
     sg_upconn_t *u = t->up;
     sg_conn_t *c = t->conn;
     sg_worker_t *w = c->w;
+    /* The upstream answered: the request will not be sent again (a close
+     * after part of a head is a broken response, never resent). */
+    if (t->flags & SG_TXN_F_REPLAY)
+        replay_done(t, u);
     if (h->status >= 100 && h->status < 200 && h->status != 101) {
         /* Interim response; the final one follows on the same read loop. */
         const char *err = forward_interim(u, h);
@@ -1764,12 +1769,6 @@ static void up_tunnel_eof(sg_txn_t *t, bool is_reset)
     }
 }
 
-static void up_bytes(sg_txn_t *t)
-{
-    if (t->flags & SG_TXN_F_REPLAY)
-        replay_done(t, t->up);
-}
-
 static void up_read_end(sg_txn_t *t)
 {
     /* A head whose body has not arrived yet goes out alone now. */
@@ -1784,14 +1783,8 @@ static sg_txn_t *stream_begin(sg_conn_t *c, sg_h1_reader_t **rd, const sg_h1_rea
     sg_txn_t *t = sg__txn_new(c);
     if (!t)
         return NULL;
-    const sg_limits_conf_t *lim = &t->gen->cfg->limits;
-    t->ro = (sg_h1_read_opts_t){.kind = SG_H1_REQUEST,
-                                .limits = &c->w->req_limits,
-                                .max_body = lim->body_bytes,
-                                .max_trailer_bytes = lim->header_bytes,
-                                .max_trailer_count = lim->header_count};
     *rd = &t->rd;
-    *ro = &t->ro;
+    *ro = &t->gen->req_ro;
     return t;
 }
 

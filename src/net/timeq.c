@@ -101,7 +101,9 @@ void sg__tmo_stop(sg_tmo_t *t)
 static sg_tmo_t *next_due(sg_timeq_t *q, uint64_t now)
 {
     sg_tmo_t *best = NULL;
-    for (uint32_t i = 0; i < SG_TQ_QUEUES; i++) {
+    /* Only queues in use: the first n_queues, and the catch-all. */
+    for (uint32_t k = 0; k <= q->n_queues; k++) {
+        uint32_t i = k < q->n_queues ? k : SG_TQ_QUEUES - 1;
         sg_link_t *head = &q->queues[i].head;
         if (sg_list_empty(head) || (i < q->n_queues && q->queues[i].ms == 0))
             continue;
@@ -147,8 +149,8 @@ static void on_tq_timer(uv_timer_t *h)
     }
     /* Re-arm for the earliest pending deadline (callbacks may have armed
      * already). */
-    for (uint32_t i = 0; i < SG_TQ_QUEUES; i++) {
-        sg_link_t *head = &q->queues[i].head;
+    for (uint32_t k = 0; k <= q->n_queues; k++) {
+        sg_link_t *head = &q->queues[k < q->n_queues ? k : SG_TQ_QUEUES - 1].head;
         if (!sg_list_empty(head))
             arm(w, sg_container_of(head->next, sg_tmo_t, link)->deadline_ms);
     }

@@ -24,15 +24,6 @@ void sg__tp_init(sg_tp_t *tp, sg_worker_t *w, const sg_tp_vt_t *vt, const sg_tp_
     tp->tcp.data = tp;
 }
 
-void sg__tp_release_rbuf_if_empty(sg_tp_t *tp)
-{
-    if (tp->rbuf && tp->rpos >= tp->rlen) {
-        sg__buf_put(tp->w, tp->rbuf);
-        tp->rbuf = NULL;
-        tp->rpos = tp->rlen = 0;
-    }
-}
-
 void sg__tp_drop_rbuf(sg_tp_t *tp)
 {
     if (tp->rbuf) {
@@ -42,7 +33,7 @@ void sg__tp_drop_rbuf(sg_tp_t *tp)
     tp->rpos = tp->rlen = 0;
 }
 
-int sg__tp_take(sg_tp_t *tp, size_t n, char **buf, const char **p)
+int sg__tp_take_rest(sg_tp_t *tp, size_t n, char **buf, const char **p)
 {
     char *b = tp->rbuf;
     const char *at = b + tp->rpos;
@@ -108,8 +99,14 @@ static int counted(sg_tp_t *tp, int r)
     return r;
 }
 
+static void on_tcp_write(void *owner, int status);
+
+/* Plain TCP, the common case, goes to the write primitive without the
+ * table's indirection (the same calls tcp_write makes). */
 int sg__tp_write(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, char *hold, sg_buf_kind_t kind)
 {
+    if (tp->vt == &sg__tp_tcp)
+        return counted(tp, sg__write(tp->w, (uv_stream_t *)&tp->tcp, iov, n, hold, kind, on_tcp_write, tp));
     const sg_tp_hold_t h = {.p = {hold, NULL}, .kind = {(uint8_t)kind, SG_BK_NONE}};
     return counted(tp, tp->vt->write(tp, iov, n, &h));
 }
@@ -117,6 +114,9 @@ int sg__tp_write(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, char *hold, sg_bu
 int sg__tp_write2(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, char *hold0, sg_buf_kind_t kind0, char *hold1,
                   sg_buf_kind_t kind1)
 {
+    if (tp->vt == &sg__tp_tcp)
+        return counted(
+            tp, sg__write2(tp->w, (uv_stream_t *)&tp->tcp, iov, n, hold0, kind0, hold1, kind1, on_tcp_write, tp));
     const sg_tp_hold_t h = {.p = {hold0, hold1}, .kind = {(uint8_t)kind0, (uint8_t)kind1}};
     return counted(tp, tp->vt->write(tp, iov, n, &h));
 }

@@ -397,15 +397,10 @@ static bool head_step(sg_upconn_t *u, sg_txn_t *t)
         }
         sg_h1_read_begin(&u->rd, head, w->head_bytes, w->head_max_hdrs);
     }
-    const sg_limits_conf_t *lim = &u->ups->gen->cfg->limits;
-    const sg_h1_read_opts_t o = {.kind = SG_H1_RESPONSE,
-                                 .limits = &w->resp_limits,
-                                 .max_trailer_bytes = lim->header_bytes,
-                                 .max_trailer_count = lim->header_count,
-                                 .skip_body = (u->flags & SG_UPC_F_HEAD_REQ) != 0};
+    const sg_h1_read_opts_t *o = &u->ups->gen->resp_ro[(u->flags & SG_UPC_F_HEAD_REQ) != 0];
     size_t used = 0;
     const char *why = NULL;
-    int r = sg_h1_read_head(&u->rd, &o, u->tp.rbuf + u->tp.rpos, u->tp.rlen - u->tp.rpos, &used, &why);
+    int r = sg_h1_read_head(&u->rd, o, u->tp.rbuf + u->tp.rpos, u->tp.rlen - u->tp.rpos, &used, &why);
     if (r < 0) {
         u->flags |= SG_UPC_F_NO_REUSE;
         u->ops->on_error(t, SG_FAIL_BAD_RESPONSE, "invalid response head from upstream");
@@ -599,7 +594,6 @@ static void on_upc_read(sg_tp_t *tp, ssize_t nread)
             return;
         }
         sg_txn_t *t = u->txn;
-        u->ops->on_bytes(t);
         read_loop(u, t);
         if (u->txn == t)
             u->ops->on_read_end(t);

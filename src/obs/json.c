@@ -119,13 +119,38 @@ static size_t utf8_seq(const unsigned char *p, size_t avail, size_t *bad)
     return 0;
 }
 
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+/* Some byte of x is 0. */
+static inline uint64_t has_zero(uint64_t x)
+{
+    return (x - ONES) & ~x & HIGHS;
+}
+
+/* Some byte of v is not C_PLAIN: < 0x20, 0x7f, '"', '\\' or >= 0x80. */
+static inline bool word_has_special(uint64_t v)
+{
+    uint64_t below_space = (v - ONES * 0x20u) & ~v & HIGHS; /* also sets for >= 0x80, tested anyway */
+    return ((v & HIGHS) | below_space | has_zero(v ^ (ONES * 0x7fu)) | has_zero(v ^ (ONES * '"')) |
+            has_zero(v ^ (ONES * '\\'))) != 0;
+}
+
 size_t sg_json_escape_ex(char *out, size_t cap, const char *in, size_t len, size_t *in_used)
 {
     const unsigned char *s = (const unsigned char *)in;
     size_t i = 0, o = 0;
     while (i < len) {
-        /* Run of bytes that need nothing. */
+        /* Run of bytes that need nothing: eight at a time while none of
+         * them is a control byte, DEL, '"', '\\' or >= 0x80 (SWAR: a zero
+         * byte test on the word XOR each special value), then bytewise. */
         size_t start = i;
+        while (i + 8 <= len) {
+            uint64_t v;
+            memcpy(&v, s + i, 8);
+            if (word_has_special(v))
+                break;
+            i += 8;
+        }
         while (i < len && byte_class[s[i]] == C_PLAIN)
             i++;
         if (i > start) {
