@@ -63,6 +63,9 @@ static const char *g_only; /* --scenarios a,b: run only these (iteration aid) */
 static bool g_no_idle;
 static const char
     *g_alt_yaml; /* --alt-config "key: value": one more swarmgate contender with that top-level line (A/B) */
+/* --alt-swarmgate PATH: that contender runs another binary (e.g. the tree
+ * before a change), interleaved with this one in every round (A/B). */
+static const char *g_alt_bin;
 
 static void die(const char *fmt, ...)
 {
@@ -672,10 +675,10 @@ static running_t start_proxy(proxy_t p, int workers)
                    "admin: {address: \"127.0.0.1:%d\"}\nupstreams:\n%sroutes:\n%s"
                    "trace: {header: X-Trace-Id, traceparent: %s}\n"
                    "log: {access: %s%s, level: warn}\n%s",
-                   p == P_SWARMGATE_ALT ? g_alt_yaml : "", workers, r.port, tls_yaml, r.admin_port, ups, routes,
-                   obs ? "true" : "false", obs ? g_tmp : "off", obs ? "/access.log" : "", pg);
+                   p == P_SWARMGATE_ALT && g_alt_yaml ? g_alt_yaml : "", workers, r.port, tls_yaml, r.admin_port, ups,
+                   routes, obs ? "true" : "false", obs ? g_tmp : "off", obs ? "/access.log" : "", pg);
         snprintf(path, sizeof(path), "%s/%s", g_tmp, conf);
-        char *argv[] = {(char *)g_sg_bin, "--config", path, NULL};
+        char *argv[] = {(char *)(p == P_SWARMGATE_ALT && g_alt_bin ? g_alt_bin : g_sg_bin), "--config", path, NULL};
         r.pid = spawn(cpu, log, argv);
         break;
     }
@@ -743,7 +746,7 @@ static int contenders(const scenario_t *sc, int list[P__COUNT])
         list[n++] = P_SWARMGATE_BARE;
     if (sc->with_quiet)
         list[n++] = P_SWARMGATE_QUIET;
-    if (g_alt_yaml)
+    if (g_alt_yaml || g_alt_bin)
         list[n++] = P_SWARMGATE_ALT;
     return n;
 }
@@ -889,11 +892,13 @@ int main(int argc, char **argv)
             g_only = argv[++i]; /* comma-separated names; implies --no-idle */
         else if (!strcmp(argv[i], "--no-idle"))
             g_no_idle = true;
+        else if (!strcmp(argv[i], "--alt-swarmgate") && i + 1 < argc)
+            g_alt_bin = argv[++i];
         else if (!strcmp(argv[i], "--alt-config") && i + 1 < argc && strchr(argv[i + 1], ':'))
             g_alt_yaml = argv[++i];
         else
             die("usage: bench --swarmgate BIN [--out FILE] [--duration S] [--rounds N] [--idle-conns N] [--idle-only]"
-                " [--scenarios NAME,...] [--no-idle] [--alt-config \"key: value\"]");
+                " [--scenarios NAME,...] [--no-idle] [--alt-config \"key: value\"] [--alt-swarmgate PATH]");
     }
     if (!g_sg_bin)
         die("--swarmgate BIN is required");
@@ -1039,12 +1044,13 @@ int main(int argc, char **argv)
             fprintf(g_json, "]}");
         }
         printf("  %-20s %-18s %10.0f\n", sc->name, "(direct, no proxy)", sc->direct_rps);
-        if (g_alt_yaml) {
+        if (g_alt_yaml || g_alt_bin) {
             const cell_t *a = &sc->cell[P_SWARMGATE_ALT], *b = &sc->cell[P_SWARMGATE];
             printf("  %-20s swarmgate-alt (%s) x swarmgate, paired medians: req/s %.3f  p99 %.3f  cpu/req %.3f  "
                    "peer/req %.3f\n",
-                   sc->name, g_alt_yaml, median_ratio(a->rps, b->rps, a->n), median_ratio(a->p99, b->p99, a->n),
-                   median_ratio(a->cpu, b->cpu, a->n), median_ratio(a->peer, b->peer, a->n));
+                   sc->name, g_alt_bin ? g_alt_bin : g_alt_yaml, median_ratio(a->rps, b->rps, a->n),
+                   median_ratio(a->p99, b->p99, a->n), median_ratio(a->cpu, b->cpu, a->n),
+                   median_ratio(a->peer, b->peer, a->n));
         }
         fprintf(g_json, "}}");
     }

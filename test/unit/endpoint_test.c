@@ -438,3 +438,39 @@ Test(endpoint, a_bad_chunked_body_is_an_error_of_the_exchange)
     cr_assert_eq(g_st.last_error_status, 400);
     cr_assert(g_tp.has_closed);
 }
+
+/* The client address is spelled out once per request (X-Forwarded-For, the
+ * access log) without a digit loop: every width of every part. */
+Test(endpoint, peer_text_spells_every_width)
+{
+    static const struct {
+        uint8_t a[4];
+        uint16_t port;
+    } cases[] = {{{0, 0, 0, 0}, 0},
+                 {{1, 2, 3, 4}, 9},
+                 {{9, 10, 99, 100}, 10},
+                 {{127, 0, 0, 1}, 999},
+                 {{199, 200, 249, 250}, 1000},
+                 {{251, 252, 254, 255}, 9999},
+                 {{10, 20, 30, 40}, 10000},
+                 {{255, 255, 255, 255}, 65535}};
+    for (size_t i = 0; i < SG_ARRAY_SIZE(cases); i++) {
+        conn->peer.family = AF_INET;
+        memcpy(conn->peer.addr, cases[i].a, 4);
+        conn->peer.port = cases[i].port;
+        char ip[INET6_ADDRSTRLEN], ipport[INET6_ADDRSTRLEN + 8], want[64];
+        sg__conn_peer_text(conn, ip, ipport);
+        snprintf(want, sizeof(want), "%u.%u.%u.%u", cases[i].a[0], cases[i].a[1], cases[i].a[2], cases[i].a[3]);
+        cr_assert_str_eq(ip, want);
+        snprintf(want + strlen(want), sizeof(want) - strlen(want), ":%u", cases[i].port);
+        cr_assert_str_eq(ipport, want);
+    }
+    conn->peer.family = AF_INET6;
+    memset(conn->peer.addr, 0, 16);
+    conn->peer.addr[15] = 1;
+    conn->peer.port = 54321;
+    char ip[INET6_ADDRSTRLEN], ipport[INET6_ADDRSTRLEN + 8];
+    sg__conn_peer_text(conn, ip, ipport);
+    cr_assert_str_eq(ip, "::1");
+    cr_assert_str_eq(ipport, "[::1]:54321");
+}

@@ -278,3 +278,28 @@ Test(json, rfc3339_matches_gmtime, .timeout = 30)
         cr_assert_str_eq(mem, want, "ns=%" PRIu64, ns);
     }
 }
+
+/* Plain runs are skipped eight bytes at a time (SWAR): one byte that needs
+ * escaping (or UTF-8 checking) anywhere in a run, at every position and
+ * with every value, is escaped exactly as it is on its own. */
+Test(json, every_byte_at_every_position_escapes_as_alone, .timeout = 30)
+{
+    enum { N = 27 };
+    for (int b = 0; b < 256; b++) {
+        char one[8], alone[16];
+        one[0] = (char)b;
+        size_t alone_len = sg_json_escape(alone, sizeof(alone), one, 1);
+        for (int pos = 0; pos < N; pos++) {
+            char in[N], out[64], want[64];
+            memset(in, 'a', sizeof(in));
+            in[pos] = (char)b;
+            size_t n = sg_json_escape(out, sizeof(out), in, sizeof(in));
+            memset(want, 'a', (size_t)pos);
+            memcpy(want + pos, alone, alone_len);
+            memset(want + pos + alone_len, 'a', (size_t)(N - pos - 1));
+            size_t want_len = (size_t)N - 1 + alone_len;
+            cr_assert_eq(n, want_len, "byte 0x%02x at %d: %zu bytes, want %zu", b, pos, n, want_len);
+            cr_assert_eq(memcmp(out, want, n), 0, "byte 0x%02x at %d", b, pos);
+        }
+    }
+}
