@@ -306,6 +306,9 @@ struct sg_worker {
      * so a frame below the one that ended a transaction never holds a freed
      * pointer (Redis' freeClientAsync, h2o's delayed free). */
     sg_txn_t *txn_graveyard;
+    /* Pooled upstream connections handed out this turn, told they are
+     * ready from on_prepare (upstream.c: sg__upconn_run_ready). */
+    sg_link_t ready_q;
     uv_async_t async;
     _Atomic unsigned cmd;
     pthread_mutex_t post_mu; /* sg__worker_post vs. the worker closing async */
@@ -680,9 +683,10 @@ enum {
     SG_UPC_F_REUSED = 1u << 2,
     SG_UPC_F_NO_REUSE = 1u << 3,
     SG_UPC_F_EOF = 1u << 4,
-    SG_UPC_F_RESET = 1u << 5,    /* read error other than EOF (reset) */
-    SG_UPC_F_HEAD_REQ = 1u << 6, /* the request is HEAD: its response has no body */
-    SG_UPC_F_DECODE = 1u << 7,   /* the body is de-chunked (for an HTTP/1.0 client) */
+    SG_UPC_F_RESET = 1u << 5,         /* read error other than EOF (reset) */
+    SG_UPC_F_HEAD_REQ = 1u << 6,      /* the request is HEAD: its response has no body */
+    SG_UPC_F_DECODE = 1u << 7,        /* the body is de-chunked (for an HTTP/1.0 client) */
+    SG_UPC_F_READY_PENDING = 1u << 8, /* leased from the pool: in w->ready_q (link) until its turn */
 };
 
 /* What an upstream connection tells the transaction leasing it (the
@@ -1084,7 +1088,6 @@ int sg__upconn_shutdown(sg_upconn_t *u) SG_MUST_CHECK;
 enum {
     SG_UPC_T_NONE = 0,
     SG_UPC_T_CONNECT,
-    SG_UPC_T_READY, /* pooled connection handed out: ready on the next tick */
     SG_UPC_T_RESPONSE,
     SG_UPC_T_READ,
     SG_UPC_T_IDLE,
@@ -1093,6 +1096,9 @@ enum {
  * timer's kind, so upstream.c dispatches it to sg__proxy_up_timeout. */
 #define SG_UPC_T_TUNNEL_IDLE SG_UPC_T_READ
 void sg__upconn_timer(sg_upconn_t *u, uint8_t kind, uint64_t ms);
+/* Tells the lessees of the pooled connections handed out since the last
+ * call that they are ready (worker.c, before the loop polls). */
+void sg__upconn_run_ready(sg_worker_t *w);
 void sg__server_fail(sg_upserver_t *s, uint64_t now_ms);
 void sg__server_ok(sg_upserver_t *s);
 const char *sg__upc_state_name(sg_upc_state_t s);

@@ -306,6 +306,10 @@ static void on_upc_closed(sg_tp_t *tp)
 
 static void unlease(sg_upconn_t *u)
 {
+    if (u->flags & SG_UPC_F_READY_PENDING) { /* given back before its turn came */
+        sg_list_remove(&u->link);
+        u->flags &= ~SG_UPC_F_READY_PENDING;
+    }
     if (u->is_leased) {
         u->is_leased = false;
         u->srv->in_flight--;
@@ -343,10 +347,6 @@ static void on_upc_timer(sg_tmo_t *tm)
     uint8_t kind = u->timer_kind;
     u->timer_kind = SG_UPC_T_NONE;
     switch (kind) {
-    case SG_UPC_T_READY:
-        if (u->txn)
-            u->ops->on_ready(u->txn);
-        break;
     case SG_UPC_T_IDLE:
         sg__upconn_close(u);
         break;
@@ -582,9 +582,9 @@ static void on_upc_read(sg_tp_t *tp, ssize_t nread)
             sg__upconn_close(u);
             return;
         }
-        if (u->timer_kind == SG_UPC_T_READY) {
+        if (u->flags & SG_UPC_F_READY_PENDING) {
             /* A pooled connection just leased: its request is written on the
-             * next loop turn (SG_UPC_T_READY), so these bytes answer nothing
+             * next loop turn (the worker's ready queue), so these bytes answer nothing
              * we sent. Parsing them as the response would give this client
              * another request's answer (cross-talk). Same outcome as the
              * idle case above, failed like a pooled connection found closed
@@ -701,14 +701,18 @@ int sg__upconn_get(sg_upserver_t *srv, bool is_fresh, const sg_upconn_ops_t *ops
         srv->n_idle--;
         u->state = SG_UPC_ACTIVE;
         u->phase = SG_UPC_P_HEAD;
-        u->flags = SG_UPC_F_REUSED;
+        u->flags = SG_UPC_F_REUSED | SG_UPC_F_READY_PENDING;
         u->txn = t;
         u->ops = ops;
         u->is_leased = true;
         srv->in_flight++;
         *out = u;
-        /* Ready on the next loop turn, never inside the caller's stack. */
-        sg__upconn_timer(u, SG_UPC_T_READY, 0);
+        /* Ready on the next loop turn, never inside the caller's stack: the
+         * worker's ready queue, emptied before the loop polls again (no
+         * timer per request). */
+        sg__tmo_stop(&u->tmo);
+        u->timer_kind = SG_UPC_T_NONE;
+        sg_list_push(w->ready_q.prev, &u->link);
         return 0;
     }
     sg_upconn_t *u = sg_freelist_get(&w->fl_upconn);
@@ -774,4 +778,17 @@ void sg__upconn_release(sg_upconn_t *u, bool reusable)
     sg__upconn_timer(u, SG_UPC_T_IDLE, srv->ups->conf->keepalive_timeout_ms);
     sg__tp_release_rbuf_if_empty(&u->tp);
     sg__upconn_update_read(u); /* notice the server closing it */
+}
+
+void sg__upconn_run_ready(sg_worker_t *w)
+{
+    /* Until empty: a ready callback may lease another pooled connection
+     * (a retry); it is served in this same pass, never inside its caller. */
+    while (!sg_list_empty(&w->ready_q)) {
+        sg_upconn_t *u = sg_container_of(w->ready_q.next, sg_upconn_t, link);
+        sg_list_remove(&u->link);
+        u->flags &= ~SG_UPC_F_READY_PENDING;
+        if (u->txn)
+            u->ops->on_ready(u->txn);
+    }
 }

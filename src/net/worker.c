@@ -75,6 +75,7 @@ static void on_tick(uv_timer_t *t)
 static void on_prepare(uv_prepare_t *p)
 {
     heartbeat(p->data);
+    sg__upconn_run_ready(p->data); /* before the reap: a ready callback may end a transaction */
     sg__txn_reap(p->data);
 }
 
@@ -421,6 +422,7 @@ int sg__worker_init(sg_worker_t *w, const sg_worker_conf_t *conf)
     w->pub = conf->pub;
     pthread_mutex_init(&w->post_mu, NULL);
     sg_list_init(&w->conns);
+    sg_list_init(&w->ready_q);
     const sg_limits_conf_t *lim = &cfg->limits;
     w->req_limits.start_line_bytes = lim->request_line_bytes;
     w->req_limits.header_bytes = lim->header_bytes;
