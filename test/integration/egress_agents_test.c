@@ -162,8 +162,9 @@ static bool wait_metric(const char *series, double want, int timeout_ms)
 
 static const char *req_series(char *buf, size_t cap, const char *agent, const char *method, int code)
 {
-    snprintf(buf, cap, "swarm_egress_requests_total{agent=\"%s\",destination=\"127.0.0.1:%u\",method=\"%s\",code=\"%d\"}",
-             agent, us_port(up), method, code);
+    snprintf(buf, cap,
+             "swarm_egress_requests_total{agent=\"%s\",destination=\"127.0.0.1:%u\",method=\"%s\",code=\"%d\"}", agent,
+             us_port(up), method, code);
     return buf;
 }
 
@@ -267,9 +268,9 @@ Test(egress_agent_header, beyond_max_agents_is_other)
         snprintf(extra, sizeof(extra), "X-Agent-Id: %s\r\n", agents[i]);
         cr_assert_eq(get("/a", extra), 200);
         /* In order: the label values go to the first three names. */
-        cr_assert(wait_metric(req_series(s, sizeof(s), i < 3 ? agents[i] : "other", "GET", 200), i < 3 ? 1 : i - 2,
-                              5000),
-                  "%s", s);
+        cr_assert(
+            wait_metric(req_series(s, sizeof(s), i < 3 ? agents[i] : "other", "GET", 200), i < 3 ? 1 : i - 2, 5000),
+            "%s", s);
     }
     cr_assert_eq(get("/a", "X-Agent-Id: a2\r\n"), 200);
     cr_assert(wait_metric(req_series(s, sizeof(s), "a2", "GET", 200), 2, 5000), "a known name keeps its label");
@@ -288,8 +289,8 @@ Test(egress_agent_header, bytes_both_ways_for_get_post_and_connect)
     /* GET: in = the request as sent; out = what the access log counted. */
     char raw[1024];
     snprintf(raw, sizeof(raw),
-             "GET http://127.0.0.1:%u/a HTTP/1.1\r\nHost: 127.0.0.1:%u\r\nX-Agent-Id: getter\r\nX-Trace-Id: " ID("10")
-             "\r\n\r\n",
+             "GET http://127.0.0.1:%u/a HTTP/1.1\r\nHost: 127.0.0.1:%u\r\nX-Agent-Id: getter\r\nX-Trace-Id: " ID(
+                 "10") "\r\n\r\n",
              us_port(up), us_port(up));
     size_t get_in = strlen(raw);
     hc_response_t r;
@@ -334,8 +335,9 @@ Test(egress_agent_header, bytes_both_ways_for_get_post_and_connect)
      * the echo out; counted when the tunnel ends. */
     char target[64], req[512];
     snprintf(target, sizeof(target), "127.0.0.1:%u", echo->port);
-    snprintf(req, sizeof(req), "CONNECT %s HTTP/1.1\r\nHost: %s\r\nX-Agent-Id: tunneler\r\nX-Trace-Id: " ID("12") "\r\n\r\n",
-             target, target);
+    snprintf(req, sizeof(req),
+             "CONNECT %s HTTP/1.1\r\nHost: %s\r\nX-Agent-Id: tunneler\r\nX-Trace-Id: " ID("12") "\r\n\r\n", target,
+             target);
     cr_assert_eq(hc_connect(&c, eaddr, 2000), 0);
     cr_assert(hc_send_str(&c, req, 2000));
     cr_assert_eq(hc_read_response_ex(&c, &r, true, false, 5000), HC_OK);
@@ -366,7 +368,8 @@ Test(egress_agent_header, bytes_both_ways_for_get_post_and_connect)
     cr_assert_eq(metric(m, bytes_series(s, sizeof(s), "poster", "out")), (double)post_out);
     cr_assert_eq(metric(m, bytes_series(s, sizeof(s), "tunneler", "in")), (double)connect_in);
     cr_assert_eq(metric(m, bytes_series(s, sizeof(s), "tunneler", "out")), (double)connect_out);
-    snprintf(s, sizeof(s), "swarm_egress_requests_total{agent=\"tunneler\",destination=\"%s\",method=\"CONNECT\",code=\"200\"}",
+    snprintf(s, sizeof(s),
+             "swarm_egress_requests_total{agent=\"tunneler\",destination=\"%s\",method=\"CONNECT\",code=\"200\"}",
              target);
     cr_assert_eq(metric(m, s), 1, "%s", m);
     free(m);
@@ -432,7 +435,13 @@ Test(egress_agent_users, proxy_authorization_names_the_agent)
     cr_assert(wait_metric(req_series(s, sizeof(s), "scout", "GET", 200), 2, 5000), "%s", s);
     char *m = scrape();
     cr_assert_eq(metric(m, req_series(s, sizeof(s), "builder", "GET", 200)), 1, "%s", m);
-    snprintf(s, sizeof(s), "swarm_egress_requests_total{agent=\"unknown\",destination=\"none\",method=\"GET\",code=\"4xx\"}"); /* 407 is not one of the exact codes */
+    snprintf(
+        s, sizeof(s),
+        "swarm_egress_requests_total{agent=\"unknown\",destination=\"none\",method=\"GET\",code=\"4xx\"}"); /* 407 is
+                                                                                                               not one
+                                                                                                               of the
+                                                                                                               exact
+                                                                                                               codes */
     cr_assert_eq(metric(m, s), 2, "%s", m);
     cr_assert_eq(metric(m, "swarm_egress_refused_total{reason=\"auth\"}"), 2);
     free(m);
@@ -454,8 +463,8 @@ Test(egress_agent_rate, bucket_empty_is_429_with_retry_after)
     cr_assert_eq(get("/a", "X-Agent-Id: fast\r\n"), 200);
     char raw[512];
     snprintf(raw, sizeof(raw),
-             "GET http://127.0.0.1:%u/a HTTP/1.1\r\nHost: 127.0.0.1:%u\r\nX-Agent-Id: fast\r\nX-Trace-Id: " ID("30")
-             "\r\n\r\n",
+             "GET http://127.0.0.1:%u/a HTTP/1.1\r\nHost: 127.0.0.1:%u\r\nX-Agent-Id: fast\r\nX-Trace-Id: " ID(
+                 "30") "\r\n\r\n",
              us_port(up), us_port(up));
     hc_response_t r;
     cr_assert_eq(hc_request(eaddr, raw, &r, 5000), HC_OK);
@@ -482,7 +491,8 @@ Test(egress_agent_rate, bucket_empty_is_429_with_retry_after)
     cr_assert(wait_metric("swarm_egress_rate_limited_total{agent=\"fast\"}", 1, 5000));
     cr_assert(wait_metric(req_series(s, sizeof(s), "calm", "GET", 200), 1, 5000));
     char *m = scrape();
-    snprintf(s, sizeof(s), "swarm_egress_requests_total{agent=\"fast\",destination=\"none\",method=\"GET\",code=\"429\"}");
+    snprintf(s, sizeof(s),
+             "swarm_egress_requests_total{agent=\"fast\",destination=\"none\",method=\"GET\",code=\"429\"}");
     cr_assert_eq(metric(m, s), 1, "%s", m);
     cr_assert_eq(metric(m, req_series(s, sizeof(s), "fast", "GET", 200)), 2);
     cr_assert(isnan(metric(m, "swarm_egress_rate_limited_total{agent=\"calm\"}")), "%s", m);
