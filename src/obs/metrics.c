@@ -1206,6 +1206,8 @@ static void render_family(sg_metrics_t *m, sg_expose_t *x, enum fam f)
             s = (s / per_row + 1) * per_row - 1; /* a whole row of a value not named yet */
             continue;
         }
+        if ((d->flags & FL_SKIP_ZERO) && d->type != SG_METRIC_HISTOGRAM && m->scratch[L->base + s * L->stride] == 0)
+            continue; /* most of a sparse family: no label work */
         size_t rem = s;
         bool is_optional = false, is_unused = false;
         for (size_t k = d->n_dims; k-- > 0;) {
