@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -445,6 +446,31 @@ Test(egress_agent_users, proxy_authorization_names_the_agent)
     cr_assert_eq(metric(m, s), 2, "%s", m);
     cr_assert_eq(metric(m, "swarm_egress_refused_total{reason=\"auth\"}"), 2);
     free(m);
+}
+
+Test(egress_agent_users, users_file_is_read_again_on_reload)
+{
+    cr_assert_eq(get("/a", "Proxy-Authorization: Basic dGVzdGVyOnB3LXRlc3Rlcg==\r\n"), 407,
+                 "tester:pw-tester unknown yet");
+    char path[128];
+    snprintf(path, sizeof(path), "%s/agents.txt", users_dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("builder:pw-builder\ntester:pw-tester\n", f);
+    fclose(f);
+    cr_assert_eq(sg_proc_signal(&gw, SIGHUP), 0);
+    cr_assert(wait_metric("swarm_config_reload_total{result=\"success\"}", 1, 10000), "the reload took");
+    cr_assert_eq(get("/a", "Proxy-Authorization: Basic dGVzdGVyOnB3LXRlc3Rlcg==\r\nX-Trace-Id: " ID("25") "\r\n"), 200);
+    char line[2048];
+    log_line(ID("25"), line, sizeof(line));
+    cr_assert(strstr(line, "\"agent\":\"tester\""), "%s", line);
+
+    /* A file made readable by others is refused: the old users stay. */
+    cr_assert_eq(chmod(path, 0644), 0);
+    cr_assert_eq(sg_proc_signal(&gw, SIGHUP), 0);
+    cr_assert(wait_metric("swarm_config_reload_total{result=\"failure\"}", 1, 10000), "the reload was refused");
+    cr_assert(sg_proc_wait_stderr(&gw, "is readable or writable by group or others", 1, 5000));
+    cr_assert_eq(get("/a", "Proxy-Authorization: Basic dGVzdGVyOnB3LXRlc3Rlcg==\r\n"), 200);
 }
 
 /* ---- the per-agent rate limit ------------------------------------------------------------ */
