@@ -83,21 +83,6 @@ static int parse_args(int argc, char **argv, opts_t *o)
     return 0;
 }
 
-/* TLS settings are loaded and checked (--check-config validates them), but
- * the transport does not serve TLS yet (#19): starting would listen and
- * connect in plain TCP where the config asks for TLS. Remove when the
- * transport builds its contexts from sg/tls.h. */
-/* Listeners terminate TLS; originating it to upstreams is still to come. */
-static const char *tls_not_served(const sg_config_t *cfg, char *buf, size_t cap)
-{
-    for (size_t i = 0; i < cfg->n_upstreams; i++)
-        if (cfg->upstreams[i].tls.enabled) {
-            snprintf(buf, cap, "upstreams.%s.tls", cfg->upstreams[i].name);
-            return buf;
-        }
-    return NULL;
-}
-
 static void on_signal(uv_signal_t *s, int signum)
 {
     main_state_t *m = s->data;
@@ -148,15 +133,6 @@ int main(int argc, char **argv)
         }
         sg_config_free(cfg);
         return rc;
-    }
-    char where[160];
-    if (tls_not_served(cfg, where, sizeof(where))) {
-        fprintf(stderr,
-                "swarmgate: %s: %s: TLS to upstreams is not served by this build yet (#19); refusing to "
-                "start rather than use plain TCP\n",
-                o.config, where);
-        sg_config_free(cfg);
-        return 2;
     }
     signal(SIGPIPE, SIG_IGN);
 

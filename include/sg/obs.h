@@ -37,6 +37,8 @@ void sg_obs_trace_resolved(sg_obs_worker_t *o, const sg_trace_ctx_t *t);
 void sg_obs_upstream_connect_error(sg_obs_worker_t *o, int32_t upstream_idx);
 /* A TLS handshake on listener listener_idx ended (result SG_TLS_OK) or
  * failed; dur_ns from its first byte (sg_tls_conn_handshake_ns). */
+/* A TLS handshake with a server of upstream upstream_idx ended. */
+void sg_obs_upstream_tls_handshake(sg_obs_worker_t *o, int32_t upstream_idx, sg_tls_error_t result);
 void sg_obs_tls_handshake(sg_obs_worker_t *o, int32_t listener_idx, sg_tls_error_t result, sg_tls_version_t version,
                           uint64_t dur_ns, bool is_resumed);
 void sg_obs_upstream_timeout(sg_obs_worker_t *o, int32_t upstream_idx);

@@ -65,6 +65,8 @@ typedef struct sg_rtgen {
      * its certificates, or NULL (no tls section). The listeners of the
      * workers retain them; the generation's reference goes with it. */
     sg_tls_server_t **tls_servers;
+    /* Upstream u's TLS client context (upstreams.<name>.tls), or NULL. */
+    sg_tls_client_t **tls_clients;
     /* Listening sockets (src/net: bound by bind.c, taken by worker.c). Listener i's bound address
      * ("ip:port", "[ip]:port") is laddr[i]; lfds[i * n_workers + w] is the
      * socket worker w takes when it adopts this generation (exchanged with

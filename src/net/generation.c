@@ -53,6 +53,10 @@ static void rtgen_free(sg_rtgen_t *g)
         for (size_t i = 0; i < g->cfg->n_listeners; i++)
             sg_tls_server_release(g->tls_servers[i]);
     free(g->tls_servers);
+    if (g->tls_clients && g->cfg)
+        for (size_t u = 0; u < g->cfg->n_upstreams; u++)
+            sg_tls_client_release(g->tls_clients[u]);
+    free(g->tls_clients);
     free(g->lfds);
     free(g->laddr);
     free(g->listener_metric);
@@ -156,7 +160,8 @@ static int rtgen_tls(sg_runtime_t *rt, sg_rtgen_t *g, char *err, size_t errlen)
 {
     const sg_config_t *cfg = g->cfg;
     g->tls_servers = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(*g->tls_servers));
-    if (!g->tls_servers) {
+    g->tls_clients = calloc(cfg->n_upstreams ? cfg->n_upstreams : 1, sizeof(*g->tls_clients));
+    if (!g->tls_servers || !g->tls_clients) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -179,6 +184,17 @@ static int rtgen_tls(sg_runtime_t *rt, sg_rtgen_t *g, char *err, size_t errlen)
             sg_tls_server_new(&lc->tls, lc->name, lc->tls.session_tickets ? rt->tls_keys : NULL, why, sizeof(why));
         if (!g->tls_servers[i]) {
             snprintf(err, errlen, "listener %s: %s", lc->name, why);
+            return -1;
+        }
+    }
+    for (size_t u = 0; u < cfg->n_upstreams; u++) {
+        const sg_upstream_conf_t *uc = &cfg->upstreams[u];
+        if (!uc->tls.enabled)
+            continue;
+        char why[512];
+        g->tls_clients[u] = sg_tls_client_new(&uc->tls, why, sizeof(why));
+        if (!g->tls_clients[u]) {
+            snprintf(err, errlen, "upstream %s: %s", uc->name, why);
             return -1;
         }
     }

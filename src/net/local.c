@@ -2,7 +2,7 @@
  * health paths, /metrics where configured, OPTIONS *, Max-Forwards: 0). The
  * paths are part of the data path's contract (sg/listener.h); the answers'
  * bodies come from the responder the process gave the listener. */
-#include "net/net_int.h"
+#include "sg/listener.h"
 
 int sg_health_kind_for_path(sg_str_t path)
 {

@@ -17,7 +17,6 @@
 #include "sg/router.h"
 #include "sg/runtime.h"
 #include "sg/trace.h"
-#include "sg/worker.h"
 
 #include <netinet/in.h>
 #include <pthread.h>
@@ -31,6 +30,7 @@
 #define SG_LINGER_MS 1000u
 
 typedef struct sg_worker sg_worker_t;
+typedef struct sg_server sg_server_t; /* sg/worker.h (server.c): opaque here */
 typedef struct sg_listener sg_listener_t;
 typedef struct sg_conn sg_conn_t;
 typedef struct sg_txn sg_txn_t;
@@ -572,6 +572,7 @@ enum {
 
 typedef enum sg_fail {
     SG_FAIL_CONNECT = 0,
+    SG_FAIL_TLS,     /* the TLS handshake with the server failed (verification, protocol) */
     SG_FAIL_TIMEOUT, /* connect or response-head timeout */
     SG_FAIL_RESET,   /* closed/reset before a complete response head */
     SG_FAIL_BAD_RESPONSE,
@@ -735,7 +736,8 @@ struct sg_upserver {
     sg_link_t idle;
     uint32_t n_idle;
     uint32_t in_flight;
-    char name[64]; /* "host:port" */
+    sg_tls_session_t *tls_session; /* the newest resumable TLS session from this server (this worker) */
+    char name[64];                 /* "host:port" */
 };
 
 struct sg_upstream {
@@ -743,6 +745,7 @@ struct sg_upstream {
     sg_wgen_t *gen;
     int32_t idx;
     const sg_upstream_conf_t *conf;
+    sg_tls_client_t *tls; /* the generation's (rg->tls_clients); NULL: plain TCP */
     sg_upserver_t *servers;
     size_t n_servers;
     uint32_t rr;

@@ -1249,8 +1249,9 @@ sg_next_t sg__next_upstream(const sg_txn_t *t, sg_fail_t kind)
         return SG_NEXT_ABORT;
     if (kind == SG_FAIL_RESET && (t->flags & SG_TXN_F_REPLAY) && !(t->flags & SG_TXN_F_FRESH) && t->uphead && t->up)
         return SG_NEXT_RESEND;
-    bool unsent = !(t->flags & SG_TXN_F_SENT_ANY) ||
-                  ((t->flags & SG_TXN_F_FRESH) && t->uphead && (kind == SG_FAIL_CONNECT || kind == SG_FAIL_RESET));
+    bool unsent =
+        !(t->flags & SG_TXN_F_SENT_ANY) || ((t->flags & SG_TXN_F_FRESH) && t->uphead &&
+                                            (kind == SG_FAIL_CONNECT || kind == SG_FAIL_TLS || kind == SG_FAIL_RESET));
     if (unsent && t->n_tries < 2 && t->ups_idx >= 0)
         return SG_NEXT_OTHER_SERVER;
     return SG_NEXT_FAIL;

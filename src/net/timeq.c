@@ -96,39 +96,54 @@ void sg__tmo_stop(sg_tmo_t *t)
         sg_list_remove(&t->link);
 }
 
+/* The pending entry due by now with the earliest deadline over every queue
+ * but the deferred one (ties: the lower queue), or NULL. */
+static sg_tmo_t *next_due(sg_timeq_t *q, uint64_t now)
+{
+    sg_tmo_t *best = NULL;
+    for (uint32_t i = 0; i < SG_TQ_QUEUES; i++) {
+        sg_link_t *head = &q->queues[i].head;
+        if (sg_list_empty(head) || (i < q->n_queues && q->queues[i].ms == 0))
+            continue;
+        sg_tmo_t *t = sg_container_of(head->next, sg_tmo_t, link);
+        if (t->deadline_ms <= now && (!best || t->deadline_ms < best->deadline_ms))
+            best = t;
+    }
+    return best;
+}
+
 static void on_tq_timer(uv_timer_t *h)
 {
     sg_worker_t *w = h->data;
     sg_timeq_t *q = &w->tq;
     q->is_armed = false;
     uint64_t now = uv_now(&w->loop);
-    for (uint32_t i = 0; i < SG_TQ_QUEUES; i++) {
+    for (uint32_t i = 0; i < q->n_queues; i++) {
         sg_link_t *head = &q->queues[i].head;
-        if (sg_list_empty(head))
+        if (q->queues[i].ms != 0 || sg_list_empty(head))
             continue;
-        if (i < q->n_queues && q->queues[i].ms == 0) {
-            /* Deferred work: this batch only. */
-            sg_link_t batch;
-            sg_list_init(&batch);
-            batch.next = head->next;
-            batch.prev = head->prev;
-            batch.next->prev = &batch;
-            batch.prev->next = &batch;
-            sg_list_init(head);
-            while (!sg_list_empty(&batch)) {
-                sg_tmo_t *t = sg_container_of(batch.next, sg_tmo_t, link);
-                sg_list_remove(&t->link);
-                t->cb(t);
-            }
-            continue;
-        }
-        while (!sg_list_empty(head)) {
-            sg_tmo_t *t = sg_container_of(head->next, sg_tmo_t, link);
-            if (t->deadline_ms > now)
-                break;
+        /* Deferred work: this batch only. */
+        sg_link_t batch;
+        sg_list_init(&batch);
+        batch.next = head->next;
+        batch.prev = head->prev;
+        batch.next->prev = &batch;
+        batch.prev->next = &batch;
+        sg_list_init(head);
+        while (!sg_list_empty(&batch)) {
+            sg_tmo_t *t = sg_container_of(batch.next, sg_tmo_t, link);
             sg_list_remove(&t->link);
             t->cb(t);
         }
+    }
+    /* Then what is due, earliest deadline first across the queues: a loop
+     * that runs late (a loaded machine) finds several queues due at once,
+     * and each queue alone is in deadline order only within itself. Picked
+     * one at a time, since a callback may stop or restart other entries. */
+    sg_tmo_t *t;
+    while ((t = next_due(q, now)) != NULL) {
+        sg_list_remove(&t->link);
+        t->cb(t);
     }
     /* Re-arm for the earliest pending deadline (callbacks may have armed
      * already). */

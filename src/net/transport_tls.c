@@ -56,8 +56,8 @@ static int flush(sg_tp_t *tp, sg_wreq_cb cb)
         return UV_ENOMEM;
     size_t got = sg_tls_conn_take(s->c, b, n);
     uv_buf_t iov = uv_buf_init(b, (unsigned)got);
-    return sg__write_ext(tp->w, (uv_stream_t *)&tp->tcp, &iov, 1, NULL, b, on_ext_free, NULL,
-                         cb ? cb : on_ctrl_write, tp);
+    return sg__write_ext(tp->w, (uv_stream_t *)&tp->tcp, &iov, 1, NULL, b, on_ext_free, NULL, cb ? cb : on_ctrl_write,
+                         tp);
 }
 
 static void stop_socket_read(sg_tp_t *tp)

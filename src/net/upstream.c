@@ -13,10 +13,58 @@ static void on_upc_read(sg_tp_t *tp, ssize_t nread);
 static void on_upc_write(sg_tp_t *tp, int status);
 static void on_upc_shutdown(sg_tp_t *tp, int status);
 static void on_upc_closed(sg_tp_t *tp);
+static void on_upc_secure(sg_tp_t *tp, int status);
 static void read_loop(sg_upconn_t *u, sg_txn_t *t);
 static void on_upc_eof(sg_upconn_t *u, sg_txn_t *t);
-static const sg_tp_cbs_t k_upc_tp_cbs = {
-    .on_read = on_upc_read, .on_write = on_upc_write, .on_shutdown = on_upc_shutdown, .on_closed = on_upc_closed};
+static const sg_tp_cbs_t k_upc_tp_cbs = {.on_read = on_upc_read,
+                                         .on_write = on_upc_write,
+                                         .on_shutdown = on_upc_shutdown,
+                                         .on_closed = on_upc_closed,
+                                         .on_secure = on_upc_secure};
+
+/* The TLS handshake with the server ended: the connection is ready, or the
+ * lessee hears of a failure of its own kind (SG_FAIL_TLS: verification,
+ * protocol), with the reason in the log. */
+static void on_upc_secure(sg_tp_t *tp, int status)
+{
+    sg_upconn_t *u = sg_container_of(tp, sg_upconn_t, tp);
+    sg_tls_conn_t *tc = sg__tp_tls_conn(tp);
+    sg_tls_error_t e = status == 0 ? SG_TLS_OK : sg_tls_conn_error(tc);
+    if (status < 0 && e == SG_TLS_OK)
+        e = SG_TLS_E_INTERNAL;
+    sg_obs_upstream_tls_handshake(u->w->obs, sg__wgen_ups_metric(u->ups->gen, u->ups->idx), e);
+    sg_txn_t *t = u->txn;
+    if (status < 0) {
+        sg_obs_log(u->w->obs, SG_LOG_WARN, NULL, "upstream %s server %s: TLS handshake failed: %s", u->ups->conf->name,
+                   u->srv->name, sg_tls_conn_error_text(tc));
+        u->flags |= SG_UPC_F_NO_REUSE;
+        if (t)
+            u->ops->on_error(t, SG_FAIL_TLS, sg_tls_error_name(e)); /* a static string: the record keeps it */
+        else
+            sg__upconn_close(u);
+        return;
+    }
+    u->state = SG_UPC_ACTIVE;
+    sg__upconn_timer(u, SG_UPC_T_NONE, 0);
+    if (t)
+        u->ops->on_ready(t);
+    else
+        sg__upconn_release(u, false);
+}
+
+/* Keeps the newest resumable session the server gave on this connection
+ * (TLS 1.3 tickets come after the handshake) for the next one. */
+static void keep_session(sg_upconn_t *u)
+{
+    sg_tls_conn_t *tc = sg__tp_tls_conn(&u->tp);
+    if (!tc || !sg_tls_conn_is_handshake_done(tc))
+        return;
+    sg_tls_session_t *s = sg_tls_conn_session(tc);
+    if (!s)
+        return;
+    sg_tls_session_free(u->srv->tls_session);
+    u->srv->tls_session = s;
+}
 
 const char *sg__upc_state_name(sg_upc_state_t s)
 {
@@ -84,6 +132,7 @@ int sg__upstreams_init(sg_wgen_t *g)
         u->idx = (int32_t)i;
         u->conf = &cfg->upstreams[i];
         u->n_servers = u->conf->n_servers;
+        u->tls = g->rg->tls_clients ? g->rg->tls_clients[i] : NULL;
         u->servers = calloc(u->n_servers ? u->n_servers : 1, sizeof(sg_upserver_t));
         if (!u->servers)
             return UV_ENOMEM;
@@ -128,8 +177,11 @@ void sg__upstreams_close(sg_wgen_t *g)
 /* Frees what sg__upstreams_init allocated. */
 void sg__upstreams_free(sg_wgen_t *g)
 {
-    for (size_t i = 0; g->ups && i < g->n_ups; i++)
+    for (size_t i = 0; g->ups && i < g->n_ups; i++) {
+        for (size_t k = 0; g->ups[i].servers && k < g->ups[i].n_servers; k++)
+            sg_tls_session_free(g->ups[i].servers[k].tls_session);
         free(g->ups[i].servers);
+    }
     free(g->ups);
     g->ups = NULL;
 }
@@ -270,6 +322,7 @@ void sg__upconn_close(sg_upconn_t *u)
         u->srv->n_idle--;
     }
     unlease(u);
+    keep_session(u);
     u->state = SG_UPC_CLOSED;
     u->txn = NULL;
     sg__tmo_stop(&u->tmo);
@@ -624,8 +677,19 @@ static void on_connect(uv_connect_t *req, int status)
             sg__upconn_close(u);
         return;
     }
-    u->state = SG_UPC_ACTIVE;
     uv_tcp_nodelay(&u->tp.tcp, 1);
+    if (u->ups->tls) {
+        /* TLS first; connect_timeout keeps running through the handshake. */
+        sg_tls_conn_t *tc = sg_tls_conn_new_client(u->ups->tls, u->srv->hp->host, u->srv->tls_session);
+        if (!tc || sg__tp_tls_start(&u->tp, tc) < 0 || sg__tp_tls_connect(&u->tp) < 0) {
+            if (t)
+                u->ops->on_error(t, SG_FAIL_TLS, "cannot start TLS");
+            else
+                sg__upconn_close(u);
+        }
+        return;
+    }
+    u->state = SG_UPC_ACTIVE;
     sg__upconn_timer(u, SG_UPC_T_NONE, 0);
     if (t)
         u->ops->on_ready(t);

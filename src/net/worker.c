@@ -163,6 +163,7 @@ static const unsigned drain_legal[SG_DRAIN__COUNT] = {
 static void set_drain(sg_worker_t *w, sg_drain_phase_t to)
 {
     assert(drain_legal[w->drain_phase] & (1u << to));
+    SG_UNUSED(drain_legal); /* NDEBUG builds */
     w->drain_phase = to;
 }
 

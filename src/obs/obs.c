@@ -210,3 +210,9 @@ void sg_obs_tls_handshake(sg_obs_worker_t *o, int32_t listener_idx, sg_tls_error
     if (o->shard && listener_idx >= 0)
         sg_metrics_tls_handshake(o->shard, (size_t)listener_idx, result, version, dur_ns, is_resumed);
 }
+
+void sg_obs_upstream_tls_handshake(sg_obs_worker_t *o, int32_t upstream_idx, sg_tls_error_t result)
+{
+    if (o->shard && upstream_idx >= 0)
+        sg_metrics_upstream_tls_handshake(o->shard, (size_t)upstream_idx, result);
+}

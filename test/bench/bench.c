@@ -241,11 +241,25 @@ static int http_get(int port, const char *path, size_t *body_len)
     return http_fetch(port, path, body_len, NULL, 0);
 }
 
+/* TLS scenarios (#19): every contender's listener speaks TLS 1.3 with the
+ * same certificate (made at start with the openssl CLI); g_tls_close makes
+ * each request a new connection, hence a new handshake. */
+static bool g_tls, g_tls_close;
+static int g_origin_port; /* plain HTTP: the origin never speaks TLS */
+static char g_tls_cert[512], g_tls_key[512], g_tls_pem[512];
+
+static bool https_ok(int port, const char *path)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "curl -skf -o /dev/null --max-time 2 https://127.0.0.1:%d%s", port, path);
+    return system(cmd) == 0;
+}
+
 static void wait_ready(int port, const char *path, const char *what)
 {
     double deadline = now_s() + 10;
     while (now_s() < deadline) {
-        if (http_get(port, path, NULL) == 200)
+        if (g_tls ? https_ok(port, path) : http_get(port, path, NULL) == 200)
             return;
         usleep(50000);
     }
@@ -383,7 +397,8 @@ static double parse_ms(const char *s)
 static wrk_result_t run_wrk(int port, const char *path, int conns, int seconds, bool with_id, pid_t proxy_root)
 {
     char url[128], c[16], d[16];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    bool tls = g_tls && port != g_origin_port;
+    snprintf(url, sizeof(url), "%s://127.0.0.1:%d%s", tls ? "https" : "http", port, path);
     snprintf(c, sizeof(c), "%d", conns);
     snprintf(d, sizeof(d), "%ds", seconds);
     char out[512];
@@ -391,12 +406,18 @@ static wrk_result_t run_wrk(int port, const char *path, int conns, int seconds, 
     unlink(out);
     tree_reading_t before = proxy_root > 0 ? read_tree(proxy_root) : (tree_reading_t){0};
     tree_reading_t origin_before = read_tree(g_origin_pid);
-    char *argv[] = {"wrk", "-t1", "-c", c, "-d", d, "--latency", "-H", "Host: bench", url, NULL, NULL, NULL};
+    char *argv[] = {"wrk",         "-t1", "-c", c,    "-d", d,    "--latency", "-H",
+                    "Host: bench", url,   NULL, NULL, NULL, NULL, NULL};
+    int na = 9;
     if (with_id) {
-        argv[9] = "-H";
-        argv[10] = BENCH_TRACE_ID;
-        argv[11] = url;
+        argv[na++] = "-H";
+        argv[na++] = BENCH_TRACE_ID;
     }
+    if (tls && g_tls_close) {
+        argv[na++] = "-H";
+        argv[na++] = "Connection: close";
+    }
+    argv[na] = url;
     pid_t pid = fork();
     if (pid == 0) {
         pin(0);
@@ -576,8 +597,6 @@ typedef struct running {
     int admin_port;
 } running_t;
 
-static int g_origin_port;
-
 static running_t start_proxy(proxy_t p, int workers)
 {
     running_t r = {0};
@@ -594,9 +613,12 @@ static running_t start_proxy(proxy_t p, int workers)
                    "http { access_log off; keepalive_requests 1000000;\n"
                    " client_body_temp_path %s; proxy_temp_path %s;\n"
                    " upstream origin { server 127.0.0.1:%d; keepalive 1024; }\n"
-                   " server { listen 127.0.0.1:%d; location / { proxy_pass http://origin;"
+                   " server { listen 127.0.0.1:%d%s; %s%s%s%s%s location / { proxy_pass http://origin;"
                    " proxy_http_version 1.1; proxy_set_header Connection \"\"; } } }\n",
-                   workers, g_tmp, g_tmp, g_tmp, g_tmp, g_origin_port, r.port);
+                   workers, g_tmp, g_tmp, g_tmp, g_tmp, g_origin_port, r.port, g_tls ? " ssl" : "",
+                   g_tls ? "ssl_protocols TLSv1.3; ssl_session_tickets on; ssl_certificate " : "",
+                   g_tls ? g_tls_cert : "", g_tls ? "; ssl_certificate_key " : "", g_tls ? g_tls_key : "",
+                   g_tls ? ";" : "");
         snprintf(path, sizeof(path), "%s/%s", g_tmp, conf);
         char *argv[] = {"nginx", "-c", path, "-p", g_tmp, NULL};
         r.pid = spawn(cpu, log, argv);
@@ -608,9 +630,10 @@ static running_t start_proxy(proxy_t p, int workers)
                    "global\n  nbthread %d\n  maxconn 8000\n"
                    "defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n"
                    "  option http-keep-alive\n  http-reuse always\n"
-                   "frontend fe\n  bind 127.0.0.1:%d\n  default_backend be\n"
+                   "frontend fe\n  bind 127.0.0.1:%d%s%s%s\n  default_backend be\n"
                    "backend be\n  server origin 127.0.0.1:%d\n",
-                   workers, r.port, g_origin_port);
+                   workers, r.port, g_tls ? " ssl crt " : "", g_tls ? g_tls_pem : "",
+                   g_tls ? " alpn http/1.1 ssl-min-ver TLSv1.3" : "", g_origin_port);
         snprintf(path, sizeof(path), "%s/%s", g_tmp, conf);
         char *argv[] = {"haproxy", "-db", "-f", path, NULL};
         r.pid = spawn(cpu, log, argv);
@@ -639,13 +662,17 @@ static running_t start_proxy(proxy_t p, int workers)
             rl += (size_t)snprintf(routes + rl, sizeof(routes) - rl,
                                    "  - {name: r%d, match: {prefix: /r%d/}, upstream: up%d}\n", i, i, i % 5);
         snprintf(routes + rl, sizeof(routes) - rl, "  - {name: main, match: {prefix: /}, upstream: up4}\n");
+        char tls_yaml[1200] = "";
+        if (g_tls)
+            snprintf(tls_yaml, sizeof(tls_yaml), ", tls: {cert: \"%s\", key: \"%s\", min_version: \"1.3\"}", g_tls_cert,
+                     g_tls_key);
         snprintf(conf, sizeof(conf), "swarmgate-%s-%d.yaml", proxy_names[p], workers);
         write_file(conf,
-                   "%s\nworkers: %d\nlisteners:\n  - {name: api, address: \"127.0.0.1:%d\", mode: reverse}\n"
+                   "%s\nworkers: %d\nlisteners:\n  - {name: api, address: \"127.0.0.1:%d\", mode: reverse%s}\n"
                    "admin: {address: \"127.0.0.1:%d\"}\nupstreams:\n%sroutes:\n%s"
                    "trace: {header: X-Trace-Id, traceparent: %s}\n"
                    "log: {access: %s%s, level: warn}\n%s",
-                   p == P_SWARMGATE_ALT ? g_alt_yaml : "", workers, r.port, r.admin_port, ups, routes,
+                   p == P_SWARMGATE_ALT ? g_alt_yaml : "", workers, r.port, tls_yaml, r.admin_port, ups, routes,
                    obs ? "true" : "false", obs ? g_tmp : "off", obs ? "/access.log" : "", pg);
         snprintf(path, sizeof(path), "%s/%s", g_tmp, conf);
         char *argv[] = {(char *)g_sg_bin, "--config", path, NULL};
@@ -698,6 +725,8 @@ typedef struct scenario {
     bool with_bare;  /* also swarmgate with all observability off */
     bool with_quiet; /* also swarmgate without the Postgres poller and scrapes */
     bool with_id;    /* requests carry X-Trace-Id (the platform's normal case) */
+    bool tls;        /* HTTPS to the proxies (TLS 1.3, the same certificate) */
+    bool tls_close;  /* ... and a new connection (a full handshake) per request */
     cell_t cell[P__COUNT];
     double direct_rps;
 } scenario_t;
@@ -723,8 +752,12 @@ static void run_scenario(scenario_t *sc)
 {
     int list[P__COUNT];
     int nprox = contenders(sc, list);
-    printf("\n== %s: GET %s%s, %d connections, %d worker(s), %d rounds x (%d s warm-up + %d s)\n", sc->name, sc->path,
-           sc->with_id ? " with X-Trace-Id" : "", sc->conns, sc->workers, g_rounds, WARMUP_S, g_duration);
+    g_tls = sc->tls;
+    g_tls_close = sc->tls_close;
+    printf("\n== %s: GET %s%s%s, %d connections, %d worker(s), %d rounds x (%d s warm-up + %d s)\n", sc->name, sc->path,
+           sc->with_id ? " with X-Trace-Id" : "",
+           sc->tls ? (sc->tls_close ? " over TLS 1.3, a handshake per request" : " over TLS 1.3 (keep-alive)") : "",
+           sc->conns, sc->workers, g_rounds, WARMUP_S, g_duration);
     fflush(stdout);
     wrk_result_t d = run_wrk(g_origin_port, sc->path, sc->conns, DIRECT_S, sc->with_id, 0);
     sc->direct_rps = d.rps;
@@ -905,6 +938,18 @@ int main(int argc, char **argv)
     char *oargv[] = {"nginx", "-c", origin_conf, "-p", g_tmp, NULL};
     g_origin_pid = spawn(0, NULL, oargv);
     wait_ready(g_origin_port, "/small", "origin nginx");
+    /* One certificate for every TLS contender (EC P-256, like most). */
+    snprintf(g_tls_cert, sizeof(g_tls_cert), "%s/tls.pem", g_tmp);
+    snprintf(g_tls_key, sizeof(g_tls_key), "%s/tls.key", g_tmp);
+    snprintf(g_tls_pem, sizeof(g_tls_pem), "%s/tls-haproxy.pem", g_tmp);
+    char mk[4096];
+    snprintf(mk, sizeof(mk),
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout %s -out %s -days 2 "
+             "-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 >/dev/null 2>&1 && chmod 600 %s && "
+             "cat %s %s > %s",
+             g_tls_key, g_tls_cert, g_tls_key, g_tls_cert, g_tls_key, g_tls_pem);
+    if (system(mk) != 0)
+        die("openssl could not make the benchmark certificate");
     g_pg = sg_pgh_start_reference();
     if (!g_pg)
         die("could not start a throwaway PostgreSQL with the reference data (make deps installs postgresql)");
@@ -916,6 +961,8 @@ int main(int argc, char **argv)
         {.name = "16k-64", .path = "/16k", .conns = 64, .workers = 1},
         {.name = "16k-256", .path = "/16k", .conns = 256, .workers = 1},
         {.name = "small-64-2workers", .path = "/small", .conns = 64, .workers = 2},
+        {.name = "https-64", .path = "/small", .conns = 64, .workers = 1, .tls = true},
+        {.name = "https-handshakes", .path = "/small", .conns = 16, .workers = 1, .tls = true, .tls_close = true},
     };
     size_t nsc = g_idle_only ? 0 : sizeof(scs) / sizeof(scs[0]);
     if (g_only) {
@@ -940,6 +987,7 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < nsc; i++)
         run_scenario(&scs[i]);
+    g_tls = g_tls_close = false;
 
     scrape_cost_t scrape = {0};
     if (nsc > 0) {

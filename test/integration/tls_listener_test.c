@@ -150,10 +150,11 @@ Test(tls_listener, plain_http_on_the_tls_port_is_refused_and_counted)
     client(out, sizeof(out), "plain %s %u", host, port);
     cr_assert(strstr(out, "http=False"), "no HTTP answer in clear: %s", out);
     double got = 0;
-    cr_assert(obs_wait_metric_ge(sg_proc_addr(&gw, "admin"),
-                                 "swarm_tls_handshakes_total{listener=\"tls\",result=\"http_request\",version=\"none\"}",
-                                 1, 3000, &got),
-              "got %g", got);
+    cr_assert(
+        obs_wait_metric_ge(sg_proc_addr(&gw, "admin"),
+                           "swarm_tls_handshakes_total{listener=\"tls\",result=\"http_request\",version=\"none\"}", 1,
+                           3000, &got),
+        "got %g", got);
     cr_assert_eq(us_requests(up), 0);
 }
 
@@ -189,8 +190,7 @@ Test(tls_listener, a_reload_swaps_the_certificate_and_old_connections_keep_their
     cr_assert_eq(pipe(to_child), 0);
     cr_assert_eq(pipe(from_child), 0);
     pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
+    if (pid == 0) { /* no Criterion call in the child: it would talk to the runner */
         dup2(to_child[0], 0);
         dup2(from_child[1], 1);
         close(to_child[1]);
@@ -198,6 +198,7 @@ Test(tls_listener, a_reload_swaps_the_certificate_and_old_connections_keep_their
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
     }
+    cr_assert_gt(pid, 0);
     close(to_child[0]);
     close(from_child[1]);
     FILE *in = fdopen(from_child[0], "r");
@@ -205,8 +206,8 @@ Test(tls_listener, a_reload_swaps_the_certificate_and_old_connections_keep_their
     cr_assert(strstr(line, pki.server.serial_hex) && strstr(line, "first=200"), "%s", line);
     /* A renewed certificate for the same names, into the same files. */
     sg_test_pair_t renewed;
-    cr_assert_eq(sg_test_pki_leaf(&pki, "renewed", NULL, "DNS:localhost,DNS:server.test,IP:127.0.0.1", -1, 90, &renewed),
-                 0);
+    cr_assert_eq(
+        sg_test_pki_leaf(&pki, "renewed", NULL, "DNS:localhost,DNS:server.test,IP:127.0.0.1", -1, 90, &renewed), 0);
     char sh[1024];
     snprintf(sh, sizeof(sh), "cp %s %s && cp %s %s && chmod 600 %s", renewed.cert, pki.server.cert, renewed.key,
              pki.server.key, pki.server.key);

@@ -3,7 +3,9 @@
 # ThreadSanitizer in build/tsan, runs it with `workers: 2` under concurrent
 # keep-alive traffic (wrk), short connections and failing upstream requests
 # (curl), /metrics scrapes in both formats and /health probes on the admin
-# listener (control thread) and on the proxy listener (workers), and
+# listener (control thread) and on the proxy listener (workers), TLS
+# traffic on a second listener (wrk over HTTPS: handshakes on both workers
+# with the shared ticket keys; curl makes a new handshake each round), and
 # reloads (SIGHUP) that add and remove a listener and move a route (new
 # sockets handed from the control thread to the workers), then drains it
 # with SIGTERM. Any ThreadSanitizer report, a non-zero exit or a
@@ -41,10 +43,17 @@ UP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0));
 PIDS="$PIDS $!"
 wait_for 50 curl -sf "http://127.0.0.1:$UP_PORT/" || fail "sample upstream did not start"
 
+# A self-signed certificate for the TLS listener (the clients do not verify).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$TMP/tls.key" -out "$TMP/tls.pem" \
+    -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 >/dev/null 2>&1 \
+    || fail "openssl could not make a certificate"
+chmod 600 "$TMP/tls.key"
+
 cat >"$TMP/swarmgate.yaml" <<YAML
 workers: 2
 listeners:
   - {name: api, address: "127.0.0.1:0", serve_health: true}
+  - {name: tls, address: "127.0.0.1:0", tls: {cert: "$TMP/tls.pem", key: "$TMP/tls.key"}}
 admin: {address: "127.0.0.1:0"}
 upstreams:
   app: {servers: ["127.0.0.1:$UP_PORT"], keepalive: 8}
@@ -67,6 +76,7 @@ GW=$!
 PIDS="$PIDS $GW"
 wait_for 300 grep -q '^admin ' "$TMP/ports" || { cat "$TMP/stderr"; fail "swarmgate did not start"; }
 API=$(awk '$1=="api"{print $2}' "$TMP/ports")
+TLS=$(awk '$1=="tls"{print $2}' "$TMP/ports")
 ADMIN=$(awk '$1=="admin"{print $2}' "$TMP/ports")
 wait_for 100 curl -sf "http://$API/health" || fail "proxy listener not answering"
 
@@ -74,6 +84,9 @@ echo "tsan: ${SECS}s of traffic on $API (workers: 2), scrapes on $ADMIN"
 wrk -t2 -c32 -d"${SECS}s" -H "X-Trace-Id: 4bf92f35-77b3-4da6-a3ce-929d0e0e4736" "http://$API/api/x" >"$TMP/wrk.log" 2>&1 &
 WRK=$!
 PIDS="$PIDS $WRK"
+wrk -t1 -c8 -d"${SECS}s" "https://$TLS/tls/x" >"$TMP/wrk-tls.log" 2>&1 &
+WRKTLS=$!
+PIDS="$PIDS $WRKTLS"
 end=$(( $(date +%s) + SECS ))
 scrapes=0
 while [ "$(date +%s)" -lt "$end" ]; do
@@ -84,6 +97,7 @@ while [ "$(date +%s)" -lt "$end" ]; do
     curl -s -o /dev/null "http://$API/health/ready" || fail "/health/ready on a worker failed"
     curl -s -o /dev/null "http://$API/dead/x" || true            # 502/503: passive health across workers
     curl -s -o /dev/null -H "Connection: close" "http://$API/short" || true
+    curl -sk -o /dev/null "https://$TLS/new-handshake" || fail "HTTPS request failed"
     curl -s -o /dev/null -H "X-Trace-Id: bad\"id" "http://$API/bad" || true
     if [ $((scrapes % 2)) -eq 0 ]; then cp "$TMP/b.yaml" "$TMP/next.yaml"; else cp "$TMP/a.yaml" "$TMP/next.yaml"; fi
     mv "$TMP/next.yaml" "$TMP/swarmgate.yaml"
@@ -92,6 +106,8 @@ while [ "$(date +%s)" -lt "$end" ]; do
 done
 wait "$WRK" || fail "wrk failed: $(cat "$TMP/wrk.log")"
 grep -E "Requests/sec|requests in" "$TMP/wrk.log" | sed 's/^/tsan: wrk: /'
+wait "$WRKTLS" || fail "wrk (TLS) failed: $(cat "$TMP/wrk-tls.log")"
+grep -E "Requests/sec|requests in" "$TMP/wrk-tls.log" | sed 's/^/tsan: wrk (TLS): /'
 echo "tsan: $scrapes scrape rounds, $(grep -c 'config reloaded' "$TMP/stderr" || true) reloads"
 
 kill -TERM "$GW"

@@ -343,8 +343,5 @@ Test(config_tls, check_config_reports_each_tls_error)
     cr_assert_eq(sg_proc_run(ok, out, sizeof(out), 10000), 0, "%s", out);
     cr_expect(strstr(out, "config OK"), "%s", out);
 
-    /* Until the transport serves TLS, starting with it refuses (never plain TCP instead). */
-    const char *run[] = {"--config", path, NULL};
-    cr_assert_eq(sg_proc_run(run, out, sizeof(out), 10000), 2, "%s", out);
-    cr_expect(strstr(out, "listeners[0].tls: TLS is not served by this build yet"), "%s", out);
+    /* Serving it is tested through the binary: integration/tls_listener_test.c. */
 }
