@@ -191,11 +191,33 @@ typedef struct sg_egress_rule {
     const char *text; /* as written, for logs */
 } sg_egress_rule_t;
 
+/* One agent's proxy credentials (egress.users, egress.users_file). */
+typedef struct sg_egress_user {
+    const char *name; /* an agent name (sg_agent_name_ok), unique */
+    const char *password;
+} sg_egress_user_t;
+
+/* egress.rate_limit: a token bucket per agent and worker (off when
+ * requests_per_second is 0). */
+typedef struct sg_egress_rate_conf {
+    double requests_per_second; /* default 0: off */
+    uint32_t burst;             /* bucket size; 0 (default): requests_per_second rounded up, at least 1 */
+} sg_egress_rate_conf_t;
+
 typedef struct sg_egress_conf {
     sg_egress_rule_t *allow;
     size_t n_allow;
     const char *auth_user; /* NULL = no proxy auth */
     const char *auth_password;
+    /* Per-agent credentials: egress.users, then the entries of
+     * egress.users_file (name:password lines); n_users > 0 makes
+     * Proxy-Authorization required and names the agent. */
+    sg_egress_user_t *users;
+    size_t n_users;
+    const char *users_file;   /* NULL = none (resolved against the config's directory) */
+    const char *agent_header; /* default "X-Agent-Id": names the agent without users; never forwarded */
+    uint32_t max_agents;      /* distinct agent label values per process, default 256 (read at start) */
+    sg_egress_rate_conf_t rate_limit;
     uint64_t dns_ttl_ms; /* default 30s */
     /* Connections to destinations (plain-HTTP forwarding; CONNECT uses
      * connect_timeout and tunnel_idle_timeout only): */
@@ -351,6 +373,12 @@ int sg_parse_hostport(sg_arena_t *a, const char *s, sg_hostport_t *out) SG_MUST_
 /* Expands ${VAR} and ${VAR:-default}; nested braces are rejected.
  * Returns a string from `a`, or NULL with a reason in err. */
 char *sg_expand_env(sg_arena_t *a, const char *s, char *err, size_t errlen);
+
+/* An agent name (egress.users, the agent header's value): 1 to
+ * SG_AGENT_NAME_MAX characters of A-Z a-z 0-9 . _ - (a metric label value
+ * and a log field as it is). Any thread. */
+#define SG_AGENT_NAME_MAX 64
+bool sg_agent_name_ok(const char *s, size_t len);
 
 const char *sg_listener_mode_name(sg_listener_mode_t m);
 const char *sg_balance_name(sg_balance_t b);

@@ -75,4 +75,10 @@ sg_egress_verdict_t sg_egress_check_addr(const sg_egress_conf_t *eg, const struc
  * whatever the credentials are (up to a 512-byte decoded limit). */
 bool sg_egress_auth_ok(sg_str_t value, const char *user, const char *password);
 
+/* The per-agent credentials (egress.users) a Proxy-Authorization value
+ * names: "Basic <base64(name:password)>". Returns the index of the user
+ * whose name and password match, else -1. The password comparison takes
+ * the same time whatever was offered (up to 512 decoded bytes). */
+int sg_egress_auth_user(sg_str_t value, const sg_egress_user_t *users, size_t n_users);
+
 #endif /* SG_EGRESS_H */

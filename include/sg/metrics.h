@@ -19,6 +19,9 @@
  *   listener config listener names, "other"
  *   result   TLS handshake outcome: sg_tls_error_name() values ("success", ...)
  *   version  TLS version: "none", "TLSv1.2", "TLSv1.3"
+ *   agent    egress agents as requests name them (sg_metrics_agent), up to
+ *            egress.max_agents (read at start), then "other"; "unknown"
+ *   direction in (bytes from the client), out (bytes to the client)
  * Gauges summed across workers (in flight, connections) are one signed
  * per-shard value each (two's complement in the uint64 slot), moved up and
  * down by the owner; the sum wraps back to the true total.
@@ -128,13 +131,25 @@ void sg_metrics_trace_source(sg_metrics_shard_t *s, sg_trace_source_t src);
 void sg_metrics_upstream_connect_error(sg_metrics_shard_t *s, size_t upstream_idx);
 void sg_metrics_upstream_timeout(sg_metrics_shard_t *s, size_t upstream_idx);
 /* An egress request (rec->is_egress), instead of record_request:
- * swarm_egress_requests_total{destination,method,code} and, for a CONNECT
+ * swarm_egress_requests_total{agent,destination,method,code},
+ * swarm_egress_bytes_total{agent,direction} (req_bytes in, resp_bytes
+ * out; agent: rec->egress_agent_idx, see sg_metrics_agent) and, for a CONNECT
  * tunnel (rec->is_tunnel), swarm_egress_tunnels_total{destination} and
  * swarm_egress_tunnel_duration_seconds{destination} (end_ns - start_ns).
  * destination is label rec->egress_dest_idx: the index of an allow rule's
  * text (the start-up rules' distinct texts in order, then those interned
  * with SG_METRICS_DIM_DEST); "none" when negative. */
 void sg_metrics_record_egress(sg_metrics_shard_t *s, const sg_reqrec_t *rec);
+/* The label index of egress agent `name` (len bytes, an sg_agent_name_ok
+ * name) for sg_reqrec_t.egress_agent_idx: -1 for "unknown" (an invalid
+ * name, or "unknown" itself), INT32_MAX for "other" (the name "other", or
+ * egress.max_agents names are taken: logged once), else its index. A name
+ * keeps its index for the life of the process. Any thread: the lookup is
+ * lock-free; a name seen for the first time is added under a mutex (at
+ * most egress.max_agents times per process). */
+int32_t sg_metrics_agent(sg_metrics_t *m, const char *name, size_t len);
+/* swarm_egress_rate_limited_total{agent} (agent_idx as for egress_agent_idx). */
+void sg_metrics_egress_rate_limited(sg_metrics_shard_t *s, int32_t agent_idx);
 /* swarm_egress_refused_total{reason}: reason is an sg_egress_verdict_t
  * (sg/egress.h) other than SG_EGRESS_OK. */
 void sg_metrics_egress_refused(sg_metrics_shard_t *s, unsigned reason);

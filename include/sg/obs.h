@@ -44,6 +44,11 @@ void sg_obs_tls_handshake(sg_obs_worker_t *o, int32_t listener_idx, sg_tls_error
 void sg_obs_upstream_timeout(sg_obs_worker_t *o, int32_t upstream_idx);
 /* An egress destination refused (reason: sg_egress_verdict_t, sg/egress.h). */
 void sg_obs_egress_refused(sg_obs_worker_t *o, unsigned reason);
+/* The label index of an egress agent's name (sg_metrics_agent: -1
+ * unknown, INT32_MAX other); -1 without a metrics registry. */
+int32_t sg_obs_egress_agent(sg_obs_worker_t *o, const char *name, size_t len);
+/* An egress request refused by the agent's rate limit (429). */
+void sg_obs_egress_rate_limited(sg_obs_worker_t *o, int32_t agent_idx);
 void sg_obs_header_fields_dropped(sg_obs_worker_t *o, int32_t listener_idx, uint64_t n);
 /* A config reload finished (control thread: swarm_config_reload_total). */
 void sg_obs_config_reload(sg_obs_worker_t *o, bool is_success);

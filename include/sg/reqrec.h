@@ -61,7 +61,9 @@ typedef struct sg_reqrec {
 
     /* Egress listener requests (forward proxy, CONNECT). */
     bool is_egress;
-    int32_t egress_dest_idx; /* destination label (the allowing egress.allow rule's text), -1: none */
+    int32_t egress_dest_idx;  /* destination label (the allowing egress.allow rule's text), -1: none */
+    int32_t egress_agent_idx; /* agent label (sg_metrics_agent): -1 unknown, INT32_MAX other */
+    const char *agent;        /* the agent's name (log, span); NULL: unknown. Borrowed like path */
 } sg_reqrec_t;
 
 #endif /* SG_REQREC_H */

@@ -61,6 +61,7 @@ typedef struct sg_span {
     char host[SG_SPAN_HOST_MAX]; /* Host without its port */
     char client_ip[SG_SPAN_ADDR_MAX];
     char upstream[SG_SPAN_ADDR_MAX];         /* upstream server "ip:port", "" = none */
+    char agent[SG_AGENT_NAME_MAX + 1];       /* egress agent (swarmgate.agent), "" = not egress */
     char error[SG_SPAN_ERROR_MAX];           /* rec->error, free text (status message), "" = none */
     char error_type[SG_SPAN_ERROR_TYPE_MAX]; /* error.type, low-cardinality, "" = none */
     char tracestate[SG_TRACESTATE_MAX + 1];  /* W3C tracestate sent on, "" = none */

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define ERR_PATH_MAX 512
@@ -308,6 +309,40 @@ static const char *check_header_name(const char *s)
         strcasecmp(s, "transfer-encoding") == 0)
         return "expected a header name other than Host, Connection, Content-Length, Transfer-Encoding, traceparent, "
                "tracestate";
+    return NULL;
+}
+
+bool sg_agent_name_ok(const char *s, size_t len)
+{
+    if (!s || len == 0 || len > SG_AGENT_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+              ch == '_' || ch == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* An egress user's name is the agent label value: "unknown" and "other"
+ * are the label's own values. */
+static const char *check_agent_name(const char *s)
+{
+    if (!sg_agent_name_ok(s, strlen(s)))
+        return "expected an agent name of 1 to 64 letters, digits and . _ -";
+    if (strcmp(s, "unknown") == 0 || strcmp(s, "other") == 0)
+        return "expected an agent name other than \"unknown\" and \"other\" (the agent label's own values)";
+    return NULL;
+}
+
+static const char *check_agent_header(const char *s)
+{
+    const char *why = check_header_name(s);
+    if (why)
+        return why;
+    if (strncasecmp(s, "proxy-", 6) == 0)
+        return "expected a header name that is not a Proxy-* field";
     return NULL;
 }
 
@@ -2012,6 +2047,118 @@ static int egress_allow(ctx_t *c, const sg__cnode_t *n, void *base, const field_
     return 0;
 }
 
+static const field_t egress_user_fields[] = {
+    STR(sg_egress_user_t, "name", name, NULL, F_REQ | F_NONEMPTY, check_agent_name),
+    STR(sg_egress_user_t, "password", password, NULL, F_REQ | F_NONEMPTY, NULL),
+};
+static const schema_t egress_user_schema = {SCHEMA(egress_user_fields),      sizeof(sg_egress_user_t), NULL, NULL, true,
+                                            offsetof(sg_egress_user_t, name)};
+
+static const field_t egress_rate_fields[] = {
+    DBL(sg_egress_rate_conf_t, "requests_per_second", requests_per_second, "0", 0, 1e6),
+    U32(sg_egress_rate_conf_t, "burst", burst, "0", 0, 1000000),
+};
+
+static int egress_rate_done(ctx_t *c, const sg__cnode_t *n, loc_t at, void *obj, size_t idx)
+{
+    sg_egress_rate_conf_t *r = obj;
+    if (r->requests_per_second > 0 && r->burst == 0) /* a second's worth, at least one request */
+        r->burst = (uint32_t)SG_MAX(1.0, ceil(r->requests_per_second));
+    return 0;
+}
+static const schema_t egress_rate_schema = {SCHEMA(egress_rate_fields), 0, NULL, egress_rate_done, false, 0};
+
+/* egress.users_file: one "name:password" a line (the password is the rest
+ * of the line); blank lines and lines starting with # are skipped. Like a
+ * TLS key, the file must not be readable or writable by group or others.
+ * Its entries follow egress.users; a name may appear once in both. */
+static int users_file_load(ctx_t *c, const sg__cnode_t *n, loc_t at, sg_egress_conf_t *eg)
+{
+    size_t old = path_key(c, "users_file");
+    loc_t fl = key_loc(n, "users_file", at);
+    const char *path = eg->users_file;
+    int rc = -1;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        rc = fail(c, fl, "cannot open %s: %s", path, strerror(errno));
+        goto out;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && (st.st_mode & 066)) {
+        rc = fail(c, fl, "%s is readable or writable by group or others (it holds passwords: chmod 600 it)", path);
+        goto close;
+    }
+    size_t cap = eg->n_users + 16, cnt = eg->n_users;
+    sg_egress_user_t *users = sg_arena_zalloc(&c->cfg->arena, cap * sizeof(*users));
+    if (!users) {
+        rc = fail(c, fl, "out of memory");
+        goto close;
+    }
+    if (cnt)
+        memcpy(users, eg->users, cnt * sizeof(*users));
+    char line[1024];
+    size_t lineno = 0;
+    while (fgets(line, sizeof(line), f)) {
+        lineno++;
+        size_t len = strlen(line);
+        if (len == sizeof(line) - 1 && line[len - 1] != '\n') {
+            rc = fail(c, fl, "%s:%zu: line longer than %zu bytes", path, lineno, sizeof(line) - 2);
+            goto close;
+        }
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
+        if (len == 0 || line[0] == '#')
+            continue;
+        char *colon = strchr(line, ':');
+        if (!colon || colon == line || !colon[1]) {
+            rc = fail(c, fl, "%s:%zu: expected name:password", path, lineno);
+            goto close;
+        }
+        *colon = '\0';
+        const char *why = check_agent_name(line);
+        if (why) {
+            char q[96];
+            rc = fail(c, fl, "%s:%zu: %s, got %s", path, lineno, why, quoted(line, q, sizeof(q)));
+            goto close;
+        }
+        for (size_t j = 0; j < cnt; j++)
+            if (strcmp(users[j].name, line) == 0) {
+                rc = fail(c, fl, "%s:%zu: duplicate user \"%s\" (also %s)", path, lineno, line,
+                          j < eg->n_users ? "in egress.users" : "earlier in the file");
+                goto close;
+            }
+        if (cnt == cap) {
+            sg_egress_user_t *more = sg_arena_zalloc(&c->cfg->arena, 2 * cap * sizeof(*users));
+            if (!more) {
+                rc = fail(c, fl, "out of memory");
+                goto close;
+            }
+            memcpy(more, users, cnt * sizeof(*users));
+            users = more;
+            cap *= 2;
+        }
+        users[cnt].name = sg_arena_strdup(&c->cfg->arena, line);
+        users[cnt].password = sg_arena_strdup(&c->cfg->arena, colon + 1);
+        if (!users[cnt].name || !users[cnt].password) {
+            rc = fail(c, fl, "out of memory");
+            goto close;
+        }
+        cnt++;
+    }
+    if (ferror(f)) {
+        rc = fail(c, fl, "cannot read %s: %s", path, strerror(errno));
+        goto close;
+    }
+    eg->users = users;
+    eg->n_users = cnt;
+    rc = 0;
+close:
+    fclose(f);
+out:
+    path_pop(c, old);
+    return rc;
+}
+
 static int egress_done(ctx_t *c, const sg__cnode_t *n, loc_t at, void *obj, size_t idx)
 {
     sg_egress_conf_t *eg = obj;
@@ -2022,6 +2169,21 @@ static int egress_done(ctx_t *c, const sg__cnode_t *n, loc_t at, void *obj, size
         path_pop(c, old);
         return rc;
     }
+    if (eg->users_file) {
+        eg->users_file = resolve_path(c, eg->users_file);
+        if (users_file_load(c, n, at, eg) < 0)
+            return -1;
+    }
+    /* The shared credential (auth_user) names no agent: a user of the same
+     * name would make the agent depend on which password was sent. */
+    for (size_t i = 0; eg->auth_user && i < eg->n_users; i++)
+        if (strcmp(eg->users[i].name, eg->auth_user) == 0) {
+            size_t old = path_key(c, "auth_user");
+            int rc = fail(c, key_loc(n, "auth_user", at), "\"%s\" is also an agent in egress.users%s", eg->auth_user,
+                          eg->users_file ? " or egress.users_file" : "");
+            path_pop(c, old);
+            return rc;
+        }
     return 0;
 }
 
@@ -2036,6 +2198,11 @@ static const field_t egress_fields[] = {
     DUR(sg_egress_conf_t, "response_timeout", response_timeout_ms, "300s", MS(1), DMAX),
     DUR(sg_egress_conf_t, "read_timeout", read_timeout_ms, "300s", MS(1), DMAX),
     DUR(sg_egress_conf_t, "tunnel_idle_timeout", tunnel_idle_timeout_ms, "1h", MS(1), DMAX),
+    LIST(sg_egress_conf_t, "users", users, n_users, egress_user_schema),
+    STR(sg_egress_conf_t, "users_file", users_file, NULL, F_NONEMPTY, NULL),
+    STR(sg_egress_conf_t, "agent_header", agent_header, "X-Agent-Id", F_NONEMPTY, check_agent_header),
+    U32(sg_egress_conf_t, "max_agents", max_agents, "256", 1, 4096),
+    OBJ(sg_egress_conf_t, "rate_limit", rate_limit, egress_rate_schema),
 };
 static const schema_t egress_schema = {SCHEMA(egress_fields), 0, NULL, egress_done, false, 0};
 

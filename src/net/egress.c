@@ -406,3 +406,42 @@ bool sg_egress_auth_ok(sg_str_t value, const char *user, const char *password)
     }
     return diff == 0;
 }
+
+int sg_egress_auth_user(sg_str_t value, const sg_egress_user_t *users, size_t n_users)
+{
+    enum { CAP = 512 };
+    const char *p = value.p, *end = value.p + value.len;
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    if ((size_t)(end - p) < 6 || !sg_str_ieq(sg_str_make(p, 5), SG_STR("basic")) || (p[5] != ' ' && p[5] != '\t'))
+        return -1;
+    p += 6;
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    uint8_t dec[CAP];
+    long dl = b64_decode(p, (size_t)(end - p), dec, sizeof(dec));
+    if (dl < 0)
+        return -1;
+    const uint8_t *colon = memchr(dec, ':', (size_t)dl);
+    if (!colon)
+        return -1;
+    size_t ul = (size_t)(colon - dec), pl = (size_t)dl - ul - 1;
+    /* The user name picks the entry (names are label values, not secrets);
+     * the password is compared in constant time in what was offered. */
+    for (size_t i = 0; i < n_users; i++) {
+        const char *name = users[i].name, *pw = users[i].password;
+        if (strlen(name) != ul || memcmp(name, dec, ul) != 0)
+            continue;
+        size_t el = strlen(pw);
+        unsigned diff = pl != el || el > CAP;
+        for (size_t k = 0; k < CAP; k++) {
+            uint8_t e = k < el ? (uint8_t)pw[k] : 0;
+            uint8_t d = k < pl ? colon[1 + k] : 0;
+            diff |= (unsigned)(e ^ d);
+        }
+        return diff == 0 ? (int)i : -1;
+    }
+    return -1;
+}

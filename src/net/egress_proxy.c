@@ -13,6 +13,7 @@
 #include "net/net_int.h"
 
 #include <arpa/inet.h>
+#include <math.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +53,12 @@ struct sg_egress_dest {
     char host[256];
 };
 
+/* One agent's token bucket (egress.rate_limit) on this worker. */
+typedef struct eg_bucket {
+    double tokens;
+    uint64_t last_ns; /* 0: not used yet (full) */
+} eg_bucket_t;
+
 /* Owner: a worker generation (g->egress); sg__egress_free with it. */
 struct sg_egress {
     sg_server_pub_t pub; /* shared by every destination: never ejected (max_fails 0) */
@@ -62,6 +69,12 @@ struct sg_egress {
     sg_link_t dests;
     size_t n_dests;
     sg_egress_dns_t dns[EG_DNS_SLOTS];
+    /* egress.rate_limit on: one bucket per agent label index (the agent
+     * label's max_agents names, then "unknown", then "other": agents
+     * counted as one label value share its bucket); NULL when off. A
+     * generation starts with full buckets. */
+    eg_bucket_t *buckets;
+    size_t n_buckets;
 };
 
 /* ---- worker scope ------------------------------------------------------------ */
@@ -94,6 +107,14 @@ int sg__egress_init(sg_wgen_t *g)
     eg->ups.gen = g;
     eg->ups.idx = -1;
     eg->ups.conf = &eg->conf;
+    if (ec->rate_limit.requests_per_second > 0) {
+        eg->n_buckets = (size_t)ec->max_agents + 2;
+        eg->buckets = calloc(eg->n_buckets, sizeof(*eg->buckets));
+        if (!eg->buckets) {
+            free(eg);
+            return UV_ENOMEM;
+        }
+    }
     sg_freelist_init(&eg->fl_dest, sizeof(sg_egress_dest_t), EG_MAX_DESTS);
     sg_list_init(&eg->dests);
     for (size_t i = 0; i < EG_DNS_SLOTS; i++) {
@@ -135,6 +156,7 @@ void sg__egress_free(sg_wgen_t *g)
         sg_freelist_put(&eg->fl_dest, d);
     }
     sg_freelist_destroy(&eg->fl_dest);
+    free(eg->buckets);
     free(eg);
     g->egress = NULL;
 }
@@ -191,6 +213,73 @@ static void fail_502(sg_txn_t *t, const char *error, const char *reason)
     sg__conn_error_ex(t->conn, 502, error, reason, NULL, must_close(t));
 }
 
+/* ---- agents -------------------------------------------------------------------- */
+
+/* Who sent the request (docs/egress.md, "Agents"): the per-agent user of
+ * its Proxy-Authorization (user >= 0), else the agent header when it is
+ * one valid name, else unknown. */
+static void identify(sg_txn_t *t, const sg_h1_head_t *h, int user)
+{
+    const sg_egress_conf_t *ec = &t->gen->cfg->egress;
+    const char *name = NULL;
+    size_t len = 0;
+    if (user >= 0) {
+        name = ec->users[user].name;
+        len = strlen(name);
+    } else if (ec->agent_header) {
+        size_t n = 0;
+        const sg_h1_header_t *ah = sg_h1_find(h, sg_str_cstr(ec->agent_header), &n);
+        if (ah && n == 1 && sg_agent_name_ok(ah->value.p, ah->value.len)) {
+            name = ah->value.p;
+            len = ah->value.len;
+        }
+    }
+    if (!name || (len == 7 && memcmp(name, "unknown", 7) == 0)) {
+        t->rec.egress_agent_idx = -1;
+        return;
+    }
+    memcpy(t->eg.agent, name, len);
+    t->eg.agent[len] = '\0';
+    t->rec.agent = t->eg.agent;
+    t->rec.egress_agent_idx = sg_obs_egress_agent(t->conn->w->obs, name, len);
+}
+
+/* The agent's token bucket on this worker: true (and the 429 sent) when
+ * it is empty. Rate R per second, size B: a request takes a token. */
+static bool rate_limited(sg_txn_t *t)
+{
+    sg_egress_t *eg = t->gen->egress;
+    const sg_egress_rate_conf_t *rl = &t->gen->cfg->egress.rate_limit;
+    if (!eg || !eg->buckets || rl->requests_per_second <= 0)
+        return false;
+    int32_t a = t->rec.egress_agent_idx;
+    size_t nb = eg->n_buckets;
+    size_t i = a < 0 ? nb - 2 : (size_t)a < nb - 2 ? (size_t)a : nb - 1;
+    eg_bucket_t *b = &eg->buckets[i];
+    uint64_t now = sg_now_ns();
+    double burst = rl->burst ? (double)rl->burst : 1.0;
+    if (!b->last_ns)
+        b->tokens = burst;
+    else if (now > b->last_ns)
+        b->tokens = SG_MIN(burst, b->tokens + (double)(now - b->last_ns) * rl->requests_per_second / 1e9);
+    b->last_ns = now;
+    if (b->tokens >= 1.0) {
+        b->tokens -= 1.0;
+        return false;
+    }
+    /* RFC 9110 10.2.3: whole seconds; rounded up so a client that waits
+     * that long finds a token. */
+    double wait_s = ceil((1.0 - b->tokens) / rl->requests_per_second);
+    unsigned long retry = wait_s < 1 ? 1ul : wait_s > 86400 ? 86400ul : (unsigned long)wait_s;
+    char hdr[48];
+    snprintf(hdr, sizeof(hdr), "Retry-After: %lu\r\n", retry);
+    sg_obs_egress_rate_limited(t->conn->w->obs, a);
+    sg_obs_log(t->conn->w->obs, SG_LOG_INFO, t->trace.trace_id, "egress: agent %s rate limited (retry after %lu s)",
+               t->eg.agent[0] ? t->eg.agent : "unknown", retry);
+    sg__conn_error_ex(t->conn, 429, "rate limit exceeded for this agent", "rate_limited", hdr, must_close(t));
+    return true;
+}
+
 /* ---- head checks ------------------------------------------------------------- */
 
 static int egress_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t target, sg_str_t authority, bool is_absolute)
@@ -205,18 +294,28 @@ static int egress_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t target, sg_s
                           "origin_form", NULL, must_close(t));
         return -1;
     }
-    if (ec->auth_user) {
+    int user = -1;
+    if (ec->auth_user || ec->n_users) {
         /* RFC 9110 11.7.1: Proxy-Authorization is for this proxy; it is
-         * removed with the other Proxy-* fields before forwarding. */
+         * removed with the other Proxy-* fields before forwarding. A
+         * per-agent user names the agent; the shared auth_user does not. */
         size_t n = 0;
         const sg_h1_header_t *pa = sg_h1_find(h, SG_STR("proxy-authorization"), &n);
-        if (!pa || n != 1 || !sg_egress_auth_ok(pa->value, ec->auth_user, ec->auth_password)) {
+        bool is_ok = false;
+        if (pa && n == 1) {
+            user = ec->n_users ? sg_egress_auth_user(pa->value, ec->users, ec->n_users) : -1;
+            is_ok = user >= 0 || (ec->auth_user && sg_egress_auth_ok(pa->value, ec->auth_user, ec->auth_password));
+        }
+        if (!is_ok) {
             sg_obs_egress_refused(c->w->obs, SG_EGRESS_AUTH);
             sg__conn_error_ex(c, 407, pa ? "proxy credentials rejected" : "proxy authentication required", "auth",
                               "Proxy-Authenticate: Basic realm=\"swarmgate\"\r\n", must_close(t));
             return -1;
         }
     }
+    identify(t, h, user);
+    if (rate_limited(t))
+        return -1;
     if (is_absolute && target.len >= 8 && sg_str_ieq(sg_str_make(target.p, 8), SG_STR("https://"))) {
         sg__conn_error_ex(c, 400, "https:// targets go through CONNECT", "https_target", NULL, must_close(t));
         return -1;

@@ -652,11 +652,12 @@ struct sg_txn {
     /* Egress only (SG_TXN_F_EGRESS). */
     struct {
         sg_egress_target_t target;
-        int32_t name_rule;                /* host rule naming target.host, -1 */
-        sg_egress_verdict_t name_verdict; /* why no host rule matched */
-        sg_link_t wait;                   /* in dns->waiters while resolving */
-        sg_egress_dns_t *dns;             /* cache entry waited on, NULL */
-        sg_egress_dest_t *dest;           /* destination, holds a reference; NULL */
+        int32_t name_rule;                 /* host rule naming target.host, -1 */
+        sg_egress_verdict_t name_verdict;  /* why no host rule matched */
+        sg_link_t wait;                    /* in dns->waiters while resolving */
+        sg_egress_dns_t *dns;              /* cache entry waited on, NULL */
+        sg_egress_dest_t *dest;            /* destination, holds a reference; NULL */
+        char agent[SG_AGENT_NAME_MAX + 1]; /* who sent it (rec.agent points here), "" = unknown */
     } eg;
 };
 

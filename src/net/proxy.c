@@ -67,6 +67,7 @@ sg_txn_t *sg__txn_new(sg_conn_t *c)
     t->rec.server_idx = -1;
     t->rec.method = SG_METHOD_OTHER;
     t->rec.egress_dest_idx = -1;
+    t->rec.egress_agent_idx = -1; /* unknown until the egress handler names it */
     sg__conn_peer_text(c, t->peer_ip, t->peer);
     return t;
 }
@@ -674,6 +675,8 @@ int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size
         }
         if (is_hop_by_hop(n) || is_trace_header(cfg, n) || (ct.n && is_named_by_connection(&ct, n)))
             continue;
+        if (is_egress && cfg->egress.agent_header && sg_str_ieq(n, sg_str_cstr(cfg->egress.agent_header)))
+            continue; /* the agent's name is for this proxy (docs/egress.md, "Agents") */
         /* Framing goes on as swarmgate framed the body (below), never as a
          * field it did not use (RFC 9112 6.1, 6.3). */
         if (sg_str_ieq(n, SG_STR("transfer-encoding")) || sg_str_ieq(n, SG_STR("content-length")))

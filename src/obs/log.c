@@ -497,6 +497,11 @@ void sg_log_access(sg_log_ring_t *ring, const sg_reqrec_t *rec, const char *rout
         PUT_KEY(&b, ",\"route\":");
         sg_buf_put_json_str(&b, route_name, strlen(route_name), MAX_ROUTE_BYTES);
     }
+    if (rec->is_egress) { /* the agent that sent it (docs/egress.md, "Agents") */
+        const char *agent = rec->agent ? rec->agent : "unknown";
+        PUT_KEY(&b, ",\"agent\":");
+        sg_buf_put_json_str(&b, agent, strlen(agent), MAX_ROUTE_BYTES);
+    }
     if (rec->server_addr.len) {
         PUT_KEY(&b, ",\"upstream\":");
         sg_buf_put_json_str(&b, rec->server_addr.p, rec->server_addr.len, MAX_ADDR_BYTES);

@@ -3,6 +3,7 @@
 #include "obs/metrics_int.h"
 #include "sg/egress_verdict.h"
 #include "sg/errrate.h"
+#include "sg/log.h"
 #include "sg/procstat.h"
 #include "sg/runtime.h"
 #include "sg/spans.h"
@@ -34,6 +35,8 @@ enum dim {
     D_CONN_REFUSE,
     D_TLS_RESULT,
     D_TLS_VERSION,
+    D_AGENT,     /* egress agents: named by the workers as they come (sg_metrics_agent) */
+    D_DIRECTION, /* in (from the client), out (to the client) */
     D__COUNT
 };
 
@@ -103,6 +106,8 @@ enum fam {
     F_EG_TUNNELS,
     F_EG_TUNNEL_DUR,
     F_EG_REFUSED,
+    F_EG_BYTES,
+    F_EG_RATE_LIMITED,
     F_HDR_DROPPED,
     F_CONN_REFUSED,
     F_TRIMS,
@@ -128,8 +133,8 @@ typedef struct desc {
     sg_metric_type_t type;
     unsigned flags;
     size_t n_dims;
-    enum dim dims[3];
-    const char *labels[3];
+    enum dim dims[4]; /* dims[0] is the outermost: rows of values not named yet are skipped */
+    const char *labels[4];
 } desc_t;
 
 static const desc_t descs[F__COUNT] = {
@@ -197,12 +202,12 @@ static const desc_t descs[F__COUNT] = {
                   {D_RESULT},
                   {"result"}},
     [F_EG_REQ] = {"swarm_egress_requests_total",
-                  "Egress (forward proxy) requests answered, by allow rule, method and status code.",
+                  "Egress (forward proxy) requests answered, by agent, allow rule, method and status code.",
                   SG_METRIC_COUNTER,
                   FL_SKIP_ZERO,
-                  3,
-                  {D_DEST, D_METHOD, D_CODE},
-                  {"destination", "method", "code"}},
+                  4,
+                  {D_AGENT, D_DEST, D_METHOD, D_CODE},
+                  {"agent", "destination", "method", "code"}},
     [F_EG_TUNNELS] = {"swarm_egress_tunnels_total",
                       "CONNECT tunnels established and closed, by allow rule.",
                       SG_METRIC_COUNTER,
@@ -224,6 +229,22 @@ static const desc_t descs[F__COUNT] = {
                       1,
                       {D_REFUSE},
                       {"reason"}},
+    [F_EG_BYTES] = {"swarm_egress_bytes_total",
+                    "Bytes of egress requests and CONNECT tunnels, by agent and direction (in: from the client, "
+                    "out: to the client), counted when the request or tunnel ends.",
+                    SG_METRIC_COUNTER,
+                    0,
+                    2,
+                    {D_AGENT, D_DIRECTION},
+                    {"agent", "direction"}},
+    [F_EG_RATE_LIMITED] =
+        {"swarm_egress_rate_limited_total",
+         "Egress requests refused with 429 by the per-agent rate limit (egress.rate_limit), by agent.",
+         SG_METRIC_COUNTER,
+         FL_SKIP_ZERO,
+         1,
+         {D_AGENT},
+         {"agent"}},
     [F_HDR_DROPPED] = {"swarm_http_header_fields_dropped_total",
                        "Request header fields not forwarded because their name contains an underscore "
                        "(limits.underscores_in_headers: drop), by listener.",
@@ -337,6 +358,16 @@ struct sg_metrics {
     sg_expose_exemplar_t *ex_scratch;
     double start_time_s;
     _Atomic uint64_t conn_limit; /* swarm_connections_limit; 0 = not set (no gauge) */
+    size_t named_now[D__COUNT];  /* n_named of each dimension for the render in progress (under render_mu) */
+    /* Agent names (D_AGENT) come from requests, on any worker: a lookup is
+     * lock-free (agent_hash: open addressing over label indices, -1 empty,
+     * entries published with release after the name); a new name is added
+     * under agent_mu, so at most max_agents times in the process's life. */
+    pthread_mutex_t agent_mu;
+    char *agent_buf;             /* cap x (SG_AGENT_NAME_MAX + 1) */
+    _Atomic int32_t *agent_hash; /* agent_mask + 1 entries */
+    size_t agent_mask;
+    _Atomic bool is_agents_full_logged;
 };
 
 /* ---- small helpers ------------------------------------------------------------ */
@@ -581,12 +612,37 @@ static int shard_init(sg_metrics_t *m, sg_metrics_shard_t *s, const sg_config_t 
                            1 + m->dims[D_UPSTREAM].n);
 }
 
+/* The agent dimension: room for max_agents names (fixed buffers: workers
+ * add names, the arena is the control thread's), then "unknown", "other". */
+static int agents_init(sg_metrics_t *m, uint32_t max_agents)
+{
+    static const char *const extra[] = {"unknown", "other"};
+    int rc = dim_init(m, D_AGENT, NULL, 0, max_agents, extra, 2, true);
+    if (rc != 0)
+        return rc;
+    dimvals_t *dv = &m->dims[D_AGENT];
+    size_t slots = 4;
+    while (slots < 2 * dv->cap)
+        slots *= 2;
+    m->agent_buf = calloc(dv->cap ? dv->cap : 1, SG_AGENT_NAME_MAX + 1);
+    m->agent_hash = calloc(slots, sizeof(*m->agent_hash));
+    if (!m->agent_buf || !m->agent_hash)
+        return -ENOMEM;
+    m->agent_mask = slots - 1;
+    for (size_t i = 0; i < slots; i++)
+        atomic_init(&m->agent_hash[i], -1);
+    for (size_t i = 0; i < dv->cap; i++)
+        dv->names[i] = m->agent_buf + i * (SG_AGENT_NAME_MAX + 1);
+    return 0;
+}
+
 sg_metrics_t *sg_metrics_create(const sg_config_t *cfg, uint32_t n_workers)
 {
     sg_metrics_t *m = calloc(1, sizeof(*m));
     if (!m)
         return NULL;
     pthread_mutex_init(&m->render_mu, NULL);
+    pthread_mutex_init(&m->agent_mu, NULL);
     sg_arena_init(&m->arena, 16384);
     if (names_from_config(m, cfg) != 0)
         goto fail;
@@ -612,6 +668,11 @@ sg_metrics_t *sg_metrics_create(const sg_config_t *cfg, uint32_t n_workers)
     for (size_t i = 0; i < SG_TLS_VERSION__COUNT; i++)
         tls_version_names[i] = sg_tls_version_name((sg_tls_version_t)i);
     if (dim_init(m, D_TLS_VERSION, tls_version_names, SG_TLS_VERSION__COUNT, 0, NULL, 0, false) != 0)
+        goto fail;
+    static const char *const direction_names[] = {"in", "out"};
+    if (dim_init(m, D_DIRECTION, direction_names, 2, 0, NULL, 0, false) != 0)
+        goto fail;
+    if (agents_init(m, cfg->egress.max_agents) != 0)
         goto fail;
     m->dims[D_CODE].n = m->dims[D_CODE].cap = N_CODES;
     atomic_init(&m->dims[D_CODE].n_named, N_CODES);
@@ -701,6 +762,9 @@ void sg_metrics_destroy(sg_metrics_t *m)
     for (int f = 0; f < SG_EXPOSE_FORMAT__COUNT; f++)
         free(m->snap[f]);
     pthread_mutex_destroy(&m->render_mu);
+    pthread_mutex_destroy(&m->agent_mu);
+    free(m->agent_buf);
+    free(m->agent_hash);
     sg_arena_destroy(&m->arena);
     free(m);
 }
@@ -911,18 +975,100 @@ static inline size_t dest_index(const sg_metrics_t *m, int32_t dest_idx)
     return named_or(dv, (size_t)dest_idx, dv->cap + 1); /* "other" */
 }
 
+static inline size_t agent_index(const sg_metrics_t *m, int32_t agent_idx)
+{
+    const dimvals_t *dv = &m->dims[D_AGENT];
+    if (agent_idx < 0)
+        return dv->cap;                                  /* "unknown" */
+    return named_or(dv, (size_t)agent_idx, dv->cap + 1); /* "other" */
+}
+
 void sg_metrics_record_egress(sg_metrics_shard_t *s, const sg_reqrec_t *rec)
 {
     const sg_metrics_t *m = s->m;
+    size_t a = agent_index(m, rec->egress_agent_idx);
     size_t d = dest_index(m, rec->egress_dest_idx);
     size_t meth = (unsigned)rec->method < SG_METHOD__COUNT ? (size_t)rec->method : SG_METHOD_OTHER;
     size_t code = rec->status < 1000 ? m->code_idx[rec->status] : CODE_OTHER;
-    bump(&s->v[m->fam[F_EG_REQ].base + (d * SG_METHOD__COUNT + meth) * N_CODES + code]);
+    size_t ad = a * m->dims[D_DEST].n + d;
+    bump(&s->v[m->fam[F_EG_REQ].base + (ad * SG_METHOD__COUNT + meth) * N_CODES + code]);
+    add(&s->v[m->fam[F_EG_BYTES].base + a * 2], rec->req_bytes);
+    add(&s->v[m->fam[F_EG_BYTES].base + a * 2 + 1], rec->resp_bytes);
     if (rec->is_tunnel && rec->method == SG_METHOD_CONNECT) {
         bump(&s->v[m->fam[F_EG_TUNNELS].base + d]);
         uint64_t dur = rec->end_ns > rec->start_ns ? rec->end_ns - rec->start_ns : 0;
         observe(s, &m->fam[F_EG_TUNNEL_DUR], d, dur, rec, (rec->start_unix_ns + dur) / 1000000u);
     }
+}
+
+void sg_metrics_egress_rate_limited(sg_metrics_shard_t *s, int32_t agent_idx)
+{
+    bump(&s->v[s->m->fam[F_EG_RATE_LIMITED].base + agent_index(s->m, agent_idx)]);
+}
+
+static uint64_t agent_hash(const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)p[i]) * 1099511628211ull;
+    return h;
+}
+
+/* The label index of an interned name, or -1. Lock-free: an entry is
+ * published (release) after its name. */
+static int32_t agent_find(const sg_metrics_t *m, uint64_t h, const char *name, size_t len, size_t *empty)
+{
+    const dimvals_t *dv = &m->dims[D_AGENT];
+    for (size_t i = h & m->agent_mask;; i = (i + 1) & m->agent_mask) {
+        int32_t v = atomic_load_explicit(&m->agent_hash[i], memory_order_acquire);
+        if (v < 0) {
+            *empty = i;
+            return -1;
+        }
+        const char *have = dv->names[v];
+        if (strncmp(have, name, len) == 0 && have[len] == '\0')
+            return v;
+    }
+}
+
+int32_t sg_metrics_agent(sg_metrics_t *m, const char *name, size_t len)
+{
+    if (!sg_agent_name_ok(name, len) || (len == 7 && memcmp(name, "unknown", 7) == 0))
+        return -1;
+    if (len == 5 && memcmp(name, "other", 5) == 0)
+        return INT32_MAX;
+    dimvals_t *dv = &m->dims[D_AGENT];
+    uint64_t h = agent_hash(name, len);
+    size_t empty;
+    int32_t idx = agent_find(m, h, name, len, &empty);
+    if (idx >= 0)
+        return idx;
+    if (atomic_load_explicit(&dv->n_named, memory_order_relaxed) >= dv->cap) {
+        idx = INT32_MAX;
+    } else {
+        pthread_mutex_lock(&m->agent_mu);
+        idx = agent_find(m, h, name, len, &empty); /* another worker may have added it */
+        size_t n = atomic_load_explicit(&dv->n_named, memory_order_relaxed);
+        if (idx < 0 && n < dv->cap) {
+            char *dst = m->agent_buf + n * (SG_AGENT_NAME_MAX + 1);
+            memcpy(dst, name, len);
+            dst[len] = '\0';
+            /* Release: a render that sees n + 1, or a lookup that finds the
+             * entry, sees the name. */
+            atomic_store_explicit(&dv->n_named, n + 1, memory_order_release);
+            atomic_store_explicit(&m->agent_hash[empty], (int32_t)n, memory_order_release);
+            idx = (int32_t)n;
+        } else if (idx < 0) {
+            idx = INT32_MAX;
+        }
+        pthread_mutex_unlock(&m->agent_mu);
+    }
+    if (idx == INT32_MAX && !atomic_exchange_explicit(&m->is_agents_full_logged, true, memory_order_relaxed))
+        sg_log(SG_LOG_WARN, NULL,
+               "egress: more than %zu agents (egress.max_agents): further agents are counted as agent other until "
+               "restart",
+               dv->cap);
+    return idx;
 }
 
 void sg_metrics_header_fields_dropped(sg_metrics_shard_t *s, size_t listener_idx, uint64_t n)
@@ -990,14 +1136,31 @@ void sg_metrics_config_reload(sg_metrics_shard_t *s, bool is_success)
 
 /* ---- scrape --------------------------------------------------------------------- */
 
+/* Sums the shards into scratch, family by family, skipping the rows of an
+ * outermost label value not named yet (the agent room is large and mostly
+ * unused: its pages are never touched, here or in the scratch). */
 static void sum_shards(sg_metrics_t *m)
 {
     uint64_t *acc = m->scratch;
-    memset(acc, 0, m->n_slots * sizeof(uint64_t));
-    for (uint32_t i = 0; i < m->n_shards; i++) {
-        _Atomic uint64_t *v = m->shards[i].v;
-        for (size_t k = 0; k < m->n_slots; k++)
-            acc[k] += atomic_load_explicit(&v[k], memory_order_relaxed);
+    for (size_t f = 0; f < F__COUNT; f++) {
+        const desc_t *d = &descs[f];
+        const fam_layout_t *L = &m->fam[f];
+        const dimvals_t *dv = d->n_dims ? &m->dims[d->dims[0]] : NULL;
+        size_t rows = dv ? dv->n : 1, named = dv ? m->named_now[d->dims[0]] : 1;
+        if (!rows)
+            continue;
+        size_t row_slots = L->n_series * L->stride / rows;
+        for (size_t r = 0; r < rows; r++) {
+            if (dv && r >= named && r < dv->cap)
+                continue;
+            uint64_t *a = acc + L->base + r * row_slots;
+            memset(a, 0, row_slots * sizeof(uint64_t));
+            for (uint32_t i = 0; i < m->n_shards; i++) {
+                _Atomic uint64_t *v = m->shards[i].v + L->base + r * row_slots;
+                for (size_t k = 0; k < row_slots; k++)
+                    a[k] += atomic_load_explicit(&v[k], memory_order_relaxed);
+            }
+        }
     }
 }
 
@@ -1031,12 +1194,20 @@ static void render_family(sg_metrics_t *m, sg_expose_t *x, enum fam f)
     const desc_t *d = &descs[f];
     const fam_layout_t *L = &m->fam[f];
     sg_expose_family(x, d->name, d->help, d->type);
-    const char *vals[3] = {NULL, NULL, NULL};
-    size_t named[3] = {0, 0, 0};
-    for (size_t k = 0; k < d->n_dims; k++) /* names published so far (acquire: names[] written before) */
-        named[k] = atomic_load_explicit(&m->dims[d->dims[k]].n_named, memory_order_acquire);
+    const char *vals[4] = {NULL, NULL, NULL, NULL};
+    size_t named[4] = {0, 0, 0, 0};
+    for (size_t k = 0; k < d->n_dims; k++) /* names published when the scrape began (sum_shards saw the same) */
+        named[k] = m->named_now[d->dims[k]];
     bool want_ex = L->has_ex && x->format == SG_EXPOSE_OPENMETRICS;
+    const dimvals_t *outer = d->n_dims ? &m->dims[d->dims[0]] : NULL;
+    size_t per_row = outer && outer->n ? L->n_series / outer->n : L->n_series;
     for (size_t s = 0; s < L->n_series; s++) {
+        if (outer && s / per_row >= named[0] && s / per_row < outer->cap) {
+            s = (s / per_row + 1) * per_row - 1; /* a whole row of a value not named yet */
+            continue;
+        }
+        if ((d->flags & FL_SKIP_ZERO) && d->type != SG_METRIC_HISTOGRAM && m->scratch[L->base + s * L->stride] == 0)
+            continue; /* most of a sparse family: no label work */
         size_t rem = s;
         bool is_optional = false, is_unused = false;
         for (size_t k = d->n_dims; k-- > 0;) {
@@ -1181,6 +1352,8 @@ void sg_metrics_snapshot_collectors(sg_metrics_t *m)
 
 static void render_registry(sg_metrics_t *m, sg_expose_t *x, uint64_t now_ms)
 {
+    for (size_t k = 0; k < D__COUNT; k++) /* acquire: the names below n_named were written before */
+        m->named_now[k] = atomic_load_explicit(&m->dims[k].n_named, memory_order_acquire);
     sum_shards(m);
     for (size_t f = 0; f < F__COUNT; f++)
         render_family(m, x, (enum fam)f);

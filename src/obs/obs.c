@@ -160,6 +160,19 @@ void sg_obs_egress_refused(sg_obs_worker_t *o, unsigned reason)
         sg_metrics_egress_refused(o->shard, reason);
 }
 
+int32_t sg_obs_egress_agent(sg_obs_worker_t *o, const char *name, size_t len)
+{
+    if (!o->rt || !o->rt->metrics)
+        return -1;
+    return sg_metrics_agent(o->rt->metrics, name, len);
+}
+
+void sg_obs_egress_rate_limited(sg_obs_worker_t *o, int32_t agent_idx)
+{
+    if (o->shard)
+        sg_metrics_egress_rate_limited(o->shard, agent_idx);
+}
+
 void sg_obs_header_fields_dropped(sg_obs_worker_t *o, int32_t listener_idx, uint64_t n)
 {
     if (o->shard && listener_idx >= 0)

@@ -140,6 +140,8 @@ void sg_span_from_rec(sg_span_t *out, const sg_reqrec_t *rec, const char *route_
     sg_str_t c = strip_port(rec->client_addr, &out->client_port);
     copy_cut(out->client_ip, sizeof(out->client_ip), c.p, c.len);
     copy_cut(out->upstream, sizeof(out->upstream), rec->server_addr.p, rec->server_addr.len);
+    const char *agent = rec->is_egress ? (rec->agent ? rec->agent : "unknown") : NULL;
+    copy_cut(out->agent, sizeof(out->agent), agent, agent ? strlen(agent) : 0);
     copy_cut(out->error, sizeof(out->error), rec->error, rec->error ? strlen(rec->error) : 0);
     char code[8];
     const char *et = sg_span_error_type(rec->status, rec->error, out->is_error, code);
@@ -238,6 +240,8 @@ static void otlp_span(sg_buf_t *b, const sg_span_t *s)
         otlp_attr_str(b, &first, "swarmgate.route", s->route);
     if (s->upstream[0])
         otlp_attr_str(b, &first, "swarmgate.upstream.address", s->upstream);
+    if (s->agent[0])
+        otlp_attr_str(b, &first, "swarmgate.agent", s->agent);
     sg_buf_putc(b, ']');
     if (s->is_error) {
         /* STATUS_CODE_ERROR = 2; the message is the free-text reason */
@@ -307,6 +311,8 @@ static void zipkin_span(sg_buf_t *b, const sg_span_t *s, const char *service)
         zipkin_tag(b, &first, "swarmgate.route", s->route);
     if (s->upstream[0])
         zipkin_tag(b, &first, "swarmgate.upstream.address", s->upstream);
+    if (s->agent[0])
+        zipkin_tag(b, &first, "swarmgate.agent", s->agent);
     if (s->error_type[0])
         zipkin_tag(b, &first, "error.type", s->error_type);
     /* Zipkin marks a failed span with the "error" tag */

@@ -493,7 +493,8 @@ Test(egress, curl_http_is_stamped_pooled_and_logged)
 
     char series[160];
     snprintf(series, sizeof(series),
-             "swarm_egress_requests_total{destination=\"127.0.0.1:%u\",method=\"GET\",code=\"200\"}", us_port(up));
+             "swarm_egress_requests_total{agent=\"unknown\",destination=\"127.0.0.1:%u\",method=\"GET\",code=\"200\"}",
+             us_port(up));
     cr_assert(wait_metric(series, 2, 3000), "%s", series);
     char *m = scrape();
     cr_assert(isnan(metric(m, "swarm_http_requests_total{route=\"none\",method=\"GET\",code=\"200\"}")),
@@ -639,8 +640,10 @@ Test(egress, connect_tunnel_bytes_both_ways_closed_by_either_side)
     snprintf(series, sizeof(series), "swarm_egress_tunnel_duration_seconds_count{destination=\"127.0.0.1:%u\"}",
              echo->port);
     cr_assert_eq(metric(m, series), 2, "%s", m);
-    snprintf(series, sizeof(series),
-             "swarm_egress_requests_total{destination=\"127.0.0.1:%u\",method=\"CONNECT\",code=\"200\"}", echo->port);
+    snprintf(
+        series, sizeof(series),
+        "swarm_egress_requests_total{agent=\"unknown\",destination=\"127.0.0.1:%u\",method=\"CONNECT\",code=\"200\"}",
+        echo->port);
     cr_assert_eq(metric(m, series), 2);
     free(m);
     char line[2048];
@@ -806,8 +809,10 @@ Test(egress, refusals_are_403_with_a_reason_and_no_connection)
     cr_assert_eq(metric(m, "swarm_egress_refused_total{reason=\"port_not_allowed\"}"), 2);
     cr_assert_eq(metric(m, "swarm_egress_refused_total{reason=\"host_not_allowed\"}"), 1);
     cr_assert_eq(metric(m, "swarm_egress_refused_total{reason=\"private\"}"), 1);
-    cr_assert_eq(metric(m, "swarm_egress_requests_total{destination=\"localhost\",method=\"GET\",code=\"403\"}"), 1,
-                 "a refusal after the name matched counts under that rule");
+    cr_assert_eq(
+        metric(m,
+               "swarm_egress_requests_total{agent=\"unknown\",destination=\"localhost\",method=\"GET\",code=\"403\"}"),
+        1, "a refusal after the name matched counts under that rule");
     free(m);
 }
 

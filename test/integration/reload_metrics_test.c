@@ -302,13 +302,16 @@ Test(reload_metrics, added_egress_allow_entry_gets_its_own_destination, .timeout
         cr_assert_eq(egress_get(&gw, us_port(b)), 200);
     char series_b[160], series_a[160];
     snprintf(series_b, sizeof(series_b),
-             "swarm_egress_requests_total{destination=\"127.0.0.1:%u\",method=\"GET\",code=\"200\"}", us_port(b));
+             "swarm_egress_requests_total{agent=\"unknown\",destination=\"127.0.0.1:%u\",method=\"GET\",code=\"200\"}",
+             us_port(b));
     snprintf(series_a, sizeof(series_a),
-             "swarm_egress_requests_total{destination=\"127.0.0.1:%u\",method=\"GET\",code=\"200\"}", us_port(a));
+             "swarm_egress_requests_total{agent=\"unknown\",destination=\"127.0.0.1:%u\",method=\"GET\",code=\"200\"}",
+             us_port(a));
     char *text = scrape_until(&gw, series_b, 3);
     cr_expect_eq(value_in(text, series_b), 3, "%s", text);
     cr_expect_eq(value_in(text, series_a), 1);
-    cr_expect(!has_prefix(text, "swarm_egress_requests_total{destination=\"other\""), "nothing counted as other");
+    cr_expect(!has_prefix(text, "swarm_egress_requests_total{agent=\"unknown\",destination=\"other\""),
+              "nothing counted as other");
     expect_promtool_clean(text);
     free(text);
     /* Removed again: its counter stays. */

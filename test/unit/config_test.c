@@ -29,7 +29,7 @@ static void load_fails(const char *yaml, const char *want)
     int rc = sg_config_load_string("t.yaml", yaml, strlen(yaml), &cfg, err, sizeof(err));
     cr_assert_eq(rc, -1, "should fail: %s", yaml);
     cr_assert_null(cfg);
-    cr_assert_str_eq(err, want, "yaml:\n%s", yaml);
+    cr_assert_str_eq(err, want, "yaml:\n%s\ngot:  %s\nwant: %s", yaml, err, want);
 }
 
 static void unset_example_env(void)
@@ -988,4 +988,137 @@ Test(config, a_syntax_error_is_the_only_error, .timeout = 10)
     load_fails_all("workers: [1\nlisteners: x\n");
     cr_assert_eq(g_errs.n, 1);
     cr_assert(strstr(g_errs.msg[0].text, "(syntax)") != NULL, "%s", g_errs.msg[0].text);
+}
+
+/* ---- egress agents (per-agent accounting) ---- */
+
+Test(config, egress_agent_defaults, .timeout = 10)
+{
+    sg_config_t *cfg = load_ok(L0);
+    cr_assert_eq(cfg->egress.n_users, 0);
+    cr_assert_null(cfg->egress.users_file);
+    cr_assert_str_eq(cfg->egress.agent_header, "X-Agent-Id");
+    cr_assert_eq(cfg->egress.max_agents, 256);
+    cr_assert_eq(cfg->egress.rate_limit.requests_per_second, 0, "off by default");
+    sg_config_free(cfg);
+
+    cfg = load_ok(L0 "egress:\n  users: [{name: agent-1, password: a}, {name: Agent_2.x, password: \"b:c\"}]\n"
+                     "  agent_header: X-Swarm-Agent\n  max_agents: 8\n  rate_limit: {requests_per_second: 2.5}\n");
+    cr_assert_eq(cfg->egress.n_users, 2);
+    cr_assert_str_eq(cfg->egress.users[1].name, "Agent_2.x");
+    cr_assert_str_eq(cfg->egress.users[1].password, "b:c");
+    cr_assert_str_eq(cfg->egress.agent_header, "X-Swarm-Agent");
+    cr_assert_eq(cfg->egress.max_agents, 8);
+    cr_assert_eq(cfg->egress.rate_limit.requests_per_second, 2.5);
+    cr_assert_eq(cfg->egress.rate_limit.burst, 3, "burst defaults to a second's worth, rounded up");
+    sg_config_free(cfg);
+
+    cfg = load_ok(L0 "egress: {rate_limit: {requests_per_second: 0.1, burst: 5}}\n");
+    cr_assert_eq(cfg->egress.rate_limit.burst, 5);
+    sg_config_free(cfg);
+    cfg = load_ok(L0 "egress: {rate_limit: {requests_per_second: 0.1}}\n");
+    cr_assert_eq(cfg->egress.rate_limit.burst, 1, "at least one request");
+    sg_config_free(cfg);
+}
+
+Test(config, egress_user_errors, .timeout = 10)
+{
+    load_fails(L0 "egress: {users: [{name: a, password: x}, {name: b, password: y}, {name: a, password: z}]}\n",
+               "t.yaml:2:73: egress.users[2].name: duplicate name \"a\" (also used by item 0)");
+    load_fails(L0 "egress: {users: [{name: \"bad name\", password: x}]}\n",
+               "t.yaml:2:25: egress.users[0].name: expected an agent name of 1 to 64 letters, digits and . _ -, got "
+               "\"bad name\"");
+    load_fails(L0 "egress: {users: [{name: other, password: x}]}\n",
+               "t.yaml:2:25: egress.users[0].name: expected an agent name other than \"unknown\" and \"other\" (the "
+               "agent label's own values), got \"other\"");
+    load_fails(L0 "egress: {users: [{name: a}]}\n", "t.yaml:2:18: egress.users[0].password: missing required key");
+    load_fails(L0 "egress: {users: [{name: a, password: \"\"}]}\n",
+               "t.yaml:2:38: egress.users[0].password: expected a non-empty string, got \"\"");
+    load_fails(L0 "egress: {auth_user: a, auth_password: p, users: [{name: a, password: x}]}\n",
+               "t.yaml:2:21: egress.auth_user: \"a\" is also an agent in egress.users");
+    load_fails(L0 "egress: {agent_header: \"X Agent\"}\n",
+               "t.yaml:2:24: egress.agent_header: expected an HTTP header name (RFC 9110 token characters), got "
+               "\"X Agent\"");
+    load_fails(L0 "egress: {agent_header: Proxy-Agent}\n",
+               "t.yaml:2:24: egress.agent_header: expected a header name that is not a Proxy-* field, got "
+               "\"Proxy-Agent\"");
+    load_fails(L0 "egress: {max_agents: 0}\n",
+               "t.yaml:2:22: egress.max_agents: expected an integer from 1 to 4096, got \"0\"");
+    load_fails(L0 "egress: {rate_limit: {requests_per_second: -1}}\n",
+               "t.yaml:2:44: egress.rate_limit.requests_per_second: expected a number from 0 to 1e+06, got \"-1\"");
+}
+
+/* Writes `text` to a users file next to a config that names it; returns
+ * the load's error ("" when it loaded). */
+static void users_file_case(const char *text, mode_t mode, const char *users_yaml, char *err, size_t cap,
+                            sg_config_t **out)
+{
+    char dir[] = "/tmp/sg_users_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char upath[256], cpath[256];
+    snprintf(upath, sizeof(upath), "%s/agents.txt", dir);
+    snprintf(cpath, sizeof(cpath), "%s/sg.yaml", dir);
+    FILE *f = fopen(upath, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+    chmod(upath, mode);
+    f = fopen(cpath, "w");
+    cr_assert_not_null(f);
+    fprintf(f, L0 "egress:\n  users_file: agents.txt\n%s", users_yaml);
+    fclose(f);
+    err[0] = '\0';
+    *out = NULL;
+    if (sg_config_load(cpath, out, err, cap) == 0)
+        err[0] = '\0';
+    /* messages name the paths: cut the temporary directory out */
+    char tmp[1024];
+    size_t o = 0, dl = strlen(dir);
+    for (const char *p = err; *p && o + 1 < sizeof(tmp);) {
+        if (strncmp(p, dir, dl) == 0) {
+            tmp[o++] = '@';
+            p += dl;
+        } else {
+            tmp[o++] = *p++;
+        }
+    }
+    tmp[o] = '\0';
+    snprintf(err, cap, "%s", tmp);
+    unlink(upath);
+    unlink(cpath);
+    rmdir(dir);
+}
+
+Test(config, egress_users_file, .timeout = 10)
+{
+    char err[1024];
+    sg_config_t *cfg;
+    users_file_case("# agents\nscout:pw1\n\nbuilder:p:w:2\r\n", 0600, "  users: [{name: lead, password: x}]\n", err,
+                    sizeof(err), &cfg);
+    cr_assert_str_eq(err, "");
+    cr_assert_eq(cfg->egress.n_users, 3, "the list, then the file");
+    cr_assert_str_eq(cfg->egress.users[0].name, "lead");
+    cr_assert_str_eq(cfg->egress.users[1].name, "scout");
+    cr_assert_str_eq(cfg->egress.users[1].password, "pw1");
+    cr_assert_str_eq(cfg->egress.users[2].name, "builder");
+    cr_assert_str_eq(cfg->egress.users[2].password, "p:w:2", "the rest of the line, CR dropped");
+    sg_config_free(cfg);
+
+    users_file_case("scout:pw1\nscout:pw2\n", 0600, "", err, sizeof(err), &cfg);
+    cr_assert_null(cfg);
+    cr_assert_str_eq(err, "@/sg.yaml:3:15: egress.users_file: @/agents.txt:2: duplicate user \"scout\" (also earlier "
+                          "in the file)");
+    users_file_case("lead:pw1\n", 0600, "  users: [{name: lead, password: x}]\n", err, sizeof(err), &cfg);
+    cr_assert_str_eq(err, "@/sg.yaml:3:15: egress.users_file: @/agents.txt:1: duplicate user \"lead\" (also in "
+                          "egress.users)");
+    users_file_case("scout\n", 0600, "", err, sizeof(err), &cfg);
+    cr_assert_str_eq(err, "@/sg.yaml:3:15: egress.users_file: @/agents.txt:1: expected name:password");
+    users_file_case("scout:\n", 0600, "", err, sizeof(err), &cfg);
+    cr_assert_str_eq(err, "@/sg.yaml:3:15: egress.users_file: @/agents.txt:1: expected name:password");
+    users_file_case("sc out:pw\n", 0600, "", err, sizeof(err), &cfg);
+    cr_assert_str_eq(err, "@/sg.yaml:3:15: egress.users_file: @/agents.txt:1: expected an agent name of 1 to 64 "
+                          "letters, digits and . _ -, got \"sc out\"");
+    users_file_case("scout:pw\n", 0644, "", err, sizeof(err), &cfg);
+    cr_assert_str_eq(err, "@/sg.yaml:3:15: egress.users_file: @/agents.txt is readable or writable by group or "
+                          "others (it holds passwords: chmod 600 it)");
 }

@@ -371,6 +371,7 @@ Test(egress, metric_families, .timeout = 10)
     sg_reqrec_t r;
     memset(&r, 0, sizeof(r));
     r.is_egress = true;
+    r.egress_agent_idx = -1; /* unknown */
     r.trace = &tc;
     r.start_ns = 1000000000ull;
     r.end_ns = r.start_ns + 1500000000ull; /* 1.5 s */
@@ -407,16 +408,21 @@ Test(egress, metric_families, .timeout = 10)
     sg_metrics_egress_refused(s1, SG_EGRESS_OK);     /* not a refusal */
     sg_metrics_egress_refused(s1, SG_EGRESS__COUNT); /* out of range */
     char *out = render_text(m);
+    cr_assert_eq(value_of(out, "swarm_egress_requests_total{agent=\"unknown\",destination=\"api.example.com:443\","
+                               "method=\"CONNECT\",code=\"200\"}"),
+                 2, "%s", out);
+    cr_assert_eq(
+        value_of(
+            out,
+            "swarm_egress_requests_total{agent=\"unknown\",destination=\"127.0.0.1\",method=\"GET\",code=\"200\"}"),
+        1);
     cr_assert_eq(
         value_of(out,
-                 "swarm_egress_requests_total{destination=\"api.example.com:443\",method=\"CONNECT\",code=\"200\"}"),
-        2, "%s", out);
-    cr_assert_eq(value_of(out, "swarm_egress_requests_total{destination=\"127.0.0.1\",method=\"GET\",code=\"200\"}"),
-                 1);
-    cr_assert_eq(value_of(out, "swarm_egress_requests_total{destination=\"none\",method=\"GET\",code=\"403\"}"), 1);
-    cr_assert_eq(
-        value_of(out, "swarm_egress_requests_total{destination=\"new.example.com:443\",method=\"GET\",code=\"200\"}"),
+                 "swarm_egress_requests_total{agent=\"unknown\",destination=\"none\",method=\"GET\",code=\"403\"}"),
         1);
+    cr_assert_eq(value_of(out, "swarm_egress_requests_total{agent=\"unknown\",destination=\"new.example.com:443\","
+                               "method=\"GET\",code=\"200\"}"),
+                 1);
     cr_assert_eq(value_of(out, "swarm_egress_tunnels_total{destination=\"api.example.com:443\"}"), 2);
     cr_assert_eq(value_of(out, "swarm_egress_tunnels_total{destination=\"127.0.0.1\"}"), 0);
     cr_assert(isnan(value_of(out, "swarm_egress_tunnels_total{destination=\"none\"}")), "none only when used");
@@ -432,6 +438,80 @@ Test(egress, metric_families, .timeout = 10)
     cr_assert_eq(value_of(out, "swarm_egress_refused_total{reason=\"loopback\"}"), 0);
     cr_assert(isnan(value_of(out, "swarm_http_requests_total{route=\"none\",method=\"GET\",code=\"403\"}")),
               "egress requests stay out of the route families");
+    free(out);
+    sg_metrics_destroy(m);
+    sg_config_free(cfg);
+}
+
+Test(egress, auth_user_names_the_agent, .timeout = 10)
+{
+    sg_egress_user_t users[] = {{"alpha", "pw-a"}, {"beta", "s3cret:x"}};
+    /* alpha:pw-a, beta:s3cret:x, beta:wrong, gamma:pw-a */
+    cr_assert_eq(sg_egress_auth_user(SG_STR("Basic YWxwaGE6cHctYQ=="), users, 2), 0);
+    cr_assert_eq(sg_egress_auth_user(SG_STR("basic YmV0YTpzM2NyZXQ6eA=="), users, 2), 1, "a colon in the password");
+    cr_assert_eq(sg_egress_auth_user(SG_STR("Basic YmV0YTp3cm9uZw=="), users, 2), -1);
+    cr_assert_eq(sg_egress_auth_user(SG_STR("Basic Z2FtbWE6cHctYQ=="), users, 2), -1, "no such user");
+    cr_assert_eq(sg_egress_auth_user(SG_STR("Basic YWxwaGE="), users, 2), -1, "no colon");
+    cr_assert_eq(sg_egress_auth_user(SG_STR("Bearer YWxwaGE6cHctYQ=="), users, 2), -1);
+    cr_assert_eq(sg_egress_auth_user(SG_STR("Basic !!!"), users, 2), -1);
+    cr_assert_eq(sg_egress_auth_user(SG_STR("Basic YWxwaGE6cHctYQ=="), users, 0), -1);
+}
+
+Test(egress, agent_labels_are_capped, .timeout = 10)
+{
+    char yaml[512], err[512];
+    snprintf(yaml, sizeof(yaml),
+             "listeners: [{name: egress, address: \"127.0.0.1:0\", mode: egress}]\n"
+             "egress: {allow: [api.example.com:443], max_agents: 2}\n");
+    sg_config_t *cfg = NULL;
+    cr_assert_eq(sg_config_load_string("t.yaml", yaml, strlen(yaml), &cfg, err, sizeof(err)), 0, "%s", err);
+    sg_metrics_t *m = sg_metrics_create(cfg, 1);
+    cr_assert_not_null(m);
+    cr_assert_eq(sg_metrics_agent(m, "alpha", 5), 0);
+    cr_assert_eq(sg_metrics_agent(m, "beta", 4), 1);
+    cr_assert_eq(sg_metrics_agent(m, "alpha", 5), 0, "a name keeps its index");
+    cr_assert_eq(sg_metrics_agent(m, "gamma", 5), INT32_MAX, "beyond max_agents: other");
+    cr_assert_eq(sg_metrics_agent(m, "alphabet", 5), 0, "the length counts");
+    cr_assert_eq(sg_metrics_agent(m, "unknown", 7), -1);
+    cr_assert_eq(sg_metrics_agent(m, "other", 5), INT32_MAX);
+    cr_assert_eq(sg_metrics_agent(m, "bad name", 8), -1, "not a token: unknown");
+    cr_assert_eq(sg_metrics_agent(m, "", 0), -1);
+
+    sg_metrics_shard_t *s = sg_metrics_worker_shard(m, 0);
+    sg_reqrec_t r;
+    memset(&r, 0, sizeof(r));
+    r.is_egress = true;
+    r.method = SG_METHOD_GET;
+    r.status = 200;
+    r.egress_dest_idx = sg_metrics_intern(m, SG_METRICS_DIM_DEST, "api.example.com:443");
+    r.req_bytes = 100;
+    r.resp_bytes = 1000;
+    r.egress_agent_idx = 0;
+    sg_metrics_record_egress(s, &r);
+    r.egress_agent_idx = INT32_MAX;
+    sg_metrics_record_egress(s, &r);
+    r.egress_agent_idx = 1; /* beta */
+    r.status = 429;
+    sg_metrics_record_egress(s, &r);
+    sg_metrics_egress_rate_limited(s, 1);
+    char *out = render_text(m);
+    cr_assert_eq(value_of(out, "swarm_egress_requests_total{agent=\"alpha\",destination=\"api.example.com:443\","
+                               "method=\"GET\",code=\"200\"}"),
+                 1, "%s", out);
+    cr_assert_eq(value_of(out, "swarm_egress_requests_total{agent=\"other\",destination=\"api.example.com:443\","
+                               "method=\"GET\",code=\"200\"}"),
+                 1);
+    cr_assert_eq(value_of(out, "swarm_egress_requests_total{agent=\"beta\",destination=\"api.example.com:443\","
+                               "method=\"GET\",code=\"429\"}"),
+                 1);
+    cr_assert_eq(value_of(out, "swarm_egress_bytes_total{agent=\"alpha\",direction=\"in\"}"), 100);
+    cr_assert_eq(value_of(out, "swarm_egress_bytes_total{agent=\"alpha\",direction=\"out\"}"), 1000);
+    cr_assert_eq(value_of(out, "swarm_egress_bytes_total{agent=\"other\",direction=\"out\"}"), 1000);
+    cr_assert(isnan(value_of(out, "swarm_egress_bytes_total{agent=\"unknown\",direction=\"in\"}")),
+              "unknown only when used");
+    cr_assert(strstr(out, "agent=\"gamma\"") == NULL, "a name beyond the cap never becomes a label");
+    cr_assert_eq(value_of(out, "swarm_egress_rate_limited_total{agent=\"beta\"}"), 1);
+    cr_assert(isnan(value_of(out, "swarm_egress_rate_limited_total{agent=\"alpha\"}")), "only agents limited");
     free(out);
     sg_metrics_destroy(m);
     sg_config_free(cfg);

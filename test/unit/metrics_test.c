@@ -1130,3 +1130,89 @@ Test(metrics, tls_handshakes_by_listener_result_and_version, .timeout = 10)
     sg_metrics_destroy(m);
     free(t);
 }
+
+/* ---- egress agents: named by the workers, any thread ------------------------------------ */
+
+#define AGENT_THREADS 4
+#define AGENT_NAMES 80 /* more than the room: 64 */
+
+typedef struct agent_arg {
+    sg_metrics_t *m;
+    sg_metrics_shard_t *s;
+    int seed;
+    int32_t idx[AGENT_NAMES];
+} agent_arg_t;
+
+static void *agent_main(void *p)
+{
+    agent_arg_t *a = p;
+    for (int round = 0; round < 3; round++)
+        for (int k = 0; k < AGENT_NAMES; k++) {
+            int i = (k * 7 + a->seed * 13) % AGENT_NAMES; /* each thread in its own order */
+            char name[32];
+            int n = snprintf(name, sizeof(name), "agent-%02d", i);
+            int32_t idx = sg_metrics_agent(a->m, name, (size_t)n);
+            if (round == 0)
+                a->idx[i] = idx;
+            else if (a->idx[i] != idx)
+                a->idx[i] = -2; /* a name changed its index */
+            sg_reqrec_t r;
+            memset(&r, 0, sizeof(r));
+            r.is_egress = true;
+            r.egress_agent_idx = idx;
+            r.egress_dest_idx = -1;
+            r.method = SG_METHOD_GET;
+            r.status = 200;
+            r.req_bytes = 1;
+            sg_metrics_record_egress(a->s, &r);
+        }
+    return NULL;
+}
+
+Test(metrics, agents_named_by_many_threads_once_each, .timeout = 60)
+{
+    test_cfg_t *t = make_cfg(1, 1, NULL, 0);
+    t->cfg.egress.max_agents = 64;
+    sg_metrics_t *m = sg_metrics_create(&t->cfg, AGENT_THREADS);
+    cr_assert_not_null(m);
+    agent_arg_t args[AGENT_THREADS];
+    pthread_t th[AGENT_THREADS];
+    for (int i = 0; i < AGENT_THREADS; i++) {
+        args[i] = (agent_arg_t){.m = m, .s = sg_metrics_worker_shard(m, (uint32_t)i), .seed = i};
+        cr_assert_eq(pthread_create(&th[i], NULL, agent_main, &args[i]), 0);
+    }
+    for (int r = 0; r < 20; r++) /* renders meanwhile: names appear whole */
+        free(render(m, SG_EXPOSE_TEXT, 0));
+    for (int i = 0; i < AGENT_THREADS; i++)
+        pthread_join(th[i], NULL);
+    int named = 0, other = 0;
+    for (int k = 0; k < AGENT_NAMES; k++) {
+        for (int i = 1; i < AGENT_THREADS; i++)
+            cr_assert_eq(args[i].idx[k], args[0].idx[k], "agent-%02d: one index on every thread", k);
+        cr_assert_neq(args[0].idx[k], -2, "agent-%02d kept its index", k);
+        if (args[0].idx[k] == INT32_MAX)
+            other++;
+        else
+            named++;
+    }
+    cr_assert_eq(named, 64, "the room is used to the last value");
+    cr_assert_eq(other, AGENT_NAMES - 64);
+    char *out = render(m, SG_EXPOSE_TEXT, 0);
+    for (int k = 0; k < AGENT_NAMES; k++) {
+        if (args[0].idx[k] == INT32_MAX)
+            continue;
+        char series[96];
+        snprintf(series, sizeof(series), "swarm_egress_bytes_total{agent=\"agent-%02d\",direction=\"in\"} %d", k,
+                 3 * AGENT_THREADS);
+        const char *p = strstr(out, series);
+        cr_assert(p, "%s", series);
+        cr_assert_null(strstr(p + 1, series), "one series per name: %s", series);
+    }
+    char series[96];
+    snprintf(series, sizeof(series), "swarm_egress_bytes_total{agent=\"other\",direction=\"in\"} %d",
+             3 * AGENT_THREADS * (AGENT_NAMES - 64));
+    cr_assert(strstr(out, series), "%s", series);
+    free(out);
+    sg_metrics_destroy(m);
+    free(t);
+}

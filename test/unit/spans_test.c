@@ -262,6 +262,36 @@ Test(spans, zipkin_encoding, .timeout = 30)
     assert_get(mem, b.len, "http.status_code", 0, "201");
     assert_get(mem, b.len, "http.status_code", 1, "404");
     cr_assert_eq(sg_test_json_count(mem, b.len, "error"), 0, "a 404 server span is no error");
+    cr_assert_eq(sg_test_json_count(mem, b.len, "swarmgate.agent"), 0, "reverse-proxy spans name no agent");
+}
+
+Test(spans, egress_spans_name_the_agent, .timeout = 30)
+{
+    sg_span_t sp[2];
+    sg_reqrec_t r = make_rec(200, true);
+    r.is_egress = true;
+    r.agent = "planner-1";
+    sg_span_from_rec(&sp[0], &r, NULL);
+    r.agent = NULL; /* no name: unknown */
+    sg_span_from_rec(&sp[1], &r, NULL);
+    static char mem[1 << 16];
+    sg_buf_t b;
+    sg_buf_init(&b, mem, sizeof(mem) - 1);
+    cr_assert_eq(sg_spans_encode_otlp(&b, sp, 1, "s"), 1);
+    mem[b.len] = '\0';
+    char v[256];
+    cr_assert(otlp_attr(mem, "swarmgate.agent", v, sizeof(v)), "%s", mem);
+    cr_assert_str_eq(v, "{\"stringValue\":\"planner-1\"}");
+    sg_buf_init(&b, mem, sizeof(mem) - 1);
+    cr_assert_eq(sg_spans_encode_otlp(&b, sp + 1, 1, "s"), 1);
+    mem[b.len] = '\0';
+    cr_assert(otlp_attr(mem, "swarmgate.agent", v, sizeof(v)));
+    cr_assert_str_eq(v, "{\"stringValue\":\"unknown\"}");
+    sg_buf_init(&b, mem, sizeof(mem) - 1);
+    cr_assert_eq(sg_spans_encode_zipkin(&b, sp, 2, "gw"), 2);
+    mem[b.len] = '\0';
+    assert_get(mem, b.len, "swarmgate.agent", 0, "planner-1");
+    assert_get(mem, b.len, "swarmgate.agent", 1, "unknown");
 }
 
 Test(spans, hostile_strings_stay_valid_json, .timeout = 30)
@@ -348,6 +378,7 @@ Test(spans, worst_case_span_fits_json_max, .timeout = 30)
     memset(s.upstream, 1, sizeof(s.upstream) - 1);
     memset(s.error, 1, sizeof(s.error) - 1);
     memset(s.error_type, 1, sizeof(s.error_type) - 1);
+    memset(s.agent, 1, sizeof(s.agent) - 1);
     memset(s.tracestate, '"', sizeof(s.tracestate) - 1);
     s.server_port = 65535;
     static char mem[SG_SPAN_JSON_MAX + 600];
