@@ -64,6 +64,8 @@ typedef struct sg_reqrec {
     int32_t egress_dest_idx;  /* destination label (the allowing egress.allow rule's text), -1: none */
     int32_t egress_agent_idx; /* agent label (sg_metrics_agent): -1 unknown, INT32_MAX other */
     const char *agent;        /* the agent's name (log, span); NULL: unknown. Borrowed like path */
+    const char *tls_version;  /* the client's TLS version ("TLSv1.3"), NULL: plain HTTP. Static */
+    const char *tls_sni;      /* the server name the client asked for, NULL: none. Borrowed like path */
 } sg_reqrec_t;
 
 #endif /* SG_REQREC_H */

@@ -91,6 +91,11 @@ static void report(sg_txn_t *t)
     r->path = sg_str_cstr(t->path);
     r->host = sg_str_cstr(t->host);
     r->client_addr = sg_str_cstr(t->peer);
+    sg_tls_conn_t *tc = sg__tp_tls_conn(&c->tp);
+    if (tc) {
+        r->tls_version = sg_tls_version_name(sg_tls_conn_version(tc));
+        r->tls_sni = sg_tls_conn_server_name(tc);
+    }
     r->server_addr = sg_str_cstr(t->server);
     r->error = t->error;
     r->route_idx = sg__wgen_route_metric(t->gen, t->route_idx);

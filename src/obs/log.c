@@ -502,6 +502,15 @@ void sg_log_access(sg_log_ring_t *ring, const sg_reqrec_t *rec, const char *rout
         PUT_KEY(&b, ",\"agent\":");
         sg_buf_put_json_str(&b, agent, strlen(agent), MAX_ROUTE_BYTES);
     }
+    if (rec->tls_version) { /* the client's TLS (a listener with tls) */
+        PUT_KEY(&b, ",\"tls\":\"");
+        sg_buf_puts(&b, rec->tls_version);
+        PUT_KEY(&b, "\"");
+        if (rec->tls_sni) {
+            PUT_KEY(&b, ",\"sni\":");
+            sg_buf_put_json_str(&b, rec->tls_sni, strlen(rec->tls_sni), MAX_HOST_BYTES);
+        }
+    }
     if (rec->server_addr.len) {
         PUT_KEY(&b, ",\"upstream\":");
         sg_buf_put_json_str(&b, rec->server_addr.p, rec->server_addr.len, MAX_ADDR_BYTES);

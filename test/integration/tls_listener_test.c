@@ -62,11 +62,11 @@ static void start(void)
              "    address: \"127.0.0.1:0\"\n"
              "    tls: {certificates: [{cert: %s, key: %s}, {cert: %s, key: %s}]}\n"
              "admin: {address: \"127.0.0.1:0\"}\n"
-             "log: {access: \"off\"}\n"
+             "log: {access: \"%s/access.log\", flush_interval: 10ms}\n"
              "upstreams: {app: {servers: [\"127.0.0.1:%u\"]}}\n"
              "routes: [{name: all, match: {prefix: /}, upstream: app}]\n"
              "shutdown: {drain_delay: 0ms, drain_timeout: 2s}\n",
-             pki.server.cert, pki.server.key, pki.alt.cert, pki.alt.key, us_port(up));
+             pki.server.cert, pki.server.key, pki.alt.cert, pki.alt.key, pki.dir, us_port(up));
     gw_start(&gw, "%s", yaml);
 }
 
@@ -124,6 +124,19 @@ Test(tls_listener, sni_picks_the_certificate)
               pki.alt.serial_hex);
     cr_assert_eq(client(out2, sizeof(out2), "get %s %u server.test %s / 1", host, port, pki.ca), 0, "%s", out2);
     cr_assert(strstr(out2, pki.server.serial_hex), "server.test got the default: %s", out2);
+    /* The access log says which TLS and which name. */
+    char path[256];
+    snprintf(path, sizeof(path), "%s/access.log", pki.dir);
+    bool seen = false;
+    for (int i = 0; i < 50 && !seen; i++) {
+        char *log = obs_slurp(path);
+        seen = strstr(log, "\"tls\":\"TLSv1.3\",\"sni\":\"alt.test\"") &&
+               strstr(log, "\"tls\":\"TLSv1.3\",\"sni\":\"server.test\"");
+        free(log);
+        if (!seen)
+            usleep(100 * 1000);
+    }
+    cr_assert(seen, "access log lines with tls and sni");
     /* An unknown name gets the default, which does not name it. */
     cr_assert_neq(client(out, sizeof(out), "get %s %u nobody.test %s / 1", host, port, pki.ca), 0);
     cr_assert(strstr(out, "error="), "%s", out);
