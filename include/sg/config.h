@@ -207,6 +207,12 @@ typedef struct sg_egress_rate_conf {
 typedef struct sg_egress_conf {
     sg_egress_rule_t *allow;
     size_t n_allow;
+    /* egress.tls: TLS swarmgate originates for absolute-form https://
+     * targets (verify, ca_file, cert, key, min_version; the target's host is
+     * the name verified). Absent: min_version NONE, then the defaults
+     * (verified against the system store); `enabled: false` refuses such
+     * targets (CONNECT only). */
+    sg_tls_client_conf_t tls;
     const char *auth_user; /* NULL = no proxy auth */
     const char *auth_password;
     /* Per-agent credentials: egress.users, then the entries of

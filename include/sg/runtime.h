@@ -67,6 +67,9 @@ typedef struct sg_rtgen {
     sg_tls_server_t **tls_servers;
     /* Upstream u's TLS client context (upstreams.<name>.tls), or NULL. */
     sg_tls_client_t **tls_clients;
+    /* TLS for absolute-form https:// targets on egress listeners
+     * (egress.tls), NULL when there is no egress listener or it is off. */
+    sg_tls_client_t *egress_tls;
     /* Listening sockets (src/net: bound by bind.c, taken by worker.c). Listener i's bound address
      * ("ip:port", "[ip]:port") is laddr[i]; lfds[i * n_workers + w] is the
      * socket worker w takes when it adopts this generation (exchanged with

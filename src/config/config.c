@@ -2203,6 +2203,7 @@ static const field_t egress_fields[] = {
     STR(sg_egress_conf_t, "agent_header", agent_header, "X-Agent-Id", F_NONEMPTY, check_agent_header),
     U32(sg_egress_conf_t, "max_agents", max_agents, "256", 1, 4096),
     OBJ(sg_egress_conf_t, "rate_limit", rate_limit, egress_rate_schema),
+    OBJ(sg_egress_conf_t, "tls", tls, tls_client_schema),
 };
 static const schema_t egress_schema = {SCHEMA(egress_fields), 0, NULL, egress_done, false, 0};
 

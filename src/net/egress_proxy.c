@@ -50,6 +50,7 @@ struct sg_egress_dest {
     sg_link_t link;    /* in eg->dests, most recently used first */
     uint32_t refs;     /* txns pointing at it */
     uint16_t port;
+    bool is_tls; /* https:// targets: a pool of its own, TLS to the destination */
     char host[256];
 };
 
@@ -65,6 +66,7 @@ struct sg_egress {
     sg_wgen_t *gen;
     sg_upstream_conf_t conf; /* name "egress", the timeouts above */
     sg_upstream_t ups;       /* group of every destination; idx -1 */
+    sg_upstream_t ups_tls;   /* the same for https:// targets: TLS with rg->egress_tls */
     sg_freelist_t fl_dest;
     sg_link_t dests;
     size_t n_dests;
@@ -107,6 +109,8 @@ int sg__egress_init(sg_wgen_t *g)
     eg->ups.gen = g;
     eg->ups.idx = -1;
     eg->ups.conf = &eg->conf;
+    eg->ups_tls = eg->ups;
+    eg->ups_tls.tls = g->rg->egress_tls;
     if (ec->rate_limit.requests_per_second > 0) {
         eg->n_buckets = (size_t)ec->max_agents + 2;
         eg->buckets = calloc(eg->n_buckets, sizeof(*eg->buckets));
@@ -152,6 +156,7 @@ void sg__egress_free(sg_wgen_t *g)
         return;
     while (!sg_list_empty(&eg->dests)) {
         sg_egress_dest_t *d = sg_container_of(eg->dests.next, sg_egress_dest_t, link);
+        sg_tls_session_free(d->srv.tls_session);
         sg_list_remove(&d->link);
         sg_freelist_put(&eg->fl_dest, d);
     }
@@ -317,10 +322,16 @@ static int egress_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t target, sg_s
     if (rate_limited(t))
         return -1;
     if (is_absolute && target.len >= 8 && sg_str_ieq(sg_str_make(target.p, 8), SG_STR("https://"))) {
-        sg__conn_error_ex(c, 400, "https:// targets go through CONNECT", "https_target", NULL, must_close(t));
-        return -1;
+        /* swarmgate speaks TLS to the target itself (verified), so the
+         * request is traced and counted like any other; egress.tls
+         * `enabled: false` leaves CONNECT as the only way. */
+        if (!t->gen->rg->egress_tls) {
+            sg__conn_error_ex(c, 400, "https:// targets go through CONNECT", "https_target", NULL, must_close(t));
+            return -1;
+        }
+        t->eg.is_https = true;
     }
-    if (sg_egress_parse_target(authority, is_connect ? 0 : 80, &t->eg.target) < 0) {
+    if (sg_egress_parse_target(authority, is_connect ? 0 : (t->eg.is_https ? 443 : 80), &t->eg.target) < 0) {
         sg__conn_error_ex(c, 400,
                           is_connect ? "invalid CONNECT target (host:port)" : "invalid request target authority",
                           "bad_target", NULL, must_close(t));
@@ -351,6 +362,7 @@ static bool is_unused(const sg_egress_dest_t *d)
 
 static void free_dest(sg_egress_t *eg, sg_egress_dest_t *d)
 {
+    sg_tls_session_free(d->srv.tls_session);
     sg_list_remove(&d->link);
     eg->n_dests--;
     sg_freelist_put(&eg->fl_dest, d);
@@ -378,11 +390,12 @@ static void gc_dests(sg_egress_t *eg)
     }
 }
 
-static sg_egress_dest_t *dest_get(sg_egress_t *eg, const char *host, uint16_t port, const struct sockaddr_storage *addr)
+static sg_egress_dest_t *dest_get(sg_egress_t *eg, const char *host, uint16_t port, const struct sockaddr_storage *addr,
+                                  bool is_tls)
 {
     for (sg_link_t *n = eg->dests.next; n != &eg->dests; n = n->next) {
         sg_egress_dest_t *d = sg_container_of(n, sg_egress_dest_t, link);
-        if (d->port == port && same_addr(&d->srv.addr, addr) && strcmp(d->host, host) == 0) {
+        if (d->port == port && d->is_tls == is_tls && same_addr(&d->srv.addr, addr) && strcmp(d->host, host) == 0) {
             sg_list_remove(&d->link);
             sg_list_push(&eg->dests, &d->link);
             d->refs++;
@@ -397,7 +410,8 @@ static sg_egress_dest_t *dest_get(sg_egress_t *eg, const char *host, uint16_t po
     memset(d, 0, sizeof(*d));
     d->srv.addr = *addr;
     d->srv.is_resolved = true;
-    d->srv.ups = &eg->ups;
+    d->srv.ups = is_tls ? &eg->ups_tls : &eg->ups;
+    d->is_tls = is_tls;
     d->srv.idx = -1;
     d->srv.pub = &eg->pub;
     sg_list_init(&d->srv.idle);
@@ -410,6 +424,7 @@ static sg_egress_dest_t *dest_get(sg_egress_t *eg, const char *host, uint16_t po
         snprintf(d->srv.name, sizeof(d->srv.name), "[%s]:%u", ip, port);
     }
     snprintf(d->host, sizeof(d->host), "%s", host);
+    d->srv.tls_host = d->host;
     d->port = port;
     d->refs = 1;
     sg_list_init(&d->link);
@@ -446,7 +461,7 @@ static void connect_to(sg_txn_t *t, const struct sockaddr_storage *addr, int32_t
     sg_conn_t *c = t->conn;
     sg_worker_t *w = c->w;
     t->rec.egress_dest_idx = rule_metric(t, rule);
-    sg_egress_dest_t *d = dest_get(t->gen->egress, t->eg.target.host, t->eg.target.port, addr);
+    sg_egress_dest_t *d = dest_get(t->gen->egress, t->eg.target.host, t->eg.target.port, addr, t->eg.is_https);
     if (!d) {
         fail_502(t, "out of memory", "internal");
         return;

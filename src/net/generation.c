@@ -57,6 +57,7 @@ static void rtgen_free(sg_rtgen_t *g)
         for (size_t u = 0; u < g->cfg->n_upstreams; u++)
             sg_tls_client_release(g->tls_clients[u]);
     free(g->tls_clients);
+    sg_tls_client_release(g->egress_tls);
     free(g->lfds);
     free(g->laddr);
     free(g->listener_metric);
@@ -184,6 +185,21 @@ static int rtgen_tls(sg_runtime_t *rt, sg_rtgen_t *g, char *err, size_t errlen)
             sg_tls_server_new(&lc->tls, lc->name, lc->tls.session_tickets ? rt->tls_keys : NULL, why, sizeof(why));
         if (!g->tls_servers[i]) {
             snprintf(err, errlen, "listener %s: %s", lc->name, why);
+            return -1;
+        }
+    }
+    bool has_egress = false;
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        has_egress |= cfg->listeners[i].mode == SG_LISTENER_EGRESS;
+    const sg_tls_client_conf_t *etc = &cfg->egress.tls;
+    const sg_tls_client_conf_t egress_default = {.enabled = true, .verify = true, .min_version = SG_TLS_VERSION_1_2};
+    if (etc->min_version == SG_TLS_VERSION_NONE) /* no egress.tls section: the defaults */
+        etc = &egress_default;
+    if (has_egress && etc->enabled) {
+        char why[512];
+        g->egress_tls = sg_tls_client_new(etc, why, sizeof(why));
+        if (!g->egress_tls) {
+            snprintf(err, errlen, "egress.tls: %s", why);
             return -1;
         }
     }

@@ -658,6 +658,7 @@ struct sg_txn {
         sg_egress_dns_t *dns;              /* cache entry waited on, NULL */
         sg_egress_dest_t *dest;            /* destination, holds a reference; NULL */
         char agent[SG_AGENT_NAME_MAX + 1]; /* who sent it (rec.agent points here), "" = unknown */
+        bool is_https;                     /* absolute-form https:// target: swarmgate speaks TLS to it */
     } eg;
 };
 
@@ -760,6 +761,7 @@ struct sg_upserver {
     uint32_t n_idle;
     uint32_t in_flight;
     sg_tls_session_t *tls_session; /* the newest resumable TLS session from this server (this worker) */
+    const char *tls_host;          /* the name sent as SNI and verified (hp->host, or an egress target's) */
     char name[64];                 /* "host:port" */
 };
 

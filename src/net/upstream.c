@@ -144,6 +144,7 @@ int sg__upstreams_init(sg_wgen_t *g)
             s->ups = u;
             s->idx = (int32_t)k;
             s->pub = g->rg->servers[i][k];
+            s->tls_host = s->hp->host;
             sg_list_init(&s->idle);
             snprintf(s->name, sizeof(s->name), s->hp->is_ipv6_literal ? "[%s]:%u" : "%s:%u", s->hp->host, s->hp->port);
             if (s->hp->is_ip_literal) {
@@ -674,7 +675,7 @@ static void on_connect(uv_connect_t *req, int status)
     uv_tcp_nodelay(&u->tp.tcp, 1);
     if (u->ups->tls) {
         /* TLS first; connect_timeout keeps running through the handshake. */
-        sg_tls_conn_t *tc = sg_tls_conn_new_client(u->ups->tls, u->srv->hp->host, u->srv->tls_session);
+        sg_tls_conn_t *tc = sg_tls_conn_new_client(u->ups->tls, u->srv->tls_host, u->srv->tls_session);
         if (!tc || sg__tp_tls_start(&u->tp, tc) < 0 || sg__tp_tls_connect(&u->tp) < 0) {
             if (t)
                 u->ops->on_error(t, SG_FAIL_TLS, "cannot start TLS");
