@@ -195,6 +195,9 @@ static int rtgen_tls(sg_runtime_t *rt, sg_rtgen_t *g, char *err, size_t errlen)
     const sg_tls_client_conf_t egress_default = {.enabled = true, .verify = true, .min_version = SG_TLS_VERSION_1_2};
     if (etc->min_version == SG_TLS_VERSION_NONE) /* no egress.tls section: the defaults */
         etc = &egress_default;
+    sg_tls_client_conf_t etc_copy = *etc;
+    etc_copy.server_name = NULL; /* each target's host is the name (docs/configuration.md) */
+    etc = &etc_copy;
     if (has_egress && etc->enabled) {
         char why[512];
         g->egress_tls = sg_tls_client_new(etc, why, sizeof(why));
