@@ -334,6 +334,9 @@ sg_tls_status_t sg_tls_conn_write(sg_tls_conn_t *c, const void *data, size_t len
  * FAILED when the connection is already broken. */
 sg_tls_status_t sg_tls_conn_shutdown(sg_tls_conn_t *c);
 
+/* Bytes fed or decrypted but not read yet (a read would not need the
+ * socket). */
+bool sg_tls_conn_has_input(const sg_tls_conn_t *c);
 /* Ciphertext waiting to be written to the socket. */
 size_t sg_tls_conn_pending(const sg_tls_conn_t *c);
 /* Moves up to cap bytes of it into buf; returns how many. */

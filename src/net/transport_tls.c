@@ -51,6 +51,14 @@ static int flush(sg_tp_t *tp, sg_wreq_cb cb)
     size_t n = sg_tls_conn_pending(s->c);
     if (n == 0)
         return 1;
+    if (n <= SG_BUF_SIZE) { /* the common case: a pooled buffer, no allocation */
+        char *pb = sg__buf_get(tp->w);
+        if (!pb)
+            return UV_ENOMEM;
+        size_t took = sg_tls_conn_take(s->c, pb, SG_BUF_SIZE);
+        uv_buf_t piov = uv_buf_init(pb, (unsigned)took);
+        return sg__write(tp->w, (uv_stream_t *)&tp->tcp, &piov, 1, pb, SG_BK_BUF, cb ? cb : on_ctrl_write, tp);
+    }
     char *b = malloc(n);
     if (!b)
         return UV_ENOMEM;
@@ -189,7 +197,7 @@ static void tls_want_read(sg_tp_t *tp, bool want)
         return;
     }
     sock_read(tp);
-    if (s->is_secure)
+    if (s->is_secure && sg_tls_conn_has_input(s->c))
         sg__tmo_start(tp->w, &s->kick, 0); /* what OpenSSL already holds */
 }
 

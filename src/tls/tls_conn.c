@@ -335,6 +335,11 @@ sg_tls_status_t sg_tls_conn_shutdown(sg_tls_conn_t *c)
     return r >= 0 ? SG_TLS_DONE : SG_TLS_FAILED;
 }
 
+bool sg_tls_conn_has_input(const sg_tls_conn_t *c)
+{
+    return SSL_pending(c->ssl) > 0 || BIO_ctrl_pending(c->rbio) > 0;
+}
+
 size_t sg_tls_conn_pending(const sg_tls_conn_t *c)
 {
     return BIO_ctrl_pending(c->wbio);
