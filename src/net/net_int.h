@@ -147,7 +147,8 @@ typedef void (*sg_wreq_cb)(void *owner, int status);
 struct sg_wreq {
     union {
         uv_write_t req;
-        uv_shutdown_t sreq; /* a connection's shutdown (conn.c) */
+        uv_shutdown_t sreq; /* a connection's shutdown (transport.c) */
+        uv_connect_t creq;  /* an upstream connection's connect (transport.c) */
     };
     sg_worker_t *w;
     void *owner;
@@ -309,6 +310,9 @@ struct sg_worker {
     /* Pooled upstream connections handed out this turn, told they are
      * ready from on_prepare (upstream.c: sg__upconn_run_ready). */
     sg_link_t ready_q;
+    /* How upstream connections move bytes: sg__tp_tcp (worker.c); the unit
+     * tests put a fake one here (test/unit/fake_tp.c). */
+    const struct sg_tp_vt *upstream_tp;
     uv_async_t async;
     _Atomic unsigned cmd;
     pthread_mutex_t post_mu; /* sg__worker_post vs. the worker closing async */
@@ -366,6 +370,8 @@ typedef struct sg_tp_cbs {
     /* TLS only: the handshake ended (0) or failed (< 0: the owner closes;
      * sg_tls_conn_error(sg__tp_tls_conn(tp)) says why). */
     void (*on_secure)(sg_tp_t *tp, int status);
+    /* Upstream side: the connect (sg__tp_connect) ended (0) or failed. */
+    void (*on_connect)(sg_tp_t *tp, int status);
 } sg_tp_cbs_t;
 
 typedef struct sg_tp_tls sg_tp_tls_t; /* transport_tls.c */
@@ -389,6 +395,13 @@ typedef struct sg_tp_vt {
     int (*shutdown)(sg_tp_t *tp);        /* FIN once queued bytes are out; cbs->on_shutdown */
     size_t (*queued)(const sg_tp_t *tp); /* bytes not yet handed to the kernel (back-pressure) */
     void (*close)(sg_tp_t *tp);          /* cbs->on_closed follows, never inside this call */
+    /* Upstream side (NULL in a table that only wraps a connected one, as
+     * TLS does): open makes the socket (< 0: nothing to close, the owner
+     * frees its memory); connect starts the connect (cbs->on_connect
+     * follows, never inside this call; < 0: failed at once, the owner
+     * closes). */
+    int (*open)(sg_tp_t *tp);
+    int (*connect)(sg_tp_t *tp, const struct sockaddr *addr);
 } sg_tp_vt_t;
 
 extern const sg_tp_vt_t sg__tp_tcp;
@@ -425,6 +438,15 @@ static inline void sg__tp_want_read(sg_tp_t *tp, bool want)
 static inline int sg__tp_shutdown(sg_tp_t *tp)
 {
     return tp->vt->shutdown(tp);
+}
+/* Upstream side: after sg__tp_init, the socket, then the connect. */
+static inline int sg__tp_open(sg_tp_t *tp)
+{
+    return tp->vt->open(tp);
+}
+static inline int sg__tp_connect(sg_tp_t *tp, const struct sockaddr *addr)
+{
+    return tp->vt->connect(tp, addr);
 }
 void sg__buf_put(sg_worker_t *w, char *b); /* write.c */
 /* The read buffer goes back once everything in it was taken. */
@@ -731,7 +753,6 @@ typedef struct sg_upconn_ops {
 struct sg_upconn {
     sg_tp_t tp; /* first: the close callback's handle is the connection */
     sg_tmo_t tmo;
-    uv_connect_t connect_req;
     sg_link_t link; /* in server idle list */
     sg_worker_t *w;
     sg_upstream_t *ups;

@@ -233,10 +233,44 @@ static void tcp_close(sg_tp_t *tp)
     uv_close((uv_handle_t *)&tp->tcp, on_tcp_closed);
 }
 
+static int tcp_open(sg_tp_t *tp)
+{
+    int r = uv_tcp_init(&tp->w->loop, &tp->tcp);
+    tp->tcp.data = tp;
+    return r;
+}
+
+static void on_tcp_connect(uv_connect_t *req, int status)
+{
+    sg_wreq_t *wr = sg_container_of(req, sg_wreq_t, creq);
+    sg_tp_t *tp = req->data;
+    sg_freelist_put(&wr->w->fl_wreq, wr);
+    if (status == 0 && !tp->is_closing)
+        uv_tcp_nodelay(&tp->tcp, 1);
+    tp->cbs->on_connect(tp, status); /* UV_ECANCELED after a close: the owner knows it closed */
+}
+
+static int tcp_connect(sg_tp_t *tp, const struct sockaddr *addr)
+{
+    /* The request comes from the write-request pool, like the shutdown's:
+     * a connection carries none once connected. */
+    sg_wreq_t *wr = sg_freelist_get(&tp->w->fl_wreq);
+    if (!wr)
+        return UV_ENOMEM;
+    wr->w = tp->w;
+    wr->creq.data = tp;
+    int r = uv_tcp_connect(&wr->creq, &tp->tcp, addr, on_tcp_connect);
+    if (r < 0)
+        sg_freelist_put(&tp->w->fl_wreq, wr);
+    return r;
+}
+
 const sg_tp_vt_t sg__tp_tcp = {
     .want_read = tcp_want_read,
     .write = tcp_write,
     .shutdown = tcp_shutdown,
     .queued = tcp_queued,
     .close = tcp_close,
+    .open = tcp_open,
+    .connect = tcp_connect,
 };

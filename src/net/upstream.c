@@ -5,7 +5,6 @@
  * its group; shared by all workers through runtime servers[][] atomics). */
 #include "net/net_int.h"
 
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -14,13 +13,15 @@ static void on_upc_write(sg_tp_t *tp, int status);
 static void on_upc_shutdown(sg_tp_t *tp, int status);
 static void on_upc_closed(sg_tp_t *tp);
 static void on_upc_secure(sg_tp_t *tp, int status);
+static void on_upc_connect(sg_tp_t *tp, int status);
 static void read_loop(sg_upconn_t *u, sg_txn_t *t);
 static void on_upc_eof(sg_upconn_t *u, sg_txn_t *t);
 static const sg_tp_cbs_t k_upc_tp_cbs = {.on_read = on_upc_read,
                                          .on_write = on_upc_write,
                                          .on_shutdown = on_upc_shutdown,
                                          .on_closed = on_upc_closed,
-                                         .on_secure = on_upc_secure};
+                                         .on_secure = on_upc_secure,
+                                         .on_connect = on_upc_connect};
 
 /* The TLS handshake with the server ended: the connection is ready, or the
  * lessee hears of a failure of its own kind (SG_FAIL_TLS: verification,
@@ -659,9 +660,9 @@ int sg__upconn_shutdown(sg_upconn_t *u)
     return sg__tp_shutdown(&u->tp);
 }
 
-static void on_connect(uv_connect_t *req, int status)
+static void on_upc_connect(sg_tp_t *tp, int status)
 {
-    sg_upconn_t *u = req->data;
+    sg_upconn_t *u = sg_container_of(tp, sg_upconn_t, tp);
     if (u->state == SG_UPC_CLOSED)
         return;
     sg_txn_t *t = u->txn;
@@ -672,7 +673,6 @@ static void on_connect(uv_connect_t *req, int status)
             sg__upconn_close(u);
         return;
     }
-    uv_tcp_nodelay(&u->tp.tcp, 1);
     if (u->ups->tls) {
         /* TLS first; connect_timeout keeps running through the handshake. */
         sg_tls_conn_t *tc = sg_tls_conn_new_client(u->ups->tls, u->srv->tls_host, u->srv->tls_session);
@@ -725,20 +725,19 @@ int sg__upconn_get(sg_upserver_t *srv, bool is_fresh, const sg_upconn_ops_t *ops
     u->srv = srv;
     sg_list_init(&u->link);
     sg__tmo_init(&u->tmo, on_upc_timer);
-    int r = uv_tcp_init(&w->loop, &u->tp.tcp);
+    sg__tp_init(&u->tp, w, w->upstream_tp, &k_upc_tp_cbs);
+    int r = sg__tp_open(&u->tp);
     if (r < 0) {
         sg_freelist_put(&w->fl_upconn, u);
         return r;
     }
-    sg__tp_init(&u->tp, w, &sg__tp_tcp, &k_upc_tp_cbs);
     u->state = SG_UPC_CONNECTING;
     u->phase = SG_UPC_P_HEAD;
     u->txn = t;
     u->ops = ops;
     u->is_leased = true;
     srv->in_flight++;
-    u->connect_req.data = u;
-    r = uv_tcp_connect(&u->connect_req, &u->tp.tcp, (const struct sockaddr *)&srv->addr, on_connect);
+    r = sg__tp_connect(&u->tp, (const struct sockaddr *)&srv->addr);
     if (r < 0) {
         u->txn = NULL;
         sg__upconn_close(u);

@@ -423,6 +423,7 @@ int sg__worker_init(sg_worker_t *w, const sg_worker_conf_t *conf)
     pthread_mutex_init(&w->post_mu, NULL);
     sg_list_init(&w->conns);
     sg_list_init(&w->ready_q);
+    w->upstream_tp = &sg__tp_tcp;
     const sg_limits_conf_t *lim = &cfg->limits;
     w->req_limits.start_line_bytes = lim->request_line_bytes;
     w->req_limits.header_bytes = lim->header_bytes;
