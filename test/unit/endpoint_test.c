@@ -5,85 +5,11 @@
  * reports and answers each request), on a private loop for the timeouts.
  * Requests are fed split at every byte position. */
 #include "net/net_int.h"
+#include "support/fake_tp.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-/* ---- fake transport ---------------------------------------------------------- */
-
-typedef struct fake_tp {
-    char out[65536]; /* everything written, in order */
-    size_t out_len;
-    int n_want_read_on;
-    bool has_shutdown;
-    bool has_closed; /* vt->close called */
-    bool is_freed;   /* cbs->on_closed delivered */
-    bool pending_shutdown;
-    bool pending_close;
-} fake_tp_t;
-
-static fake_tp_t g_tp;
-
-static void fake_want_read(sg_tp_t *tp, bool want)
-{
-    tp->is_reading = want;
-    if (want)
-        g_tp.n_want_read_on++;
-}
-
-static void release(sg_worker_t *w, char *p, uint8_t kind, const sg_tp_hold_t *h)
-{
-    if (!p)
-        return;
-    if (kind == SG_BK_BUF)
-        sg__buf_put(w, p);
-    else if (kind == SG_BK_HEAD)
-        sg__head_put(w, p);
-    else if (kind == SG_BK_EXT && h->ext_free)
-        h->ext_free(h->ext_ud, p);
-}
-
-static int fake_write(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, const sg_tp_hold_t *h)
-{
-    for (unsigned i = 0; i < n; i++) {
-        cr_assert_leq(g_tp.out_len + iov[i].len, sizeof(g_tp.out));
-        memcpy(g_tp.out + g_tp.out_len, iov[i].base, iov[i].len);
-        g_tp.out_len += iov[i].len;
-    }
-    release(tp->w, h->p[0], h->kind[0], h);
-    release(tp->w, h->p[1], h->kind[1], h);
-    return 1; /* written at once */
-}
-
-static int fake_shutdown(sg_tp_t *tp)
-{
-    SG_UNUSED(tp);
-    g_tp.has_shutdown = true;
-    g_tp.pending_shutdown = true;
-    return 0;
-}
-
-static size_t fake_queued(const sg_tp_t *tp)
-{
-    SG_UNUSED(tp);
-    return 0;
-}
-
-static void fake_close(sg_tp_t *tp)
-{
-    SG_UNUSED(tp);
-    g_tp.has_closed = true;
-    g_tp.pending_close = true;
-}
-
-static const sg_tp_vt_t k_fake_vt = {
-    .want_read = fake_want_read,
-    .write = fake_write,
-    .shutdown = fake_shutdown,
-    .queued = fake_queued,
-    .close = fake_close,
-};
 
 /* ---- fake stream ------------------------------------------------------------- */
 
@@ -236,6 +162,7 @@ static const sg_conn_ops_t k_fake_stream = {
 /* ---- harness ------------------------------------------------------------------- */
 
 static sg_conn_t *conn;
+static sg_fake_tp_t *ftp; /* conn's transport record (kept after its close) */
 static int g_conns_gone;
 
 static void on_conn_gone(sg_worker_t *wk, sg_listener_t *l)
@@ -249,7 +176,7 @@ static const sg_worker_notify_t k_notify = {.conn_gone = on_conn_gone};
 
 static void setup(void)
 {
-    memset(&g_tp, 0, sizeof(g_tp));
+    sg_fake_tp_reset();
     memset(&g_st, 0, sizeof(g_st));
     static const char yaml[] =
         "listeners: [{name: a, address: \"127.0.0.1:0\"}]\n"
@@ -286,7 +213,8 @@ static void setup(void)
     conn = sg_freelist_get(&w->fl_conn);
     cr_assert_not_null(conn);
     memset(conn, 0, sizeof(*conn));
-    sg__conn_start(conn, &lst, &k_fake_vt, NULL);
+    sg__conn_start(conn, &lst, &sg_fake_tp_vt, NULL);
+    ftp = sg_fake_tp_of(&conn->tp);
 }
 
 /* One loop turn, then what the fake transport owes: the half-close's and
@@ -294,23 +222,15 @@ static void setup(void)
 static void turn(void)
 {
     uv_run(&w->loop, UV_RUN_NOWAIT);
-    if (g_tp.pending_shutdown && !g_tp.has_closed) {
-        g_tp.pending_shutdown = false;
-        conn->tp.cbs->on_shutdown(&conn->tp, 0);
-    }
-    if (g_tp.pending_close) {
-        g_tp.pending_close = false;
-        g_tp.is_freed = true;
-        conn->tp.cbs->on_closed(&conn->tp); /* conn goes back to fl_conn */
-    }
+    sg_fake_tp_turn();
 }
 
 static void teardown(void)
 {
-    if (!g_tp.has_closed)
+    if (!ftp->has_closed)
         sg__conn_close(conn);
     turn();
-    cr_assert(g_tp.is_freed, "the connection closed");
+    cr_assert(ftp->is_freed, "the connection closed");
     cr_assert_eq(g_conns_gone, 1, "the worker heard of the close once");
     cr_assert_eq(lst.refs, 1, "its listener reference went back");
     sg__tq_close(w, NULL);
@@ -330,18 +250,14 @@ TestSuite(endpoint, .init = setup, .fini = teardown, .timeout = 20);
 /* Delivers bytes as a read would, while the endpoint wants to read. */
 static void deliver(const char *p, size_t n)
 {
-    while (n > 0 && !g_tp.has_closed) {
+    while (n > 0 && !ftp->has_closed) {
         if (!conn->tp.is_reading) {
             turn(); /* e.g. a pipelined request waits for its turn (T_KICK) */
-            cr_assert(conn->tp.is_reading || g_tp.has_closed, "the endpoint never asked for more bytes");
+            cr_assert(conn->tp.is_reading || ftp->has_closed, "the endpoint never asked for more bytes");
             continue;
         }
-        size_t room = 0;
-        char *at = sg__tp_read_room(&conn->tp, &room);
-        cr_assert_not_null(at);
-        size_t k = SG_MIN(room, n);
-        memcpy(at, p, k);
-        sg__tp_on_read(&conn->tp, (ssize_t)k);
+        size_t k = sg_fake_tp_feed(&conn->tp, p, n);
+        cr_assert_gt(k, 0);
         p += k;
         n -= k;
     }
@@ -374,10 +290,10 @@ Test(endpoint, pipelined_requests_are_answered_in_order_at_every_split)
         cr_assert_eq(g_st.n_head_errors, 0);
         cr_assert_eq(conn->n_requests, 4);
         cr_assert_eq(conn->state, SG_CONN_IDLE, "cut %zu: keep-alive", cut);
-        cr_assert_not(g_tp.has_closed);
+        cr_assert_not(ftp->has_closed);
         /* every response went out, in order */
-        const char *a = memmem(g_tp.out, g_tp.out_len, "\r\n\r\n/a", 6);
-        const char *d = memmem(g_tp.out, g_tp.out_len, "\r\n\r\n/d", 6);
+        const char *a = memmem(ftp->out, ftp->out_len, "\r\n\r\n/a", 6);
+        const char *d = memmem(ftp->out, ftp->out_len, "\r\n\r\n/d", 6);
         cr_assert(a && d && a < d);
     }
 }
@@ -390,7 +306,7 @@ Test(endpoint, a_refused_head_is_reported_once_and_the_rest_is_not_read)
     cr_assert_eq(g_st.n_head_errors, 1);
     cr_assert_eq(g_st.last_error_status, 400);
     cr_assert_eq(g_st.n_heads, 0, "nothing after a refused head is a request");
-    cr_assert(g_tp.has_closed);
+    cr_assert(ftp->has_closed);
 }
 
 Test(endpoint, an_idle_keep_alive_connection_holds_no_buffer_and_times_out)
@@ -403,17 +319,17 @@ Test(endpoint, an_idle_keep_alive_connection_holds_no_buffer_and_times_out)
     cr_assert_null(conn->tp.rbuf, "an idle connection holds no read buffer");
     cr_assert_null(conn->txn);
     /* keepalive_timeout (300 ms) closes it */
-    for (int i = 0; i < 100 && !g_tp.has_closed; i++) {
+    for (int i = 0; i < 100 && !ftp->has_closed; i++) {
         uv_run(&w->loop, UV_RUN_ONCE);
     }
-    cr_assert(g_tp.has_closed, "keep-alive timeout");
+    cr_assert(ftp->has_closed, "keep-alive timeout");
 }
 
 Test(endpoint, a_slow_head_gets_the_header_timeout)
 {
     static const char in[] = "GET /a HTTP/1.1\r\nHos";
     deliver(in, sizeof(in) - 1);
-    for (int i = 0; i < 100 && !g_tp.has_closed; i++)
+    for (int i = 0; i < 100 && !ftp->has_closed; i++)
         uv_run(&w->loop, UV_RUN_ONCE);
     cr_assert_eq(g_st.n_head_errors, 1);
     cr_assert_eq(g_st.last_error_status, 408);
@@ -425,8 +341,8 @@ Test(endpoint, end_of_stream_mid_body_closes_and_tells_the_stream)
     deliver(in, sizeof(in) - 1);
     settle();
     cr_assert_eq(g_st.n_heads, 1);
-    sg__tp_on_read(&conn->tp, UV_EOF);
-    cr_assert(g_tp.has_closed);
+    sg_fake_tp_end(&conn->tp, UV_EOF);
+    cr_assert(ftp->has_closed);
     cr_assert_eq(g_st.n_closed, 1, "the stream hears of the close once");
 }
 
@@ -436,7 +352,7 @@ Test(endpoint, a_bad_chunked_body_is_an_error_of_the_exchange)
     deliver(in, sizeof(in) - 1);
     settle();
     cr_assert_eq(g_st.last_error_status, 400);
-    cr_assert(g_tp.has_closed);
+    cr_assert(ftp->has_closed);
 }
 
 /* The client address is spelled out once per request (X-Forwarded-For, the
