@@ -4,6 +4,8 @@
  * timeouts, proxy-made error responses and lingering close. */
 #include "net/net_int.h"
 
+#include <assert.h>
+
 #include <arpa/inet.h>
 #include <stdio.h>
 
@@ -67,13 +69,42 @@ const char *sg__conn_state_name(sg_conn_state_t s)
     return s < SG_CONN__COUNT ? names[s] : "?";
 }
 
-static void set_state(sg_conn_t *c, sg_conn_state_t s)
+/* Legal moves of a client connection: bit `to` set in k_conn_moves[from].
+ * A request moves forward (HEAD, then BODY or straight to WAIT), back to
+ * IDLE once answered on a kept connection; to LINGER when its response is
+ * the last one (the rest of the input is discarded, FIN after the bytes);
+ * to TUNNEL after a 101 or a CONNECT (a 101 may come while an upgrade
+ * request's body is still read); to CLOSED from anywhere. Nothing leaves
+ * LINGER but the close, and nothing leaves CLOSED. */
+#define CONN_TO(s) (1u << (s))
+static const unsigned k_conn_moves[SG_CONN__COUNT] = {
+    [SG_CONN_IDLE] = CONN_TO(SG_CONN_HEAD) | CONN_TO(SG_CONN_CLOSED),
+    [SG_CONN_HEAD] = CONN_TO(SG_CONN_BODY) | CONN_TO(SG_CONN_WAIT) | CONN_TO(SG_CONN_LINGER) | CONN_TO(SG_CONN_CLOSED),
+    [SG_CONN_BODY] =
+        CONN_TO(SG_CONN_WAIT) | CONN_TO(SG_CONN_TUNNEL) | CONN_TO(SG_CONN_LINGER) | CONN_TO(SG_CONN_CLOSED),
+    [SG_CONN_WAIT] =
+        CONN_TO(SG_CONN_IDLE) | CONN_TO(SG_CONN_TUNNEL) | CONN_TO(SG_CONN_LINGER) | CONN_TO(SG_CONN_CLOSED),
+    [SG_CONN_TUNNEL] = CONN_TO(SG_CONN_LINGER) | CONN_TO(SG_CONN_CLOSED),
+    [SG_CONN_LINGER] = CONN_TO(SG_CONN_CLOSED),
+    [SG_CONN_CLOSED] = 0,
+};
+
+#ifndef NDEBUG
+_Thread_local unsigned sg__conn_moves_taken[SG_CONN__COUNT];
+#endif
+
+bool sg__conn_can_move(sg_conn_state_t from, sg_conn_state_t to)
 {
-    /* Legal moves: forward through a request, back to IDLE after a
-     * response, to LINGER/CLOSED from anywhere; nothing leaves CLOSED. */
-    if (c->state == SG_CONN_CLOSED)
-        return;
-    c->state = s;
+    return from < SG_CONN__COUNT && to < SG_CONN__COUNT && (k_conn_moves[from] & CONN_TO(to)) != 0;
+}
+
+void sg__conn_set_state(sg_conn_t *c, sg_conn_state_t to)
+{
+    assert(sg__conn_can_move(c->state, to));
+#ifndef NDEBUG
+    sg__conn_moves_taken[c->state] |= CONN_TO(to);
+#endif
+    c->state = to;
 }
 
 static void on_conn_timer(sg_tmo_t *t);
@@ -121,7 +152,7 @@ static void conn_close_why(sg_conn_t *c, const char *why)
         c->txn = NULL;
         c->ops->on_close(t, why);
     }
-    c->state = SG_CONN_CLOSED;
+    sg__conn_set_state(c, SG_CONN_CLOSED);
     conn_timer_stop(c);
     tls_report(c);
     sg_list_remove(&c->link);
@@ -249,7 +280,7 @@ static bool begin_request(sg_conn_t *c)
         return false;
     }
     c->txn = t;
-    set_state(c, SG_CONN_HEAD);
+    sg__conn_set_state(c, SG_CONN_HEAD);
     c->flags |= SG_CONN_F_GOT_BYTES;
     if (c->n_requests > 0 || c->timer_kind != T_HEADER)
         conn_timer(c, T_HEADER, c->w->gen->cfg->limits.client_header_timeout_ms);
@@ -279,7 +310,7 @@ static int head_step(sg_conn_t *c)
     if (r == SG_H1_READ_MORE)
         return 0;
     conn_timer_stop(c);
-    set_state(c, rd->parser.head.has_body ? SG_CONN_BODY : SG_CONN_WAIT);
+    sg__conn_set_state(c, rd->parser.head.has_body ? SG_CONN_BODY : SG_CONN_WAIT);
     c->ops->on_head(c->txn); /* may answer at once, and releases rd->head */
     return 0;
 }
@@ -318,7 +349,7 @@ static bool body_step(sg_conn_t *c)
             return false;
     }
     if (r == SG_H1_BODY_DONE) {
-        set_state(c, SG_CONN_WAIT);
+        sg__conn_set_state(c, SG_CONN_WAIT);
         if (c->timer_kind == T_BODY)
             conn_timer_stop(c);
         c->ops->on_body_done(t);
@@ -529,7 +560,7 @@ void sg__conn_txn_done(sg_conn_t *c, bool must_close)
     w->n_requests++;
     c->flags &= ~(SG_CONN_F_GOT_BYTES | SG_CONN_F_PAUSED_UP);
     if (c->flags & SG_CONN_F_CLOSE_AFTER) {
-        set_state(c, SG_CONN_LINGER);
+        sg__conn_set_state(c, SG_CONN_LINGER);
         conn_timer_stop(c);
         send_timer_arm(c); /* the last bytes must still leave within send_timeout */
         if (c->tp.rbuf)
@@ -539,7 +570,7 @@ void sg__conn_txn_done(sg_conn_t *c, bool must_close)
         sg__conn_update_read(c);
         return;
     }
-    set_state(c, SG_CONN_IDLE);
+    sg__conn_set_state(c, SG_CONN_IDLE);
     if (has_pending(c) && !c->is_processing)
         conn_timer(c, T_KICK, 0);
     else
@@ -549,7 +580,7 @@ void sg__conn_txn_done(sg_conn_t *c, bool must_close)
 
 void sg__conn_tunnel_start(sg_conn_t *c)
 {
-    set_state(c, SG_CONN_TUNNEL);
+    sg__conn_set_state(c, SG_CONN_TUNNEL);
     conn_timer_stop(c);
     if (has_pending(c) && !c->is_processing)
         conn_timer(c, T_KICK, 0);

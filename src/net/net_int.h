@@ -949,6 +949,14 @@ void sg__conn_tunnel_start(sg_conn_t *c);
 void sg__conn_peer_text(const sg_conn_t *c, char ip[INET6_ADDRSTRLEN], char ipport[INET6_ADDRSTRLEN + 8]);
 void sg__conn_close_idle(sg_worker_t *w);
 const char *sg__conn_state_name(sg_conn_state_t s);
+/* The connection state machine: legal moves only (asserts). */
+bool sg__conn_can_move(sg_conn_state_t from, sg_conn_state_t to);
+void sg__conn_set_state(sg_conn_t *c, sg_conn_state_t to);
+#ifndef NDEBUG
+/* The moves this thread's connections took (bit `to` of [from]): the unit
+ * tests show every legal move is reachable through real exchanges. */
+extern _Thread_local unsigned sg__conn_moves_taken[SG_CONN__COUNT];
+#endif
 
 /* ---- proxy.c ----------------------------------------------------------- */
 /* The stream's table for client connections (sg_conn_ops_t). */

@@ -8,6 +8,7 @@
 #include "support/fake_tp.h"
 
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -20,7 +21,19 @@ typedef struct fake_txn {
     char target[64];
     size_t body;
     bool is_done;
+    bool must_close; /* the request asked for the close (Connection: close) */
 } fake_txn_t;
+
+/* What the fake stream does with a request. */
+typedef enum {
+    ST_ANSWER = 0, /* answers once the request is complete */
+    ST_HOLD,       /* never answers (the response is "under way") */
+    ST_TUNNEL,     /* makes the connection a tunnel at the head (101, CONNECT) */
+    ST_EARLY,      /* answers at the head, before any body is read */
+} st_mode_t;
+
+static st_mode_t g_mode;
+static bool g_answer_errors; /* a refused head gets a response (the stream's 400), not a bare close */
 
 typedef struct fake_stream {
     fake_txn_t txns[16];
@@ -56,7 +69,7 @@ static void answer(fake_txn_t *x)
     x->is_done = true;
     size_t k = strlen(g_st.seen);
     snprintf(g_st.seen + k, sizeof(g_st.seen) - k, "%s(%zu) ", x->target, x->body);
-    sg__conn_txn_done(x->c, false);
+    sg__conn_txn_done(x->c, x->must_close);
 }
 
 static sg_txn_t *st_begin(sg_conn_t *c, sg_h1_reader_t **rd, const sg_h1_read_opts_t **ro)
@@ -78,10 +91,23 @@ static void st_on_head(sg_txn_t *t)
     const sg_h1_head_t *h = &x->rd.parser.head;
     snprintf(x->target, sizeof(x->target), "%.*s", (int)h->target.len, h->target.p);
     bool has_body = h->has_body;
+    x->must_close = !h->is_keep_alive;
     sg__head_put(w, x->rd.head); /* the stream releases the head once it is used */
     x->rd.head = NULL;
-    if (!has_body)
+    switch (g_mode) {
+    case ST_HOLD:
+        break;
+    case ST_TUNNEL:
+        sg__conn_tunnel_start(x->c);
+        break;
+    case ST_EARLY:
         answer(x);
+        break;
+    default:
+        if (!has_body)
+            answer(x);
+        break;
+    }
 }
 
 static void st_on_head_error(sg_txn_t *t, int status, const char *why)
@@ -93,6 +119,11 @@ static void st_on_head_error(sg_txn_t *t, int status, const char *why)
     if (x->rd.head) {
         sg__head_put(w, x->rd.head);
         x->rd.head = NULL;
+    }
+    if (g_answer_errors) {
+        x->must_close = true; /* what the stream does: an error response, then the close */
+        answer(x);
+        return;
     }
     sg__conn_abort(x->c, why);
 }
@@ -112,7 +143,8 @@ static void st_on_body(sg_txn_t *t, char *buf, const char *p, size_t n)
 
 static void st_on_body_done(sg_txn_t *t)
 {
-    answer(ft(t));
+    if (g_mode == ST_ANSWER)
+        answer(ft(t));
 }
 
 static void st_on_error(sg_txn_t *t, int status, const char *why)
@@ -178,6 +210,8 @@ static void setup(void)
 {
     sg_fake_tp_reset();
     memset(&g_st, 0, sizeof(g_st));
+    g_mode = ST_ANSWER;
+    g_answer_errors = false;
     static const char yaml[] =
         "listeners: [{name: a, address: \"127.0.0.1:0\"}]\n"
         "limits: {client_header_timeout: 200ms, keepalive_timeout: 300ms, client_body_timeout: 200ms}\n";
@@ -389,4 +423,134 @@ Test(endpoint, peer_text_spells_every_width)
     sg__conn_peer_text(conn, ip, ipport);
     cr_assert_str_eq(ip, "::1");
     cr_assert_str_eq(ipport, "[::1]:54321");
+}
+
+/* ---- the connection's states ------------------------------------------------------ */
+
+static const struct {
+    sg_conn_state_t from, to;
+} k_conn_legal[] = {
+    {SG_CONN_IDLE, SG_CONN_HEAD},     /* a request's first byte */
+    {SG_CONN_IDLE, SG_CONN_CLOSED},   /* keep-alive timeout, peer gone, drain */
+    {SG_CONN_HEAD, SG_CONN_BODY},     /* a head with a body */
+    {SG_CONN_HEAD, SG_CONN_WAIT},     /* a head without one */
+    {SG_CONN_HEAD, SG_CONN_LINGER},   /* a refused head answered (400, 408, 431) */
+    {SG_CONN_HEAD, SG_CONN_CLOSED},   /* a refused head, closed */
+    {SG_CONN_BODY, SG_CONN_WAIT},     /* the body read */
+    {SG_CONN_BODY, SG_CONN_TUNNEL},   /* 101 before the upgrade request's body ended */
+    {SG_CONN_BODY, SG_CONN_LINGER},   /* answered before the body was read: the rest is dropped */
+    {SG_CONN_BODY, SG_CONN_CLOSED},   /* end of stream or a bad body */
+    {SG_CONN_WAIT, SG_CONN_IDLE},     /* answered, kept */
+    {SG_CONN_WAIT, SG_CONN_TUNNEL},   /* 101, CONNECT */
+    {SG_CONN_WAIT, SG_CONN_LINGER},   /* answered, the last one */
+    {SG_CONN_WAIT, SG_CONN_CLOSED},   /* the response failed mid-way */
+    {SG_CONN_TUNNEL, SG_CONN_LINGER}, /* the tunnel ended with a half-close */
+    {SG_CONN_TUNNEL, SG_CONN_CLOSED}, /* the tunnel ended */
+    {SG_CONN_LINGER, SG_CONN_CLOSED}, /* the last bytes went out */
+};
+
+static bool conn_listed(int from, int to)
+{
+    for (size_t i = 0; i < SG_ARRAY_SIZE(k_conn_legal); i++)
+        if ((int)k_conn_legal[i].from == from && (int)k_conn_legal[i].to == to)
+            return true;
+    return false;
+}
+
+Test(endpoint, every_move_of_the_connection_is_legal_or_refused_as_listed)
+{
+    for (int from = 0; from < SG_CONN__COUNT; from++)
+        for (int to = 0; to < SG_CONN__COUNT; to++)
+            cr_assert_eq(sg__conn_can_move((sg_conn_state_t)from, (sg_conn_state_t)to), conn_listed(from, to),
+                         "%s -> %s", sg__conn_state_name((sg_conn_state_t)from),
+                         sg__conn_state_name((sg_conn_state_t)to));
+}
+
+/* A fresh connection for the next exchange. */
+static void next_conn(st_mode_t mode, bool answer_errors)
+{
+    teardown();
+    setup();
+    g_mode = mode;
+    g_answer_errors = answer_errors;
+}
+
+static void wait_closed(void)
+{
+    for (int i = 0; i < 200 && !ftp->is_freed; i++) {
+        uv_run(&w->loop, UV_RUN_ONCE);
+        sg_fake_tp_turn();
+    }
+}
+
+#ifndef NDEBUG
+/* Each legal move is taken by an exchange through the endpoint (the moves
+ * recorded by sg__conn_set_state), so none is listed that cannot happen. */
+Test(endpoint, every_legal_move_is_taken_by_a_real_exchange)
+{
+    static const char get[] = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+    static const char get_close[] = "GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    static const char post[] = "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
+    static const char bad[] = "GET /a HTTP/1.1\r\nBad Name: y\r\n\r\n";
+    memset(sg__conn_moves_taken, 0, sizeof(sg__conn_moves_taken));
+
+    /* idle -> head -> wait -> idle; idle -> closed */
+    deliver(get, sizeof(get) - 1);
+    settle();
+    cr_assert_eq(conn->state, SG_CONN_IDLE);
+    /* head -> body -> wait -> linger -> closed (Connection: close after a body) */
+    next_conn(ST_ANSWER, false);
+    static const char post_close[] = "POST /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi";
+    deliver(post_close, sizeof(post_close) - 1);
+    settle();
+    cr_assert(ftp->has_shutdown, "the last response is followed by the FIN");
+    sg_fake_tp_end(&conn->tp, UV_EOF);
+    wait_closed();
+    /* wait -> linger */
+    next_conn(ST_ANSWER, false);
+    deliver(get_close, sizeof(get_close) - 1);
+    settle();
+    /* head -> linger (a refused head answered), head -> closed (closed) */
+    next_conn(ST_ANSWER, true);
+    deliver(bad, sizeof(bad) - 1);
+    settle();
+    next_conn(ST_ANSWER, false);
+    deliver(bad, sizeof(bad) - 1);
+    settle();
+    /* body -> linger (answered at the head), body -> closed (end of stream mid-body) */
+    next_conn(ST_EARLY, false);
+    deliver(post, sizeof(post) - 3); /* the head and part of the body */
+    settle();
+    next_conn(ST_HOLD, false);
+    deliver(post, sizeof(post) - 3); /* the head and part of the body */
+    sg_fake_tp_end(&conn->tp, UV_EOF);
+    /* wait -> closed (the response failed mid-way) */
+    next_conn(ST_HOLD, false);
+    deliver(get, sizeof(get) - 1);
+    settle();
+    cr_assert_eq(conn->state, SG_CONN_WAIT);
+    sg__conn_abort(conn, "upstream closed mid-body");
+    /* wait -> tunnel -> linger; body -> tunnel -> closed */
+    next_conn(ST_TUNNEL, false);
+    deliver(get, sizeof(get) - 1);
+    cr_assert_eq(conn->state, SG_CONN_TUNNEL);
+    sg__conn_txn_done(conn, true);
+    settle();
+    next_conn(ST_TUNNEL, false);
+    deliver(post, sizeof(post) - 3); /* the head and part of the body */
+    cr_assert_eq(conn->state, SG_CONN_TUNNEL);
+    next_conn(ST_ANSWER, false);
+
+    for (int from = 0; from < SG_CONN__COUNT; from++)
+        for (int to = 0; to < SG_CONN__COUNT; to++)
+            cr_assert_eq((sg__conn_moves_taken[from] >> to) & 1u, conn_listed(from, to) ? 1u : 0u, "%s -> %s %s",
+                         sg__conn_state_name((sg_conn_state_t)from), sg__conn_state_name((sg_conn_state_t)to),
+                         conn_listed(from, to) ? "never taken" : "taken, but not legal");
+}
+#endif
+
+Test(endpoint, an_illegal_move_of_the_connection_is_caught, .signal = SIGABRT)
+{
+    sg__conn_close(conn);
+    sg__conn_set_state(conn, SG_CONN_IDLE); /* nothing leaves CLOSED */
 }
