@@ -1001,6 +1001,11 @@ const char *sg__txn_state_name(sg_txn_state_t s);
 /* The transaction state machine: legal moves only (asserts). */
 bool sg__txn_can_move(sg_txn_state_t from, sg_txn_state_t to);
 void sg__txn_set_state(sg_txn_t *t, sg_txn_state_t to);
+#ifndef NDEBUG
+/* The moves this thread's transactions took (bit `to` of [from]), as for
+ * the connections (sg__conn_moves_taken). */
+extern _Thread_local unsigned sg__txn_moves_taken[SG_TXN__COUNT];
+#endif
 /* The retry rules after an upstream failure of `kind`. Pure. */
 sg_next_t sg__next_upstream(const sg_txn_t *t, sg_fail_t kind);
 

@@ -34,9 +34,16 @@ bool sg__txn_can_move(sg_txn_state_t from, sg_txn_state_t to)
     return from < SG_TXN__COUNT && to < SG_TXN__COUNT && (k_txn_moves[from] & TXN_TO(to)) != 0;
 }
 
+#ifndef NDEBUG
+_Thread_local unsigned sg__txn_moves_taken[SG_TXN__COUNT];
+#endif
+
 void sg__txn_set_state(sg_txn_t *t, sg_txn_state_t to)
 {
     assert(sg__txn_can_move(t->state, to));
+#ifndef NDEBUG
+    sg__txn_moves_taken[t->state] |= TXN_TO(to);
+#endif
     t->state = to;
 }
 

@@ -160,7 +160,10 @@ const sg_tp_vt_t sg_fake_tp_vt = {
 int sg_fake_tp_turn(void)
 {
     int n = 0;
-    for (int i = 0; i < g_n; i++) {
+    /* Transports made by these reports wait for the next turn, as a
+     * connect started inside a libuv callback ends on a later one. */
+    const int n_recs = g_n;
+    for (int i = 0; i < n_recs; i++) {
         sg_fake_tp_t *f = &g_recs[i];
         sg_tp_t *tp = f->tp;
         if (f->is_freed)

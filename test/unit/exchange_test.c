@@ -17,15 +17,19 @@
 static sg_runtime_t rt;
 static sg_config_t *cfg;
 static sg_worker_t *w;
-static sg_listener_t *lst;
+static sg_listener_t *lst;  /* reverse proxy */
+static sg_listener_t *elst; /* egress */
 static sg_upserver_t *srv;
 
-static const char k_yaml[] = "listeners: [{name: front, address: \"127.0.0.1:0\"}]\n"
-                             "upstreams:\n"
-                             "  app: {servers: [\"127.0.0.1:9\"], connect_timeout: 100ms, response_timeout: 150ms,\n"
-                             "        read_timeout: 150ms}\n"
-                             "routes: [{name: all, match: {prefix: /}, upstream: app}]\n"
-                             "log: {access: \"off\"}\n";
+static const char k_yaml[] =
+    "listeners: [{name: front, address: \"127.0.0.1:0\"}, {name: out, address: \"127.0.0.1:0\", mode: egress}]\n"
+    "upstreams:\n"
+    "  app: {servers: [\"127.0.0.1:9\"], connect_timeout: 100ms, response_timeout: 150ms,\n"
+    "        read_timeout: 150ms}\n"
+    "  two: {servers: [\"127.0.0.1:10\", \"127.0.0.1:11\"]}\n"
+    "routes: [{name: two, match: {prefix: /two/}, upstream: two}, {name: all, match: {prefix: /}, upstream: app}]\n"
+    "egress: {allow: [\"127.0.0.1:9\"]}\n"
+    "log: {access: \"off\"}\n";
 
 static void setup(void)
 {
@@ -44,6 +48,9 @@ static void setup(void)
     lst = sg__listener_new(w, -1, "fake");
     cr_assert_not_null(lst);
     sg__listener_set_conf(lst, cfg, &cfg->listeners[0], 0, NULL);
+    elst = sg__listener_new(w, -1, "fake-egress");
+    cr_assert_not_null(elst);
+    sg__listener_set_conf(elst, cfg, &cfg->listeners[1], 1, NULL);
 }
 
 static void turn(void)
@@ -71,6 +78,7 @@ static void teardown(void)
     cr_assert_eq(uv_loop_close(&w->loop), 0, "every handle closed");
     cr_assert_eq(w->n_conns, 0);
     cr_assert_eq(lst->refs, 1, "every connection gave its listener reference back");
+    cr_assert_eq(elst->refs, 1);
     cr_assert_eq(w->fl_conn.in_use, 0, "connections");
     cr_assert_eq(w->fl_txn.in_use, 0, "transactions");
     cr_assert_eq(w->fl_upconn.in_use, 0, "upstream connections");
@@ -78,6 +86,7 @@ static void teardown(void)
     cr_assert_eq(w->fl_head.in_use, 0, "head buffers");
     cr_assert_eq(w->fl_wreq.in_use, 0, "write requests");
     sg__listener_unref(lst);
+    sg__listener_unref(elst);
     sg__worker_free(w);
     free(w);
     sg_runtime_destroy(&rt);
@@ -86,8 +95,8 @@ static void teardown(void)
 
 TestSuite(exchange, .init = setup, .fini = teardown, .timeout = 60);
 
-/* A client connection, as the listener would accept one. */
-static sg_conn_t *client(void)
+/* A client connection, as listener l would accept one. */
+static sg_conn_t *client_of(sg_listener_t *l)
 {
     sg_conn_t *c = sg_freelist_get(&w->fl_conn);
     cr_assert_not_null(c);
@@ -95,8 +104,13 @@ static sg_conn_t *client(void)
     c->peer.family = AF_INET;
     memcpy(c->peer.addr, (const uint8_t[]){127, 0, 0, 2}, 4);
     c->peer.port = 40000;
-    sg__conn_start(c, lst, &sg_fake_tp_vt, NULL);
+    sg__conn_start(c, l, &sg_fake_tp_vt, NULL);
     return c;
+}
+
+static sg_conn_t *client(void)
+{
+    return client_of(lst);
 }
 
 /* Feeds bytes to tp while it reads, turning the loop when it does not. */
@@ -377,3 +391,96 @@ Test(exchange, pipelined_requests_are_answered_in_order_over_one_upstream_connec
     cr_assert(a && b && d && a < b && b < d, "in order: %.*s", (int)fc->out_len, fc->out);
     cr_assert_eq(sg_fake_tp_count(), 2, "one upstream connection, reused");
 }
+
+#ifndef NDEBUG
+/* Each legal move of the transaction (the table in proxy.c, listed again
+ * in unit_stream) is taken by a real exchange here, and no other. */
+Test(exchange, every_legal_move_of_the_transaction_is_taken_by_a_real_exchange)
+{
+    memset(sg__txn_moves_taken, 0, sizeof(sg__txn_moves_taken));
+    static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    /* head -> connecting -> sent -> resp_body -> done */
+    sg_conn_t *c = client();
+    sg_fake_tp_t *fc = sg_fake_tp_of(&c->tp);
+    static const char get[] = "GET / HTTP/1.1\r\nHost: api\r\n\r\n";
+    feed(&c->tp, get, sizeof(get) - 1);
+    settle();
+    feed(&upstream_of(c)->tp, ok, sizeof(ok) - 1);
+    settle();
+    cr_assert_not_null(find(fc, "HTTP/1.1 200 OK"));
+    /* sent -> connecting (the pooled connection found closed) */
+    feed(&c->tp, get, sizeof(get) - 1);
+    settle();
+    sg_fake_tp_end(&upstream_of(c)->tp, UV_EOF);
+    settle();
+    feed(&upstream_of(c)->tp, ok, sizeof(ok) - 1);
+    settle();
+    /* head -> local: a request swarmgate refuses (no Host) */
+    sg_fake_tp_clear_out(fc);
+    static const char no_host[] = "GET / HTTP/1.1\r\n\r\n";
+    feed(&c->tp, no_host, sizeof(no_host) - 1);
+    settle();
+    cr_assert_not_null(find(fc, "HTTP/1.1 400 "), "%.*s", (int)fc->out_len, fc->out);
+    /* connecting -> connecting (refused: the other server), connecting -> local (refused: none left) */
+    sg_conn_t *d = client();
+    sg_fake_tp_t *fd = sg_fake_tp_of(&d->tp);
+    static const char two[] = "GET /two/x HTTP/1.1\r\nHost: api\r\n\r\n";
+    feed(&d->tp, two, sizeof(two) - 1);
+    sg_fake_tp_of(&upstream_of(d)->tp)->connect_result = UV_ECONNREFUSED;
+    sg_fake_tp_turn();
+    sg_fake_tp_of(&upstream_of(d)->tp)->connect_result = UV_ECONNREFUSED;
+    settle();
+    cr_assert_not_null(find(fd, "HTTP/1.1 502 "), "%.*s", (int)fd->out_len, fd->out);
+    settle();
+    /* sent -> local: no response head within response_timeout (504) */
+    sg_conn_t *e = client();
+    sg_fake_tp_t *fe = sg_fake_tp_of(&e->tp);
+    feed(&e->tp, get, sizeof(get) - 1);
+    settle();
+    for (int i = 0; i < 400 && !find(fe, "HTTP/1.1 504 "); i++) {
+        uv_run(&w->loop, UV_RUN_ONCE);
+        sg_fake_tp_turn();
+    }
+    cr_assert_not_null(find(fe, "HTTP/1.1 504 "));
+    settle();
+    /* sent -> tunnel: 101 to an upgrade */
+    sg_conn_t *g = client();
+    sg_fake_tp_t *fg = sg_fake_tp_of(&g->tp);
+    static const char up[] = "GET /ws HTTP/1.1\r\nHost: api\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+    static const char sw[] = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+    feed(&g->tp, up, sizeof(up) - 1);
+    settle();
+    sg_upconn_t *gu = upstream_of(g);
+    feed(&gu->tp, sw, sizeof(sw) - 1);
+    settle();
+    cr_assert_not_null(find(fg, "HTTP/1.1 101 "), "%.*s", (int)fg->out_len, fg->out);
+    cr_assert_eq(g->state, SG_CONN_TUNNEL);
+    feed(&gu->tp, "frame", 5);
+    settle();
+    cr_assert_eq(memcmp(fg->out + fg->out_len - 5, "frame", 5), 0, "tunnel bytes reach the client");
+    sg__conn_close(g);
+    settle();
+    /* connecting -> tunnel: CONNECT on the egress listener */
+    sg_conn_t *h = client_of(elst);
+    sg_fake_tp_t *fh = sg_fake_tp_of(&h->tp);
+    static const char conn_req[] = "CONNECT 127.0.0.1:9 HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n";
+    feed(&h->tp, conn_req, sizeof(conn_req) - 1);
+    settle();
+    cr_assert_not_null(find(fh, "HTTP/1.1 200 "), "%.*s", (int)fh->out_len, fh->out);
+    cr_assert_eq(h->state, SG_CONN_TUNNEL);
+    sg_upconn_t *hu = upstream_of(h);
+    feed(&h->tp, "ping", 4);
+    settle();
+    cr_assert_eq(memcmp(sg_fake_tp_of(&hu->tp)->out, "ping", 4), 0, "tunnel bytes reach the destination");
+    sg__conn_close(h);
+    settle();
+
+    for (int from = 0; from < SG_TXN__COUNT; from++)
+        for (int to = 0; to < SG_TXN__COUNT; to++)
+            cr_assert_eq((sg__txn_moves_taken[from] >> to) & 1u,
+                         sg__txn_can_move((sg_txn_state_t)from, (sg_txn_state_t)to) ? 1u : 0u, "%s -> %s: %s",
+                         sg__txn_state_name((sg_txn_state_t)from), sg__txn_state_name((sg_txn_state_t)to),
+                         sg__txn_can_move((sg_txn_state_t)from, (sg_txn_state_t)to) ? "never taken"
+                                                                                    : "taken, but not legal");
+}
+#endif
