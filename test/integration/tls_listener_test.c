@@ -4,14 +4,17 @@
  * (TLS 1.3, ALPN http/1.1), the certificate SNI picks, keep-alive
  * requests with bodies, resumption with a session ticket, plain HTTP sent
  * to the TLS port, a certificate swapped by a reload while an old
- * connection keeps working; what the upstream sees: X-Forwarded-Proto
- * https and the trace id; what the metrics say. */
+ * connection keeps working, protocol versions below min_version refused
+ * (a TLS 1.1 client at the defaults, a TLS 1.2 client by min_version
+ * 1.3); what the upstream sees: X-Forwarded-Proto https and the trace id;
+ * what the metrics and the log say. */
 #include "support/gw_fixture.h"
 #include "support/obs_fixture.h"
 #include "support/tls_pki.h"
 #include "support/upstream_server.h"
 
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/wait.h>
@@ -61,12 +64,16 @@ static void start(void)
              "  - name: tls\n"
              "    address: \"127.0.0.1:0\"\n"
              "    tls: {certificates: [{cert: %s, key: %s}, {cert: %s, key: %s}]}\n"
+             "  - name: tls13\n"
+             "    address: \"127.0.0.1:0\"\n"
+             "    tls: {cert: %s, key: %s, min_version: \"1.3\"}\n"
              "admin: {address: \"127.0.0.1:0\"}\n"
              "log: {access: \"%s/access.log\", flush_interval: 10ms}\n"
              "upstreams: {app: {servers: [\"127.0.0.1:%u\"]}}\n"
              "routes: [{name: all, match: {prefix: /}, upstream: app}]\n"
              "shutdown: {drain_delay: 0ms, drain_timeout: 2s}\n",
-             pki.server.cert, pki.server.key, pki.alt.cert, pki.alt.key, pki.dir, us_port(up));
+             pki.server.cert, pki.server.key, pki.alt.cert, pki.alt.key, pki.server.cert, pki.server.key, pki.dir,
+             us_port(up));
     gw_start(&gw, "%s", yaml);
 }
 
@@ -247,4 +254,112 @@ Test(tls_listener, a_reload_swaps_the_certificate_and_old_connections_keep_their
     int st = 0;
     waitpid(pid, &st, 0);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* A reference server that speaks TLS 1.1 only: `openssl s_server -tls1_1`
+ * at security level 0, with the test's certificate, for one connection.
+ * Its pid (a `timeout` around it), its port and its output (kept open: a
+ * closed pipe would kill it with SIGPIPE when it reports the handshake);
+ * the caller stops it, then closes *out. */
+static pid_t tls11_server(unsigned *port, FILE **out_f)
+{
+    int out[2];
+    cr_assert_eq(pipe(out), 0);
+    pid_t pid = fork();
+    if (pid == 0) { /* no Criterion call in the child */
+        int devnull = open("/dev/null", O_RDONLY);
+        dup2(devnull, 0);
+        dup2(out[1], 1);
+        dup2(out[1], 2);
+        close(out[0]);
+        execlp("timeout", "timeout", "30", "openssl", "s_server", "-accept", "127.0.0.1:0", "-tls1_1", "-cipher",
+               "DEFAULT@SECLEVEL=0", "-cert", pki.server.cert, "-key", pki.server.key, "-naccept", "1", "-www",
+               (char *)NULL);
+        _exit(127);
+    }
+    cr_assert_gt(pid, 0);
+    close(out[1]);
+    FILE *f = fdopen(out[0], "r");
+    char line[256];
+    *port = 0;
+    while (!*port && fgets(line, sizeof(line), f)) {
+        const char *colon = strrchr(line, ':');
+        if (strncmp(line, "ACCEPT ", 7) == 0 && colon)
+            *port = (unsigned)atoi(colon + 1);
+    }
+    *out_f = f;
+    cr_assert_gt(*port, 0, "openssl s_server listening");
+    return pid;
+}
+
+static void stop_pid(pid_t pid)
+{
+    kill(pid, SIGTERM);
+    int st;
+    waitpid(pid, &st, 0);
+}
+
+Test(tls_listener, a_tls_1_1_client_is_refused_at_the_default_min_version)
+{
+    char host[64], out[2048];
+    unsigned port, ref_port;
+    /* The client really offers TLS 1.1: the same client, same options,
+     * completes a TLS 1.1 handshake with OpenSSL's own server. */
+    FILE *ref_out;
+    pid_t ref = tls11_server(&ref_port, &ref_out);
+    int rc = client(out, sizeof(out), "pinned 127.0.0.1 %u server.test %s 1.0 1.1", ref_port, pki.ca);
+    stop_pid(ref);
+    fclose(ref_out);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "version=TLSv1.1"), "%s", out);
+    /* swarmgate (no min_version written: 1.2) refuses it. */
+    host_port(sg_proc_addr(&gw, "tls"), host, sizeof(host), &port);
+    rc = client(out, sizeof(out), "pinned %s %u server.test %s 1.0 1.1", host, port, pki.ca);
+    cr_assert_neq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "error=") && !strstr(out, "version="), "%s", out);
+    /* The refusal is swarmgate's: counted as a protocol version failure
+     * and logged with OpenSSL's reason. */
+    double got = 0;
+    cr_assert(
+        obs_wait_metric_eq(sg_proc_addr(&gw, "admin"),
+                           "swarm_tls_handshakes_total{listener=\"tls\",result=\"protocol_version\",version=\"none\"}",
+                           1, 3000, &got),
+        "got %g", got);
+    cr_assert(sg_proc_wait_stderr(&gw, "listener tls: TLS handshake with 127.0.0.1:", 1, 3000));
+    char *err = sg_proc_stderr(&gw);
+    cr_expect(strstr(err, "failed: protocol_version: "), "%s", err);
+    free(err);
+    cr_assert_eq(us_requests(up), 0);
+}
+
+Test(tls_listener, min_version_1_3_refuses_a_tls_1_2_client)
+{
+    char host[64], out[2048];
+    unsigned port, port13;
+    host_port(sg_proc_addr(&gw, "tls"), host, sizeof(host), &port);
+    host_port(sg_proc_addr(&gw, "tls13"), host, sizeof(host), &port13);
+    /* A client that offers TLS 1.2 only: served at the default min_version... */
+    int rc = client(out, sizeof(out), "pinned %s %u server.test %s 1.2 1.2", host, port, pki.ca);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "version=TLSv1.2"), "%s", out);
+    /* ...refused where min_version is 1.3, and counted there. */
+    rc = client(out, sizeof(out), "pinned %s %u server.test %s 1.2 1.2", host, port13, pki.ca);
+    cr_assert_neq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "error=") && !strstr(out, "version="), "%s", out);
+    double got = 0;
+    cr_assert(obs_wait_metric_eq(sg_proc_addr(&gw, "admin"),
+                                 "swarm_tls_handshakes_total{listener=\"tls13\",result=\"protocol_version\","
+                                 "version=\"none\"}",
+                                 1, 3000, &got),
+              "got %g", got);
+    cr_assert(sg_proc_wait_stderr(&gw, "listener tls13: TLS handshake with 127.0.0.1:", 1, 3000));
+    /* A TLS 1.3 client is served there. */
+    rc = client(out, sizeof(out), "pinned %s %u server.test %s 1.2 1.3", host, port13, pki.ca);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "version=TLSv1.3"), "%s", out);
+    cr_assert(
+        obs_wait_metric_eq(sg_proc_addr(&gw, "admin"),
+                           "swarm_tls_handshakes_total{listener=\"tls13\",result=\"success\",version=\"TLSv1.3\"}", 1,
+                           3000, &got),
+        "got %g", got);
 }

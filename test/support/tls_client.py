@@ -14,10 +14,19 @@ pairs per connection on stdout; the test parses them.
       the same connection (a connection kept across a reload)
   tls_client.py plain HOST PORT
       plain HTTP sent to the TLS port; prints what came back (bytes)
+  tls_client.py pinned HOST PORT SNI CAFILE MIN MAX
+      one handshake with the protocol versions pinned to MIN..MAX (1.0,
+      1.1, 1.2, 1.3), verified against CAFILE; prints offered=MIN..MAX
+      and version=, or error=. Below 1.2 the ciphers go to security level
+      0: Debian's OpenSSL 3 otherwise leaves TLS 1.0 and 1.1 out of the
+      ClientHello, and the test would prove nothing about the server.
 """
 import socket
 import ssl
 import sys
+import warnings
+
+_VERSIONS = {"1.0": "TLSv1", "1.1": "TLSv1_1", "1.2": "TLSv1_2", "1.3": "TLSv1_3"}
 
 
 _contexts = {}
@@ -104,6 +113,19 @@ def main():
         request(s, sni, path)
         st2, _, _, _ = read_response(s, buf)
         print("second=%d" % st2, flush=True)
+        s.close()
+    elif cmd == "pinned":
+        host, port, sni, cafile, lo, hi = sys.argv[2:8]
+        warnings.simplefilter("ignore", DeprecationWarning)  # TLSVersion.TLSv1_1 is the point here
+        ctx = ssl.create_default_context(cafile=cafile)
+        ctx.minimum_version = getattr(ssl.TLSVersion, _VERSIONS[lo])
+        ctx.maximum_version = getattr(ssl.TLSVersion, _VERSIONS[hi])
+        if lo in ("1.0", "1.1"):
+            ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+        print("offered=%s..%s" % (lo, hi), end=" ", flush=True)
+        raw = socket.create_connection((host, int(port)), timeout=10)
+        s = ctx.wrap_socket(raw, server_hostname=sni)
+        print("version=%s" % s.version())
         s.close()
     elif cmd == "plain":
         host, port = sys.argv[2:4]
