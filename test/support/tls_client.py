@@ -9,9 +9,10 @@ pairs per connection on stdout; the test parses them.
   tls_client.py resume HOST PORT SNI CAFILE
       two connections, the second offering the first one's session;
       prints reused=True|False and both versions
-  tls_client.py hold HOST PORT SNI CAFILE PATH
-      one request, then waits for a line on stdin, then a second request on
-      the same connection (a connection kept across a reload)
+  tls_client.py hold HOST PORT SNI CAFILE PATH [PATH2]
+      one request, then waits for a line on stdin, then a second request
+      (to PATH2 when given) on the same connection (a connection kept
+      across a reload)
   tls_client.py plain HOST PORT
       plain HTTP sent to the TLS port; prints what came back (bytes)
   tls_client.py pinned HOST PORT SNI CAFILE MIN MAX
@@ -104,13 +105,14 @@ def main():
         s2.close()
     elif cmd == "hold":
         host, port, sni, cafile, path = sys.argv[2:7]
+        path2 = sys.argv[7] if len(sys.argv) > 7 else path
         s = connect(host, port, sni, cafile)
         serial = s.getpeercert().get("serialNumber", "")
         request(s, sni, path)
         st1, _, _, buf = read_response(s, b"")
         print("serial=%s first=%d" % (serial, st1), flush=True)
         sys.stdin.readline()
-        request(s, sni, path)
+        request(s, sni, path2)
         st2, _, _, _ = read_response(s, buf)
         print("second=%d" % st2, flush=True)
         s.close()
