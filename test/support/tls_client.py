@@ -9,15 +9,25 @@ pairs per connection on stdout; the test parses them.
   tls_client.py resume HOST PORT SNI CAFILE
       two connections, the second offering the first one's session;
       prints reused=True|False and both versions
-  tls_client.py hold HOST PORT SNI CAFILE PATH
-      one request, then waits for a line on stdin, then a second request on
-      the same connection (a connection kept across a reload)
+  tls_client.py hold HOST PORT SNI CAFILE PATH [PATH2]
+      one request, then waits for a line on stdin, then a second request
+      (to PATH2 when given) on the same connection (a connection kept
+      across a reload)
   tls_client.py plain HOST PORT
       plain HTTP sent to the TLS port; prints what came back (bytes)
+  tls_client.py pinned HOST PORT SNI CAFILE MIN MAX
+      one handshake with the protocol versions pinned to MIN..MAX (1.0,
+      1.1, 1.2, 1.3), verified against CAFILE; prints offered=MIN..MAX
+      and version=, or error=. Below 1.2 the ciphers go to security level
+      0: Debian's OpenSSL 3 otherwise leaves TLS 1.0 and 1.1 out of the
+      ClientHello, and the test would prove nothing about the server.
 """
 import socket
 import ssl
 import sys
+import warnings
+
+_VERSIONS = {"1.0": "TLSv1", "1.1": "TLSv1_1", "1.2": "TLSv1_2", "1.3": "TLSv1_3"}
 
 
 _contexts = {}
@@ -95,15 +105,29 @@ def main():
         s2.close()
     elif cmd == "hold":
         host, port, sni, cafile, path = sys.argv[2:7]
+        path2 = sys.argv[7] if len(sys.argv) > 7 else path
         s = connect(host, port, sni, cafile)
         serial = s.getpeercert().get("serialNumber", "")
         request(s, sni, path)
         st1, _, _, buf = read_response(s, b"")
         print("serial=%s first=%d" % (serial, st1), flush=True)
         sys.stdin.readline()
-        request(s, sni, path)
+        request(s, sni, path2)
         st2, _, _, _ = read_response(s, buf)
         print("second=%d" % st2, flush=True)
+        s.close()
+    elif cmd == "pinned":
+        host, port, sni, cafile, lo, hi = sys.argv[2:8]
+        warnings.simplefilter("ignore", DeprecationWarning)  # TLSVersion.TLSv1_1 is the point here
+        ctx = ssl.create_default_context(cafile=cafile)
+        ctx.minimum_version = getattr(ssl.TLSVersion, _VERSIONS[lo])
+        ctx.maximum_version = getattr(ssl.TLSVersion, _VERSIONS[hi])
+        if lo in ("1.0", "1.1"):
+            ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+        print("offered=%s..%s" % (lo, hi), end=" ", flush=True)
+        raw = socket.create_connection((host, int(port)), timeout=10)
+        s = ctx.wrap_socket(raw, server_hostname=sni)
+        print("version=%s" % s.version())
         s.close()
     elif cmd == "plain":
         host, port = sys.argv[2:4]

@@ -285,6 +285,7 @@ Test(alerts, dashboard_is_json_and_its_queries_are_valid_promql, .timeout = 60)
         "rate(swarm_egress_requests_total",
         "rate(swarm_egress_refused_total",
         "rate(swarm_egress_tunnels_total",
+        "sum by (agent) (rate(swarm_egress_rate_limited_total",
         "swarm_upstream_server_up",
         "rate(swarm_upstream_response_duration_seconds_bucket",
         "rate(swarm_upstream_connect_errors_total",
