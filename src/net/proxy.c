@@ -1262,6 +1262,11 @@ sg_next_t sg__next_upstream(const sg_txn_t *t, sg_fail_t kind)
         return SG_NEXT_ABORT;
     if (kind == SG_FAIL_RESET && (t->flags & SG_TXN_F_REPLAY) && !(t->flags & SG_TXN_F_FRESH) && t->uphead && t->up)
         return SG_NEXT_RESEND;
+    /* A pooled connection found unusable before anything was sent on it
+     * (closed, or holding bytes nobody asked for): a new one. */
+    if (kind == SG_FAIL_RESET && !(t->flags & (SG_TXN_F_SENT_ANY | SG_TXN_F_FRESH)) && t->uphead && t->up &&
+        (t->up->flags & SG_UPC_F_REUSED))
+        return SG_NEXT_RESEND;
     bool unsent =
         !(t->flags & SG_TXN_F_SENT_ANY) || ((t->flags & SG_TXN_F_FRESH) && t->uphead &&
                                             (kind == SG_FAIL_CONNECT || kind == SG_FAIL_TLS || kind == SG_FAIL_RESET));

@@ -289,6 +289,37 @@ Test(exchange, a_pooled_connection_found_closed_is_retried_on_a_new_one)
     cr_assert_null(find(fc, "HTTP/1.1 502"), "the client never sees the failed attempt");
 }
 
+Test(exchange, bytes_on_a_pooled_connection_before_the_request_was_written_send_it_on_a_new_one)
+{
+    static const char req[] = "POST /a HTTP/1.1\r\nHost: api\r\nContent-Length: 1\r\n\r\nx";
+    static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nA";
+    sg_conn_t *c = client();
+    sg_fake_tp_t *fc = sg_fake_tp_of(&c->tp);
+    feed(&c->tp, req, sizeof(req) - 1);
+    settle();
+    feed(&upstream_of(c)->tp, resp, sizeof(resp) - 1);
+    settle();
+    cr_assert_eq(srv->n_idle, 1);
+    sg_fake_tp_clear_out(fc);
+    /* Leased for the next request; a late answer comes before the request
+     * is written (the ready turn): the request goes on a new connection,
+     * even a POST, since nothing of it was sent. */
+    feed(&c->tp, req, sizeof(req) - 1);
+    sg_upconn_t *u1 = upstream_of(c);
+    cr_assert(u1->flags & SG_UPC_F_READY_PENDING);
+    size_t written = sg_fake_tp_of(&u1->tp)->out_len;
+    cr_assert_eq(sg_fake_tp_feed(&u1->tp, resp, sizeof(resp) - 1), sizeof(resp) - 1);
+    cr_assert_eq(sg_fake_tp_of(&u1->tp)->out_len, written, "nothing more was written on it");
+    settle();
+    cr_assert_eq(sg_fake_tp_count(), 3, "a new connection");
+    sg_upconn_t *u2 = upstream_of(c);
+    cr_assert_not_null(find(sg_fake_tp_of(&u2->tp), "POST /a HTTP/1.1\r\n"));
+    feed(&u2->tp, resp, sizeof(resp) - 1);
+    settle();
+    cr_assert_not_null(find(fc, "HTTP/1.1 200 OK\r\n"), "%.*s", (int)fc->out_len, fc->out);
+    cr_assert_null(find(fc, "502"));
+}
+
 Test(exchange, upstream_failures_become_the_proxy_s_own_answers_with_the_trace_id)
 {
     static const char req[] = "GET /x HTTP/1.1\r\nHost: api\r\nX-Trace-Id: " TRACE_ID "\r\n\r\n";

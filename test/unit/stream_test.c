@@ -134,6 +134,26 @@ Test(stream, a_replayable_request_reset_on_a_reused_connection_is_sent_again)
     cr_assert_eq(sg__next_upstream(&t, SG_FAIL_RESET), SG_NEXT_FAIL);
 }
 
+Test(stream, a_reused_connection_failing_before_anything_was_sent_is_replaced)
+{
+    /* Bytes nobody asked for on a pooled connection just leased: nothing
+     * was sent, the server is not at fault, a new connection takes it. */
+    sg_txn_t t = txn(0, 1, 0);
+    t.uphead = g_head;
+    g_up.flags = SG_UPC_F_REUSED;
+    t.up = &g_up;
+    cr_assert_eq(sg__next_upstream(&t, SG_FAIL_RESET), SG_NEXT_RESEND);
+    cr_assert_eq(sg__next_upstream(&t, SG_FAIL_BAD_RESPONSE), SG_NEXT_OTHER_SERVER, "only a reset");
+    g_up.flags = 0; /* a new connection failing says something about the server */
+    cr_assert_eq(sg__next_upstream(&t, SG_FAIL_RESET), SG_NEXT_OTHER_SERVER);
+    g_up.flags = SG_UPC_F_REUSED;
+    t.flags = SG_TXN_F_FRESH; /* once */
+    cr_assert_eq(sg__next_upstream(&t, SG_FAIL_RESET), SG_NEXT_OTHER_SERVER);
+    t.flags = SG_TXN_F_SENT_ANY; /* something went out, not replayable */
+    cr_assert_eq(sg__next_upstream(&t, SG_FAIL_RESET), SG_NEXT_FAIL);
+    g_up.flags = 0;
+}
+
 Test(stream, egress_has_no_other_server)
 {
     sg_txn_t t = txn(SG_TXN_F_EGRESS, 1, -1);
