@@ -1332,7 +1332,11 @@ int main(int argc, char **argv)
     }
 #undef SEP
     /* h2o: measured and printed, not a target of #18. */
-    printf("\n== against h2o (informational, not targets)\n");
+    bool any_h2o = !g_no_idle;
+    for (size_t i = 0; i < nsc; i++)
+        any_h2o = any_h2o || !scs[i].egress;
+    if (any_h2o)
+        printf("\n== against h2o (informational, not targets)\n");
     fprintf(g_json, "\n  ],\n  \"informational\": [\n");
     first = true;
     for (size_t i = 0; i < nsc; i++) {
