@@ -5,7 +5,7 @@
 set -eu
 
 PKGS="pkg-config libuv1-dev node-llhttp uuid-dev libpq-dev libyaml-dev libssl-dev openssl libcriterion-dev
-postgresql prometheus curl wrk nginx-light haproxy clang libclang-rt-14-dev clang-format python3-aiohttp valgrind"
+postgresql prometheus curl wrk nginx-light haproxy h2o squid clang libclang-rt-14-dev clang-format python3-aiohttp valgrind"
 if [ "${SG_DEPS_EXTRA:-}" != "" ]; then PKGS="$PKGS $SG_DEPS_EXTRA"; fi
 
 missing=""
@@ -25,9 +25,23 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-# Debian's postgresql and nginx packages start system services when installed;
-# swarmgate's tests run their own servers and need none of them.
+# Debian's postgresql, nginx, haproxy, h2o and squid packages start system
+# services when installed; swarmgate's tests and benchmark run their own
+# servers (config files they write, on loopback ports they pick) and need none
+# of them. policy-rc.d refuses every start during the install.
 $SUDO sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
 trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing
+# Belt and braces for a daemon started some other way during the install:
+# stop (and, under systemd, disable) the system service of each server
+# package this run installed, and only those.
+for pair in nginx-light:nginx haproxy:haproxy h2o:h2o squid:squid postgresql:postgresql; do
+    case " $missing " in *" ${pair%%:*} "*) ;; *) continue ;; esac
+    svc=${pair#*:}
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    elif [ -x "/etc/init.d/$svc" ]; then
+        $SUDO "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
+    fi
+done

@@ -1,8 +1,12 @@
 #!/bin/sh
 # make bench: Release build (with the test helpers), then the driver. Needs
-# nginx, haproxy, wrk and postgresql (make deps installs them). Bounded:
-# about 8 minutes (12 with SG_BENCH_ALT).
+# nginx, haproxy, h2o, squid, wrk and postgresql (make deps installs them).
+# Bounded: 10 scenarios x 3 rounds, each contender a 1 s warm-up and a 4 s
+# measured run (123 runs), then idle connections and /metrics: about 14
+# minutes (17 with SG_BENCH_ALT); the driver prints its estimate first.
 #   SG_BENCH_ARGS   more driver options, e.g. "--scenarios 16k-64 --rounds 9"
+#                   (--scenarios skips the idle-connection part; --no-scrape
+#                   the /metrics one)
 #   SG_BENCH_ALT    one more swarmgate contender with this config line,
 #                   e.g. SG_BENCH_ALT="busy_poll: 50us" (in-run A/B)
 set -eu
