@@ -173,6 +173,8 @@ typedef struct sg_h1_reader {
     size_t max_hdrs;
     sg_h1_scan_t scan;
     sg_h1_parser_t parser;
+    const struct sg_h1_read_opts
+        *ro; /* how its owner reads with it (set by the owner; sg_h1_read_head takes its own) */
 } sg_h1_reader_t;
 
 /* What the parse of a complete head needs besides the bytes. */

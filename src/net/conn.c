@@ -45,13 +45,13 @@ static void tls_report(sg_conn_t *c)
     sg_tls_error_t e = is_done ? SG_TLS_OK : sg_tls_conn_error(tc);
     if (!is_done && e == SG_TLS_OK)
         e = SG_TLS_E_CLOSED;
-    sg_obs_tls_handshake(c->w->obs, c->lidx, e, sg_tls_conn_version(tc), sg_tls_conn_handshake_ns(tc),
+    sg_obs_tls_handshake(sg__tp_w(&c->tp)->obs, c->lidx, e, sg_tls_conn_version(tc), sg_tls_conn_handshake_ns(tc),
                          is_done && sg_tls_conn_is_resumed(tc));
     if (!is_done && e != SG_TLS_E_CLOSED && e != SG_TLS_E_TIMEOUT) {
         char ip[INET6_ADDRSTRLEN], ipport[INET6_ADDRSTRLEN + 8];
         sg__conn_peer_text(c, ip, ipport);
-        sg_obs_log(c->w->obs, SG_LOG_INFO, NULL, "listener %s: TLS handshake with %s failed: %s", c->lst->conf->name,
-                   ipport, sg_tls_conn_error_text(tc));
+        sg_obs_log(sg__tp_w(&c->tp)->obs, SG_LOG_INFO, NULL, "listener %s: TLS handshake with %s failed: %s",
+                   c->lst->conf->name, ipport, sg_tls_conn_error_text(tc));
     }
 }
 
@@ -112,13 +112,19 @@ static void on_conn_timer(sg_tmo_t *t);
 static void conn_timer(sg_conn_t *c, uint8_t kind, uint64_t ms)
 {
     c->timer_kind = kind;
-    sg__tmo_start(c->w, &c->tmo, ms);
+    sg__tmo_start(sg__tp_w(&c->tp), &c->tmo, ms);
 }
 
 static void conn_timer_stop(sg_conn_t *c)
 {
     c->timer_kind = T_NONE;
     sg__tmo_stop(&c->tmo);
+}
+
+/* The current request's head reader, in the stream's transaction. */
+static inline sg_h1_reader_t *conn_rd(const sg_conn_t *c)
+{
+    return (sg_h1_reader_t *)(void *)((char *)c->txn + c->lst->conn_ops->rd_offset);
 }
 
 static bool has_pending(const sg_conn_t *c)
@@ -131,7 +137,7 @@ static bool has_pending(const sg_conn_t *c)
 static void on_conn_closed(sg_tp_t *tp)
 {
     sg_conn_t *c = sg_container_of(tp, sg_conn_t, tp);
-    sg_worker_t *w = c->w;
+    sg_worker_t *w = sg__tp_w(&c->tp);
     sg_listener_t *l = c->lst;
     sg_freelist_put(&w->fl_conn, c);
     sg__worker_conn_gone(w, l); /* and the listener reference goes back */
@@ -146,11 +152,11 @@ void sg__conn_close(sg_conn_t *c)
 
 static void conn_close_why(sg_conn_t *c, const char *why)
 {
-    sg_worker_t *w = c->w;
+    sg_worker_t *w = sg__tp_w(&c->tp);
     if (c->txn) {
         sg_txn_t *t = c->txn;
         c->txn = NULL;
-        c->ops->on_close(t, why);
+        c->lst->conn_ops->on_close(t, why);
     }
     sg__conn_set_state(c, SG_CONN_CLOSED);
     conn_timer_stop(c);
@@ -190,7 +196,7 @@ static void on_eof(sg_conn_t *c, ssize_t err)
         /* A FIN is passed on (half-close); a reset closes both sides of
          * the tunnel. */
         if (err == UV_EOF && c->txn)
-            c->ops->on_tunnel_eof(c->txn);
+            c->lst->conn_ops->on_tunnel_eof(c->txn);
         else
             sg__conn_abort(c, NULL);
         break;
@@ -234,13 +240,13 @@ void sg__conn_update_read(sg_conn_t *c)
         want = !has_pending(c) || c->state == SG_CONN_LINGER;
         break;
     case SG_CONN_BODY:
-        want = c->txn && c->ops->can_take_body(c->txn);
+        want = c->txn && c->lst->conn_ops->can_take_body(c->txn);
         break;
     case SG_CONN_WAIT:
         want = !has_pending(c); /* notice EOF; pipelined bytes wait */
         break;
     case SG_CONN_TUNNEL:
-        want = c->txn && !(c->flags & SG_CONN_F_EOF) && c->ops->can_take_body(c->txn);
+        want = c->txn && !(c->flags & SG_CONN_F_EOF) && c->lst->conn_ops->can_take_body(c->txn);
         break;
     default:
         want = false;
@@ -252,7 +258,7 @@ void sg__conn_update_read(sg_conn_t *c)
     if (c->state == SG_CONN_BODY) {
         /* The body timeout runs only while we wait for the client. */
         if (want && c->timer_kind != T_BODY)
-            conn_timer(c, T_BODY, c->w->gen->cfg->limits.client_body_timeout_ms);
+            conn_timer(c, T_BODY, sg__tp_w(&c->tp)->gen->cfg->limits.client_body_timeout_ms);
         else if (!want && c->timer_kind == T_BODY)
             conn_timer_stop(c);
     }
@@ -274,7 +280,7 @@ void sg__conn_resume(sg_conn_t *c)
 
 static bool begin_request(sg_conn_t *c)
 {
-    sg_txn_t *t = c->ops->begin(c, &c->rd, &c->ro);
+    sg_txn_t *t = c->lst->conn_ops->begin(c);
     if (!t) {
         sg__conn_close(c);
         return false;
@@ -283,14 +289,14 @@ static bool begin_request(sg_conn_t *c)
     sg__conn_set_state(c, SG_CONN_HEAD);
     c->flags |= SG_CONN_F_GOT_BYTES;
     if (c->n_requests > 0 || c->timer_kind != T_HEADER)
-        conn_timer(c, T_HEADER, c->w->gen->cfg->limits.client_header_timeout_ms);
+        conn_timer(c, T_HEADER, sg__tp_w(&c->tp)->gen->cfg->limits.client_header_timeout_ms);
     return true;
 }
 
 static int head_step(sg_conn_t *c)
 {
-    sg_worker_t *w = c->w;
-    sg_h1_reader_t *rd = c->rd;
+    sg_worker_t *w = sg__tp_w(&c->tp);
+    sg_h1_reader_t *rd = conn_rd(c);
     if (!rd->head) {
         char *head = sg__head_get(w);
         if (!head) {
@@ -301,9 +307,9 @@ static int head_step(sg_conn_t *c)
     }
     size_t used = 0;
     const char *why = NULL;
-    int r = sg_h1_read_head(rd, c->ro, c->tp.rbuf + c->tp.rpos, c->tp.rlen - c->tp.rpos, &used, &why);
+    int r = sg_h1_read_head(rd, rd->ro, c->tp.rbuf + c->tp.rpos, c->tp.rlen - c->tp.rpos, &used, &why);
     if (r < 0) { /* the refused bytes stay in the head for the error's trace id */
-        c->ops->on_head_error(c->txn, -r, why);
+        c->lst->conn_ops->on_head_error(c->txn, -r, why);
         return -1;
     }
     c->tp.rpos += (uint32_t)used;
@@ -311,26 +317,26 @@ static int head_step(sg_conn_t *c)
         return 0;
     conn_timer_stop(c);
     sg__conn_set_state(c, rd->parser.head.has_body ? SG_CONN_BODY : SG_CONN_WAIT);
-    c->ops->on_head(c->txn); /* may answer at once, and releases rd->head */
+    c->lst->conn_ops->on_head(c->txn); /* may answer at once, and releases rd->head */
     return 0;
 }
 
 int sg__conn_check_body(const sg_conn_t *c)
 {
-    if (c->state != SG_CONN_BODY || !sg__tp_pending(&c->tp) || !c->rd)
+    if (c->state != SG_CONN_BODY || !sg__tp_pending(&c->tp) || !c->txn)
         return 0;
-    return sg_h1_check_body(&c->rd->parser, c->tp.rbuf + c->tp.rpos, c->tp.rlen - c->tp.rpos);
+    return sg_h1_check_body(&conn_rd(c)->parser, c->tp.rbuf + c->tp.rpos, c->tp.rlen - c->tp.rpos);
 }
 
 static bool body_step(sg_conn_t *c)
 {
     sg_txn_t *t = c->txn;
-    if (!t || !c->ops->can_take_body(t))
+    if (!t || !c->lst->conn_ops->can_take_body(t))
         return false;
     size_t avail = c->tp.rlen - c->tp.rpos, used = 0;
-    int r = sg_h1_parse_body(&c->rd->parser, c->tp.rbuf + c->tp.rpos, avail, &used);
+    int r = sg_h1_parse_body(&conn_rd(c)->parser, c->tp.rbuf + c->tp.rpos, avail, &used);
     if (r < 0) {
-        c->ops->on_error(t, -r, r == -413 ? "request body too large" : "malformed request body");
+        c->lst->conn_ops->on_error(t, -r, r == -413 ? "request body too large" : "malformed request body");
         return false;
     }
     if (used) {
@@ -341,7 +347,7 @@ static bool body_step(sg_conn_t *c)
             return false;
         }
         uint32_t n_req = c->n_requests;
-        c->ops->on_body(t, buf, p, used); /* buf's ownership moves to the upstream write */
+        c->lst->conn_ops->on_body(t, buf, p, used); /* buf's ownership moves to the upstream write */
         /* A synchronous upstream write failure answers 502 and ends t (its
          * memory may already serve another request: compare the count, not
          * only the pointer); nothing below may touch it then (#17). */
@@ -352,9 +358,9 @@ static bool body_step(sg_conn_t *c)
         sg__conn_set_state(c, SG_CONN_WAIT);
         if (c->timer_kind == T_BODY)
             conn_timer_stop(c);
-        c->ops->on_body_done(t);
+        c->lst->conn_ops->on_body_done(t);
     } else if (c->timer_kind == T_BODY) {
-        conn_timer(c, T_BODY, c->w->gen->cfg->limits.client_body_timeout_ms);
+        conn_timer(c, T_BODY, sg__tp_w(&c->tp)->gen->cfg->limits.client_body_timeout_ms);
     }
     return c->state != SG_CONN_CLOSED;
 }
@@ -362,14 +368,14 @@ static bool body_step(sg_conn_t *c)
 static bool tunnel_step(sg_conn_t *c)
 {
     sg_txn_t *t = c->txn;
-    if (!t || !c->ops->can_take_body(t))
+    if (!t || !c->lst->conn_ops->can_take_body(t))
         return false;
     size_t n = c->tp.rlen - c->tp.rpos;
     char *buf;
     const char *p;
     if (sg__tp_take(&c->tp, n, &buf, &p) < 0) /* takes all: cannot fail */
         return false;
-    c->ops->on_tunnel(t, buf, p, n);
+    c->lst->conn_ops->on_tunnel(t, buf, p, n);
     return c->state != SG_CONN_CLOSED;
 }
 
@@ -380,7 +386,7 @@ static void conn_process(sg_conn_t *c)
         bool go_on = true;
         switch (c->state) {
         case SG_CONN_IDLE:
-            if (c->w->is_draining) {
+            if (sg__tp_w(&c->tp)->is_draining) {
                 sg__conn_close(c);
                 go_on = false;
                 break;
@@ -424,19 +430,19 @@ static void on_conn_timer(sg_tmo_t *tm)
     case T_KICK:
         sg__conn_resume(c);
         if (c->state == SG_CONN_IDLE && !has_pending(c) && c->timer_kind == T_NONE)
-            conn_timer(c, T_KEEPALIVE, c->w->gen->cfg->limits.keepalive_timeout_ms);
+            conn_timer(c, T_KEEPALIVE, sg__tp_w(&c->tp)->gen->cfg->limits.keepalive_timeout_ms);
         break;
     case T_HEADER:
         if (sg__tp_tls_conn(&c->tp) && !sg_tls_conn_is_handshake_done(sg__tp_tls_conn(&c->tp)))
             sg_tls_conn_set_error(sg__tp_tls_conn(&c->tp), SG_TLS_E_TIMEOUT);
         if (c->state == SG_CONN_HEAD && c->txn)
-            c->ops->on_head_error(c->txn, 408, "request header timeout");
+            c->lst->conn_ops->on_head_error(c->txn, 408, "request header timeout");
         else
             sg__conn_close(c);
         break;
     case T_BODY:
         if (c->txn)
-            c->ops->on_error(c->txn, 408, "request body timeout");
+            c->lst->conn_ops->on_error(c->txn, 408, "request body timeout");
         else
             sg__conn_close(c);
         break;
@@ -459,7 +465,7 @@ static void on_conn_timer(sg_tmo_t *tm)
 static void send_timer_arm(sg_conn_t *c)
 {
     if (c->tp.n_writes > 0 && (c->timer_kind == T_NONE || c->timer_kind == T_SEND))
-        conn_timer(c, T_SEND, c->w->gen->cfg->limits.send_timeout_ms);
+        conn_timer(c, T_SEND, sg__tp_w(&c->tp)->gen->cfg->limits.send_timeout_ms);
     else if (c->tp.n_writes == 0 && c->timer_kind == T_SEND)
         conn_timer_stop(c);
 }
@@ -477,7 +483,7 @@ static void on_conn_write(sg_tp_t *tp, int status)
     }
     send_timer_arm(c); /* progress */
     if (c->txn)
-        c->ops->on_drained(c->txn);
+        c->lst->conn_ops->on_drained(c->txn);
     if (c->state == SG_CONN_LINGER && c->tp.n_writes == 0 && !(c->flags & SG_CONN_F_SHUTDOWN))
         start_shutdown(c);
 }
@@ -546,7 +552,7 @@ static void start_shutdown(sg_conn_t *c)
 
 void sg__conn_txn_done(sg_conn_t *c, bool must_close)
 {
-    sg_worker_t *w = c->w;
+    sg_worker_t *w = sg__tp_w(&c->tp);
     if (!c->txn)
         return;
     if (c->state == SG_CONN_BODY || c->state == SG_CONN_HEAD)
@@ -554,8 +560,6 @@ void sg__conn_txn_done(sg_conn_t *c, bool must_close)
     if (must_close || w->drain_phase > 0)
         c->flags |= SG_CONN_F_CLOSE_AFTER;
     c->txn = NULL;
-    c->rd = NULL;
-    c->ro = NULL;
     c->n_requests++;
     w->n_requests++;
     c->flags &= ~(SG_CONN_F_GOT_BYTES | SG_CONN_F_PAUSED_UP);
@@ -653,7 +657,7 @@ void sg__conn_peer_text(const sg_conn_t *c, char ip[INET6_ADDRSTRLEN], char ippo
 static void on_early_close(uv_handle_t *h)
 {
     sg_conn_t *c = sg_container_of((sg_tp_t *)h->data, sg_conn_t, tp);
-    sg_freelist_put(&c->w->fl_conn, c);
+    sg_freelist_put(&sg__tp_w(&c->tp)->fl_conn, c);
 }
 
 void sg__conn_accepted(sg_listener_t *l)
@@ -663,7 +667,6 @@ void sg__conn_accepted(sg_listener_t *l)
     if (!c)
         return; /* libuv keeps the connection queued until we accept */
     memset(c, 0, sizeof(*c));
-    c->w = w;
     uv_tcp_init(&w->loop, &c->tp.tcp);
     c->tp.tcp.data = &c->tp;
     if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tp.tcp) < 0) {
@@ -696,7 +699,6 @@ void sg__conn_accepted(sg_listener_t *l)
 void sg__conn_start(sg_conn_t *c, sg_listener_t *l, const sg_tp_vt_t *vt, sg_tls_conn_t *tls)
 {
     sg_worker_t *w = l->w;
-    c->w = w;
     c->lst = l;
     sg__tmo_init(&c->tmo, on_conn_timer);
     sg__tp_init(&c->tp, w, vt, &k_conn_tp_cbs);
@@ -704,7 +706,6 @@ void sg__conn_start(sg_conn_t *c, sg_listener_t *l, const sg_tp_vt_t *vt, sg_tls
         uv_close((uv_handle_t *)&c->tp.tcp, on_early_close);
         return;
     }
-    c->ops = l->conn_ops;
     l->refs++;
     c->lidx = l->idx;
     sg_list_push(&w->conns, &c->link);

@@ -201,7 +201,7 @@ static const char *verdict_text(sg_egress_verdict_t v)
 
 static void refuse(sg_txn_t *t, sg_egress_verdict_t v, const struct sockaddr *addr)
 {
-    sg_worker_t *w = t->conn->w;
+    sg_worker_t *w = sg__tp_w(&t->conn->tp);
     char ip[INET6_ADDRSTRLEN] = "";
     if (addr && addr->sa_family == AF_INET)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)addr)->sin_addr, ip, sizeof(ip));
@@ -246,7 +246,7 @@ static void identify(sg_txn_t *t, const sg_h1_head_t *h, int user)
     memcpy(t->eg.agent, name, len);
     t->eg.agent[len] = '\0';
     t->rec.agent = t->eg.agent;
-    t->rec.egress_agent_idx = sg_obs_egress_agent(t->conn->w->obs, name, len);
+    t->rec.egress_agent_idx = sg_obs_egress_agent(sg__tp_w(&t->conn->tp)->obs, name, len);
 }
 
 /* The agent's token bucket on this worker: true (and the 429 sent) when
@@ -278,9 +278,9 @@ static bool rate_limited(sg_txn_t *t)
     unsigned long retry = wait_s < 1 ? 1ul : wait_s > 86400 ? 86400ul : (unsigned long)wait_s;
     char hdr[48];
     snprintf(hdr, sizeof(hdr), "Retry-After: %lu\r\n", retry);
-    sg_obs_egress_rate_limited(t->conn->w->obs, a);
-    sg_obs_log(t->conn->w->obs, SG_LOG_INFO, t->trace.trace_id, "egress: agent %s rate limited (retry after %lu s)",
-               t->eg.agent[0] ? t->eg.agent : "unknown", retry);
+    sg_obs_egress_rate_limited(sg__tp_w(&t->conn->tp)->obs, a);
+    sg_obs_log(sg__tp_w(&t->conn->tp)->obs, SG_LOG_INFO, t->trace.trace_id,
+               "egress: agent %s rate limited (retry after %lu s)", t->eg.agent[0] ? t->eg.agent : "unknown", retry);
     sg__conn_error_ex(t->conn, 429, "rate limit exceeded for this agent", "rate_limited", hdr, must_close(t));
     return true;
 }
@@ -312,7 +312,7 @@ static int egress_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t target, sg_s
             is_ok = user >= 0 || (ec->auth_user && sg_egress_auth_ok(pa->value, ec->auth_user, ec->auth_password));
         }
         if (!is_ok) {
-            sg_obs_egress_refused(c->w->obs, SG_EGRESS_AUTH);
+            sg_obs_egress_refused(sg__tp_w(&c->tp)->obs, SG_EGRESS_AUTH);
             sg__conn_error_ex(c, 407, pa ? "proxy credentials rejected" : "proxy authentication required", "auth",
                               "Proxy-Authenticate: Basic realm=\"swarmgate\"\r\n", must_close(t));
             return -1;
@@ -459,7 +459,7 @@ static int32_t rule_metric(const sg_txn_t *t, int32_t rule)
 static void connect_to(sg_txn_t *t, const struct sockaddr_storage *addr, int32_t rule)
 {
     sg_conn_t *c = t->conn;
-    sg_worker_t *w = c->w;
+    sg_worker_t *w = sg__tp_w(&c->tp);
     t->rec.egress_dest_idx = rule_metric(t, rule);
     sg_egress_dest_t *d = dest_get(t->gen->egress, t->eg.target.host, t->eg.target.port, addr, t->eg.is_https);
     if (!d) {
@@ -518,7 +518,7 @@ static void decide(sg_txn_t *t, const struct sockaddr_storage *addrs, size_t n)
 
 static void dns_failed(sg_txn_t *t, int status)
 {
-    sg_worker_t *w = t->conn->w;
+    sg_worker_t *w = sg__tp_w(&t->conn->tp);
     char msg[400];
     snprintf(msg, sizeof(msg), "cannot resolve %s: %s", t->eg.target.host, uv_strerror(status));
     sg_obs_log(w->obs, SG_LOG_WARN, t->trace.trace_id, "egress: %s", msg);
@@ -561,7 +561,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 
 static void resolve(sg_txn_t *t)
 {
-    sg_worker_t *w = t->conn->w;
+    sg_worker_t *w = sg__tp_w(&t->conn->tp);
     sg_egress_t *eg = t->gen->egress;
     const char *host = t->eg.target.host;
     uint64_t now = sg_now_ms();
@@ -638,7 +638,7 @@ static void egress_connect(sg_txn_t *t)
 static void egress_connected(sg_txn_t *t)
 {
     sg_conn_t *c = t->conn;
-    sg_worker_t *w = c->w;
+    sg_worker_t *w = sg__tp_w(&c->tp);
     sg_upconn_t *u = t->up;
     char *buf = sg__head_get(w);
     if (!buf) {

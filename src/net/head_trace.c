@@ -123,7 +123,7 @@ size_t sg__head_trace_fields(const sg_config_t *cfg, const char *raw, size_t len
 
 void sg__head_trace_resolve(sg_txn_t *t)
 {
-    sg_worker_t *w = t->conn->w;
+    sg_worker_t *w = sg__tp_w(&t->conn->tp);
     /* Room for every trace header at its value limit and one more line:
      * a header with more lines than SG_TRACE_MAX_VALUES is invalid. */
     sg_h1_header_t fields[4 * (SG_TRACE_MAX_VALUES + 1)];

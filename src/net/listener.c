@@ -15,7 +15,7 @@
 static void on_refused_closed(uv_handle_t *h)
 {
     sg_conn_t *c = sg_container_of((sg_tp_t *)h->data, sg_conn_t, tp);
-    sg_freelist_put(&c->w->fl_conn, c);
+    sg_freelist_put(&sg__tp_w(&c->tp)->fl_conn, c);
 }
 
 /* The descriptor cap is reached (sg__worker_over_conn_cap): the connection
@@ -31,7 +31,6 @@ static void refuse(sg_listener_t *l)
         return;
     }
     memset(c, 0, sizeof(*c));
-    c->w = w;
     uv_tcp_init(&w->loop, &c->tp.tcp);
     c->tp.tcp.data = &c->tp;
     if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tp.tcp) == 0) {

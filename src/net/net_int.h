@@ -409,8 +409,7 @@ extern const sg_tp_vt_t sg__tp_tcp;
 /* One stream socket's bytes. Embedded first in its owner (sg_conn_t,
  * sg_upconn_t), which closes it (sg__tp_close) and is freed in on_closed. */
 struct sg_tp {
-    uv_tcp_t tcp; /* plain TCP: the socket (tcp.data = the transport) */
-    sg_worker_t *w;
+    uv_tcp_t tcp; /* plain TCP: the socket (tcp.data = the transport; tcp.loop = its worker's, see sg__tp_w) */
     const sg_tp_vt_t *vt;
     const sg_tp_cbs_t *cbs;
     char *rbuf; /* SG_BUF_SIZE, lent when a read comes; NULL when nothing is pending */
@@ -418,10 +417,16 @@ struct sg_tp {
     uint32_t n_writes; /* queued, not finished */
     bool is_reading;
     bool is_closing;
-    sg_tp_tls_t *tls; /* TLS state (transport_tls.c); NULL for plain TCP */
 };
 
 void sg__tp_init(sg_tp_t *tp, sg_worker_t *w, const sg_tp_vt_t *vt, const sg_tp_cbs_t *cbs);
+/* The worker a transport belongs to, through its handle's loop (w->loop.data
+ * is the worker): one pointer less in every connection (idle connections'
+ * memory, docs/performance.md). */
+static inline sg_worker_t *sg__tp_w(const sg_tp_t *tp)
+{
+    return (sg_worker_t *)tp->tcp.loop->data;
+}
 static inline bool sg__tp_pending(const sg_tp_t *tp)
 {
     return tp->rbuf && tp->rpos < tp->rlen;
@@ -453,7 +458,7 @@ void sg__buf_put(sg_worker_t *w, char *b); /* write.c */
 static inline void sg__tp_release_rbuf_if_empty(sg_tp_t *tp)
 {
     if (tp->rbuf && tp->rpos >= tp->rlen) {
-        sg__buf_put(tp->w, tp->rbuf);
+        sg__buf_put(sg__tp_w(tp), tp->rbuf);
         tp->rbuf = NULL;
         tp->rpos = tp->rlen = 0;
     }
@@ -530,7 +535,11 @@ enum {
 struct sg_conn_ops {
     /* A request starts: its transaction, with the reader the head goes into
      * and the reader's options. NULL: out of memory (the connection closes). */
-    sg_txn_t *(*begin)(sg_conn_t *c, sg_h1_reader_t **rd, const sg_h1_read_opts_t **ro);
+    sg_txn_t *(*begin)(sg_conn_t *c);
+    /* Where the request's head reader (its ro set by begin) is in the
+     * stream's transaction: the connection keeps no pointer to it (an idle
+     * connection's memory). */
+    size_t rd_offset;
     void (*on_head)(sg_txn_t *t); /* the head is parsed (rd->parser.head) */
     /* The head was refused (or timed out): status and why (the stream
      * answers and ends the exchange). */
@@ -553,27 +562,24 @@ struct sg_conn_ops {
 /* A client connection. Owner: its worker (w->conns); freed in on_conn_close
  * after both embedded handles closed (sg__conn_close). */
 struct sg_conn {
-    sg_tp_t tp; /* first: the close callback's handle is the connection */
+    sg_tp_t tp; /* first: the close callback's handle is the connection (its worker: sg__tp_w) */
     sg_tmo_t tmo;
     sg_link_t link;
-    sg_worker_t *w;
-    sg_listener_t *lst;          /* referenced until the connection is freed */
-    sg_txn_t *txn;               /* current request (one at a time: pipelined requests wait in rbuf) */
-    const sg_conn_ops_t *ops;    /* the stream's: lst->conn_ops */
-    sg_h1_reader_t *rd;          /* the current request's head reader (lent by the stream) */
-    const sg_h1_read_opts_t *ro; /* and its options */
-    sg_conn_state_t state;
-    uint32_t flags;
+    sg_listener_t *lst; /* referenced until the connection is freed; its conn_ops are the stream's */
+    sg_txn_t *txn;      /* current request (one at a time: pipelined requests wait in rbuf) */
     uint32_t n_requests;
+    int32_t lidx;  /* lst->idx when accepted (its connection gauge) */
+    uint8_t state; /* sg_conn_state_t */
+    uint8_t flags; /* SG_CONN_F_* */
     uint8_t timer_kind;
     bool is_processing;
-    int32_t lidx; /* lst->idx when accepted (its connection gauge) */
     struct {
         uint8_t family; /* AF_INET, AF_INET6; 0 unknown */
         uint16_t port;
         uint8_t addr[16];
     } peer; /* text: sg__conn_peer_text() */
 };
+_Static_assert(sizeof(sg_conn_t) <= 384, "an idle keep-alive connection's memory (docs/performance.md)");
 
 /* An idle keep-alive connection holds this struct only: no transaction, no
  * read buffer, no head, no timer handle (DESIGN: per-connection memory while

@@ -11,6 +11,7 @@
 #include "net/net_int.h"
 
 #include <assert.h>
+#include <stddef.h>
 #include <stdio.h>
 
 /* Legal moves of a transaction: bit `to` set in k_txn_moves[from]. A
@@ -57,7 +58,7 @@ const char *sg__txn_state_name(sg_txn_state_t s)
 
 sg_txn_t *sg__txn_new(sg_conn_t *c)
 {
-    sg_worker_t *w = c->w;
+    sg_worker_t *w = sg__tp_w(&c->tp);
     sg_txn_t *t = sg_freelist_get(&w->fl_txn);
     if (!t)
         return NULL;
@@ -82,7 +83,7 @@ sg_txn_t *sg__txn_new(sg_conn_t *c)
 static void report(sg_txn_t *t)
 {
     sg_conn_t *c = t->conn;
-    sg_worker_t *w = c->w;
+    sg_worker_t *w = sg__tp_w(&c->tp);
     if (t->flags & SG_TXN_F_INFLIGHT) {
         t->flags &= ~SG_TXN_F_INFLIGHT;
         sg_obs_inflight(w->obs, -1);
@@ -114,7 +115,7 @@ static void report(sg_txn_t *t)
 
 void sg__txn_free(sg_txn_t *t)
 {
-    sg_worker_t *w = t->conn->w;
+    sg_worker_t *w = sg__tp_w(&t->conn->tp);
     report(t);
     if (t->up) {
         sg_upconn_t *u = t->up;
@@ -202,7 +203,7 @@ void sg__conn_error_ex(sg_conn_t *c, int status, const char *error, const char *
                        bool must_close)
 {
     sg_txn_t *t = c->txn;
-    sg_worker_t *w = c->w;
+    sg_worker_t *w = sg__tp_w(&c->tp);
     if (!t) {
         sg__conn_close(c);
         return;
@@ -269,7 +270,7 @@ void sg__conn_error_ex(sg_conn_t *c, int status, const char *error, const char *
 void sg__conn_local(sg_conn_t *c, sg_local_responder_cb cb, void *ud, const sg_local_req_t *req)
 {
     sg_txn_t *t = c->txn;
-    sg_worker_t *w = c->w;
+    sg_worker_t *w = sg__tp_w(&c->tp);
     char *buf = sg__buf_get(w);
     if (!buf) {
         sg__conn_close(c);
@@ -449,7 +450,7 @@ static bool is_trace_header(const sg_config_t *cfg, sg_str_t n)
 
 static void resolve_trace(sg_txn_t *t, const sg_h1_head_t *h)
 {
-    sg_worker_t *w = t->conn->w;
+    sg_worker_t *w = sg__tp_w(&t->conn->tp);
     sg_trace_in_t in;
     sg__proxy_trace_in(t->gen->cfg, h, &in);
     sg_trace_resolve(&in, sg_obs_sample_new(w->obs), &t->trace);
@@ -768,7 +769,7 @@ int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size
 static int build_upstream_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t host, sg_str_t path, sg_str_t query)
 {
     sg_conn_t *c = t->conn;
-    sg_worker_t *w = c->w;
+    sg_worker_t *w = sg__tp_w(&c->tp);
     t->uphead = sg__head_get(w);
     if (!t->uphead)
         return -500;
@@ -781,7 +782,7 @@ static int build_upstream_head(sg_txn_t *t, const sg_h1_head_t *h, sg_str_t host
                          .query = query,
                          .peer_ip = t->peer_ip,
                          .trace = &t->trace,
-                         .is_tls = t->conn->tp.tls != NULL,
+                         .is_tls = sg__tp_tls_conn(&t->conn->tp) != NULL,
                          .is_upgrade = (t->flags & SG_TXN_F_UPGRADE) != 0};
     return sg__proxy_build_uphead(&in, t->uphead, w->head_size, &t->uphead_len);
 }
@@ -833,7 +834,7 @@ static void answer_here(sg_conn_t *c, const sg_local_req_t *lreq, bool is_egress
 void sg__proxy_head(sg_conn_t *c)
 {
     sg_txn_t *t = c->txn;
-    sg_worker_t *w = c->w;
+    sg_worker_t *w = sg__tp_w(&c->tp);
     const sg_config_t *cfg = t->gen->cfg;
     const sg_h1_head_t *h = &t->rd.parser.head;
     sg_listener_t *l = c->lst;
@@ -1062,7 +1063,7 @@ static void fail_status(sg_txn_t *t, sg_fail_t kind, const char *why)
 
 static void proxy_connect(sg_txn_t *t)
 {
-    sg_worker_t *w = t->conn->w;
+    sg_worker_t *w = sg__tp_w(&t->conn->tp);
     sg_upstream_t *u = &t->gen->ups[t->ups_idx];
     bool all_down = false; /* 503 only when no server could even be tried */
     int32_t si = sg__upstream_pick(u, t->tried, SG_MIN(t->n_tries, (uint32_t)SG_TXN_MAX_TRIED), sg_now_ms(), &all_down);
@@ -1187,7 +1188,7 @@ static void replay_done(sg_txn_t *t, sg_upconn_t *u)
 {
     t->flags &= ~SG_TXN_F_REPLAY;
     if (t->uphead && sg__tp_queued(&u->tp) == 0) {
-        sg__head_put(t->conn->w, t->uphead);
+        sg__head_put(sg__tp_w(&t->conn->tp), t->uphead);
         t->uphead = NULL;
     }
 }
@@ -1278,7 +1279,7 @@ sg_next_t sg__next_upstream(const sg_txn_t *t, sg_fail_t kind)
 void sg__proxy_up_failed(sg_txn_t *t, sg_fail_t kind, const char *why)
 {
     sg_conn_t *c = t->conn;
-    sg_worker_t *w = c->w;
+    sg_worker_t *w = sg__tp_w(&c->tp);
     bool is_ours = false;
     sg_next_t next = sg__next_upstream(t, kind);
     if (next == SG_NEXT_RESEND) {
@@ -1354,7 +1355,7 @@ static void up_timeout(sg_txn_t *t)
         tunnel_idle_expired(t);
         break;
     default:
-        sg_obs_upstream_timeout(t->conn->w->obs, sg__wgen_ups_metric(t->gen, t->ups_idx));
+        sg_obs_upstream_timeout(sg__tp_w(&t->conn->tp)->obs, sg__wgen_ups_metric(t->gen, t->ups_idx));
         sg__conn_abort(t->conn, "upstream read timeout");
         break;
     }
@@ -1469,7 +1470,7 @@ void sg__proxy_tunnel_touch(sg_txn_t *t)
 static void tunnel_idle_expired(sg_txn_t *t)
 {
     sg_conn_t *c = t->conn;
-    sg_worker_t *w = c->w;
+    sg_worker_t *w = sg__tp_w(&c->tp);
     unsigned long long ms = (unsigned long long)tunnel_idle_ms(t);
     if (t->flags & SG_TXN_F_EGRESS)
         sg_obs_log(w->obs, SG_LOG_INFO, t->trace.trace_id, "egress %s: tunnel idle for %llu ms, closed", t->server, ms);
@@ -1555,7 +1556,7 @@ static void resp_complete(sg_txn_t *t)
 {
     sg_upconn_t *u = t->up;
     sg_conn_t *c = t->conn;
-    sg_worker_t *w = c->w;
+    sg_worker_t *w = sg__tp_w(&c->tp);
     if (!flush_resp_head(t))
         return;
     if (u) {
@@ -1620,7 +1621,7 @@ int sg__proxy_build_resphead(const sg_config_t *cfg, const sg_h1_head_t *h, cons
 static int send_resp_head(sg_txn_t *t, const sg_h1_head_t *h, bool will_close)
 {
     sg_conn_t *c = t->conn;
-    sg_worker_t *w = c->w;
+    sg_worker_t *w = sg__tp_w(&c->tp);
     char *buf = sg__head_get(w);
     if (!buf)
         return -1;
@@ -1653,7 +1654,7 @@ static const char *forward_interim(sg_upconn_t *u, const sg_h1_head_t *h)
 {
     sg_txn_t *t = u->txn;
     sg_conn_t *c = t->conn;
-    sg_worker_t *w = c->w;
+    sg_worker_t *w = sg__tp_w(&c->tp);
     if (t->rd.parser.head.version_minor == 0 || (h->status == 100 && (t->flags & SG_TXN_F_EXPECT)))
         return NULL;
     char *buf = sg__head_get(w);
@@ -1680,7 +1681,7 @@ static sg_uphead_next_t up_head(sg_txn_t *t, const sg_h1_head_t *h)
 {
     sg_upconn_t *u = t->up;
     sg_conn_t *c = t->conn;
-    sg_worker_t *w = c->w;
+    sg_worker_t *w = sg__tp_w(&c->tp);
     /* The upstream answered: the request will not be sent again (a close
      * after part of a head is a broken response, never resent). */
     if (t->flags & SG_TXN_F_REPLAY)
@@ -1751,7 +1752,7 @@ static void to_client(sg_txn_t *t, char *buf, const char *p, size_t n)
 static void up_body(sg_txn_t *t, char *buf, const char *p, size_t n)
 {
     if (n == 0) { /* de-chunking gave nothing this time */
-        sg__buf_put(t->conn->w, buf);
+        sg__buf_put(sg__tp_w(&t->conn->tp), buf);
         flush_resp_head(t);
         return;
     }
@@ -1798,13 +1799,12 @@ static void up_read_end(sg_txn_t *t)
 
 /* ---- the client endpoint's view of the stream (sg_conn_ops_t) ------------------------- */
 
-static sg_txn_t *stream_begin(sg_conn_t *c, sg_h1_reader_t **rd, const sg_h1_read_opts_t **ro)
+static sg_txn_t *stream_begin(sg_conn_t *c)
 {
     sg_txn_t *t = sg__txn_new(c);
     if (!t)
         return NULL;
-    *rd = &t->rd;
-    *ro = &t->gen->req_ro;
+    t->rd.ro = &t->gen->req_ro;
     return t;
 }
 
@@ -1846,6 +1846,7 @@ static void stream_on_close(sg_txn_t *t, const char *why)
 
 const sg_conn_ops_t sg__stream_conn_ops = {
     .begin = stream_begin,
+    .rd_offset = offsetof(sg_txn_t, rd),
     .on_head = stream_on_head,
     .on_head_error = stream_on_head_error,
     .can_take_body = sg__proxy_can_take_body,

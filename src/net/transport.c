@@ -12,7 +12,7 @@
 
 void sg__tp_init(sg_tp_t *tp, sg_worker_t *w, const sg_tp_vt_t *vt, const sg_tp_cbs_t *cbs)
 {
-    tp->w = w;
+    tp->tcp.loop = &w->loop; /* set again by uv_tcp_init; the worker is found through it */
     tp->vt = vt;
     tp->cbs = cbs;
     tp->rbuf = NULL;
@@ -20,14 +20,13 @@ void sg__tp_init(sg_tp_t *tp, sg_worker_t *w, const sg_tp_vt_t *vt, const sg_tp_
     tp->n_writes = 0;
     tp->is_reading = false;
     tp->is_closing = false;
-    tp->tls = NULL;
     tp->tcp.data = tp;
 }
 
 void sg__tp_drop_rbuf(sg_tp_t *tp)
 {
     if (tp->rbuf) {
-        sg__buf_put(tp->w, tp->rbuf);
+        sg__buf_put(sg__tp_w(tp), tp->rbuf);
         tp->rbuf = NULL;
     }
     tp->rpos = tp->rlen = 0;
@@ -40,7 +39,7 @@ int sg__tp_take_rest(sg_tp_t *tp, size_t n, char **buf, const char **p)
     size_t rest = tp->rlen - tp->rpos - n;
     if (rest) {
         /* What follows (pipelined bytes, the next message) stays here. */
-        char *nb = sg__buf_get(tp->w);
+        char *nb = sg__buf_get(sg__tp_w(tp));
         if (!nb)
             return UV_ENOMEM;
         memcpy(nb, at + n, rest);
@@ -59,7 +58,7 @@ int sg__tp_take_rest(sg_tp_t *tp, size_t n, char **buf, const char **p)
 char *sg__tp_read_room(sg_tp_t *tp, size_t *room)
 {
     if (!tp->rbuf) {
-        tp->rbuf = sg__buf_get(tp->w);
+        tp->rbuf = sg__buf_get(sg__tp_w(tp));
         tp->rpos = tp->rlen = 0;
         if (!tp->rbuf) {
             *room = 0;
@@ -81,7 +80,7 @@ void sg__tp_on_read(sg_tp_t *tp, ssize_t status)
 {
     if (status > 0) {
         tp->rlen += (uint32_t)status;
-        sg__busypoll_io(tp->w);
+        sg__busypoll_io(sg__tp_w(tp));
     }
     tp->cbs->on_read(tp, status);
 }
@@ -106,7 +105,7 @@ static void on_tcp_write(void *owner, int status);
 int sg__tp_write(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, char *hold, sg_buf_kind_t kind)
 {
     if (tp->vt == &sg__tp_tcp)
-        return counted(tp, sg__write(tp->w, (uv_stream_t *)&tp->tcp, iov, n, hold, kind, on_tcp_write, tp));
+        return counted(tp, sg__write(sg__tp_w(tp), (uv_stream_t *)&tp->tcp, iov, n, hold, kind, on_tcp_write, tp));
     const sg_tp_hold_t h = {.p = {hold, NULL}, .kind = {(uint8_t)kind, SG_BK_NONE}};
     return counted(tp, tp->vt->write(tp, iov, n, &h));
 }
@@ -115,8 +114,8 @@ int sg__tp_write2(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, char *hold0, sg_
                   sg_buf_kind_t kind1)
 {
     if (tp->vt == &sg__tp_tcp)
-        return counted(
-            tp, sg__write2(tp->w, (uv_stream_t *)&tp->tcp, iov, n, hold0, kind0, hold1, kind1, on_tcp_write, tp));
+        return counted(tp, sg__write2(sg__tp_w(tp), (uv_stream_t *)&tp->tcp, iov, n, hold0, kind0, hold1, kind1,
+                                      on_tcp_write, tp));
     const sg_tp_hold_t h = {.p = {hold0, hold1}, .kind = {(uint8_t)kind0, (uint8_t)kind1}};
     return counted(tp, tp->vt->write(tp, iov, n, &h));
 }
@@ -187,11 +186,11 @@ static int tcp_write(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, const sg_tp_h
 {
     uv_stream_t *s = (uv_stream_t *)&tp->tcp;
     if (h->kind[1] == SG_BK_EXT)
-        return sg__write_ext(tp->w, s, iov, n, h->p[0], h->p[1], h->ext_free, h->ext_ud, on_tcp_write, tp);
+        return sg__write_ext(sg__tp_w(tp), s, iov, n, h->p[0], h->p[1], h->ext_free, h->ext_ud, on_tcp_write, tp);
     if (h->p[1])
-        return sg__write2(tp->w, s, iov, n, h->p[0], (sg_buf_kind_t)h->kind[0], h->p[1], (sg_buf_kind_t)h->kind[1],
-                          on_tcp_write, tp);
-    return sg__write(tp->w, s, iov, n, h->p[0], (sg_buf_kind_t)h->kind[0], on_tcp_write, tp);
+        return sg__write2(sg__tp_w(tp), s, iov, n, h->p[0], (sg_buf_kind_t)h->kind[0], h->p[1],
+                          (sg_buf_kind_t)h->kind[1], on_tcp_write, tp);
+    return sg__write(sg__tp_w(tp), s, iov, n, h->p[0], (sg_buf_kind_t)h->kind[0], on_tcp_write, tp);
 }
 
 static void on_tcp_shutdown(uv_shutdown_t *req, int status)
@@ -206,14 +205,14 @@ static int tcp_shutdown(sg_tp_t *tp)
 {
     /* The request comes from the write-request pool: an idle connection
      * does not carry one. */
-    sg_wreq_t *wr = sg_freelist_get(&tp->w->fl_wreq);
+    sg_wreq_t *wr = sg_freelist_get(&sg__tp_w(tp)->fl_wreq);
     if (!wr)
         return UV_ENOMEM;
-    wr->w = tp->w;
+    wr->w = sg__tp_w(tp);
     wr->sreq.data = tp;
     int r = uv_shutdown(&wr->sreq, (uv_stream_t *)&tp->tcp, on_tcp_shutdown);
     if (r < 0)
-        sg_freelist_put(&tp->w->fl_wreq, wr);
+        sg_freelist_put(&sg__tp_w(tp)->fl_wreq, wr);
     return r;
 }
 
@@ -235,7 +234,7 @@ static void tcp_close(sg_tp_t *tp)
 
 static int tcp_open(sg_tp_t *tp)
 {
-    int r = uv_tcp_init(&tp->w->loop, &tp->tcp);
+    int r = uv_tcp_init(tp->tcp.loop, &tp->tcp);
     tp->tcp.data = tp;
     return r;
 }
@@ -254,14 +253,14 @@ static int tcp_connect(sg_tp_t *tp, const struct sockaddr *addr)
 {
     /* The request comes from the write-request pool, like the shutdown's:
      * a connection carries none once connected. */
-    sg_wreq_t *wr = sg_freelist_get(&tp->w->fl_wreq);
+    sg_wreq_t *wr = sg_freelist_get(&sg__tp_w(tp)->fl_wreq);
     if (!wr)
         return UV_ENOMEM;
-    wr->w = tp->w;
+    wr->w = sg__tp_w(tp);
     wr->creq.data = tp;
     int r = uv_tcp_connect(&wr->creq, &tp->tcp, addr, on_tcp_connect);
     if (r < 0)
-        sg_freelist_put(&tp->w->fl_wreq, wr);
+        sg_freelist_put(&sg__tp_w(tp)->fl_wreq, wr);
     return r;
 }
 

@@ -25,6 +25,16 @@ struct sg_tp_tls {
     bool is_sock_reading;
 };
 
+/* A TLS transport's state hangs off its socket handle's data (one pointer
+ * less in every connection, sg_tp_t); valid while the TLS table is in use
+ * and the state not freed (sg__tp_tls_free puts the transport back). */
+static inline sg_tp_tls_t *tls_of(const sg_tp_t *tp)
+{
+    return (sg_tp_tls_t *)tp->tcp.data;
+}
+
+static const sg_tp_vt_t k_tls_vt;
+
 static void on_ext_free(void *ud, const char *p)
 {
     SG_UNUSED(ud);
@@ -47,30 +57,30 @@ static void on_data_write(void *owner, int status)
  * sg__write's value (1 when nothing was pending). */
 static int flush(sg_tp_t *tp, sg_wreq_cb cb)
 {
-    sg_tp_tls_t *s = tp->tls;
+    sg_tp_tls_t *s = tls_of(tp);
     size_t n = sg_tls_conn_pending(s->c);
     if (n == 0)
         return 1;
     if (n <= SG_BUF_SIZE) { /* the common case: a pooled buffer, no allocation */
-        char *pb = sg__buf_get(tp->w);
+        char *pb = sg__buf_get(sg__tp_w(tp));
         if (!pb)
             return UV_ENOMEM;
         size_t took = sg_tls_conn_take(s->c, pb, SG_BUF_SIZE);
         uv_buf_t piov = uv_buf_init(pb, (unsigned)took);
-        return sg__write(tp->w, (uv_stream_t *)&tp->tcp, &piov, 1, pb, SG_BK_BUF, cb ? cb : on_ctrl_write, tp);
+        return sg__write(sg__tp_w(tp), (uv_stream_t *)&tp->tcp, &piov, 1, pb, SG_BK_BUF, cb ? cb : on_ctrl_write, tp);
     }
     char *b = malloc(n);
     if (!b)
         return UV_ENOMEM;
     size_t got = sg_tls_conn_take(s->c, b, n);
     uv_buf_t iov = uv_buf_init(b, (unsigned)got);
-    return sg__write_ext(tp->w, (uv_stream_t *)&tp->tcp, &iov, 1, NULL, b, on_ext_free, NULL, cb ? cb : on_ctrl_write,
-                         tp);
+    return sg__write_ext(sg__tp_w(tp), (uv_stream_t *)&tp->tcp, &iov, 1, NULL, b, on_ext_free, NULL,
+                         cb ? cb : on_ctrl_write, tp);
 }
 
 static void stop_socket_read(sg_tp_t *tp)
 {
-    sg_tp_tls_t *s = tp->tls;
+    sg_tp_tls_t *s = tls_of(tp);
     if (s->is_sock_reading) {
         uv_read_stop((uv_stream_t *)&tp->tcp);
         s->is_sock_reading = false;
@@ -80,7 +90,7 @@ static void stop_socket_read(sg_tp_t *tp)
 /* Hands decrypted bytes to the owner while it wants them. */
 static void deliver(sg_tp_t *tp)
 {
-    sg_tp_tls_t *s = tp->tls;
+    sg_tp_tls_t *s = tls_of(tp);
     while (tp->is_reading && !tp->is_closing && s->is_secure) {
         size_t room = 0;
         char *p = sg__tp_read_room(tp, &room);
@@ -113,7 +123,7 @@ static void deliver(sg_tp_t *tp)
 
 static void handshake(sg_tp_t *tp)
 {
-    sg_tp_tls_t *s = tp->tls;
+    sg_tp_tls_t *s = tls_of(tp);
     sg_tls_status_t st = sg_tls_conn_handshake(s->c);
     (void)flush(tp, NULL);
     if (st == SG_TLS_WANT_INPUT)
@@ -131,22 +141,22 @@ static void handshake(sg_tp_t *tp)
 static void on_tls_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     SG_UNUSED(suggested);
-    sg_tp_t *tp = h->data;
-    char *b = sg__buf_get(tp->w); /* ciphertext only until it is fed: back at once */
+    sg_tp_t *tp = ((sg_tp_tls_t *)h->data)->tp;
+    char *b = sg__buf_get(sg__tp_w(tp)); /* ciphertext only until it is fed: back at once */
     *buf = uv_buf_init(b, b ? SG_BUF_SIZE : 0);
 }
 
 static void on_tls_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
-    sg_tp_t *tp = stream->data;
-    sg_tp_tls_t *s = tp->tls;
+    sg_tp_tls_t *s = stream->data;
+    sg_tp_t *tp = s->tp;
     int fed = 0;
     if (nread > 0) {
-        sg__busypoll_io(tp->w);
+        sg__busypoll_io(sg__tp_w(tp));
         fed = sg_tls_conn_feed(s->c, buf->base, (size_t)nread);
     }
     if (buf->base)
-        sg__buf_put(tp->w, buf->base);
+        sg__buf_put(sg__tp_w(tp), buf->base);
     if (nread == UV_ENOBUFS) {
         stop_socket_read(tp); /* no buffer to lend: again when the owner asks */
         return;
@@ -174,7 +184,7 @@ static void on_tls_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
 static void sock_read(sg_tp_t *tp)
 {
-    sg_tp_tls_t *s = tp->tls;
+    sg_tp_tls_t *s = tls_of(tp);
     if (!s->is_sock_reading && !s->is_socket_eof && !s->has_failed &&
         uv_read_start((uv_stream_t *)&tp->tcp, on_tls_alloc, on_tls_read) == 0)
         s->is_sock_reading = true;
@@ -188,7 +198,7 @@ static void on_kick(sg_tmo_t *t)
 
 static void tls_want_read(sg_tp_t *tp, bool want)
 {
-    sg_tp_tls_t *s = tp->tls;
+    sg_tp_tls_t *s = tls_of(tp);
     tp->is_reading = want;
     if (!want) {
         /* During the handshake the socket is read for the driver's sake. */
@@ -198,12 +208,12 @@ static void tls_want_read(sg_tp_t *tp, bool want)
     }
     sock_read(tp);
     if (s->is_secure && sg_tls_conn_has_input(s->c))
-        sg__tmo_start(tp->w, &s->kick, 0); /* what OpenSSL already holds */
+        sg__tmo_start(sg__tp_w(tp), &s->kick, 0); /* what OpenSSL already holds */
 }
 
 static int tls_write(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, const sg_tp_hold_t *h)
 {
-    sg_tp_tls_t *s = tp->tls;
+    sg_tp_tls_t *s = tls_of(tp);
     int r = 0;
     for (unsigned i = 0; i < n && r == 0; i++)
         if (iov[i].len && sg_tls_conn_write(s->c, iov[i].base, iov[i].len) != SG_TLS_DONE)
@@ -214,9 +224,9 @@ static int tls_write(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, const sg_tp_h
         if (!p)
             continue;
         if (h->kind[k] == SG_BK_BUF)
-            sg__buf_put(tp->w, p);
+            sg__buf_put(sg__tp_w(tp), p);
         else if (h->kind[k] == SG_BK_HEAD)
-            sg__head_put(tp->w, p);
+            sg__head_put(sg__tp_w(tp), p);
         else if (h->kind[k] == SG_BK_EXT && h->ext_free)
             h->ext_free(h->ext_ud, p);
     }
@@ -227,7 +237,7 @@ static int tls_write(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, const sg_tp_h
 
 static int tls_shutdown(sg_tp_t *tp)
 {
-    sg_tp_tls_t *s = tp->tls;
+    sg_tp_tls_t *s = tls_of(tp);
     if (s->is_secure && !s->has_failed && sg_tls_conn_shutdown(s->c) == SG_TLS_DONE)
         (void)flush(tp, NULL); /* close_notify, then the FIN */
     return sg__tp_tcp.shutdown(tp);
@@ -240,14 +250,14 @@ static size_t tls_queued(const sg_tp_t *tp)
 
 static void on_tls_closed(uv_handle_t *h)
 {
-    sg_tp_t *tp = h->data;
+    sg_tp_t *tp = ((sg_tp_tls_t *)h->data)->tp;
     sg__tp_tls_free(tp); /* callers up the stack of the close may still have looked at it */
     tp->cbs->on_closed(tp);
 }
 
 static void tls_close(sg_tp_t *tp)
 {
-    sg_tp_tls_t *s = tp->tls;
+    sg_tp_tls_t *s = tls_of(tp);
     if (s->has_failed && !s->is_secure)
         (void)flush(tp, NULL); /* the handshake's alert, if one is pending */
     sg__tmo_stop(&s->kick);
@@ -273,7 +283,7 @@ int sg__tp_tls_start(sg_tp_t *tp, sg_tls_conn_t *c)
     s->c = c;
     s->tp = tp;
     sg__tmo_init(&s->kick, on_kick);
-    tp->tls = s;
+    tp->tcp.data = s; /* the socket's callbacks find the TLS state; tls_of() */
     tp->vt = &k_tls_vt;
     sock_read(tp); /* the ClientHello (server side) or the ServerHello (client side) */
     return 0;
@@ -282,19 +292,20 @@ int sg__tp_tls_start(sg_tp_t *tp, sg_tls_conn_t *c)
 int sg__tp_tls_connect(sg_tp_t *tp)
 {
     handshake(tp); /* the ClientHello goes out */
-    return tp->tls->has_failed ? UV_EPROTO : 0;
+    return tls_of(tp)->has_failed ? UV_EPROTO : 0;
 }
 
 sg_tls_conn_t *sg__tp_tls_conn(const sg_tp_t *tp)
 {
-    return tp->tls ? tp->tls->c : NULL;
+    return tp->vt == &k_tls_vt && tp->tcp.data != (void *)tp ? tls_of(tp)->c : NULL;
 }
 
 void sg__tp_tls_free(sg_tp_t *tp)
 {
-    if (!tp->tls)
+    if (tp->vt != &k_tls_vt || tp->tcp.data == (void *)tp)
         return;
-    sg_tls_conn_free(tp->tls->c);
-    free(tp->tls);
-    tp->tls = NULL;
+    sg_tp_tls_t *s = tls_of(tp);
+    sg_tls_conn_free(s->c);
+    free(s);
+    tp->tcp.data = tp; /* freed: sg__tp_tls_conn() says NULL from now on */
 }

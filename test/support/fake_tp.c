@@ -86,7 +86,7 @@ static int fake_write(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, const sg_tp_
     sg_fake_tp_t *f = sg_fake_tp_of(tp);
     cr_assert_not(f->has_closed, "a write after the close");
     if (f->write_result < 0) {
-        release(tp->w, h);
+        release(sg__tp_w(tp), h);
         return f->write_result;
     }
     size_t len = 0;
@@ -99,7 +99,7 @@ static int fake_write(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, const sg_tp_
     }
     f->n_writes++;
     if (!f->is_slow) {
-        release(tp->w, h);
+        release(sg__tp_w(tp), h);
         return 1; /* written at once */
     }
     cr_assert_lt(f->n_pending_writes, (int)SG_ARRAY_SIZE(f->holds));
@@ -179,7 +179,7 @@ int sg_fake_tp_turn(void)
             memmove(f->holds, f->holds + 1, (size_t)(--f->n_pending_writes) * sizeof(h));
             if (f->n_pending_writes == 0)
                 f->queued = 0;
-            release(tp->w, &h);
+            release(sg__tp_w(tp), &h);
             n++;
             sg__tp_on_write(tp, f->has_closed ? UV_ECANCELED : f->write_end);
         }

@@ -9,6 +9,7 @@
 
 #include <criterion/criterion.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -72,15 +73,14 @@ static void answer(fake_txn_t *x)
     sg__conn_txn_done(x->c, x->must_close);
 }
 
-static sg_txn_t *st_begin(sg_conn_t *c, sg_h1_reader_t **rd, const sg_h1_read_opts_t **ro)
+static sg_txn_t *st_begin(sg_conn_t *c)
 {
     cr_assert_lt(g_st.n_begun, 16);
     fake_txn_t *x = &g_st.txns[g_st.n_begun++];
     memset(x, 0, sizeof(*x));
     x->c = c;
     x->ro = (sg_h1_read_opts_t){.kind = SG_H1_REQUEST, .limits = &w->req_limits, .max_body = 1 << 20};
-    *rd = &x->rd;
-    *ro = &x->ro;
+    x->rd.ro = &x->ro;
     return (sg_txn_t *)(void *)x;
 }
 
@@ -179,6 +179,7 @@ static void st_on_close(sg_txn_t *t, const char *why)
 
 static const sg_conn_ops_t k_fake_stream = {
     .begin = st_begin,
+    .rd_offset = offsetof(fake_txn_t, rd),
     .on_head = st_on_head,
     .on_head_error = st_on_head_error,
     .can_take_body = st_can_take_body,
@@ -220,6 +221,7 @@ static void setup(void)
     w = calloc(1, sizeof(*w));
     cr_assert_not_null(w);
     cr_assert_eq(uv_loop_init(&w->loop), 0);
+    w->loop.data = w; /* as sg__worker_init does: transports find their worker through it */
     sg__tq_init(w);
     sg_list_init(&w->conns);
     w->head_max_hdrs = 33;
