@@ -37,6 +37,38 @@ static const uint8_t k_byte_class[256] = {
     /* everything else (visible ASCII, bytes >= 0x80): BC_TEXT */
 };
 
+/* The end of the run of BC_TEXT and BC_WS bytes that starts at i: the
+ * first CR or refused byte, or n. Eight bytes at a time (SWAR, as
+ * json.c does): a word with no byte below 0x20 and no DEL is all text;
+ * otherwise the lowest flagged byte is the first such byte (a borrow only
+ * runs upward from a true one), and a HTAB there is text and skipped.
+ * Little-endian loads: elsewhere the bytewise loop does it all. */
+#define SCAN_ONES 0x0101010101010101ull
+#define SCAN_HIGHS 0x8080808080808080ull
+
+static inline size_t skip_text(const unsigned char *u, size_t i, size_t n)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    while (i + 8 <= n) {
+        uint64_t w;
+        memcpy(&w, u + i, 8);
+        uint64_t del = w ^ (SCAN_ONES * 0x7fu);
+        uint64_t m = ((w - SCAN_ONES * 0x20u) & ~w & SCAN_HIGHS) | ((del - SCAN_ONES) & ~del & SCAN_HIGHS);
+        if (!m) {
+            i += 8;
+            continue;
+        }
+        i += (size_t)__builtin_ctzll(m) >> 3;
+        if (k_byte_class[u[i]] != BC_WS)
+            return i;
+        i++;
+    }
+#endif
+    while (i < n && k_byte_class[u[i]] <= BC_WS)
+        i++;
+    return i;
+}
+
 int sg_h1_scan_feed(sg_h1_scan_t *s, const sg_h1_limits_t *lim, const char *p, size_t n, size_t *used)
 {
     if (s->len == 0 && s->line_len == 0 && s->_state == SCAN_LINE && s->n_lines == 0 && s->start_len == 0)
@@ -73,8 +105,7 @@ int sg_h1_scan_feed(sg_h1_scan_t *s, const sg_h1_limits_t *lim, const char *p, s
         if (s->line_len == 0 && k_byte_class[u[i]] == BC_WS)
             return -400;
         size_t start = i;
-        while (i < n && k_byte_class[u[i]] <= BC_WS)
-            i++;
+        i = skip_text(u, i, n);
         size_t run = i - start;
         if (run) {
             s->line_len += (uint32_t)run;
