@@ -35,7 +35,8 @@ static void add_value(sg_str_t *arr, size_t *n, sg_str_t v)
 
 void sg__proxy_trace_in(const sg_config_t *cfg, const sg_h1_head_t *h, sg_trace_in_t *in)
 {
-    memset(in, 0, sizeof(*in));
+    /* The value arrays are read only up to their counts. */
+    in->n_xtid = in->n_alias = in->n_traceparent = in->n_tracestate = 0;
     size_t alias_rank = SIZE_MAX;
     sg_str_t idname = sg_str_cstr(cfg->trace.header);
     for (size_t i = 0; i < h->n_headers; i++) {
