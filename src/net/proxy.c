@@ -54,7 +54,23 @@ sg_txn_t *sg__txn_new(sg_conn_t *c)
     sg_txn_t *t = sg_freelist_get(&w->fl_txn);
     if (!t)
         return NULL;
-    memset(t, 0, sizeof(*t));
+    /* Zeroed up to the trace context's tracestate text (the txn is 2.6 KB,
+     * most of it strings): that text, path, host and server are C strings
+     * (first byte NUL, tracestate_len 0), and the egress part is the egress
+     * handler's, all of it zero for an egress listener. */
+    memset(t, 0, offsetof(sg_txn_t, trace) + offsetof(sg_trace_ctx_t, tracestate));
+    t->trace.tracestate[0] = '\0';
+    t->trace.tracestate_len = 0;
+    t->error = NULL;
+    t->path[0] = t->host[0] = t->server[0] = '\0';
+    t->srv = NULL;
+    if (c->lst->conf->mode == SG_LISTENER_EGRESS) {
+        memset(&t->eg, 0, sizeof(t->eg));
+    } else {
+        t->eg.dns = NULL;
+        t->eg.dest = NULL;
+        t->eg.agent[0] = '\0';
+    }
     t->conn = c;
     t->gen = sg__wgen_ref(w->gen);
     t->handler = c->lst->handler;
