@@ -741,3 +741,26 @@ Test(http1, parsed_fields_carry_their_kind, .timeout = 5)
     cr_assert_null(sg_h1_find_kind(&p.head, SG_H1_F_EXPECT, &count));
     cr_assert_eq(count, 0);
 }
+
+/* sg_str_ieq compares eight bytes at a time from eight bytes on: every
+ * pair of byte values at several positions of 8- to 17-byte strings gives
+ * the bytewise answer (equal, or both the same letter in either case). */
+Test(http1, str_ieq_words_match_bytewise, .timeout = 30)
+{
+    for (size_t len = 8; len <= 17; len += 3) {
+        for (size_t pos = 0; pos < len; pos += 4) {
+            for (int x = 0; x < 256; x++) {
+                for (int y = 0; y < 256; y++) {
+                    char a[17], b[17];
+                    memset(a, 'q', len);
+                    memset(b, 'Q', len);
+                    a[pos] = (char)x;
+                    b[pos] = (char)y;
+                    bool want = sg_ascii_lower((char)x) == sg_ascii_lower((char)y);
+                    if (sg_str_ieq(sg_str_make(a, len), sg_str_make(b, len)) != want)
+                        cr_assert_fail("len %zu at %zu: %d %d", len, pos, x, y);
+                }
+            }
+        }
+    }
+}
