@@ -22,10 +22,42 @@
 
 typedef enum sg_h1_kind { SG_H1_REQUEST = 0, SG_H1_RESPONSE, SG_H1_KIND__COUNT } sg_h1_kind_t;
 
+/* The fields whose name the proxy acts on, classified once when a head is
+ * parsed (sg_h1_field_kind), so that the head builders switch on a kind
+ * instead of comparing every name with every string. Names are matched
+ * ASCII case-insensitively; SG_H1_F_PROXY is any name beginning with
+ * "proxy-" (RFC 9110 7.6.1 hop-by-hop fields of old proxies). */
+typedef enum sg_h1_field {
+    SG_H1_F_OTHER = 0,
+    SG_H1_F_HOST,
+    SG_H1_F_CONTENT_LENGTH,
+    SG_H1_F_TRANSFER_ENCODING,
+    SG_H1_F_CONNECTION,
+    SG_H1_F_KEEP_ALIVE,
+    SG_H1_F_TE,
+    SG_H1_F_TRAILER,
+    SG_H1_F_UPGRADE,
+    SG_H1_F_PROXY,
+    SG_H1_F_EXPECT,
+    SG_H1_F_VIA,
+    SG_H1_F_X_FORWARDED_FOR,
+    SG_H1_F_X_FORWARDED_PROTO,
+    SG_H1_F_X_FORWARDED_HOST,
+    SG_H1_F_TRACEPARENT,
+    SG_H1_F_TRACESTATE,
+    SG_H1_F_MAX_FORWARDS,
+    SG_H1_F__COUNT
+} sg_h1_field_t;
+
 typedef struct sg_h1_header {
     sg_str_t name;
     sg_str_t value; /* leading and trailing OWS removed */
+    uint8_t kind;   /* sg_h1_field_t of name */
 } sg_h1_header_t;
+
+/* The kind of a field name (any bytes; SG_H1_F_OTHER for unknown names). */
+sg_h1_field_t sg_h1_field_kind(sg_str_t name);
+#define SG_H1_F_BIT(k) (1u << (k))
 
 typedef struct sg_h1_limits {
     uint32_t start_line_bytes; /* request/status line without CRLF; over -> 414 */
@@ -78,6 +110,7 @@ typedef struct sg_h1_head {
     bool has_body;                /* a body follows the head (parser in body state) */
     bool is_eof_body;             /* response body delimited by connection close */
     uint32_t n_underscore_fields; /* fields whose name contains '_' (limits.underscores_in_headers) */
+    uint32_t field_mask;          /* SG_H1_F_BIT(kind) of every field present */
 } sg_h1_head_t;
 
 /* Called with decoded body bytes (chunk framing removed), if set. */
@@ -152,6 +185,8 @@ const char *sg_h1_error_reason(const sg_h1_parser_t *p);
 
 /* Helpers on parsed heads. */
 const sg_h1_header_t *sg_h1_find(const sg_h1_head_t *h, sg_str_t name, size_t *count);
+/* The same by kind (a field known to sg_h1_field_kind). */
+const sg_h1_header_t *sg_h1_find_kind(const sg_h1_head_t *h, sg_h1_field_t kind, size_t *count);
 /* True when a comma-separated header value list contains token (case-insensitive). */
 bool sg_h1_list_has(sg_str_t value, sg_str_t token);
 /* True when a field name contains '_' (limits.underscores_in_headers). */

@@ -35,16 +35,17 @@ static void add_value(sg_str_t *arr, size_t *n, sg_str_t v)
 
 void sg__proxy_trace_in(const sg_config_t *cfg, const sg_h1_head_t *h, sg_trace_in_t *in)
 {
-    memset(in, 0, sizeof(*in));
+    /* The value arrays are read only up to their counts. */
+    in->n_xtid = in->n_alias = in->n_traceparent = in->n_tracestate = 0;
     size_t alias_rank = SIZE_MAX;
     sg_str_t idname = sg_str_cstr(cfg->trace.header);
     for (size_t i = 0; i < h->n_headers; i++) {
         sg_str_t n = h->headers[i].name, v = h->headers[i].value;
         if (sg_str_ieq(n, idname)) {
             add_value(in->xtid, &in->n_xtid, v);
-        } else if (sg_str_ieq(n, SG_STR("traceparent"))) {
+        } else if (h->headers[i].kind == SG_H1_F_TRACEPARENT) {
             add_value(in->traceparent, &in->n_traceparent, v);
-        } else if (sg_str_ieq(n, SG_STR("tracestate"))) {
+        } else if (h->headers[i].kind == SG_H1_F_TRACESTATE) {
             add_value(in->tracestate, &in->n_tracestate, v);
         } else {
             for (size_t a = 0; a < cfg->trace.n_accept_headers && a <= alias_rank; a++) {
@@ -115,6 +116,7 @@ size_t sg__head_trace_fields(const sg_config_t *cfg, const char *raw, size_t len
             v.len--;
         out[n].name = name;
         out[n].value = v;
+        out[n].kind = (uint8_t)sg_h1_field_kind(name);
         n++;
         last_kept = true;
     }
@@ -133,7 +135,10 @@ void sg__head_trace_resolve(sg_txn_t *t)
                           : 0;
     if (is_full)
         n = 0; /* more trace lines than can be judged: nothing is reused */
-    sg_h1_head_t h = {.kind = SG_H1_REQUEST, .headers = fields, .n_headers = n};
+    uint32_t mask = 0;
+    for (size_t i = 0; i < n; i++)
+        mask |= SG_H1_F_BIT(fields[i].kind);
+    sg_h1_head_t h = {.kind = SG_H1_REQUEST, .headers = fields, .n_headers = n, .field_mask = mask};
     sg_trace_in_t in;
     sg__proxy_trace_in(t->gen->cfg, &h, &in);
     sg_trace_resolve(&in, sg_obs_sample_new(w->obs), &t->trace);

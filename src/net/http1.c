@@ -11,6 +11,7 @@
 
 _Static_assert(sizeof(llhttp_t) <= SG_H1_LLHTTP_SIZE, "SG_H1_LLHTTP_SIZE too small for llhttp_t");
 _Static_assert(_Alignof(llhttp_t) <= 8, "llhttp_t alignment");
+_Static_assert(offsetof(sg_h1_parser_t, _ll) == 0, "the llhttp_t comes first (sg_h1_parser_init)");
 
 #define LL(p) ((llhttp_t *)(void *)(p)->_ll)
 
@@ -36,6 +37,38 @@ static const uint8_t k_byte_class[256] = {
     BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, BC_BAD, [' '] = BC_WS, [0x7f] = BC_BAD,
     /* everything else (visible ASCII, bytes >= 0x80): BC_TEXT */
 };
+
+/* The end of the run of BC_TEXT and BC_WS bytes that starts at i: the
+ * first CR or refused byte, or n. Eight bytes at a time (SWAR, as
+ * json.c does): a word with no byte below 0x20 and no DEL is all text;
+ * otherwise the lowest flagged byte is the first such byte (a borrow only
+ * runs upward from a true one), and a HTAB there is text and skipped.
+ * Little-endian loads: elsewhere the bytewise loop does it all. */
+#define SCAN_ONES 0x0101010101010101ull
+#define SCAN_HIGHS 0x8080808080808080ull
+
+static inline size_t skip_text(const unsigned char *u, size_t i, size_t n)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    while (i + 8 <= n) {
+        uint64_t w;
+        memcpy(&w, u + i, 8);
+        uint64_t del = w ^ (SCAN_ONES * 0x7fu);
+        uint64_t m = ((w - SCAN_ONES * 0x20u) & ~w & SCAN_HIGHS) | ((del - SCAN_ONES) & ~del & SCAN_HIGHS);
+        if (!m) {
+            i += 8;
+            continue;
+        }
+        i += (size_t)__builtin_ctzll(m) >> 3;
+        if (k_byte_class[u[i]] != BC_WS)
+            return i;
+        i++;
+    }
+#endif
+    while (i < n && k_byte_class[u[i]] <= BC_WS)
+        i++;
+    return i;
+}
 
 int sg_h1_scan_feed(sg_h1_scan_t *s, const sg_h1_limits_t *lim, const char *p, size_t n, size_t *used)
 {
@@ -73,8 +106,7 @@ int sg_h1_scan_feed(sg_h1_scan_t *s, const sg_h1_limits_t *lim, const char *p, s
         if (s->line_len == 0 && k_byte_class[u[i]] == BC_WS)
             return -400;
         size_t start = i;
-        while (i < n && k_byte_class[u[i]] <= BC_WS)
-            i++;
+        i = skip_text(u, i, n);
         size_t run = i - start;
         if (run) {
             s->line_len += (uint32_t)run;
@@ -372,6 +404,7 @@ static int on_header_field(llhttp_t *ll, const char *at, size_t n)
         sg_h1_header_t *h = &p->head.headers[p->head.n_headers++];
         h->name = sg_str_make(at, n);
         h->value = SG_STR_NULL;
+        h->kind = SG_H1_F_OTHER; /* classified in on_headers_complete */
         p->_last_was_value = false;
         return 0;
     }
@@ -391,35 +424,129 @@ static int on_header_value(llhttp_t *ll, const char *at, size_t n)
     return 0;
 }
 
-/* RFC 9110 5.6.2 tchar, as a table (this runs for every header name). */
-static const bool k_tchar[256] = {
-    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1,
-    ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1, ['0'] = 1,  ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
-    ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, ['A'] = 1,  ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,
-    ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1,  ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1,
-    ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,  ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1,
-    ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1,  ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1,
-    ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1,  ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1,
-    ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1,  ['z'] = 1,
+/* RFC 9110 5.6.2 tchar, as a table (this runs for every header name):
+ * TC_TOKEN for every tchar, and TC_UNDERSCORE also for '_'. */
+#define TC_TOKEN 1u
+#define TC_UNDERSCORE 2u
+static const uint8_t k_tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1,
+    ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = TC_TOKEN | TC_UNDERSCORE,
+    ['`'] = 1, ['|'] = 1, ['~'] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1,
+    ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1,
+    ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,
+    ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1,
+    ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1,
+    ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1,
+    ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1,
+    ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1,
+    ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1,
+    ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,
+    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
 };
 
 static bool is_tchar(unsigned char c)
 {
-    return k_tchar[c];
+    return k_tchar[c] != 0;
 }
 
-/* RFC 9110 5.1: field-name = token; also says whether it has an '_'. */
+/* RFC 9110 5.1: field-name = token; also says whether it has an '_'. One
+ * table load per byte, no branch: the classes are ANDed (all tokens) and
+ * ORed (some underscore). */
 static bool is_field_name(sg_str_t s, bool *has_underscore)
 {
-    bool us = false;
+    const unsigned char *u = (const unsigned char *)s.p;
+    unsigned all = TC_TOKEN, any = 0;
     for (size_t i = 0; i < s.len; i++) {
-        unsigned char c = (unsigned char)s.p[i];
-        if (!is_tchar(c))
-            return false;
-        us |= c == '_';
+        unsigned c = k_tchar[u[i]];
+        all &= c;
+        any |= c;
     }
-    *has_underscore = us;
-    return s.len > 0;
+    *has_underscore = (any & TC_UNDERSCORE) != 0;
+    return all && s.len > 0;
+}
+
+/* Whether the 8-byte words a (a name's bytes) and l (a lower-case literal
+ * of letters and '-') are equal ignoring ASCII case, exactly as
+ * sg_str_ieq: OR 0x20 lowers a letter and leaves '-', and the only other
+ * byte it maps onto one of them is CR (onto '-'), which is the only one
+ * of those with neither bit 5 nor bit 6 set. `m` selects the bytes
+ * compared. */
+#define KW_ONES 0x0101010101010101ull
+
+static inline bool kw_eq(uint64_t a, uint64_t l, uint64_t m)
+{
+    return ((a | KW_ONES * 0x20u) & m) == ((l | KW_ONES * 0x20u) & m) &&
+           ((a | a << 1) & KW_ONES * 0x40u & m) == (KW_ONES * 0x40u & m);
+}
+
+/* n is a constant where this is inlined: the loads and masks fold. */
+static inline bool name_is(const char *p, const char *lit, size_t n)
+{
+    uint64_t a = 0, l = 0;
+    if (n < 8) {
+        memcpy(&a, p, n);
+        memcpy(&l, lit, n);
+        return kw_eq(a, l, (1ull << (8 * n)) - 1);
+    }
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        memcpy(&a, p + i, 8);
+        memcpy(&l, lit + i, 8);
+        if (!kw_eq(a, l, ~0ull))
+            return false;
+    }
+    if (n % 8) {
+        memcpy(&a, p + n - 8, 8);
+        memcpy(&l, lit + n - 8, 8);
+        return kw_eq(a, l, ~0ull);
+    }
+    return true;
+}
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define KIND_IF(n, lit, kind) (name_is((n).p, (lit), sizeof(lit) - 1) ? (kind) : SG_H1_F_OTHER)
+#else
+#define KIND_IF(n, lit, kind) (sg_str_ieq((n), SG_STR(lit)) ? (kind) : SG_H1_F_OTHER)
+#endif
+
+/* By length, then by first letter: at most one full comparison a name. */
+sg_h1_field_t sg_h1_field_kind(sg_str_t n)
+{
+    if (n.len == 0)
+        return SG_H1_F_OTHER;
+    char c0 = sg_ascii_lower(n.p[0]);
+    if (n.len >= 6 && c0 == 'p')
+        return KIND_IF(n, "proxy-", SG_H1_F_PROXY);
+    switch (n.len) {
+    case 2:
+        return KIND_IF(n, "te", SG_H1_F_TE);
+    case 3:
+        return KIND_IF(n, "via", SG_H1_F_VIA);
+    case 4:
+        return KIND_IF(n, "host", SG_H1_F_HOST);
+    case 6:
+        return KIND_IF(n, "expect", SG_H1_F_EXPECT);
+    case 7:
+        return c0 == 't' ? KIND_IF(n, "trailer", SG_H1_F_TRAILER) : KIND_IF(n, "upgrade", SG_H1_F_UPGRADE);
+    case 10:
+        return c0 == 'c'   ? KIND_IF(n, "connection", SG_H1_F_CONNECTION)
+               : c0 == 'k' ? KIND_IF(n, "keep-alive", SG_H1_F_KEEP_ALIVE)
+                           : KIND_IF(n, "tracestate", SG_H1_F_TRACESTATE);
+    case 11:
+        return KIND_IF(n, "traceparent", SG_H1_F_TRACEPARENT);
+    case 12:
+        return KIND_IF(n, "max-forwards", SG_H1_F_MAX_FORWARDS);
+    case 14:
+        return KIND_IF(n, "content-length", SG_H1_F_CONTENT_LENGTH);
+    case 15:
+        return KIND_IF(n, "x-forwarded-for", SG_H1_F_X_FORWARDED_FOR);
+    case 16:
+        return KIND_IF(n, "x-forwarded-host", SG_H1_F_X_FORWARDED_HOST);
+    case 17:
+        return c0 == 'x' ? KIND_IF(n, "x-forwarded-proto", SG_H1_F_X_FORWARDED_PROTO)
+                         : KIND_IF(n, "transfer-encoding", SG_H1_F_TRANSFER_ENCODING);
+    default:
+        return SG_H1_F_OTHER;
+    }
 }
 
 /* RFC 9112 6.1 and 6.3: the only transfer coding swarmgate frames by, and
@@ -436,13 +563,11 @@ typedef struct framing_fields {
     bool is_cl_digits;  /* the (first) Content-Length value is 1*DIGIT */
 } framing_fields_t;
 
-static void framing_field(framing_fields_t *f, sg_str_t name, sg_str_t v)
+static void framing_field(framing_fields_t *f, unsigned kind, sg_str_t v)
 {
-    /* Cheap first-byte filter: this runs for every field of every head. */
-    char c0 = (char)(name.len ? name.p[0] | 0x20 : 0);
-    if (c0 == 't' && name.len == 17 && sg_str_ieq(name, SG_STR("transfer-encoding"))) {
+    if (kind == SG_H1_F_TRANSFER_ENCODING) {
         f->is_te_chunked = f->n_te++ == 0 && sg_str_ieq(v, SG_STR("chunked"));
-    } else if (c0 == 'c' && name.len == 14 && sg_str_ieq(name, SG_STR("content-length"))) {
+    } else if (kind == SG_H1_F_CONTENT_LENGTH) {
         if (f->n_cl++ == 0) {
             /* 1*DIGIT, and at most INT64_MAX: a next hop reading it as a
              * signed 64-bit number must not see a negative length. */
@@ -524,23 +649,28 @@ static int on_headers_complete(llhttp_t *ll)
     if (p->kind == SG_H1_RESPONSE)
         h->status = ll->status_code;
     framing_fields_t ff = {0};
+    uint32_t mask = 0;
     for (size_t i = 0; i < h->n_headers; i++) {
+        sg_h1_header_t *f = &h->headers[i];
         /* RFC 9112 5.1: no whitespace between field name and colon. */
         bool has_us = false;
-        if (!is_field_name(h->headers[i].name, &has_us))
+        if (!is_field_name(f->name, &has_us))
             return refuse(p, 400, "invalid header field name");
-        sg_str_t *v = &h->headers[i].value;
+        sg_str_t *v = &f->value;
         if (!v->p)
-            *v = sg_str_make(h->headers[i].name.p + h->headers[i].name.len, 0);
+            *v = sg_str_make(f->name.p + f->name.len, 0);
         while (v->len && (v->p[v->len - 1] == ' ' || v->p[v->len - 1] == '\t'))
             v->len--;
         while (v->len && (v->p[0] == ' ' || v->p[0] == '\t')) {
             v->p++;
             v->len--;
         }
-        framing_field(&ff, h->headers[i].name, *v);
+        f->kind = (uint8_t)sg_h1_field_kind(f->name);
+        mask |= SG_H1_F_BIT(f->kind);
+        framing_field(&ff, f->kind, *v);
         h->n_underscore_fields += has_us;
     }
+    h->field_mask = mask;
     /* Framing (RFC 9112 6): llhttp and the next hop must agree on it.
      * Refused: 400, 502 for a response. */
     h->has_te = ff.n_te > 0;
@@ -685,7 +815,8 @@ static sg_method_t method_of(uint8_t m)
 
 void sg_h1_parser_init(sg_h1_parser_t *p, sg_h1_kind_t kind)
 {
-    memset(p, 0, sizeof(*p));
+    /* llhttp_init zeroes the llhttp_t itself. */
+    memset((char *)p + sizeof(llhttp_t), 0, sizeof(*p) - sizeof(llhttp_t));
     p->kind = kind;
     llhttp_init(LL(p), kind == SG_H1_REQUEST ? HTTP_REQUEST : HTTP_RESPONSE, &g_settings);
     LL(p)->data = p;
@@ -830,6 +961,24 @@ const sg_h1_header_t *sg_h1_find(const sg_h1_head_t *h, sg_str_t name, size_t *c
             if (!first)
                 first = &h->headers[i];
             n++;
+        }
+    }
+    if (count)
+        *count = n;
+    return first;
+}
+
+const sg_h1_header_t *sg_h1_find_kind(const sg_h1_head_t *h, sg_h1_field_t kind, size_t *count)
+{
+    const sg_h1_header_t *first = NULL;
+    size_t n = 0;
+    if (h->field_mask & SG_H1_F_BIT(kind)) {
+        for (size_t i = 0; i < h->n_headers; i++) {
+            if (h->headers[i].kind == kind) {
+                if (!first)
+                    first = &h->headers[i];
+                n++;
+            }
         }
     }
     if (count)
@@ -1026,7 +1175,10 @@ int sg_h1_read_head(sg_h1_reader_t *r, const sg_h1_read_opts_t *o, const char *p
     *used = u;
     if (st == SG_H1_SCAN_MORE)
         return SG_H1_READ_MORE;
-    sg_h1_parser_init(&r->parser, o->kind);
+    /* sg_h1_parse_head initializes the parser, keeping these. */
+    r->parser.kind = o->kind;
+    r->parser.on_body = NULL;
+    r->parser.ud = NULL;
     r->parser.max_body = o->max_body;
     r->parser.max_trailer_bytes = o->max_trailer_bytes;
     r->parser.max_trailer_count = o->max_trailer_count;

@@ -62,7 +62,23 @@ sg_txn_t *sg__txn_new(sg_conn_t *c)
     sg_txn_t *t = sg_freelist_get(&w->fl_txn);
     if (!t)
         return NULL;
-    memset(t, 0, sizeof(*t));
+    /* Zeroed up to the trace context's tracestate text (the txn is 2.6 KB,
+     * most of it strings): that text, path, host and server are C strings
+     * (first byte NUL, tracestate_len 0), and the egress part is the egress
+     * handler's, all of it zero for an egress listener. */
+    memset(t, 0, offsetof(sg_txn_t, trace) + offsetof(sg_trace_ctx_t, tracestate));
+    t->trace.tracestate[0] = '\0';
+    t->trace.tracestate_len = 0;
+    t->error = NULL;
+    t->path[0] = t->host[0] = t->server[0] = '\0';
+    t->srv = NULL;
+    if (c->lst->conf->mode == SG_LISTENER_EGRESS) {
+        memset(&t->eg, 0, sizeof(t->eg));
+    } else {
+        t->eg.dns = NULL;
+        t->eg.dest = NULL;
+        t->eg.agent[0] = '\0';
+    }
     t->conn = c;
     t->gen = sg__wgen_ref(w->gen);
     t->handler = c->lst->handler;
@@ -381,8 +397,10 @@ static void conn_tokens_collect(const sg_h1_head_t *h, conn_tokens_t *ct)
 {
     ct->n = 0;
     ct->overflow = NULL;
+    if (!(h->field_mask & SG_H1_F_BIT(SG_H1_F_CONNECTION)))
+        return;
     for (size_t k = 0; k < h->n_headers; k++) {
-        if (!sg_str_ieq(h->headers[k].name, SG_STR("connection")))
+        if (h->headers[k].kind != SG_H1_F_CONNECTION)
             continue;
         sg_str_t v = h->headers[k].value;
         size_t i = 0;
@@ -406,20 +424,20 @@ static void conn_tokens_collect(const sg_h1_head_t *h, conn_tokens_t *ct)
     }
 }
 
-static bool is_named_by_connection(const conn_tokens_t *ct, sg_str_t name)
+/* Never let Connection remove framing or identity fields (a known
+ * smuggling/abuse trick); those are handled explicitly. */
+#define PROTECTED_KINDS                                                                                                \
+    (SG_H1_F_BIT(SG_H1_F_CONTENT_LENGTH) | SG_H1_F_BIT(SG_H1_F_TRANSFER_ENCODING) | SG_H1_F_BIT(SG_H1_F_HOST))
+
+static bool is_named_by_connection(const conn_tokens_t *ct, const sg_h1_header_t *f)
 {
-    if (ct->n == 0)
+    if (ct->n == 0 || (SG_H1_F_BIT(f->kind) & PROTECTED_KINDS))
         return false;
-    /* Never let Connection remove framing or identity fields (a known
-     * smuggling/abuse trick); those are handled explicitly. */
-    static const sg_str_t protected_names[] = {SG_STR("content-length"), SG_STR("transfer-encoding"), SG_STR("host")};
-    for (size_t i = 0; i < SG_ARRAY_SIZE(protected_names); i++)
-        if (sg_str_ieq(name, protected_names[i]))
-            return false;
+    sg_str_t name = f->name;
     if (ct->overflow) {
         const sg_h1_head_t *h = ct->overflow;
         for (size_t i = 0; i < h->n_headers; i++)
-            if (sg_str_ieq(h->headers[i].name, SG_STR("connection")) && sg_h1_list_has(h->headers[i].value, name))
+            if (h->headers[i].kind == SG_H1_F_CONNECTION && sg_h1_list_has(h->headers[i].value, name))
                 return true;
         return false;
     }
@@ -429,21 +447,15 @@ static bool is_named_by_connection(const conn_tokens_t *ct, sg_str_t name)
     return false;
 }
 
-static bool is_hop_by_hop(sg_str_t n)
-{
-    /* RFC 9110 7.6.1 */
-    return sg_str_ieq(n, SG_STR("connection")) || sg_str_ieq(n, SG_STR("keep-alive")) || sg_str_ieq(n, SG_STR("te")) ||
-           sg_str_ieq(n, SG_STR("trailer")) || sg_str_ieq(n, SG_STR("upgrade")) ||
-           (n.len >= 6 && sg_str_ieq(sg_str_make(n.p, 6), SG_STR("proxy-")));
-}
+/* RFC 9110 7.6.1: Connection, Keep-Alive, TE, Trailer, Upgrade and the
+ * Proxy-* fields of old proxies. */
+#define HOP_KINDS                                                                                                      \
+    (SG_H1_F_BIT(SG_H1_F_CONNECTION) | SG_H1_F_BIT(SG_H1_F_KEEP_ALIVE) | SG_H1_F_BIT(SG_H1_F_TE) |                     \
+     SG_H1_F_BIT(SG_H1_F_TRAILER) | SG_H1_F_BIT(SG_H1_F_UPGRADE) | SG_H1_F_BIT(SG_H1_F_PROXY))
 
-/* The headers swarmgate re-emits itself. Accepted aliases (X-Request-Id...)
- * are not among them: they often carry other systems' ids and go upstream
- * unchanged (docs/tracing.md). */
-static bool is_trace_header(const sg_config_t *cfg, sg_str_t n)
+static bool is_hop_by_hop(const sg_h1_header_t *f)
 {
-    return sg_str_ieq(n, sg_str_cstr(cfg->trace.header)) || sg_str_ieq(n, SG_STR("traceparent")) ||
-           sg_str_ieq(n, SG_STR("tracestate"));
+    return (SG_H1_F_BIT(f->kind) & HOP_KINDS) != 0;
 }
 
 /* ---- trace ----------------------------------------------------------------------- */
@@ -670,35 +682,56 @@ int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size
     conn_tokens_t ct;
     conn_tokens_collect(h, &ct);
     bool has_xff = false, has_via = false;
+    sg_str_t tid_name = sg_str_cstr(cfg->trace.header);
     for (size_t i = 0; i < h->n_headers; i++) {
-        sg_str_t n = h->headers[i].name, v = h->headers[i].value;
-        if (sg_str_ieq(n, SG_STR("host")) || sg_str_ieq(n, SG_STR("expect")))
+        const sg_h1_header_t *f = &h->headers[i];
+        sg_str_t n = f->name, v = f->value;
+        switch (f->kind) {
+        case SG_H1_F_HOST:
+        case SG_H1_F_EXPECT:
             continue;
-        /* Egress: the client's X-Forwarded-* go on untouched, and none of
-         * ours is added (agents' addresses are not for third parties). */
-        if (!is_egress && (sg_str_ieq(n, SG_STR("x-forwarded-proto")) || sg_str_ieq(n, SG_STR("x-forwarded-host"))))
-            continue;
-        if (!is_egress && sg_str_ieq(n, SG_STR("x-forwarded-for"))) {
-            has_xff = true;
-            continue;
-        }
-        if (sg_str_ieq(n, SG_STR("via"))) {
+        case SG_H1_F_X_FORWARDED_PROTO:
+        case SG_H1_F_X_FORWARDED_HOST:
+            /* Egress: the client's X-Forwarded-* go on untouched, and none
+             * of ours is added (agents' addresses are not for third
+             * parties). */
+            if (!is_egress)
+                continue;
+            break;
+        case SG_H1_F_X_FORWARDED_FOR:
+            if (!is_egress) {
+                has_xff = true;
+                continue;
+            }
+            break;
+        case SG_H1_F_VIA:
             has_via = true;
             continue;
+        case SG_H1_F_TRACEPARENT: /* the trace headers are swarmgate's own (below) */
+        case SG_H1_F_TRACESTATE:
+            continue;
+        case SG_H1_F_TRANSFER_ENCODING:
+        case SG_H1_F_CONTENT_LENGTH:
+            /* Framing goes on as swarmgate framed the body (below), never
+             * as a field it did not use (RFC 9112 6.1, 6.3). */
+            continue;
+        default:
+            if (is_hop_by_hop(f))
+                continue;
+            break;
         }
-        if (is_hop_by_hop(n) || is_trace_header(cfg, n) || (ct.n && is_named_by_connection(&ct, n)))
+        /* The trace id header is re-emitted below. Accepted aliases
+         * (X-Request-Id...) are not: they often carry other systems' ids
+         * and go upstream unchanged (docs/tracing.md). */
+        if (sg_str_ieq(n, tid_name) || (ct.n && is_named_by_connection(&ct, f)))
             continue;
         if (is_egress && cfg->egress.agent_header && sg_str_ieq(n, sg_str_cstr(cfg->egress.agent_header)))
             continue; /* the agent's name is for this proxy (docs/egress.md, "Agents") */
-        /* Framing goes on as swarmgate framed the body (below), never as a
-         * field it did not use (RFC 9112 6.1, 6.3). */
-        if (sg_str_ieq(n, SG_STR("transfer-encoding")) || sg_str_ieq(n, SG_STR("content-length")))
-            continue;
         if (h->n_underscore_fields && cfg->limits.underscores_in_headers != SG_UNDERSCORES_ALLOW &&
             sg_h1_name_has_underscore(n))
             continue;
         uint32_t mf;
-        if (is_max_forwards_method(h->method) && sg_str_ieq(n, SG_STR("max-forwards")) && max_forwards_parse(v, &mf) &&
+        if (f->kind == SG_H1_F_MAX_FORWARDS && is_max_forwards_method(h->method) && max_forwards_parse(v, &mf) &&
             mf > 0) {
             /* sg__proxy_head answered a 0 itself and refused bad values. */
             out_str(&o, n);
@@ -714,7 +747,7 @@ int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size
         out_cstr(&o, "X-Forwarded-For: ");
         if (has_xff) {
             for (size_t i = 0; i < h->n_headers; i++) {
-                if (sg_str_ieq(h->headers[i].name, SG_STR("x-forwarded-for")) && h->headers[i].value.len) {
+                if (h->headers[i].kind == SG_H1_F_X_FORWARDED_FOR && h->headers[i].value.len) {
                     out_str(&o, h->headers[i].value);
                     out_put(&o, ", ", 2);
                 }
@@ -732,7 +765,7 @@ int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size
     out_cstr(&o, "Via: ");
     if (has_via) {
         for (size_t i = 0; i < h->n_headers; i++) {
-            if (sg_str_ieq(h->headers[i].name, SG_STR("via")) && h->headers[i].value.len) {
+            if (h->headers[i].kind == SG_H1_F_VIA && h->headers[i].value.len) {
                 out_str(&o, h->headers[i].value);
                 out_put(&o, ", ", 2);
             }
@@ -740,7 +773,7 @@ int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size
     }
     out_cstr(&o, h->version_minor == 0 ? "1.0 swarmgate\r\n" : "1.1 swarmgate\r\n");
     if (is_upgrade) {
-        const sg_h1_header_t *up = sg_h1_find(h, SG_STR("upgrade"), NULL);
+        const sg_h1_header_t *up = sg_h1_find_kind(h, SG_H1_F_UPGRADE, NULL);
         out_cstr(&o, "Connection: upgrade\r\n");
         if (up)
             out_header(&o, SG_STR("Upgrade"), up->value);
@@ -753,7 +786,7 @@ int sg__proxy_build_uphead(const sg_uphead_in_t *in, char *out, size_t cap, size
         out_put(&o, "\r\n", 2);
     }
     const sg_trace_ctx_t *tr = in->trace;
-    out_header(&o, sg_str_cstr(cfg->trace.header), sg_str_cstr(tr->trace_id));
+    out_header(&o, tid_name, sg_str_cstr(tr->trace_id));
     if (cfg->trace.traceparent && tr->traceparent[0])
         out_header(&o, SG_STR("traceparent"), sg_str_cstr(tr->traceparent));
     if (cfg->trace.traceparent && tr->tracestate_len)
@@ -861,7 +894,7 @@ void sg__proxy_head(sg_conn_t *c)
 
     /* Request target (RFC 9112 3.2). */
     size_t n_host = 0;
-    const sg_h1_header_t *hh = sg_h1_find(h, SG_STR("host"), &n_host);
+    const sg_h1_header_t *hh = sg_h1_find_kind(h, SG_H1_F_HOST, &n_host);
     sg_str_t host = hh ? hh->value : SG_STR_NULL;
     sg_str_t target = h->target, path, query = SG_STR_NULL;
     bool is_absolute = false;
@@ -958,7 +991,7 @@ void sg__proxy_head(sg_conn_t *c)
         return;
     }
     size_t n_expect = 0;
-    const sg_h1_header_t *ex = sg_h1_find(h, SG_STR("expect"), &n_expect);
+    const sg_h1_header_t *ex = sg_h1_find_kind(h, SG_H1_F_EXPECT, &n_expect);
     if (ex) {
         if (n_expect > 1 || !sg_str_ieq(ex->value, SG_STR("100-continue"))) {
             sg__conn_error(c, 417, "unsupported expectation", true);
@@ -968,14 +1001,14 @@ void sg__proxy_head(sg_conn_t *c)
             t->flags |= SG_TXN_F_EXPECT;
     }
     if (h->is_upgrade && h->method != SG_METHOD_CONNECT && h->version_minor >= 1 &&
-        sg_h1_find(h, SG_STR("upgrade"), NULL))
+        sg_h1_find_kind(h, SG_H1_F_UPGRADE, NULL))
         t->flags |= SG_TXN_F_UPGRADE;
     /* RFC 9110 7.6.2: check Max-Forwards (OPTIONS, TRACE); a value that is
      * not 1*DIGIT, or two of them, cannot be updated: 400. */
     bool is_mf_zero = false;
     if (is_max_forwards_method(h->method)) {
         size_t n_mf = 0;
-        const sg_h1_header_t *mf = sg_h1_find(h, SG_STR("max-forwards"), &n_mf);
+        const sg_h1_header_t *mf = sg_h1_find_kind(h, SG_H1_F_MAX_FORWARDS, &n_mf);
         uint32_t mfv = 1;
         if (mf && (n_mf > 1 || !max_forwards_parse(mf->value, &mfv))) {
             sg__conn_error(c, 400, "invalid Max-Forwards", true);
@@ -1591,23 +1624,25 @@ int sg__proxy_build_resphead(const sg_config_t *cfg, const sg_h1_head_t *h, cons
     bool is_bodiless = h->status < 200 || h->status == 204;
     conn_tokens_t ct;
     conn_tokens_collect(h, &ct);
+    sg_str_t tid_name = sg_str_cstr(cfg->trace.header);
     for (size_t i = 0; i < h->n_headers; i++) {
-        sg_str_t n = h->headers[i].name;
-        if (is_101 && (sg_str_ieq(n, SG_STR("upgrade")) || sg_str_ieq(n, SG_STR("connection")))) {
-            out_header(&o, n, h->headers[i].value);
+        const sg_h1_header_t *f = &h->headers[i];
+        sg_str_t n = f->name;
+        if (is_101 && (f->kind == SG_H1_F_UPGRADE || f->kind == SG_H1_F_CONNECTION)) {
+            out_header(&o, n, f->value);
             continue;
         }
-        if (is_hop_by_hop(n) || (ct.n && is_named_by_connection(&ct, n)))
+        if (is_hop_by_hop(f) || (ct.n && is_named_by_connection(&ct, f)))
             continue;
-        if (sg_str_ieq(n, sg_str_cstr(cfg->trace.header)))
+        if (sg_str_ieq(n, tid_name))
             continue; /* ours wins: exactly one X-Trace-Id */
-        if ((is_decode || is_bodiless) && sg_str_ieq(n, SG_STR("transfer-encoding")))
+        if ((is_decode || is_bodiless) && f->kind == SG_H1_F_TRANSFER_ENCODING)
             continue;
-        if (is_bodiless && sg_str_ieq(n, SG_STR("content-length")))
+        if (is_bodiless && f->kind == SG_H1_F_CONTENT_LENGTH)
             continue;
-        out_header(&o, n, h->headers[i].value);
+        out_header(&o, n, f->value);
     }
-    out_header(&o, sg_str_cstr(cfg->trace.header), sg_str_cstr(trace_id));
+    out_header(&o, tid_name, sg_str_cstr(trace_id));
     if (will_close && !is_101)
         out_cstr(&o, "Connection: close\r\n");
     out_put(&o, "\r\n", 2);

@@ -291,6 +291,30 @@ bool sg_buf_put_hex(sg_buf_t *b, uint64_t v, unsigned digits)
     return sg_buf_put(b, tmp, digits);
 }
 
+/* Whether s[0, len) is copied as is (no control byte, DEL, '"', '\\' or
+ * byte >= 0x80): a word at a time, the last one overlapping the one before
+ * it, so that a string of 8 bytes or more takes no bytewise tail. */
+static bool is_plain(const unsigned char *s, size_t len)
+{
+    uint64_t v;
+    if (len < 8) {
+        for (size_t i = 0; i < len; i++)
+            if (byte_class[s[i]] != C_PLAIN)
+                return false;
+        return true;
+    }
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        memcpy(&v, s + i, 8);
+        if (word_has_special(v))
+            return false;
+    }
+    if (i == len)
+        return true;
+    memcpy(&v, s + len - 8, 8);
+    return !word_has_special(v);
+}
+
 bool sg_buf_put_json_str(sg_buf_t *b, const char *in, size_t len, size_t max_body)
 {
     size_t avail = sg_buf_avail(b);
@@ -300,6 +324,16 @@ bool sg_buf_put_json_str(sg_buf_t *b, const char *in, size_t len, size_t max_bod
     }
     size_t room = SG_MIN(avail - 2, max_body), used = 0;
     char *o = b->p + b->len;
+    if (len <= room && is_plain((const unsigned char *)in, len)) {
+        /* The common case (ids, addresses, names, plain paths): what
+         * sg_json_escape_ex would write, without its per-run work. */
+        o[0] = '"';
+        if (len)
+            memcpy(o + 1, in, len);
+        o[len + 1] = '"';
+        b->len += len + 2;
+        return true;
+    }
     size_t n = sg_json_escape_ex(o + 1, room, in, len, &used);
     if (used < len && room < max_body) {
         /* cut by the buffer, not by max_body: all-or-nothing */
@@ -333,30 +367,41 @@ static inline void put2(char *p, unsigned v)
     p[1] = (char)('0' + v % 10);
 }
 
+/* The text up to the seconds of the last second formatted on this thread
+ * (every access-log line of a second shares it). */
+static _Thread_local uint64_t tl_ts_secs = UINT64_MAX;
+static _Thread_local char tl_ts_text[20];
+
 bool sg_buf_put_rfc3339_ms(sg_buf_t *b, uint64_t unix_ns)
 {
     uint64_t secs = unix_ns / 1000000000u;
     unsigned ms = (unsigned)(unix_ns / 1000000u % 1000u);
-    int64_t days = (int64_t)(secs / 86400u);
-    unsigned sod = (unsigned)(secs % 86400u);
-    int64_t y;
-    unsigned m, d;
-    civil_from_days(days, &y, &m, &d);
     char t[24];
-    unsigned yy = (unsigned)(y % 10000);
-    put2(t, yy / 100);
-    put2(t + 2, yy % 100);
-    t[4] = '-';
-    put2(t + 5, m);
-    t[7] = '-';
-    put2(t + 8, d);
-    t[10] = 'T';
-    put2(t + 11, sod / 3600);
-    t[13] = ':';
-    put2(t + 14, sod / 60 % 60);
-    t[16] = ':';
-    put2(t + 17, sod % 60);
-    t[19] = '.';
+    if (secs != tl_ts_secs) {
+        int64_t days = (int64_t)(secs / 86400u);
+        unsigned sod = (unsigned)(secs % 86400u);
+        int64_t y;
+        unsigned m, d;
+        civil_from_days(days, &y, &m, &d);
+        unsigned yy = (unsigned)(y % 10000);
+        put2(t, yy / 100);
+        put2(t + 2, yy % 100);
+        t[4] = '-';
+        put2(t + 5, m);
+        t[7] = '-';
+        put2(t + 8, d);
+        t[10] = 'T';
+        put2(t + 11, sod / 3600);
+        t[13] = ':';
+        put2(t + 14, sod / 60 % 60);
+        t[16] = ':';
+        put2(t + 17, sod % 60);
+        t[19] = '.';
+        memcpy(tl_ts_text, t, sizeof(tl_ts_text));
+        tl_ts_secs = secs;
+    } else {
+        memcpy(t, tl_ts_text, sizeof(tl_ts_text));
+    }
     t[20] = (char)('0' + ms / 100);
     put2(t + 21, ms % 100);
     t[23] = 'Z';

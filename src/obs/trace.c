@@ -50,19 +50,80 @@ static sg_str_t trim_ows(sg_str_t s)
 
 /* ---- UUIDs ------------------------------------------------------------ */
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define ID_ONES 0x0101010101010101ull
+
+/* Bit 7 of each byte of x that lies strictly between lo and hi (both
+ * below 0x80); exact per byte: the masked sums cannot carry across bytes
+ * (bit hacks' hasbetween). */
+static inline uint64_t bytes_between(uint64_t x, unsigned lo, unsigned hi)
+{
+    uint64_t low7 = x & ID_ONES * 0x7fu;
+    return (ID_ONES * (127u + hi) - low7) & ~x & (low7 + ID_ONES * (127u - lo)) & ID_ONES * 0x80u;
+}
+
+/* Eight id bytes: whether each is a hex digit (any case), lowered. */
+static inline bool hex_word(uint64_t w, uint64_t *lower)
+{
+    uint64_t l = w | ID_ONES * 0x20u; /* 'A'-'F' -> 'a'-'f'; digits have the bit */
+    uint64_t ok = bytes_between(w, '0' - 1, '9' + 1) | bytes_between(l, 'a' - 1, 'f' + 1);
+    *lower = l;
+    return (ok & ~w) == ID_ONES * 0x80u; /* bytes >= 0x80 never are */
+}
+
+static inline uint64_t load_word(const unsigned char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+static inline uint64_t load_two_groups(const unsigned char *a, const unsigned char *b)
+{
+    uint32_t x, y;
+    memcpy(&x, a, 4);
+    memcpy(&y, b, 4);
+    return (uint64_t)x | (uint64_t)y << 32;
+}
+#endif
+
 int sg_trace_id_parse(sg_str_t in, char out[SG_TRACE_ID_LEN + 1])
 {
     if (in.len != SG_TRACE_ID_LEN || !in.p)
         return -1;
+    const unsigned char *u = (const unsigned char *)in.p;
+    if (u[8] != '-' || u[13] != '-' || u[18] != '-' || u[23] != '-')
+        return -1;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* The 32 digits as four words (8, 4+4, 4+4, 8 of the groups), checked
+     * and lowered eight at a time: this runs for every request. */
+    uint64_t w[4] = {load_word(u), load_two_groups(u + 9, u + 14), load_two_groups(u + 19, u + 24), load_word(u + 28)};
+    uint64_t l[4], nonzero = 0;
+    for (size_t i = 0; i < 4; i++) {
+        if (!hex_word(w[i], &l[i]))
+            return -1;
+        nonzero |= l[i] ^ ID_ONES * '0';
+    }
+    if (!nonzero)
+        return -1;
+    char id[SG_TRACE_ID_LEN + 4];
+    memcpy(id, &l[0], 8);
+    id[8] = '-';
+    memcpy(id + 9, &l[1], 4);
+    id[13] = '-';
+    memcpy(id + 14, (const char *)&l[1] + 4, 4);
+    id[18] = '-';
+    memcpy(id + 19, &l[2], 4);
+    id[23] = '-';
+    memcpy(id + 24, (const char *)&l[2] + 4, 4);
+    memcpy(id + 28, &l[3], 8);
+    memcpy(out, id, SG_TRACE_ID_LEN);
+#else
     bool nonzero = false;
     for (size_t i = 0; i < SG_TRACE_ID_LEN; i++) {
-        char c = in.p[i];
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (c != '-')
-                return -1;
+        if (i == 8 || i == 13 || i == 18 || i == 23)
             continue;
-        }
-        int v = hex_val(c, false);
+        int v = hex_val((char)u[i], false);
         if (v < 0)
             return -1;
         nonzero |= v != 0;
@@ -71,6 +132,7 @@ int sg_trace_id_parse(sg_str_t in, char out[SG_TRACE_ID_LEN + 1])
         return -1;
     for (size_t i = 0; i < SG_TRACE_ID_LEN; i++)
         out[i] = sg_ascii_lower(in.p[i]);
+#endif
     out[SG_TRACE_ID_LEN] = '\0';
     return 0;
 }
@@ -196,16 +258,37 @@ static uint64_t span_next(void)
     return z ^ (z >> 31);
 }
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+/* The 8 nibbles of v as lower-case hex, most significant first, in the
+ * byte order of a little-endian store: each nibble spread into a byte,
+ * then '0' added, and 'a' - '0' - 10 more where the nibble is above 9. */
+static inline uint64_t hex8(uint32_t v)
+{
+    uint64_t x = v;
+    x = (x | x << 16) & 0x0000ffff0000ffffull;
+    x = (x | x << 8) & 0x00ff00ff00ff00ffull;
+    x = (x | x << 4) & 0x0f0f0f0f0f0f0f0full; /* byte k holds nibble k */
+    uint64_t above9 = ((x + 0x0606060606060606ull) >> 4) & 0x0101010101010101ull;
+    return __builtin_bswap64(x + 0x3030303030303030ull + above9 * ('a' - '0' - 10));
+}
+#endif
+
 void sg_span_id_generate(char out[SG_SPAN_ID_LEN + 1])
 {
     uint64_t v;
     do
         v = span_next();
     while (SG_UNLIKELY(v == 0)); /* all-zero parent-id is invalid (W3C 3.2.2.4) */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t hi = hex8((uint32_t)(v >> 32)), lo = hex8((uint32_t)v);
+    memcpy(out, &hi, 8);
+    memcpy(out + 8, &lo, 8);
+#else
     for (int i = SG_SPAN_ID_LEN - 1; i >= 0; i--) {
         out[i] = hex_lower[v & 0xf];
         v >>= 4;
     }
+#endif
     out[SG_SPAN_ID_LEN] = '\0';
 }
 
@@ -446,7 +529,12 @@ static bool take_tracestate(const sg_trace_in_t *in, sg_trace_ctx_t *out)
 
 void sg_trace_resolve(const sg_trace_in_t *in, bool sample_new, sg_trace_ctx_t *out)
 {
-    memset(out, 0, sizeof(*out));
+    /* Everything but the tracestate text, which is a C string of
+     * tracestate_len bytes (its bytes past the NUL are never read): most
+     * of the struct, not worth zeroing per request. */
+    memset(out, 0, offsetof(sg_trace_ctx_t, tracestate));
+    out->tracestate[0] = '\0';
+    out->tracestate_len = 0;
     bool is_generated = false;
 
     /* traceparent: exactly one line, valid (two lines = invalid, W3C 3.2). */

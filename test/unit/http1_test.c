@@ -666,3 +666,101 @@ Test(http1, llhttp_is_the_strict_machine, .timeout = 5)
         run_msg(SG_H1_RESPONSE, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nAXY0\r\n\r\n", false, &rest),
         -400);
 }
+
+Test(http1, field_kinds_match_names_ignoring_case_only, .timeout = 5)
+{
+    static const struct {
+        const char *name;
+        sg_h1_field_t kind;
+    } cases[] = {
+        {"Host", SG_H1_F_HOST},
+        {"hOST", SG_H1_F_HOST},
+        {"Hos", SG_H1_F_OTHER},
+        {"Content-Length", SG_H1_F_CONTENT_LENGTH},
+        {"Content\rLength", SG_H1_F_OTHER}, /* CR | 0x20 is '-': not taken for one */
+        {"Content_Length", SG_H1_F_OTHER},
+        {"TRANSFER-ENCODING", SG_H1_F_TRANSFER_ENCODING},
+        {"X-Forwarded-Proto", SG_H1_F_X_FORWARDED_PROTO},
+        {"X-Forwarded-Host", SG_H1_F_X_FORWARDED_HOST},
+        {"x-forwarded-for", SG_H1_F_X_FORWARDED_FOR},
+        {"Connection", SG_H1_F_CONNECTION},
+        {"Keep-Alive", SG_H1_F_KEEP_ALIVE},
+        {"TE", SG_H1_F_TE},
+        {"Trailer", SG_H1_F_TRAILER},
+        {"Upgrade", SG_H1_F_UPGRADE},
+        {"Proxy-Authorization", SG_H1_F_PROXY},
+        {"proxy-", SG_H1_F_PROXY},
+        {"proxy", SG_H1_F_OTHER},
+        {"Expect", SG_H1_F_EXPECT},
+        {"Via", SG_H1_F_VIA},
+        {"traceparent", SG_H1_F_TRACEPARENT},
+        {"TraceState", SG_H1_F_TRACESTATE},
+        {"Max-Forwards", SG_H1_F_MAX_FORWARDS},
+        {"X-Trace-Id", SG_H1_F_OTHER},
+        {"Content-Type", SG_H1_F_OTHER},
+        {"", SG_H1_F_OTHER},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        cr_assert_eq(sg_h1_field_kind(sg_str_cstr(cases[i].name)), cases[i].kind, "%s", cases[i].name);
+    /* Every byte value in every position of every known name: the kind
+     * is kept exactly when sg_str_ieq still matches. */
+    static const char *const known[] = {"te", "host", "connection", "x-forwarded-proto", "proxy-a"};
+    for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++) {
+        char b[32];
+        size_t len = strlen(known[k]);
+        sg_h1_field_t want = sg_h1_field_kind(sg_str_make(known[k], len));
+        for (size_t pos = 0; pos < len; pos++) {
+            for (int c = 0; c < 256; c++) {
+                memcpy(b, known[k], len);
+                b[pos] = (char)c;
+                bool same =
+                    sg_str_ieq(sg_str_make(b, len), sg_str_make(known[k], len)) || (want == SG_H1_F_PROXY && pos >= 6);
+                cr_assert_eq(sg_h1_field_kind(sg_str_make(b, len)), same ? want : SG_H1_F_OTHER, "%s at %zu: %d",
+                             known[k], pos, c);
+            }
+        }
+    }
+}
+
+Test(http1, parsed_fields_carry_their_kind, .timeout = 5)
+{
+    sg_h1_parser_t p;
+    sg_h1_header_t h[16];
+    size_t n;
+    const char *req = "GET / HTTP/1.1\r\nHOST: a\r\nX-Trace-Id: x\r\nconnection: close\r\nVia: 1.1 b\r\n\r\n";
+    cr_assert_eq(parse_req(&p, req, h, &n), 0);
+    cr_assert_eq(p.head.headers[0].kind, SG_H1_F_HOST);
+    cr_assert_eq(p.head.headers[1].kind, SG_H1_F_OTHER);
+    cr_assert_eq(p.head.headers[2].kind, SG_H1_F_CONNECTION);
+    cr_assert_eq(p.head.headers[3].kind, SG_H1_F_VIA);
+    cr_assert_eq(p.head.field_mask, SG_H1_F_BIT(SG_H1_F_HOST) | SG_H1_F_BIT(SG_H1_F_OTHER) |
+                                        SG_H1_F_BIT(SG_H1_F_CONNECTION) | SG_H1_F_BIT(SG_H1_F_VIA));
+    size_t count = 0;
+    cr_assert_eq(sg_h1_find_kind(&p.head, SG_H1_F_VIA, &count), &p.head.headers[3]);
+    cr_assert_eq(count, 1);
+    cr_assert_null(sg_h1_find_kind(&p.head, SG_H1_F_EXPECT, &count));
+    cr_assert_eq(count, 0);
+}
+
+/* sg_str_ieq compares eight bytes at a time from eight bytes on: every
+ * pair of byte values at several positions of 8- to 17-byte strings gives
+ * the bytewise answer (equal, or both the same letter in either case). */
+Test(http1, str_ieq_words_match_bytewise, .timeout = 30)
+{
+    for (size_t len = 8; len <= 17; len += 3) {
+        for (size_t pos = 0; pos < len; pos += 4) {
+            for (int x = 0; x < 256; x++) {
+                for (int y = 0; y < 256; y++) {
+                    char a[17], b[17];
+                    memset(a, 'q', len);
+                    memset(b, 'Q', len);
+                    a[pos] = (char)x;
+                    b[pos] = (char)y;
+                    bool want = sg_ascii_lower((char)x) == sg_ascii_lower((char)y);
+                    if (sg_str_ieq(sg_str_make(a, len), sg_str_make(b, len)) != want)
+                        cr_assert_fail("len %zu at %zu: %d %d", len, pos, x, y);
+                }
+            }
+        }
+    }
+}

@@ -303,3 +303,53 @@ Test(json, every_byte_at_every_position_escapes_as_alone, .timeout = 30)
         }
     }
 }
+
+/* sg_buf_put_json_str copies a plain string as is (fast path) and escapes
+ * anything else: its output is sg_json_escape's in quotes for every byte
+ * value at every position of strings of 1 to 20 bytes. */
+Test(json, buf_json_str_is_quoted_escape, .timeout = 30)
+{
+    for (size_t len = 1; len <= 20; len++) {
+        for (int c = 0; c < 256; c++) {
+            for (size_t pos = 0; pos < len; pos++) {
+                char in[20], mem[256], want[256];
+                memset(in, 'x', len);
+                in[pos] = (char)c;
+                sg_buf_t b;
+                sg_buf_init(&b, mem, sizeof(mem));
+                cr_assert(sg_buf_put_json_str(&b, in, len, 1000));
+                want[0] = '"';
+                size_t n = sg_json_escape(want + 1, sizeof(want) - 2, in, len);
+                want[n + 1] = '"';
+                cr_assert_eq(b.len, n + 2, "len %zu byte %d at %zu", len, c, pos);
+                cr_assert_eq(memcmp(mem, want, n + 2), 0, "len %zu byte %d at %zu", len, c, pos);
+            }
+        }
+    }
+    char mem[8];
+    sg_buf_t b;
+    sg_buf_init(&b, mem, sizeof(mem));
+    cr_assert(sg_buf_put_json_str(&b, "", 0, 10));
+    cr_assert_eq(b.len, 2);
+    cr_assert_not(sg_buf_put_json_str(&b, "abcdefgh", 8, 10)); /* does not fit: nothing written */
+    cr_assert(b.is_overflow);
+    cr_assert_eq(b.len, 2);
+}
+
+/* The text up to the seconds is kept per thread: times within one second,
+ * then another second, then the first again, all as gmtime says. */
+Test(json, rfc3339_same_second_and_back, .timeout = 30)
+{
+    const uint64_t base = 1709251199000000000ull; /* 2024-02-29T23:59:59Z */
+    const uint64_t ns[] = {base + 1000000, base + 999000000, base + 1000000000, base + 5000000, base};
+    const char *want[] = {"2024-02-29T23:59:59.001Z", "2024-02-29T23:59:59.999Z", "2024-03-01T00:00:00.000Z",
+                          "2024-02-29T23:59:59.005Z", "2024-02-29T23:59:59.000Z"};
+    for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
+        char mem[32];
+        sg_buf_t b;
+        sg_buf_init(&b, mem, sizeof(mem));
+        cr_assert(sg_buf_put_rfc3339_ms(&b, ns[i]));
+        mem[b.len] = '\0';
+        cr_assert_str_eq(mem, want[i]);
+    }
+}
