@@ -403,6 +403,27 @@ static double parse_ms(const char *s)
     return v;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* CPU per request over a run: the proxy's (user and system apart) and the
+ * peer's (the load generator and the origin, peer_s seconds together). */
+static void per_request(wrk_result_t *r, pid_t proxy_root, tree_reading_t before, tree_reading_t after, double peer_s)
+{
+    if (r->requests > 0 && proxy_root > 0) {
+        r->cpu_us_per_req = (after.cpu_s - before.cpu_s) * 1e6 / r->requests;
+        r->sys_us_per_req = (after.sys_s - before.sys_s) * 1e6 / r->requests;
+        r->usr_us_per_req = r->cpu_us_per_req - r->sys_us_per_req;
+    }
+    if (r->requests <= 0 || r->rps <= 0)
+        r->errors++; /* the load generator did not run, or nothing was answered */
+    if (r->requests > 0)
+        r->peer_us_per_req = peer_s * 1e6 / r->requests;
+}
+
 /* A trace id as the platform sends it (requests behind the platform carry
  * one; without it swarmgate makes one per request with libuuid). */
 #define BENCH_TRACE_ID "X-Trace-Id: 4bf92f35-77b3-4da6-a3ce-929d0e0e4736"
@@ -494,15 +515,7 @@ static wrk_result_t run_wrk(int port, const char *path, int conns, int seconds, 
         }
     }
     fclose(f);
-    if (r.requests > 0 && proxy_root > 0) {
-        r.cpu_us_per_req = (after.cpu_s - before.cpu_s) * 1e6 / r.requests;
-        r.sys_us_per_req = (after.sys_s - before.sys_s) * 1e6 / r.requests;
-        r.usr_us_per_req = r.cpu_us_per_req - r.sys_us_per_req;
-    }
-    if (r.requests <= 0 || r.rps <= 0)
-        r.errors++; /* wrk did not run, or nothing was answered */
-    if (r.requests > 0)
-        r.peer_us_per_req = (wrk_s + origin_after.cpu_s - origin_before.cpu_s) * 1e6 / r.requests;
+    per_request(&r, proxy_root, before, after, wrk_s + origin_after.cpu_s - origin_before.cpu_s);
     return r;
 }
 
@@ -801,12 +814,6 @@ static running_t start_proxy(proxy_t p, int workers)
     }
     wait_ready(r.port, is_forward(p) ? g_abs_small : "/small", proxy_names[p]);
     return r;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 static double median(double *v, int n)
