@@ -9,7 +9,12 @@
  * (h2o's ratios are informational). The egress scenario sends absolute-form
  * requests through swarmgate's egress listener and through squid (caching
  * off), with swarmgate's reverse mode on the same load in the same rounds.
- * A contender that answers a non-2xx or has socket errors stops the bench.
+ * The TLS scenarios give every contender the same certificate (TLS 1.3);
+ * https-resume, a new connection per request that resumes the session of
+ * the previous one (session tickets), is driven by a load generator of this
+ * file (run_resume), wrk having no resumption.
+ * A contender that answers a non-2xx or has socket errors stops the bench,
+ * as one that resumes fewer than 90 % of the connections in https-resume.
  * Results also go to a JSON file.
  *
  * swarmgate runs as operators run it: it also polls a real PostgreSQL (a
@@ -42,14 +47,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 
-#include "support/pg_harness.h"
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <unistd.h>
+
+#include "support/pg_harness.h"
 
 #define MAX_PIDS 32
 #define MAX_ROUNDS 15
@@ -257,7 +266,10 @@ static int http_get(int port, const char *path, size_t *body_len)
 
 /* TLS scenarios (#19): every contender's listener speaks TLS 1.3 with the
  * same certificate (made at start with the openssl CLI); g_tls_close makes
- * each request a new connection, hence a new handshake. */
+ * each request a new connection, hence a new handshake (wrk never resumes a
+ * session; https-resume has its own load generator, run_resume). Session
+ * tickets are on in every contender: nginx's ssl_session_tickets (its
+ * default, stated), HAProxy's, h2o's and swarmgate's defaults. */
 static bool g_tls, g_tls_close;
 static int g_origin_port; /* plain HTTP: the origin never speaks TLS */
 static char g_tls_cert[512], g_tls_key[512], g_tls_pem[512];
@@ -387,6 +399,8 @@ typedef struct wrk_result {
     double usr_us_per_req;
     double sys_us_per_req;
     double peer_us_per_req; /* wrk + origin: the load on CPU 0 */
+    long later_conns;       /* https-resume: connections after each slot's first */
+    long resumed;           /* ... of which resumed (SSL_session_reused) */
 } wrk_result_t;
 
 static pid_t g_origin_pid;
@@ -528,9 +542,331 @@ static void refuse(const char *scenario, const char *proxy, long errors)
             proxy, errors);
     FILE *f = fopen(path, "r");
     while (f && fgets(line, sizeof(line), f))
-        fprintf(stderr, "  wrk: %s", line);
+        fprintf(stderr, "  load generator: %s", line);
     if (f)
         fclose(f);
+    die("refused (logs in %s; --allow-errors measures anyway)", g_tmp);
+}
+
+/* ---- new connections with TLS 1.3 resumption (https-resume) ---- */
+
+/* wrk makes a full handshake on every new connection: it never offers a
+ * session. This load generator (a child process on CPU 0, where wrk runs)
+ * keeps `conns` connections in flight from one thread, non-blocking under
+ * poll(2), as wrk does; each slot in a loop: TCP connect, TLS 1.3 handshake
+ * offering the newest session ticket that slot holds (none on its first
+ * connection of a run: a full handshake), GET /small with Connection: close,
+ * the whole response read to the end, close. Latency is
+ * that whole exchange, connect to last byte (wrk's starts at the request's
+ * first byte, after the handshake). A connection that takes more than 2 s is
+ * an error (wrk's timeout). */
+#define RESUME_MAX_CONNS 256
+#define RESUME_TIMEOUT_S 2.0
+#define RESUME_MIN_FRACTION 0.90 /* of the connections after each slot's first */
+
+enum { RS_IDLE, RS_CONNECT, RS_HANDSHAKE, RS_WRITE, RS_READ };
+
+typedef struct resume_slot {
+    int fd;
+    int state;
+    short events;
+    bool later; /* not this slot's first connection: a ticket should be offered */
+    SSL *ssl;
+    SSL_SESSION *sess; /* the newest ticket this slot holds */
+    double t0;
+    long conns;
+    size_t len, total;
+    char buf[4096]; /* the response's first bytes (the head), NUL-ended */
+} resume_slot_t;
+
+typedef struct resume_stats {
+    long requests, later, resumed;
+    long err_connect, err_tls, err_io, err_status, err_timeout;
+    double *lat_ms;
+    size_t nlat, cap;
+} resume_stats_t;
+
+static const char resume_req[] = "GET /small HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
+
+static void rs_close(resume_slot_t *s)
+{
+    if (s->ssl) {
+        SSL_set_quiet_shutdown(s->ssl, 1); /* the server closed first: nothing to send */
+        SSL_shutdown(s->ssl);
+        SSL_free(s->ssl);
+        s->ssl = NULL;
+    }
+    if (s->fd >= 0)
+        close(s->fd);
+    s->fd = -1;
+    s->state = RS_IDLE;
+}
+
+static bool rs_begin(resume_slot_t *s, SSL_CTX *ctx, const struct sockaddr_in *a)
+{
+    s->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (s->fd < 0)
+        return false;
+    int one = 1;
+    setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    s->ssl = SSL_new(ctx);
+    if (!s->ssl)
+        return false;
+    SSL_set_fd(s->ssl, s->fd);
+    if (s->sess)
+        SSL_set_session(s->ssl, s->sess);
+    s->later = s->conns++ > 0;
+    s->len = s->total = 0;
+    s->buf[0] = 0;
+    s->t0 = now_s();
+    s->state = RS_CONNECT;
+    s->events = POLLOUT; /* connected, or refused: SO_ERROR says which */
+    return connect(s->fd, (const struct sockaddr *)a, sizeof(*a)) == 0 || errno == EINPROGRESS;
+}
+
+/* 0: waiting (s->events set); anything else: the errno-like failure. */
+static int rs_want(resume_slot_t *s, int r, long *err)
+{
+    switch (SSL_get_error(s->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        s->events = POLLIN;
+        return 0;
+    case SSL_ERROR_WANT_WRITE:
+        s->events = POLLOUT;
+        return 0;
+    default:
+        ERR_clear_error();
+        (*err)++;
+        return -1;
+    }
+}
+
+/* A 2xx status and, when the head has a Content-Length, that many body bytes. */
+static bool rs_response_ok(const resume_slot_t *s)
+{
+    int status = 0;
+    if (sscanf(s->buf, "HTTP/1.%*d %d", &status) != 1 || status < 200 || status > 299)
+        return false;
+    const char *end = strstr(s->buf, "\r\n\r\n");
+    if (!end)
+        return false;
+    size_t head = (size_t)(end + 4 - s->buf);
+    for (const char *q = strstr(s->buf, "\r\n"); q && q < end; q = strstr(q + 2, "\r\n"))
+        if (strncasecmp(q + 2, "content-length:", 15) == 0)
+            return s->total - head == strtoul(q + 17, NULL, 10);
+    return true;
+}
+
+/* Advances a slot: 1 its request was answered, -1 it failed (counted), 0 it waits. */
+static int rs_step(resume_slot_t *s, resume_stats_t *st)
+{
+    int r;
+    if (s->state == RS_CONNECT) {
+        int err = 0;
+        socklen_t l = sizeof(err);
+        if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0 || err) {
+            st->err_connect++;
+            return -1;
+        }
+        s->state = RS_HANDSHAKE;
+    }
+    if (s->state == RS_HANDSHAKE) {
+        if ((r = SSL_connect(s->ssl)) != 1)
+            return rs_want(s, r, &st->err_tls);
+        if (s->later) {
+            st->later++;
+            st->resumed += SSL_session_reused(s->ssl) ? 1 : 0;
+        }
+        s->state = RS_WRITE;
+    }
+    if (s->state == RS_WRITE) {
+        if ((r = SSL_write(s->ssl, resume_req, (int)sizeof(resume_req) - 1)) <= 0)
+            return rs_want(s, r, &st->err_io);
+        s->state = RS_READ;
+    }
+    for (;;) {
+        char scratch[16384];
+        bool head = s->len < sizeof(s->buf) - 1;
+        char *dst = head ? s->buf + s->len : scratch;
+        int room = head ? (int)(sizeof(s->buf) - 1 - s->len) : (int)sizeof(scratch);
+        r = SSL_read(s->ssl, dst, room);
+        if (r > 0) {
+            if (head) {
+                s->len += (size_t)r;
+                s->buf[s->len] = 0;
+            }
+            s->total += (size_t)r;
+            continue;
+        }
+        if (SSL_get_error(s->ssl, r) == SSL_ERROR_ZERO_RETURN) { /* the end (SSL_OP_IGNORE_UNEXPECTED_EOF) */
+            if (rs_response_ok(s)) {
+                /* The newest ticket: the last NewSessionTicket read, or
+                 * the one this connection resumed with if none came. */
+                SSL_SESSION *sess = SSL_get1_session(s->ssl);
+                if (sess && SSL_SESSION_is_resumable(sess)) {
+                    if (s->sess)
+                        SSL_SESSION_free(s->sess);
+                    s->sess = sess;
+                } else if (sess) {
+                    SSL_SESSION_free(sess);
+                }
+                return 1;
+            }
+            st->err_status++;
+            return -1;
+        }
+        return rs_want(s, r, &st->err_io);
+    }
+}
+
+/* Runs in the child: the load for `seconds`, then a report to `out`. */
+static resume_stats_t resume_load(int port, int conns, int seconds, const char *out, double *elapsed)
+{
+    resume_stats_t st = {0};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx)
+        return st;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+    SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL); /* as wrk: the certificate is the bench's own */
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* No client cache: with one, OpenSSL marks a TLS 1.3 session spent
+     * once resumed (single-use tickets), and a server that sends no new
+     * ticket on a resumed connection (h2o 2.2) would get one full handshake
+     * in two. The slots keep their sessions themselves. */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    conns = conns < RESUME_MAX_CONNS ? conns : RESUME_MAX_CONNS;
+    static resume_slot_t slots[RESUME_MAX_CONNS];
+    struct pollfd pfd[RESUME_MAX_CONNS];
+    for (int i = 0; i < conns; i++)
+        slots[i] = (resume_slot_t){.fd = -1, .state = RS_IDLE};
+    double t_start = now_s(), end = t_start + seconds, t;
+    while ((t = now_s()) < end) {
+        for (int i = 0; i < conns; i++) {
+            resume_slot_t *s = &slots[i];
+            if (s->state != RS_IDLE) {
+                int r = 0;
+                if (pfd[i].revents)
+                    r = rs_step(s, &st);
+                else if (t - s->t0 > RESUME_TIMEOUT_S) {
+                    st.err_timeout++;
+                    r = -1;
+                }
+                if (r == 1) {
+                    st.requests++;
+                    if (st.nlat == st.cap) {
+                        st.cap = st.cap ? st.cap * 2 : 65536;
+                        st.lat_ms = realloc(st.lat_ms, st.cap * sizeof(double));
+                        if (!st.lat_ms)
+                            _exit(2);
+                    }
+                    st.lat_ms[st.nlat++] = (now_s() - s->t0) * 1000.0;
+                }
+                if (r != 0)
+                    rs_close(s);
+            }
+            /* The slot's next connection at once; its first step when poll
+             * finds the socket writable. One whose socket could not be made
+             * tries again in the next round. */
+            if (s->state == RS_IDLE && !rs_begin(s, ctx, &a)) {
+                st.err_connect++;
+                rs_close(s);
+            }
+        }
+        for (int i = 0; i < conns; i++)
+            pfd[i] = (struct pollfd){.fd = slots[i].state == RS_IDLE ? -1 : slots[i].fd, .events = slots[i].events};
+        poll(pfd, (nfds_t)conns, 10);
+    }
+    *elapsed = now_s() - t_start;
+    for (int i = 0; i < conns; i++) {
+        if (slots[i].state != RS_IDLE)
+            rs_close(&slots[i]); /* cut at the deadline, as wrk's */
+        if (slots[i].sess)
+            SSL_SESSION_free(slots[i].sess);
+    }
+    SSL_CTX_free(ctx);
+    FILE *f = fopen(out, "w");
+    if (f) {
+        fprintf(f,
+                "resume load: %d connections, %ld requests in %.2f s; errors: connect %ld, tls %ld, io %ld, status %ld,"
+                " timeout %ld; resumed %ld of %ld connections after each slot's first\n",
+                conns, st.requests, *elapsed, st.err_connect, st.err_tls, st.err_io, st.err_status, st.err_timeout,
+                st.resumed, st.later);
+        fclose(f);
+    }
+    return st;
+}
+
+/* The https-resume counterpart of run_wrk: the load generator forked and
+ * pinned to CPU 0 (as wrk), its CPU time from wait4 (as wrk's). */
+static wrk_result_t run_resume(int port, int conns, int seconds, pid_t proxy_root)
+{
+    char out[512];
+    snprintf(out, sizeof(out), "%s/wrk.out", g_tmp);
+    unlink(out);
+    wrk_result_t r = {0};
+    int fds[2];
+    if (pipe(fds) < 0)
+        die("pipe: %s", strerror(errno));
+    tree_reading_t before = proxy_root > 0 ? read_tree(proxy_root) : (tree_reading_t){0};
+    tree_reading_t origin_before = read_tree(g_origin_pid);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        close(fds[0]);
+        pin(0);
+        double elapsed = 0;
+        resume_stats_t st = resume_load(port, conns, seconds, out, &elapsed);
+        wrk_result_t w = {0};
+        w.requests = (double)st.requests;
+        w.rps = elapsed > 0 ? (double)st.requests / elapsed : 0;
+        w.errors = st.err_connect + st.err_tls + st.err_io + st.err_status + st.err_timeout;
+        w.later_conns = st.later;
+        w.resumed = st.resumed;
+        if (st.nlat > 0) {
+            qsort(st.lat_ms, st.nlat, sizeof(double), cmp_double);
+            w.p50_ms = st.lat_ms[st.nlat / 2];
+            w.p99_ms = st.lat_ms[(size_t)((double)(st.nlat - 1) * 0.99)];
+        }
+        ssize_t n = write(fds[1], &w, sizeof(w));
+        _exit(n == (ssize_t)sizeof(w) ? 0 : 1);
+    }
+    close(fds[1]);
+    size_t got = 0;
+    while (got < sizeof(r)) {
+        ssize_t n = read(fds[0], (char *)&r + got, sizeof(r) - got);
+        if (n <= 0 && !(n < 0 && errno == EINTR))
+            break;
+        if (n > 0)
+            got += (size_t)n;
+    }
+    close(fds[0]);
+    int st;
+    struct rusage ru;
+    wait4(pid, &st, 0, &ru);
+    if (got != sizeof(r))
+        r = (wrk_result_t){.errors = 1}; /* the load generator failed */
+    tree_reading_t after = proxy_root > 0 ? read_tree(proxy_root) : (tree_reading_t){0};
+    tree_reading_t origin_after = read_tree(g_origin_pid);
+    double gen_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+                   (double)ru.ru_stime.tv_usec / 1e6;
+    per_request(&r, proxy_root, before, after, gen_s + origin_after.cpu_s - origin_before.cpu_s);
+    return r;
+}
+
+/* Stops the bench: the contender did not resume sessions (https-resume
+ * would then measure full handshakes). */
+static void refuse_resumption(const char *scenario, const char *proxy, wrk_result_t w)
+{
+    fprintf(stderr,
+            "bench: %s: %s: resumed %ld of %ld connections after each slot's first (%.1f%%, < %.0f%%); its run is "
+            "not a measurement of resumption.\n",
+            scenario, proxy, w.resumed, w.later_conns,
+            w.later_conns ? 100.0 * (double)w.resumed / (double)w.later_conns : 0, RESUME_MIN_FRACTION * 100);
     die("refused (logs in %s; --allow-errors measures anyway)", g_tmp);
 }
 
@@ -839,6 +1175,7 @@ static double median_ratio(const double *a, const double *b, int n)
 typedef struct cell {
     double rps[MAX_ROUNDS], p50[MAX_ROUNDS], p99[MAX_ROUNDS], peer[MAX_ROUNDS];
     double cpu[MAX_ROUNDS], usr[MAX_ROUNDS], sys[MAX_ROUNDS]; /* us per request: total, user, system */
+    double resumed[MAX_ROUNDS]; /* https-resume: the fraction of later connections resumed */
     long errors;
     int n;
     long hwm_kb;
@@ -854,6 +1191,7 @@ typedef struct scenario {
     bool with_id;    /* requests carry X-Trace-Id (the platform's normal case) */
     bool tls;        /* HTTPS to the proxies (TLS 1.3, the same certificate) */
     bool tls_close;  /* ... and a new connection (a full handshake) per request */
+    bool tls_resume; /* ... a new connection per request resuming the last session (run_resume, not wrk) */
     bool egress;     /* forward proxies (absolute-form requests): swarmgate's egress listener and squid, with
                         swarmgate's reverse mode on the same load for the CPU comparison */
     cell_t cell[P__COUNT];
@@ -892,7 +1230,9 @@ static void run_scenario(scenario_t *sc)
     printf("\n== %s: GET %s%s%s%s, %d connections, %d worker(s), %d rounds x (%d s warm-up + %d s)\n", sc->name,
            sc->egress ? g_abs_small : sc->path, sc->egress ? " (absolute form; swarmgate reverse: GET /small)" : "",
            sc->with_id ? " with X-Trace-Id" : "",
-           sc->tls ? (sc->tls_close ? " over TLS 1.3, a handshake per request" : " over TLS 1.3 (keep-alive)") : "",
+           sc->tls_resume ? " over TLS 1.3, a resumed handshake (session ticket) per request"
+           : sc->tls      ? (sc->tls_close ? " over TLS 1.3, a handshake per request" : " over TLS 1.3 (keep-alive)")
+                          : "",
            sc->conns, sc->workers, g_rounds, WARMUP_S, g_duration);
     fflush(stdout);
     wrk_result_t d = run_wrk(g_origin_port, sc->path, sc->conns, DIRECT_S, sc->with_id, 0);
@@ -909,14 +1249,19 @@ static void run_scenario(scenario_t *sc)
             if (scraping)
                 pthread_create(&th, NULL, scrape_loop, &scr);
             const char *target = is_forward((proxy_t)p) ? g_abs_small : sc->path;
-            wrk_result_t wu = run_wrk(r.port, target, sc->conns, WARMUP_S, sc->with_id, 0);
-            wrk_result_t w = run_wrk(r.port, target, sc->conns, g_duration, sc->with_id, r.pid);
+            wrk_result_t wu = sc->tls_resume ? run_resume(r.port, sc->conns, WARMUP_S, 0)
+                                             : run_wrk(r.port, target, sc->conns, WARMUP_S, sc->with_id, 0);
+            wrk_result_t w = sc->tls_resume ? run_resume(r.port, sc->conns, g_duration, r.pid)
+                                            : run_wrk(r.port, target, sc->conns, g_duration, sc->with_id, r.pid);
             if (scraping) {
                 scr.stop = true;
                 pthread_join(th, NULL);
             }
             if ((wu.errors || w.errors) && !g_allow_errors)
                 refuse(sc->name, proxy_names[p], wu.errors + w.errors);
+            double resumed = w.later_conns > 0 ? (double)w.resumed / (double)w.later_conns : 0;
+            if (sc->tls_resume && resumed < RESUME_MIN_FRACTION && !g_allow_errors)
+                refuse_resumption(sc->name, proxy_names[p], w);
             cell_t *c = &sc->cell[p];
             c->rps[c->n] = w.rps;
             c->p50[c->n] = w.p50_ms;
@@ -925,6 +1270,7 @@ static void run_scenario(scenario_t *sc)
             c->usr[c->n] = w.usr_us_per_req;
             c->sys[c->n] = w.sys_us_per_req;
             c->peer[c->n] = w.peer_us_per_req;
+            c->resumed[c->n] = resumed;
             c->errors += w.errors;
             c->n++;
             tree_reading_t t = read_tree(r.pid);
@@ -935,6 +1281,8 @@ static void run_scenario(scenario_t *sc)
                 "peer %6.2f%s",
                 round + 1, proxy_names[p], w.rps, w.p50_ms, w.p99_ms, w.cpu_us_per_req, w.usr_us_per_req,
                 w.sys_us_per_req, w.peer_us_per_req, w.errors ? "  ERRORS" : "");
+            if (sc->tls_resume)
+                printf("  resumed %.1f%% (%ld of %ld)", resumed * 100, w.resumed, w.later_conns);
             if (scraping && scr.n)
                 printf("  scrape max %.2f ms (%zu B)", scr.max_ms, scr.bytes);
             printf("\n");
@@ -1135,6 +1483,7 @@ int main(int argc, char **argv)
         {.name = "small-64-2workers", .path = "/small", .conns = 64, .workers = 2},
         {.name = "https-64", .path = "/small", .conns = 64, .workers = 1, .tls = true},
         {.name = "https-handshakes", .path = "/small", .conns = 16, .workers = 1, .tls = true, .tls_close = true},
+        {.name = "https-resume", .path = "/small", .conns = 16, .workers = 1, .tls = true, .tls_resume = true},
         {.name = "egress-64", .path = "/small", .conns = 64, .workers = 1, .egress = true},
     };
     size_t nsc = g_idle_only ? 0 : sizeof(scs) / sizeof(scs[0]);
@@ -1155,7 +1504,7 @@ int main(int argc, char **argv)
         }
         if (k == 0)
             die("--scenarios %s: no such scenario (small-64, small-64-id, small-256, small-256-id, 16k-64, 16k-256, "
-                "small-64-2workers, https-64, https-handshakes, egress-64)",
+                "small-64-2workers, https-64, https-handshakes, https-resume, egress-64)",
                 g_only);
         nsc = k;
         g_no_idle = true;
@@ -1224,6 +1573,9 @@ int main(int argc, char **argv)
                    median(c->usr, c->n), median(c->sys, c->n), c->hwm_kb, fmt_ratio(xn, rps, ng),
                    fmt_ratio(xh, rps, hp), fmt_ratio(x2, rps, h2), median(c->peer, c->n),
                    c->errors ? "  (errors!)" : "");
+            if (sc->tls_resume)
+                printf("  %-20s %-18s resumed %.1f%% of the connections after each slot's first (median)\n", "",
+                       proxy_names[p], median(c->resumed, c->n) * 100);
             fprintf(g_json,
                     "%s\"%s\": {\"rps\": %.1f, \"p50_ms\": %.4f, \"p99_ms\": %.4f, \"cpu_us_per_req\": %.3f, "
                     "\"user_us_per_req\": %.3f, \"sys_us_per_req\": %.3f, "
@@ -1233,7 +1585,10 @@ int main(int argc, char **argv)
                     c->errors);
             for (int j = 0; j < c->n; j++)
                 fprintf(g_json, "%s%.1f", j ? ", " : "", c->rps[j]);
-            fprintf(g_json, "]}");
+            fprintf(g_json, "]");
+            if (sc->tls_resume)
+                fprintf(g_json, ", \"resumed_fraction\": %.4f", median(c->resumed, c->n));
+            fprintf(g_json, "}");
         }
         printf("  %-20s %-18s %9.0f\n", sc->name, "(direct, no proxy)", sc->direct_rps);
         if (sc->egress) {
