@@ -1,9 +1,11 @@
 #!/bin/sh
 # make bench: Release build (with the test helpers), then the driver. Needs
-# nginx, haproxy, h2o, squid, wrk and postgresql (make deps installs them).
-# Bounded: 10 scenarios x 3 rounds, each contender a 1 s warm-up and a 4 s
-# measured run (123 runs), then idle connections and /metrics: about 14
-# minutes (17 with SG_BENCH_ALT); the driver prints its estimate first.
+# nginx, haproxy, h2o, squid, wrk and postgresql (make deps installs them);
+# https-resume runs the driver's own load generator (libssl), wrk having no
+# TLS session resumption.
+# Bounded: 11 scenarios x 3 rounds, each contender a 1 s warm-up and a 4 s
+# measured run (135 runs), then idle connections and /metrics: about 15
+# minutes (18 with SG_BENCH_ALT); the driver prints its estimate first.
 #   SG_BENCH_ARGS   more driver options, e.g. "--scenarios 16k-64 --rounds 9"
 #                   (--scenarios skips the idle-connection part; --no-scrape
 #                   the /metrics one)
