@@ -412,12 +412,15 @@ struct sg_tp {
     uv_tcp_t tcp; /* plain TCP: the socket (tcp.data = the transport; tcp.loop = its worker's, see sg__tp_w) */
     const sg_tp_vt_t *vt;
     const sg_tp_cbs_t *cbs;
-    char *rbuf; /* SG_BUF_SIZE, lent when a read comes; NULL when nothing is pending */
-    uint32_t rpos, rlen;
-    uint32_t n_writes; /* queued, not finished */
-    bool is_reading;
-    bool is_closing;
+    char *rbuf;          /* SG_BUF_SIZE, lent when a read comes; NULL when nothing is pending */
+    uint16_t rpos, rlen; /* within rbuf (SG_BUF_SIZE fits) */
+    /* Packed with the two flags: 8 bytes for the three (an idle connection's
+     * memory, sg_conn_t). */
+    uint32_t n_writes : 30; /* queued, not finished */
+    uint32_t is_reading : 1;
+    uint32_t is_closing : 1;
 };
+_Static_assert(SG_BUF_SIZE <= UINT16_MAX, "rpos and rlen are 16 bits");
 
 void sg__tp_init(sg_tp_t *tp, sg_worker_t *w, const sg_tp_vt_t *vt, const sg_tp_cbs_t *cbs);
 /* The worker a transport belongs to, through its handle's loop (w->loop.data
@@ -579,7 +582,7 @@ struct sg_conn {
         uint8_t addr[16];
     } peer; /* text: sg__conn_peer_text() */
 };
-_Static_assert(sizeof(sg_conn_t) <= 384, "an idle keep-alive connection's memory (docs/performance.md)");
+_Static_assert(sizeof(sg_conn_t) <= 376, "an idle keep-alive connection's memory (docs/performance.md)");
 
 /* An idle keep-alive connection holds this struct only: no transaction, no
  * read buffer, no head, no timer handle (DESIGN: per-connection memory while
