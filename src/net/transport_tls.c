@@ -14,6 +14,7 @@
 #include "net/net_int.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 struct sg_tp_tls {
     sg_tls_conn_t *c;
@@ -215,9 +216,26 @@ static int tls_write(sg_tp_t *tp, const uv_buf_t *iov, unsigned n, const sg_tp_h
 {
     sg_tp_tls_t *s = tls_of(tp);
     int r = 0;
-    for (unsigned i = 0; i < n && r == 0; i++)
-        if (iov[i].len && sg_tls_conn_write(s->c, iov[i].base, iov[i].len) != SG_TLS_DONE)
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++)
+        total += iov[i].len;
+    char *one = n > 1 && total <= SG_BUF_SIZE ? sg__buf_get(sg__tp_w(tp)) : NULL;
+    if (one) {
+        /* A head and its body in one record (up to the record size): the
+         * peer decrypts one record, not one per piece. */
+        size_t at = 0;
+        for (unsigned i = 0; i < n; i++) {
+            memcpy(one + at, iov[i].base, iov[i].len);
+            at += iov[i].len;
+        }
+        if (sg_tls_conn_write(s->c, one, total) != SG_TLS_DONE)
             r = UV_EPROTO;
+        sg__buf_put(sg__tp_w(tp), one);
+    } else {
+        for (unsigned i = 0; i < n && r == 0; i++)
+            if (iov[i].len && sg_tls_conn_write(s->c, iov[i].base, iov[i].len) != SG_TLS_DONE)
+                r = UV_EPROTO;
+    }
     /* The plaintext is in the records now: its buffers go back at once. */
     for (int k = 0; k < 2; k++) {
         char *p = h->p[k];
