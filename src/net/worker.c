@@ -11,6 +11,8 @@
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static void worker_maybe_finish(sg_worker_t *w);
@@ -287,6 +289,13 @@ void *sg__worker_main(void *arg)
     else
         snprintf(name, sizeof(name), "sg-worker-%u", w->idx & 0xffffu); /* workers <= 256 */
     pthread_setname_np(pthread_self(), name);
+    if (is_ctl) {
+        /* The control thread's work (log writing, scrapes, the poller) can
+         * wait a little; a worker's request cannot: a lower priority keeps
+         * it from preempting a worker on a shared CPU (the p99 tail,
+         * docs/performance.md). Linux: nice is per thread. */
+        (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
+    }
     heartbeat(w);
     w->hooks->on_start(w);
     uv_run(&w->loop, UV_RUN_DEFAULT);
